@@ -1,0 +1,173 @@
+"""``gateway keys|balance|usage``: manage keys, balances and the ledger in Redis."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.cli.output import CommandError, emit_json, emit_table
+from gateway.config import EMBEDDED, load_redis_settings
+from gateway.store import ApiKey, Store, connect
+
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``15m``, ``12h``, ``30d``, ``2w`` or combinations like ``1d12h``, in seconds."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 30d, 12h, 1d12h)")
+    return float(sum(int(n) * _UNITS[u] for n, u in parts))
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    keys = commands.add_parser("keys", help="create, list, show and revoke API keys")
+    ks = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    create = ks.add_parser("create", parents=[common], help="create a key (printed once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--balance", type=int, default=0, help="initial credits (1e6 = 1 USD)")
+    create.add_argument(
+        "--agent",
+        action="append",
+        default=[],
+        help="an agent the key may call (repeatable; default: every agent)",
+    )
+    create.add_argument("--expires-in", type=parse_duration, help="e.g. 30d, 12h")
+    create.set_defaults(run=_runner(_create))
+    ks.add_parser("list", parents=[common], help="list keys").set_defaults(run=_runner(_list))
+    show = ks.add_parser("show", parents=[common], help="show one key")
+    show.add_argument("id")
+    show.set_defaults(run=_runner(_show))
+    revoke = ks.add_parser("revoke", parents=[common], help="revoke a key (within 1 s everywhere)")
+    revoke.add_argument("id")
+    revoke.set_defaults(run=_runner(_revoke))
+
+    balance = commands.add_parser("balance", help="show or add credits")
+    bs = balance.add_subparsers(dest="balance_command", required=True, metavar="COMMAND")
+    bshow = bs.add_parser("show", parents=[common], help="a key's balance in credits")
+    bshow.add_argument("id")
+    bshow.set_defaults(run=_runner(_balance_show))
+    badd = bs.add_parser("add", parents=[common], help="add credits (negative to remove)")
+    badd.add_argument("id")
+    badd.add_argument("credits", type=int)
+    badd.add_argument("--note", default="")
+    badd.set_defaults(run=_runner(_balance_add))
+
+    usage = commands.add_parser("usage", parents=[common], help="a key's ledger")
+    usage.add_argument("id")
+    usage.add_argument("--limit", type=int, help="at most this many entries (oldest first)")
+    usage.set_defaults(run=_runner(_usage))
+
+
+Action = Callable[[Store, argparse.Namespace], Awaitable[None]]
+
+
+def _runner(action: Action) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        settings = load_redis_settings(args.config)
+        if settings.url == EMBEDDED:
+            raise CommandError(
+                "redis.url is 'embedded': that store lives inside a running `gateway serve` "
+                "and cannot be reached from here. Point GATEWAY_REDIS_URL (or redis.url) at Redis."
+            )
+
+        async def go() -> None:
+            store = Store(connect(settings))
+            try:
+                await action(store, args)
+            finally:
+                await store.aclose()
+
+        asyncio.run(go())
+        return 0
+
+    return run
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else ""
+
+
+def _key_row(key: ApiKey, now: float) -> list[object]:
+    state = "revoked" if key.revoked_at else ("expired" if not key.usable(now) else "active")
+    agents = ",".join(key.agents) or "*"
+    return [key.id, key.name, key.hint + "...", state, agents, _when(key.expires_at)]
+
+
+_KEY_HEADER = ["ID", "NAME", "KEY", "STATE", "AGENTS", "EXPIRES"]
+
+
+async def _create(store: Store, args: argparse.Namespace) -> None:
+    expires_at = time.time() + args.expires_in if args.expires_in else None
+    key, secret = await store.create_key(
+        args.name, balance=args.balance, agents=tuple(args.agent), expires_at=expires_at
+    )
+    if args.json:
+        emit_json({**key.to_json(), "key": secret, "balance": args.balance})
+        return
+    print(f"Created key {key.id} ({key.name}) with {args.balance} credits.")
+    print("Its secret is shown only now; store it safely:")
+    print(secret)
+
+
+async def _list(store: Store, args: argparse.Namespace) -> None:
+    keys = await store.list_keys()
+    if args.json:
+        emit_json([k.to_json() for k in keys])
+    else:
+        now = time.time()
+        emit_table([_key_row(k, now) for k in keys], _KEY_HEADER)
+
+
+async def _show(store: Store, args: argparse.Namespace) -> None:
+    key = await store.get_key(args.id)
+    balance = await store.balance(key.id)
+    if args.json:
+        emit_json({**key.to_json(), "balance": balance})
+    else:
+        emit_table([[*_key_row(key, time.time()), balance]], [*_KEY_HEADER, "BALANCE"])
+
+
+async def _revoke(store: Store, args: argparse.Namespace) -> None:
+    key = await store.revoke_key(args.id)
+    if args.json:
+        emit_json(key.to_json())
+    else:
+        print(f"Revoked key {key.id} ({key.name}).")
+
+
+async def _balance_show(store: Store, args: argparse.Namespace) -> None:
+    key = await store.get_key(args.id)
+    balance = await store.balance(key.id)
+    if args.json:
+        emit_json({"id": key.id, "balance": balance})
+    else:
+        print(f"{key.id}: {balance} credits ({balance / 1_000_000:.6f} USD)")
+
+
+async def _balance_add(store: Store, args: argparse.Namespace) -> None:
+    balance = await store.credit(args.id, args.credits, note=args.note)
+    if args.json:
+        emit_json({"id": args.id, "balance": balance})
+    else:
+        print(f"{args.id}: {balance} credits")
+
+
+async def _usage(store: Store, args: argparse.Namespace) -> None:
+    await store.get_key(args.id)
+    entries = await store.ledger(args.id, limit=args.limit)
+    if args.json:
+        emit_json([e.to_json() for e in entries])
+        return
+    rows = []
+    for e in entries:
+        u = e.usage
+        tokens = f"{u.input_tokens}/{u.output_tokens}{'~' if u.estimated else ''}" if u else ""
+        rows.append([_when(e.at), e.kind, e.agent or e.note, tokens, e.amount, e.balance])
+    emit_table(rows, ["AT", "KIND", "AGENT/NOTE", "TOKENS IN/OUT", "CREDITS", "BALANCE"])

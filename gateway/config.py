@@ -1,0 +1,246 @@
+"""``gateway.yaml``: its schema, and loading it with every problem located by line.
+
+A configuration that loads is complete: every backend type resolved to its
+plugin, every option checked, every route pointing at a backend, every secret's
+environment variable present. Nothing about it is checked again per request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import ConfigError, Problem
+from gateway.plugin import BACKENDS_GROUP, BackendPlugin
+from gateway.route import Route
+from gateway.typed import Report, build, positive, problems_collector
+
+EMBEDDED = "embedded"
+MIB = 1024 * 1024
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "must be between 0 and 65535"
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str = "127.0.0.1"
+    port: int = field(default=8080, metadata={"check": _port})
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """``url`` is a redis:// or rediss:// URL, or ``embedded`` for an in-process store."""
+
+    url: str = EMBEDDED
+    socket_timeout: float = field(default=2.0, metadata={"check": positive})
+    connect_timeout: float = field(default=2.0, metadata={"check": positive})
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """The admin token is read from the environment variable ``token_env``."""
+
+    token_env: str | None = field(default=None, metadata={"env": True})
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    cache_ttl: float = field(default=1.0, metadata={"check": positive})
+    cache_size: int = field(default=100_000, metadata={"check": positive})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int = field(default=4 * MIB, metadata={"check": positive})
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSpec:
+    """A ``backends`` entry resolved to its plugin, with validated options."""
+
+    name: str
+    type: str
+    plugin: BackendPlugin
+    options: Any
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    listen: Listen = field(default_factory=Listen)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: Limits = field(default_factory=Limits)
+    backends: Mapping[str, BackendSpec] = field(default_factory=dict)
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """The top-level keys whose values are plain settings."""
+
+    listen: Listen = field(default_factory=Listen)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: Limits = field(default_factory=Limits)
+
+
+def backend_plugins() -> dict[str, Any]:
+    """Installed backend entry points by name (loaded lazily by the caller)."""
+    return {ep.name: ep for ep in entry_points(group=BACKENDS_GROUP)}
+
+
+def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
+    """Load and check ``path``; raise ``ConfigError`` listing every problem."""
+    file = str(path)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem("", f"cannot read: {exc}", file)]) from exc
+    return parse_config(text, file)
+
+
+def parse_config(text: str, file: str = "<string>") -> GatewayConfig:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([Problem("", f"invalid YAML: {exc}", file, line)]) from exc
+    lines: dict[str, int] = {}
+    problems, report = problems_collector(file, lines)
+    if node is not None:
+        _index_lines(node, "", lines, report)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        report("", "the file must be a mapping of settings")
+        raise ConfigError(problems)
+
+    plain = {k: v for k, v in data.items() if k not in ("backends", "routes")}
+    settings = build(_Settings, plain, "", report)
+    backends = _backends(data.get("backends"), report)
+    routes = _routes(data.get("routes"), report)
+    for agent, route in routes.items():
+        if route.backend not in backends and f"backends.{route.backend}" not in lines:
+            report(f"routes.{agent}.backend", f"no backend named {route.backend!r}")
+    if problems or settings is None:
+        raise ConfigError(problems)
+
+    return GatewayConfig(
+        listen=settings.listen,
+        redis=_with_env(settings.redis),
+        admin=settings.admin,
+        auth=settings.auth,
+        limits=settings.limits,
+        backends=backends,
+        routes=routes,
+        source=file,
+    )
+
+
+def _backends(raw: object, report: Report) -> dict[str, BackendSpec]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        report("backends", "expected a mapping of backend name to settings")
+        return {}
+    available = backend_plugins()
+    specs: dict[str, BackendSpec] = {}
+    for name, body in raw.items():
+        path = f"backends.{name}"
+        if not isinstance(body, dict):
+            report(path, "expected a mapping with a 'type' and its options")
+            continue
+        kind = body.get("type")
+        if not isinstance(kind, str):
+            report(f"{path}.type", "required: the backend type (e.g. echo, openai_chat)")
+            continue
+        entry = available.get(kind)
+        if entry is None:
+            known = ", ".join(sorted(available)) or "none installed"
+            report(f"{path}.type", f"unknown backend type {kind!r} (known: {known})")
+            continue
+        try:
+            plugin = entry.load()
+        except Exception as exc:  # a third-party plugin may fail in any way
+            report(f"{path}.type", f"backend plugin {kind!r} failed to load: {exc!r}")
+            continue
+        if not isinstance(plugin, BackendPlugin):
+            report(f"{path}.type", f"entry point {kind!r} is not a BackendPlugin")
+            continue
+        options = {k: v for k, v in body.items() if k != "type"}
+        built = build(plugin.options, options, path, report)
+        if built is not None:
+            specs[str(name)] = BackendSpec(str(name), kind, plugin, built)
+    return specs
+
+
+def _routes(raw: object, report: Report) -> dict[str, Route]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        report("routes", "expected a mapping of agent id to route")
+        return {}
+    routes: dict[str, Route] = {}
+    for agent, body in raw.items():
+        route = build(Route, body, f"routes.{agent}", report)
+        if route is not None:
+            routes[str(agent)] = route
+    return routes
+
+
+def _index_lines(node: yaml.Node, path: str, lines: dict[str, int], report: Report) -> None:
+    """Record the line of every mapping key and list item; flag duplicate keys."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            sub = f"{path}.{key}" if path else key
+            lines[sub] = key_node.start_mark.line + 1
+            if key in seen:
+                report(sub, "duplicate key")
+            seen.add(key)
+            _index_lines(value_node, sub, lines, report)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            sub = f"{path}[{i}]"
+            lines[sub] = item.start_mark.line + 1
+            _index_lines(item, sub, lines, report)
+
+
+def load_redis_settings(path: str | os.PathLike[str]) -> RedisSettings:
+    """Only the ``redis`` section, for commands that manage the store.
+
+    They need no backend secrets, so an admin machine can run them without
+    the upstreams' environment variables.
+    """
+    file = str(path)
+    try:
+        data = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError([Problem("", f"cannot read: {exc}", file)]) from exc
+    problems, report = problems_collector(file, {})
+    raw = data.get("redis") if isinstance(data, dict) else None
+    settings = build(RedisSettings, raw, "redis", report)
+    if settings is None:
+        raise ConfigError(problems)
+    return _with_env(settings)
+
+
+def _with_env(settings: RedisSettings) -> RedisSettings:
+    """``GATEWAY_REDIS_URL`` overrides the file's ``redis.url``."""
+    override = os.environ.get("GATEWAY_REDIS_URL")
+    return dataclasses.replace(settings, url=override) if override else settings

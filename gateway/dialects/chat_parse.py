@@ -1,0 +1,234 @@
+"""Parse an OpenAI Chat Completions request body into an ``AgentInvocation``.
+
+``model`` is the agent id. Fields the gateway does not know are ignored (SDKs
+add fields faster than gateways learn them); known fields are type-checked and
+a wrong one is a 400 naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.dialects.fields import (
+    JsonMap,
+    as_list,
+    as_object,
+    as_str,
+    invalid,
+    join,
+    opt_bool,
+    opt_int,
+    opt_list,
+    opt_number,
+    opt_object,
+    opt_str,
+    req_str,
+    str_map,
+)
+from gateway.errors import InvalidRequest
+from gateway.invocation import (
+    AgentInvocation,
+    ContentPart,
+    FilePart,
+    ForcedFunction,
+    FunctionCall,
+    FunctionCallOutput,
+    FunctionTool,
+    ImagePart,
+    InputItem,
+    Message,
+    ResponseFormat,
+    Sampling,
+    TextPart,
+    ToolChoice,
+)
+
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    invocation: AgentInvocation
+    include_usage: bool = False  # stream_options.include_usage
+
+
+def parse_chat_request(body: object) -> ChatRequest:
+    req = as_object(body, "body")
+    agent = req_str(req, "model")
+    messages = opt_list(req, "messages")
+    if not messages:
+        raise InvalidRequest("'messages' must be a non-empty array", param="messages")
+    items: list[InputItem] = []
+    for i, raw in enumerate(messages):
+        items.extend(_message(as_object(raw, f"messages[{i}]"), f"messages[{i}]"))
+
+    n = opt_int(req, "n", lo=1)
+    if n is not None and n != 1:
+        raise invalid("n", "only n=1 is supported")
+    max_tokens = opt_int(req, "max_completion_tokens", lo=1)
+    if max_tokens is None:
+        max_tokens = opt_int(req, "max_tokens", lo=1)
+    tools = tuple(_tool(t, f"tools[{i}]") for i, t in enumerate(opt_list(req, "tools") or ()))
+    stream = bool(opt_bool(req, "stream"))
+    stream_options = opt_object(req, "stream_options") or {}
+    usage_chunk = bool(opt_bool(stream_options, "include_usage", "stream_options"))
+
+    invocation = AgentInvocation(
+        agent=agent,
+        input=tuple(items),
+        tools=tools,
+        tool_choice=_tool_choice(req.get("tool_choice")),
+        parallel_tool_calls=opt_bool(req, "parallel_tool_calls"),
+        sampling=Sampling(
+            temperature=opt_number(req, "temperature", lo=0, hi=2),
+            top_p=opt_number(req, "top_p", lo=0, hi=1),
+            presence_penalty=opt_number(req, "presence_penalty", lo=-2, hi=2),
+            frequency_penalty=opt_number(req, "frequency_penalty", lo=-2, hi=2),
+            seed=opt_int(req, "seed"),
+            stop=_stop(req.get("stop")),
+        ),
+        max_output_tokens=max_tokens,
+        response_format=_response_format(opt_object(req, "response_format")),
+        reasoning_effort=opt_str(req, "reasoning_effort"),
+        stream=stream,
+        metadata=str_map(req, "metadata"),
+    )
+    return ChatRequest(invocation, include_usage=stream and usage_chunk)
+
+
+def _message(msg: JsonMap, path: str) -> list[InputItem]:
+    role = req_str(msg, "role", path)
+    if role not in _ROLES:
+        raise invalid(join(path, "role"), f"must be one of {', '.join(_ROLES)}")
+    if role == "tool":
+        call_id = req_str(msg, "tool_call_id", path)
+        return [FunctionCallOutput(call_id, _text_only(msg.get("content"), join(path, "content")))]
+    content = msg.get("content")
+    if role == "assistant":
+        items: list[InputItem] = []
+        if content is not None:
+            text = _text_only(content, join(path, "content"))
+            if text:
+                items.append(Message("assistant", (TextPart(text),)))
+        for j, call in enumerate(opt_list(msg, "tool_calls", path) or ()):
+            items.append(_tool_call(as_object(call, f"{path}.tool_calls[{j}]"), path, j))
+        if not items and content is None and "tool_calls" not in msg:
+            raise InvalidRequest(
+                f"Missing required parameter: '{path}.content'", param=f"{path}.content"
+            )
+        return items
+    if content is None:
+        raise InvalidRequest(
+            f"Missing required parameter: '{path}.content'", param=f"{path}.content"
+        )
+    parts = _parts(content, join(path, "content"), allow_media=role == "user")
+    return [Message(role, parts)]  # type: ignore[arg-type]  # role checked above
+
+
+def _tool_call(call: JsonMap, path: str, j: int) -> FunctionCall:
+    sub = f"{path}.tool_calls[{j}]"
+    fn = as_object(call.get("function"), join(sub, "function"))
+    arguments = fn.get("arguments", "")
+    return FunctionCall(
+        call_id=req_str(call, "id", sub),
+        name=req_str(fn, "name", join(sub, "function")),
+        arguments=as_str(arguments, join(sub, "function.arguments")),
+    )
+
+
+def _parts(content: object, path: str, *, allow_media: bool) -> tuple[ContentPart, ...]:
+    if isinstance(content, str):
+        return (TextPart(content),)
+    parts: list[ContentPart] = []
+    for i, raw in enumerate(as_list(content, path)):
+        sub = f"{path}[{i}]"
+        part = as_object(raw, sub)
+        kind = req_str(part, "type", sub)
+        if kind == "text":
+            parts.append(TextPart(as_str(part.get("text"), join(sub, "text"))))
+        elif kind == "image_url" and allow_media:
+            image = part.get("image_url")
+            if isinstance(image, str):
+                parts.append(ImagePart(image))
+            else:
+                image = as_object(image, join(sub, "image_url"))
+                url = req_str(image, "url", join(sub, "image_url"))
+                parts.append(ImagePart(url, opt_str(image, "detail", join(sub, "image_url"))))
+        elif kind == "file" and allow_media:
+            file = as_object(part.get("file"), join(sub, "file"))
+            parts.append(
+                FilePart(
+                    filename=opt_str(file, "filename", join(sub, "file")),
+                    data=opt_str(file, "file_data", join(sub, "file")),
+                    file_id=opt_str(file, "file_id", join(sub, "file")),
+                )
+            )
+        else:
+            raise invalid(join(sub, "type"), f"unsupported content part type {kind!r}")
+    return tuple(parts)
+
+
+def _text_only(content: object, path: str) -> str:
+    if content is None:
+        return ""
+    parts = _parts(content, path, allow_media=False)
+    return "".join(p.text for p in parts if isinstance(p, TextPart))
+
+
+def _tool(raw: object, path: str) -> FunctionTool:
+    tool = as_object(raw, path)
+    kind = req_str(tool, "type", path)
+    if kind != "function":
+        raise invalid(join(path, "type"), f"unsupported tool type {kind!r}; expected 'function'")
+    fn = as_object(tool.get("function"), join(path, "function"))
+    sub = join(path, "function")
+    return FunctionTool(
+        name=req_str(fn, "name", sub),
+        description=opt_str(fn, "description", sub),
+        parameters=opt_object(fn, "parameters", sub),
+        strict=opt_bool(fn, "strict", sub),
+    )
+
+
+def _tool_choice(raw: Any) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if raw in ("auto", "none", "required"):
+        return raw  # type: ignore[no-any-return]
+    if isinstance(raw, dict) and raw.get("type") == "function":
+        fn = as_object(raw.get("function"), "tool_choice.function")
+        return ForcedFunction(req_str(fn, "name", "tool_choice.function"))
+    raise invalid(
+        "tool_choice", "expected 'none', 'auto', 'required' or {type: 'function', function: {name}}"
+    )
+
+
+def _stop(raw: object) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        return (raw,)
+    items = as_list(raw, "stop")
+    if len(items) > 4:
+        raise invalid("stop", "at most 4 stop sequences are allowed")
+    return tuple(as_str(s, f"stop[{i}]") for i, s in enumerate(items))
+
+
+def _response_format(raw: JsonMap | None) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    kind = req_str(raw, "type", "response_format")
+    if kind in ("text", "json_object"):
+        return ResponseFormat(kind)  # type: ignore[arg-type]
+    if kind == "json_schema":
+        spec = as_object(raw.get("json_schema"), "response_format.json_schema")
+        path = "response_format.json_schema"
+        return ResponseFormat(
+            "json_schema",
+            name=req_str(spec, "name", path),
+            schema=opt_object(spec, "schema", path),
+            strict=opt_bool(spec, "strict", path),
+            description=opt_str(spec, "description", path),
+        )
+    raise invalid("response_format.type", "expected 'text', 'json_object' or 'json_schema'")

@@ -1,0 +1,137 @@
+"""Render canonical events as Chat Completions chunks or one completion object.
+
+The only code that knows chunk shapes. A chunk's fixed parts are encoded once
+per request; each event costs one small ``orjson.dumps`` of its delta.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway import sse
+from gateway.dialects.openai_errors import error_object
+from gateway.events import (
+    Completed,
+    Event,
+    Failed,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallStarted,
+    Usage,
+)
+from gateway.transcript import Transcript
+
+
+def usage_object(usage: Usage) -> dict[str, object]:
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+class ChatChunks:
+    """Turns one request's events into SSE frames, in order."""
+
+    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool) -> None:
+        head = (
+            orjson.dumps(
+                {"id": completion_id, "object": "chat.completion.chunk", "created": created}
+            )[:-1]
+            + b',"model":'
+            + orjson.dumps(model)
+        )
+        self._usage_null = b',"usage":null' if include_usage else b""
+        self._prefix = b"data: " + head + b',"choices":[{"index":0,"delta":'
+        self._head = head
+        self._include_usage = include_usage
+        self._tool_index: dict[str, int] = {}
+        self._usage = Usage()
+
+    def _chunk(self, delta: bytes, finish_reason: bytes = b"null") -> bytes:
+        return (
+            self._prefix
+            + delta
+            + b',"logprobs":null,"finish_reason":'
+            + finish_reason
+            + b"}]"
+            + self._usage_null
+            + b"}\n\n"
+        )
+
+    def start(self) -> bytes:
+        return self._chunk(b'{"role":"assistant","content":""}')
+
+    def render(self, event: Event) -> bytes:
+        if isinstance(event, TextDelta):
+            return self._chunk(b'{"content":' + orjson.dumps(event.text) + b"}")
+        if isinstance(event, ReasoningDelta):
+            return self._chunk(b'{"reasoning_content":' + orjson.dumps(event.text) + b"}")
+        if isinstance(event, ToolCallStarted):
+            index = self._tool_index.setdefault(event.call_id, len(self._tool_index))
+            call = {
+                "index": index,
+                "id": event.call_id,
+                "type": "function",
+                "function": {"name": event.name, "arguments": ""},
+            }
+            return self._chunk(orjson.dumps({"tool_calls": [call]}))
+        if isinstance(event, ToolCallArgumentsDelta):
+            index = self._tool_index.get(event.call_id, 0)
+            call = {"index": index, "function": {"arguments": event.arguments}}
+            return self._chunk(orjson.dumps({"tool_calls": [call]}))
+        if isinstance(event, Usage):
+            self._usage = event
+            return b""
+        if isinstance(event, Completed):
+            frames = self._chunk(b"{}", orjson.dumps(event.finish_reason))
+            if self._include_usage:
+                frames += sse.data_frame(
+                    self._head
+                    + b',"choices":[],"usage":'
+                    + orjson.dumps(usage_object(self._usage))
+                    + b"}"
+                )
+            return frames + sse.DONE
+        if isinstance(event, Failed):
+            return sse.data_frame(orjson.dumps({"error": error_object(event.error)})) + sse.DONE
+        return b""
+
+
+def completion_object(
+    completion_id: str, created: int, model: str, transcript: Transcript
+) -> dict[str, object]:
+    message: dict[str, object] = {
+        "role": "assistant",
+        "content": "".join(transcript.text) if transcript.text else None,
+        "refusal": None,
+    }
+    if transcript.reasoning:
+        message["reasoning_content"] = "".join(transcript.reasoning)
+    if transcript.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.call_id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in transcript.tool_calls.values()
+        ]
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": transcript.finish_reason or "stop",
+            }
+        ],
+        "usage": usage_object(transcript.usage),
+    }

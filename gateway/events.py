@@ -1,0 +1,76 @@
+"""The canonical events every backend yields and every dialect renders.
+
+A backend's stream is zero or more content events (``TextDelta``,
+``ReasoningDelta``, ``ToolCallStarted``, ``ToolCallArgumentsDelta``), at most
+one ``Usage``, and exactly one terminal event (``Completed`` or ``Failed``),
+which is always last. Tool calls are keyed by ``call_id``; each dialect
+assigns its own indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.errors import GatewayError
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    call_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallArgumentsDelta:
+    call_id: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one request.
+
+    ``input_tokens`` counts every input token, including ``cached_input_tokens``
+    (read from a prompt cache) and ``cache_write_tokens`` (written to one);
+    ``output_tokens`` includes ``reasoning_tokens``. ``estimated`` is true when
+    the gateway counted because the upstream did not say.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    finish_reason: FinishReason = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    error: GatewayError
+
+
+ContentEvent = TextDelta | ReasoningDelta | ToolCallStarted | ToolCallArgumentsDelta
+Terminal = Completed | Failed
+Event = ContentEvent | Usage | Terminal

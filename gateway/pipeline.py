@@ -1,0 +1,186 @@
+"""The path of one invocation: route, admit, invoke the backend, filter, hand to a dialect.
+
+``Gateway`` owns the long-lived parts (store, authenticator, backends, meter);
+``Gateway.open`` returns a ``Call``: the request's event stream, already
+started, so that a request that was never going to work (unknown agent, no
+balance, an upstream that fails before answering) becomes an HTTP error
+instead of a 200 stream that fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from types import TracebackType
+
+from gateway.auth import Authenticator
+from gateway.config import GatewayConfig
+from gateway.errors import (
+    GatewayError,
+    InsufficientQuota,
+    NotFound,
+    PermissionDenied,
+    UpstreamError,
+)
+from gateway.events import (
+    Completed,
+    Event,
+    Failed,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallStarted,
+)
+from gateway.invocation import AgentInvocation
+from gateway.metering import Meter
+from gateway.plugin import Backend, CallContext
+from gateway.route import Route
+from gateway.store import ApiKey, Store
+from gateway.tasks import BackgroundTasks
+
+log = logging.getLogger(__name__)
+
+# The first event that shows the upstream is answering (or has finished).
+_ANSWERING = (TextDelta, ReasoningDelta, ToolCallStarted, ToolCallArgumentsDelta, Completed)
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: Store,
+        backends: dict[str, Backend],
+        tasks: BackgroundTasks,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.backends = backends
+        self.tasks = tasks
+        self.auth = Authenticator(store, ttl=config.auth.cache_ttl, size=config.auth.cache_size)
+        self.meter = Meter(store, tasks)
+
+    @classmethod
+    def build(cls, config: GatewayConfig, store: Store, tasks: BackgroundTasks) -> Gateway:
+        backends = {
+            name: spec.plugin.create(name, spec.options) for name, spec in config.backends.items()
+        }
+        return cls(config, store, backends, tasks)
+
+    async def aclose(self) -> None:
+        for backend in self.backends.values():
+            await backend.aclose()
+
+    def route(self, key: ApiKey, agent: str) -> Route:
+        route = self.config.routes.get(agent)
+        if route is None:
+            raise NotFound(
+                f"The model '{agent}' does not exist or you do not have access to it.",
+                param="model",
+                code="model_not_found",
+            )
+        if not key.allows(agent):
+            raise PermissionDenied(f"This API key may not call the agent '{agent}'.", param="model")
+        return route
+
+    def agents(self, key: ApiKey) -> list[str]:
+        return [agent for agent in self.config.routes if key.allows(agent)]
+
+    async def admit(self, key: ApiKey, route: Route) -> None:
+        """Refuse a key that cannot pay; free routes need no balance (and no round trip)."""
+        if route.pricing.free:
+            return
+        balance = await self.store.balance(key.id)
+        if balance <= 0:
+            raise InsufficientQuota(
+                f"The balance of this API key is {balance} credits; add credits to continue."
+            )
+
+    async def open(self, invocation: AgentInvocation, key: ApiKey, request_id: str) -> Call:
+        route = self.route(key, invocation.agent)
+        await self.admit(key, route)
+        ctx = CallContext(
+            request_id=request_id,
+            key_id=key.id,
+            agent=invocation.agent,
+            backend=route.backend,
+            route=route,
+            invocation=invocation,
+            charge_id=uuid.uuid4().hex,
+        )
+        backend = self.backends[route.backend]
+        upstream = backend.invoke(invocation, ctx)
+        checked = _checked(upstream, ctx)
+        metered = self.meter.wrap(checked, ctx)
+        call = Call(ctx, metered, (metered, checked, upstream))
+        try:
+            await call.prefetch()
+        except BaseException:
+            await call.aclose()
+            raise
+        return call
+
+
+class Call:
+    """One request's running event stream; iterate it once, then ``aclose`` it."""
+
+    def __init__(
+        self,
+        ctx: CallContext,
+        events: AsyncIterator[Event],
+        layers: tuple[AsyncIterator[Event], ...],
+    ) -> None:
+        self.ctx = ctx
+        self._events = events
+        self._layers = layers
+        self._buffered: list[Event] = []
+
+    async def prefetch(self) -> None:
+        """Read up to the first content or terminal event; raise if the call failed before any."""
+        async for event in self._events:
+            self._buffered.append(event)
+            if isinstance(event, Failed):
+                raise event.error
+            if isinstance(event, _ANSWERING):
+                return
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        buffered, self._buffered = self._buffered, []
+        for event in buffered:
+            yield event
+        async for event in self._events:
+            yield event
+
+    async def aclose(self) -> None:
+        """Close every layer, outermost first, so each one's ``finally`` runs now."""
+        for layer in self._layers:
+            if isinstance(layer, AsyncGenerator):
+                await layer.aclose()
+
+    async def __aenter__(self) -> Call:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def _checked(events: AsyncIterator[Event], ctx: CallContext) -> AsyncIterator[Event]:
+    """Hold a backend to the stream contract: one terminal event, last; no escaping errors."""
+    try:
+        async for event in events:
+            yield event
+            if isinstance(event, Completed | Failed):
+                return
+    except GatewayError as exc:
+        yield Failed(exc)
+        return
+    except Exception:
+        log.exception("backend %r failed on request %s", ctx.backend, ctx.request_id)
+        yield Failed(UpstreamError(f"The backend for agent '{ctx.agent}' failed."))
+        return
+    yield Failed(UpstreamError("The upstream stream ended before the answer was complete."))

@@ -1,0 +1,83 @@
+"""The plugin API: what a backend and a filter are. The only import a plugin needs.
+
+A **backend** turns one ``AgentInvocation`` into a stream of canonical events.
+The gateway creates it once per ``backends`` entry of ``gateway.yaml`` (so a
+connection pool lives as long as the backend), calls ``invoke`` once per
+request, and calls ``aclose`` at shutdown. ``invoke`` must:
+
+- yield content events, at most one ``Usage``, then exactly one terminal event
+  (``Completed`` or ``Failed``), and nothing after it;
+- report upstream failures as ``Failed(UpstreamError(...))`` rather than raise
+  (an exception that escapes is turned into a 502 all the same);
+- never block the event loop, and never swallow ``asyncio.CancelledError`` or
+  ``GeneratorExit``: when the client goes away the gateway closes the stream,
+  and the backend must release its upstream request in a ``finally``;
+- never forward the client's credentials: ``ctx`` carries a key *id* only;
+  upstream secrets come from the environment, named in the backend's options.
+
+A **filter** wraps the event stream of one request (metering, limits,
+logging). It may observe, drop, add or rewrite events but must keep the
+stream's shape (one terminal event, last), and must let cancellation through.
+
+Third-party packages register a ``BackendPlugin`` under the entry-point group
+``agent_gateway.backends``; ``gateway.yaml`` names it by its entry-point name
+in a backend's ``type``. Options are a frozen dataclass the gateway validates
+(unknown keys, wrong types, missing required values) before calling ``create``.
+A field whose metadata has ``{"env": True}`` names an environment variable
+that must be set when the configuration is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from gateway.events import Event
+from gateway.invocation import AgentInvocation
+from gateway.route import Route
+
+BACKENDS_GROUP = "agent_gateway.backends"
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What a backend or filter knows about the request besides its invocation."""
+
+    request_id: str
+    key_id: str
+    agent: str
+    backend: str  # the backend's name in ``gateway.yaml``
+    route: Route
+    invocation: AgentInvocation
+    charge_id: str = ""  # unique per request, whatever the client's request id
+
+    @property
+    def model(self) -> str:
+        """The upstream model name: the route's ``model``, else the agent id."""
+        return self.route.model or self.agent
+
+
+@runtime_checkable
+class Backend(Protocol):
+    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
+        """Start the upstream call; the returned stream ends with one terminal event."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release pooled resources; called once at shutdown."""
+        ...
+
+
+class Filter(Protocol):
+    def wrap(self, events: AsyncIterator[Event], ctx: CallContext) -> AsyncIterator[Event]:
+        """Return a stream that yields (possibly changed) events of ``events``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackendPlugin:
+    """What a backend entry point refers to: its options type and its factory."""
+
+    options: type[Any]
+    create: Callable[[str, Any], Backend]  # (backend name, options instance)

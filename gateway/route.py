@@ -1,0 +1,33 @@
+"""A route: what an agent id leads to (its backend, upstream model, prices, limits)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from gateway.typed import non_negative, positive
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """USD per 1M tokens, which is credits per token (1,000,000 credits = 1 USD).
+
+    Cached input and cache writes cost the input price unless set.
+    """
+
+    input: Decimal = field(default=Decimal(0), metadata={"check": non_negative})
+    output: Decimal = field(default=Decimal(0), metadata={"check": non_negative})
+    cached_input: Decimal | None = field(default=None, metadata={"check": non_negative})
+    cache_write: Decimal | None = field(default=None, metadata={"check": non_negative})
+
+    @property
+    def free(self) -> bool:
+        return not any((self.input, self.output, self.cached_input, self.cache_write))
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    backend: str
+    model: str | None = None
+    pricing: Pricing = field(default_factory=Pricing)
+    max_output_tokens: int | None = field(default=None, metadata={"check": positive})

@@ -1,0 +1,58 @@
+"""The aiohttp application: routes, middlewares, and the resources it owns."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.config import EMBEDDED, GatewayConfig
+from gateway.pipeline import Gateway
+from gateway.server import chat, middlewares, misc
+from gateway.server.keys import GATEWAY
+from gateway.store import Store, connect
+from gateway.tasks import BackgroundTasks
+
+log = logging.getLogger(__name__)
+
+OnReady = Callable[[Gateway], Awaitable[None]]
+
+# LibreChat serves its Agents API under this prefix; clients pointed at it keep working.
+PREFIXES = ("/v1", "/api/agents/v1")
+SHUTDOWN_DRAIN_SECONDS = 30.0
+
+
+def create_app(config: GatewayConfig, *, on_ready: OnReady | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[middlewares.request_id, middlewares.errors],
+        client_max_size=config.limits.max_body_bytes,
+    )
+    for prefix in PREFIXES:
+        app.router.add_post(f"{prefix}/chat/completions", chat.chat_completions)
+        app.router.add_get(f"{prefix}/models", misc.models)
+    app.router.add_get("/healthz", misc.healthz)
+    app.router.add_get("/readyz", misc.readyz)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if config.redis.url == EMBEDDED:
+            log.warning(
+                "store: EMBEDDED in-process store (redis.url: embedded). Keys, balances and the "
+                "ledger live in this process only and vanish when it exits; for trying the "
+                "gateway out, not for production. Set GATEWAY_REDIS_URL to use Redis."
+            )
+        store = Store(connect(config.redis))
+        tasks = BackgroundTasks()
+        gateway = Gateway.build(config, store, tasks)
+        app[GATEWAY] = gateway
+        if on_ready is not None:
+            await on_ready(gateway)
+        try:
+            yield
+        finally:
+            await tasks.drain(SHUTDOWN_DRAIN_SECONDS)  # settlements finish before we go
+            await gateway.aclose()
+            await store.aclose()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

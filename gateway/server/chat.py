@@ -1,0 +1,45 @@
+"""``POST /v1/chat/completions``: the Chat Completions front door."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway.dialects.chat_parse import parse_chat_request
+from gateway.dialects.chat_render import ChatChunks, completion_object
+from gateway.pipeline import Call
+from gateway.server.body import json_response, read_json
+from gateway.server.keys import GATEWAY, REQUEST_ID
+from gateway.server.streaming import send_sse
+from gateway.transcript import Transcript
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    key = await gateway.auth.authenticate(request.headers.get("Authorization"))
+    body = await read_json(request, gateway.config.limits.max_body_bytes)
+    chat = parse_chat_request(body)
+    invocation = chat.invocation
+    async with await gateway.open(invocation, key, request[REQUEST_ID]) as call:
+        completion_id = f"chatcmpl-{call.ctx.charge_id}"
+        created = int(time.time())
+        if not invocation.stream:
+            transcript = Transcript()
+            async for event in call:
+                transcript.add(event)
+            if transcript.failure is not None:
+                raise transcript.failure.error
+            body = completion_object(completion_id, created, invocation.agent, transcript)
+            return json_response(body)
+        chunks = ChatChunks(completion_id, created, invocation.agent, chat.include_usage)
+        return await send_sse(request, _frames(chunks, call))
+
+
+async def _frames(chunks: ChatChunks, call: Call) -> AsyncIterator[bytes]:
+    yield chunks.start()
+    async for event in call:
+        frame = chunks.render(event)
+        if frame:
+            yield frame

@@ -1,0 +1,80 @@
+"""Request-level work: request ids, and mapping every failure to an error body.
+
+Handlers raise ``GatewayError`` (or let aiohttp raise its HTTP exceptions);
+only ``errors`` below turns them into responses, in the OpenAI shape, so no
+handler repeats a try/except. An unexpected exception is logged with the
+request id and answered with a generic 500 that leaks nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.dialects.openai_errors import error_body
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+)
+from gateway.server.keys import REQUEST_ID
+
+log = logging.getLogger(__name__)
+
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+@web.middleware
+async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Take the client's ``X-Request-Id`` if it is sane, else make one; echo it back."""
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if _CLIENT_ID.fullmatch(given) else f"req_{uuid.uuid4().hex}"
+    request[REQUEST_ID] = rid
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["X-Request-Id"] = rid
+        raise
+    if not response.prepared:
+        response.headers["X-Request-Id"] = rid
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return error_response(exc, request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http(exc), request)
+    except Exception:
+        log.exception("unhandled error on request %s", request.get(REQUEST_ID, "-"))
+        return error_response(GatewayError("The gateway failed to handle the request."), request)
+
+
+def error_response(error: GatewayError, request: web.Request) -> web.Response:
+    headers = {"X-Request-Id": request.get(REQUEST_ID, "")}
+    if error.status in (400, 401, 402, 403, 404, 413):
+        headers["x-should-retry"] = "false"  # the openai SDK would otherwise retry some
+    return web.Response(
+        body=error_body(error),
+        status=error.status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _from_http(exc: web.HTTPException) -> GatewayError:
+    if exc.status == 413:
+        return PayloadTooLarge("The request body is larger than this gateway accepts.")
+    if exc.status == 404:
+        return NotFound("Unknown endpoint.", code="unknown_url")
+    return InvalidRequest(exc.reason, code=None, status=exc.status)

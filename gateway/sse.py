@@ -1,0 +1,107 @@
+"""Server-sent events: frames out, and an incremental decoder for upstream streams.
+
+The gateway writes SSE itself instead of using aiohttp-sse: it needs each
+frame encoded once and written whole in one write, with no ``id:`` lines and
+no pings it did not ask for, which is a few lines of code.
+
+The decoder follows the WHATWG rules: lines end in LF, CRLF or CR (a CRLF
+split between two chunks is one line end), ``data:`` lines of one event are
+joined with LF, a blank line dispatches, comments and unknown fields are
+ignored. It is fed bytes as they arrive, split anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+DONE = b"data: [DONE]\n\n"
+MAX_LINE = 1024 * 1024  # an upstream line longer than this is a broken stream
+
+
+def data_frame(payload: bytes) -> bytes:
+    """``data: <payload>`` as one frame; ``payload`` is one line of JSON."""
+    return b"data: " + payload + b"\n\n"
+
+
+def event_frame(event: str, payload: bytes) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    data: str
+    event: str = "message"
+
+
+class SSEDecodeError(ValueError):
+    pass
+
+
+class SSEDecoder:
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._buffer = b""
+        self._skip_lf = False  # the last chunk ended in CR; a leading LF belongs to it
+        self._event = ""
+        self._data: list[str] = []
+        self._max_line = max_line
+
+    def feed(self, chunk: bytes) -> Iterator[ServerSentEvent]:
+        """Yield every event completed by ``chunk``."""
+        if self._skip_lf and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        self._skip_lf = False
+        buffer = self._buffer + chunk
+        start = 0
+        length = len(buffer)
+        while start < length:
+            lf = buffer.find(b"\n", start)
+            cr = buffer.find(b"\r", start, lf if lf >= 0 else length)
+            if cr >= 0:
+                end, nxt = cr, cr + 1
+                if nxt < length and buffer[nxt] == 0x0A:
+                    nxt += 1
+                elif nxt == length:
+                    self._skip_lf = True
+            elif lf >= 0:
+                end, nxt = lf, lf + 1
+            else:
+                break
+            event = self._line(buffer[start:end])
+            if event is not None:
+                yield event
+            start = nxt
+        self._buffer = buffer[start:]
+        if len(self._buffer) > self._max_line:
+            raise SSEDecodeError(f"an upstream SSE line exceeds {self._max_line} bytes")
+
+    def close(self) -> Iterator[ServerSentEvent]:
+        """Flush at end of stream: a last event not followed by a blank line counts."""
+        if self._buffer:
+            event = self._line(self._buffer)
+            self._buffer = b""
+            if event is not None:
+                yield event
+        event = self._line(b"")
+        if event is not None:
+            yield event
+
+    def _line(self, raw: bytes) -> ServerSentEvent | None:
+        if not raw:
+            if not self._data:
+                self._event = ""
+                return None
+            event = ServerSentEvent("\n".join(self._data), self._event or "message")
+            self._event, self._data = "", []
+            return event
+        line = raw.decode("utf-8", "replace")
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        return None

@@ -1,0 +1,156 @@
+"""Frozen records read from and written to the store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway.events import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key's record; never its secret."""
+
+    id: str
+    name: str
+    agents: tuple[str, ...] = ()  # empty: every agent
+    created_at: float = 0.0
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    hint: str = ""  # the secret's first characters, to recognise it in a list
+
+    def usable(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+    def allows(self, agent: str) -> bool:
+        return not self.agents or agent in self.agents
+
+    def to_hash(self) -> dict[str, str]:
+        fields = {
+            "id": self.id,
+            "name": self.name,
+            "agents": ",".join(self.agents),
+            "created_at": repr(self.created_at),
+            "hint": self.hint,
+        }
+        if self.expires_at is not None:
+            fields["expires_at"] = repr(self.expires_at)
+        if self.revoked_at is not None:
+            fields["revoked_at"] = repr(self.revoked_at)
+        return fields
+
+    @classmethod
+    def from_hash(cls, h: Mapping[str, str]) -> ApiKey:
+        def when(name: str) -> float | None:
+            value = h.get(name)
+            return float(value) if value else None
+
+        return cls(
+            id=h["id"],
+            name=h.get("name", ""),
+            agents=tuple(a for a in h.get("agents", "").split(",") if a),
+            created_at=float(h.get("created_at") or 0),
+            expires_at=when("expires_at"),
+            revoked_at=when("revoked_at"),
+            hint=h.get("hint", ""),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "agents": list(self.agents),
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at,
+            "hint": self.hint,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one finished request costs; posted to the ledger once per request id."""
+
+    entry_id: str  # unique per request: settling twice posts once
+    request_id: str
+    key_id: str
+    agent: str
+    backend: str
+    usage: Usage
+    credits: int
+    at: float
+
+
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One ledger line. ``amount`` is signed: charges negative, top-ups positive."""
+
+    id: str
+    kind: str  # "usage" or "credit"
+    amount: int
+    balance: int
+    at: float
+    request_id: str = ""
+    agent: str = ""
+    backend: str = ""
+    usage: Usage | None = None
+    note: str = ""
+
+    @staticmethod
+    def charge_fields(charge: Charge) -> dict[str, str]:
+        u = charge.usage
+        fields = {
+            "kind": "usage",
+            "request_id": charge.request_id,
+            "agent": charge.agent,
+            "backend": charge.backend,
+            "at": repr(charge.at),
+            "estimated": "1" if u.estimated else "0",
+        }
+        fields.update({name: str(getattr(u, name)) for name in _USAGE_FIELDS})
+        return fields
+
+    @classmethod
+    def from_stream(cls, entry_id: str, f: Mapping[str, str]) -> LedgerEntry:
+        usage = None
+        if f.get("kind") == "usage":
+            counts = {name: int(f.get(name, 0)) for name in _USAGE_FIELDS}
+            usage = Usage(**counts, estimated=f.get("estimated") == "1")
+        return cls(
+            id=entry_id,
+            kind=f.get("kind", ""),
+            amount=int(f.get("amount", 0)),
+            balance=int(f.get("balance", 0)),
+            at=float(f.get("at") or 0),
+            request_id=f.get("request_id", ""),
+            agent=f.get("agent", ""),
+            backend=f.get("backend", ""),
+            usage=usage,
+            note=f.get("note", ""),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "id": self.id,
+            "kind": self.kind,
+            "amount": self.amount,
+            "balance": self.balance,
+            "at": self.at,
+        }
+        if self.kind == "usage" and self.usage is not None:
+            out.update(request_id=self.request_id, agent=self.agent, backend=self.backend)
+            out.update({name: getattr(self.usage, name) for name in _USAGE_FIELDS})
+            out["estimated"] = self.usage.estimated
+        if self.note:
+            out["note"] = self.note
+        return out

@@ -1,0 +1,31 @@
+"""The Redis key schema: the only place that spells a key name.
+
+Everything of one API key shares the hash tag ``{key_id}``, so every script
+that touches several of them runs on Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+PREFIX = "gw"
+KEY_INDEX = f"{PREFIX}:keys"  # set of every key id (for listing)
+
+
+def digest_index(digest: str) -> str:
+    """The key id of an API key, found by its SHA-256 digest."""
+    return f"{PREFIX}:digest:{digest}"
+
+
+def key_record(key_id: str) -> str:
+    return f"{PREFIX}:{{{key_id}}}:key"
+
+
+def balance(key_id: str) -> str:
+    return f"{PREFIX}:{{{key_id}}}:balance"
+
+
+def ledger(key_id: str) -> str:
+    return f"{PREFIX}:{{{key_id}}}:ledger"
+
+
+def entry_marker(key_id: str, entry_id: str) -> str:
+    return f"{PREFIX}:{{{key_id}}}:entry:{entry_id}"

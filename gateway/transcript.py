@@ -1,0 +1,52 @@
+"""Fold a finished event stream into one answer, for non-streaming responses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.events import (
+    Completed,
+    Event,
+    Failed,
+    FinishReason,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallStarted,
+    Usage,
+)
+
+
+@dataclass(slots=True)
+class ToolCall:
+    call_id: str
+    name: str
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class Transcript:
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: dict[str, ToolCall] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: FinishReason | None = None
+    failure: Failed | None = None
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, TextDelta):
+            self.text.append(event.text)
+        elif isinstance(event, ReasoningDelta):
+            self.reasoning.append(event.text)
+        elif isinstance(event, ToolCallStarted):
+            self.tool_calls[event.call_id] = ToolCall(event.call_id, event.name)
+        elif isinstance(event, ToolCallArgumentsDelta):
+            call = self.tool_calls.get(event.call_id)
+            if call is not None:
+                call.arguments += event.arguments
+        elif isinstance(event, Usage):
+            self.usage = event
+        elif isinstance(event, Completed):
+            self.finish_reason = event.finish_reason
+        elif isinstance(event, Failed):
+            self.failure = event

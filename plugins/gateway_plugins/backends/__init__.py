@@ -1,0 +1,1 @@
+"""Built-in backends: ``echo`` (a local demo runtime) and ``openai_chat``."""

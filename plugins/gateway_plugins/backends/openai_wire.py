@@ -1,0 +1,219 @@
+"""The OpenAI Chat Completions wire format, upstream side.
+
+``chat_body`` turns an invocation into a request body; ``ChunkParser`` turns
+the upstream's streamed chunks into canonical events. Kept apart from the HTTP
+code so that other OpenAI-compatible backends (LibreChat, for one) can reuse
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from gateway.errors import UpstreamError
+from gateway.events import (
+    Completed,
+    Event,
+    Failed,
+    FinishReason,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallStarted,
+    Usage,
+)
+from gateway.invocation import (
+    AgentInvocation,
+    FilePart,
+    ForcedFunction,
+    FunctionCall,
+    FunctionCallOutput,
+    ImagePart,
+    Message,
+    TextPart,
+)
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def chat_body(invocation: AgentInvocation, model: str) -> dict[str, Any]:
+    """The streamed Chat Completions request for ``invocation`` (usage always requested)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages(invocation),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if invocation.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    k: v
+                    for k, v in (
+                        ("name", t.name),
+                        ("description", t.description),
+                        ("parameters", t.parameters),
+                        ("strict", t.strict),
+                    )
+                    if v is not None
+                },
+            }
+            for t in invocation.tools
+        ]
+    choice = invocation.tool_choice
+    if isinstance(choice, ForcedFunction):
+        body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+    elif choice is not None:
+        body["tool_choice"] = choice
+    s = invocation.sampling
+    optional = {
+        "parallel_tool_calls": invocation.parallel_tool_calls if invocation.tools else None,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "presence_penalty": s.presence_penalty,
+        "frequency_penalty": s.frequency_penalty,
+        "seed": s.seed,
+        "stop": list(s.stop) or None,
+        "max_tokens": invocation.max_output_tokens,
+        "reasoning_effort": invocation.reasoning_effort,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    fmt = invocation.response_format
+    if fmt is not None and fmt.type == "json_schema":
+        spec = {"name": fmt.name, "schema": fmt.schema, "strict": fmt.strict}
+        if fmt.description:
+            spec["description"] = fmt.description
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {k: v for k, v in spec.items() if v is not None},
+        }
+    elif fmt is not None:
+        body["response_format"] = {"type": fmt.type}
+    return body
+
+
+def messages(invocation: AgentInvocation) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if invocation.instructions:
+        out.append({"role": "system", "content": invocation.instructions})
+    for item in invocation.input:
+        if isinstance(item, Message):
+            out.append({"role": item.role, "content": _content(item)})
+        elif isinstance(item, FunctionCall):
+            call = {
+                "id": item.call_id,
+                "type": "function",
+                "function": {"name": item.name, "arguments": item.arguments},
+            }
+            last = out[-1] if out else None
+            if last is not None and last["role"] == "assistant":
+                last.setdefault("tool_calls", []).append(call)
+            else:
+                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif isinstance(item, FunctionCallOutput):
+            out.append({"role": "tool", "tool_call_id": item.call_id, "content": item.output})
+    return out
+
+
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    if all(isinstance(p, TextPart) for p in message.content):
+        return message.text
+    parts: list[dict[str, Any]] = []
+    for p in message.content:
+        if isinstance(p, TextPart):
+            parts.append({"type": "text", "text": p.text})
+        elif isinstance(p, ImagePart):
+            image = {"url": p.url} if p.detail is None else {"url": p.url, "detail": p.detail}
+            parts.append({"type": "image_url", "image_url": image})
+        elif isinstance(p, FilePart):
+            file = {"filename": p.filename, "file_data": p.data, "file_id": p.file_id}
+            parts.append({"type": "file", "file": {k: v for k, v in file.items() if v}})
+    return parts
+
+
+def usage_from(raw: Mapping[str, Any]) -> Usage:
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=_int(raw.get("prompt_tokens")),
+        output_tokens=_int(raw.get("completion_tokens")),
+        cached_input_tokens=_int(prompt_details.get("cached_tokens")),
+        reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+    )
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+class ChunkParser:
+    """Feed parsed chunks in order; ``finish`` yields the closing events."""
+
+    def __init__(self, call_id_prefix: str = "call_") -> None:
+        self._calls: dict[int, str] = {}  # upstream tool-call index -> call id
+        self._prefix = call_id_prefix
+        self.finish_reason: FinishReason | None = None
+        self.usage: Usage | None = None
+
+    def feed(self, chunk: Mapping[str, Any]) -> Iterator[Event]:
+        error = chunk.get("error")
+        if error is not None:
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamError(f"The upstream failed mid-stream: {message}")
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage_from(usage)
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            raise UpstreamError("The upstream sent a malformed chunk.")
+        delta = choice.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise UpstreamError("The upstream sent a malformed chunk.")
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            yield ReasoningDelta(reasoning)
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            yield TextDelta(content)
+        for call in delta.get("tool_calls") or ():
+            yield from self._tool_call(call)
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str):
+            self.finish_reason = _FINISH.get(reason, "stop")
+
+    def _tool_call(self, call: object) -> Iterator[Event]:
+        if not isinstance(call, dict):
+            raise UpstreamError("The upstream sent a malformed tool call.")
+        index = call.get("index", 0)
+        index = index if isinstance(index, int) else 0
+        fn = call.get("function") or {}
+        call_id = self._calls.get(index)
+        if call_id is None:
+            given = call.get("id")
+            call_id = given if isinstance(given, str) and given else f"{self._prefix}{index}"
+            self._calls[index] = call_id
+            name = fn.get("name") if isinstance(fn, dict) else None
+            yield ToolCallStarted(call_id, name if isinstance(name, str) else "")
+        arguments = fn.get("arguments") if isinstance(fn, dict) else None
+        if isinstance(arguments, str) and arguments:
+            yield ToolCallArgumentsDelta(call_id, arguments)
+
+    def finish(self, *, done: bool) -> Iterator[Event]:
+        """Close the stream; ``done`` is whether the upstream sent ``[DONE]``."""
+        if self.usage is not None:
+            yield self.usage
+        if self.finish_reason is None and not done:
+            yield Failed(UpstreamError("The upstream stream ended before the answer was complete."))
+            return
+        yield Completed(self.finish_reason or "stop")
