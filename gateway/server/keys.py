@@ -7,4 +7,4 @@ from aiohttp import web
 from gateway.pipeline import Gateway
 
 GATEWAY = web.AppKey("gateway", Gateway)
-REQUEST_ID = "gateway.request_id"  # request[...] -> str, set by the request-id middleware
+REQUEST_ID = web.RequestKey("request_id", str)  # set by the request-id middleware
