@@ -2,32 +2,37 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+# The project with the embedded store, for `make run`.
+$(VENV)/.run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	touch $@
 
-## run: start the gateway on gateway.yaml (embedded store, demo key printed)
-run: $(STAMP)
+# The project with its test tools.
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.run
+
+## run: serve gateway.yaml on the embedded store; prints a demo key and a curl line
+run: $(VENV)/.run
 	$(BIN)/gateway serve --config gateway.yaml
 
-## test: lint, type-check and run the tests against a real redis-server on loopback
-test: $(STAMP)
+## test: lint, type-check, and run the tests against a real redis-server on loopback
+test: $(VENV)/.test
 	$(BIN)/ruff check gateway plugins tests bench
 	$(BIN)/ruff format --check gateway plugins tests bench
 	$(BIN)/mypy gateway plugins/gateway_plugins
 	tests/with-redis.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## bench: direct vs through-the-gateway throughput and latency (not a test; not in CI)
-bench: $(STAMP)
-	tests/with-redis.sh $(BIN)/python -m bench
+bench: $(VENV)/.test
+	tests/with-redis.sh $(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

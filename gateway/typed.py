@@ -20,6 +20,7 @@ Report = Callable[[str, str], None]
 """``report(path, message)`` records one problem."""
 
 _MISSING = object()
+_INVALID: Any = object()  # what convert() returns for a value it reported
 
 
 def build(cls: type[Any], data: object, path: str, report: Report) -> Any:
@@ -45,7 +46,6 @@ def build(cls: type[Any], data: object, path: str, report: Report) -> Any:
                 report(sub, "required")
                 ok = False
             continue
-        before = ok
         value = convert(hints[name], raw, sub, report)
         if value is _INVALID:
             ok = False
@@ -54,7 +54,7 @@ def build(cls: type[Any], data: object, path: str, report: Report) -> Any:
             report(sub, f"environment variable {value} is not set")
             ok = False
         check = f.metadata.get("check")
-        if check is not None and value is not None and before:
+        if check is not None and value is not None:
             message = check(value)
             if message:
                 report(sub, message)
@@ -62,8 +62,6 @@ def build(cls: type[Any], data: object, path: str, report: Report) -> Any:
         values[name] = value
     return cls(**values) if ok else None
 
-
-_INVALID: Any = object()
 
 
 def convert(hint: Any, raw: object, path: str, report: Report) -> Any:
