@@ -43,6 +43,7 @@ class RedisSettings:
     url: str = EMBEDDED
     socket_timeout: float = field(default=2.0, metadata={"check": positive})
     connect_timeout: float = field(default=2.0, metadata={"check": positive})
+    max_connections: int = field(default=128, metadata={"check": positive})
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,14 @@ from aiohttp import web
 from fakeredis import FakeAsyncRedis
 from redis import asyncio as aioredis
 
+from gateway import apikeys
 from gateway.config import GatewayConfig, parse_config
 from gateway.invocation import AgentInvocation, Message, TextPart
 from gateway.pipeline import Gateway
 from gateway.server.app import create_app
 from gateway.server.keys import GATEWAY
-from gateway.store import Store
+from gateway.store import ApiKey, Store
+from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 
 def free_port() -> int:
@@ -122,6 +124,23 @@ class RunningGateway:
         _, secret = await self.store.create_key("test", balance=balance, agents=agents)
         return secret
 
+    async def new_key_record(
+        self,
+        balance: int = 1_000_000,
+        agents: tuple[str, ...] = (),
+        expires_at: float | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key's record and secret."""
+        return await self.store.create_key(
+            "test", balance=balance, agents=agents, expires_at=expires_at
+        )
+
+    async def key_of(self, secret: str) -> ApiKey:
+        """The record of the key with this secret, found by its digest."""
+        key = await self.store.find_key(apikeys.digest(secret))
+        assert key is not None, "no such key"
+        return key
+
 
 StartGateway = Callable[..., Awaitable[RunningGateway]]
 
@@ -148,6 +167,14 @@ async def start_gateway(
     yield start
     for runner in reversed(runners):
         await runner.cleanup()
+
+
+@pytest.fixture
+async def fake_upstream() -> AsyncIterator[FakeOpenAIUpstream]:
+    """A fake OpenAI-compatible upstream on loopback (``tests/fakes/openai_upstream.py``)."""
+    upstream = await FakeOpenAIUpstream().start()
+    yield upstream
+    await upstream.close()
 
 
 def invocation(text: str = "hello there", **fields: object) -> AgentInvocation:

@@ -40,14 +40,18 @@ def connect(settings: RedisSettings) -> aioredis.Redis:
                 "pip install 'agent-gateway[embedded]', or set GATEWAY_REDIS_URL"
             ) from exc
         return cast(aioredis.Redis, FakeAsyncRedis(decode_responses=True))
-    return aioredis.Redis.from_url(
+    # A blocking pool: under a burst, requests wait (up to the socket timeout) for a
+    # connection instead of failing the moment the pool is exhausted.
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.url,
+        max_connections=settings.max_connections,
+        timeout=settings.socket_timeout,
         decode_responses=True,
         socket_timeout=settings.socket_timeout,
         socket_connect_timeout=settings.connect_timeout,
         health_check_interval=30,
     )
-
+    return aioredis.Redis(connection_pool=pool)
 
 class Store:
     def __init__(self, redis: aioredis.Redis) -> None:

@@ -1,0 +1,262 @@
+"""A fake OpenAI-compatible Chat Completions server on loopback.
+
+It speaks the real streaming wire format (``data: {chunk}\\n\\n`` frames: a
+first chunk with the role, content deltas, tool-call deltas, a chunk with the
+finish reason, a usage chunk with ``choices: []`` when
+``stream_options.include_usage`` is set, then ``data: [DONE]``) and answers
+non-streaming requests with one ``chat.completion`` object.
+
+Each test scripts it: set ``upstream.script`` (every request) or
+``upstream.enqueue(...)`` (the next requests, in order). It records every
+request it receives (path, headers, JSON body) and notices when a client goes
+away before the answer is complete (``upstream.disconnected``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class ToolCallScript:
+    name: str
+    arguments: tuple[str, ...]  # streamed in these pieces
+    call_id: str = "call_fake_1"
+
+
+@dataclass(frozen=True)
+class Script:
+    """What the fake does with one request."""
+
+    content: tuple[str, ...] = ("Hello", " from", " upstream")
+    tool_calls: tuple[ToolCallScript, ...] = ()
+    finish_reason: str | None = None  # default: tool_calls if any, else stop
+    # Reported usage; None sends no usage chunk even when asked for one.
+    usage: dict[str, Any] | None = field(
+        default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
+    )
+    status: int = 200  # >= 400: answer with this status and ``error_body``
+    error_body: bytes | None = None  # default: an OpenAI-shaped error
+    first_byte_delay: float = 0.0  # seconds before the response starts
+    chunk_delay: float = 0.0  # seconds between chunks
+    hang: bool = False  # never answer (until the client goes away)
+    cut_after: int | None = None  # drop the connection after this many content chunks
+    send_done: bool = True  # end with data: [DONE]
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float
+
+
+@dataclass
+class Disconnect:
+    path: str
+    at: float  # time.monotonic() when the fake noticed
+    chunks_sent: int
+
+
+class FakeOpenAIUpstream:
+    def __init__(self) -> None:
+        self.script = Script()
+        self._queue: deque[Script] = deque()
+        self.requests: list[Received] = []
+        self.disconnects: list[Disconnect] = []
+        self.disconnected = asyncio.Event()
+        self.completed = 0
+        self._runner: web.AppRunner | None = None
+        self.url = ""  # http://127.0.0.1:PORT
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def enqueue(self, *scripts: Script) -> None:
+        self._queue.extend(scripts)
+
+    @property
+    def last(self) -> Received:
+        assert self.requests, "the fake upstream received no request"
+        return self.requests[-1]
+
+    async def start(self) -> FakeOpenAIUpstream:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None)
+        assert sockets
+        self.port = int(sockets[0].getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def wait_disconnect(self, timeout: float) -> Disconnect:  # noqa: ASYNC109
+        await asyncio.wait_for(self.disconnected.wait(), timeout)
+        return self.disconnects[-1]
+
+    # The handler
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+        self.requests.append(
+            Received(request.path, dict(request.headers), body, time.monotonic())
+        )
+        script = self._queue.popleft() if self._queue else self.script
+        sent = 0
+        finished = False
+        try:
+            if script.hang:
+                await asyncio.sleep(3600)
+            if script.first_byte_delay:
+                await asyncio.sleep(script.first_byte_delay)
+            if script.status >= 400:
+                finished = True
+                return web.Response(
+                    status=script.status,
+                    body=script.error_body or _error(script.status),
+                    content_type="application/json",
+                )
+            if not body.get("stream"):
+                finished = True
+                return web.Response(body=orjson.dumps(_completion(script, body)),
+                                    content_type="application/json")
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for kind, frame in _frames(script, body):
+                if kind == "content" and script.cut_after is not None and sent >= script.cut_after:
+                    # An abrupt end: no final chunk, no [DONE], no chunked terminator.
+                    assert request.transport is not None
+                    request.transport.abort()
+                    finished = True
+                    return response
+                if script.chunk_delay and sent:
+                    await asyncio.sleep(script.chunk_delay)
+                await response.write(frame)
+                sent += 1
+            await response.write_eof()
+            finished = True
+            self.completed += 1
+            return response
+        finally:
+            if not finished:
+                self.disconnects.append(Disconnect(request.path, time.monotonic(), sent))
+                self.disconnected.set()
+
+
+def _error(status: int) -> bytes:
+    kinds = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error"}
+    return orjson.dumps(
+        {
+            "error": {
+                "message": f"fake upstream error {status}",
+                "type": kinds.get(status, "server_error"),
+                "param": None,
+                "code": None,
+            }
+        }
+    )
+
+
+def _finish(script: Script) -> str:
+    if script.finish_reason is not None:
+        return script.finish_reason
+    return "tool_calls" if script.tool_calls else "stop"
+
+
+def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """``(kind, frame)`` in wire order; kind is ``content`` for a delta chunk."""
+    head = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": body.get("model", ""),
+        "system_fingerprint": "fp_fake",
+    }
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        c: dict[str, Any] = {
+            **head,
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            ],
+        }
+        if include_usage:
+            c["usage"] = None
+        return b"data: " + orjson.dumps(c) + b"\n\n"
+
+    frames: list[tuple[str, bytes]] = [("role", chunk({"role": "assistant", "content": ""}))]
+    for text in script.content:
+        frames.append(("content", chunk({"content": text})))
+    for index, call in enumerate(script.tool_calls):
+        first = {
+            "index": index,
+            "id": call.call_id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        frames.append(("content", chunk({"tool_calls": [first]})))
+        for piece in call.arguments:
+            delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+            frames.append(("content", chunk(delta)))
+    frames.append(("finish", chunk({}, _finish(script))))
+    if include_usage and script.usage is not None:
+        frames.append(
+            ("usage", b"data: " + orjson.dumps({**head, "choices": [], "usage": script.usage})
+             + b"\n\n")
+        )
+    if script.send_done:
+        frames.append(("done", b"data: [DONE]\n\n"))
+    return frames
+
+
+def _completion(script: Script, body: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(script.content) or None,
+        "refusal": None,
+    }
+    if script.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.call_id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": "".join(call.arguments)},
+            }
+            for call in script.tool_calls
+        ]
+    out: dict[str, Any] = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": body.get("model", ""),
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish(script)}
+        ],
+    }
+    if script.usage is not None:
+        out["usage"] = script.usage
+    return out

@@ -1,0 +1,57 @@
+"""Small factories for unit tests: call contexts, scripted event streams, collectors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from decimal import Decimal
+
+from gateway.events import Event
+from gateway.invocation import AgentInvocation
+from gateway.plugin import CallContext
+from gateway.route import Pricing, Route
+from tests.conftest import invocation
+
+
+def pricing(
+    input: str = "0",
+    output: str = "0",
+    cached_input: str | None = None,
+    cache_write: str | None = None,
+) -> Pricing:
+    """A ``Pricing`` from decimal strings (credits per token)."""
+    return Pricing(
+        input=Decimal(input),
+        output=Decimal(output),
+        cached_input=None if cached_input is None else Decimal(cached_input),
+        cache_write=None if cache_write is None else Decimal(cache_write),
+    )
+
+
+def context(
+    inv: AgentInvocation | None = None,
+    *,
+    route: Route | None = None,
+    key_id: str = "key_test",
+    request_id: str = "req_test",
+    charge_id: str = "charge_1",
+) -> CallContext:
+    inv = inv if inv is not None else invocation()
+    return CallContext(
+        request_id=request_id,
+        key_id=key_id,
+        agent=inv.agent,
+        backend="echo",
+        route=route if route is not None else Route(backend="echo"),
+        invocation=inv,
+        charge_id=charge_id,
+    )
+
+
+async def stream(events: Iterable[Event]) -> AsyncIterator[Event]:
+    """A scripted backend stream yielding ``events`` in order."""
+    for event in events:
+        yield event
+
+
+async def collect(events: AsyncIterator[Event]) -> list[Event]:
+    return [event async for event in events]
