@@ -60,6 +60,13 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponsesSettings:
+    """Stored Open Responses responses (``store: true``) live this long in Redis."""
+
+    retention_seconds: int = field(default=30 * 24 * 3600, metadata={"check": positive})
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     max_body_bytes: int = field(default=4 * MIB, metadata={"check": positive})
 
@@ -81,6 +88,7 @@ class GatewayConfig:
     admin: AdminSettings = field(default_factory=AdminSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: Limits = field(default_factory=Limits)
+    responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     backends: Mapping[str, BackendSpec] = field(default_factory=dict)
     routes: Mapping[str, Route] = field(default_factory=dict)
     source: str = ""
@@ -95,6 +103,7 @@ class _Settings:
     admin: AdminSettings = field(default_factory=AdminSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: Limits = field(default_factory=Limits)
+    responses: ResponsesSettings = field(default_factory=ResponsesSettings)
 
 
 def backend_plugins() -> dict[str, Any]:
@@ -146,6 +155,7 @@ def parse_config(text: str, file: str = "<string>") -> GatewayConfig:
         admin=settings.admin,
         auth=settings.auth,
         limits=settings.limits,
+        responses=settings.responses,
         backends=backends,
         routes=routes,
         source=file,

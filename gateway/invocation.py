@@ -24,10 +24,11 @@ class TextPart:
 
 @dataclass(frozen=True, slots=True)
 class ImagePart:
-    """An image by URL; a ``data:`` URL carries the bytes inline."""
+    """An image by URL (a ``data:`` URL carries the bytes inline) or by uploaded file id."""
 
-    url: str
+    url: str = ""
     detail: str | None = None
+    file_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,15 @@ class AgentInvocation:
     max_output_tokens: int | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: str | None = None
+    reasoning_summary: str | None = None
+    text_verbosity: str | None = None
+    top_logprobs: int | None = None
+    max_tool_calls: int | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    user: str | None = None
+    include: tuple[str, ...] = ()  # extra output the client asked for (Open Responses)
     stream: bool = False
     metadata: Mapping[str, str] = field(default_factory=dict)
 

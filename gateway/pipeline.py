@@ -37,6 +37,7 @@ from gateway.metering import Meter
 from gateway.plugin import Backend, CallContext
 from gateway.route import Route
 from gateway.store import ApiKey, Store
+from gateway.store.responses import ResponseStore
 from gateway.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Gateway:
         self.tasks = tasks
         self.auth = Authenticator(store, ttl=config.auth.cache_ttl, size=config.auth.cache_size)
         self.meter = Meter(store, tasks)
+        self.responses = ResponseStore(store.redis, config.responses.retention_seconds)
 
     @classmethod
     def build(cls, config: GatewayConfig, store: Store, tasks: BackgroundTasks) -> Gateway:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.config import EMBEDDED, GatewayConfig
 from gateway.pipeline import Gateway
-from gateway.server import chat, middlewares, misc
+from gateway.server import chat, middlewares, misc, responses
 from gateway.server.keys import GATEWAY
 from gateway.store import Store, connect
 from gateway.tasks import BackgroundTasks
@@ -31,6 +31,9 @@ def create_app(config: GatewayConfig, *, on_ready: OnReady | None = None) -> web
     for prefix in PREFIXES:
         app.router.add_post(f"{prefix}/chat/completions", chat.chat_completions)
         app.router.add_get(f"{prefix}/models", misc.models)
+        app.router.add_post(f"{prefix}/responses", responses.create_response)
+        app.router.add_get(f"{prefix}/responses/{{response_id}}", responses.get_response)
+        app.router.add_delete(f"{prefix}/responses/{{response_id}}", responses.delete_response)
     app.router.add_get("/healthz", misc.healthz)
     app.router.add_get("/readyz", misc.readyz)
 

@@ -29,3 +29,8 @@ def ledger(key_id: str) -> str:
 
 def entry_marker(key_id: str, entry_id: str) -> str:
     return f"{PREFIX}:{{{key_id}}}:entry:{entry_id}"
+
+
+def stored_response(key_id: str, response_id: str) -> str:
+    """A stored Open Responses response; scoped to the key that created it."""
+    return f"{PREFIX}:{{{key_id}}}:response:{response_id}"

@@ -53,6 +53,7 @@ def connect(settings: RedisSettings) -> aioredis.Redis:
     )
     return aioredis.Redis(connection_pool=pool)
 
+
 class Store:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
@@ -88,7 +89,7 @@ class Store:
             expires_at=expires_at,
             hint=secret[: len(apikeys.KEY_PREFIX) + 4],
         )
-        async with _guard():
+        async with guard():
             await self.redis.hset(schema.key_record(key.id), mapping=key.to_hash())  # type: ignore[arg-type]  # invariant stub
             await self.redis.sadd(schema.KEY_INDEX, key.id)
             await self.redis.set(schema.digest_index(apikeys.digest(secret)), key.id)
@@ -98,14 +99,14 @@ class Store:
 
     async def find_key(self, digest: str) -> ApiKey | None:
         """The key whose secret has this SHA-256 digest, if any."""
-        async with _guard():
+        async with guard():
             key_id = cast(str | None, await self.redis.get(schema.digest_index(digest)))
             if key_id is None:
                 return None
             return await self._get(key_id)
 
     async def get_key(self, key_id: str) -> ApiKey:
-        async with _guard():
+        async with guard():
             key = await self._get(key_id)
         if key is None:
             raise NotFound(f"no key with id {key_id!r}")
@@ -116,7 +117,7 @@ class Store:
         return ApiKey.from_hash(h) if h else None
 
     async def list_keys(self) -> list[ApiKey]:
-        async with _guard():
+        async with guard():
             ids = sorted(cast(set[str], await self.redis.smembers(schema.KEY_INDEX)))
             keys = [await self._get(key_id) for key_id in ids]
         return sorted((k for k in keys if k is not None), key=lambda k: k.created_at)
@@ -124,7 +125,7 @@ class Store:
     async def revoke_key(self, key_id: str) -> ApiKey:
         key = await self.get_key(key_id)
         if key.revoked_at is None:
-            async with _guard():
+            async with guard():
                 await self.redis.hset(schema.key_record(key_id), "revoked_at", repr(time.time()))
             key = await self.get_key(key_id)
         return key
@@ -132,7 +133,7 @@ class Store:
     # Balances and the ledger
 
     async def balance(self, key_id: str) -> int:
-        async with _guard():
+        async with guard():
             value = await self.redis.get(schema.balance(key_id))
         return int(value or 0)
 
@@ -160,12 +161,12 @@ class Store:
         args: list[str | int] = [amount, ENTRY_MARKER_TTL]
         for name, value in fields.items():
             args += [name, value]
-        async with _guard():
+        async with guard():
             posted, balance = await self._post_entry(keys=keys, args=args)
         return bool(posted), int(balance)
 
     async def ledger(self, key_id: str, *, limit: int | None = None) -> list[LedgerEntry]:
-        async with _guard():
+        async with guard():
             rows = cast(
                 list[tuple[str, dict[str, str]]],
                 await self.redis.xrange(schema.ledger(key_id), count=limit),
@@ -174,7 +175,7 @@ class Store:
 
 
 @asynccontextmanager
-async def _guard() -> AsyncIterator[None]:
+async def guard() -> AsyncIterator[None]:
     """Turn a Redis failure into a 503 the client can understand."""
     try:
         yield

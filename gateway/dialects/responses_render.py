@@ -1,0 +1,309 @@
+"""Render canonical events as an Open Responses response and its event stream.
+
+``ResponseBuilder`` is fed the events of one call and keeps the response
+object up to date; ``stream=True`` makes it also return the semantic events
+in the spec's order: ``response.created`` and ``response.in_progress``; for
+each output item ``output_item.added``, its content events, ``output_item.done``;
+then exactly one of ``response.completed``, ``response.incomplete`` or
+(after an ``error`` event) ``response.failed``. Sequence numbers start at 0
+with no gaps; item ids are stable from added to completed.
+
+An item starts when the kind of content changes (reasoning, text, a new tool
+call) and is finished when the next one starts or the stream ends.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from gateway import sse
+from gateway.dialects.openai_errors import error_object
+from gateway.errors import GatewayError
+from gateway.events import (
+    Completed,
+    Event,
+    Failed,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallStarted,
+    Usage,
+)
+
+Json = dict[str, Any]
+
+_INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def usage_json(usage: Usage) -> Json:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+class _Item:
+    """One output item under construction."""
+
+    __slots__ = ("call_id", "id", "index", "kind", "name", "text")
+
+    def __init__(self, kind: str, item_id: str, index: int, call_id: str = "", name: str = ""):
+        self.kind = kind  # "message", "reasoning" or "function_call"
+        self.id = item_id
+        self.index = index
+        self.call_id = call_id
+        self.name = name
+        self.text: list[str] = []
+
+    def json(self, status: str) -> Json:
+        text = "".join(self.text)
+        if self.kind == "message":
+            content = [_output_text(text)] if status != "in_progress" else []
+            return {
+                "type": "message",
+                "id": self.id,
+                "status": status,
+                "role": "assistant",
+                "content": content,
+            }
+        if self.kind == "function_call":
+            return {
+                "type": "function_call",
+                "id": self.id,
+                "call_id": self.call_id,
+                "name": self.name,
+                "arguments": text,
+                "status": status,
+            }
+        content = [{"type": "reasoning_text", "text": text}] if status != "in_progress" else []
+        return {"type": "reasoning", "id": self.id, "summary": [], "content": content}
+
+
+def _output_text(text: str) -> Json:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+class ResponseBuilder:
+    def __init__(
+        self,
+        response_id: str,
+        model: str,
+        echo: dict[str, Any],
+        *,
+        previous_response_id: str | None,
+        store: bool,
+        background: bool = False,
+        stream: bool = True,
+    ) -> None:
+        self.response_id = response_id
+        self._hex = response_id.removeprefix("resp_")
+        self._stream = stream
+        self._seq = 0
+        self._items: list[_Item] = []
+        self._open: _Item | None = None
+        self._calls: dict[str, _Item] = {}
+        self.failure: GatewayError | None = None
+        self.response: Json = {
+            "id": response_id,
+            "object": "response",
+            "created_at": int(time.time()),
+            "completed_at": None,
+            "status": "in_progress",
+            "incomplete_details": None,
+            "model": model,
+            "previous_response_id": previous_response_id,
+            "instructions": None,
+            "output": [],
+            "error": None,
+            "tools": [],
+            "tool_choice": "auto",
+            "truncation": "disabled",
+            "parallel_tool_calls": True,
+            "text": {"format": {"type": "text"}},
+            "top_p": 1.0,
+            "presence_penalty": 0.0,
+            "frequency_penalty": 0.0,
+            "top_logprobs": 0,
+            "temperature": 1.0,
+            "reasoning": None,
+            "usage": None,
+            "max_output_tokens": None,
+            "max_tool_calls": None,
+            "store": store,
+            "background": background,
+            "service_tier": "default",
+            "metadata": {},
+            "safety_identifier": None,
+            "prompt_cache_key": None,
+        }
+        self.response.update(echo)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.response["status"] != "in_progress")
+
+    def start(self) -> list[Json]:
+        return [
+            self._event("response.created", response=self._snapshot()),
+            self._event("response.in_progress", response=self._snapshot()),
+        ]
+
+    def feed(self, event: Event) -> list[Json]:
+        """Apply one canonical event; return the stream events it produces."""
+        out: list[Json] = []
+        if isinstance(event, TextDelta):
+            item = self._item("message", out)
+            item.text.append(event.text)
+            out.append(
+                self._event(
+                    "response.output_text.delta",
+                    item_id=item.id,
+                    output_index=item.index,
+                    content_index=0,
+                    delta=event.text,
+                    logprobs=[],
+                )
+            )
+        elif isinstance(event, ReasoningDelta):
+            item = self._item("reasoning", out)
+            item.text.append(event.text)
+            out.append(
+                self._event(
+                    "response.reasoning.delta",
+                    item_id=item.id,
+                    output_index=item.index,
+                    content_index=0,
+                    delta=event.text,
+                )
+            )
+        elif isinstance(event, ToolCallStarted):
+            self._close(out, "completed")
+            item = self._add("function_call", out, call_id=event.call_id, name=event.name)
+            self._calls[event.call_id] = item
+        elif isinstance(event, ToolCallArgumentsDelta):
+            item_or_none = self._calls.get(event.call_id)
+            if item_or_none is not None and item_or_none is self._open:
+                item_or_none.text.append(event.arguments)
+                out.append(
+                    self._event(
+                        "response.function_call_arguments.delta",
+                        item_id=item_or_none.id,
+                        output_index=item_or_none.index,
+                        delta=event.arguments,
+                    )
+                )
+        elif isinstance(event, Usage):
+            self.response["usage"] = usage_json(event)
+        elif isinstance(event, Completed):
+            reason = _INCOMPLETE_REASONS.get(event.finish_reason)
+            self._close(out, "incomplete" if reason else "completed")
+            self.response["completed_at"] = int(time.time())
+            if reason:
+                self.response["status"] = "incomplete"
+                self.response["incomplete_details"] = {"reason": reason}
+                out.append(self._event("response.incomplete", response=self._snapshot()))
+            else:
+                self.response["status"] = "completed"
+                out.append(self._event("response.completed", response=self._snapshot()))
+        elif isinstance(event, Failed):
+            self.failure = event.error
+            self._close(out, "incomplete")
+            error = error_object(event.error)
+            out.append(self._event("error", error=error))
+            self.response["status"] = "failed"
+            self.response["error"] = {
+                "code": event.error.code or event.error.type,
+                "message": event.error.message,
+            }
+            out.append(self._event("response.failed", response=self._snapshot()))
+        return out if self._stream else []
+
+    def _item(self, kind: str, out: list[Json]) -> _Item:
+        if self._open is not None and self._open.kind == kind:
+            return self._open
+        self._close(out, "completed")
+        return self._add(kind, out)
+
+    def _add(self, kind: str, out: list[Json], call_id: str = "", name: str = "") -> _Item:
+        index = len(self._items)
+        prefix = {"message": "msg", "reasoning": "rs", "function_call": "fc"}[kind]
+        item = _Item(kind, f"{prefix}_{self._hex}_{index}", index, call_id, name)
+        self._items.append(item)
+        self._open = item
+        out.append(
+            self._event(
+                "response.output_item.added", output_index=index, item=item.json("in_progress")
+            )
+        )
+        if kind == "message":
+            out.append(self._part_event("response.content_part.added", item, _output_text("")))
+        elif kind == "reasoning":
+            part = {"type": "reasoning_text", "text": ""}
+            out.append(self._part_event("response.content_part.added", item, part))
+        return item
+
+    def _close(self, out: list[Json], status: str) -> None:
+        item, self._open = self._open, None
+        if item is None:
+            return
+        text = "".join(item.text)
+        if item.kind == "message":
+            out.append(
+                self._event(
+                    "response.output_text.done",
+                    item_id=item.id,
+                    output_index=item.index,
+                    content_index=0,
+                    text=text,
+                    logprobs=[],
+                )
+            )
+            out.append(self._part_event("response.content_part.done", item, _output_text(text)))
+        elif item.kind == "reasoning":
+            out.append(
+                self._event(
+                    "response.reasoning.done",
+                    item_id=item.id,
+                    output_index=item.index,
+                    content_index=0,
+                    text=text,
+                )
+            )
+            part = {"type": "reasoning_text", "text": text}
+            out.append(self._part_event("response.content_part.done", item, part))
+        else:
+            out.append(
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=item.id,
+                    output_index=item.index,
+                    arguments=text,
+                )
+            )
+        done = item.json(status)
+        self.response["output"].append(done)
+        out.append(self._event("response.output_item.done", output_index=item.index, item=done))
+
+    def _part_event(self, kind: str, item: _Item, part: Json) -> Json:
+        return self._event(
+            kind, item_id=item.id, output_index=item.index, content_index=0, part=part
+        )
+
+    def _event(self, kind: str, **fields: Any) -> Json:
+        event = {"type": kind, "sequence_number": self._seq, **fields}
+        self._seq += 1
+        return event
+
+    def _snapshot(self) -> Json:
+        return {**self.response, "output": list(self.response["output"])}
+
+
+def frames(events: list[Json]) -> bytes:
+    """SSE frames for stream events: ``event: <type>`` then one line of JSON."""
+    return b"".join(sse.event_frame(e["type"], orjson.dumps(e)) for e in events)
