@@ -48,6 +48,8 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> Iterator[ServerSentEvent]:
         """Yield every event completed by ``chunk``."""
+        if not chunk:  # must not forget a CR that ended the previous chunk
+            return
         if self._skip_lf and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._skip_lf = False

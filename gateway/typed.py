@@ -63,7 +63,6 @@ def build(cls: type[Any], data: object, path: str, report: Report) -> Any:
     return cls(**values) if ok else None
 
 
-
 def convert(hint: Any, raw: object, path: str, report: Report) -> Any:
     """Check ``raw`` against a type hint; return the converted value or ``_INVALID``."""
     origin = get_origin(hint)

@@ -34,6 +34,27 @@ from gateway.invocation import (
 )
 
 _ROLES = ("user", "system", "developer", "assistant")
+_ID_PREFIXES = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+}
+
+
+def item_id(item_type: str, response_id: str, position: str) -> str:
+    """An item id that names its response, so an ``item_reference`` can find it.
+
+    ``msg_<hex>_3`` is output item 3 of ``resp_<hex>``; ``msg_<hex>_in0`` its first input item.
+    """
+    return f"{_ID_PREFIXES[item_type]}_{response_id.removeprefix('resp_')}_{position}"
+
+
+def response_of(item: str) -> str | None:
+    """The id of the response an ``item_id`` belongs to, if it is one of ours."""
+    _, _, rest = item.partition("_")
+    response_hex = rest.rpartition("_")[0]
+    return f"resp_{response_hex}" if response_hex else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +67,8 @@ class ItemReference:
 def parse_item(raw: object, path: str) -> InputItem | ItemReference:
     item = as_object(raw, path)
     kind = item.get("type")
-    if kind is None and "role" in item:
-        kind = "message"  # the spec allows message items without a type
+    if kind is None:  # the spec's examples omit the type of messages and references
+        kind = "message" if "role" in item else "item_reference" if "id" in item else None
     if kind == "message":
         return _message(item, path)
     if kind == "function_call":

@@ -44,7 +44,7 @@ from gateway.invocation import (
     ToolChoice,
 )
 
-_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+_EFFORTS = ("none", "low", "medium", "high", "xhigh")
 _SUMMARIES = ("auto", "concise", "detailed")
 _TRUNCATION = ("auto", "disabled")
 _SERVICE_TIERS = ("auto", "default", "flex", "priority")
@@ -135,10 +135,10 @@ def parse_responses_request(body: object) -> ResponsesRequest:
     echo = {
         "instructions": instructions,
         "tools": [_tool_json(t) for t in tools],
-        "tool_choice": raw_choice if raw_choice is not None else "auto",
+        "tool_choice": _choice_json(raw_choice),
         "truncation": truncation,
         "parallel_tool_calls": True if parallel is None else parallel,
-        "text": {"format": _format_json(fmt), "verbosity": verbosity or "medium"},
+        "text": {"format": _format_json(fmt)} | ({"verbosity": verbosity} if verbosity else {}),
         "top_p": 1.0 if sampling.top_p is None else sampling.top_p,
         "temperature": 1.0 if sampling.temperature is None else sampling.temperature,
         "presence_penalty": sampling.presence_penalty or 0.0,
@@ -233,12 +233,25 @@ def _tool_choice(
         mode = choice.get("mode") or "auto"
         if mode not in ("none", "auto", "required"):
             raise invalid("tool_choice.mode", "must be 'none', 'auto' or 'required'")
+        # Enforced by offering the backend only the allowed tools: it cannot call the others.
         return tuple(t for t in tools if t.name in allowed), cast(ToolChoice, mode)
     raise invalid(
         "tool_choice",
         "expected 'none', 'auto', 'required', {type: 'function', name} "
         "or {type: 'allowed_tools', tools, mode}",
     )
+
+
+def _choice_json(raw: Any) -> Any:
+    """``tool_choice`` as the response echoes it (``allowed_tools`` always with a mode)."""
+    if raw is None:
+        return "auto"
+    if isinstance(raw, dict) and raw.get("type") == "allowed_tools":
+        tools = [{"type": "function", "name": t["name"]} for t in raw["tools"]]
+        return {"type": "allowed_tools", "tools": tools, "mode": raw.get("mode") or "auto"}
+    if isinstance(raw, dict):
+        return {"type": "function", "name": raw["name"]}
+    return raw
 
 
 def _format(raw: JsonMap | None) -> ResponseFormat | None:
@@ -261,11 +274,13 @@ def _format(raw: JsonMap | None) -> ResponseFormat | None:
 def _format_json(fmt: ResponseFormat | None) -> dict[str, Any]:
     if fmt is None or fmt.type != "json_schema":
         return {"type": fmt.type if fmt else "text"}
+    # The published 2026-04-24 schema (and openresponses-types) type the echoed
+    # ``schema`` as null only; the schema itself went to the backend.
     return {
         "type": "json_schema",
         "name": fmt.name,
         "description": fmt.description,
-        "schema": fmt.schema,
+        "schema": None,
         "strict": bool(fmt.strict),
     }
 

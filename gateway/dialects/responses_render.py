@@ -21,6 +21,7 @@ import orjson
 
 from gateway import sse
 from gateway.dialects.openai_errors import error_object
+from gateway.dialects.responses_items import item_id
 from gateway.errors import GatewayError
 from gateway.events import (
     Completed,
@@ -82,7 +83,13 @@ class _Item:
                 "status": status,
             }
         content = [{"type": "reasoning_text", "text": text}] if status != "in_progress" else []
-        return {"type": "reasoning", "id": self.id, "summary": [], "content": content}
+        return {
+            "type": "reasoning",
+            "id": self.id,
+            "status": status,
+            "summary": [],
+            "content": content,
+        }
 
 
 def _output_text(text: str) -> Json:
@@ -102,7 +109,6 @@ class ResponseBuilder:
         stream: bool = True,
     ) -> None:
         self.response_id = response_id
-        self._hex = response_id.removeprefix("resp_")
         self._stream = stream
         self._seq = 0
         self._items: list[_Item] = []
@@ -203,13 +209,13 @@ class ResponseBuilder:
         elif isinstance(event, Completed):
             reason = _INCOMPLETE_REASONS.get(event.finish_reason)
             self._close(out, "incomplete" if reason else "completed")
-            self.response["completed_at"] = int(time.time())
             if reason:
                 self.response["status"] = "incomplete"
                 self.response["incomplete_details"] = {"reason": reason}
                 out.append(self._event("response.incomplete", response=self._snapshot()))
             else:
                 self.response["status"] = "completed"
+                self.response["completed_at"] = int(time.time())
                 out.append(self._event("response.completed", response=self._snapshot()))
         elif isinstance(event, Failed):
             self.failure = event.error
@@ -232,8 +238,7 @@ class ResponseBuilder:
 
     def _add(self, kind: str, out: list[Json], call_id: str = "", name: str = "") -> _Item:
         index = len(self._items)
-        prefix = {"message": "msg", "reasoning": "rs", "function_call": "fc"}[kind]
-        item = _Item(kind, f"{prefix}_{self._hex}_{index}", index, call_id, name)
+        item = _Item(kind, item_id(kind, self.response_id, str(index)), index, call_id, name)
         self._items.append(item)
         self._open = item
         out.append(

@@ -34,6 +34,9 @@ def create_app(config: GatewayConfig, *, on_ready: OnReady | None = None) -> web
         app.router.add_post(f"{prefix}/responses", responses.create_response)
         app.router.add_get(f"{prefix}/responses/{{response_id}}", responses.get_response)
         app.router.add_delete(f"{prefix}/responses/{{response_id}}", responses.delete_response)
+        app.router.add_get(
+            f"{prefix}/responses/{{response_id}}/input_items", responses.list_input_items
+        )
     app.router.add_get("/healthz", misc.healthz)
     app.router.add_get("/readyz", misc.readyz)
 

@@ -3,7 +3,8 @@
 The gateway keeps the state backends lack: with ``store`` (the default) a
 response and the context that produced it are kept in Redis, so that
 ``previous_response_id`` and ``item_reference`` work over every backend, even
-one that only speaks Chat Completions.
+one that only speaks Chat Completions. ``background`` runs the call in a
+tracked task and returns at once; ``GET`` shows its progress.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway import sse
-from gateway.dialects.responses_items import ItemReference, item_json, parse_item
+from gateway.dialects.fields import invalid
+from gateway.dialects.responses_items import (
+    ItemReference,
+    item_id,
+    item_json,
+    parse_item,
+    response_of,
+)
 from gateway.dialects.responses_parse import ResponsesRequest, parse_responses_request
 from gateway.dialects.responses_render import ResponseBuilder, frames
 from gateway.errors import NotFound
@@ -32,87 +40,114 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     key = await gateway.auth.authenticate(request.headers.get("Authorization"))
     body = await read_json(request, gateway.config.limits.max_body_bytes)
     req = parse_responses_request(body)
+    if req.background and not req.store:
+        raise invalid("store", "a background response must be stored to be retrieved")
     invocation = await _with_context(gateway, key, req)
-    async with await gateway.open(invocation, key, request[REQUEST_ID]) as call:
-        builder = ResponseBuilder(
-            f"resp_{call.ctx.charge_id}",
-            invocation.agent,
-            dict(req.echo),
-            previous_response_id=req.previous_response_id,
-            store=req.store,
-            stream=invocation.stream,
-        )
-        if invocation.stream:
-            return await send_sse(request, _stream(gateway, key, req, invocation, builder, call))
+    call = await gateway.open(invocation, key, request[REQUEST_ID])
+    builder = ResponseBuilder(
+        f"resp_{call.ctx.charge_id}",
+        invocation.agent,
+        dict(req.echo),
+        previous_response_id=req.previous_response_id,
+        store=req.store,
+        background=req.background,
+        stream=invocation.stream,
+    )
+    saver = _Saver(gateway, key, req, invocation, builder)
+    if invocation.stream:
+        async with call:
+            return await send_sse(request, _stream(call, builder, saver))
+    if req.background:
+        try:
+            await saver.save()  # in progress, so that GET finds it at once
+        except BaseException:
+            await call.aclose()
+            raise
+        gateway.tasks.spawn(_run(call, builder, saver), name=f"background {builder.response_id}")
+        return json_response(builder.response)
+    await _run(call, builder, saver)
+    if builder.failure is not None:
+        raise builder.failure
+    return json_response(builder.response)
+
+
+async def _run(call: Call, builder: ResponseBuilder, saver: _Saver) -> None:
+    async with call:
         async for event in call:
             builder.feed(event)
-        await _save(gateway, key, req, invocation, builder)
-        if builder.failure is not None:
-            raise builder.failure
-        return json_response(builder.response)
+    await saver.save()
 
 
-async def _stream(
-    gateway: Gateway,
-    key: ApiKey,
-    req: ResponsesRequest,
-    invocation: AgentInvocation,
-    builder: ResponseBuilder,
-    call: Call,
-) -> AsyncIterator[bytes]:
+async def _stream(call: Call, builder: ResponseBuilder, saver: _Saver) -> AsyncIterator[bytes]:
     yield frames(builder.start())
     async for event in call:
         out = builder.feed(event)
         if builder.finished:  # stored before the client hears it is done, so it can chain at once
-            await _save(gateway, key, req, invocation, builder)
+            await saver.save()
         if out:
             yield frames(out)
     yield sse.DONE
 
 
-async def _save(
-    gateway: Gateway,
-    key: ApiKey,
-    req: ResponsesRequest,
-    invocation: AgentInvocation,
-    builder: ResponseBuilder,
-) -> None:
-    if not req.store:
-        return
-    stored = StoredResponse(builder.response, [item_json(i) for i in invocation.input])
-    # A client that leaves now must not cut the write short.
-    await asyncio.shield(gateway.tasks.spawn(gateway.responses.save(key.id, stored)))
+class _Saver:
+    """Writes a response and its context to the store, if the request asked for it."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        key: ApiKey,
+        req: ResponsesRequest,
+        invocation: AgentInvocation,
+        builder: ResponseBuilder,
+    ) -> None:
+        self._gateway = gateway
+        self._key = key
+        self._store = req.store
+        self._invocation = invocation
+        self._builder = builder
+
+    async def save(self) -> None:
+        if not self._store:
+            return
+        response_id = self._builder.response_id
+        context = []
+        for n, item in enumerate(self._invocation.input):
+            raw = item_json(item)
+            raw["id"] = item_id(raw["type"], response_id, f"in{n}")
+            context.append(raw)
+        stored = StoredResponse(self._builder.response, context)
+        write = self._gateway.responses.save(self._key.id, stored)
+        # A client that leaves now must not cut the write short.
+        await asyncio.shield(self._gateway.tasks.spawn(write, name=f"store {response_id}"))
 
 
 async def _with_context(gateway: Gateway, key: ApiKey, req: ResponsesRequest) -> AgentInvocation:
     context: list[InputItem] = []
     if req.previous_response_id is not None:
         previous = await _load(gateway, key, req.previous_response_id, "previous_response_id")
-        context = _items(previous.input, "previous_response") + _items(
-            previous.response["output"], "previous_response"
-        )
+        context = _items(previous.input) + _items(previous.response["output"])
     referenced: dict[str, InputItem] = {}
     for i, item in enumerate(req.items):
         if isinstance(item, ItemReference) and item.id not in referenced:
-            referenced[item.id] = await _referenced_item(gateway, key, item.id, f"input[{i}]")
+            referenced[item.id] = await _referenced(gateway, key, item.id, f"input[{i}]")
     return req.invocation_with(context, referenced)
 
 
-async def _referenced_item(gateway: Gateway, key: ApiKey, item_id: str, param: str) -> InputItem:
-    """An output item of a stored response; its id names the response (``msg_<hex>_<n>``)."""
-    _, _, rest = item_id.partition("_")
-    response_hex = rest.rpartition("_")[0]
-    stored = await gateway.responses.load(key.id, f"resp_{response_hex}") if response_hex else None
-    for raw in stored.response["output"] if stored else ():
-        if raw.get("id") == item_id:
-            found = parse_item(raw, param)
-            if not isinstance(found, ItemReference):
-                return found
-    raise NotFound(f"Item with id '{item_id}' not found.", param=param)
+async def _referenced(gateway: Gateway, key: ApiKey, reference: str, param: str) -> InputItem:
+    """An input or output item of a stored response, found through its id."""
+    response_id = response_of(reference)
+    stored = await gateway.responses.load(key.id, response_id) if response_id else None
+    if stored is not None:
+        for raw in (*stored.input, *stored.response["output"]):
+            if raw.get("id") == reference:
+                found = parse_item(raw, param)
+                if not isinstance(found, ItemReference):
+                    return found
+    raise NotFound(f"Item with id '{reference}' not found.", param=param)
 
 
-def _items(raw: list[dict[str, object]], path: str) -> list[InputItem]:
-    items = [parse_item(item, f"{path}[{i}]") for i, item in enumerate(raw)]
+def _items(raw: list[dict[str, object]]) -> list[InputItem]:
+    items = [parse_item(item, f"stored[{i}]") for i, item in enumerate(raw)]
     return [i for i in items if not isinstance(i, ItemReference)]
 
 
@@ -137,3 +172,37 @@ async def delete_response(request: web.Request) -> web.Response:
     if not await gateway.responses.delete(key.id, response_id):
         raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+async def list_input_items(request: web.Request) -> web.Response:
+    """``GET .../responses/{id}/input_items``: ``limit`` (1-100, 20), ``order``, ``after``."""
+    gateway = request.app[GATEWAY]
+    key = await gateway.auth.authenticate(request.headers.get("Authorization"))
+    stored = await _load(gateway, key, request.match_info["response_id"], "response_id")
+    query = request.query
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise invalid("limit", "must be an integer from 1 to 100")
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise invalid("order", "must be 'asc' or 'desc'")
+    items = stored.input if order == "asc" else stored.input[::-1]
+    after = query.get("after")
+    if after is not None:
+        ids = [item.get("id") for item in items]
+        if after not in ids:
+            raise NotFound(f"Item with id '{after}' not found.", param="after")
+        items = items[ids.index(after) + 1 :]
+    page = items[:limit]
+    return json_response(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        }
+    )
