@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from decimal import Decimal
 
 from gateway.events import Event
@@ -51,6 +51,12 @@ async def stream(events: Iterable[Event]) -> AsyncIterator[Event]:
     """A scripted backend stream yielding ``events`` in order."""
     for event in events:
         yield event
+
+
+async def close(events: AsyncIterator[Event]) -> None:
+    """Close a stream early, as the server does when the client goes away."""
+    assert isinstance(events, AsyncGenerator)
+    await events.aclose()
 
 
 async def collect(events: AsyncIterator[Event]) -> list[Event]:

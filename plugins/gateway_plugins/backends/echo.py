@@ -96,7 +96,8 @@ def _reply(invocation: AgentInvocation) -> str:
     last = invocation.input[-1] if invocation.input else None
     if isinstance(last, FunctionCallOutput):
         return f"The tool returned: {last.output}"
-    return invocation.last_user_text().strip() or EMPTY_REPLY
+    text = invocation.last_user_text()
+    return text if text.strip() else EMPTY_REPLY
 
 
 def _tool_to_call(invocation: AgentInvocation) -> FunctionTool | None:

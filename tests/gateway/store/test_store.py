@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from gateway import apikeys
+from gateway.errors import NotFound
+from gateway.events import Usage
+from gateway.store import Store
+from gateway.store.records import Charge
+
+
+def charge(key_id: str, entry_id: str = "e1", credits: int = 7, **usage: Any) -> Charge:
+    return Charge(
+        entry_id=entry_id,
+        request_id=f"req_{entry_id}",
+        key_id=key_id,
+        agent="echo",
+        backend="local",
+        usage=Usage(**(usage or {"input_tokens": 3, "output_tokens": 4})),
+        credits=credits,
+        at=1234.5,
+    )
+
+
+async def everything_in(store: Store) -> list[str]:
+    """Every key name and every value stored, as strings."""
+    r: Any = store.redis  # decode_responses=True: every reply is str
+    out: list[str] = []
+    async for name in r.scan_iter():
+        out.append(name)
+        kind = await r.type(name)
+        if kind == "string":
+            out.append(await r.get(name))
+        elif kind == "hash":
+            for k, v in (await r.hgetall(name)).items():
+                out += [k, v]
+        elif kind == "set":
+            out += list(await r.smembers(name))
+        elif kind == "stream":
+            for entry_id, fields in await r.xrange(name):
+                out.append(entry_id)
+                for k, v in fields.items():
+                    out += [k, v]
+        else:
+            raise AssertionError(f"unexpected type {kind} of {name}")
+    return out
+
+
+async def test_create_key_stores_only_the_digest(fake_store: Store) -> None:
+    key, secret = await fake_store.create_key("alice", balance=100, agents=("echo",))
+    assert secret.startswith(apikeys.KEY_PREFIX) and len(secret) == len(apikeys.KEY_PREFIX) + 43
+    stored = await everything_in(fake_store)
+    assert stored, "the key must be stored somewhere"
+    secret_part = secret[len(key.hint) :]
+    for item in stored:
+        assert secret not in item
+        assert secret_part not in item
+    assert any(apikeys.digest(secret) in item for item in stored)
+    assert key.hint == secret[:10]
+
+
+async def test_find_key(fake_store: Store) -> None:
+    key, secret = await fake_store.create_key("bob", agents=("a", "b"), expires_at=2e9)
+    found = await fake_store.find_key(apikeys.digest(secret))
+    assert found == key
+    assert found is not None and found.agents == ("a", "b") and found.expires_at == 2e9
+    assert await fake_store.find_key(apikeys.digest(secret + "x")) is None
+    assert await fake_store.find_key(secret) is None  # looked up by digest, not secret
+
+
+async def test_get_and_list_keys(fake_store: Store) -> None:
+    first, _ = await fake_store.create_key("one")
+    second, _ = await fake_store.create_key("two")
+    assert await fake_store.get_key(first.id) == first
+    assert [k.id for k in await fake_store.list_keys()] == [first.id, second.id]
+    with pytest.raises(NotFound):
+        await fake_store.get_key("key_missing")
+
+
+async def test_revoke(fake_store: Store) -> None:
+    key, secret = await fake_store.create_key("carol")
+    before = time.time()
+    revoked = await fake_store.revoke_key(key.id)
+    assert revoked.revoked_at is not None and revoked.revoked_at >= before
+    assert not revoked.usable(time.time())
+    found = await fake_store.find_key(apikeys.digest(secret))
+    assert found is not None and found.revoked_at == revoked.revoked_at
+    again = await fake_store.revoke_key(key.id)
+    assert again.revoked_at == revoked.revoked_at  # revoking twice keeps the first time
+    with pytest.raises(NotFound):
+        await fake_store.revoke_key("key_missing")
+
+
+async def test_credit(fake_store: Store) -> None:
+    key, _ = await fake_store.create_key("dave")
+    assert await fake_store.balance(key.id) == 0
+    assert await fake_store.credit(key.id, 50, note="top-up") == 50
+    assert await fake_store.credit(key.id, -20, note="refund") == 30
+    assert await fake_store.balance(key.id) == 30
+    entries = await fake_store.ledger(key.id)
+    assert [(e.kind, e.amount, e.balance, e.note) for e in entries] == [
+        ("credit", 50, 50, "top-up"),
+        ("credit", -20, 30, "refund"),
+    ]
+    assert all(e.usage is None for e in entries)
+    with pytest.raises(NotFound):
+        await fake_store.credit("key_missing", 5)
+
+
+async def test_initial_balance_is_a_ledger_entry(fake_store: Store) -> None:
+    key, _ = await fake_store.create_key("erin", balance=1_000)
+    (entry,) = await fake_store.ledger(key.id)
+    assert (entry.kind, entry.amount, entry.balance, entry.note) == (
+        "credit",
+        1_000,
+        1_000,
+        "initial balance",
+    )
+
+
+async def test_settle_is_idempotent_by_entry_id(fake_store: Store) -> None:
+    key, _ = await fake_store.create_key("frank", balance=100)
+    assert await fake_store.settle(charge(key.id, "e1", 7)) is True
+    assert await fake_store.balance(key.id) == 93
+    assert await fake_store.settle(charge(key.id, "e1", 7)) is False
+    assert await fake_store.settle(charge(key.id, "e1", 50)) is False
+    assert await fake_store.balance(key.id) == 93
+    assert len(await fake_store.ledger(key.id)) == 2
+    assert await fake_store.settle(charge(key.id, "e2", 7)) is True
+    assert await fake_store.balance(key.id) == 86
+
+
+async def test_settle_may_go_negative(fake_store: Store) -> None:
+    key, _ = await fake_store.create_key("gina", balance=5)
+    await fake_store.settle(charge(key.id, credits=8))
+    assert await fake_store.balance(key.id) == -3
+
+
+async def test_ledger_entry_fields(fake_store: Store) -> None:
+    key, _ = await fake_store.create_key("hank", balance=100)
+    c = charge(
+        key.id,
+        "e9",
+        12,
+        input_tokens=30,
+        output_tokens=20,
+        cached_input_tokens=10,
+        cache_write_tokens=5,
+        reasoning_tokens=4,
+        estimated=True,
+    )
+    await fake_store.settle(c)
+    entry = (await fake_store.ledger(key.id))[-1]
+    assert entry.kind == "usage"
+    assert (entry.amount, entry.balance) == (-12, 88)
+    assert (entry.request_id, entry.agent, entry.backend, entry.at) == (
+        "req_e9",
+        "echo",
+        "local",
+        1234.5,
+    )
+    assert entry.usage == c.usage
+    assert entry.to_json() == {
+        "id": entry.id,
+        "kind": "usage",
+        "amount": -12,
+        "balance": 88,
+        "at": 1234.5,
+        "request_id": "req_e9",
+        "agent": "echo",
+        "backend": "local",
+        "input_tokens": 30,
+        "output_tokens": 20,
+        "cached_input_tokens": 10,
+        "cache_write_tokens": 5,
+        "reasoning_tokens": 4,
+        "estimated": True,
+    }
+
+
+async def test_balance_is_the_sum_of_the_ledger(fake_store: Store) -> None:
+    key, _ = await fake_store.create_key("ivy", balance=1_000)
+    for i in range(10):
+        await fake_store.settle(charge(key.id, f"e{i}", i * 3))
+        await fake_store.settle(charge(key.id, f"e{i}", 999))  # a retry: ignored
+        if i % 3 == 0:
+            await fake_store.credit(key.id, 11)
+    ledger = await fake_store.ledger(key.id)
+    assert sum(e.amount for e in ledger) == await fake_store.balance(key.id)
+    assert ledger[-1].balance == await fake_store.balance(key.id)
+    assert len(await fake_store.ledger(key.id, limit=3)) == 3
+
+
+async def test_ledgers_are_per_key(fake_store: Store) -> None:
+    a, _ = await fake_store.create_key("a", balance=10)
+    b, _ = await fake_store.create_key("b", balance=20)
+    await fake_store.settle(charge(a.id, "same", 1))
+    assert await fake_store.settle(charge(b.id, "same", 2)) is True
+    assert (await fake_store.balance(a.id), await fake_store.balance(b.id)) == (9, 18)
+
+
+async def test_ping(fake_store: Store) -> None:
+    assert await fake_store.ping() is True

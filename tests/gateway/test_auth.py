@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from gateway import apikeys
+from gateway.auth import Authenticator
+from gateway.errors import AuthenticationFailed
+from gateway.store import ApiKey, Store
+
+
+class Counting:
+    """Counts the store's ``find_key`` round trips."""
+
+    def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = store.find_key
+
+        async def find_key(digest: str) -> ApiKey | None:
+            self.calls += 1
+            return await real(digest)
+
+        monkeypatch.setattr(store, "find_key", find_key)
+
+
+async def failure(auth: Authenticator, header: str | None) -> AuthenticationFailed:
+    with pytest.raises(AuthenticationFailed) as info:
+        await auth.authenticate(header)
+    assert info.value.status == 401
+    return info.value
+
+
+async def test_valid_key(fake_store: Store) -> None:
+    key, secret = await fake_store.create_key("k")
+    auth = Authenticator(fake_store)
+    assert await auth.authenticate(f"Bearer {secret}") == key
+    assert await auth.authenticate(f"bearer   {secret}  ") == key  # scheme is case-insensitive
+
+
+async def test_missing_header(fake_store: Store) -> None:
+    auth = Authenticator(fake_store)
+    assert (await failure(auth, None)).code == "missing_api_key"
+    assert (await failure(auth, "")).code == "missing_api_key"
+
+
+@pytest.mark.parametrize("header", ["Basic abc", "Bearer", "Bearer  ", "Token sk-gw-x", "sk-gw-x"])
+async def test_bad_scheme(fake_store: Store, header: str) -> None:
+    err = await failure(Authenticator(fake_store), header)
+    assert "Bearer" in err.message and err.code == "invalid_api_key"
+
+
+async def test_unknown_key_is_refused_and_not_cached(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = apikeys.new_secret()
+    auth = Authenticator(fake_store, ttl=60)
+    err = await failure(auth, f"Bearer {secret}")
+    assert err.message == "invalid API key"
+    # The same secret, created afterwards (say by another process), works at once.
+    monkeypatch.setattr(apikeys, "new_secret", lambda: secret)
+    key, created = await fake_store.create_key("late")
+    assert created == secret
+    assert await auth.authenticate(f"Bearer {secret}") == key
+
+
+async def test_cached_key_costs_no_store_call(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, secret = await fake_store.create_key("k")
+    counting = Counting(fake_store, monkeypatch)
+    auth = Authenticator(fake_store, ttl=60)
+    for _ in range(5):
+        assert await auth.authenticate(f"Bearer {secret}") == key
+    assert counting.calls == 1
+
+
+async def test_unknown_keys_cost_a_call_each_time(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counting = Counting(fake_store, monkeypatch)
+    auth = Authenticator(fake_store, ttl=60)
+    for _ in range(3):
+        await failure(auth, "Bearer sk-gw-unknown")
+    assert counting.calls == 3
+
+
+async def test_revoked_key_refused_after_cache_ttl(fake_store: Store) -> None:
+    key, secret = await fake_store.create_key("k")
+    auth = Authenticator(fake_store, ttl=0.05)
+    await auth.authenticate(f"Bearer {secret}")
+    await fake_store.revoke_key(key.id)  # elsewhere: this process's cache still holds it
+    assert await auth.authenticate(f"Bearer {secret}") == key
+    await asyncio.sleep(0.08)
+    err = await failure(auth, f"Bearer {secret}")
+    assert "revoked" in err.message
+
+
+async def test_forget_drops_a_key_at_once(fake_store: Store) -> None:
+    key, secret = await fake_store.create_key("k")
+    auth = Authenticator(fake_store, ttl=60)
+    await auth.authenticate(f"Bearer {secret}")
+    await fake_store.revoke_key(key.id)
+    auth.forget(key.id)
+    await failure(auth, f"Bearer {secret}")
+
+
+async def test_expired_key_refused(fake_store: Store) -> None:
+    _, secret = await fake_store.create_key("old", expires_at=time.time() - 1)
+    err = await failure(Authenticator(fake_store), f"Bearer {secret}")
+    assert "expired" in err.message
+
+
+async def test_cached_key_refused_once_it_expires(fake_store: Store) -> None:
+    _, secret = await fake_store.create_key("soon", expires_at=time.time() + 0.05)
+    auth = Authenticator(fake_store, ttl=60)
+    await auth.authenticate(f"Bearer {secret}")
+    await asyncio.sleep(0.08)
+    await failure(auth, f"Bearer {secret}")  # checked on every call, cached or not

@@ -1,0 +1,319 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from gateway_plugins.backends.echo import EchoOptions
+from gateway_plugins.backends.openai_chat import OpenAIChatOptions
+
+from gateway.config import (
+    EMBEDDED,
+    GatewayConfig,
+    RedisSettings,
+    load_config,
+    load_redis_settings,
+    parse_config,
+)
+from gateway.errors import ConfigError, Problem
+
+VALID = """\
+listen:
+  host: 0.0.0.0
+  port: 9000
+redis:
+  url: redis://cache:6379/1
+  socket_timeout: 0.5
+auth:
+  cache_ttl: 0.25
+limits:
+  max_body_bytes: 1024
+backends:
+  local: {type: echo, chunk_delay: 0.01}
+  upstream:
+    type: openai_chat
+    base_url: http://vllm:8000/v1
+    api_key_env: TEST_UPSTREAM_KEY
+routes:
+  echo:
+    backend: local
+  gpt:
+    backend: upstream
+    model: gpt-4o-mini
+    max_output_tokens: 256
+    pricing: {input: 0.15, output: 0.6, cached_input: 0.075}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+    monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-upstream")
+    monkeypatch.delenv("TEST_MISSING_KEY", raising=False)
+
+
+def problems(text: str) -> list[Problem]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "gw.yaml")
+    found = list(info.value.problems)
+    assert found, "a ConfigError must carry at least one problem"
+    return found
+
+
+def only(text: str) -> Problem:
+    found = problems(text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_valid_config() -> None:
+    config = parse_config(VALID, "gw.yaml")
+    assert config.source == "gw.yaml"
+    assert (config.listen.host, config.listen.port) == ("0.0.0.0", 9000)
+    assert config.redis == RedisSettings(url="redis://cache:6379/1", socket_timeout=0.5)
+    assert config.auth.cache_ttl == 0.25
+    assert config.limits.max_body_bytes == 1024
+    local = config.backends["local"]
+    assert (local.name, local.type, local.options) == ("local", "echo", EchoOptions(0.01))
+    upstream = config.backends["upstream"]
+    assert upstream.options == OpenAIChatOptions(
+        base_url="http://vllm:8000/v1", api_key_env="TEST_UPSTREAM_KEY"
+    )
+    gpt = config.routes["gpt"]
+    assert (gpt.backend, gpt.model, gpt.max_output_tokens) == ("upstream", "gpt-4o-mini", 256)
+    assert config.routes["echo"].pricing.free
+    assert not gpt.pricing.free
+
+
+def test_prices_are_exact_decimals() -> None:
+    pricing = parse_config(VALID).routes["gpt"].pricing
+    assert pricing.input == Decimal("0.15")
+    assert isinstance(pricing.input, Decimal)
+    assert pricing.output == Decimal("0.6")
+    assert pricing.cached_input == Decimal("0.075")
+    assert pricing.cache_write is None
+    # 0.15 as a binary float is not exactly 0.15: the exact decimal must survive.
+    assert pricing.input * 3 == Decimal("0.45")
+
+
+def test_prices_as_strings_and_integers() -> None:
+    text = (
+        "backends: {e: {type: echo}}\n"
+        "routes:\n"
+        "  a: {backend: e, pricing: {input: '0.1', output: 2}}\n"
+    )
+    pricing = parse_config(text).routes["a"].pricing
+    assert (pricing.input, pricing.output) == (Decimal("0.1"), Decimal(2))
+
+
+def test_empty_file_is_all_defaults() -> None:
+    config = parse_config("")
+    assert config == GatewayConfig(source="<string>")
+    assert config.redis.url == EMBEDDED
+
+
+def test_unknown_top_level_key() -> None:
+    problem = only("listen: {port: 1}\nbogus: 1\n")
+    assert (problem.path, problem.line, problem.file) == ("bogus", 2, "gw.yaml")
+    assert "unknown key" in problem.message
+    assert str(problem).startswith("gw.yaml:2: bogus: unknown key")
+
+
+def test_unknown_key_in_a_route() -> None:
+    text = "backends:\n  e: {type: echo}\nroutes:\n  a:\n    backend: e\n    modle: x\n"
+    problem = only(text)
+    assert (problem.path, problem.line) == ("routes.a.modle", 6)
+    assert "unknown key" in problem.message and "model" in problem.message
+
+
+def test_wrong_type() -> None:
+    problem = only('listen:\n  host: h\n  port: "x"\n')
+    assert (problem.path, problem.line) == ("listen.port", 3)
+    assert problem.message == "expected an integer, got a string"
+
+
+def test_boolean_is_not_an_integer() -> None:
+    problem = only("limits:\n  max_body_bytes: true\n")
+    assert (problem.path, problem.line) == ("limits.max_body_bytes", 2)
+
+
+def test_check_out_of_range() -> None:
+    problem = only("listen:\n  port: 70000\n")
+    assert (problem.path, problem.line) == ("listen.port", 2)
+    assert "65535" in problem.message
+
+
+def test_negative_price() -> None:
+    text = (
+        "backends: {e: {type: echo}}\n"
+        "routes:\n"
+        "  a:\n"
+        "    backend: e\n"
+        "    pricing:\n"
+        "      input: 1\n"
+        "      output: -0.5\n"
+    )
+    problem = only(text)
+    assert (problem.path, problem.line) == ("routes.a.pricing.output", 7)
+    assert problem.message == "must not be negative"
+
+
+def test_every_problem_is_reported_not_only_the_first() -> None:
+    text = (
+        "backends: {e: {type: echo}}\n"
+        "routes:\n"
+        "  a:\n"
+        "    backend: e\n"
+        "    pricing:\n"
+        "      typo: 1\n"
+        "      input: -1\n"
+        "      output: -2\n"
+    )
+    found = {(p.path, p.line) for p in problems(text)}
+    assert found == {
+        ("routes.a.pricing.typo", 6),
+        ("routes.a.pricing.input", 7),
+        ("routes.a.pricing.output", 8),
+    }
+
+
+def test_route_naming_a_missing_backend() -> None:
+    text = "backends:\n  e: {type: echo}\nroutes:\n  a:\n    backend: nothere\n"
+    problem = only(text)
+    assert (problem.path, problem.line) == ("routes.a.backend", 5)
+    assert "'nothere'" in problem.message
+
+
+def test_route_to_a_broken_backend_reports_the_backend_only() -> None:
+    text = "backends:\n  e: {type: echo, chunk_delay: fast}\nroutes:\n  a: {backend: e}\n"
+    problem = only(text)
+    assert (problem.path, problem.line) == ("backends.e.chunk_delay", 2)
+
+
+def test_missing_route_backend_is_required() -> None:
+    problem = only("routes:\n  a:\n    model: m\n")
+    assert (problem.path, problem.line, problem.message) == ("routes.a.backend", 2, "required")
+
+
+def test_unknown_backend_type_names_it() -> None:
+    problem = only("backends:\n  b:\n    type: nope\n")
+    assert (problem.path, problem.line) == ("backends.b.type", 3)
+    assert "'nope'" in problem.message
+    assert "echo" in problem.message and "openai_chat" in problem.message
+
+
+def test_backend_without_type() -> None:
+    problem = only("backends:\n  b: {chunk_delay: 1}\n")
+    assert problem.path == "backends.b.type"
+    assert problem.line == 2  # the nearest located ancestor: backends.b
+
+
+def test_backend_options_are_checked_like_settings() -> None:
+    problem = only(
+        "backends:\n  b:\n    type: openai_chat\n    base_url: http://x\n    timeout: 0\n"
+    )
+    assert (problem.path, problem.line) == ("backends.b.timeout", 5)
+    required = only("backends:\n  b:\n    type: openai_chat\n")
+    assert (required.path, required.message) == ("backends.b.base_url", "required")
+
+
+def test_missing_env_var_for_api_key() -> None:
+    text = (
+        "backends:\n"
+        "  up:\n"
+        "    type: openai_chat\n"
+        "    base_url: http://x/v1\n"
+        "    api_key_env: TEST_MISSING_KEY\n"
+    )
+    problem = only(text)
+    assert (problem.path, problem.line) == ("backends.up.api_key_env", 5)
+    assert "TEST_MISSING_KEY" in problem.message
+
+
+def test_env_var_present_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_MISSING_KEY", "x")
+    text = (
+        "backends:\n"
+        "  up: {type: openai_chat, base_url: 'http://x', api_key_env: TEST_MISSING_KEY}\n"
+    )
+    assert parse_config(text).backends["up"].options.api_key_env == "TEST_MISSING_KEY"
+
+
+def test_duplicate_key() -> None:
+    text = "listen:\n  port: 1\n  port: 2\n"
+    problem = only(text)
+    assert (problem.path, problem.line, problem.message) == ("listen.port", 3, "duplicate key")
+
+
+def test_invalid_yaml() -> None:
+    problem = only("listen:\n  port: 1\n bad: [\n")
+    assert problem.path == ""
+    assert problem.message.startswith("invalid YAML")
+    assert problem.line == 3
+
+
+def test_file_must_be_a_mapping() -> None:
+    problem = only("- a\n- b\n")
+    assert problem.message == "the file must be a mapping of settings"
+
+
+def test_routes_must_be_a_mapping() -> None:
+    problem = only("routes: [a]\n")
+    assert (problem.path, problem.line) == ("routes", 1)
+
+
+def test_env_overrides_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://override:1/2")
+    config = parse_config(VALID)
+    assert config.redis.url == "redis://override:1/2"
+    assert config.redis.socket_timeout == 0.5  # the rest of the section stays
+
+
+def test_load_config_reads_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("listen: {port: x}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems[0].file == str(path)
+    assert info.value.problems[0].line == 1
+
+
+def test_load_config_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "absent.yaml")
+    assert "cannot read" in info.value.problems[0].message
+
+
+def test_load_redis_settings_ignores_backend_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "redis: {url: 'redis://r:6379/0', connect_timeout: 3}\n"
+        "backends:\n  up: {type: openai_chat, base_url: x, api_key_env: TEST_MISSING_KEY}\n"
+    )
+    settings = load_redis_settings(path)
+    assert settings == RedisSettings(url="redis://r:6379/0", connect_timeout=3.0)
+
+
+def test_load_redis_settings_defaults_and_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("listen: {port: 1}\n")
+    assert load_redis_settings(path) == RedisSettings()
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://env:1/0")
+    assert load_redis_settings(path).url == "redis://env:1/0"
+
+
+def test_load_redis_settings_checks_the_section(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("redis: {socket_timeout: -1, bogus: 1}\n")
+    with pytest.raises(ConfigError) as info:
+        load_redis_settings(path)
+    assert {p.path for p in info.value.problems} == {"redis.socket_timeout", "redis.bogus"}
+
+
+def test_load_redis_settings_invalid_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("redis: [\n")
+    with pytest.raises(ConfigError):
+        load_redis_settings(path)

@@ -1,0 +1,250 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+
+from gateway.config import GatewayConfig, parse_config
+from gateway.errors import (
+    GatewayError,
+    InsufficientQuota,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    UpstreamError,
+)
+from gateway.events import Completed, Event, Failed, TextDelta, Usage
+from gateway.invocation import AgentInvocation
+from gateway.pipeline import Gateway, _checked
+from gateway.plugin import CallContext
+from gateway.store import ApiKey, Store
+from gateway.tasks import BackgroundTasks
+from tests.conftest import invocation
+from tests.gateway.factories import collect, context, stream
+
+CONFIG = """
+backends:
+  scripted: {type: echo}
+routes:
+  echo: {backend: scripted, pricing: {input: 1, output: 1}}
+  free: {backend: scripted}
+  other: {backend: scripted}
+"""
+
+
+class Scripted:
+    """A backend whose stream is given by the test; records what was closed."""
+
+    def __init__(self, make: Callable[[], AsyncIterator[Event]]) -> None:
+        self.make = make
+        self.invocations: list[AgentInvocation] = []
+
+    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
+        self.invocations.append(invocation)
+        return self.make()
+
+    async def aclose(self) -> None:
+        return None
+
+
+def scripted(events: Sequence[Event]) -> Scripted:
+    return Scripted(lambda: stream(events))
+
+
+def gateway(store: Store, backend: Scripted, config: GatewayConfig | None = None) -> Gateway:
+    config = config or parse_config(CONFIG)
+    return Gateway(config, store, {"scripted": backend}, BackgroundTasks())
+
+
+# _checked: the stream contract
+
+
+async def test_checked_passes_a_well_formed_stream() -> None:
+    events: list[Event] = [TextDelta("a"), Usage(1, 1), Completed()]
+    assert await collect(_checked(stream(events), context())) == events
+
+
+async def test_checked_turns_an_exception_into_upstream_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken() -> AsyncIterator[Event]:
+        yield TextDelta("a")
+        raise RuntimeError("bug in a plugin")
+
+    with caplog.at_level(logging.ERROR, logger="gateway.pipeline"):
+        out = await collect(_checked(broken(), context(request_id="req_x")))
+    assert out[0] == TextDelta("a")
+    assert isinstance(out[1], Failed) and type(out[1].error) is UpstreamError
+    assert "bug in a plugin" not in out[1].error.message  # internals stay in the log
+    assert len(out) == 2
+    assert "req_x" in caplog.text and "bug in a plugin" in caplog.text
+
+
+async def test_checked_passes_a_raised_gateway_error_through() -> None:
+    async def limited() -> AsyncIterator[Event]:
+        raise RateLimited("slow down")
+        yield Completed()  # pragma: no cover
+
+    (out,) = await collect(_checked(limited(), context()))
+    assert isinstance(out, Failed) and isinstance(out.error, RateLimited)
+
+
+async def test_checked_fails_a_stream_without_terminal() -> None:
+    out = await collect(_checked(stream([TextDelta("a"), Usage(1, 1)]), context()))
+    assert out[:2] == [TextDelta("a"), Usage(1, 1)]
+    assert isinstance(out[2], Failed) and isinstance(out[2].error, UpstreamError)
+    assert len(out) == 3
+
+
+async def test_checked_drops_events_after_the_terminal() -> None:
+    after_completed: list[Event] = [Completed(), TextDelta("late"), Completed("length")]
+    assert await collect(_checked(stream(after_completed), context())) == [Completed()]
+    failed = Failed(UpstreamError("x"))
+    assert await collect(_checked(stream([failed, TextDelta("late")]), context())) == [failed]
+
+
+# Gateway.route and admit
+
+
+def key(agents: tuple[str, ...] = ()) -> ApiKey:
+    return ApiKey("key_x", "x", agents)
+
+
+def test_route_unknown_agent_is_404(fake_store: Store) -> None:
+    gw = gateway(fake_store, scripted([Completed()]))
+    with pytest.raises(NotFound) as info:
+        gw.route(key(), "nope")
+    assert (info.value.status, info.value.param, info.value.code) == (
+        404,
+        "model",
+        "model_not_found",
+    )
+
+
+def test_route_agent_not_allowed_is_403(fake_store: Store) -> None:
+    gw = gateway(fake_store, scripted([Completed()]))
+    with pytest.raises(PermissionDenied) as info:
+        gw.route(key(("other",)), "echo")
+    assert info.value.status == 403
+    assert gw.route(key(("other",)), "other").backend == "scripted"
+    assert gw.agents(key(("other", "echo"))) == ["echo", "other"]
+    assert gw.agents(key()) == ["echo", "free", "other"]
+
+
+async def test_admit_refuses_zero_balance(fake_store: Store) -> None:
+    gw = gateway(fake_store, scripted([Completed()]))
+    api_key, _ = await fake_store.create_key("k")
+    with pytest.raises(InsufficientQuota) as info:
+        await gw.admit(api_key, gw.route(api_key, "echo"))
+    assert info.value.status == 402
+    await fake_store.credit(api_key.id, 1)
+    await gw.admit(api_key, gw.route(api_key, "echo"))
+
+
+async def test_free_route_admitted_without_a_balance_lookup(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = gateway(fake_store, scripted([Completed()]))
+    api_key, _ = await fake_store.create_key("k")
+
+    async def no_lookup(key_id: str) -> int:
+        raise AssertionError("a free route must not look up the balance")
+
+    monkeypatch.setattr(fake_store, "balance", no_lookup)
+    await gw.admit(api_key, gw.route(api_key, "free"))
+
+
+# Gateway.open and Call
+
+
+async def test_open_streams_and_settles(fake_store: Store) -> None:
+    backend = scripted([TextDelta("a"), TextDelta("b"), Usage(2, 2), Completed()])
+    gw = gateway(fake_store, backend)
+    api_key, _ = await fake_store.create_key("k", balance=100)
+    inv = invocation()
+    async with await gw.open(inv, api_key, "req_1") as call:
+        assert call.ctx.request_id == "req_1" and call.ctx.key_id == api_key.id
+        assert call.ctx.charge_id
+        out = [event async for event in call]
+    assert out == [TextDelta("a"), TextDelta("b"), Usage(2, 2), Completed()]
+    assert backend.invocations == [inv]
+    await gw.tasks.drain()
+    assert await fake_store.balance(api_key.id) == 96
+
+
+async def test_open_refuses_before_invoking(fake_store: Store) -> None:
+    backend = scripted([Completed()])
+    gw = gateway(fake_store, backend)
+    api_key, _ = await fake_store.create_key("k")
+    with pytest.raises(InsufficientQuota):
+        await gw.open(invocation(), api_key, "r")
+    with pytest.raises(NotFound):
+        await gw.open(invocation(agent="nope"), api_key, "r")
+    assert backend.invocations == []
+
+
+async def test_prefetch_raises_the_error_of_a_failed_first_event(fake_store: Store) -> None:
+    closed: list[bool] = []
+
+    async def refusing() -> AsyncIterator[Event]:
+        try:
+            yield Failed(RateLimited("upstream says slow down"))
+            yield Completed()  # pragma: no cover - dropped by _checked
+        finally:
+            closed.append(True)
+
+    gw = gateway(fake_store, Scripted(refusing))
+    api_key, _ = await fake_store.create_key("k", balance=10)
+    with pytest.raises(RateLimited) as info:
+        await gw.open(invocation(), api_key, "r")
+    assert info.value.message == "upstream says slow down"
+    assert closed == [True]  # the upstream was released
+    await gw.tasks.drain()
+    assert len(await fake_store.ledger(api_key.id)) == 1  # the credit only: nothing charged
+
+
+async def test_failure_after_content_is_part_of_the_stream(fake_store: Store) -> None:
+    failed = Failed(UpstreamError("cut"))
+    gw = gateway(fake_store, scripted([TextDelta("a"), failed]))
+    api_key, _ = await fake_store.create_key("k", balance=10)
+    async with await gw.open(invocation(), api_key, "r") as call:
+        assert [e async for e in call] == [TextDelta("a"), failed]
+
+
+async def test_closing_a_call_early_closes_the_backend_and_settles(fake_store: Store) -> None:
+    closed: list[bool] = []
+
+    async def endless() -> AsyncIterator[Event]:
+        try:
+            while True:
+                yield TextDelta("w ")
+        finally:
+            closed.append(True)
+
+    gw = gateway(fake_store, Scripted(endless))
+    api_key, _ = await fake_store.create_key("k", balance=1_000)
+    call = await gw.open(invocation(), api_key, "r")
+    seen = 0
+    async for _ in call:
+        seen += 1
+        if seen == 5:
+            break
+    await call.aclose()
+    assert closed == [True]
+    await gw.tasks.drain()
+    entry = (await fake_store.ledger(api_key.id))[-1]
+    assert entry.kind == "usage" and entry.usage is not None
+    assert entry.usage.estimated and entry.usage.output_tokens >= 5
+
+
+async def test_an_exception_before_answering_is_a_502(fake_store: Store) -> None:
+    async def raising() -> AsyncIterator[Event]:
+        raise ValueError("not a gateway error")
+        yield Completed()  # pragma: no cover
+
+    gw = gateway(fake_store, Scripted(raising))
+    api_key, _ = await fake_store.create_key("k", balance=10)
+    with pytest.raises(GatewayError) as info:
+        await gw.open(invocation(), api_key, "r")
+    assert info.value.status == 502

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pytest
+
+from gateway.errors import Problem
+from gateway.typed import build, non_negative, positive, problems_collector
+
+
+@dataclass(frozen=True, slots=True)
+class Inner:
+    price: Decimal = field(default=Decimal(0), metadata={"check": non_negative})
+
+
+@dataclass(frozen=True, slots=True)
+class Outer:
+    name: str
+    count: int = 1
+    ratio: float = field(default=1.0, metadata={"check": positive})
+    flag: bool = False
+    tags: tuple[str, ...] = ()
+    inner: Inner = field(default_factory=Inner)
+    limit: int | None = None
+    secret_env: str | None = field(default=None, metadata={"env": True})
+
+
+def run(data: object, lines: dict[str, int] | None = None) -> tuple[object, list[Problem]]:
+    problems, report = problems_collector("f.yaml", lines or {})
+    return build(Outer, data, "top", report), problems
+
+
+def messages(data: object) -> dict[str, str]:
+    value, problems = run(data)
+    assert value is None
+    return {p.path: p.message for p in problems}
+
+
+def test_builds_with_conversions() -> None:
+    value, problems = run(
+        {"name": "n", "count": 2, "ratio": 3, "tags": ["a", "b"], "inner": {"price": 0.15}}
+    )
+    assert problems == []
+    assert value == Outer("n", 2, 3.0, False, ("a", "b"), Inner(Decimal("0.15")))
+    assert isinstance(value, Outer) and isinstance(value.ratio, float)
+
+
+def test_none_is_an_empty_mapping() -> None:
+    assert messages(None) == {"top.name": "required"}
+
+
+def test_not_a_mapping() -> None:
+    assert messages([1]) == {"top": "expected a mapping, got a list"}
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "message"),
+    [
+        ({"name": 1}, "top.name", "expected a string, got an integer"),
+        ({"name": "n", "count": True}, "top.count", "expected an integer, got a boolean"),
+        ({"name": "n", "count": 1.5}, "top.count", "expected an integer, got a number"),
+        ({"name": "n", "ratio": "x"}, "top.ratio", "expected a number, got a string"),
+        ({"name": "n", "ratio": 0}, "top.ratio", "must be greater than 0"),
+        ({"name": "n", "flag": "yes"}, "top.flag", "expected a boolean, got a string"),
+        ({"name": "n", "tags": "a"}, "top.tags", "expected a list, got a string"),
+        ({"name": "n", "tags": ["a", 2]}, "top.tags[1]", "expected a string, got an integer"),
+        ({"name": "n", "inner": 3}, "top.inner", "expected a mapping, got an integer"),
+        (
+            {"name": "n", "inner": {"price": "abc"}},
+            "top.inner.price",
+            "expected a number, got a string",
+        ),
+        (
+            {"name": "n", "inner": {"price": ".inf"}},
+            "top.inner.price",
+            "expected a number, got a string",
+        ),
+        (
+            {"name": "n", "inner": {"price": float("nan")}},
+            "top.inner.price",
+            "expected a number, got a number",
+        ),
+        ({"name": "n", "inner": {"price": -1}}, "top.inner.price", "must not be negative"),
+        ({"name": "n", "limit": "x"}, "top.limit", "expected an integer, got a string"),
+        ({"name": None}, "top.name", "expected a string, got null"),
+    ],
+)
+def test_each_error(data: object, path: str, message: str) -> None:
+    assert messages(data) == {path: message}
+
+
+def test_optional_accepts_null() -> None:
+    value, problems = run({"name": "n", "limit": None})
+    assert problems == [] and isinstance(value, Outer) and value.limit is None
+
+
+def test_unknown_key_lists_the_known_ones() -> None:
+    found = messages({"name": "n", "cuont": 1})
+    assert found["top.cuont"].startswith("unknown key (expected one of: name, count, ratio")
+
+
+def test_env_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TYPED_TEST_VAR", raising=False)
+    assert messages({"name": "n", "secret_env": "TYPED_TEST_VAR"}) == {
+        "top.secret_env": "environment variable TYPED_TEST_VAR is not set"
+    }
+    monkeypatch.setenv("TYPED_TEST_VAR", "1")
+    value, problems = run({"name": "n", "secret_env": "TYPED_TEST_VAR"})
+    assert problems == [] and isinstance(value, Outer)
+
+
+def test_checks_run_after_an_earlier_problem() -> None:
+    # Every problem is collected: a bad field must not hide a later field's check.
+    found = messages({"name": 1, "bogus": 0, "ratio": -1, "inner": {"price": -1}})
+    assert set(found) == {"top.name", "top.bogus", "top.ratio", "top.inner.price"}
+
+
+def test_problems_are_located_at_the_nearest_known_line() -> None:
+    lines = {"top": 1, "top.inner": 4, "top.tags": 6, "top.tags[1]": 8}
+    _, problems = run(
+        {"name": "n", "inner": {"price": -1}, "tags": ["a", 2]},
+        lines,
+    )
+    located = {p.path: p.line for p in problems}
+    assert located == {"top.inner.price": 4, "top.tags[1]": 8}
+    _, problems = run({"count": 1}, {})
+    assert problems[0].line is None
+    assert str(problems[0]) == "f.yaml: top.name: required"

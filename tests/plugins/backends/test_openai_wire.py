@@ -1,0 +1,445 @@
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+import pytest
+from gateway_plugins.backends.openai_wire import ChunkParser, chat_body, usage_from
+from openai.types.chat import ChatCompletionChunk
+
+from gateway.errors import UpstreamError
+from gateway.events import (
+    Completed,
+    Event,
+    Failed,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallStarted,
+    Usage,
+)
+from gateway.invocation import (
+    FilePart,
+    ForcedFunction,
+    FunctionCall,
+    FunctionCallOutput,
+    FunctionTool,
+    ImagePart,
+    Message,
+    Reasoning,
+    ResponseFormat,
+    Sampling,
+    TextPart,
+)
+from tests.conftest import invocation
+
+# chat_body
+
+
+def test_minimal_body() -> None:
+    assert chat_body(invocation("hi"), "gpt-4o-mini") == {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+def test_every_field_is_mapped() -> None:
+    schema = {"type": "object", "properties": {"c": {"type": "string"}}}
+    inv = invocation(
+        instructions="Be brief.",
+        tools=(FunctionTool("w", "weather", schema, True), FunctionTool("bare")),
+        tool_choice="required",
+        parallel_tool_calls=False,
+        sampling=Sampling(0.2, 0.9, 0.1, -0.1, 7, ("END", "STOP")),
+        max_output_tokens=64,
+        response_format=ResponseFormat("json_schema", "out", {"type": "object"}, True, "d"),
+        reasoning_effort="low",
+        metadata={"not": "forwarded"},
+    )
+    body = chat_body(inv, "m")
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "w",
+                "description": "weather",
+                "parameters": schema,
+                "strict": True,
+            },
+        },
+        {"type": "function", "function": {"name": "bare"}},
+    ]
+    assert body["tool_choice"] == "required"
+    assert body["parallel_tool_calls"] is False
+    assert (body["temperature"], body["top_p"]) == (0.2, 0.9)
+    assert (body["presence_penalty"], body["frequency_penalty"]) == (0.1, -0.1)
+    assert (body["seed"], body["stop"], body["max_tokens"]) == (7, ["END", "STOP"], 64)
+    assert body["reasoning_effort"] == "low"
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "out",
+            "schema": {"type": "object"},
+            "strict": True,
+            "description": "d",
+        },
+    }
+    assert "metadata" not in body
+    orjson.dumps(body)  # it must be serialisable as is
+
+
+def test_unset_fields_are_left_out() -> None:
+    body = chat_body(invocation(parallel_tool_calls=True), "m")
+    # parallel_tool_calls without tools is rejected by OpenAI: only sent with tools
+    assert set(body) == {"model", "messages", "stream", "stream_options"}
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ("auto", "auto"),
+        ("none", "none"),
+        (ForcedFunction("w"), {"type": "function", "function": {"name": "w"}}),
+    ],
+)
+def test_tool_choice(choice: Any, expected: object) -> None:
+    body = chat_body(invocation(tools=(FunctionTool("w"),), tool_choice=choice), "m")
+    assert body["tool_choice"] == expected
+
+
+@pytest.mark.parametrize("kind", ["text", "json_object"])
+def test_simple_response_formats(kind: Any) -> None:
+    body = chat_body(invocation(response_format=ResponseFormat(kind)), "m")
+    assert body["response_format"] == {"type": kind}
+
+
+def test_json_schema_without_optional_parts() -> None:
+    body = chat_body(invocation(response_format=ResponseFormat("json_schema", "n")), "m")
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "n"}}
+
+
+def call(call_id: str, name: str, arguments: str) -> dict[str, object]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def test_conversation_with_tool_calls() -> None:
+    inv = invocation(
+        input=(
+            Message("developer", (TextPart("dev note"),)),
+            Message("user", (TextPart("weather and time?"),)),
+            Reasoning("thinking", "enc"),  # not replayed to a Chat Completions upstream
+            FunctionCall("call_1", "weather", '{"city":"Paris"}'),
+            FunctionCall("call_2", "time", "{}"),
+            FunctionCallOutput("call_1", "sunny"),
+            FunctionCallOutput("call_2", "noon"),
+            Message("assistant", (TextPart("Let me check more."),)),
+            FunctionCall("call_3", "weather", '{"city":"Rome"}'),
+            FunctionCallOutput("call_3", "rain"),
+            Message("user", (TextPart("thanks"),)),
+        )
+    )
+    messages = chat_body(inv, "m")["messages"]
+    assert messages == [
+        {"role": "developer", "content": "dev note"},
+        {"role": "user", "content": "weather and time?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                call("call_1", "weather", '{"city":"Paris"}'),
+                call("call_2", "time", "{}"),
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "noon"},
+        {
+            "role": "assistant",
+            "content": "Let me check more.",
+            "tool_calls": [call("call_3", "weather", '{"city":"Rome"}')],
+        },
+        {"role": "tool", "tool_call_id": "call_3", "content": "rain"},
+        {"role": "user", "content": "thanks"},
+    ]
+
+
+def test_media_parts() -> None:
+    inv = invocation(
+        input=(
+            Message(
+                "user",
+                (
+                    TextPart("see"),
+                    ImagePart("https://x/a.png"),
+                    ImagePart("data:image/png;base64,AA", "high"),
+                    FilePart(filename="f.pdf", data="data:application/pdf;base64,JV"),
+                    FilePart(file_id="file-1"),
+                ),
+            ),
+        )
+    )
+    assert chat_body(inv, "m")["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "see"},
+                {"type": "image_url", "image_url": {"url": "https://x/a.png"}},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": "data:image/png;base64,AA", "detail": "high"},
+                },
+                {
+                    "type": "file",
+                    "file": {"filename": "f.pdf", "file_data": "data:application/pdf;base64,JV"},
+                },
+                {"type": "file", "file": {"file_id": "file-1"}},
+            ],
+        }
+    ]
+
+
+def test_multi_part_text_is_joined() -> None:
+    inv = invocation(input=(Message("user", (TextPart("a"), TextPart("b"))),))
+    assert chat_body(inv, "m")["messages"] == [{"role": "user", "content": "ab"}]
+
+
+# ChunkParser
+
+
+def chunk(
+    delta: Mapping[str, Any] | None = None, finish: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """An OpenAI-shaped chunk (checked against the SDK model, as a real upstream's would be)."""
+    body: dict[str, Any] = {
+        "id": "chatcmpl-up",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "up-model",
+        "choices": []
+        if delta is None
+        else [{"index": 0, "delta": dict(delta), "logprobs": None, "finish_reason": finish}],
+    }
+    body.update(extra)
+    ChatCompletionChunk.model_validate(body)
+    return body
+
+
+def parse(chunks: Iterable[Mapping[str, Any]], *, done: bool = True) -> list[Event]:
+    parser = ChunkParser()
+    events: list[Event] = []
+    for c in chunks:
+        events.extend(parser.feed(c))
+    events.extend(parser.finish(done=done))
+    return events
+
+
+OPENAI_USAGE = {
+    "prompt_tokens": 19,
+    "completion_tokens": 10,
+    "total_tokens": 29,
+    "prompt_tokens_details": {"cached_tokens": 8, "audio_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 3,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+
+
+def test_openai_text_stream_with_usage_chunk() -> None:
+    chunks = [
+        chunk({"role": "assistant", "content": "", "refusal": None}, usage=None),
+        chunk({"content": "Hel"}, usage=None),
+        chunk({"content": "lo"}, usage=None),
+        chunk({}, "stop", usage=None),
+        chunk(None, usage=OPENAI_USAGE),
+    ]
+    assert parse(chunks) == [
+        TextDelta("Hel"),
+        TextDelta("lo"),
+        Usage(input_tokens=19, output_tokens=10, cached_input_tokens=8, reasoning_tokens=3),
+        Completed("stop"),
+    ]
+
+
+def test_openai_parallel_tool_calls() -> None:
+    chunks = [
+        chunk(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_A",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": ""},
+                    }
+                ],
+            }
+        ),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ty":"P"}'}}]}),
+        chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 1,
+                        "id": "call_B",
+                        "type": "function",
+                        "function": {"name": "time", "arguments": ""},
+                    }
+                ]
+            }
+        ),
+        chunk({"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]}),
+        chunk({}, "tool_calls"),
+        chunk(None, usage={"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}),
+    ]
+    assert parse(chunks) == [
+        ToolCallStarted("call_A", "weather"),
+        ToolCallArgumentsDelta("call_A", '{"ci'),
+        ToolCallArgumentsDelta("call_A", 'ty":"P"}'),
+        ToolCallStarted("call_B", "time"),
+        ToolCallArgumentsDelta("call_B", "{}"),
+        Usage(5, 7),
+        Completed("tool_calls"),
+    ]
+
+
+def test_vllm_tool_call_in_one_chunk_with_text_before() -> None:
+    chunks = [
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"content": "Checking."}),
+        chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "chatcmpl-tool-1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"a": 1}'},
+                    }
+                ]
+            }
+        ),
+        chunk({"content": ""}, "tool_calls"),
+        chunk(None, usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
+    ]
+    assert parse(chunks) == [
+        TextDelta("Checking."),
+        ToolCallStarted("chatcmpl-tool-1", "f"),
+        ToolCallArgumentsDelta("chatcmpl-tool-1", '{"a": 1}'),
+        Usage(1, 2),
+        Completed("tool_calls"),
+    ]
+
+
+def test_tool_call_without_id_gets_one() -> None:
+    chunks = [
+        {
+            "choices": [
+                {"index": 0, "delta": {"tool_calls": [{"index": 2, "function": {"name": "f"}}]}}
+            ]
+        },
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "function_call"}]},
+    ]
+    assert parse(chunks) == [ToolCallStarted("call_2", "f"), Completed("tool_calls")]
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_vllm_reasoning(field: str) -> None:
+    chunks = [
+        chunk({"role": "assistant", "content": ""}),
+        chunk({field: "Let me "}),
+        chunk({field: "think.", "content": None}),
+        chunk({"content": "42"}),
+        chunk({}, "stop"),
+    ]
+    assert parse(chunks) == [
+        ReasoningDelta("Let me "),
+        ReasoningDelta("think."),
+        TextDelta("42"),
+        Completed("stop"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [("stop", "stop"), ("length", "length"), ("content_filter", "content_filter"), ("eos", "stop")],
+)
+def test_finish_reasons(reason: str, expected: str) -> None:
+    assert parse([{"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}]) == [
+        Completed(expected)  # type: ignore[arg-type]
+    ]
+
+
+def test_usage_on_the_last_content_chunk() -> None:
+    # Some servers put usage on the finishing chunk instead of a separate one.
+    last = chunk(
+        {"content": "x"},
+        "stop",
+        usage={"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
+    )
+    assert parse([last]) == [TextDelta("x"), Usage(2, 1), Completed("stop")]
+
+
+def test_error_chunk_raises_upstream_error() -> None:
+    parser = ChunkParser()
+    list(parser.feed(chunk({"content": "par"})))
+    with pytest.raises(UpstreamError) as info:
+        list(parser.feed({"error": {"message": "model overloaded", "type": "server_error"}}))
+    assert "model overloaded" in info.value.message
+    with pytest.raises(UpstreamError, match="plain text"):
+        list(ChunkParser().feed({"error": "plain text"}))
+
+
+def test_stream_cut_without_finish_reason_fails() -> None:
+    events = parse([chunk({"content": "half"})], done=False)
+    assert events[0] == TextDelta("half")
+    assert isinstance(events[-1], Failed) and isinstance(events[-1].error, UpstreamError)
+    assert len(events) == 2
+
+
+def test_stream_cut_after_finish_reason_completes() -> None:
+    events = parse([chunk({"content": "all"}), chunk({}, "stop")], done=False)
+    assert events == [TextDelta("all"), Completed("stop")]
+
+
+def test_done_without_finish_reason_completes() -> None:
+    assert parse([chunk({"content": "x"})], done=True) == [TextDelta("x"), Completed("stop")]
+
+
+def test_usage_is_reported_before_a_failure() -> None:
+    usage = {"prompt_tokens": 4, "completion_tokens": 0, "total_tokens": 4}
+    events = parse([chunk(None, usage=usage)], done=False)
+    assert events[0] == Usage(4, 0) and isinstance(events[1], Failed)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"choices": ["x"]},
+        {"choices": [{"delta": "x"}]},
+        {"choices": [{"delta": {"tool_calls": ["x"]}}]},
+    ],
+)
+def test_malformed_chunks_raise(bad: dict[str, Any]) -> None:
+    with pytest.raises(UpstreamError):
+        list(ChunkParser().feed(bad))
+
+
+def test_keep_alive_chunks_are_ignored() -> None:
+    assert parse([{"choices": []}, {"object": "x"}, chunk({}), chunk({}, "stop")]) == [Completed()]
+
+
+def test_usage_from_ignores_nonsense() -> None:
+    assert (
+        usage_from({"prompt_tokens": -1, "completion_tokens": "3", "prompt_tokens_details": None})
+        == Usage()
+    )
+    assert usage_from({"prompt_tokens": True}) == Usage()
