@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 
+from gateway import sse
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -28,7 +29,7 @@ from gateway.errors import (
 from gateway.events import Event, Failed
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
-from gateway.sse import SSEDecodeError, SSEDecoder
+from gateway.sse import SSEDecodeError
 from gateway.typed import positive
 from gateway_plugins.backends.openai_wire import ChunkParser, chat_body
 
@@ -72,7 +73,11 @@ class OpenAIChatBackend:
         return headers
 
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
-        body = orjson.dumps(chat_body(invocation, ctx.model))
+        try:
+            body = orjson.dumps(chat_body(invocation, ctx.model))
+        except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
+            yield Failed(InvalidRequest(f"The request cannot be sent upstream: {exc}."))
+            return
         try:
             async with self._client().post(
                 self._url, data=body, headers=self._headers(ctx)
@@ -98,20 +103,15 @@ class OpenAIChatBackend:
 
 
 async def _events(resp: aiohttp.ClientResponse) -> AsyncGenerator[Event, None]:
-    decoder = SSEDecoder()
     parser = ChunkParser()
+    done = False
     try:
-        async for chunk in resp.content.iter_any():
-            for sse in decoder.feed(chunk):
-                if sse.data == "[DONE]":
-                    for event in parser.finish(done=True):
-                        yield event
-                    return
-                for event in parser.feed(_json(sse.data)):
-                    yield event
-        for sse in decoder.close():
-            if sse.data != "[DONE]":
-                for event in parser.feed(_json(sse.data)):
+        async with contextlib.aclosing(sse.decode(resp.content.iter_any())) as frames:
+            async for frame in frames:
+                if frame.data == "[DONE]":
+                    done = True
+                    break
+                for event in parser.feed(_json(frame.data)):
                     yield event
     except SSEDecodeError as exc:
         yield Failed(UpstreamError(f"The upstream stream is malformed: {exc}"))
@@ -119,7 +119,7 @@ async def _events(resp: aiohttp.ClientResponse) -> AsyncGenerator[Event, None]:
     except GatewayError as exc:
         yield Failed(exc)
         return
-    for event in parser.finish(done=False):
+    for event in parser.finish(done=done):
         yield event
 
 
