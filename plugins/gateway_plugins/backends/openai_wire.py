@@ -195,13 +195,15 @@ class ChunkParser:
     def _tool_call(self, call: object) -> Iterator[Event]:
         if not isinstance(call, dict):
             raise UpstreamError("The upstream sent a malformed tool call.")
-        index = call.get("index", 0)
-        index = index if isinstance(index, int) else 0
+        given = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
+        index = call.get("index")
+        if not isinstance(index, int):  # some servers omit it: a new id starts a new call
+            ids = list(self._calls.values())
+            index = ids.index(given) if given in ids else len(ids) - (given is None and bool(ids))
         fn = call.get("function") or {}
         call_id = self._calls.get(index)
         if call_id is None:
-            given = call.get("id")
-            call_id = given if isinstance(given, str) and given else f"{self._prefix}{index}"
+            call_id = given or f"{self._prefix}{index}"
             self._calls[index] = call_id
             name = fn.get("name") if isinstance(fn, dict) else None
             yield ToolCallStarted(call_id, name if isinstance(name, str) else "")

@@ -351,6 +351,26 @@ def test_tool_call_without_id_gets_one() -> None:
     assert parse(chunks) == [ToolCallStarted("call_2", "f"), Completed("tool_calls")]
 
 
+def test_tool_calls_without_index_are_told_apart_by_id() -> None:
+    def call(**fields: Any) -> dict[str, Any]:
+        return {"choices": [{"index": 0, "delta": {"tool_calls": [fields]}}]}
+
+    chunks = [
+        call(id="a", function={"name": "f", "arguments": "{"}),
+        call(function={"arguments": "}"}),
+        call(id="b", function={"name": "g", "arguments": "[]"}),
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+    ]
+    assert parse(chunks) == [
+        ToolCallStarted("a", "f"),
+        ToolCallArgumentsDelta("a", "{"),
+        ToolCallArgumentsDelta("a", "}"),
+        ToolCallStarted("b", "g"),
+        ToolCallArgumentsDelta("b", "[]"),
+        Completed("tool_calls"),
+    ]
+
+
 @pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
 def test_vllm_reasoning(field: str) -> None:
     chunks = [
