@@ -151,12 +151,13 @@ async def start_gateway(
 ) -> AsyncIterator[StartGateway]:
     """Start gateways on loopback against the real Redis; stopped after the test.
 
-    ``await start_gateway()`` uses ``ECHO_CONFIG``; pass YAML text for another.
+    ``await start_gateway()`` uses ``ECHO_CONFIG``; pass YAML text for another, and
+    ``redis=URL`` for another store than the session's Redis.
     """
     runners: list[web.AppRunner] = []
 
-    async def start(text: str = ECHO_CONFIG) -> RunningGateway:
-        app = create_app(make_config(text, redis_url))
+    async def start(text: str = ECHO_CONFIG, *, redis: str | None = None) -> RunningGateway:
+        app = create_app(make_config(text, redis or redis_url))
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
         port = free_port()

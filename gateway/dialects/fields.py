@@ -15,6 +15,9 @@ from gateway.errors import InvalidRequest
 
 JsonMap = Mapping[str, Any]
 
+# Integers a JSON encoder (and every upstream) can carry.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 
 def join(path: str, key: str | int) -> str:
     if isinstance(key, int):
@@ -77,7 +80,7 @@ def opt_int(
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
         raise invalid(sub, f"expected an integer, but got {kind(value)}")
-    _check_range(value, sub, lo, hi)
+    _check_range(value, sub, INT64_MIN if lo is None else lo, INT64_MAX if hi is None else hi)
     return value
 
 

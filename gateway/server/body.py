@@ -19,6 +19,9 @@ async def read_json(request: web.Request, limit: int) -> object:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
+    except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not match
+        detail = " ".join(str(exc).split())
+        raise InvalidRequest(f"The request body could not be read: {detail}") from None
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:

@@ -64,12 +64,17 @@ def error_response(error: GatewayError, request: web.Request) -> web.Response:
     headers = {"X-Request-Id": request.get(REQUEST_ID, "")}
     if error.status in (400, 401, 402, 403, 404, 413):
         headers["x-should-retry"] = "false"  # the openai SDK would otherwise retry some
-    return web.Response(
+    response = web.Response(
         body=error_body(error),
         status=error.status,
         content_type="application/json",
         headers=headers,
     )
+    if request.content.exception() is not None:
+        # The body could not be read (e.g. a broken Content-Encoding): the rest of this
+        # connection's bytes cannot be trusted, so close it instead of keeping it alive.
+        response.force_close()
+    return response
 
 
 def _from_http(exc: web.HTTPException) -> GatewayError:

@@ -30,7 +30,11 @@ ENTRY_MARKER_TTL = 7 * 24 * 3600  # a request id can be settled again after a we
 
 
 def connect(settings: RedisSettings) -> aioredis.Redis:
-    """A client for ``settings.url``; ``embedded`` gives an in-process fake server."""
+    """A client for ``settings.url``; ``embedded`` gives an in-process fake server.
+
+    Both use a blocking pool: under a burst, requests wait (up to the socket
+    timeout) for a connection instead of failing the moment the pool is exhausted.
+    """
     if settings.url == EMBEDDED:
         try:
             from fakeredis import FakeAsyncRedis
@@ -39,9 +43,13 @@ def connect(settings: RedisSettings) -> aioredis.Redis:
                 "redis.url is 'embedded' but the embedded store is not installed: "
                 "pip install 'agent-gateway[embedded]', or set GATEWAY_REDIS_URL"
             ) from exc
-        return cast(aioredis.Redis, FakeAsyncRedis(decode_responses=True))
-    # A blocking pool: under a burst, requests wait (up to the socket timeout) for a
-    # connection instead of failing the moment the pool is exhausted.
+        fake = FakeAsyncRedis(
+            decode_responses=True,
+            connection_pool_class=aioredis.BlockingConnectionPool,
+            max_connections=settings.max_connections,
+            timeout=settings.socket_timeout,
+        )
+        return cast(aioredis.Redis, fake)
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.url,
         max_connections=settings.max_connections,

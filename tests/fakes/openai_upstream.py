@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,19 @@ class Script:
     chunk_delay: float = 0.0  # seconds between chunks
     hang: bool = False  # never answer (until the client goes away)
     cut_after: int | None = None  # drop the connection after this many content chunks
+    stall_after: int | None = None  # go silent (connection open) after this many
+    error_after: int | None = None  # send an ``{"error": ...}`` chunk after this many
+    keepalive: bool = False  # an SSE comment line before every frame
+    crlf: bool = False  # CRLF line endings
+    write_size: int | None = None  # split every frame into writes of this many bytes
+    send_finish: bool = True  # send the chunk with the finish reason
     send_done: bool = True  # end with data: [DONE]
 
 
 @dataclass(frozen=True)
 class Received:
     path: str
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # case-insensitive, as HTTP headers are
     body: dict[str, Any]
     at: float
 
@@ -115,14 +122,24 @@ class FakeOpenAIUpstream:
 
     # The handler
 
+    @staticmethod
+    async def _write(response: web.StreamResponse, script: Script, frame: bytes) -> None:
+        if script.crlf:
+            frame = frame.replace(b"\n", b"\r\n")
+        size = script.write_size or len(frame)
+        for start in range(0, len(frame), size):
+            await response.write(frame[start : start + size])
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = {"_raw": raw.decode("utf-8", "replace")}
+        if not isinstance(body, dict):
+            body = {"_raw": body}
         self.requests.append(
-            Received(request.path, dict(request.headers), body, time.monotonic())
+            Received(request.path, CIMultiDict(request.headers), body, time.monotonic())
         )
         script = self._queue.popleft() if self._queue else self.script
         sent = 0
@@ -141,21 +158,35 @@ class FakeOpenAIUpstream:
                 )
             if not body.get("stream"):
                 finished = True
-                return web.Response(body=orjson.dumps(_completion(script, body)),
-                                    content_type="application/json")
+                return web.Response(
+                    body=orjson.dumps(_completion(script, body)), content_type="application/json"
+                )
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
+            content_sent = 0
             for kind, frame in _frames(script, body):
-                if kind == "content" and script.cut_after is not None and sent >= script.cut_after:
+                if kind == "content" and content_sent == script.cut_after:
                     # An abrupt end: no final chunk, no [DONE], no chunked terminator.
                     assert request.transport is not None
                     request.transport.abort()
                     finished = True
                     return response
+                if kind == "content" and content_sent == script.stall_after:
+                    await asyncio.sleep(3600)  # silent, connection open
+                if kind == "content" and content_sent == script.error_after:
+                    error = {
+                        "error": {"message": "fake upstream overloaded", "type": "server_error"}
+                    }
+                    await self._write(response, script, b"data: " + orjson.dumps(error) + b"\n\n")
+                    await self._write(response, script, b"data: [DONE]\n\n")
+                    break
                 if script.chunk_delay and sent:
                     await asyncio.sleep(script.chunk_delay)
-                await response.write(frame)
+                if script.keepalive:
+                    await self._write(response, script, b": keep-alive\n\n")
+                await self._write(response, script, frame)
                 sent += 1
+                content_sent += kind == "content"
             await response.write_eof()
             finished = True
             self.completed += 1
@@ -200,9 +231,7 @@ def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         c: dict[str, Any] = {
             **head,
-            "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            ],
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
         if include_usage:
             c["usage"] = None
@@ -222,11 +251,14 @@ def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
         for piece in call.arguments:
             delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
             frames.append(("content", chunk(delta)))
-    frames.append(("finish", chunk({}, _finish(script))))
+    if script.send_finish:
+        frames.append(("finish", chunk({}, _finish(script))))
     if include_usage and script.usage is not None:
         frames.append(
-            ("usage", b"data: " + orjson.dumps({**head, "choices": [], "usage": script.usage})
-             + b"\n\n")
+            (
+                "usage",
+                b"data: " + orjson.dumps({**head, "choices": [], "usage": script.usage}) + b"\n\n",
+            )
         )
     if script.send_done:
         frames.append(("done", b"data: [DONE]\n\n"))

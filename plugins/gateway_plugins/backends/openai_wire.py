@@ -189,7 +189,7 @@ class ChunkParser:
         for call in delta.get("tool_calls") or ():
             yield from self._tool_call(call)
         reason = choice.get("finish_reason")
-        if isinstance(reason, str):
+        if isinstance(reason, str) and reason:  # some servers send "" for "not yet"
             self.finish_reason = _FINISH.get(reason, "stop")
 
     def _tool_call(self, call: object) -> Iterator[Event]:

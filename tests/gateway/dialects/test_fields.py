@@ -60,3 +60,11 @@ def test_str_map_copies() -> None:
 )
 def test_kind(value: object, expected: str) -> None:
     assert kind(value) == expected
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 1e30])
+def test_integers_beyond_64_bits_are_refused(value: object) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        opt_int({"seed": value}, "seed")
+    assert err.value.param == "seed"
+    assert opt_int({"seed": 2**63 - 1}, "seed") == 2**63 - 1

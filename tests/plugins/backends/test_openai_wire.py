@@ -463,3 +463,12 @@ def test_usage_from_ignores_nonsense() -> None:
         == Usage()
     )
     assert usage_from({"prompt_tokens": True}) == Usage()
+
+
+def test_empty_finish_reason_means_not_finished() -> None:
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": ""}]},
+        {"choices": [{"index": 0, "delta": {"content": "b"}, "finish_reason": "stop"}]},
+    ]
+    assert parse(chunks, done=False) == [TextDelta("a"), TextDelta("b"), Completed("stop")]
+    assert isinstance(parse(chunks[:1], done=False)[-1], Failed)

@@ -1,0 +1,190 @@
+"""The side-by-side table, the budget checks of DESIGN.md, and the JSON file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.load import LoadResult, TtfbResult
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+@dataclass
+class Row:
+    scenario: str
+    stream: bool
+    chunks: int
+    concurrency: int
+    direct: LoadResult
+    gateway: LoadResult
+
+    @property
+    def ratio(self) -> float:
+        return self.gateway.rps / self.direct.rps if self.direct.rps else 0.0
+
+    @property
+    def added_p50_ms(self) -> float:
+        return self.gateway.p50_ms - self.direct.p50_ms
+
+    @property
+    def added_p99_ms(self) -> float:
+        return self.gateway.p99_ms - self.direct.p99_ms
+
+
+@dataclass
+class Check:
+    name: str
+    target: str
+    measured: str
+    ok: bool
+
+
+def _errors(result: LoadResult) -> str:
+    if not result.errors:
+        return "0"
+    return f"{result.non_2xx} non-2xx + {result.socket_errors} socket"
+
+
+def table(rows: list[Row]) -> str:
+    head = (
+        f"{'scenario':<20}{'direct rps':>11}{'gateway rps':>12}{'gw/direct':>10}"
+        f"{'direct p50/p99 ms':>19}{'gateway p50/p99 ms':>20}{'added p50/p99 ms':>18}"
+        f"  errors direct | gateway"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        d, g = r.direct, r.gateway
+        lines.append(
+            f"{r.scenario:<20}{d.rps:>11.0f}{g.rps:>12.0f}{r.ratio:>9.1%} "
+            f"{d.p50_ms:>10.3f}/{d.p99_ms:<8.3f}{g.p50_ms:>11.3f}/{g.p99_ms:<8.3f}"
+            f"{r.added_p50_ms:>+9.3f}/{r.added_p99_ms:<+8.3f}  {_errors(d)} | {_errors(g)}"
+        )
+    for r in rows:
+        if r.chunks >= 100:
+            d_cps, g_cps = r.direct.rps * r.chunks, r.gateway.rps * r.chunks
+            lines.append(
+                f"{r.scenario}: {d_cps:,.0f} chunks/s direct, {g_cps:,.0f} through the gateway "
+                f"({1 - r.ratio:.1%} throughput lost; added per chunk at p50 "
+                f"{r.added_p50_ms * 1000 / r.chunks:.1f} us)"
+            )
+    return "\n".join(lines)
+
+
+def cpu_table(rows: list[Row]) -> str:
+    """CPU time per request of the mock and the gateway (they share the machine's cores)."""
+    head = f"{'CPU us per request':<20}{'mock (direct)':>14}{'mock (via gw)':>14}{'gateway':>10}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        d, g = r.direct.cpu_us, r.gateway.cpu_us
+        lines.append(
+            f"{r.scenario:<20}{d.get('mock', 0):>14.0f}{g.get('mock', 0):>14.0f}"
+            f"{g.get('gateway', 0):>10.0f}"
+        )
+    return "\n".join(lines)
+
+
+def ttfb_table(direct: TtfbResult, gateway: TtfbResult) -> str:
+    def line(what: str, d50: float, d99: float, g50: float, g99: float) -> str:
+        return (
+            f"{what:<28}{d50:>8.3f}/{d99:<8.3f}{g50:>9.3f}/{g99:<8.3f}"
+            f"{g50 - d50:>+9.3f}/{g99 - d99:<+8.3f}"
+        )
+
+    head = f"{'streaming, c1 (Python client)':<28}{'direct p50/p99':>17}{'gateway p50/p99':>18}"
+    head += f"{'added p50/p99 ms':>18}"
+    return "\n".join(
+        [
+            head,
+            "-" * len(head),
+            line(
+                "time to first byte (frame)",
+                direct.first_frame_p50_ms,
+                direct.first_frame_p99_ms,
+                gateway.first_frame_p50_ms,
+                gateway.first_frame_p99_ms,
+            ),
+            line(
+                "time to first token",
+                direct.first_token_p50_ms,
+                direct.first_token_p99_ms,
+                gateway.first_token_p50_ms,
+                gateway.first_token_p99_ms,
+            ),
+            f"requests: {direct.requests} direct ({direct.errors} errors), "
+            f"{gateway.requests} gateway ({gateway.errors} errors)",
+        ]
+    )
+
+
+def checks(
+    rows: list[Row], ttfb: tuple[TtfbResult, TtfbResult], idle_rss_mb: float | None
+) -> list[Check]:
+    """The Performance budget of DESIGN.md, as far as this run measures it."""
+    out: list[Check] = []
+    for r in rows:
+        if r.concurrency == 1 and r.chunks < 100:
+            out.append(
+                Check(
+                    f"added latency, {r.scenario}",
+                    "p50 <= 0.5 ms, p99 <= 2 ms",
+                    f"p50 {r.added_p50_ms:+.3f} ms, p99 {r.added_p99_ms:+.3f} ms",
+                    r.added_p50_ms <= 0.5 and r.added_p99_ms <= 2.0,
+                )
+            )
+        if r.concurrency >= 64:
+            out.append(
+                Check(
+                    f"throughput, {r.scenario}",
+                    ">= 25% of direct",
+                    f"{r.ratio:.1%}",
+                    r.ratio >= 0.25,
+                )
+            )
+        if r.chunks >= 1000:
+            lost = 1 - r.ratio
+            out.append(Check(f"throughput lost, {r.scenario}", "< 5%", f"{lost:.1%}", lost < 0.05))
+    d, g = ttfb
+    added = g.first_token_p50_ms - d.first_token_p50_ms
+    out.append(Check("added time to first token (p50)", "<= 1 ms", f"{added:+.3f} ms", added <= 1))
+    if idle_rss_mb is not None:
+        out.append(Check("idle RSS", "<= 60 MB", f"{idle_rss_mb:.1f} MB", idle_rss_mb <= 60))
+    return out
+
+
+def checks_table(found: list[Check]) -> str:
+    width = max(len(c.name) for c in found) + 2
+    return "\n".join(
+        f"{'ok  ' if c.ok else 'MISS'} {c.name:<{width}}{c.measured:<36}(budget {c.target})"
+        for c in found
+    )
+
+
+def _result_json(result: LoadResult) -> dict[str, Any]:
+    return {**asdict(result), "rps": result.rps, "errors": result.errors}
+
+
+def to_json(rows: list[Row], **extra: Any) -> dict[str, Any]:
+    cells = [
+        {
+            "scenario": r.scenario,
+            "stream": r.stream,
+            "chunks": r.chunks,
+            "concurrency": r.concurrency,
+            "direct": _result_json(r.direct),
+            "gateway": _result_json(r.gateway),
+            "ratio": r.ratio,
+            "added_p50_ms": r.added_p50_ms,
+            "added_p99_ms": r.added_p99_ms,
+        }
+        for r in rows
+    ]
+    return {"scenarios": cells, **extra}
+
+
+def write_json(data: dict[str, Any], path: Path = RESULTS) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=lambda o: asdict(o)) + "\n")
+    return path

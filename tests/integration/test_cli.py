@@ -1,0 +1,245 @@
+"""The ``gateway`` command as a user runs it: subprocesses against the real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+REPO_CONFIG = ROOT / "gateway.yaml"
+
+
+def env_for(redis_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    if redis_url is not None:
+        env["GATEWAY_REDIS_URL"] = redis_url
+    return env
+
+
+def gateway(
+    *args: str, redis_url: str | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        cwd=cwd,
+        env=env_for(redis_url),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def gateway_json(*args: str, redis_url: str) -> Any:
+    done = gateway(*args, "--json", "--config", str(REPO_CONFIG), redis_url=redis_url)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_keys_balance_and_usage(redis_url: str) -> None:
+    created = gateway_json("keys", "create", "--name", "x", "--balance", "500", redis_url=redis_url)
+    key_id, secret = created["id"], created["key"]
+    assert key_id and secret.startswith("sk-gw-") and len(secret) >= 40
+    assert created["name"] == "x"
+
+    listed = gateway_json("keys", "list", redis_url=redis_url)
+    mine = [k for k in listed if k["id"] == key_id]
+    assert len(mine) == 1
+    assert secret not in json.dumps(listed)  # the secret is shown once, at creation
+
+    shown = gateway_json("keys", "show", key_id, redis_url=redis_url)
+    assert shown["id"] == key_id and shown["balance"] == 500 and shown["revoked_at"] is None
+
+    assert gateway_json("balance", "show", key_id, redis_url=redis_url) == {
+        "id": key_id,
+        "balance": 500,
+    }
+    added = gateway_json("balance", "add", key_id, "250", redis_url=redis_url)
+    assert added["balance"] == 750
+    assert gateway_json("balance", "show", key_id, redis_url=redis_url)["balance"] == 750
+
+    usage = gateway_json("usage", key_id, redis_url=redis_url)
+    assert [e["amount"] for e in usage] == [500, 250]
+    assert [e["balance"] for e in usage] == [500, 750]
+    assert all(e["kind"] == "credit" for e in usage)
+
+    revoked = gateway_json("keys", "revoke", key_id, redis_url=redis_url)
+    assert revoked["id"] == key_id and revoked["revoked_at"]
+    assert gateway_json("keys", "show", key_id, redis_url=redis_url)["revoked_at"]
+
+    text = gateway("keys", "list", "--config", str(REPO_CONFIG), redis_url=redis_url)
+    assert text.returncode == 0
+    assert key_id in text.stdout and "revoked" in text.stdout
+    assert secret not in text.stdout
+
+
+def test_key_options(redis_url: str) -> None:
+    created = gateway_json(
+        "keys",
+        "create",
+        "--name",
+        "limited",
+        "--agent",
+        "echo",
+        "--agent",
+        "other",
+        "--expires-in",
+        "1d12h",
+        redis_url=redis_url,
+    )
+    assert created["agents"] == ["echo", "other"]
+    assert created["expires_at"] == pytest.approx(time.time() + 36 * 3600, abs=60)
+
+
+def test_unknown_key_id_fails_cleanly(redis_url: str) -> None:
+    done = gateway("balance", "show", "key_nope", "--config", str(REPO_CONFIG), redis_url=redis_url)
+    assert done.returncode != 0
+    assert "key_nope" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_keys_commands_refuse_the_embedded_store(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text("redis:\n  url: embedded\n")
+    for args in (("keys", "list"), ("keys", "create", "--name", "x"), ("balance", "show", "k")):
+        done = gateway(*args, "--config", str(config))  # no GATEWAY_REDIS_URL
+        assert done.returncode != 0
+        assert "embedded" in done.stderr and "GATEWAY_REDIS_URL" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_config_check_accepts_the_repo_file() -> None:
+    done = gateway("config", "check", str(REPO_CONFIG))
+    assert done.returncode == 0, done.stderr
+    as_json = gateway("config", "check", str(REPO_CONFIG), "--json")
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout)["ok"] is True
+
+
+BROKEN = """\
+listen:
+  port: 99999
+colour: blue
+backends:
+  echo: {type: echo, speed: 3}
+  up:
+    type: openai_chat
+    base_url: http://127.0.0.1:1/v1
+    api_key_env: SURELY_NOT_SET_ANYWHERE_42
+routes:
+  a:
+    backend: missing
+  b:
+    backend: echo
+    pricing: {input: cheap}
+"""
+
+
+def test_config_check_reports_every_problem_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    done = gateway("config", "check", str(path))
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    pattern = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<path>[\w.\[\]]+): (?P<message>.+)$")
+    found = {}
+    for line in lines:
+        match = pattern.match(line)
+        assert match, f"not 'file:line: key.path: message': {line!r}"
+        assert match["file"] == str(path)
+        found[match["path"]] = int(match["line"])
+    assert found == {
+        "listen.port": 2,
+        "colour": 3,
+        "backends.echo.speed": 5,
+        "backends.up.api_key_env": 9,
+        "routes.a.backend": 12,
+        "routes.b.pricing.input": 15,
+    }
+
+
+def test_config_check_of_a_missing_file(tmp_path: Path) -> None:
+    done = gateway("config", "check", str(tmp_path / "nope.yaml"))
+    assert done.returncode != 0
+    assert "nope.yaml" in done.stderr and "Traceback" not in done.stderr
+
+
+def _read_until(proc: subprocess.Popen[bytes], done: re.Pattern[str], timeout: float) -> str:
+    """Read ``proc``'s stdout until ``done`` matches what was read so far."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not done.search(out.decode(errors="replace")):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or proc.poll() is not None:
+            raise AssertionError(f"gateway serve did not print the demo in time:\n{out!r}")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            out += os.read(fd, 65536)
+    return out.decode()
+
+
+def test_serve_prints_a_working_demo_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(REPO_CONFIG),
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,  # works from anywhere with an explicit --config
+        env=env_for(None),  # embedded store: no Redis server involved
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
+    try:
+        out = _read_until(proc, re.compile(r"curl .*?-d '[^']*'\n", re.S), timeout=20)
+        key = re.search(r"Demo key[^\n]*: (sk-gw-\S+)", out)
+        assert key, out
+        curl = re.search(r"^\s*(curl .*?-d '[^']*')$", out, re.S | re.M)
+        assert curl, out
+        command = curl[1]
+        assert key[1] in command and f":{port}/" in command
+        done = subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, timeout=20, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        reply = json.loads(done.stdout)
+        assert reply["object"] == "chat.completion"
+        assert reply["choices"][0]["message"]["content"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            assert proc.stdout is not None
+            proc.stdout.close()
+            log.close()
+    assert code == 0, (tmp_path / "serve.log").read_text()
+    logged = (tmp_path / "serve.log").read_text()
+    assert "embedded" in logged.lower()
+    assert key[1] not in logged  # the key goes to the terminal, never to the log
