@@ -7,8 +7,10 @@ request, and calls ``aclose`` at shutdown. ``invoke`` must:
 
 - yield content events, at most one ``Usage``, then exactly one terminal event
   (``Completed`` or ``Failed``), and nothing after it;
-- report upstream failures as ``Failed(UpstreamError(...))`` rather than raise
-  (an exception that escapes is turned into a 502 all the same);
+- report an upstream failure by raising a ``GatewayError`` (``UpstreamError``,
+  ``UpstreamTimeout``, ``RateLimited``, ``InvalidRequest``...) or yielding
+  ``Failed``; the gateway turns a raised ``GatewayError`` into ``Failed`` with
+  its status, and any other escaping exception into a logged 502;
 - never block the event loop, and never swallow ``asyncio.CancelledError`` or
   ``GeneratorExit``: when the client goes away the gateway closes the stream,
   and the backend must release its upstream request in a ``finally``;

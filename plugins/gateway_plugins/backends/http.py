@@ -1,0 +1,142 @@
+"""What every HTTP backend shares: its options, one pooled client, error mapping.
+
+``Upstream.sse`` posts a JSON body and yields the server-sent events of the
+answer; any failure on the way is raised as a ``GatewayError`` with the right
+status (the pipeline turns it into the stream's ``Failed`` event):
+
+- connection refused, reset, or a broken body -> ``UpstreamError`` (502);
+- no answer within ``timeout`` (or between two chunks) -> ``UpstreamTimeout`` (504);
+- an upstream 400/422 -> ``InvalidRequest`` (400) with the upstream's message;
+  429 -> ``RateLimited``; anything else >= 400 -> ``UpstreamError``.
+
+Closing the generator (the client went away) releases the response, which
+closes its connection: the upstream sees the disconnect at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+import orjson
+
+from gateway import sse
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway.typed import positive
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """Options every HTTP backend takes; a backend's own options extend these."""
+
+    base_url: str
+    api_key_env: str | None = field(default=None, metadata={"env": True})
+    timeout: float = field(
+        default=60.0, metadata={"check": positive}
+    )  # to first byte, and between chunks
+    connect_timeout: float = field(default=10.0, metadata={"check": positive})
+    max_connections: int = field(default=100, metadata={"check": positive})
+
+
+class Upstream:
+    """One backend's pooled HTTP client (created lazily, inside the event loop)."""
+
+    def __init__(self, backend: str, options: HttpOptions) -> None:
+        self.backend = backend
+        self.options = options
+        self._base = options.base_url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def secret(self) -> str:
+        """The upstream key, read from the environment variable ``api_key_env``."""
+        name = self.options.api_key_env
+        return os.environ.get(name, "") if name else ""
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.options.max_connections),
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=self.options.connect_timeout,
+                    sock_read=self.options.timeout,
+                ),
+            )
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def post(
+        self, path: str, payload: object, headers: Mapping[str, str]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST ``payload`` as JSON; yield the (successful) response."""
+        try:
+            body = orjson.dumps(payload)
+        except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
+            raise InvalidRequest(f"The request cannot be sent upstream: {exc}.") from None
+        all_headers = {"Content-Type": "application/json", **headers}
+        try:
+            async with self._client().post(
+                self._base + path, data=body, headers=all_headers
+            ) as resp:
+                if resp.status >= 400:
+                    raise await upstream_error(resp)
+                yield resp
+        except TimeoutError:
+            raise UpstreamTimeout(f"The upstream of backend '{self.backend}' timed out.") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(
+                f"The upstream of backend '{self.backend}' failed: {exc.__class__.__name__}."
+            ) from None
+
+    async def sse(
+        self, path: str, payload: object, headers: Mapping[str, str]
+    ) -> AsyncGenerator[sse.ServerSentEvent, None]:
+        """The server-sent events of a streamed answer to ``payload``."""
+        async with self.post(path, payload, headers) as resp:
+            frames = sse.decode(resp.content.iter_any())
+            try:
+                async with contextlib.aclosing(frames):
+                    async for frame in frames:
+                        yield frame
+            except sse.SSEDecodeError as exc:
+                raise UpstreamError(f"The upstream stream is malformed: {exc}") from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+async def upstream_error(resp: aiohttp.ClientResponse) -> GatewayError:
+    """The error to report for an upstream's HTTP error answer, with its message."""
+    raw = await resp.content.read(MAX_ERROR_BODY)
+    message = raw.decode("utf-8", "replace")[:500]
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            message = error["message"]
+        elif isinstance(error, str):
+            message = error
+        elif isinstance(parsed.get("message"), str):  # e.g. LibreChat's 403 body
+            message = parsed["message"]
+    detail = f"The upstream answered {resp.status}: {message}"
+    if resp.status in (400, 422):
+        return InvalidRequest(detail, code="upstream_rejected_request")
+    if resp.status == 429:
+        return RateLimited(detail)
+    return UpstreamError(detail)
