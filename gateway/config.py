@@ -72,6 +72,40 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Limits the gateway enforces on any backend's answer, in seconds.
+
+    ``first_byte``: until the first event; ``idle``: between two events;
+    ``total``: the whole answer (none by default: agent runs can be long).
+    A timeout before the first byte falls back to the route's next backend.
+    """
+
+    first_byte: float = field(default=60.0, metadata={"check": positive})
+    idle: float = field(default=60.0, metadata={"check": positive})
+    total: float | None = field(default=None, metadata={"check": positive})
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """After ``failures`` consecutive failures a backend gets no requests for
+    ``cooldown`` seconds; then one probe request decides whether it is back."""
+
+    failures: int = field(default=5, metadata={"check": positive})
+    cooldown: float = field(default=30.0, metadata={"check": positive})
+
+
+@dataclass(frozen=True, slots=True)
+class _BackendSettings:
+    """The keys of a ``backends`` entry that belong to the gateway, not the plugin."""
+
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    circuit_breaker: BreakerSettings = field(default_factory=BreakerSettings)
+
+
+_GATEWAY_KEYS = ("type", "timeouts", "circuit_breaker")
+
+
+@dataclass(frozen=True, slots=True)
 class BackendSpec:
     """A ``backends`` entry resolved to its plugin, with validated options."""
 
@@ -79,6 +113,8 @@ class BackendSpec:
     type: str
     plugin: BackendPlugin
     options: Any
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +179,15 @@ def parse_config(text: str, file: str = "<string>") -> GatewayConfig:
     settings = build(_Settings, plain, "", report)
     backends = _backends(data.get("backends"), report)
     routes = _routes(data.get("routes"), report)
+    raw_backends = data.get("backends")
+    declared = raw_backends if isinstance(raw_backends, dict) else {}
     for agent, route in routes.items():
-        if route.backend not in backends and f"backends.{route.backend}" not in lines:
-            report(f"routes.{agent}.backend", f"no backend named {route.backend!r}")
+        for i, target in enumerate(route.targets):
+            if target.backend not in declared:
+                where = f"routes.{agent}." + (
+                    f"backends[{i}].backend" if route.backends else "backend"
+                )
+                report(where, f"no backend named {target.backend!r}")
     if problems or settings is None:
         raise ConfigError(problems)
 
@@ -192,10 +234,14 @@ def _backends(raw: object, report: Report) -> dict[str, BackendSpec]:
         if not isinstance(plugin, BackendPlugin):
             report(f"{path}.type", f"entry point {kind!r} is not a BackendPlugin")
             continue
-        options = {k: v for k, v in body.items() if k != "type"}
+        options = {k: v for k, v in body.items() if k not in _GATEWAY_KEYS}
         built = build(plugin.options, options, path, report)
-        if built is not None:
-            specs[str(name)] = BackendSpec(str(name), kind, plugin, built)
+        ours = {k: v for k, v in body.items() if k in _GATEWAY_KEYS and k != "type"}
+        settings = build(_BackendSettings, ours, path, report)
+        if built is not None and settings is not None:
+            specs[str(name)] = BackendSpec(
+                str(name), kind, plugin, built, settings.timeouts, settings.circuit_breaker
+            )
     return specs
 
 
@@ -207,8 +253,13 @@ def _routes(raw: object, report: Report) -> dict[str, Route]:
         return {}
     routes: dict[str, Route] = {}
     for agent, body in raw.items():
-        route = build(Route, body, f"routes.{agent}", report)
-        if route is not None:
+        path = f"routes.{agent}"
+        route = build(Route, body, path, report)
+        if route is None:
+            continue
+        if bool(route.backend) == bool(route.backends):
+            report(path, "give either 'backend' or a non-empty 'backends' list")
+        else:
             routes[str(agent)] = route
     return routes
 

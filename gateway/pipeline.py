@@ -9,19 +9,25 @@ instead of a 200 stream that fails.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 
 from gateway.auth import Authenticator
-from gateway.config import GatewayConfig
+from gateway.breaker import CircuitBreaker
+from gateway.config import GatewayConfig, Timeouts
 from gateway.errors import (
     GatewayError,
     InsufficientQuota,
     NotFound,
     PermissionDenied,
+    RateLimited,
+    ServiceUnavailable,
     UpstreamError,
+    UpstreamTimeout,
 )
 from gateway.events import (
     Completed,
@@ -35,7 +41,7 @@ from gateway.events import (
 from gateway.invocation import AgentInvocation
 from gateway.metering import Meter
 from gateway.plugin import Backend, CallContext
-from gateway.route import Route
+from gateway.route import Route, Target
 from gateway.store import ApiKey, Store
 from gateway.store.responses import ResponseStore
 from gateway.tasks import BackgroundTasks
@@ -44,6 +50,7 @@ log = logging.getLogger(__name__)
 
 # The first event that shows the upstream is answering (or has finished).
 _ANSWERING = (TextDelta, ReasoningDelta, ToolCallStarted, ToolCallArgumentsDelta, Completed)
+_DEFAULT_TIMEOUTS = Timeouts()
 
 
 class Gateway:
@@ -61,6 +68,9 @@ class Gateway:
         self.auth = Authenticator(store, ttl=config.auth.cache_ttl, size=config.auth.cache_size)
         self.meter = Meter(store, tasks)
         self.responses = ResponseStore(store.redis, config.responses.retention_seconds)
+        self.breakers = {
+            name: CircuitBreaker(spec.breaker) for name, spec in config.backends.items()
+        }
 
     @classmethod
     def build(cls, config: GatewayConfig, store: Store, tasks: BackgroundTasks) -> Gateway:
@@ -99,28 +109,75 @@ class Gateway:
             )
 
     async def open(self, invocation: AgentInvocation, key: ApiKey, request_id: str) -> Call:
+        """Start the call on the route's first backend that answers.
+
+        A backend that fails before its first event (connection failure,
+        timeout, 429, 5xx) hands over to the next; nothing has reached the
+        client yet. One whose circuit is open is skipped.
+        """
         route = self.route(key, invocation.agent)
         await self.admit(key, route)
-        ctx = CallContext(
-            request_id=request_id,
-            key_id=key.id,
-            agent=invocation.agent,
-            backend=route.backend,
-            route=route,
-            invocation=invocation,
-            charge_id=uuid.uuid4().hex,
+        charge_id = uuid.uuid4().hex
+        failure: GatewayError | None = None
+        for attempt, target in enumerate(self._order(route)):
+            breaker = self.breakers[target.backend]
+            if not breaker.allow():
+                continue
+            ctx = CallContext(
+                request_id=request_id,
+                key_id=key.id,
+                agent=invocation.agent,
+                backend=target.backend,
+                model=target.model or route.model or invocation.agent,
+                route=route,
+                invocation=invocation,
+                charge_id=charge_id if attempt == 0 else f"{charge_id}-{attempt}",
+            )
+            call = self._start(invocation, ctx)
+            try:
+                await call.prefetch()
+            except (UpstreamError, RateLimited) as exc:
+                await call.aclose()
+                if isinstance(exc, RateLimited):
+                    breaker.release()  # busy, not broken
+                else:
+                    breaker.failure()
+                log.warning(
+                    "backend %r failed before answering request %s: %s",
+                    target.backend,
+                    request_id,
+                    exc.message,
+                )
+                failure = exc
+                continue
+            except GatewayError:
+                breaker.success()  # it answered: the request was at fault
+                await call.aclose()
+                raise
+            except BaseException:
+                breaker.release()
+                await call.aclose()
+                raise
+            breaker.success()
+            return call
+        raise failure or ServiceUnavailable(
+            f"No backend for agent '{invocation.agent}' is available now; retry later."
         )
-        backend = self.backends[route.backend]
-        upstream = backend.invoke(invocation, ctx)
-        checked = _checked(upstream, ctx)
+
+    def _order(self, route: Route) -> list[Target]:
+        """The route's targets in the order to try them; the first drawn by weight."""
+        targets = list(route.targets)
+        if len(targets) > 1 and any(t.weight for t in targets):
+            weights = [t.weight or 1 for t in targets]
+            first = random.choices(range(len(targets)), weights=weights)[0]
+            targets.insert(0, targets.pop(first))
+        return targets
+
+    def _start(self, invocation: AgentInvocation, ctx: CallContext) -> Call:
+        upstream = self.backends[ctx.backend].invoke(invocation, ctx)
+        checked = _checked(upstream, ctx, self.config.backends[ctx.backend].timeouts)
         metered = self.meter.wrap(checked, ctx)
-        call = Call(ctx, metered, (metered, checked, upstream))
-        try:
-            await call.prefetch()
-        except BaseException:
-            await call.aclose()
-            raise
-        return call
+        return Call(ctx, metered, (metered, checked, upstream))
 
 
 class Call:
@@ -171,13 +228,36 @@ class Call:
         await self.aclose()
 
 
-async def _checked(events: AsyncIterator[Event], ctx: CallContext) -> AsyncIterator[Event]:
-    """Hold a backend to the stream contract: one terminal event, last; no escaping errors."""
+async def _checked(
+    events: AsyncIterator[Event], ctx: CallContext, timeouts: Timeouts = _DEFAULT_TIMEOUTS
+) -> AsyncIterator[Event]:
+    """Hold a backend to the stream contract and its time limits.
+
+    One terminal event, last; an escaping error becomes ``Failed``; the first
+    event must come within ``first_byte`` seconds, each next one within
+    ``idle``, and the last within ``total``.
+    """
+    loop = asyncio.get_running_loop()
+    end = None if timeouts.total is None else loop.time() + timeouts.total
+    wait, phase = timeouts.first_byte, "answer"
+    iterator = aiter(events)
     try:
-        async for event in events:
+        while True:
+            limit = wait if end is None else min(wait, end - loop.time())
+            try:
+                async with asyncio.timeout(limit):
+                    event = await anext(iterator)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                yield Failed(
+                    UpstreamTimeout(f"Backend '{ctx.backend}' timed out waiting for the {phase}.")
+                )
+                return
             yield event
             if isinstance(event, Completed | Failed):
                 return
+            wait, phase = timeouts.idle, "next chunk"
     except GatewayError as exc:
         yield Failed(exc)
         return

@@ -50,14 +50,10 @@ class CallContext:
     key_id: str
     agent: str
     backend: str  # the backend's name in ``gateway.yaml``
+    model: str  # the upstream model name: the target's or route's ``model``, else the agent id
     route: Route
     invocation: AgentInvocation
-    charge_id: str = ""  # unique per request, whatever the client's request id
-
-    @property
-    def model(self) -> str:
-        """The upstream model name: the route's ``model``, else the agent id."""
-        return self.route.model or self.agent
+    charge_id: str = ""  # unique per attempt, whatever the client's request id
 
 
 @runtime_checkable

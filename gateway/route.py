@@ -1,4 +1,4 @@
-"""A route: what an agent id leads to (its backend, upstream model, prices, limits)."""
+"""A route: what an agent id leads to (its backends, upstream model, prices, limits)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,30 @@ class Pricing:
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class Target:
+    """One backend a route may use, with its own upstream model name if it differs."""
+
     backend: str
+    model: str | None = None
+    weight: int | None = field(default=None, metadata={"check": positive})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """``backend`` names one backend; ``backends`` lists several, tried in order.
+
+    The gateway falls back to the next backend when one fails before its first
+    byte (connection failure, timeout, 429 or 5xx). With ``weight`` on the
+    targets, the first one tried is drawn by weight, spreading load across
+    equivalent backends; the others remain fallbacks in list order.
+    """
+
+    backend: str | None = None
+    backends: tuple[Target, ...] = ()
     model: str | None = None
     pricing: Pricing = field(default_factory=Pricing)
     max_output_tokens: int | None = field(default=None, metadata={"check": positive})
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        return (Target(self.backend),) if self.backend else self.backends

@@ -105,6 +105,7 @@ class _Saver:
         self._store = req.store
         self._invocation = invocation
         self._builder = builder
+        self._saved = False  # a later save must not bring back a response deleted meanwhile
 
     async def save(self) -> None:
         if not self._store:
@@ -116,7 +117,8 @@ class _Saver:
             raw["id"] = item_id(raw["type"], response_id, f"in{n}")
             context.append(raw)
         stored = StoredResponse(self._builder.response, context)
-        write = self._gateway.responses.save(self._key.id, stored)
+        write = self._gateway.responses.save(self._key.id, stored, update=self._saved)
+        self._saved = True
         # A client that leaves now must not cut the write short.
         await asyncio.shield(self._gateway.tasks.spawn(write, name=f"store {response_id}"))
 

@@ -28,11 +28,12 @@ class ResponseStore:
         self._redis = redis
         self._ttl = retention_seconds
 
-    async def save(self, key_id: str, stored: StoredResponse) -> None:
+    async def save(self, key_id: str, stored: StoredResponse, *, update: bool = False) -> None:
+        """Store a response; ``update`` only replaces one still stored (not deleted meanwhile)."""
         blob = orjson.dumps({"response": stored.response, "input": stored.input})
         name = schema.stored_response(key_id, stored.response["id"])
         async with guard():
-            await self._redis.set(name, blob, ex=self._ttl)
+            await self._redis.set(name, blob, ex=self._ttl, xx=update)
 
     async def load(self, key_id: str, response_id: str) -> StoredResponse | None:
         async with guard():

@@ -41,6 +41,7 @@ def context(
         key_id=key_id,
         agent=inv.agent,
         backend="echo",
+        model=inv.agent,
         route=route if route is not None else Route(backend="echo"),
         invocation=inv,
         charge_id=charge_id,

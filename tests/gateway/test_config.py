@@ -190,9 +190,47 @@ def test_route_to_a_broken_backend_reports_the_backend_only() -> None:
     assert (problem.path, problem.line) == ("backends.e.chunk_delay", 2)
 
 
-def test_missing_route_backend_is_required() -> None:
+def test_a_route_needs_a_backend_or_backends() -> None:
     problem = only("routes:\n  a:\n    model: m\n")
-    assert (problem.path, problem.line, problem.message) == ("routes.a.backend", 2, "required")
+    assert (problem.path, problem.line) == ("routes.a", 2)
+    assert "'backend'" in problem.message and "'backends'" in problem.message
+    both = "backends:\n  e: {type: echo}\nroutes:\n  a: {backend: e, backends: [{backend: e}]}\n"
+    assert only(both).path == "routes.a"
+
+
+def test_backends_list_with_weights_and_models() -> None:
+    config = parse_config(
+        "backends:\n  e: {type: echo}\n  f: {type: echo}\n"
+        "routes:\n  a:\n    model: m\n    backends:\n"
+        "      - {backend: e, weight: 3}\n      - {backend: f, model: other}\n"
+    )
+    targets = config.routes["a"].targets
+    assert [(t.backend, t.model, t.weight) for t in targets] == [
+        ("e", None, 3),
+        ("f", "other", None),
+    ]
+
+
+def test_a_missing_backend_in_the_list_is_located() -> None:
+    text = (
+        "backends:\n  e: {type: echo}\nroutes:\n  a:\n    backends:\n"
+        "      - {backend: e}\n      - {backend: x}\n"
+    )
+    problem = only(text)
+    assert (problem.path, problem.line) == ("routes.a.backends[1].backend", 7)
+
+
+def test_gateway_settings_of_a_backend_are_not_plugin_options() -> None:
+    config = parse_config(
+        "backends:\n  e:\n    type: echo\n    timeouts: {first_byte: 2, idle: 3, total: 9}\n"
+        "    circuit_breaker: {failures: 2, cooldown: 1.5}\n"
+    )
+    spec = config.backends["e"]
+    assert (spec.timeouts.first_byte, spec.timeouts.idle, spec.timeouts.total) == (2, 3, 9)
+    assert (spec.breaker.failures, spec.breaker.cooldown) == (2, 1.5)
+    assert only("backends:\n  e:\n    type: echo\n    timeouts: {idle: 0}\n").path == (
+        "backends.e.timeouts.idle"
+    )
 
 
 def test_unknown_backend_type_names_it() -> None:

@@ -248,3 +248,34 @@ async def test_an_exception_before_answering_is_a_502(fake_store: Store) -> None
     with pytest.raises(GatewayError) as info:
         await gw.open(invocation(), api_key, "r")
     assert info.value.status == 502
+
+
+async def test_checked_enforces_first_byte_idle_and_total_limits() -> None:
+    import asyncio
+
+    from gateway.config import Timeouts
+    from gateway.errors import UpstreamTimeout
+
+    async def slow(first: float, gap: float, count: int = 3) -> AsyncIterator[Event]:
+        await asyncio.sleep(first)
+        for i in range(count):
+            if i:
+                await asyncio.sleep(gap)
+            yield TextDelta(str(i))
+        yield Completed()
+
+    limits = Timeouts(first_byte=0.05, idle=0.05, total=None)
+    (late,) = await collect(_checked(slow(0.2, 0), context(), limits))
+    assert isinstance(late, Failed) and isinstance(late.error, UpstreamTimeout)
+    assert "answer" in late.error.message
+
+    idle = await collect(_checked(slow(0, 0.2), context(), limits))
+    assert idle[0] == TextDelta("0") and isinstance(idle[-1], Failed)
+    assert "next chunk" in idle[-1].error.message
+
+    total = Timeouts(first_byte=1, idle=1, total=0.15)
+    cut = await collect(_checked(slow(0, 0.06, count=10), context(), total))
+    assert 1 < len(cut) < 10 and isinstance(cut[-1], Failed)
+
+    fine = await collect(_checked(slow(0.01, 0.01), context(), Timeouts(0.5, 0.5, 2)))
+    assert fine[-1] == Completed()
