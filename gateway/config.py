@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from gateway.errors import ConfigError, Problem
-from gateway.plugin import BACKENDS_GROUP, BackendPlugin
+from gateway.plugin import BACKENDS_GROUP, FILTERS_GROUP, BackendPlugin, FilterPlugin
 from gateway.route import Route
 from gateway.typed import Report, build, positive, problems_collector
 
@@ -118,6 +118,15 @@ class BackendSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class FilterSpec:
+    """A ``filters`` entry resolved to its plugin, with validated options."""
+
+    type: str
+    plugin: FilterPlugin
+    options: Any
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     listen: Listen = field(default_factory=Listen)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -127,6 +136,7 @@ class GatewayConfig:
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     backends: Mapping[str, BackendSpec] = field(default_factory=dict)
     routes: Mapping[str, Route] = field(default_factory=dict)
+    filters: tuple[FilterSpec, ...] = ()
     source: str = ""
 
 
@@ -140,11 +150,6 @@ class _Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: Limits = field(default_factory=Limits)
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
-
-
-def backend_plugins() -> dict[str, Any]:
-    """Installed backend entry points by name (loaded lazily by the caller)."""
-    return {ep.name: ep for ep in entry_points(group=BACKENDS_GROUP)}
 
 
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
@@ -175,10 +180,11 @@ def parse_config(text: str, file: str = "<string>") -> GatewayConfig:
         report("", "the file must be a mapping of settings")
         raise ConfigError(problems)
 
-    plain = {k: v for k, v in data.items() if k not in ("backends", "routes")}
+    plain = {k: v for k, v in data.items() if k not in ("backends", "routes", "filters")}
     settings = build(_Settings, plain, "", report)
     backends = _backends(data.get("backends"), report)
     routes = _routes(data.get("routes"), report)
+    filters = _filters(data.get("filters"), report)
     raw_backends = data.get("backends")
     declared = raw_backends if isinstance(raw_backends, dict) else {}
     for agent, route in routes.items():
@@ -200,8 +206,33 @@ def parse_config(text: str, file: str = "<string>") -> GatewayConfig:
         responses=settings.responses,
         backends=backends,
         routes=routes,
+        filters=filters,
         source=file,
     )
+
+
+def _plugin(group: str, kind: object, path: str, report: Report) -> Any:
+    """The plugin an entry ``type`` names, or ``None`` after reporting why not."""
+    expected = BackendPlugin if group == BACKENDS_GROUP else FilterPlugin
+    what = "backend" if group == BACKENDS_GROUP else "filter"
+    if not isinstance(kind, str):
+        report(f"{path}.type", f"required: the {what} type")
+        return None
+    available = {ep.name: ep for ep in entry_points(group=group)}
+    entry = available.get(kind)
+    if entry is None:
+        known = ", ".join(sorted(available)) or "none installed"
+        report(f"{path}.type", f"unknown {what} type {kind!r} (known: {known})")
+        return None
+    try:
+        plugin = entry.load()
+    except Exception as exc:  # a third-party plugin may fail in any way
+        report(f"{path}.type", f"{what} plugin {kind!r} failed to load: {exc!r}")
+        return None
+    if not isinstance(plugin, expected):
+        report(f"{path}.type", f"entry point {kind!r} is not a {expected.__name__}")
+        return None
+    return plugin
 
 
 def _backends(raw: object, report: Report) -> dict[str, BackendSpec]:
@@ -210,29 +241,14 @@ def _backends(raw: object, report: Report) -> dict[str, BackendSpec]:
     if not isinstance(raw, dict):
         report("backends", "expected a mapping of backend name to settings")
         return {}
-    available = backend_plugins()
     specs: dict[str, BackendSpec] = {}
     for name, body in raw.items():
         path = f"backends.{name}"
         if not isinstance(body, dict):
             report(path, "expected a mapping with a 'type' and its options")
             continue
-        kind = body.get("type")
-        if not isinstance(kind, str):
-            report(f"{path}.type", "required: the backend type (e.g. echo, openai_chat)")
-            continue
-        entry = available.get(kind)
-        if entry is None:
-            known = ", ".join(sorted(available)) or "none installed"
-            report(f"{path}.type", f"unknown backend type {kind!r} (known: {known})")
-            continue
-        try:
-            plugin = entry.load()
-        except Exception as exc:  # a third-party plugin may fail in any way
-            report(f"{path}.type", f"backend plugin {kind!r} failed to load: {exc!r}")
-            continue
-        if not isinstance(plugin, BackendPlugin):
-            report(f"{path}.type", f"entry point {kind!r} is not a BackendPlugin")
+        plugin = _plugin(BACKENDS_GROUP, body.get("type"), path, report)
+        if plugin is None:
             continue
         options = {k: v for k, v in body.items() if k not in _GATEWAY_KEYS}
         built = build(plugin.options, options, path, report)
@@ -240,9 +256,31 @@ def _backends(raw: object, report: Report) -> dict[str, BackendSpec]:
         settings = build(_BackendSettings, ours, path, report)
         if built is not None and settings is not None:
             specs[str(name)] = BackendSpec(
-                str(name), kind, plugin, built, settings.timeouts, settings.circuit_breaker
+                str(name), body["type"], plugin, built, settings.timeouts, settings.circuit_breaker
             )
     return specs
+
+
+def _filters(raw: object, report: Report) -> tuple[FilterSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        report("filters", "expected a list of filters, each with a 'type' and its options")
+        return ()
+    specs: list[FilterSpec] = []
+    for i, body in enumerate(raw):
+        path = f"filters[{i}]"
+        if not isinstance(body, dict):
+            report(path, "expected a mapping with a 'type' and its options")
+            continue
+        plugin = _plugin(FILTERS_GROUP, body.get("type"), path, report)
+        if plugin is None:
+            continue
+        options = {k: v for k, v in body.items() if k != "type"}
+        built = build(plugin.options, options, path, report)
+        if built is not None:
+            specs.append(FilterSpec(body["type"], plugin, built))
+    return tuple(specs)
 
 
 def _routes(raw: object, report: Report) -> dict[str, Route]:

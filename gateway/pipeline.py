@@ -40,7 +40,7 @@ from gateway.events import (
 )
 from gateway.invocation import AgentInvocation
 from gateway.metering import Meter
-from gateway.plugin import Backend, CallContext
+from gateway.plugin import Backend, CallContext, Filter
 from gateway.route import Route, Target
 from gateway.store import ApiKey, Store
 from gateway.store.responses import ResponseStore
@@ -60,8 +60,10 @@ class Gateway:
         store: Store,
         backends: dict[str, Backend],
         tasks: BackgroundTasks,
+        filters: tuple[Filter, ...] = (),
     ) -> None:
         self.config = config
+        self.filters = filters
         self.store = store
         self.backends = backends
         self.tasks = tasks
@@ -77,7 +79,8 @@ class Gateway:
         backends = {
             name: spec.plugin.create(name, spec.options) for name, spec in config.backends.items()
         }
-        return cls(config, store, backends, tasks)
+        filters = tuple(spec.plugin.create(spec.options) for spec in config.filters)
+        return cls(config, store, backends, tasks, filters)
 
     async def aclose(self) -> None:
         for backend in self.backends.values():
@@ -176,8 +179,10 @@ class Gateway:
     def _start(self, invocation: AgentInvocation, ctx: CallContext) -> Call:
         upstream = self.backends[ctx.backend].invoke(invocation, ctx)
         checked = _checked(upstream, ctx, self.config.backends[ctx.backend].timeouts)
-        metered = self.meter.wrap(checked, ctx)
-        return Call(ctx, metered, (metered, checked, upstream))
+        layers = [self.meter.wrap(checked, ctx), checked, upstream]
+        for f in reversed(self.filters):  # the first listed ends up closest to the client
+            layers.insert(0, f.wrap(layers[0], ctx))
+        return Call(ctx, layers[0], tuple(layers))
 
 
 class Call:

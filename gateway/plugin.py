@@ -22,8 +22,9 @@ logging). It may observe, drop, add or rewrite events but must keep the
 stream's shape (one terminal event, last), and must let cancellation through.
 
 Third-party packages register a ``BackendPlugin`` under the entry-point group
-``agent_gateway.backends``; ``gateway.yaml`` names it by its entry-point name
-in a backend's ``type``. Options are a frozen dataclass the gateway validates
+``agent_gateway.backends`` (a ``FilterPlugin`` under ``agent_gateway.filters``);
+``gateway.yaml`` names it by its entry-point name in a backend's (or a
+``filters`` entry's) ``type``. Options are a frozen dataclass the gateway validates
 (unknown keys, wrong types, missing required values) before calling ``create``.
 A field whose metadata has ``{"env": True}`` names an environment variable
 that must be set when the configuration is loaded.
@@ -40,6 +41,7 @@ from gateway.invocation import AgentInvocation
 from gateway.route import Route
 
 BACKENDS_GROUP = "agent_gateway.backends"
+FILTERS_GROUP = "agent_gateway.filters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,13 @@ class Backend(Protocol):
 
 
 class Filter(Protocol):
+    """Created once at start-up; ``wrap`` is called once per request.
+
+    Filters see the events after metering (which bills what the upstream
+    produced) and before the dialect renders them, in ``filters`` order, the
+    first listed closest to the client.
+    """
+
     def wrap(self, events: AsyncIterator[Event], ctx: CallContext) -> AsyncIterator[Event]:
         """Return a stream that yields (possibly changed) events of ``events``."""
         ...
@@ -79,3 +88,11 @@ class BackendPlugin:
 
     options: type[Any]
     create: Callable[[str, Any], Backend]  # (backend name, options instance)
+
+
+@dataclass(frozen=True, slots=True)
+class FilterPlugin:
+    """What a filter entry point refers to: its options type and its factory."""
+
+    options: type[Any]
+    create: Callable[[Any], Filter]  # (options instance)

@@ -1,0 +1,75 @@
+"""``request_log``: one structured log line per request, written when its stream ends.
+
+The line is a JSON object: request id, key id (never the key), agent, backend,
+upstream model, outcome (``completed``, ``failed`` or ``abandoned`` when the
+client left), finish reason or error code, token counts (``estimated`` when
+the upstream did not report them), time to the first event and total time in
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import orjson
+
+from gateway.events import Completed, Event, Failed, Usage
+from gateway.plugin import CallContext, FilterPlugin
+
+_LEVELS = ("debug", "info", "warning")
+
+
+def _level(value: str) -> str | None:
+    return None if value in _LEVELS else f"must be one of {', '.join(_LEVELS)}"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogOptions:
+    logger: str = "gateway.requests"
+    level: str = field(default="info", metadata={"check": _level})
+
+
+class RequestLog:
+    def __init__(self, options: RequestLogOptions) -> None:
+        self._log = logging.getLogger(options.logger)
+        self._level = logging.getLevelNamesMapping()[options.level.upper()]
+
+    async def wrap(self, events: AsyncIterator[Event], ctx: CallContext) -> AsyncIterator[Event]:
+        started = time.monotonic()
+        first: float | None = None
+        usage: Usage | None = None
+        line: dict[str, object] = {"outcome": "abandoned"}
+        try:
+            async for event in events:
+                if first is None:
+                    first = time.monotonic()
+                if isinstance(event, Usage):
+                    usage = event
+                elif isinstance(event, Completed):
+                    line = {"outcome": "completed", "finish_reason": event.finish_reason}
+                elif isinstance(event, Failed):
+                    line = {"outcome": "failed", "error": event.error.code or event.error.type}
+                yield event
+        finally:
+            if self._log.isEnabledFor(self._level):
+                ended = time.monotonic()
+                line = {
+                    "request_id": ctx.request_id,
+                    "key_id": ctx.key_id,
+                    "agent": ctx.agent,
+                    "backend": ctx.backend,
+                    "model": ctx.model,
+                    **line,
+                    "input_tokens": usage.input_tokens if usage else 0,
+                    "output_tokens": usage.output_tokens if usage else 0,
+                    "estimated": usage.estimated if usage else True,
+                    "first_event_ms": round((first - started) * 1000, 2) if first else None,
+                    "duration_ms": round((ended - started) * 1000, 2),
+                }
+                self._log.log(self._level, "%s", orjson.dumps(line).decode())
+
+
+PLUGIN = FilterPlugin(options=RequestLogOptions, create=RequestLog)

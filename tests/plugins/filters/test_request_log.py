@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+from gateway_plugins.filters.request_log import RequestLog, RequestLogOptions
+
+from gateway.errors import UpstreamError
+from gateway.events import Completed, Event, Failed, TextDelta, Usage
+from tests.gateway.factories import collect, context, stream
+
+
+async def test_one_line_per_request_without_the_key(caplog: pytest.LogCaptureFixture) -> None:
+    events: list[Event] = [TextDelta("a"), Usage(5, 2), Completed("length")]
+    with caplog.at_level(logging.INFO, logger="gateway.requests"):
+        out = await collect(RequestLog(RequestLogOptions()).wrap(stream(events), context()))
+    assert out == events
+    (record,) = caplog.records
+    line = orjson.loads(record.getMessage())
+    assert line["request_id"] == "req_test" and line["key_id"] == "key_test"
+    assert (line["outcome"], line["finish_reason"]) == ("completed", "length")
+    assert (line["input_tokens"], line["output_tokens"], line["estimated"]) == (5, 2, False)
+    assert line["duration_ms"] >= 0 and line["first_event_ms"] is not None
+
+
+async def test_failed_and_abandoned(caplog: pytest.LogCaptureFixture) -> None:
+    log = RequestLog(RequestLogOptions(level="warning"))
+    with caplog.at_level(logging.INFO, logger="gateway.requests"):
+        await collect(log.wrap(stream([Failed(UpstreamError("x"))]), context()))
+        wrapped = log.wrap(stream([TextDelta("a"), TextDelta("b"), Completed()]), context())
+        await anext(wrapped)
+        await wrapped.aclose()  # type: ignore[attr-defined]
+    failed, abandoned = (orjson.loads(r.getMessage()) for r in caplog.records)
+    assert (failed["outcome"], failed["error"]) == ("failed", "upstream_error")
+    assert abandoned["outcome"] == "abandoned"
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
