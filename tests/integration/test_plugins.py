@@ -78,7 +78,9 @@ def _wheel(folder: Path) -> Path:
         f"{PACKAGE}/__init__.py": BACKEND,
         f"{PACKAGE}/broken.py": "raise RuntimeError('this plugin cannot load')\n",
         f"{info}/METADATA": "Metadata-Version: 2.1\nName: throwaway-gateway-plugin\nVersion: 0.1\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
         f"{info}/entry_points.txt": ENTRY_POINTS,
     }
     record = []
