@@ -114,6 +114,8 @@ class ResponseBuilder:
         self._items: list[_Item] = []
         self._open: _Item | None = None
         self._calls: dict[str, _Item] = {}
+        # Calls started while another call streams: announced when it is done.
+        self._pending: list[_Item] = []
         self.failure: GatewayError | None = None
         self.response: Json = {
             "id": response_id,
@@ -189,12 +191,20 @@ class ResponseBuilder:
                 )
             )
         elif isinstance(event, ToolCallStarted):
-            self._close(out, "completed")
-            item = self._add("function_call", out, call_id=event.call_id, name=event.name)
-            self._calls[event.call_id] = item
+            if self._open is not None and self._open.kind == "function_call":
+                # Items stream one at a time, but an upstream may interleave the
+                # arguments of parallel calls: hold this one until the open one is done.
+                held = _Item("function_call", "", -1, event.call_id, event.name)
+                self._pending.append(held)
+                self._calls[event.call_id] = held
+            else:
+                self._close(out, "completed")
+                self._add("function_call", out, call_id=event.call_id, name=event.name)
         elif isinstance(event, ToolCallArgumentsDelta):
             item_or_none = self._calls.get(event.call_id)
-            if item_or_none is not None and item_or_none is self._open:
+            if item_or_none in self._pending:
+                item_or_none.text.append(event.arguments)
+            elif item_or_none is not None and item_or_none is self._open:
                 item_or_none.text.append(event.arguments)
                 out.append(
                     self._event(
@@ -239,6 +249,8 @@ class ResponseBuilder:
     def _add(self, kind: str, out: list[Json], call_id: str = "", name: str = "") -> _Item:
         index = len(self._items)
         item = _Item(kind, item_id(kind, self.response_id, str(index)), index, call_id, name)
+        if call_id:
+            self._calls[call_id] = item
         self._items.append(item)
         self._open = item
         out.append(
@@ -254,9 +266,27 @@ class ResponseBuilder:
         return item
 
     def _close(self, out: list[Json], status: str) -> None:
+        """Finish the open item, then announce and finish any held calls."""
         item, self._open = self._open, None
-        if item is None:
-            return
+        if item is not None:
+            self._finish(item, out, status)
+        held, self._pending = self._pending, []
+        for call in held:
+            item = self._add("function_call", out, call_id=call.call_id, name=call.name)
+            if call.text:
+                item.text = call.text
+                out.append(
+                    self._event(
+                        "response.function_call_arguments.delta",
+                        item_id=item.id,
+                        output_index=item.index,
+                        delta="".join(call.text),
+                    )
+                )
+            self._open = None
+            self._finish(item, out, status)
+
+    def _finish(self, item: _Item, out: list[Json], status: str) -> None:
         text = "".join(item.text)
         if item.kind == "message":
             out.append(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from gateway.errors import UpstreamError
+from gateway.errors import InvalidRequest, UpstreamError
 from gateway.events import (
     Completed,
     Event,
@@ -134,6 +134,10 @@ def _content(message: Message) -> str | list[dict[str, Any]]:
             image = {"url": p.url} if p.detail is None else {"url": p.url, "detail": p.detail}
             parts.append({"type": "image_url", "image_url": image})
         elif isinstance(p, FilePart):
+            if p.url and not (p.data or p.file_id):
+                raise InvalidRequest(
+                    "Chat Completions upstreams take files as file_data or file_id, not file_url."
+                )
             file = {"filename": p.filename, "file_data": p.data, "file_id": p.file_id}
             parts.append({"type": "file", "file": {k: v for k, v in file.items() if v}})
     return parts

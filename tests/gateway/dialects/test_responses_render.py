@@ -169,6 +169,28 @@ def test_two_tool_calls() -> None:
     assert stream.final["status"] == "completed"  # tool_calls is a normal end
 
 
+def test_interleaved_arguments_of_parallel_calls_are_kept() -> None:
+    stream = render(
+        [
+            ToolCallStarted("call_a", "get_weather"),
+            ToolCallArgumentsDelta("call_a", '{"city":'),
+            ToolCallStarted("call_b", "get_time"),
+            ToolCallArgumentsDelta("call_b", '{"zone":'),
+            ToolCallArgumentsDelta("call_a", '"Oslo"}'),
+            ToolCallArgumentsDelta("call_b", '"UTC"}'),
+            ToolCallStarted("call_c", "get_date"),
+            Completed("tool_calls"),
+        ]
+    )
+    calls = [(i["call_id"], i["arguments"]) for i in stream.final["output"]]
+    assert calls == [
+        ("call_a", '{"city":"Oslo"}'),
+        ("call_b", '{"zone":"UTC"}'),
+        ("call_c", ""),
+    ]
+    assert [i["output_index"] for i in stream.of("response.output_item.added")] == [0, 1, 2]
+
+
 def test_text_then_tool_call() -> None:
     stream = render(
         [

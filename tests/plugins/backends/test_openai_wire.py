@@ -472,3 +472,12 @@ def test_empty_finish_reason_means_not_finished() -> None:
     ]
     assert parse(chunks, done=False) == [TextDelta("a"), TextDelta("b"), Completed("stop")]
     assert isinstance(parse(chunks[:1], done=False)[-1], Failed)
+
+
+def test_a_file_by_url_cannot_go_to_a_chat_upstream() -> None:
+    from gateway.errors import InvalidRequest
+    from gateway.invocation import FilePart, Message
+
+    inv = invocation(input=(Message("user", (FilePart(url="https://x/a.pdf"),)),))
+    with pytest.raises(InvalidRequest):
+        chat_body(inv, "m")
