@@ -1,0 +1,103 @@
+"""``anthropic``: the Anthropic Messages API as an upstream.
+
+``POST {base_url}/v1/messages``, always streamed, with ``x-api-key`` read from
+the environment variable ``api_key_env`` (never the client's key) and
+``anthropic-version``. How an invocation maps to the request, and the stream
+back to canonical events, is documented in ``anthropic_wire``. Usage comes
+from ``message_start`` (input, cache writes, cache reads) and the last
+``message_delta`` (output); ``cache_read_input_tokens`` are the canonical
+cached input and ``cache_creation_input_tokens`` the cache writes, both
+counted in ``input_tokens``. Closing the event stream (the client went away)
+closes the upstream response, which Anthropic sees as a disconnect.
+
+Example::
+
+    backends:
+      claude:
+        type: anthropic
+        api_key_env: ANTHROPIC_API_KEY
+        default_max_tokens: 8192
+    routes:
+      sonnet:
+        backend: claude
+        model: claude-sonnet-4-5
+        pricing: {input: 3, output: 15, cached_input: 0.3, cache_write: 3.75}
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import orjson
+
+from gateway.errors import UpstreamError
+from gateway.events import Event
+from gateway.invocation import AgentInvocation
+from gateway.plugin import BackendPlugin, CallContext
+from gateway.typed import positive
+from gateway_plugins.backends.anthropic_wire import EventParser, messages_body
+from gateway_plugins.backends.http import HttpOptions, Upstream
+
+
+@dataclass(frozen=True)
+class AnthropicOptions(HttpOptions):
+    """``base_url`` without ``/v1``: the backend posts to ``{base_url}/v1/messages``."""
+
+    base_url: str = "https://api.anthropic.com"
+    anthropic_version: str = "2023-06-01"
+    # Anthropic requires max_tokens: used when neither the request nor the route sets one.
+    default_max_tokens: int = field(default=4096, metadata={"check": positive})
+
+
+class AnthropicBackend:
+    def __init__(self, name: str, options: AnthropicOptions) -> None:
+        self.name = name
+        self.options = options
+        self.upstream = Upstream(name, options)
+
+    def headers(self, ctx: CallContext) -> dict[str, str]:
+        headers = {
+            "anthropic-version": self.options.anthropic_version,
+            "X-Request-Id": ctx.request_id,
+        }
+        if self.options.api_key_env:
+            headers["x-api-key"] = self.upstream.secret
+        return headers
+
+    def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
+        max_tokens = (
+            invocation.max_output_tokens
+            or ctx.route.max_output_tokens
+            or self.options.default_max_tokens
+        )
+        return messages_body(invocation, ctx.model, max_tokens)
+
+    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
+        parser = EventParser()
+        frames = self.upstream.sse("/v1/messages", self.body(invocation, ctx), self.headers(ctx))
+        async with contextlib.aclosing(frames):
+            async for frame in frames:
+                for event in parser.feed(_json(frame.data)):
+                    yield event
+                if parser.done:
+                    break
+        for event in parser.finish():
+            yield event
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+
+
+def _json(data: str) -> dict[str, object]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("The upstream sent an event that is not JSON.") from None
+    if not isinstance(value, dict):
+        raise UpstreamError("The upstream sent an event that is not a JSON object.")
+    return value
+
+
+PLUGIN = BackendPlugin(options=AnthropicOptions, create=AnthropicBackend)
