@@ -91,6 +91,10 @@ def parse_chat_request(body: object) -> ChatRequest:
         max_output_tokens=max_tokens,
         response_format=_response_format(opt_object(req, "response_format")),
         reasoning_effort=opt_str(req, "reasoning_effort"),
+        user=opt_str(req, "user"),
+        safety_identifier=opt_str(req, "safety_identifier"),
+        prompt_cache_key=opt_str(req, "prompt_cache_key"),
+        service_tier=opt_str(req, "service_tier"),
         stream=stream,
         metadata=str_map(req, "metadata"),
     )

@@ -376,7 +376,7 @@ async def test_cache_usage_is_billed_exactly(
         (401, 502, openai.InternalServerError),  # the gateway's own upstream key is wrong
         (403, 502, openai.InternalServerError),
         (404, 502, openai.InternalServerError),
-        (413, 502, openai.InternalServerError),
+        (413, 413, openai.APIStatusError),
         (500, 502, openai.InternalServerError),
         (529, 502, openai.InternalServerError),
     ],

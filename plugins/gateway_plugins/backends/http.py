@@ -7,7 +7,8 @@ status (the pipeline turns it into the stream's ``Failed`` event):
 - connection refused, reset, or a broken body -> ``UpstreamError`` (502);
 - no answer within ``timeout`` (or between two chunks) -> ``UpstreamTimeout`` (504);
 - an upstream 400/422 -> ``InvalidRequest`` (400) with the upstream's message;
-  429 -> ``RateLimited``; anything else >= 400 -> ``UpstreamError``.
+  413 -> ``PayloadTooLarge``; 429 -> ``RateLimited``; anything else >= 400 ->
+  ``UpstreamError``.
 
 Closing the generator (the client went away) releases the response, which
 closes its connection: the upstream sees the disconnect at once.
@@ -27,6 +28,7 @@ from gateway import sse
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
+    PayloadTooLarge,
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
@@ -137,6 +139,8 @@ async def upstream_error(resp: aiohttp.ClientResponse) -> GatewayError:
     detail = f"The upstream answered {resp.status}: {message}"
     if resp.status in (400, 422):
         return InvalidRequest(detail, code="upstream_rejected_request")
+    if resp.status == 413:
+        return PayloadTooLarge(detail)
     if resp.status == 429:
         return RateLimited(detail)
     return UpstreamError(detail)

@@ -380,3 +380,23 @@ def test_error_message_names_the_field() -> None:
     err = error(body(temperature=3))
     assert "temperature" in err.message
     assert err.type == "invalid_request_error"
+
+
+def test_identity_and_caching_fields_reach_the_invocation() -> None:
+    from gateway.dialects.chat_parse import parse_chat_request
+
+    body = {
+        "model": "a",
+        "messages": [{"role": "user", "content": "x"}],
+        "user": "u1",
+        "safety_identifier": "s1",
+        "prompt_cache_key": "k1",
+        "service_tier": "flex",
+    }
+    inv = parse_chat_request(body).invocation
+    assert (inv.user, inv.safety_identifier, inv.prompt_cache_key, inv.service_tier) == (
+        "u1",
+        "s1",
+        "k1",
+        "flex",
+    )
