@@ -67,6 +67,16 @@ class ResponsesSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MeteringSettings:
+    """Reservations: how long a hold's lease lasts without renewal (a process that
+    dies loses its holds to the reaper after that), and the output cap reserved
+    when neither the request nor the route sets one."""
+
+    lease_seconds: float = field(default=30.0, metadata={"check": positive})
+    default_max_output_tokens: int = field(default=4096, metadata={"check": positive})
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     max_body_bytes: int = field(default=4 * MIB, metadata={"check": positive})
 
@@ -127,21 +137,7 @@ class FilterSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class GatewayConfig:
-    listen: Listen = field(default_factory=Listen)
-    redis: RedisSettings = field(default_factory=RedisSettings)
-    admin: AdminSettings = field(default_factory=AdminSettings)
-    auth: AuthSettings = field(default_factory=AuthSettings)
-    limits: Limits = field(default_factory=Limits)
-    responses: ResponsesSettings = field(default_factory=ResponsesSettings)
-    backends: Mapping[str, BackendSpec] = field(default_factory=dict)
-    routes: Mapping[str, Route] = field(default_factory=dict)
-    filters: tuple[FilterSpec, ...] = ()
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class _Settings:
+class Settings:
     """The top-level keys whose values are plain settings."""
 
     listen: Listen = field(default_factory=Listen)
@@ -150,6 +146,17 @@ class _Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: Limits = field(default_factory=Limits)
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
+    metering: MeteringSettings = field(default_factory=MeteringSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig(Settings):
+    """A whole, checked ``gateway.yaml``."""
+
+    backends: Mapping[str, BackendSpec] = field(default_factory=dict)
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    filters: tuple[FilterSpec, ...] = ()
+    source: str = ""
 
 
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
@@ -181,7 +188,7 @@ def parse_config(text: str, file: str = "<string>") -> GatewayConfig:
         raise ConfigError(problems)
 
     plain = {k: v for k, v in data.items() if k not in ("backends", "routes", "filters")}
-    settings = build(_Settings, plain, "", report)
+    settings = build(Settings, plain, "", report)
     backends = _backends(data.get("backends"), report)
     routes = _routes(data.get("routes"), report)
     filters = _filters(data.get("filters"), report)
@@ -197,13 +204,9 @@ def parse_config(text: str, file: str = "<string>") -> GatewayConfig:
     if problems or settings is None:
         raise ConfigError(problems)
 
+    plain_settings = {f.name: getattr(settings, f.name) for f in dataclasses.fields(Settings)}
     return GatewayConfig(
-        listen=settings.listen,
-        redis=_with_env(settings.redis),
-        admin=settings.admin,
-        auth=settings.auth,
-        limits=settings.limits,
-        responses=settings.responses,
+        **plain_settings | {"redis": _with_env(settings.redis)},
         backends=backends,
         routes=routes,
         filters=filters,

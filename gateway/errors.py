@@ -40,10 +40,12 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         status: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.headers = headers or {}  # e.g. Retry-After and x-ratelimit-* on a 429
         if code is not None:
             self.code = code
         if status is not None:

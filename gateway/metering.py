@@ -1,27 +1,46 @@
-"""Metering: price a request's usage in credits and settle it in the ledger.
+"""Metering: reserve before forwarding, settle exactly once after, never overspend.
+
+- **Admission** holds the most a request can cost (its input, estimated with
+  ``tokens.reserve_input``, at the input price, plus its output cap at the
+  output price) and checks the key's and route's limits, in one round trip
+  (``Holds.admit``). A key whose balance, minus what its requests in flight
+  hold, cannot cover that gets 402; a limit gets 429 with ``Retry-After``.
+- **The stream** never runs past the output cap it was admitted with: the cap
+  is sent to the backend, and if a backend streams past it the gateway ends the
+  answer itself with finish reason ``length``.
+- **Settlement**, when the stream ends for any reason (completed, failed, or
+  closed because the client went away), charges the true cost, releases the
+  rest of the hold and appends the ledger entry, atomically and once per
+  request, in a background task that a client disconnect cannot cancel.
+- **Usage** comes from the upstream; when it never arrives it is estimated from
+  what was streamed (``tokens``) and marked ``estimated``, never zero once
+  output was delivered.
+- **Leases**: each hold has a lease that this process renews, with the
+  request's progress, while the request runs. If the process dies, the reaper
+  of any other process settles the hold after the lease at that progress;
+  settlement is idempotent, so nothing is charged twice.
 
 Rounding rule: the exact cost (tokens of each kind times their price in
 credits per token, summed in decimal without rounding) is rounded **up** to a
-whole credit once per request. A request is never charged more than one credit
-above its exact cost.
-
-The metering filter watches a request's events; when the stream ends for any
-reason (completed, failed, or closed because the client went away) it settles
-the usage the upstream reported, or an estimate from what was actually
-streamed (marked ``estimated``), in a background task that a client
-disconnect cannot cancel.
+whole credit once per request: never more than one credit above the exact
+cost, and never below it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
+import random
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 from gateway import tokens
-from gateway.errors import ServiceUnavailable
+from gateway.config import MeteringSettings
+from gateway.errors import InsufficientQuota, RateLimited, ServiceUnavailable
 from gateway.events import (
     Completed,
     Event,
@@ -31,15 +50,16 @@ from gateway.events import (
     ToolCallStarted,
     Usage,
 )
-from gateway.plugin import CallContext
-from gateway.route import Pricing
-from gateway.store import Store
-from gateway.store.records import Charge
+from gateway.invocation import AgentInvocation
+from gateway.route import Pricing, Route
+from gateway.store import ApiKey
+from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal
+from gateway.store.records import Limits
 from gateway.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
-SETTLE_ATTEMPTS = 5
+SETTLE_ATTEMPTS = 6
 
 
 def cost(usage: Usage, pricing: Pricing) -> int:
@@ -59,12 +79,13 @@ def cost(usage: Usage, pricing: Pricing) -> int:
 class _Tally:
     """What one stream has delivered, to estimate usage the upstream did not report."""
 
-    __slots__ = ("chars", "deltas", "usage")
+    __slots__ = ("chars", "completed", "deltas", "usage")
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.chars = 0
         self.deltas = 0
+        self.completed = False
 
     def add(self, event: Event) -> None:
         if isinstance(event, TextDelta | ReasoningDelta):
@@ -76,61 +97,312 @@ class _Tally:
         elif isinstance(event, ToolCallStarted):
             self.chars += len(event.name)
         elif isinstance(event, Usage):
-            self.usage = event
+            self.usage = event  # a later report replaces an earlier one
+        elif isinstance(event, Completed):
+            self.completed = True
 
-    def final(self, ctx: CallContext, *, answered: bool = False) -> Usage:
-        if self.usage is not None:
+    def final(self, invocation: AgentInvocation, *, answered: bool = False) -> Usage:
+        """The upstream's usage when complete, else an estimate of what was delivered."""
+        delivered = tokens.estimate_output(self.chars, self.deltas) if self.deltas else 0
+        if self.usage is not None and (self.completed or self.usage.output_tokens >= delivered):
             return self.usage
-        if not (answered or self.deltas):  # the upstream failed before answering
-            return Usage(estimated=True)
-        return Usage(
-            input_tokens=tokens.estimate_input(ctx.invocation),
-            output_tokens=tokens.estimate_output(self.chars, self.deltas),
-            estimated=True,
+        if self.usage is None and not (answered or self.deltas):
+            return Usage(estimated=True)  # the upstream failed before answering
+        base = self.usage or Usage(input_tokens=tokens.estimate_input(invocation))
+        return dataclasses.replace(
+            base, output_tokens=max(base.output_tokens, delivered), estimated=True
         )
+
+
+@dataclass(slots=True)
+class Hold:
+    """One admitted request, live in this process until it is settled."""
+
+    charge_id: str
+    record: HoldRecord
+    invocation: AgentInvocation  # as sent to backends: its output capped
+    pricing: Pricing
+    output_cap: int
+    admitted: Admitted
+    key_limits: Limits
+    route_limited: bool
+    tally: _Tally = field(default_factory=_Tally)
+    settled: bool = False
+    credits: int | None = None  # the cost, once settled
+
+    def headers(self) -> dict[str, str]:
+        """OpenAI-style ``x-ratelimit-*`` headers for the key's limits."""
+        limits, out = self.key_limits, {}
+        reset = f"{60 - int(self.record.started_at % 60)}s"
+        if limits.rpm:
+            out["x-ratelimit-limit-requests"] = str(limits.rpm)
+            out["x-ratelimit-remaining-requests"] = str(max(0, limits.rpm - self.admitted.requests))
+            out["x-ratelimit-reset-requests"] = reset
+        if limits.tpm:
+            out["x-ratelimit-limit-tokens"] = str(limits.tpm)
+            out["x-ratelimit-remaining-tokens"] = str(max(0, limits.tpm - self.admitted.tokens))
+            out["x-ratelimit-reset-tokens"] = reset
+        return out
+
+    def billing_headers(self) -> dict[str, str]:
+        """The request's cost and the key's balance after it (for complete answers)."""
+        credits = cost(self.tally.final(self.invocation), self.pricing)
+        return {
+            "x-gateway-cost": str(credits),
+            "x-gateway-balance": str(self.admitted.balance - credits),
+        }
 
 
 class Meter:
-    """The metering filter: settles each request's usage exactly once."""
-
-    def __init__(self, store: Store, tasks: BackgroundTasks) -> None:
-        self._store = store
+    def __init__(self, holds: Holds, tasks: BackgroundTasks, settings: MeteringSettings) -> None:
+        self._holds = holds
         self._tasks = tasks
+        self._settings = settings
+        self._live: dict[str, Hold] = {}
 
-    async def wrap(self, events: AsyncIterator[Event], ctx: CallContext) -> AsyncIterator[Event]:
-        tally = _Tally()
+    # Admission
+
+    async def admit(
+        self,
+        invocation: AgentInvocation,
+        key: ApiKey,
+        route: Route,
+        request_id: str,
+        budget: int | None = None,
+    ) -> Hold:
+        """Hold the most this request can cost, or refuse it (402 or 429)."""
+        pricing = route.pricing
+        caps = [c for c in (invocation.max_output_tokens, route.max_output_tokens) if c]
+        cap = min(caps) if caps else self._settings.default_max_output_tokens
+        input_tokens = tokens.reserve_input(invocation)
+        input_credits = cost(Usage(input_tokens=input_tokens), pricing)
+        if budget is not None:
+            cap = _cap_for_budget(budget, input_credits, cap, pricing)
+        credits = cost(Usage(input_tokens=input_tokens, output_tokens=cap), pricing)
+        now = time.time()
+        charge_id = uuid.uuid4().hex
+        record = HoldRecord(
+            credits=credits,
+            tokens=input_tokens + cap,
+            lease_until=now + self._settings.lease_seconds,
+            request_id=request_id,
+            key_id=key.id,
+            agent=invocation.agent,
+            backend="",
+            started_at=now,
+            input_tokens=tokens.estimate_input(invocation),
+            progress_credits=cost(Usage(input_tokens=tokens.estimate_input(invocation)), pricing),
+        )
+        route_limits = route.limits
+        result = await self._holds.admit(
+            charge_id,
+            record,
+            key.limits,
+            check_money=not pricing.free,
+            route_limits=Limits(route_limits.rpm, route_limits.tpm, route_limits.max_concurrent)
+            if route_limits.any
+            else None,
+        )
+        if isinstance(result, Refusal):
+            raise _refused(result, credits)
+        hold = Hold(
+            charge_id=charge_id,
+            record=record,
+            invocation=dataclasses.replace(invocation, max_output_tokens=cap),
+            pricing=pricing,
+            output_cap=cap,
+            admitted=result,
+            key_limits=key.limits,
+            route_limited=route_limits.any,
+        )
+        self._live[charge_id] = hold
+        return hold
+
+    # The stream
+
+    async def wrap(self, events: AsyncIterator[Event], hold: Hold) -> AsyncIterator[Event]:
+        """Count what passes, report usage with every answer, and stop at the output cap."""
+        tally = hold.tally = _Tally()  # a fallback attempt starts afresh
+        async for event in events:
+            if isinstance(event, Completed) and tally.usage is None:
+                usage = tally.final(hold.invocation, answered=True)
+                tally.add(usage)
+                yield usage
+            tally.add(event)
+            yield event
+            if tally.deltas > hold.output_cap and not tally.completed:
+                log.warning("request %s passed its output cap: ended", hold.record.request_id)
+                usage = tally.final(hold.invocation, answered=True)
+                tally.add(usage)
+                yield usage
+                tally.add(Completed("length"))
+                yield Completed("length")
+                return
+
+    # Settlement
+
+    def settle(self, hold: Hold, backend: str) -> None:
+        """Settle ``hold`` once, in the background, with what its stream delivered."""
+        if hold.settled:
+            return
+        hold.settled = True
+        usage = hold.tally.final(hold.invocation)
+        hold.credits = cost(usage, hold.pricing)
+        self._tasks.spawn(self._settle(hold, usage, backend), name=f"settle {hold.charge_id}")
+
+    async def _settle(self, hold: Hold, usage: Usage, backend: str) -> None:
+        record = hold.record
+        fields = _fields(record, usage, backend)
+        credits = hold.credits or 0
         try:
-            async for event in events:
-                if isinstance(event, Completed) and tally.usage is None:
-                    tally.usage = tally.final(ctx, answered=True)  # every answer reports its usage
-                    yield tally.usage
-                tally.add(event)
-                yield event
+            await self._retry(
+                lambda: self._holds.settle(
+                    record,
+                    hold.charge_id,
+                    credits,
+                    usage.total_tokens,
+                    fields,
+                    route=hold.route_limited,
+                ),
+                f"settle request {record.request_id} ({credits} credits)",
+            )
         finally:
-            usage = tally.final(ctx)
-            if usage.total_tokens:
-                charge = Charge(
-                    entry_id=ctx.charge_id,
-                    request_id=ctx.request_id,
-                    key_id=ctx.key_id,
-                    agent=ctx.agent,
-                    backend=ctx.backend,
-                    usage=usage,
-                    credits=cost(usage, ctx.route.pricing),
-                    at=time.time(),
-                )
-                self._tasks.spawn(self._settle(charge), name=f"settle {ctx.request_id}")
+            self._live.pop(hold.charge_id, None)
 
-    async def _settle(self, charge: Charge) -> None:
+    async def _retry(self, action: Callable[[], Awaitable[object]], what: str) -> None:
         for attempt in range(SETTLE_ATTEMPTS):
             try:
-                await self._store.settle(charge)
+                await action()
                 return
             except ServiceUnavailable:
                 await asyncio.sleep(0.2 * 2**attempt)
-        log.error(
-            "could not settle request %s (key %s, %d credits): store unavailable",
-            charge.request_id,
-            charge.key_id,
-            charge.credits,
+        # The hold keeps its lease: the reaper settles it at its last progress.
+        log.error("could not %s: store unavailable; left to the reaper", what)
+
+    # Leases
+
+    async def keep_leases(self) -> None:
+        """Run forever: renew this process's holds, and settle holds of dead processes."""
+        lease = self._settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3 * random.uniform(0.9, 1.1))
+            try:
+                await self.renew()
+                await self.reap()
+            except ServiceUnavailable:
+                log.warning("lease upkeep skipped: store unavailable")
+
+    async def renew(self) -> None:
+        until = time.time() + self._settings.lease_seconds
+        leases = []
+        for hold in list(self._live.values()):
+            if hold.settled:
+                continue
+            usage = hold.tally.final(hold.invocation, answered=True)
+            hold.record = dataclasses.replace(
+                hold.record,
+                lease_until=until,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                progress_credits=cost(usage, hold.pricing),
+            )
+            leases.append((hold.charge_id, hold.record))
+        if leases:
+            await self._holds.renew(leases)
+
+    async def reap(self) -> int:
+        """Settle holds whose lease ran out (their process died); the number settled."""
+        now = time.time()
+        settled = 0
+        for key_id, charge_id, record in await self._holds.expired(now):
+            if record is None:
+                await self._holds.forget_lease(key_id, charge_id)
+                continue
+            if record.lease_until > now or charge_id in self._live:
+                continue
+            usage = Usage(record.input_tokens, record.output_tokens, estimated=True)
+            fields = _fields(record, usage, record.backend)
+            fields["reaped"] = "1"
+            if await self._holds.settle(
+                record, charge_id, record.progress_credits, usage.total_tokens, fields, route=True
+            ):
+                settled += 1
+                log.warning(
+                    "settled request %s of a process that died (%d credits)",
+                    record.request_id,
+                    record.progress_credits,
+                )
+        return settled
+
+    async def release(self, hold: Hold) -> None:
+        """Release a hold whose request never ran (every backend failed before answering)."""
+        self.settle(hold, hold.record.backend)
+
+
+def _fields(record: HoldRecord, usage: Usage, backend: str) -> dict[str, str]:
+    return {
+        "kind": "usage",
+        "request_id": record.request_id,
+        "agent": record.agent,
+        "backend": backend,
+        "started_at": repr(record.started_at),
+        "at": repr(time.time()),
+        "estimated": "1" if usage.estimated else "0",
+        "input_tokens": str(usage.input_tokens),
+        "output_tokens": str(usage.output_tokens),
+        "cached_input_tokens": str(usage.cached_input_tokens),
+        "cache_write_tokens": str(usage.cache_write_tokens),
+        "reasoning_tokens": str(usage.reasoning_tokens),
+    }
+
+
+def _cap_for_budget(budget: int, input_credits: int, cap: int, pricing: Pricing) -> int:
+    """The output cap a per-request budget (``X-Gateway-Budget``) allows."""
+    if budget < input_credits:
+        raise InsufficientQuota(
+            f"The request's budget of {budget} credits does not cover its input "
+            f"(up to {input_credits} credits).",
+            code="budget_too_small",
         )
+    if pricing.output:
+        cap = min(cap, int((budget - input_credits) / pricing.output))
+    if cap < 1:
+        raise InsufficientQuota(
+            f"The request's budget of {budget} credits leaves no room for output.",
+            code="budget_too_small",
+        )
+    return cap
+
+
+def _refused(refusal: Refusal, credits: int) -> InsufficientQuota | RateLimited:
+    reason = refusal.reason
+    if reason == "quota":
+        balance, held = refusal.current, refusal.limit
+        return InsufficientQuota(
+            f"Insufficient balance: this key has {balance} credits, {held} of them held by "
+            f"requests in flight, and this request may cost up to {credits} credits."
+        )
+    if reason in ("daily_budget", "monthly_budget"):
+        period = "daily" if reason == "daily_budget" else "monthly"
+        return InsufficientQuota(
+            f"This key's {period} budget of {refusal.limit} credits would be exceeded "
+            f"({refusal.current} spent; this request may cost up to {credits}).",
+            code="budget_exceeded",
+        )
+    what = {
+        "requests": "requests per minute",
+        "tokens": "tokens per minute",
+        "concurrency": "concurrent requests",
+    }[reason]
+    retry = max(1, math.ceil(refusal.retry_after)) if refusal.retry_after else 1
+    headers = {"Retry-After": str(retry)}
+    kind = {"requests": "requests", "tokens": "tokens"}.get(reason)
+    if kind is not None:
+        headers[f"x-ratelimit-limit-{kind}"] = str(refusal.limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = "0"
+        headers[f"x-ratelimit-reset-{kind}"] = f"{retry}s"
+    return RateLimited(
+        f"Rate limit reached: {refusal.limit} {what} ({refusal.current} in use). "
+        f"Retry after {retry} s.",
+        headers=headers,
+    )

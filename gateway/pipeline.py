@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 
@@ -21,7 +20,6 @@ from gateway.breaker import CircuitBreaker
 from gateway.config import GatewayConfig, Timeouts
 from gateway.errors import (
     GatewayError,
-    InsufficientQuota,
     NotFound,
     PermissionDenied,
     RateLimited,
@@ -39,10 +37,11 @@ from gateway.events import (
     ToolCallStarted,
 )
 from gateway.invocation import AgentInvocation
-from gateway.metering import Meter
+from gateway.metering import Hold, Meter
 from gateway.plugin import Backend, CallContext, Filter
 from gateway.route import Route, Target
 from gateway.store import ApiKey, Store
+from gateway.store.holds import Holds
 from gateway.store.responses import ResponseStore
 from gateway.tasks import BackgroundTasks
 
@@ -68,7 +67,8 @@ class Gateway:
         self.backends = backends
         self.tasks = tasks
         self.auth = Authenticator(store, ttl=config.auth.cache_ttl, size=config.auth.cache_size)
-        self.meter = Meter(store, tasks)
+        self.holds = Holds(store.redis)
+        self.meter = Meter(self.holds, tasks, config.metering)
         self.responses = ResponseStore(store.redis, config.responses.retention_seconds)
         self.breakers = {
             name: CircuitBreaker(spec.breaker) for name, spec in config.backends.items()
@@ -101,26 +101,34 @@ class Gateway:
     def agents(self, key: ApiKey) -> list[str]:
         return [agent for agent in self.config.routes if key.allows(agent)]
 
-    async def admit(self, key: ApiKey, route: Route) -> None:
-        """Refuse a key that cannot pay; free routes need no balance (and no round trip)."""
-        if route.pricing.free:
-            return
-        balance = await self.store.balance(key.id)
-        if balance <= 0:
-            raise InsufficientQuota(
-                f"The balance of this API key is {balance} credits; add credits to continue."
-            )
-
-    async def open(self, invocation: AgentInvocation, key: ApiKey, request_id: str) -> Call:
-        """Start the call on the route's first backend that answers.
+    async def open(
+        self,
+        invocation: AgentInvocation,
+        key: ApiKey,
+        request_id: str,
+        budget: int | None = None,
+    ) -> Call:
+        """Admit the call, then start it on the route's first backend that answers.
 
         A backend that fails before its first event (connection failure,
         timeout, 429, 5xx) hands over to the next; nothing has reached the
-        client yet. One whose circuit is open is skipped.
+        client yet. One whose circuit is open is skipped. ``budget`` caps what
+        this one request may cost, in credits.
         """
         route = self.route(key, invocation.agent)
-        await self.admit(key, route)
-        charge_id = uuid.uuid4().hex
+        hold = await self.meter.admit(invocation, key, route, request_id, budget)
+        invocation = hold.invocation
+        try:
+            return await self._first_answer(invocation, key, route, hold)
+        except BaseException:
+            self.meter.settle(hold, "")  # nothing ran: releases the hold
+            raise
+
+    async def _first_answer(
+        self, invocation: AgentInvocation, key: ApiKey, route: Route, hold: Hold
+    ) -> Call:
+        charge_id = hold.charge_id
+        request_id = hold.record.request_id
         failure: GatewayError | None = None
         for attempt, target in enumerate(self._order(route)):
             breaker = self.breakers[target.backend]
@@ -136,11 +144,11 @@ class Gateway:
                 invocation=invocation,
                 charge_id=charge_id if attempt == 0 else f"{charge_id}-{attempt}",
             )
-            call = self._start(invocation, ctx)
+            call = self._start(invocation, ctx, hold)
             try:
                 await call.prefetch()
             except (UpstreamError, RateLimited) as exc:
-                await call.aclose()
+                await call.discard()
                 if isinstance(exc, RateLimited):
                     breaker.release()  # busy, not broken
                 else:
@@ -155,11 +163,11 @@ class Gateway:
                 continue
             except GatewayError:
                 breaker.success()  # it answered: the request was at fault
-                await call.aclose()
+                await call.discard()
                 raise
             except BaseException:
                 breaker.release()
-                await call.aclose()
+                await call.discard()
                 raise
             breaker.success()
             return call
@@ -176,13 +184,13 @@ class Gateway:
             targets.insert(0, targets.pop(first))
         return targets
 
-    def _start(self, invocation: AgentInvocation, ctx: CallContext) -> Call:
+    def _start(self, invocation: AgentInvocation, ctx: CallContext, hold: Hold) -> Call:
         upstream = self.backends[ctx.backend].invoke(invocation, ctx)
         checked = _checked(upstream, ctx, self.config.backends[ctx.backend].timeouts)
-        layers = [self.meter.wrap(checked, ctx), checked, upstream]
+        layers = [self.meter.wrap(checked, hold), checked, upstream]
         for f in reversed(self.filters):  # the first listed ends up closest to the client
             layers.insert(0, f.wrap(layers[0], ctx))
-        return Call(ctx, layers[0], tuple(layers))
+        return Call(ctx, layers[0], tuple(layers), self.meter, hold)
 
 
 class Call:
@@ -193,10 +201,14 @@ class Call:
         ctx: CallContext,
         events: AsyncIterator[Event],
         layers: tuple[AsyncIterator[Event], ...],
+        meter: Meter,
+        hold: Hold,
     ) -> None:
         self.ctx = ctx
+        self.hold = hold
         self._events = events
         self._layers = layers
+        self._meter = meter
         self._buffered: list[Event] = []
 
     async def prefetch(self) -> None:
@@ -216,6 +228,13 @@ class Call:
             yield event
 
     async def aclose(self) -> None:
+        """Close the stream and settle it (in the background; once)."""
+        try:
+            await self.discard()
+        finally:
+            self._meter.settle(self.hold, self.ctx.backend)
+
+    async def discard(self) -> None:
         """Close every layer, outermost first, so each one's ``finally`` runs now."""
         for layer in self._layers:
             if isinstance(layer, AsyncGenerator):

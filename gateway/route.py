@@ -26,6 +26,19 @@ class Pricing:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteLimits:
+    """Limits shared by every key calling the route (0: none), across all processes."""
+
+    rpm: int = field(default=0, metadata={"check": non_negative})
+    tpm: int = field(default=0, metadata={"check": non_negative})
+    max_concurrent: int = field(default=0, metadata={"check": non_negative})
+
+    @property
+    def any(self) -> bool:
+        return bool(self.rpm or self.tpm or self.max_concurrent)
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One backend a route may use, with its own upstream model name if it differs."""
 
@@ -49,6 +62,7 @@ class Route:
     model: str | None = None
     pricing: Pricing = field(default_factory=Pricing)
     max_output_tokens: int | None = field(default=None, metadata={"check": positive})
+    limits: RouteLimits = field(default_factory=RouteLimits)
 
     @property
     def targets(self) -> tuple[Target, ...]:

@@ -1,17 +1,25 @@
-"""Token estimates for when an upstream does not report usage.
+"""Token estimates: for reservations, and for when an upstream does not report usage.
 
-No tokenizer data can be downloaded at run time, so the estimate is a
-documented heuristic: a text costs ceil(characters / 4) tokens, and a streamed
-output at least one token per delta (upstreams stream one or more tokens per
-delta). It errs towards charging a little more than an exact count.
+No tokenizer data can be downloaded at run time, so both are documented
+heuristics.
+
+- Charging (``estimate_input``, ``estimate_output``): a text costs
+  ceil(characters / 4) tokens, plus 4 per input item; a streamed output at
+  least one token per delta (upstreams stream one or more tokens per delta).
+- Reserving (``reserve_input``): an upper bound, so that a real tokenizer's
+  count stays under it: ceil(UTF-8 bytes / 2) (English runs about 4 bytes per
+  token, CJK about 3 bytes per token and character), plus 8 per item and 1,600
+  per image or file.
 """
 
 from __future__ import annotations
 
 from gateway.invocation import (
     AgentInvocation,
+    FilePart,
     FunctionCall,
     FunctionCallOutput,
+    ImagePart,
     Message,
     Reasoning,
 )
@@ -44,3 +52,31 @@ def estimate_input(invocation: AgentInvocation) -> int:
 
 def estimate_output(chars: int, deltas: int) -> int:
     return max(deltas, -(-chars // CHARS_PER_TOKEN))
+
+
+RESERVE_ITEM = 8
+RESERVE_MEDIA = 1600
+
+
+def reserve_input(invocation: AgentInvocation) -> int:
+    """At least as many input tokens as a real tokenizer would count."""
+    texts: list[str] = [invocation.instructions or ""]
+    total = 0
+    for item in invocation.input:
+        total += RESERVE_ITEM
+        if isinstance(item, Message):
+            for part in item.content:
+                if isinstance(part, ImagePart | FilePart):
+                    total += RESERVE_MEDIA
+            texts.append(item.text)
+        elif isinstance(item, FunctionCall):
+            texts += (item.name, item.arguments)
+        elif isinstance(item, FunctionCallOutput):
+            texts.append(item.output)
+        elif isinstance(item, Reasoning):
+            texts.append(item.text)
+    for tool in invocation.tools:
+        total += RESERVE_ITEM
+        texts += (tool.name, tool.description or "", str(tool.parameters or ""))
+    size = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+    return total + -(-size // 2)

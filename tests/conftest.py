@@ -95,11 +95,13 @@ routes:
   echo:
     backend: echo
     pricing: {input: 1, output: 2}
+    max_output_tokens: 200
   free:
     backend: echo
   slow:
     backend: slow
     pricing: {input: 1, output: 2}
+    max_output_tokens: 200
 """
 
 

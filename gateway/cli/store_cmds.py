@@ -13,6 +13,7 @@ from typing import Any
 from gateway.cli.output import CommandError, emit_json, emit_table
 from gateway.config import EMBEDDED, load_redis_settings
 from gateway.store import ApiKey, Store, connect
+from gateway.store.records import Limits
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -39,7 +40,12 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         help="an agent the key may call (repeatable; default: every agent)",
     )
     create.add_argument("--expires-in", type=parse_duration, help="e.g. 30d, 12h")
+    _limit_options(create)
     create.set_defaults(run=_runner(_create))
+    limits = ks.add_parser("limits", parents=[common], help="set a key's limits (0: none)")
+    limits.add_argument("id")
+    _limit_options(limits)
+    limits.set_defaults(run=_runner(_limits))
     ks.add_parser("list", parents=[common], help="list keys").set_defaults(run=_runner(_list))
     show = ks.add_parser("show", parents=[common], help="show one key")
     show.add_argument("id")
@@ -63,6 +69,21 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     usage.add_argument("id")
     usage.add_argument("--limit", type=int, help="at most this many entries (oldest first)")
     usage.set_defaults(run=_runner(_usage))
+
+
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpm", type=int, default=0, help="requests per minute")
+    parser.add_argument("--tpm", type=int, default=0, help="tokens per minute (input + output)")
+    parser.add_argument("--max-concurrent", type=int, default=0, help="requests in flight")
+    parser.add_argument("--daily-budget", type=int, default=0, help="credits per UTC day")
+    parser.add_argument("--monthly-budget", type=int, default=0, help="credits per UTC month")
+
+
+def _limits_of(args: argparse.Namespace) -> Limits:
+    values = (args.rpm, args.tpm, args.max_concurrent, args.daily_budget, args.monthly_budget)
+    if any(v < 0 for v in values):
+        raise CommandError("limits must be 0 (none) or positive")
+    return Limits(*values)
 
 
 Action = Callable[[Store, argparse.Namespace], Awaitable[None]]
@@ -106,7 +127,11 @@ _KEY_HEADER = ["ID", "NAME", "KEY", "STATE", "AGENTS", "EXPIRES"]
 async def _create(store: Store, args: argparse.Namespace) -> None:
     expires_at = time.time() + args.expires_in if args.expires_in else None
     key, secret = await store.create_key(
-        args.name, balance=args.balance, agents=tuple(args.agent), expires_at=expires_at
+        args.name,
+        balance=args.balance,
+        agents=tuple(args.agent),
+        expires_at=expires_at,
+        limits=_limits_of(args),
     )
     if args.json:
         emit_json({**key.to_json(), "key": secret, "balance": args.balance})
@@ -134,6 +159,14 @@ async def _show(store: Store, args: argparse.Namespace) -> None:
         emit_table([[*_key_row(key, time.time()), balance]], [*_KEY_HEADER, "BALANCE"])
 
 
+async def _limits(store: Store, args: argparse.Namespace) -> None:
+    key = await store.set_limits(args.id, _limits_of(args))
+    if args.json:
+        emit_json(key.to_json())
+    else:
+        print(f"Limits of {key.id} set: {key.to_json()['limits']}")
+
+
 async def _revoke(store: Store, args: argparse.Namespace) -> None:
     key = await store.revoke_key(args.id)
     if args.json:
@@ -145,10 +178,14 @@ async def _revoke(store: Store, args: argparse.Namespace) -> None:
 async def _balance_show(store: Store, args: argparse.Namespace) -> None:
     key = await store.get_key(args.id)
     balance = await store.balance(key.id)
+    held = await store.held(key.id)
     if args.json:
-        emit_json({"id": key.id, "balance": balance})
+        emit_json({"id": key.id, "balance": balance, "held": held, "available": balance - held})
     else:
-        print(f"{key.id}: {balance} credits ({balance / 1_000_000:.6f} USD)")
+        print(
+            f"{key.id}: {balance} credits ({balance / 1_000_000:.6f} USD), "
+            f"{held} held by requests in flight"
+        )
 
 
 async def _balance_add(store: Store, args: argparse.Namespace) -> None:

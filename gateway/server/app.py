@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -53,9 +55,13 @@ def create_app(config: GatewayConfig, *, on_ready: OnReady | None = None) -> web
         app[GATEWAY] = gateway
         if on_ready is not None:
             await on_ready(gateway)
+        leases = asyncio.create_task(gateway.meter.keep_leases(), name="leases")
         try:
             yield
         finally:
+            leases.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leases
             await tasks.drain(SHUTDOWN_DRAIN_SECONDS)  # settlements finish before we go
             await gateway.aclose()
             await store.aclose()

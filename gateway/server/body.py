@@ -30,5 +30,24 @@ async def read_json(request: web.Request, limit: int) -> object:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
 
 
-def json_response(body: object, *, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+def json_response(
+    body: object, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+BUDGET_HEADER = "X-Gateway-Budget"
+
+
+def budget(request: web.Request) -> int | None:
+    """The per-request spending cap in credits a client may set, if any."""
+    raw = request.headers.get(BUDGET_HEADER)
+    if raw is None:
+        return None
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise InvalidRequest(
+            f"{BUDGET_HEADER} must be a positive whole number of credits.", param=BUDGET_HEADER
+        )
+    return int(raw)

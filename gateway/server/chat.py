@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway.dialects.chat_parse import parse_chat_request
 from gateway.dialects.chat_render import ChatChunks, completion_object
 from gateway.pipeline import Call
-from gateway.server.body import json_response, read_json
+from gateway.server.body import budget, json_response, read_json
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.server.streaming import send_sse
 from gateway.transcript import Transcript
@@ -22,7 +22,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, gateway.config.limits.max_body_bytes)
     chat = parse_chat_request(body)
     invocation = chat.invocation
-    async with await gateway.open(invocation, key, request[REQUEST_ID]) as call:
+    call = await gateway.open(invocation, key, request[REQUEST_ID], budget(request))
+    async with call:
         completion_id = f"chatcmpl-{call.ctx.charge_id}"
         created = int(time.time())
         if not invocation.stream:
@@ -32,9 +33,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             if transcript.failure is not None:
                 raise transcript.failure.error
             body = completion_object(completion_id, created, invocation.agent, transcript)
-            return json_response(body)
+            return json_response(body, headers=call.hold.headers() | call.hold.billing_headers())
         chunks = ChatChunks(completion_id, created, invocation.agent, chat.include_usage)
-        return await send_sse(request, _frames(chunks, call))
+        return await send_sse(request, _frames(chunks, call), call.hold.headers())
 
 
 async def _frames(chunks: ChatChunks, call: Call) -> AsyncIterator[bytes]:

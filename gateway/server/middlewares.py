@@ -61,7 +61,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def error_response(error: GatewayError, request: web.Request) -> web.Response:
-    headers = {"X-Request-Id": request.get(REQUEST_ID, "")}
+    headers = {"X-Request-Id": request.get(REQUEST_ID, ""), **error.headers}
     if error.status in (400, 401, 402, 403, 404, 413):
         headers["x-should-retry"] = "false"  # the openai SDK would otherwise retry some
     response = web.Response(

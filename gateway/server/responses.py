@@ -28,7 +28,7 @@ from gateway.dialects.responses_render import ResponseBuilder, frames
 from gateway.errors import NotFound
 from gateway.invocation import AgentInvocation, InputItem
 from gateway.pipeline import Call, Gateway
-from gateway.server.body import json_response, read_json
+from gateway.server.body import budget, json_response, read_json
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.server.streaming import send_sse
 from gateway.store import ApiKey
@@ -43,7 +43,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if req.background and not req.store:
         raise invalid("store", "a background response must be stored to be retrieved")
     invocation = await _with_context(gateway, key, req)
-    call = await gateway.open(invocation, key, request[REQUEST_ID])
+    call = await gateway.open(invocation, key, request[REQUEST_ID], budget(request))
     builder = ResponseBuilder(
         f"resp_{call.ctx.charge_id}",
         invocation.agent,
@@ -56,7 +56,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     saver = _Saver(gateway, key, req, invocation, builder)
     if invocation.stream:
         async with call:
-            return await send_sse(request, _stream(call, builder, saver))
+            return await send_sse(request, _stream(call, builder, saver), call.hold.headers())
     if req.background:
         try:
             await saver.save()  # in progress, so that GET finds it at once
@@ -64,11 +64,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             await call.aclose()
             raise
         gateway.tasks.spawn(_run(call, builder, saver), name=f"background {builder.response_id}")
-        return json_response(builder.response)
+        return json_response(builder.response, headers=call.hold.headers())
     await _run(call, builder, saver)
     if builder.failure is not None:
         raise builder.failure
-    return json_response(builder.response)
+    return json_response(
+        builder.response, headers=call.hold.headers() | call.hold.billing_headers()
+    )
 
 
 async def _run(call: Call, builder: ResponseBuilder, saver: _Saver) -> None:

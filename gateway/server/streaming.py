@@ -12,7 +12,9 @@ from gateway.server.keys import REQUEST_ID
 log = logging.getLogger(__name__)
 
 
-async def send_sse(request: web.Request, frames: AsyncIterator[bytes]) -> web.StreamResponse:
+async def send_sse(
+    request: web.Request, frames: AsyncIterator[bytes], headers: dict[str, str] | None = None
+) -> web.StreamResponse:
     """Stream ``frames``; a client that goes away ends the stream quietly."""
     response = web.StreamResponse(
         headers={
@@ -20,6 +22,7 @@ async def send_sse(request: web.Request, frames: AsyncIterator[bytes]) -> web.St
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
             "X-Request-Id": request[REQUEST_ID],
+            **(headers or {}),
         }
     )
     await response.prepare(request)

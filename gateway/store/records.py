@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.events import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """An account's limits; 0 means none."""
+
+    rpm: int = 0  # requests per minute
+    tpm: int = 0  # tokens (input + output) per minute
+    max_concurrent: int = 0  # requests in flight
+    daily_budget: int = 0  # credits per UTC day
+    monthly_budget: int = 0  # credits per UTC month
+
+
+_LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent", "daily_budget", "monthly_budget")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +33,7 @@ class ApiKey:
     expires_at: float | None = None
     revoked_at: float | None = None
     hint: str = ""  # the secret's first characters, to recognise it in a list
+    limits: Limits = field(default_factory=Limits)
 
     def usable(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
@@ -38,6 +53,7 @@ class ApiKey:
             fields["expires_at"] = repr(self.expires_at)
         if self.revoked_at is not None:
             fields["revoked_at"] = repr(self.revoked_at)
+        fields.update({name: str(getattr(self.limits, name)) for name in _LIMIT_FIELDS})
         return fields
 
     @classmethod
@@ -54,6 +70,7 @@ class ApiKey:
             expires_at=when("expires_at"),
             revoked_at=when("revoked_at"),
             hint=h.get("hint", ""),
+            limits=Limits(**{name: int(h.get(name) or 0) for name in _LIMIT_FIELDS}),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -65,21 +82,8 @@ class ApiKey:
             "expires_at": self.expires_at,
             "revoked_at": self.revoked_at,
             "hint": self.hint,
+            "limits": {name: getattr(self.limits, name) for name in _LIMIT_FIELDS},
         }
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """What one finished request costs; posted to the ledger once per request id."""
-
-    entry_id: str  # unique per request: settling twice posts once
-    request_id: str
-    key_id: str
-    agent: str
-    backend: str
-    usage: Usage
-    credits: int
-    at: float
 
 
 _USAGE_FIELDS = (
@@ -105,20 +109,9 @@ class LedgerEntry:
     backend: str = ""
     usage: Usage | None = None
     note: str = ""
-
-    @staticmethod
-    def charge_fields(charge: Charge) -> dict[str, str]:
-        u = charge.usage
-        fields = {
-            "kind": "usage",
-            "request_id": charge.request_id,
-            "agent": charge.agent,
-            "backend": charge.backend,
-            "at": repr(charge.at),
-            "estimated": "1" if u.estimated else "0",
-        }
-        fields.update({name: str(getattr(u, name)) for name in _USAGE_FIELDS})
-        return fields
+    held: int = 0  # credits the request had reserved
+    started_at: float = 0.0
+    reaped: bool = False  # settled by the reaper after its process died
 
     @classmethod
     def from_stream(cls, entry_id: str, f: Mapping[str, str]) -> LedgerEntry:
@@ -137,6 +130,9 @@ class LedgerEntry:
             backend=f.get("backend", ""),
             usage=usage,
             note=f.get("note", ""),
+            held=int(f.get("held", 0)),
+            started_at=float(f.get("started_at") or 0),
+            reaped=f.get("reaped") == "1",
         )
 
     def to_json(self) -> dict[str, object]:
@@ -151,6 +147,7 @@ class LedgerEntry:
             out.update(request_id=self.request_id, agent=self.agent, backend=self.backend)
             out.update({name: getattr(self.usage, name) for name in _USAGE_FIELDS})
             out["estimated"] = self.usage.estimated
+            out.update(held=self.held, started_at=self.started_at, reaped=self.reaped)
         if self.note:
             out["note"] = self.note
         return out

@@ -34,3 +34,38 @@ def entry_marker(key_id: str, entry_id: str) -> str:
 def stored_response(key_id: str, response_id: str) -> str:
     """A stored Open Responses response; scoped to the key that created it."""
     return f"{PREFIX}:{{{key_id}}}:response:{response_id}"
+
+
+# Metering. An "account" is an API key id, or "route:<agent>" for a route's shared
+# limits; everything of one account shares its hash tag.
+LEASES = f"{PREFIX}:leases"  # sorted set: "account charge_id" by lease expiry, for the reaper
+
+
+def holds(account: str) -> str:
+    """Hash of the account's requests in flight: charge id -> hold record."""
+    return f"{PREFIX}:{{{account}}}:holds"
+
+
+def held(account: str) -> str:
+    """The credits held by the account's requests in flight."""
+    return f"{PREFIX}:{{{account}}}:held"
+
+
+def requests_window(account: str, window: int) -> str:
+    return f"{PREFIX}:{{{account}}}:rpm:{window}"
+
+
+def tokens_window(account: str, window: int) -> str:
+    return f"{PREFIX}:{{{account}}}:tpm:{window}"
+
+
+def spend_day(account: str, day: str) -> str:
+    return f"{PREFIX}:{{{account}}}:spend:d:{day}"
+
+
+def spend_month(account: str, month: str) -> str:
+    return f"{PREFIX}:{{{account}}}:spend:m:{month}"
+
+
+def route_account(agent: str) -> str:
+    return f"route:{agent}"

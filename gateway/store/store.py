@@ -7,6 +7,7 @@ at most once per entry id, so the sum of a key's ledger equals its balance.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -22,7 +23,7 @@ from gateway import apikeys
 from gateway.config import EMBEDDED, RedisSettings
 from gateway.errors import NotFound, ServiceUnavailable
 from gateway.store import schema
-from gateway.store.records import ApiKey, Charge, LedgerEntry
+from gateway.store.records import ApiKey, LedgerEntry, Limits
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Store:
         balance: int = 0,
         agents: tuple[str, ...] = (),
         expires_at: float | None = None,
+        limits: Limits | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; return its record and its secret (shown once, never stored)."""
         secret = apikeys.new_secret()
@@ -96,6 +98,7 @@ class Store:
             created_at=time.time(),
             expires_at=expires_at,
             hint=secret[: len(apikeys.KEY_PREFIX) + 4],
+            limits=limits or Limits(),
         )
         async with guard():
             await self.redis.hset(schema.key_record(key.id), mapping=key.to_hash())  # type: ignore[arg-type]  # invariant stub
@@ -130,6 +133,14 @@ class Store:
             keys = [await self._get(key_id) for key_id in ids]
         return sorted((k for k in keys if k is not None), key=lambda k: k.created_at)
 
+    async def set_limits(self, key_id: str, limits: Limits) -> ApiKey:
+        """Replace a key's limits; every process applies them within ``auth.cache_ttl``."""
+        key = await self.get_key(key_id)
+        updated = dataclasses.replace(key, limits=limits)
+        async with guard():
+            await self.redis.hset(schema.key_record(key_id), mapping=updated.to_hash())  # type: ignore[arg-type]  # invariant stub
+        return updated
+
     async def revoke_key(self, key_id: str) -> ApiKey:
         key = await self.get_key(key_id)
         if key.revoked_at is None:
@@ -145,18 +156,18 @@ class Store:
             value = await self.redis.get(schema.balance(key_id))
         return int(value or 0)
 
+    async def held(self, key_id: str) -> int:
+        """Credits held by the key's requests in flight."""
+        async with guard():
+            value = await self.redis.get(schema.held(key_id))
+        return int(value or 0)
+
     async def credit(self, key_id: str, credits: int, *, note: str = "") -> int:
         """Add credits (or remove them, if negative) with a ledger entry; the new balance."""
         await self.get_key(key_id)
         fields = {"kind": "credit", "at": repr(time.time()), "note": note}
         _, balance = await self._post(key_id, uuid.uuid4().hex, credits, fields)
         return balance
-
-    async def settle(self, charge: Charge) -> bool:
-        """Debit a finished request once; False if this request id was already settled."""
-        fields = LedgerEntry.charge_fields(charge)
-        posted, _ = await self._post(charge.key_id, charge.entry_id, -charge.credits, fields)
-        return posted
 
     async def _post(
         self, key_id: str, entry_id: str, amount: int, fields: dict[str, str]

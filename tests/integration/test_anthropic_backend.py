@@ -197,7 +197,7 @@ async def test_request_mapping(
     assert body["stream"] is True
 
 
-async def test_max_tokens_from_route_then_backend_default(
+async def test_max_tokens_from_request_route_then_gateway_default(
     start_gateway: StartGateway, sdk: MakeClient, fake: FakeAnthropicUpstream, upstream_env: str
 ) -> None:
     gw = await start_gateway(
@@ -209,7 +209,9 @@ async def test_max_tokens_from_route_then_backend_default(
     await client.chat.completions.create(model="claude", messages=HELLO, max_tokens=50)
     assert fake.last.body["max_tokens"] == 50
 
-    gw = await start_gateway(anthropic_config(fake.url, default_max_tokens=1234))
+    # Neither sets one: the gateway reserves, and caps, its metering default.
+    config = anthropic_config(fake.url) + "metering:\n  default_max_output_tokens: 1234\n"
+    gw = await start_gateway(config)
     await sdk(gw, await gw.new_key()).chat.completions.create(model="claude", messages=HELLO)
     assert fake.last.body["max_tokens"] == 1234
 
@@ -390,7 +392,7 @@ async def test_upstream_error_statuses_are_mapped(
     error_class: type[openai.APIStatusError],
 ) -> None:
     fake.script = Script(status=upstream_status)
-    key, secret = await gw.new_key_record(balance=1_000)
+    key, secret = await gw.new_key_record(balance=100_000)
     client = sdk(gw, secret)
     for stream in (False, True):
         with pytest.raises(error_class) as caught:

@@ -65,6 +65,8 @@ def test_keys_balance_and_usage(redis_url: str) -> None:
     assert gateway_json("balance", "show", key_id, redis_url=redis_url) == {
         "id": key_id,
         "balance": 500,
+        "held": 0,
+        "available": 500,
     }
     added = gateway_json("balance", "add", key_id, "250", redis_url=redis_url)
     assert added["balance"] == 750

@@ -125,25 +125,27 @@ async def test_free_route_costs_nothing(start_gateway: StartGateway, sdk: MakeCl
     assert all(e.amount == 0 for e in await gw.store.ledger(key.id))
 
 
-async def test_balance_runs_out_then_402(start_gateway: StartGateway, sdk: MakeClient) -> None:
+async def test_a_balance_below_the_maximum_cost_is_refused_and_never_overdrawn(
+    start_gateway: StartGateway, sdk: MakeClient
+) -> None:
     gw = await start_gateway()
-    key, secret = await gw.new_key_record(balance=5)
+    key, secret = await gw.new_key_record(balance=100)
     client = sdk(gw, secret)
-    await client.chat.completions.create(
-        model="echo", messages=[{"role": "user", "content": "this costs more than five"}]
-    )
-    await usage_entries(gw, key.id)
-    assert await gw.store.balance(key.id) < 0
     with pytest.raises(openai.APIStatusError) as caught:
         await client.chat.completions.create(
-            model="echo", messages=[{"role": "user", "content": "again"}]
+            model="echo", messages=[{"role": "user", "content": "this may cost up to 400"}]
         )
     assert caught.value.status_code == 402
+    message = str(caught.value)
+    assert "100 credits" in message and "may cost up to" in message
     await gw.store.credit(key.id, 1_000, note="top-up")
     reply = await client.chat.completions.create(
         model="echo", messages=[{"role": "user", "content": "again"}]
     )
     assert reply.choices[0].message.content == "again"
+    (entry,) = await usage_entries(gw, key.id)
+    assert await gw.store.balance(key.id) == 1_100 + entry.amount > 0
+    assert await gw.store.held(key.id) == 0
 
 
 async def read_then_disconnect(
@@ -264,7 +266,7 @@ async def test_disconnect_before_the_first_byte_cancels_the_upstream(
 ) -> None:
     fake_upstream.script = Script(first_byte_delay=30)
     gw = await start_gateway(upstream_config(fake_upstream.base_url, timeout=60))
-    key, secret = await gw.new_key_record(balance=1_000)
+    key, secret = await gw.new_key_record(balance=100_000)
     body = {"model": "up", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     headers = {"Authorization": f"Bearer {secret}"}
     async with aiohttp.ClientSession() as session:
@@ -280,6 +282,7 @@ async def test_disconnect_before_the_first_byte_cancels_the_upstream(
     assert disconnect.at - closed_at < 1.0
     await asyncio.sleep(0.1)
     assert [e.kind for e in await gw.store.ledger(key.id)] == ["credit"]  # nothing to bill
+    assert await gw.store.held(key.id) == 0
 
 
 async def _received(upstream: FakeOpenAIUpstream) -> bool:

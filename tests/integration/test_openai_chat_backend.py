@@ -450,9 +450,10 @@ async def test_failed_upstream_is_not_billed(
 ) -> None:
     fake_upstream.script = Script(status=500)
     gw = await start_gateway(upstream_config(fake_upstream.base_url))
-    key, secret = await gw.new_key_record(balance=1_000)
+    key, secret = await gw.new_key_record(balance=100_000)
     with pytest.raises(openai.InternalServerError):
         await sdk(gw, secret).chat.completions.create(model="up", messages=HELLO)
     await asyncio.sleep(0.2)
     assert [e.kind for e in await gw.store.ledger(key.id)] == ["credit"]  # no usage entry
-    assert await gw.store.balance(key.id) == 1_000
+    assert await gw.store.balance(key.id) == 100_000
+    assert await gw.store.held(key.id) == 0  # the hold was released

@@ -232,7 +232,6 @@ async def test_every_input_form_is_accepted(
                         "detail": "low",
                     },
                     {"type": "input_file", "filename": "a.pdf", "file_data": pdf},
-                    {"type": "input_file", "file_url": "https://example.com/b.pdf"},
                 ],
             },
             {

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from gateway.events import Usage
-from gateway.store.records import ApiKey, Charge, LedgerEntry
+from gateway.store.records import ApiKey, LedgerEntry, Limits
 
 
 def test_api_key_hash_round_trip() -> None:
@@ -20,12 +20,37 @@ def test_api_key_usable_and_allows() -> None:
     assert ApiKey("k", "n").allows("anything")
 
 
-def test_ledger_entry_round_trip_through_stream_fields() -> None:
+def test_ledger_entry_from_stream_fields() -> None:
     usage = Usage(5, 6, 1, 2, 3, estimated=True)
-    c = Charge("e", "req", "key", "agent", "backend", usage, 9, 10.25)
-    fields = LedgerEntry.charge_fields(c) | {"amount": "-9", "balance": "91"}
+    fields = {
+        "kind": "usage",
+        "request_id": "req",
+        "agent": "agent",
+        "backend": "backend",
+        "at": "10.25",
+        "started_at": "9.5",
+        "estimated": "1",
+        "input_tokens": "5",
+        "output_tokens": "6",
+        "cached_input_tokens": "1",
+        "cache_write_tokens": "2",
+        "reasoning_tokens": "3",
+        "amount": "-9",
+        "held": "40",
+        "balance": "91",
+        "reaped": "1",
+    }
     entry = LedgerEntry.from_stream("1-0", fields)
-    assert entry == LedgerEntry("1-0", "usage", -9, 91, 10.25, "req", "agent", "backend", usage)
+    assert entry == LedgerEntry(
+        "1-0", "usage", -9, 91, 10.25, "req", "agent", "backend", usage, "", 40, 9.5, True
+    )
+    assert entry.to_json()["reaped"] is True and entry.to_json()["held"] == 40
+
+
+def test_api_key_limits_round_trip() -> None:
+    key = ApiKey("k", "n", limits=Limits(rpm=5, tpm=100, max_concurrent=2, daily_budget=7))
+    assert ApiKey.from_hash(key.to_hash()).limits == key.limits
+    assert ApiKey.from_hash({"id": "old"}).limits == Limits()  # keys made before limits existed
 
 
 def test_credit_entry_has_no_usage_and_keeps_its_note() -> None:

@@ -1,0 +1,279 @@
+"""Holds: the credits and limits reserved by requests in flight, and their settlement.
+
+Admission (``lua/admit.lua``) checks an account's limits and holds the most a
+request can cost; settlement (``lua/settle.lua``) releases the hold, charges
+the true cost and appends the ledger entry, once per charge id. A route's
+shared limits are an account of their own (``route:<agent>``) that holds no
+money. Every hold carries a lease; a live process renews it with the request's
+progress, and the reaper settles holds whose process died.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, cast
+
+import orjson
+from redis import asyncio as aioredis
+
+from gateway.store import schema
+from gateway.store.records import Limits
+from gateway.store.store import ENTRY_MARKER_TTL, guard
+
+WINDOW_SECONDS = 60
+SPEND_TTL = 40 * 24 * 3600  # a month's spend counter outlives the month
+
+
+def window_of(at: float) -> int:
+    return int(at // WINDOW_SECONDS)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRecord:
+    """What a hold stores: the reservation, its lease, and the request's progress."""
+
+    credits: int
+    tokens: int
+    lease_until: float
+    request_id: str
+    key_id: str
+    agent: str
+    backend: str
+    started_at: float
+    # Progress at the last renewal, charged if the process dies: tokens so far and their cost.
+    input_tokens: int = 0
+    output_tokens: int = 0
+    progress_credits: int = 0
+
+    def encode(self) -> str:
+        rest = {
+            "request_id": self.request_id,
+            "key_id": self.key_id,
+            "agent": self.agent,
+            "backend": self.backend,
+            "started_at": self.started_at,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "progress_credits": self.progress_credits,
+        }
+        return f"{self.credits}:{self.tokens}:{self.lease_until!r}:{orjson.dumps(rest).decode()}"
+
+    @classmethod
+    def decode(cls, raw: str) -> HoldRecord:
+        credits, tokens, lease, rest = raw.split(":", 3)
+        return cls(int(credits), int(tokens), float(lease), **orjson.loads(rest))
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an account refused a request: ``reason`` as ``admit.lua`` names it."""
+
+    reason: str
+    current: int
+    limit: int
+    retry_after: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    balance: int  # settled credits at admission
+    held: int  # credits held by requests in flight, this one included
+    requests: int  # requests in the current window, this one included
+    tokens: int  # tokens reserved in the current window, this one included
+
+
+def _script(redis: aioredis.Redis, name: str) -> Any:
+    source = resources.files("gateway.store").joinpath(f"lua/{name}.lua").read_text()
+    return redis.register_script(source)
+
+
+class Holds:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._admit = _script(redis, "admit")
+        self._settle = _script(redis, "settle")
+        self._release = _script(redis, "release")
+        self._renew = _script(redis, "renew")
+
+    async def _queue_admit(
+        self,
+        account: str,
+        charge_id: str,
+        record: HoldRecord,
+        limits: Limits,
+        check_money: bool,
+        client: Any,
+    ) -> Any:
+        now = record.started_at
+        day, month = (
+            time.strftime("%Y%m%d", time.gmtime(now)),
+            time.strftime("%Y%m", time.gmtime(now)),
+        )
+        window = window_of(now)
+        keys = [
+            schema.balance(account),
+            schema.holds(account),
+            schema.held(account),
+            schema.requests_window(account, window),
+            schema.tokens_window(account, window),
+            schema.spend_day(account, day),
+            schema.spend_month(account, month),
+        ]
+        args = [
+            charge_id,
+            record.encode(),
+            record.credits if check_money else 0,
+            record.tokens,
+            1 if check_money else 0,
+            limits.rpm,
+            limits.tpm,
+            limits.max_concurrent,
+            limits.daily_budget,
+            limits.monthly_budget,
+            WINDOW_SECONDS * 2,
+        ]
+        # With a pipeline as client, awaiting the script only queues it.
+        await self._admit(keys=keys, args=args, client=client)
+
+    async def admit(
+        self,
+        charge_id: str,
+        record: HoldRecord,
+        key_limits: Limits,
+        check_money: bool,
+        route_limits: Limits | None,
+    ) -> Admitted | Refusal:
+        """Hold ``record`` for the key (and the route, if it has limits): one round trip.
+
+        On a refusal nothing stays held (a hold one side granted is released).
+        """
+        route = schema.route_account(record.agent) if route_limits else None
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(schema.LEASES, {_lease_member(record.key_id, charge_id): record.lease_until})
+        await self._queue_admit(record.key_id, charge_id, record, key_limits, check_money, pipe)
+        if route is not None and route_limits is not None:
+            await self._queue_admit(route, charge_id, record, route_limits, False, pipe)
+        async with guard():
+            results = await pipe.execute()
+        key_result = _parse(results[1], record.started_at)
+        route_result = _parse(results[2], record.started_at) if route else None
+        if isinstance(key_result, Refusal) or isinstance(route_result, Refusal):
+            await self.release(record, charge_id, key=isinstance(key_result, Admitted),
+                               route=isinstance(route_result, Admitted))  # fmt: skip
+            refusal = key_result if isinstance(key_result, Refusal) else route_result
+            return cast(Refusal, refusal)
+        return key_result
+
+    async def release(self, record: HoldRecord, charge_id: str, *, key: bool, route: bool) -> None:
+        """Drop holds without charging: admission refused on the other side, or nothing ran."""
+        window = window_of(record.started_at)
+        pipe = self.redis.pipeline(transaction=False)
+        accounts = [record.key_id] if key else []
+        if route:
+            accounts.append(schema.route_account(record.agent))
+        for account in accounts:
+            keys = [
+                schema.holds(account),
+                schema.held(account),
+                schema.tokens_window(account, window),
+            ]
+            await self._release(keys=keys, args=[charge_id, 0], client=pipe)
+        pipe.zrem(schema.LEASES, _lease_member(record.key_id, charge_id))
+        async with guard():
+            await pipe.execute()
+
+    async def settle(
+        self,
+        record: HoldRecord,
+        charge_id: str,
+        credits: int,
+        tokens: int,
+        fields: dict[str, str],
+        *,
+        route: bool,
+    ) -> bool:
+        """Charge ``credits`` once for this charge id, release the holds; False if done before."""
+        key_id = record.key_id
+        window = window_of(record.started_at)
+        day = time.strftime("%Y%m%d", time.gmtime())
+        month = time.strftime("%Y%m", time.gmtime())
+        keys = [
+            schema.balance(key_id),
+            schema.holds(key_id),
+            schema.held(key_id),
+            schema.ledger(key_id),
+            schema.entry_marker(key_id, charge_id),
+            schema.tokens_window(key_id, window),
+            schema.spend_day(key_id, day),
+            schema.spend_month(key_id, month),
+        ]
+        post = 1 if credits or tokens else 0
+        args: list[str | int] = [charge_id, credits, tokens, ENTRY_MARKER_TTL, SPEND_TTL, post]
+        for name, value in fields.items():
+            args += [name, value]
+        pipe = self.redis.pipeline(transaction=False)
+        await self._settle(keys=keys, args=args, client=pipe)
+        if route:
+            account = schema.route_account(record.agent)
+            route_keys = [
+                schema.holds(account),
+                schema.held(account),
+                schema.tokens_window(account, window),
+            ]
+            await self._release(keys=route_keys, args=[charge_id, tokens], client=pipe)
+        pipe.zrem(schema.LEASES, _lease_member(key_id, charge_id))
+        async with guard():
+            results = await pipe.execute()
+        return bool(results[0][0])
+
+    async def renew(self, leases: list[tuple[str, HoldRecord]]) -> None:
+        """Extend live holds' leases and record their progress, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for charge_id, record in leases:
+            await self._renew(
+                keys=[schema.holds(record.key_id)], args=[charge_id, record.encode()], client=pipe
+            )
+            pipe.zadd(schema.LEASES, {_lease_member(record.key_id, charge_id): record.lease_until})
+        async with guard():
+            await pipe.execute()
+
+    async def expired(
+        self, now: float, limit: int = 100
+    ) -> list[tuple[str, str, HoldRecord | None]]:
+        """Holds whose lease ran out: (key id, charge id, record or None if already gone)."""
+        async with guard():
+            members = cast(
+                list[str],
+                await self.redis.zrangebyscore(schema.LEASES, "-inf", now, start=0, num=limit),
+            )
+            found: list[tuple[str, str, HoldRecord | None]] = []
+            for member in members:
+                key_id, _, charge_id = member.partition(" ")
+                raw = cast(str | None, await self.redis.hget(schema.holds(key_id), charge_id))
+                found.append((key_id, charge_id, HoldRecord.decode(raw) if raw else None))
+        return found
+
+    async def forget_lease(self, key_id: str, charge_id: str) -> None:
+        async with guard():
+            await self.redis.zrem(schema.LEASES, _lease_member(key_id, charge_id))
+
+    async def held(self, account: str) -> int:
+        async with guard():
+            value = await self.redis.get(schema.held(account))
+        return int(value or 0)
+
+
+def _lease_member(key_id: str, charge_id: str) -> str:
+    return f"{key_id} {charge_id}"
+
+
+def _parse(result: list[Any], now: float) -> Admitted | Refusal:
+    reason = result[0]
+    if reason == "ok":
+        return Admitted(int(result[1]), int(result[2]), int(result[3]), int(result[4]))
+    retry = 0.0
+    if reason in ("requests", "tokens"):
+        retry = WINDOW_SECONDS - (now % WINDOW_SECONDS)
+    return Refusal(str(reason), int(result[1]), int(result[2]), retry)

@@ -1,0 +1,15 @@
+-- Release a hold without charging (a route's shared limits, or an account's
+-- hold whose request never started), correcting the window's token count.
+-- KEYS[1] holds   KEYS[2] held   KEYS[3] tokens counter of the admission window
+-- ARGV[1] charge id   ARGV[2] tokens used
+-- Returns 1 when released, 0 when there was no such hold.
+local hold = redis.call('HGET', KEYS[1], ARGV[1])
+if not hold then return 0 end
+local credits, tokens = string.match(hold, '^(%-?%d+):(%d+):')
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('DECRBY', KEYS[2], tonumber(credits))
+local correction = tonumber(ARGV[2]) - tonumber(tokens)
+if correction ~= 0 and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('INCRBY', KEYS[3], correction)
+end
+return 1

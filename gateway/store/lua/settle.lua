@@ -1,0 +1,49 @@
+-- Settle one request: release its hold, charge its true cost, and append the
+-- ledger entry, at most once per charge id.
+--
+-- KEYS[1] balance   KEYS[2] holds   KEYS[3] held   KEYS[4] ledger stream
+-- KEYS[5] idempotency marker of the charge
+-- KEYS[6] tokens counter of the window the request was admitted in
+-- KEYS[7] spend today   KEYS[8] spend this month
+-- ARGV[1] charge id (the hold's field)   ARGV[2] credits to charge
+-- ARGV[3] tokens used (corrects the window's token count)
+-- ARGV[4] seconds the marker is kept     ARGV[5] seconds a spend counter is kept
+-- ARGV[6] 1 to append a ledger entry (0 for a request that cost nothing)
+-- ARGV[7..] ledger fields as name, value pairs
+--
+-- Returns {1, balance} when settled now, {0, balance} when already settled.
+if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[4]) then
+  return {0, tonumber(redis.call('GET', KEYS[1]) or '0')}
+end
+local hold = redis.call('HGET', KEYS[2], ARGV[1])
+local held_credits, held_tokens = 0, 0
+if hold then
+  held_credits, held_tokens = string.match(hold, '^(%-?%d+):(%d+):')
+  held_credits, held_tokens = tonumber(held_credits), tonumber(held_tokens)
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('DECRBY', KEYS[3], held_credits)
+  local correction = tonumber(ARGV[3]) - held_tokens
+  if correction ~= 0 and redis.call('EXISTS', KEYS[6]) == 1 then
+    redis.call('INCRBY', KEYS[6], correction)
+  end
+end
+local amount = tonumber(ARGV[2])
+local balance = redis.call('DECRBY', KEYS[1], amount)
+if amount ~= 0 then
+  for i = 7, 8 do
+    redis.call('INCRBY', KEYS[i], amount)
+    redis.call('EXPIRE', KEYS[i], ARGV[5])
+  end
+end
+if ARGV[6] == '1' then
+  local fields = {}
+  for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+  fields[#fields + 1] = 'amount'
+  fields[#fields + 1] = tostring(-amount)
+  fields[#fields + 1] = 'held'
+  fields[#fields + 1] = tostring(held_credits)
+  fields[#fields + 1] = 'balance'
+  fields[#fields + 1] = tostring(balance)
+  redis.call('XADD', KEYS[4], '*', unpack(fields))
+end
+return {1, balance}
