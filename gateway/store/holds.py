@@ -11,7 +11,8 @@ progress, and the reaper settles holds whose process died.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, cast
 
@@ -89,15 +90,45 @@ def _script(redis: aioredis.Redis, name: str) -> Any:
     return redis.register_script(source)
 
 
+Step = Callable[[Any], Awaitable[Any]]
+
+
+class _Batch:
+    """Commands sent together: one pipelined round trip on a single Redis. On Redis
+    Cluster, whose pipelines cannot reload a script a node has forgotten, they run
+    one after another (each script still atomic within its account's slot)."""
+
+    def __init__(self, redis: aioredis.Redis, cluster: bool) -> None:
+        self._redis = redis
+        self._cluster = cluster
+        self._steps: list[Step] = []
+
+    def add(self, step: Step) -> None:
+        self._steps.append(step)
+
+    async def run(self) -> list[Any]:
+        if self._cluster:
+            return [await step(self._redis) for step in self._steps]
+        pipe = self._redis.pipeline(transaction=False)
+        for step in self._steps:
+            await step(pipe)  # with a pipeline as client, this only queues the command
+        results: list[Any] = await pipe.execute()
+        return results
+
+
 class Holds:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, *, cluster: bool = False) -> None:
         self.redis = redis
+        self._cluster = cluster
         self._admit = _script(redis, "admit")
         self._settle = _script(redis, "settle")
         self._release = _script(redis, "release")
         self._renew = _script(redis, "renew")
 
-    async def _queue_admit(
+    def _batch(self) -> _Batch:
+        return _Batch(self.redis, self._cluster)
+
+    def _admit_script(
         self,
         account: str,
         charge_id: str,
@@ -123,7 +154,8 @@ class Holds:
         ]
         args = [
             charge_id,
-            record.encode(),
+            # An account that holds no money (a route) records a hold of 0 credits.
+            (record if check_money else replace(record, credits=0)).encode(),
             record.credits if check_money else 0,
             record.tokens,
             1 if check_money else 0,
@@ -134,8 +166,7 @@ class Holds:
             limits.monthly_budget,
             WINDOW_SECONDS * 2,
         ]
-        # With a pipeline as client, awaiting the script only queues it.
-        await self._admit(keys=keys, args=args, client=client)
+        return self._admit(keys=keys, args=args, client=client)
 
     async def admit(
         self,
@@ -150,13 +181,19 @@ class Holds:
         On a refusal nothing stays held (a hold one side granted is released).
         """
         route = schema.route_account(record.agent) if route_limits else None
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(schema.LEASES, {_lease_member(record.key_id, charge_id): record.lease_until})
-        await self._queue_admit(record.key_id, charge_id, record, key_limits, check_money, pipe)
+        batch = self._batch()
+        batch.add(_lease_step(record.key_id, charge_id, record.lease_until))
+        batch.add(
+            lambda c: self._admit_script(
+                record.key_id, charge_id, record, key_limits, check_money, c
+            )
+        )
         if route is not None and route_limits is not None:
-            await self._queue_admit(route, charge_id, record, route_limits, False, pipe)
+            batch.add(
+                lambda c: self._admit_script(route, charge_id, record, route_limits, False, c)
+            )
         async with guard():
-            results = await pipe.execute()
+            results = await batch.run()
         key_result = _parse(results[1], record.started_at)
         route_result = _parse(results[2], record.started_at) if route else None
         if isinstance(key_result, Refusal) or isinstance(route_result, Refusal):
@@ -167,22 +204,20 @@ class Holds:
         return key_result
 
     async def release(self, record: HoldRecord, charge_id: str, *, key: bool, route: bool) -> None:
-        """Drop holds without charging: admission refused on the other side, or nothing ran."""
+        """Drop holds of a request that never ran (admission refused on the other side)."""
         window = window_of(record.started_at)
-        pipe = self.redis.pipeline(transaction=False)
+        batch = self._batch()
         accounts = [record.key_id] if key else []
         if route:
             accounts.append(schema.route_account(record.agent))
         for account in accounts:
-            keys = [
-                schema.holds(account),
-                schema.held(account),
-                schema.tokens_window(account, window),
-            ]
-            await self._release(keys=keys, args=[charge_id, 0], client=pipe)
-        pipe.zrem(schema.LEASES, _lease_member(record.key_id, charge_id))
+            batch.add(
+                _script_step(self._release, _release_keys(account, window), [charge_id, 0, 1])
+            )
+        member = _lease_member(record.key_id, charge_id)
+        batch.add(lambda c: c.zrem(schema.LEASES, member))
         async with guard():
-            await pipe.execute()
+            await batch.run()
 
     async def settle(
         self,
@@ -213,31 +248,26 @@ class Holds:
         args: list[str | int] = [charge_id, credits, tokens, ENTRY_MARKER_TTL, SPEND_TTL, post]
         for name, value in fields.items():
             args += [name, value]
-        pipe = self.redis.pipeline(transaction=False)
-        await self._settle(keys=keys, args=args, client=pipe)
+        batch = self._batch()
+        batch.add(_script_step(self._settle, keys, args))
         if route:
-            account = schema.route_account(record.agent)
-            route_keys = [
-                schema.holds(account),
-                schema.held(account),
-                schema.tokens_window(account, window),
-            ]
-            await self._release(keys=route_keys, args=[charge_id, tokens], client=pipe)
-        pipe.zrem(schema.LEASES, _lease_member(key_id, charge_id))
+            route_keys = _release_keys(schema.route_account(record.agent), window)
+            batch.add(_script_step(self._release, route_keys, [charge_id, tokens, 0]))
+        member = _lease_member(key_id, charge_id)
+        batch.add(lambda c: c.zrem(schema.LEASES, member))
         async with guard():
-            results = await pipe.execute()
+            results = await batch.run()
         return bool(results[0][0])
 
     async def renew(self, leases: list[tuple[str, HoldRecord]]) -> None:
         """Extend live holds' leases and record their progress, in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
+        batch = self._batch()
         for charge_id, record in leases:
-            await self._renew(
-                keys=[schema.holds(record.key_id)], args=[charge_id, record.encode()], client=pipe
-            )
-            pipe.zadd(schema.LEASES, {_lease_member(record.key_id, charge_id): record.lease_until})
+            keys = [schema.holds(record.key_id)]
+            batch.add(_script_step(self._renew, keys, [charge_id, record.encode()]))
+            batch.add(_lease_step(record.key_id, charge_id, record.lease_until))
         async with guard():
-            await pipe.execute()
+            await batch.run()
 
     async def expired(
         self, now: float, limit: int = 100
@@ -263,6 +293,24 @@ class Holds:
         async with guard():
             value = await self.redis.get(schema.held(account))
         return int(value or 0)
+
+
+def _release_keys(account: str, window: int) -> list[str]:
+    return [
+        schema.holds(account),
+        schema.held(account),
+        schema.tokens_window(account, window),
+        schema.requests_window(account, window),
+    ]
+
+
+def _script_step(script: Any, keys: list[str], args: list[Any]) -> Step:
+    return lambda client: cast(Awaitable[Any], script(keys=keys, args=args, client=client))
+
+
+def _lease_step(key_id: str, charge_id: str, until: float) -> Step:
+    member = {_lease_member(key_id, charge_id): until}
+    return lambda client: cast(Awaitable[Any], client.zadd(schema.LEASES, member))
 
 
 def _lease_member(key_id: str, charge_id: str) -> str:

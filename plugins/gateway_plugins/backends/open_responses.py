@@ -1,0 +1,99 @@
+"""``open_responses``: an upstream that speaks Open Responses.
+
+OpenAI's Responses API, another gateway, or LibreChat's
+``/api/agents/v1/responses``. The request goes to ``base_url + "/responses"``,
+always streamed and with ``store: false`` (the gateway keeps conversation
+state itself), with the key from the environment variable ``api_key_env``
+(never the client's) and the request's ``X-Request-Id``. The semantic events
+of the answer are parsed by ``open_responses_wire.EventParser``; an upstream
+that answers with a JSON response object instead of a stream is understood
+too.
+
+Set ``hold_tool_calls`` for an upstream that runs tools itself and reports
+them as ``function_call`` + ``function_call_output`` items (LibreChat's
+agents): function calls are then passed on when the response ends, and only
+those the upstream did not run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import orjson
+
+from gateway import sse
+from gateway.errors import UpstreamError
+from gateway.events import Event
+from gateway.invocation import AgentInvocation
+from gateway.plugin import BackendPlugin, CallContext
+from gateway_plugins.backends.http import HttpOptions, Upstream
+from gateway_plugins.backends.open_responses_wire import EventParser, responses_body
+
+
+@dataclass(frozen=True)
+class OpenResponsesOptions(HttpOptions):
+    """``base_url`` e.g. https://api.openai.com/v1 or http://librechat:3080/api/agents/v1."""
+
+    hold_tool_calls: bool = False
+
+
+class OpenResponsesBackend:
+    def __init__(self, name: str, options: OpenResponsesOptions) -> None:
+        self.name = name
+        self.options = options
+        self.upstream = Upstream(name, options)
+
+    def headers(self, ctx: CallContext) -> dict[str, str]:
+        headers = {"X-Request-Id": ctx.request_id, "Accept": "text/event-stream"}
+        if self.options.api_key_env:
+            headers["Authorization"] = f"Bearer {self.upstream.secret}"
+        return headers
+
+    def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
+        return responses_body(invocation, ctx.model)
+
+    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
+        parser = EventParser(hold_tool_calls=self.options.hold_tool_calls)
+        async with self.upstream.post(
+            "/responses", self.body(invocation, ctx), self.headers(ctx)
+        ) as resp:
+            if resp.content_type == "application/json":  # the upstream ignored "stream"
+                for event in parser.response(_json(await resp.read())):
+                    yield event
+                return
+            frames = sse.decode(resp.content.iter_any())
+            async with contextlib.aclosing(frames):
+                try:
+                    async for frame in frames:
+                        if frame.data == "[DONE]":
+                            break
+                        if ":" in frame.event:  # a vendor event, e.g. librechat:attachment
+                            continue
+                        data = _json(frame.data.encode())
+                        kind = data.get("type")
+                        kind = kind if isinstance(kind, str) else frame.event
+                        for event in parser.feed(kind, data):
+                            yield event
+                        if parser.terminal is not None:
+                            return
+                except sse.SSEDecodeError as exc:
+                    raise UpstreamError(f"The upstream stream is malformed: {exc}") from None
+        parser.finish()
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+
+
+def _json(data: bytes) -> dict[str, object]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("The upstream sent an event that is not JSON.") from None
+    if not isinstance(value, dict):
+        raise UpstreamError("The upstream sent an event that is not a JSON object.")
+    return value
+
+
+PLUGIN = BackendPlugin(options=OpenResponsesOptions, create=OpenResponsesBackend)
