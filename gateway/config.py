@@ -41,6 +41,7 @@ class RedisSettings:
     """``url`` is a redis:// or rediss:// URL, or ``embedded`` for an in-process store."""
 
     url: str = EMBEDDED
+    cluster: bool = False  # the URL names one node of a Redis Cluster
     socket_timeout: float = field(default=2.0, metadata={"check": positive})
     connect_timeout: float = field(default=2.0, metadata={"check": positive})
     max_connections: int = field(default=128, metadata={"check": positive})

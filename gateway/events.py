@@ -1,10 +1,11 @@
 """The canonical events every backend yields and every dialect renders.
 
 A backend's stream is zero or more content events (``TextDelta``,
-``ReasoningDelta``, ``ToolCallStarted``, ``ToolCallArgumentsDelta``), at most
-one ``Usage``, and exactly one terminal event (``Completed`` or ``Failed``),
-which is always last. Tool calls are keyed by ``call_id``; each dialect
-assigns its own indices.
+``ReasoningDelta``, ``ToolCallStarted``, ``ToolCallArgumentsDelta``), ``Usage``
+reports (usually one, before the end; a later one replaces an earlier one, so
+a backend may report input tokens as soon as it knows them), and exactly one
+terminal event (``Completed`` or ``Failed``), which is always last. Tool calls
+are keyed by ``call_id``; each dialect assigns its own indices.
 """
 
 from __future__ import annotations

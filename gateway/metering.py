@@ -60,6 +60,7 @@ from gateway.tasks import BackgroundTasks
 log = logging.getLogger(__name__)
 
 SETTLE_ATTEMPTS = 6
+_DELTAS = (TextDelta, ReasoningDelta, ToolCallArgumentsDelta)  # each a token at least
 
 
 def cost(usage: Usage, pricing: Pricing) -> int:
@@ -101,9 +102,17 @@ class _Tally:
         elif isinstance(event, Completed):
             self.completed = True
 
-    def final(self, invocation: AgentInvocation, *, answered: bool = False) -> Usage:
-        """The upstream's usage when complete, else an estimate of what was delivered."""
+    def final(
+        self, invocation: AgentInvocation, *, answered: bool = False, cap: int | None = None
+    ) -> Usage:
+        """The upstream's usage when complete, else an estimate of what was delivered.
+
+        An estimate never exceeds ``cap``, the output the request was admitted for;
+        usage the upstream reports is charged as reported.
+        """
         delivered = tokens.estimate_output(self.chars, self.deltas) if self.deltas else 0
+        if cap is not None:
+            delivered = min(delivered, cap)
         if self.usage is not None and (self.completed or self.usage.output_tokens >= delivered):
             return self.usage
         if self.usage is None and not (answered or self.deltas):
@@ -130,6 +139,10 @@ class Hold:
     settled: bool = False
     credits: int | None = None  # the cost, once settled
 
+    def usage(self, *, answered: bool = False) -> Usage:
+        """What to charge for what the stream delivered so far (see ``_Tally.final``)."""
+        return self.tally.final(self.invocation, answered=answered, cap=self.output_cap)
+
     def headers(self) -> dict[str, str]:
         """OpenAI-style ``x-ratelimit-*`` headers for the key's limits."""
         limits, out = self.key_limits, {}
@@ -146,7 +159,7 @@ class Hold:
 
     def billing_headers(self) -> dict[str, str]:
         """The request's cost and the key's balance after it (for complete answers)."""
-        credits = cost(self.tally.final(self.invocation), self.pricing)
+        credits = cost(self.usage(), self.pricing)
         return {
             "x-gateway-cost": str(credits),
             "x-gateway-balance": str(self.admitted.balance - credits),
@@ -225,19 +238,20 @@ class Meter:
         tally = hold.tally = _Tally()  # a fallback attempt starts afresh
         async for event in events:
             if isinstance(event, Completed) and tally.usage is None:
-                usage = tally.final(hold.invocation, answered=True)
+                usage = hold.usage(answered=True)
                 tally.add(usage)
                 yield usage
-            tally.add(event)
-            yield event
-            if tally.deltas > hold.output_cap and not tally.completed:
+            if isinstance(event, _DELTAS) and tally.deltas >= hold.output_cap:
+                # This delta (a token at least) would pass the cap, and what was reserved.
                 log.warning("request %s passed its output cap: ended", hold.record.request_id)
-                usage = tally.final(hold.invocation, answered=True)
+                usage = hold.usage(answered=True)
                 tally.add(usage)
                 yield usage
                 tally.add(Completed("length"))
                 yield Completed("length")
                 return
+            tally.add(event)
+            yield event
 
     # Settlement
 
@@ -246,7 +260,7 @@ class Meter:
         if hold.settled:
             return
         hold.settled = True
-        usage = hold.tally.final(hold.invocation)
+        usage = hold.usage()
         hold.credits = cost(usage, hold.pricing)
         self._tasks.spawn(self._settle(hold, usage, backend), name=f"settle {hold.charge_id}")
 
@@ -298,7 +312,7 @@ class Meter:
         for hold in list(self._live.values()):
             if hold.settled:
                 continue
-            usage = hold.tally.final(hold.invocation, answered=True)
+            usage = hold.usage(answered=True)
             hold.record = dataclasses.replace(
                 hold.record,
                 lease_until=until,

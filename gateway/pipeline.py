@@ -10,6 +10,7 @@ instead of a 200 stream that fails.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -67,7 +68,7 @@ class Gateway:
         self.backends = backends
         self.tasks = tasks
         self.auth = Authenticator(store, ttl=config.auth.cache_ttl, size=config.auth.cache_size)
-        self.holds = Holds(store.redis)
+        self.holds = Holds(store.redis, cluster=config.redis.cluster)
         self.meter = Meter(self.holds, tasks, config.metering)
         self.responses = ResponseStore(store.redis, config.responses.retention_seconds)
         self.breakers = {
@@ -134,6 +135,7 @@ class Gateway:
             breaker = self.breakers[target.backend]
             if not breaker.allow():
                 continue
+            hold.record = dataclasses.replace(hold.record, backend=target.backend)
             ctx = CallContext(
                 request_id=request_id,
                 key_id=key.id,

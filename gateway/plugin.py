@@ -5,8 +5,8 @@ The gateway creates it once per ``backends`` entry of ``gateway.yaml`` (so a
 connection pool lives as long as the backend), calls ``invoke`` once per
 request, and calls ``aclose`` at shutdown. ``invoke`` must:
 
-- yield content events, at most one ``Usage``, then exactly one terminal event
-  (``Completed`` or ``Failed``), and nothing after it;
+- yield content events and ``Usage`` (a later report replaces an earlier one),
+  then exactly one terminal event (``Completed`` or ``Failed``), nothing after;
 - report an upstream failure by raising a ``GatewayError`` (``UpstreamError``,
   ``UpstreamTimeout``, ``RateLimited``, ``InvalidRequest``...) or yielding
   ``Failed``; the gateway turns a raised ``GatewayError`` into ``Failed`` with

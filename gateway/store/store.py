@@ -17,6 +17,7 @@ from importlib import resources
 from typing import cast
 
 from redis import asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from gateway import apikeys
@@ -51,6 +52,17 @@ def connect(settings: RedisSettings) -> aioredis.Redis:
             timeout=settings.socket_timeout,
         )
         return cast(aioredis.Redis, fake)
+    if settings.cluster:
+        return cast(
+            aioredis.Redis,
+            RedisCluster.from_url(
+                settings.url,
+                decode_responses=True,
+                socket_timeout=settings.socket_timeout,
+                socket_connect_timeout=settings.connect_timeout,
+                max_connections=settings.max_connections,
+            ),
+        )
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.url,
         max_connections=settings.max_connections,

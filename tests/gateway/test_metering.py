@@ -1,11 +1,38 @@
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from gateway import metering
+from gateway.config import MeteringSettings
+from gateway.errors import InsufficientQuota, RateLimited, ServiceUnavailable
 from gateway.events import (
+    Completed,
+    Event,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallStarted,
     Usage,
 )
-from gateway.metering import cost
-from gateway.route import Route
-from tests.gateway.factories import pricing
+from gateway.invocation import AgentInvocation
+from gateway.metering import Hold, Meter, _Tally, cost
+from gateway.route import Route, RouteLimits
+from gateway.store import ApiKey, Store, schema
+from gateway.store.holds import Holds
+from gateway.store.records import LedgerEntry, Limits
+from gateway.tasks import BackgroundTasks
+from gateway.tokens import estimate_input, reserve_input
+from tests.conftest import invocation
+from tests.gateway.factories import close, collect, pricing, stream
 
 PRICED = Route(backend="echo", pricing=pricing(input="0.15", output="0.6"))
 
@@ -54,3 +81,526 @@ def test_zero_cached_price_is_not_the_input_price() -> None:
 def test_output_includes_reasoning_once() -> None:
     usage = Usage(input_tokens=0, output_tokens=10, reasoning_tokens=4)
     assert cost(usage, pricing(output="1")) == 10
+
+
+# Meter: helpers
+
+INPUT, OUTPUT = "1", "2"
+
+
+def route(
+    *,
+    cap: int | None = 100,
+    input: str = INPUT,
+    output: str = OUTPUT,
+    limits: RouteLimits | None = None,
+) -> Route:
+    return Route(
+        backend="echo",
+        pricing=pricing(input=input, output=output),
+        max_output_tokens=cap,
+        limits=limits or RouteLimits(),
+    )
+
+
+def meter(
+    store: Store,
+    tasks: BackgroundTasks | None = None,
+    *,
+    lease_seconds: float = 30.0,
+    default_max_output_tokens: int = 64,
+) -> Meter:
+    settings = MeteringSettings(
+        lease_seconds=lease_seconds, default_max_output_tokens=default_max_output_tokens
+    )
+    return Meter(Holds(store.redis), tasks if tasks is not None else BackgroundTasks(), settings)
+
+
+async def new_key(store: Store, balance: int = 100_000, limits: Limits | None = None) -> ApiKey:
+    key, _ = await store.create_key("k", balance=balance, limits=limits)
+    return key
+
+
+def reservation(inv: AgentInvocation, cap: int, p_in: int = 1, p_out: int = 2) -> int:
+    return reserve_input(inv) * p_in + cap * p_out
+
+
+async def usage_entries(store: Store, key: ApiKey) -> list[LedgerEntry]:
+    return [e for e in await store.ledger(key.id) if e.kind == "usage"]
+
+
+def deltas(n: int, text: str = "ab") -> list[Event]:
+    return [TextDelta(text) for _ in range(n)]
+
+
+# Meter.admit
+
+
+async def test_admit_holds_input_and_output_cap_at_their_prices(fake_store: Store) -> None:
+    m = meter(fake_store)
+    key = await new_key(fake_store)
+    inv = invocation("hello there " * 10)
+    hold = await m.admit(inv, key, route(cap=100), "req_1")
+    assert hold.record.credits == reservation(inv, 100)
+    assert hold.record.tokens == reserve_input(inv) + 100
+    assert (hold.output_cap, hold.invocation.max_output_tokens) == (100, 100)
+    assert hold.invocation == dataclasses.replace(inv, max_output_tokens=100)
+    assert hold.record.request_id == "req_1" and hold.record.key_id == key.id
+    assert await fake_store.held(key.id) == hold.record.credits
+    assert await fake_store.balance(key.id) == 100_000
+    assert hold.admitted.balance == 100_000 and hold.admitted.held == hold.record.credits
+
+
+@pytest.mark.parametrize(
+    ("asked", "route_cap", "expected"),
+    [(40, 100, 40), (400, 100, 100), (40, None, 40), (None, 100, 100), (None, None, 64)],
+)
+async def test_admit_output_cap(
+    fake_store: Store, asked: int | None, route_cap: int | None, expected: int
+) -> None:
+    m = meter(fake_store, default_max_output_tokens=64)
+    key = await new_key(fake_store)
+    inv = invocation(max_output_tokens=asked)
+    hold = await m.admit(inv, key, route(cap=route_cap), "r")
+    assert hold.output_cap == hold.invocation.max_output_tokens == expected
+    assert hold.record.credits == reservation(inv, expected)
+
+
+async def test_admit_rounds_the_reservation_up(fake_store: Store) -> None:
+    m = meter(fake_store)
+    key = await new_key(fake_store)
+    inv = invocation("x" * 7)
+    hold = await m.admit(inv, key, route(cap=3, input="0.3", output="0.7"), "r")
+    exact = Decimal(reserve_input(inv)) * Decimal("0.3") + 3 * Decimal("0.7")
+    assert hold.record.credits == math.ceil(exact)
+
+
+async def test_a_free_route_holds_nothing_and_needs_no_balance(fake_store: Store) -> None:
+    m = meter(fake_store)
+    key = await new_key(fake_store, 0)
+    hold = await m.admit(invocation(), key, route(input="0", output="0"), "r")
+    assert hold.record.credits == 0 and hold.output_cap == 100
+    assert await fake_store.held(key.id) == 0
+
+
+async def test_a_balance_below_the_maximum_cost_is_refused_with_402(fake_store: Store) -> None:
+    m = meter(fake_store)
+    inv = invocation()
+    need = reservation(inv, 100)
+    key = await new_key(fake_store, need + 100)
+    await m.admit(invocation("x" * 40, max_output_tokens=100), key, route(), "first")
+    held = await fake_store.held(key.id)
+    assert held > 100
+    with pytest.raises(InsufficientQuota) as info:
+        await m.admit(inv, key, route(), "second")
+    error = info.value
+    assert (error.status, error.code) == (402, "insufficient_quota")
+    assert f"has {need + 100} credits" in error.message  # the balance
+    assert f"{held} of them held" in error.message
+    assert f"up to {need} credits" in error.message  # the estimate
+    assert await fake_store.held(key.id) == held  # nothing more held
+    assert len(m._live) == 1
+
+
+async def test_a_budget_lowers_the_output_cap(fake_store: Store) -> None:
+    m = meter(fake_store)
+    key = await new_key(fake_store)
+    inv = invocation()
+    input_credits = reserve_input(inv)  # at 1 credit per token
+    hold = await m.admit(inv, key, route(cap=100), "r", budget=input_credits + 21)
+    assert hold.output_cap == hold.invocation.max_output_tokens == 10  # 21 // 2
+    assert hold.record.credits == input_credits + 20
+    roomy = await m.admit(inv, key, route(cap=100), "r", budget=10**6)
+    assert roomy.output_cap == 100
+
+
+@pytest.mark.parametrize("budget", [7, 10, 13, 50, 99])
+async def test_a_budget_is_never_exceeded_with_fractional_prices(
+    fake_store: Store, budget: int
+) -> None:
+    m = meter(fake_store)
+    key = await new_key(fake_store)
+    inv = invocation("abc")
+    r = route(cap=1_000, input="0.3", output="0.7")
+    hold = await m.admit(inv, key, r, "r", budget=budget)
+    assert hold.record.credits <= budget
+    one_more = Usage(reserve_input(inv), hold.output_cap + 1)
+    assert cost(one_more, r.pricing) > budget  # the largest cap the budget allows
+
+
+async def test_a_budget_too_small_is_refused(fake_store: Store) -> None:
+    m = meter(fake_store)
+    key = await new_key(fake_store)
+    inv = invocation()
+    input_credits = reserve_input(inv)
+    for budget in (0, input_credits - 1, input_credits + 1):  # +1: no room for 1 token at 2
+        with pytest.raises(InsufficientQuota) as info:
+            await m.admit(inv, key, route(), "r", budget=budget)
+        assert (info.value.status, info.value.code) == (402, "budget_too_small")
+    assert await fake_store.held(key.id) == 0 and m._live == {}
+
+
+@pytest.mark.parametrize("kind", ["daily", "monthly"])
+async def test_a_spend_budget_refusal_is_402_budget_exceeded(fake_store: Store, kind: str) -> None:
+    m = meter(fake_store)
+    inv = invocation()
+    need = reservation(inv, 100)
+    limits = Limits(daily_budget=need) if kind == "daily" else Limits(monthly_budget=need)
+    key = await new_key(fake_store, limits=limits)
+    await m.admit(inv, key, route(), "first")
+    with pytest.raises(InsufficientQuota) as info:
+        await m.admit(inv, key, route(), "second")
+    assert (info.value.status, info.value.code) == (402, "budget_exceeded")
+    assert kind in info.value.message and str(need) in info.value.message
+
+
+async def test_requests_per_minute_refusal_is_429_with_headers(fake_store: Store) -> None:
+    m = meter(fake_store)
+    key = await new_key(fake_store, limits=Limits(rpm=2))
+    first = await m.admit(invocation(), key, route(), "r")
+    assert first.headers()["x-ratelimit-remaining-requests"] == "1"
+    assert first.headers()["x-ratelimit-limit-requests"] == "2"
+    await m.admit(invocation(), key, route(), "r")
+    with pytest.raises(RateLimited) as info:
+        await m.admit(invocation(), key, route(), "r")
+    error = info.value
+    assert error.status == 429
+    retry = int(error.headers["Retry-After"])
+    assert 1 <= retry <= 60
+    assert error.headers["x-ratelimit-limit-requests"] == "2"
+    assert error.headers["x-ratelimit-remaining-requests"] == "0"
+    assert error.headers["x-ratelimit-reset-requests"] == f"{retry}s"
+    assert "requests per minute" in error.message
+
+
+async def test_tokens_per_minute_refusal_is_429_with_headers(fake_store: Store) -> None:
+    m = meter(fake_store)
+    inv = invocation()
+    tokens = reserve_input(inv) + 100
+    key = await new_key(fake_store, limits=Limits(tpm=tokens + 10))
+    first = await m.admit(inv, key, route(), "r")
+    assert first.headers()["x-ratelimit-remaining-tokens"] == "10"
+    with pytest.raises(RateLimited) as info:
+        await m.admit(inv, key, route(), "r")
+    assert info.value.headers["x-ratelimit-limit-tokens"] == str(tokens + 10)
+    assert info.value.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert "Retry-After" in info.value.headers
+    # A request small enough for what is left is admitted.
+    await m.admit(invocation(""), key, route(cap=1), "r")
+
+
+async def test_concurrency_refusal_is_429_with_retry_after(fake_store: Store) -> None:
+    m = meter(fake_store)
+    key = await new_key(fake_store, limits=Limits(max_concurrent=1))
+    await m.admit(invocation(), key, route(), "r")
+    with pytest.raises(RateLimited) as info:
+        await m.admit(invocation(), key, route(), "r")
+    assert info.value.headers == {"Retry-After": "1"}
+    assert "concurrent requests" in info.value.message
+
+
+async def test_route_limits_are_shared_across_keys(fake_store: Store) -> None:
+    m = meter(fake_store)
+    shared = route(limits=RouteLimits(max_concurrent=1))
+    a, b = await new_key(fake_store), await new_key(fake_store)
+    hold = await m.admit(invocation(), a, shared, "r")
+    assert hold.route_limited
+    with pytest.raises(RateLimited):
+        await m.admit(invocation(), b, shared, "r")
+    assert await fake_store.held(b.id) == 0
+    await m.admit(invocation(), b, route(), "r")  # the same agent on an unlimited route
+
+
+# Meter.wrap and _Tally
+
+
+async def admitted(store: Store, cap: int = 100, **settings: Any) -> tuple[Meter, Hold, ApiKey]:
+    m = meter(store, **settings)
+    key = await new_key(store)
+    hold = await m.admit(invocation(), key, route(cap=cap), "req_w")
+    return m, hold, key
+
+
+async def test_wrap_passes_events_and_tallies(fake_store: Store) -> None:
+    m, hold, _ = await admitted(fake_store)
+    events: list[Event] = [
+        TextDelta("abc"),
+        ReasoningDelta("de"),
+        ToolCallStarted("c1", "fn"),
+        ToolCallArgumentsDelta("c1", "{}"),
+        Usage(9, 4),
+        Completed(),
+    ]
+    assert await collect(m.wrap(stream(events), hold)) == events
+    tally = hold.tally
+    assert (tally.deltas, tally.chars, tally.completed) == (3, 3 + 2 + 2 + 2, True)
+    assert tally.usage == Usage(9, 4)
+    assert tally.final(hold.invocation) == Usage(9, 4)
+
+
+async def test_wrap_injects_an_estimate_when_no_usage_came(fake_store: Store) -> None:
+    m, hold, _ = await admitted(fake_store)
+    out = await collect(
+        m.wrap(stream([TextDelta("hello"), TextDelta(" world"), Completed()]), hold)
+    )
+    estimate = Usage(estimate_input(hold.invocation), 3, estimated=True)  # ceil(11 / 4)
+    assert out == [TextDelta("hello"), TextDelta(" world"), estimate, Completed()]
+    assert hold.tally.final(hold.invocation) == estimate
+
+
+async def test_wrap_ends_a_stream_at_the_output_cap(fake_store: Store) -> None:
+    m, hold, _ = await admitted(fake_store, cap=3)
+    read: list[Event] = []
+
+    async def endless() -> AsyncIterator[Event]:
+        while True:
+            event = TextDelta("w")
+            read.append(event)
+            yield event
+
+    out = await collect(m.wrap(endless(), hold))
+    assert out[:3] == deltas(3, "w")
+    assert out[3:] == [
+        Usage(estimate_input(hold.invocation), 3, estimated=True),
+        Completed("length"),
+    ]
+    assert len(read) <= 4  # the upstream was not read on after the cap
+    assert cost(hold.tally.final(hold.invocation), hold.pricing) <= hold.record.credits
+
+
+async def test_wrap_lets_a_stream_of_exactly_the_cap_complete(fake_store: Store) -> None:
+    m, hold, _ = await admitted(fake_store, cap=3)
+    events = [*deltas(3), Usage(5, 3), Completed("length")]
+    assert await collect(m.wrap(stream(events), hold)) == events
+
+
+async def test_wrap_starts_a_fresh_tally_per_attempt(fake_store: Store) -> None:
+    m, hold, _ = await admitted(fake_store)
+    await collect(m.wrap(stream([*deltas(5), Completed()]), hold))
+    await collect(m.wrap(stream([TextDelta("x"), Usage(1, 1), Completed()]), hold))
+    assert hold.tally.deltas == 1 and hold.tally.usage == Usage(1, 1)
+
+
+def tally(events: list[Event]) -> _Tally:
+    t = _Tally()
+    for event in events:
+        t.add(event)
+    return t
+
+
+def test_final_is_the_upstream_usage_when_completed() -> None:
+    inv = invocation()
+    assert tally([*deltas(50), Usage(3, 2), Completed()]).final(inv) == Usage(3, 2)
+
+
+def test_final_estimates_a_cut_stream_from_what_was_delivered() -> None:
+    inv = invocation()
+    one_char = tally(deltas(5, "a")).final(inv)  # at least one token per delta
+    assert one_char == Usage(estimate_input(inv), 5, estimated=True)
+    long = tally(deltas(2, "a" * 40)).final(inv)  # at least a token per 4 characters
+    assert long == Usage(estimate_input(inv), 20, estimated=True)
+
+
+def test_final_combines_partial_usage_with_delivered_output() -> None:
+    inv = invocation()
+    partial = tally([Usage(1_000, 2, cached_input_tokens=10), *deltas(5)]).final(inv)
+    assert partial == Usage(1_000, 5, cached_input_tokens=10, estimated=True)
+    # A partial report that already covers what was delivered stands as it is.
+    assert tally([*deltas(2), Usage(7, 9)]).final(inv) == Usage(7, 9)
+
+
+def test_final_of_an_upstream_that_never_answered_is_zero() -> None:
+    inv = invocation()
+    assert tally([]).final(inv) == Usage(estimated=True)
+    answered = tally([]).final(inv, answered=True)
+    assert answered == Usage(estimate_input(inv), 0, estimated=True)
+
+
+# Meter.settle
+
+
+async def test_settle_posts_once_with_the_tally(fake_store: Store) -> None:
+    tasks = BackgroundTasks()
+    m = meter(fake_store, tasks)
+    key = await new_key(fake_store, 10_000)
+    hold = await m.admit(invocation(), key, route(), "req_s")
+    await collect(m.wrap(stream([TextDelta("a"), Usage(30, 7), Completed()]), hold))
+    m.settle(hold, "echo")
+    m.settle(hold, "echo")
+    await tasks.drain()
+    m.settle(hold, "echo")
+    await tasks.drain()
+    expected = cost(Usage(30, 7), hold.pricing)
+    assert hold.settled and hold.credits == expected == 30 + 14
+    assert await fake_store.balance(key.id) == 10_000 - expected
+    assert await fake_store.held(key.id) == 0
+    (entry,) = await usage_entries(fake_store, key)
+    assert (entry.amount, entry.held, entry.backend) == (-expected, hold.record.credits, "echo")
+    assert entry.request_id == "req_s" and entry.started_at == hold.record.started_at
+    assert entry.usage == Usage(30, 7)
+    assert m._live == {}
+
+
+async def test_settle_of_a_stream_the_client_left_is_estimated(fake_store: Store) -> None:
+    tasks = BackgroundTasks()
+    m = meter(fake_store, tasks)
+    key = await new_key(fake_store, 10_000)
+    hold = await m.admit(invocation(), key, route(), "r")
+    wrapped = m.wrap(stream([*deltas(10), Usage(3, 10), Completed()]), hold)
+    seen = [await anext(wrapped) for _ in range(4)]
+    await close(wrapped)
+    assert len(seen) == 4
+    m.settle(hold, "echo")
+    await tasks.drain()
+    (entry,) = await usage_entries(fake_store, key)
+    assert entry.usage is not None and entry.usage.estimated
+    assert entry.usage.output_tokens >= 4
+    assert entry.amount == -cost(entry.usage, hold.pricing) < 0
+
+
+async def test_settle_of_a_request_that_never_ran_only_releases(fake_store: Store) -> None:
+    tasks = BackgroundTasks()
+    m = meter(fake_store, tasks)
+    key = await new_key(fake_store, 10_000)
+    hold = await m.admit(invocation(), key, route(), "r")
+    await m.release(hold)
+    await tasks.drain()
+    assert await fake_store.held(key.id) == 0 and await fake_store.balance(key.id) == 10_000
+    assert await usage_entries(fake_store, key) == [] and m._live == {}
+
+
+async def test_settle_retries_while_the_store_is_unavailable(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = BackgroundTasks()
+    m = meter(fake_store, tasks)
+    key = await new_key(fake_store, 10_000)
+    hold = await m.admit(invocation(), key, route(), "r")
+    await collect(m.wrap(stream([TextDelta("a"), Usage(3, 1), Completed()]), hold))
+    calls = fail_first(monkeypatch, 2)
+    m.settle(hold, "echo")
+    await tasks.drain()
+    assert calls == [True, True, False]
+    assert await fake_store.balance(key.id) == 10_000 - 5
+    assert len(await usage_entries(fake_store, key)) == 1 and m._live == {}
+
+
+async def test_settle_leaves_it_to_the_reaper_when_the_store_stays_down(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    tasks = BackgroundTasks()
+    m = meter(fake_store, tasks, lease_seconds=0.05)
+    key = await new_key(fake_store, 10_000)
+    hold = await m.admit(invocation(), key, route(), "req_down")
+    await collect(m.wrap(stream([TextDelta("a"), Usage(3, 1), Completed()]), hold))
+    calls = fail_first(monkeypatch, 100)
+    with caplog.at_level(logging.ERROR, logger="gateway.metering"):
+        m.settle(hold, "echo")
+        await tasks.drain()
+    assert len(calls) == metering.SETTLE_ATTEMPTS
+    assert "req_down" in caplog.text and "reaper" in caplog.text
+    assert m._live == {}
+    assert await fake_store.held(key.id) == hold.record.credits  # still held
+    monkeypatch.undo()
+    await asyncio.sleep(0.1)
+    assert await m.reap() == 1  # no longer live here: its own reaper settles it
+    (entry,) = await usage_entries(fake_store, key)
+    assert entry.reaped and entry.amount == -hold.record.progress_credits
+    assert await fake_store.held(key.id) == 0
+
+
+def fail_first(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[bool]:
+    """Make ``Holds.settle`` raise ServiceUnavailable ``failures`` times; the calls made."""
+    calls: list[bool] = []
+    original = Holds.settle
+    sleep = asyncio.sleep
+
+    async def flaky(self: Holds, *args: Any, **kwargs: Any) -> bool:
+        calls.append(len(calls) < failures)
+        if calls[-1]:
+            raise ServiceUnavailable("down")
+        return await original(self, *args, **kwargs)
+
+    async def no_wait(seconds: float) -> None:
+        await sleep(0)
+
+    monkeypatch.setattr(Holds, "settle", flaky)
+    monkeypatch.setattr(asyncio, "sleep", no_wait)  # the retries' back-off
+    return calls
+
+
+# Leases: renew and reap
+
+
+async def test_the_reaper_settles_a_dead_process_hold_at_its_progress(fake_store: Store) -> None:
+    dead = meter(fake_store, lease_seconds=0.2)
+    reaper = meter(fake_store)
+    key = await new_key(fake_store, 10_000)
+    hold = await dead.admit(invocation(), key, route(), "req_dead")
+    wrapped = dead.wrap(stream([*deltas(20), Completed()]), hold)
+    for _ in range(6):
+        await anext(wrapped)
+    await dead.renew()  # the last progress it recorded: 6 tokens out
+    for _ in range(3):
+        await anext(wrapped)  # never recorded: the process dies now
+    assert await reaper.reap() == 0  # the lease runs yet
+    await asyncio.sleep(0.25)
+    assert await reaper.reap() == 1
+    assert await reaper.reap() == 0
+    (entry,) = await usage_entries(fake_store, key)
+    progress = Usage(estimate_input(hold.invocation), 6)
+    assert entry.reaped and entry.usage == dataclasses.replace(progress, estimated=True)
+    assert entry.amount == -cost(progress, hold.pricing)
+    assert entry.request_id == "req_dead" and entry.held == hold.record.credits
+    assert await fake_store.held(key.id) == 0
+    assert await fake_store.balance(key.id) == 10_000 + entry.amount
+    ledger = await fake_store.ledger(key.id)
+    assert sum(e.amount for e in ledger) == await fake_store.balance(key.id)
+
+
+async def test_a_hold_never_renewed_is_reaped_at_its_input(fake_store: Store) -> None:
+    dead = meter(fake_store, lease_seconds=0.05)
+    key = await new_key(fake_store, 10_000)
+    hold = await dead.admit(invocation(), key, route(), "r")
+    await asyncio.sleep(0.1)
+    assert await meter(fake_store).reap() == 1
+    (entry,) = await usage_entries(fake_store, key)
+    assert entry.amount == -hold.record.progress_credits < 0
+    assert entry.usage is not None and entry.usage.output_tokens == 0
+
+
+async def test_a_live_renewed_hold_is_not_reaped(fake_store: Store) -> None:
+    tasks = BackgroundTasks()
+    live = meter(fake_store, tasks, lease_seconds=0.15)
+    other = meter(fake_store)
+    key = await new_key(fake_store, 10_000)
+    hold = await live.admit(invocation(), key, route(), "r")
+    await collect(live.wrap(stream([TextDelta("a"), Usage(3, 1)]), hold))
+    for _ in range(3):
+        await asyncio.sleep(0.08)
+        await live.renew()
+        assert await other.reap() == 0
+    assert hold.record.lease_until > time.time()
+    # Past its lease, a hold still live in its own process is not reaped there.
+    await asyncio.sleep(0.2)
+    assert await live.reap() == 0
+    live.settle(hold, "echo")
+    await tasks.drain()
+    assert await other.reap() == 0
+    assert len(await usage_entries(fake_store, key)) == 1
+
+
+async def test_renew_skips_settled_holds_and_never_resurrects_them(fake_store: Store) -> None:
+    tasks = BackgroundTasks()
+    m = meter(fake_store, tasks)
+    key = await new_key(fake_store, 10_000)
+    hold = await m.admit(invocation(), key, route(), "r")
+    settled_elsewhere = dataclasses.replace(hold.record)
+    reaped = await m._holds.settle(settled_elsewhere, hold.charge_id, 1, 1, {}, route=False)
+    assert reaped
+    await m.renew()
+    assert await fake_store.redis.hget(schema.holds(key.id), hold.charge_id) is None
+    assert await fake_store.held(key.id) == 0
+    m.settle(hold, "echo")
+    await tasks.drain()
+    assert await fake_store.balance(key.id) == 10_000 - 1  # charged once

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
-from gateway.config import GatewayConfig, parse_config
+from gateway.config import GatewayConfig, MeteringSettings, parse_config
 from gateway.errors import (
     GatewayError,
     InsufficientQuota,
@@ -19,7 +20,9 @@ from gateway.invocation import AgentInvocation
 from gateway.pipeline import Gateway, _checked
 from gateway.plugin import CallContext
 from gateway.store import ApiKey, Store
+from gateway.store.records import Limits
 from gateway.tasks import BackgroundTasks
+from gateway.tokens import reserve_input
 from tests.conftest import invocation
 from tests.gateway.factories import collect, context, stream
 
@@ -27,7 +30,7 @@ CONFIG = """
 backends:
   scripted: {type: echo}
 routes:
-  echo: {backend: scripted, pricing: {input: 1, output: 1}}
+  echo: {backend: scripted, pricing: {input: 1, output: 1}, max_output_tokens: 100}
   free: {backend: scripted}
   other: {backend: scripted}
 """
@@ -50,6 +53,9 @@ class Scripted:
 
 def scripted(events: Sequence[Event]) -> Scripted:
     return Scripted(lambda: stream(events))
+
+
+CAP = 100  # the echo route's max_output_tokens
 
 
 def gateway(store: Store, backend: Scripted, config: GatewayConfig | None = None) -> Gateway:
@@ -104,7 +110,7 @@ async def test_checked_drops_events_after_the_terminal() -> None:
     assert await collect(_checked(stream([failed, TextDelta("late")]), context())) == [failed]
 
 
-# Gateway.route and admit
+# Gateway.route, and admission by Gateway.open
 
 
 def key(agents: tuple[str, ...] = ()) -> ApiKey:
@@ -132,27 +138,77 @@ def test_route_agent_not_allowed_is_403(fake_store: Store) -> None:
     assert gw.agents(key()) == ["echo", "free", "other"]
 
 
-async def test_admit_refuses_zero_balance(fake_store: Store) -> None:
-    gw = gateway(fake_store, scripted([Completed()]))
-    api_key, _ = await fake_store.create_key("k")
+async def test_open_refuses_a_balance_below_the_maximum_cost(fake_store: Store) -> None:
+    backend = scripted([Completed()])
+    gw = gateway(fake_store, backend)
+    inv = invocation()
+    most = reserve_input(inv) + CAP  # input and output at 1 credit per token
+    api_key, _ = await fake_store.create_key("k", balance=most - 1)
     with pytest.raises(InsufficientQuota) as info:
-        await gw.admit(api_key, gw.route(api_key, "echo"))
-    assert info.value.status == 402
+        await gw.open(inv, api_key, "r")
+    error = info.value
+    assert (error.status, error.code) == (402, "insufficient_quota")
+    assert f"has {most - 1} credits, 0 of them held" in error.message  # balance and held
+    assert f"up to {most} credits" in error.message  # the estimate
+    assert backend.invocations == []
     await fake_store.credit(api_key.id, 1)
-    await gw.admit(api_key, gw.route(api_key, "echo"))
+    async with await gw.open(inv, api_key, "r") as call:
+        assert await fake_store.held(api_key.id) == most
+        assert [e async for e in call][-1] == Completed()
+    await gw.tasks.drain()
+    assert await fake_store.held(api_key.id) == 0
 
 
-async def test_free_route_admitted_without_a_balance_lookup(
-    fake_store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    gw = gateway(fake_store, scripted([Completed()]))
-    api_key, _ = await fake_store.create_key("k")
+async def test_free_route_admitted_without_a_balance(fake_store: Store) -> None:
+    backend = scripted([TextDelta("a"), Completed()])
+    gw = gateway(fake_store, backend)
+    api_key, _ = await fake_store.create_key("k")  # balance 0
+    async with await gw.open(invocation(agent="free"), api_key, "r") as call:
+        assert call.hold.record.credits == 0  # holds nothing, checks no money
+        assert await fake_store.held(api_key.id) == 0
+        out = [e async for e in call]
+    assert out[0] == TextDelta("a") and out[-1] == Completed()
+    await gw.tasks.drain()
+    assert await fake_store.balance(api_key.id) == 0
 
-    async def no_lookup(key_id: str) -> int:
-        raise AssertionError("a free route must not look up the balance")
 
-    monkeypatch.setattr(fake_store, "balance", no_lookup)
-    await gw.admit(api_key, gw.route(api_key, "free"))
+async def test_open_sends_the_output_cap_to_the_backend(fake_store: Store) -> None:
+    backend = scripted([Completed()])
+    gw = gateway(fake_store, backend)
+    api_key, _ = await fake_store.create_key("k", balance=10_000)
+    async with await gw.open(invocation(max_output_tokens=10), api_key, "r"):
+        pass
+    async with await gw.open(invocation(max_output_tokens=10_000), api_key, "r"):
+        pass
+    async with await gw.open(invocation(agent="free"), api_key, "r"):
+        pass
+    default = MeteringSettings().default_max_output_tokens
+    assert [i.max_output_tokens for i in backend.invocations] == [10, CAP, default]
+
+
+async def test_open_caps_a_request_by_its_budget(fake_store: Store) -> None:
+    backend = scripted([Completed()])
+    gw = gateway(fake_store, backend)
+    api_key, _ = await fake_store.create_key("k", balance=10_000)
+    inv = invocation()
+    async with await gw.open(inv, api_key, "r", budget=reserve_input(inv) + 7) as call:
+        assert call.hold.record.credits == reserve_input(inv) + 7
+    assert backend.invocations[0].max_output_tokens == 7
+    with pytest.raises(InsufficientQuota) as info:
+        await gw.open(inv, api_key, "r", budget=1)
+    assert info.value.code == "budget_too_small" and len(backend.invocations) == 1
+
+
+async def test_open_refuses_over_the_key_rate_limit_with_429(fake_store: Store) -> None:
+    backend = scripted([Completed()])
+    gw = gateway(fake_store, backend)
+    api_key, _ = await fake_store.create_key("k", balance=10_000, limits=Limits(rpm=1))
+    async with await gw.open(invocation(), api_key, "r"):
+        pass
+    with pytest.raises(RateLimited) as info:
+        await gw.open(invocation(), api_key, "r")
+    assert info.value.status == 429 and "Retry-After" in info.value.headers
+    assert len(backend.invocations) == 1
 
 
 # Gateway.open and Call
@@ -161,16 +217,20 @@ async def test_free_route_admitted_without_a_balance_lookup(
 async def test_open_streams_and_settles(fake_store: Store) -> None:
     backend = scripted([TextDelta("a"), TextDelta("b"), Usage(2, 2), Completed()])
     gw = gateway(fake_store, backend)
-    api_key, _ = await fake_store.create_key("k", balance=100)
+    api_key, _ = await fake_store.create_key("k", balance=1_000)
     inv = invocation()
     async with await gw.open(inv, api_key, "req_1") as call:
         assert call.ctx.request_id == "req_1" and call.ctx.key_id == api_key.id
         assert call.ctx.charge_id
         out = [event async for event in call]
     assert out == [TextDelta("a"), TextDelta("b"), Usage(2, 2), Completed()]
-    assert backend.invocations == [inv]
+    assert backend.invocations == [dataclasses.replace(inv, max_output_tokens=CAP)]
     await gw.tasks.drain()
-    assert await fake_store.balance(api_key.id) == 96
+    assert await fake_store.balance(api_key.id) == 996
+    assert await fake_store.held(api_key.id) == 0
+    entry = (await fake_store.ledger(api_key.id))[-1]
+    assert (entry.kind, entry.amount, entry.request_id) == ("usage", -4, "req_1")
+    assert entry.usage == Usage(2, 2) and entry.backend == "scripted"
 
 
 async def test_open_refuses_before_invoking(fake_store: Store) -> None:
@@ -195,21 +255,26 @@ async def test_prefetch_raises_the_error_of_a_failed_first_event(fake_store: Sto
             closed.append(True)
 
     gw = gateway(fake_store, Scripted(refusing))
-    api_key, _ = await fake_store.create_key("k", balance=10)
+    api_key, _ = await fake_store.create_key("k", balance=1_000)
     with pytest.raises(RateLimited) as info:
         await gw.open(invocation(), api_key, "r")
     assert info.value.message == "upstream says slow down"
     assert closed == [True]  # the upstream was released
     await gw.tasks.drain()
     assert len(await fake_store.ledger(api_key.id)) == 1  # the credit only: nothing charged
+    assert await fake_store.held(api_key.id) == 0  # the hold was released
+    assert await fake_store.balance(api_key.id) == 1_000
 
 
 async def test_failure_after_content_is_part_of_the_stream(fake_store: Store) -> None:
     failed = Failed(UpstreamError("cut"))
     gw = gateway(fake_store, scripted([TextDelta("a"), failed]))
-    api_key, _ = await fake_store.create_key("k", balance=10)
+    api_key, _ = await fake_store.create_key("k", balance=1_000)
     async with await gw.open(invocation(), api_key, "r") as call:
         assert [e async for e in call] == [TextDelta("a"), failed]
+    await gw.tasks.drain()
+    entry = (await fake_store.ledger(api_key.id))[-1]  # billed for what was delivered
+    assert entry.usage is not None and entry.usage.estimated and entry.usage.output_tokens >= 1
 
 
 async def test_closing_a_call_early_closes_the_backend_and_settles(fake_store: Store) -> None:
@@ -236,6 +301,7 @@ async def test_closing_a_call_early_closes_the_backend_and_settles(fake_store: S
     entry = (await fake_store.ledger(api_key.id))[-1]
     assert entry.kind == "usage" and entry.usage is not None
     assert entry.usage.estimated and entry.usage.output_tokens >= 5
+    assert await fake_store.held(api_key.id) == 0
 
 
 async def test_an_exception_before_answering_is_a_502(fake_store: Store) -> None:
@@ -244,7 +310,7 @@ async def test_an_exception_before_answering_is_a_502(fake_store: Store) -> None
         yield Completed()  # pragma: no cover
 
     gw = gateway(fake_store, Scripted(raising))
-    api_key, _ = await fake_store.create_key("k", balance=10)
+    api_key, _ = await fake_store.create_key("k", balance=1_000)
     with pytest.raises(GatewayError) as info:
         await gw.open(invocation(), api_key, "r")
     assert info.value.status == 502

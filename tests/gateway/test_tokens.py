@@ -3,14 +3,23 @@ from __future__ import annotations
 import pytest
 
 from gateway.invocation import (
+    FilePart,
     FunctionCall,
     FunctionCallOutput,
     FunctionTool,
+    ImagePart,
     Message,
     Reasoning,
     TextPart,
 )
-from gateway.tokens import MESSAGE_OVERHEAD, estimate_input, estimate_output, estimate_text
+from gateway.tokens import (
+    MESSAGE_OVERHEAD,
+    RESERVE_MEDIA,
+    estimate_input,
+    estimate_output,
+    estimate_text,
+    reserve_input,
+)
 from tests.conftest import invocation
 
 
@@ -46,3 +55,69 @@ def test_estimate_output_at_least_one_token_per_delta() -> None:
     assert estimate_output(chars=4, deltas=3) == 3
     assert estimate_output(chars=40, deltas=3) == 10
     assert estimate_output(chars=0, deltas=0) == 0
+
+
+# reserve_input: an upper bound for reservations
+
+
+TEXTS = {
+    "ascii": "The quick brown fox jumps over the lazy dog. " * 20,
+    "code": "def f(x):\n    return {'a': [x, x * 2]}\n" * 10,
+    "cjk": "你好世界。今日は良い天気ですね。안녕하세요 " * 10,
+    "emoji": "😀🎉👍🏽🇫🇷" * 25,
+    "mixed": "Prix: 12,50 € — naïve café, 東京, 🚀 launch!",
+    "digits": "3.14159265358979 " * 30,
+}
+
+
+@pytest.mark.parametrize("name", TEXTS)
+def test_reserve_input_covers_the_estimate(name: str) -> None:
+    text = TEXTS[name]
+    inv = invocation(text, instructions=text[:50])
+    assert reserve_input(inv) >= estimate_input(inv)
+    if name in ("cjk", "emoji"):  # real tokenizers give each of these a token or more
+        assert reserve_input(invocation(text)) >= len(text)
+
+
+def test_reserve_input_grows_with_utf8_bytes() -> None:
+    assert reserve_input(invocation("你" * 100)) >= 150  # 300 bytes
+    assert reserve_input(invocation("😀" * 100)) >= 200  # 400 bytes: 2 tokens an emoji
+    assert reserve_input(invocation("a" * 100)) < reserve_input(invocation("你" * 100))
+
+
+def test_reserve_input_counts_images_and_files() -> None:
+    text = Message("user", (TextPart("what is this?"),))
+    media = Message(
+        "user",
+        (
+            TextPart("what is this?"),
+            ImagePart(url="https://example.com/a.png"),
+            FilePart(filename="a.pdf", data="JVBERi0xLjQK"),
+        ),
+    )
+    plain, rich = invocation(input=(text,)), invocation(input=(media,))
+    assert reserve_input(rich) >= reserve_input(plain) + 2 * RESERVE_MEDIA
+    assert reserve_input(rich) >= estimate_input(rich) + 2 * RESERVE_MEDIA
+
+
+def test_reserve_input_counts_every_kind_of_item() -> None:
+    items = (
+        Message("user", (TextPart("y" * 12),)),
+        FunctionCall("c", "name", "a" * 80),
+        FunctionCallOutput("c", "o" * 160),
+        Reasoning("r" * 40),
+    )
+    tool = FunctionTool("weather", "the weather " * 10, {"type": "object"})
+    inv = invocation(instructions="x" * 8, input=items, tools=(tool,))
+    assert reserve_input(inv) >= estimate_input(inv)
+    for fewer in (items[1:], items[:1] + items[2:], items[:2] + items[3:], items[:3]):
+        assert reserve_input(invocation(input=fewer, tools=(tool,))) < reserve_input(
+            invocation(input=items, tools=(tool,))
+        )
+    assert reserve_input(invocation(input=items)) < reserve_input(
+        invocation(input=items, tools=(tool,))
+    )
+
+
+def test_reserve_input_survives_a_lone_surrogate() -> None:
+    assert reserve_input(invocation("a\ud800b")) >= estimate_input(invocation("a\ud800b"))

@@ -9,6 +9,8 @@ import openai
 import pytest
 
 from tests.conftest import RunningGateway
+from tests.integration.cluster import redis_cluster_url  # noqa: F401  (a fixture)
+from tests.integration.processes import gateway_processes  # noqa: F401  (a fixture)
 
 UPSTREAM_SECRET = "sk-upstream-secret-from-env"
 

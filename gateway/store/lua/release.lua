@@ -1,9 +1,10 @@
 -- Release a hold without charging (a route's shared limits, or an account's
 -- hold whose request never started), correcting the window's token count.
 -- KEYS[1] holds   KEYS[2] held   KEYS[3] tokens counter of the admission window
--- KEYS[4] (optional, for a refused admission) requests counter of that window:
---         the request is uncounted, so a refusal uses up no one's requests per minute
+-- KEYS[4] requests counter of that window
 -- ARGV[1] charge id   ARGV[2] tokens used
+-- ARGV[3] 1 for a refused admission: the request is uncounted, so a refusal uses
+--         up no one's requests per minute (0 when settling: the request ran)
 -- Returns 1 when released, 0 when there was no such hold.
 local hold = redis.call('HGET', KEYS[1], ARGV[1])
 if not hold then return 0 end
@@ -14,7 +15,7 @@ local correction = tonumber(ARGV[2]) - tonumber(tokens)
 if correction ~= 0 and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('INCRBY', KEYS[3], correction)
 end
-if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('DECR', KEYS[4])
 end
 return 1

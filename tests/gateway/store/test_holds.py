@@ -1,0 +1,429 @@
+"""Holds on fakeredis (with Lua): admission, settlement, leases."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from gateway.store import Store, schema
+from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal, window_of
+from gateway.store.records import Limits
+
+ROUTE = schema.route_account("echo")
+
+
+def record(
+    key_id: str,
+    *,
+    credits: int = 100,
+    tokens: int = 50,
+    lease: float = 30.0,
+    agent: str = "echo",
+    started_at: float | None = None,
+    request_id: str = "req_1",
+) -> HoldRecord:
+    now = time.time() if started_at is None else started_at
+    return HoldRecord(
+        credits=credits,
+        tokens=tokens,
+        lease_until=now + lease,
+        request_id=request_id,
+        key_id=key_id,
+        agent=agent,
+        backend="",
+        started_at=now,
+        input_tokens=7,
+        progress_credits=7,
+    )
+
+
+def fields(**extra: str) -> dict[str, str]:
+    out = {
+        "kind": "usage",
+        "request_id": "req_1",
+        "agent": "echo",
+        "backend": "scripted",
+        "started_at": "1700000000.5",
+        "at": repr(time.time()),
+        "estimated": "1",
+        "input_tokens": "11",
+        "output_tokens": "22",
+        "cached_input_tokens": "3",
+        "cache_write_tokens": "0",
+        "reasoning_tokens": "4",
+    }
+    out.update(extra)
+    return out
+
+
+async def new_key(store: Store, balance: int = 1_000) -> str:
+    key, _ = await store.create_key("k", balance=balance)
+    return key.id
+
+
+async def holds_of(store: Store, account: str) -> dict[str, str]:
+    r: Any = store.redis
+    return dict(await r.hgetall(schema.holds(account)))
+
+
+async def counter(store: Store, name: str) -> int:
+    return int(await store.redis.get(name) or 0)
+
+
+async def admit(
+    holds: Holds,
+    rec: HoldRecord,
+    limits: Limits | None = None,
+    *,
+    route: Limits | None = None,
+    check_money: bool = True,
+    charge_id: str | None = None,
+) -> tuple[str, Admitted | Refusal]:
+    charge_id = charge_id or uuid.uuid4().hex
+    result = await holds.admit(charge_id, rec, limits or Limits(), check_money, route)
+    return charge_id, result
+
+
+def refused(result: Admitted | Refusal, reason: str) -> Refusal:
+    assert isinstance(result, Refusal), result
+    assert result.reason == reason, result
+    return result
+
+
+# admit
+
+
+async def test_admit_holds_credits_and_leaves_the_balance(fake_store: Store) -> None:
+    key = await new_key(fake_store, 1_000)
+    holds = Holds(fake_store.redis)
+    rec = record(key, credits=300, tokens=50)
+    charge, result = await admit(holds, rec)
+    assert result == Admitted(balance=1_000, held=300, requests=1, tokens=50)
+    assert await fake_store.balance(key) == 1_000
+    assert await holds.held(key) == await fake_store.held(key) == 300
+    assert await holds_of(fake_store, key) == {charge: rec.encode()}
+    member = f"{key} {charge}"
+    assert await fake_store.redis.zscore(schema.LEASES, member) == pytest.approx(rec.lease_until)
+    _, second = await admit(holds, record(key, credits=200, tokens=5))
+    assert second == Admitted(balance=1_000, held=500, requests=2, tokens=55)
+
+
+async def test_admit_refuses_what_the_unheld_balance_cannot_cover(fake_store: Store) -> None:
+    key = await new_key(fake_store, 1_000)
+    holds = Holds(fake_store.redis)
+    first, _ = await admit(holds, record(key, credits=600))
+    charge, result = await admit(holds, record(key, credits=401))
+    assert refused(result, "quota") == Refusal("quota", 1_000, 600)
+    assert await holds.held(key) == 600
+    assert list(await holds_of(fake_store, key)) == [first]
+    assert await fake_store.redis.zscore(schema.LEASES, f"{key} {charge}") is None
+    _, exact = await admit(holds, record(key, credits=400))  # balance - held == credits
+    assert isinstance(exact, Admitted) and exact.held == 1_000
+    assert await fake_store.balance(key) == 1_000
+
+
+async def test_admit_without_money_check_needs_no_balance(fake_store: Store) -> None:
+    key = await new_key(fake_store, 0)
+    holds = Holds(fake_store.redis)
+    _, result = await admit(holds, record(key, credits=0), check_money=False)
+    assert isinstance(result, Admitted) and result.held == 0
+    _, priced = await admit(holds, record(key, credits=1))
+    refused(priced, "quota")
+
+
+async def test_admit_limits_concurrency(fake_store: Store) -> None:
+    key = await new_key(fake_store)
+    holds = Holds(fake_store.redis)
+    limits = Limits(max_concurrent=2)
+    first, a = await admit(holds, record(key, credits=1), limits)
+    _, b = await admit(holds, record(key, credits=1), limits)
+    assert isinstance(a, Admitted) and isinstance(b, Admitted)
+    _, c = await admit(holds, record(key, credits=1), limits)
+    assert refused(c, "concurrency") == Refusal("concurrency", 2, 2)
+    assert await holds.held(key) == 2
+    await holds.settle(record(key, credits=1), first, 1, 50, fields(), route=False)
+    _, d = await admit(holds, record(key, credits=1), limits)
+    assert isinstance(d, Admitted)
+
+
+async def test_admit_limits_requests_per_window(fake_store: Store) -> None:
+    key = await new_key(fake_store)
+    holds = Holds(fake_store.redis)
+    limits = Limits(rpm=2)
+    for _ in range(2):
+        _, ok = await admit(holds, record(key, credits=1), limits)
+        assert isinstance(ok, Admitted)
+    _, result = await admit(holds, record(key, credits=1), limits)
+    refusal = refused(result, "requests")
+    assert (refusal.current, refusal.limit) == (2, 2)
+    assert 0 < refusal.retry_after <= 60
+    assert await holds.held(key) == 2
+    # A request in the next window is admitted again.
+    _, later = await admit(holds, record(key, credits=1, started_at=time.time() + 60), limits)
+    assert isinstance(later, Admitted) and later.requests == 1
+
+
+async def test_admit_limits_tokens_per_window(fake_store: Store) -> None:
+    key = await new_key(fake_store)
+    holds = Holds(fake_store.redis)
+    limits = Limits(tpm=100)
+    _, a = await admit(holds, record(key, credits=1, tokens=60), limits)
+    assert isinstance(a, Admitted) and a.tokens == 60
+    _, b = await admit(holds, record(key, credits=1, tokens=41), limits)
+    refusal = refused(b, "tokens")
+    assert (refusal.current, refusal.limit) == (60, 100) and refusal.retry_after > 0
+    _, c = await admit(holds, record(key, credits=1, tokens=40), limits)
+    assert isinstance(c, Admitted) and c.tokens == 100
+
+
+async def test_admit_daily_budget_counts_spend_and_holds(fake_store: Store) -> None:
+    key = await new_key(fake_store, 10_000)
+    holds = Holds(fake_store.redis)
+    limits = Limits(daily_budget=500)
+    rec = record(key, credits=300)
+    first, a = await admit(holds, rec, limits)
+    assert isinstance(a, Admitted)
+    _, b = await admit(holds, record(key, credits=201), limits)  # 300 held + 201 > 500
+    assert refused(b, "daily_budget") == Refusal("daily_budget", 0, 500)
+    assert await holds.settle(rec, first, 250, 50, fields(), route=False)
+    _, c = await admit(holds, record(key, credits=251), limits)  # 250 spent + 251 > 500
+    assert refused(c, "daily_budget") == Refusal("daily_budget", 250, 500)
+    _, d = await admit(holds, record(key, credits=250), limits)
+    assert isinstance(d, Admitted)
+    assert await holds.held(key) == 250
+
+
+async def test_admit_monthly_budget(fake_store: Store) -> None:
+    key = await new_key(fake_store, 10_000)
+    holds = Holds(fake_store.redis)
+    limits = Limits(daily_budget=1_000, monthly_budget=400)
+    rec = record(key, credits=300)
+    first, _ = await admit(holds, rec, limits)
+    assert await holds.settle(rec, first, 300, 50, fields(), route=False)
+    _, b = await admit(holds, record(key, credits=101), limits)
+    assert refused(b, "monthly_budget") == Refusal("monthly_budget", 300, 400)
+    _, c = await admit(holds, record(key, credits=100), limits)
+    assert isinstance(c, Admitted)
+
+
+async def test_a_route_refusal_leaves_nothing_held_for_the_key(fake_store: Store) -> None:
+    key = await new_key(fake_store)
+    other = await new_key(fake_store)
+    holds = Holds(fake_store.redis)
+    route = Limits(max_concurrent=1)
+    busy, a = await admit(holds, record(other, credits=10), route=route)
+    assert isinstance(a, Admitted)
+    assert list(await holds_of(fake_store, ROUTE)) == [busy]
+    charge, b = await admit(holds, record(key, credits=10, tokens=30), route=route)
+    assert refused(b, "concurrency") == Refusal("concurrency", 1, 1)
+    assert await holds.held(key) == 0
+    assert await holds_of(fake_store, key) == {}
+    window = window_of(time.time())
+    assert await counter(fake_store, schema.tokens_window(key, window)) == 0
+    assert await counter(fake_store, schema.requests_window(key, window)) == 0
+    assert await fake_store.redis.zscore(schema.LEASES, f"{key} {charge}") is None
+    assert await holds.held(ROUTE) == 0  # a route holds no money
+    assert list(await holds_of(fake_store, ROUTE)) == [busy]
+
+
+async def test_a_key_refusal_leaves_nothing_held_for_the_route(fake_store: Store) -> None:
+    key = await new_key(fake_store, 5)
+    holds = Holds(fake_store.redis)
+    route = Limits(rpm=2, tpm=1_000, max_concurrent=5)
+    charge, result = await admit(holds, record(key, credits=10, tokens=30), route=route)
+    refused(result, "quota")
+    assert await holds.held(ROUTE) == 0
+    assert await holds_of(fake_store, ROUTE) == {}
+    window = window_of(time.time())
+    assert await counter(fake_store, schema.tokens_window(ROUTE, window)) == 0
+    # A refused request does not use up the route's shared requests per minute.
+    assert await counter(fake_store, schema.requests_window(ROUTE, window)) == 0
+    assert await fake_store.redis.zscore(schema.LEASES, f"{key} {charge}") is None
+    rich = await new_key(fake_store, 1_000)
+    for _ in range(2):
+        _, ok = await admit(holds, record(rich, credits=10), route=route)
+        assert isinstance(ok, Admitted)
+
+
+async def test_route_limits_are_shared_by_keys(fake_store: Store) -> None:
+    a, b = await new_key(fake_store), await new_key(fake_store)
+    holds = Holds(fake_store.redis)
+    route = Limits(tpm=100)
+    first, ok = await admit(holds, record(a, tokens=70), route=route)
+    assert isinstance(ok, Admitted)
+    _, no = await admit(holds, record(b, tokens=70), route=route)
+    refusal = refused(no, "tokens")
+    assert (refusal.current, refusal.limit) == (70, 100)
+    # Settling corrects the route's window too: 70 reserved, 20 used.
+    assert await holds.settle(record(a, tokens=70), first, 5, 20, fields(), route=True)
+    assert await holds.held(ROUTE) == 0 and await holds_of(fake_store, ROUTE) == {}
+    window = window_of(time.time())
+    assert await counter(fake_store, schema.tokens_window(ROUTE, window)) == 20
+    _, yes = await admit(holds, record(b, tokens=70), route=route)
+    assert isinstance(yes, Admitted)
+
+
+# settle
+
+
+async def test_settle_charges_releases_and_writes_the_ledger(fake_store: Store) -> None:
+    key = await new_key(fake_store, 1_000)
+    holds = Holds(fake_store.redis)
+    rec = record(key, credits=300, tokens=80)
+    charge, _ = await admit(holds, rec)
+    assert await holds.settle(rec, charge, 123, 33, fields(), route=False)
+    assert await fake_store.balance(key) == 877
+    assert await holds.held(key) == 0
+    assert await holds_of(fake_store, key) == {}
+    assert await fake_store.redis.zscore(schema.LEASES, f"{key} {charge}") is None
+    entry = (await fake_store.ledger(key))[-1]
+    assert entry.kind == "usage"
+    assert (entry.amount, entry.held, entry.balance) == (-123, 300, 877)
+    assert (entry.request_id, entry.agent, entry.backend) == ("req_1", "echo", "scripted")
+    assert entry.started_at == 1700000000.5 and entry.at > 0 and not entry.reaped
+    assert entry.usage is not None and entry.usage.estimated
+    assert (entry.usage.input_tokens, entry.usage.output_tokens) == (11, 22)
+    assert (entry.usage.cached_input_tokens, entry.usage.reasoning_tokens) == (3, 4)
+
+
+async def test_settle_is_idempotent_per_charge_id(fake_store: Store) -> None:
+    key = await new_key(fake_store, 1_000)
+    holds = Holds(fake_store.redis)
+    rec = record(key, credits=300)
+    charge, _ = await admit(holds, rec)
+    _, other = await admit(holds, record(key, credits=100))
+    assert isinstance(other, Admitted)
+    assert await holds.settle(rec, charge, 50, 10, fields(), route=True)
+    before = (await fake_store.balance(key), await holds.held(key), await fake_store.ledger(key))
+    assert not await holds.settle(rec, charge, 70, 10, fields(), route=True)
+    after = (await fake_store.balance(key), await holds.held(key), await fake_store.ledger(key))
+    assert after == before == (950, 100, before[2])
+    assert len(before[2]) == 2  # the initial credit and one charge
+
+
+async def test_settle_corrects_the_window_and_counts_spend(fake_store: Store) -> None:
+    key = await new_key(fake_store, 1_000)
+    holds = Holds(fake_store.redis)
+    window = window_of(time.time())
+    rec = record(key, credits=300, tokens=80)
+    charge, _ = await admit(holds, rec)
+    assert await counter(fake_store, schema.tokens_window(key, window)) == 80
+    await holds.settle(rec, charge, 40, 25, fields(), route=False)
+    assert await counter(fake_store, schema.tokens_window(key, window)) == 25
+    day, month = time.strftime("%Y%m%d", time.gmtime()), time.strftime("%Y%m", time.gmtime())
+    assert await counter(fake_store, schema.spend_day(key, day)) == 40
+    assert await counter(fake_store, schema.spend_month(key, month)) == 40
+    rec2 = record(key, credits=10, tokens=5)
+    charge2, _ = await admit(holds, rec2)
+    await holds.settle(rec2, charge2, 7, 9, fields(), route=False)  # more tokens than reserved
+    assert await counter(fake_store, schema.tokens_window(key, window)) == 25 + 9
+    assert await counter(fake_store, schema.spend_day(key, day)) == 47
+    assert await counter(fake_store, schema.spend_month(key, month)) == 47
+
+
+async def test_a_settlement_that_cost_nothing_only_releases(fake_store: Store) -> None:
+    key = await new_key(fake_store, 1_000)
+    holds = Holds(fake_store.redis)
+    rec = record(key, credits=300)
+    charge, _ = await admit(holds, rec)
+    assert await holds.settle(rec, charge, 0, 0, fields(), route=False)
+    assert await holds.held(key) == 0 and await holds_of(fake_store, key) == {}
+    assert await fake_store.balance(key) == 1_000
+    assert [e.kind for e in await fake_store.ledger(key)] == ["credit"]
+
+
+async def test_the_ledger_sums_to_the_balance_change(fake_store: Store) -> None:
+    rng = random.Random(5)
+    key = await new_key(fake_store, 0)
+    holds = Holds(fake_store.redis)
+    open_: list[tuple[str, HoldRecord]] = []
+    for step in range(120):
+        action = rng.random()
+        if action < 0.15:
+            await fake_store.credit(key, rng.randint(1, 500))
+        elif action < 0.6 or not open_:
+            rec = record(key, credits=rng.randint(0, 80), tokens=rng.randint(0, 50))
+            charge, result = await admit(holds, rec, Limits(max_concurrent=6))
+            if isinstance(result, Admitted):
+                open_.append((charge, rec))
+        else:
+            charge, rec = open_.pop(rng.randrange(len(open_)))
+            charged = rng.randint(0, rec.credits)
+            await holds.settle(rec, charge, charged, rng.randint(0, 60), fields(), route=False)
+            if step % 3 == 0:  # a repeated settlement changes nothing
+                assert not await holds.settle(rec, charge, 1, 1, fields(), route=False)
+        balance = await fake_store.balance(key)
+        assert balance >= 0
+        assert await holds.held(key) == sum(rec.credits for _, rec in open_)
+    ledger = await fake_store.ledger(key)
+    assert sum(e.amount for e in ledger) == await fake_store.balance(key)
+    assert ledger[-1].balance == await fake_store.balance(key)
+
+
+# leases
+
+
+async def test_renew_extends_the_lease_and_records_progress(fake_store: Store) -> None:
+    key = await new_key(fake_store)
+    holds = Holds(fake_store.redis)
+    rec = record(key, lease=1)
+    charge, _ = await admit(holds, rec)
+    renewed = dataclasses.replace(rec, lease_until=rec.lease_until + 60, output_tokens=12)
+    await holds.renew([(charge, renewed)])
+    assert await holds_of(fake_store, key) == {charge: renewed.encode()}
+    score = await fake_store.redis.zscore(schema.LEASES, f"{key} {charge}")
+    assert score == pytest.approx(renewed.lease_until)
+    assert await holds.held(key) == rec.credits  # renewal holds nothing more
+
+
+async def test_renew_never_resurrects_a_settled_hold(fake_store: Store) -> None:
+    key = await new_key(fake_store)
+    holds = Holds(fake_store.redis)
+    rec = record(key, lease=-1)
+    charge, _ = await admit(holds, rec)
+    await holds.settle(rec, charge, 5, 5, fields(), route=False)
+    await holds.renew([(charge, rec)])
+    assert await holds_of(fake_store, key) == {}
+    assert await holds.held(key) == 0
+    # Its lease may be listed again, without a record: the reaper forgets it.
+    assert await holds.expired(time.time()) == [(key, charge, None)]
+    await holds.forget_lease(key, charge)
+    assert await holds.expired(time.time()) == []
+
+
+async def test_expired_lists_expired_leases_with_their_record(fake_store: Store) -> None:
+    key = await new_key(fake_store)
+    holds = Holds(fake_store.redis)
+    old = record(key, lease=-5)
+    gone = record(key, lease=-2)
+    live = record(key, lease=60)
+    old_charge, _ = await admit(holds, old)
+    gone_charge, _ = await admit(holds, gone)
+    await admit(holds, live)
+    await fake_store.redis.hdel(schema.holds(key), gone_charge)
+    assert await holds.expired(time.time()) == [
+        (key, old_charge, old),
+        (key, gone_charge, None),
+    ]
+    assert await holds.expired(time.time(), limit=1) == [(key, old_charge, old)]
+    assert await holds.expired(time.time() - 10) == []
+
+
+async def test_a_settled_request_stays_counted_in_its_window(fake_store: Store) -> None:
+    key = await new_key(fake_store)
+    holds = Holds(fake_store.redis)
+    limits, route = Limits(rpm=1), Limits(rpm=1)
+    rec = record(key, credits=10)
+    charge, ok = await admit(holds, rec, limits, route=route)
+    assert isinstance(ok, Admitted)
+    assert await holds.settle(rec, charge, 5, 20, fields(), route=True)
+    window = window_of(rec.started_at)
+    assert await counter(fake_store, schema.requests_window(key, window)) == 1
+    assert await counter(fake_store, schema.requests_window(ROUTE, window)) == 1
+    _, again = await admit(holds, record(key, credits=10), route=Limits(rpm=1))
+    refused(again, "requests")

@@ -1,0 +1,74 @@
+"""The gateway on a Redis Cluster: every multi-key script's keys share one hash tag.
+
+Keys of different accounts land on different nodes; admission, settlement,
+limits and the ledger work as on one server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import openai
+import pytest
+from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
+
+from gateway.server.app import create_app
+from gateway.server.keys import GATEWAY
+from gateway.store.records import Limits
+from tests.conftest import ECHO_CONFIG, free_port, make_config
+
+
+@pytest.fixture
+async def cluster_gateway(redis_cluster_url: str) -> AsyncIterator[tuple[str, web.Application]]:
+    flush = RedisCluster.from_url(redis_cluster_url)
+    await flush.flushall()
+    await flush.aclose()
+    config = make_config(ECHO_CONFIG + "    limits: {max_concurrent: 50}\n", redis_cluster_url)
+    config = replace(config, redis=replace(config.redis, cluster=True))
+    app = create_app(config)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}", app
+    await runner.cleanup()
+
+
+async def test_metering_and_limits_on_a_cluster(
+    cluster_gateway: tuple[str, web.Application],
+) -> None:
+    url, app = cluster_gateway
+    store = app[GATEWAY].store
+    keys = [await store.create_key(f"k{i}", balance=100_000) for i in range(4)]
+    limited, secret = await store.create_key("limited", balance=100_000, limits=Limits(rpm=3))
+
+    async def ask(secret: str, stream: bool) -> None:
+        async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0) as c:
+            messages = [{"role": "user", "content": "hello cluster"}]
+            if stream:
+                async for _ in await c.chat.completions.create(
+                    model="slow",
+                    messages=messages,
+                    stream=True,  # type: ignore[arg-type]
+                ):
+                    pass
+            else:
+                await c.chat.completions.create(model="echo", messages=messages)  # type: ignore[arg-type]
+
+    await asyncio.gather(*(ask(s, i % 2 == 0) for i, (_, s) in enumerate(keys * 3)))
+    for key, _ in keys:
+        for _ in range(100):
+            if await store.held(key.id) == 0:
+                break
+            await asyncio.sleep(0.02)
+        ledger = await store.ledger(key.id)
+        assert len([e for e in ledger if e.kind == "usage"]) == 3
+        assert sum(e.amount for e in ledger) == await store.balance(key.id) < 100_000
+
+    results = await asyncio.gather(*(ask(secret, False) for _ in range(5)), return_exceptions=True)
+    refused = [r for r in results if isinstance(r, openai.RateLimitError)]
+    assert len(refused) == 2 and results.count(None) == 3
+    assert limited.limits.rpm == 3
