@@ -80,23 +80,23 @@ def cost(usage: Usage, pricing: Pricing) -> int:
 class _Tally:
     """What one stream has delivered, to estimate usage the upstream did not report."""
 
-    __slots__ = ("chars", "completed", "deltas", "usage")
+    __slots__ = ("completed", "deltas", "usage", "weight")
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
-        self.chars = 0
+        self.weight = 0.0  # estimated tokens of what was streamed
         self.deltas = 0
         self.completed = False
 
     def add(self, event: Event) -> None:
         if isinstance(event, TextDelta | ReasoningDelta):
-            self.chars += len(event.text)
+            self.weight += tokens.text_weight(event.text)
             self.deltas += 1
         elif isinstance(event, ToolCallArgumentsDelta):
-            self.chars += len(event.arguments)
+            self.weight += tokens.text_weight(event.arguments)
             self.deltas += 1
         elif isinstance(event, ToolCallStarted):
-            self.chars += len(event.name)
+            self.weight += tokens.text_weight(event.name)
         elif isinstance(event, Usage):
             self.usage = event  # a later report replaces an earlier one
         elif isinstance(event, Completed):
@@ -110,7 +110,7 @@ class _Tally:
         An estimate never exceeds ``cap``, the output the request was admitted for;
         usage the upstream reports is charged as reported.
         """
-        delivered = tokens.estimate_output(self.chars, self.deltas) if self.deltas else 0
+        delivered = tokens.estimate_output(self.weight, self.deltas) if self.deltas else 0
         if cap is not None:
             delivered = min(delivered, cap)
         if self.usage is not None and (self.completed or self.usage.output_tokens >= delivered):

@@ -3,9 +3,11 @@
 No tokenizer data can be downloaded at run time, so both are documented
 heuristics.
 
-- Charging (``estimate_input``, ``estimate_output``): a text costs
-  ceil(characters / 4) tokens, plus 4 per input item; a streamed output at
-  least one token per delta (upstreams stream one or more tokens per delta).
+- Charging (``estimate_input``, ``estimate_output``): a text weighs one token
+  per 4 ASCII characters plus one per other character (CJK, accents, emoji),
+  rounded up, plus 4 per input item; a streamed output at least one token per
+  delta (upstreams stream one or more tokens per delta). Measured against
+  cl100k_base on ``tests/gateway/corpus`` by ``test_token_corpus.py``.
 - Reserving (``reserve_input``): an upper bound, so that a real tokenizer's
   count stays under it: ceil(UTF-8 bytes / 2) (English runs about 4 bytes per
   token, CJK about 3 bytes per token and character), plus 8 per item and 1,600
@@ -13,6 +15,8 @@ heuristics.
 """
 
 from __future__ import annotations
+
+import math
 
 from gateway.invocation import (
     AgentInvocation,
@@ -24,12 +28,18 @@ from gateway.invocation import (
     Reasoning,
 )
 
-CHARS_PER_TOKEN = 4
+ASCII_PER_TOKEN = 4
 MESSAGE_OVERHEAD = 4  # role and separators, as chat templates add them
 
 
+def text_weight(text: str) -> float:
+    """Estimated tokens of ``text``, unrounded (so that pieces can be added up)."""
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return ascii_chars / ASCII_PER_TOKEN + (len(text) - ascii_chars)
+
+
 def estimate_text(text: str) -> int:
-    return -(-len(text) // CHARS_PER_TOKEN)
+    return math.ceil(text_weight(text))
 
 
 def estimate_input(invocation: AgentInvocation) -> int:
@@ -50,8 +60,9 @@ def estimate_input(invocation: AgentInvocation) -> int:
     return total
 
 
-def estimate_output(chars: int, deltas: int) -> int:
-    return max(deltas, -(-chars // CHARS_PER_TOKEN))
+def estimate_output(weight: float, deltas: int) -> int:
+    """Output tokens of ``deltas`` streamed deltas whose texts weigh ``weight`` in all."""
+    return max(deltas, math.ceil(weight))
 
 
 RESERVE_ITEM = 8

@@ -333,7 +333,7 @@ async def test_wrap_passes_events_and_tallies(fake_store: Store) -> None:
     ]
     assert await collect(m.wrap(stream(events), hold)) == events
     tally = hold.tally
-    assert (tally.deltas, tally.chars, tally.completed) == (3, 3 + 2 + 2 + 2, True)
+    assert (tally.deltas, tally.weight, tally.completed) == (3, (3 + 2 + 2 + 2) / 4, True)
     assert tally.usage == Usage(9, 4)
     assert tally.final(hold.invocation) == Usage(9, 4)
 

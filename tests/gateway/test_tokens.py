@@ -52,9 +52,9 @@ def test_estimate_input_counts_tools() -> None:
 
 
 def test_estimate_output_at_least_one_token_per_delta() -> None:
-    assert estimate_output(chars=4, deltas=3) == 3
-    assert estimate_output(chars=40, deltas=3) == 10
-    assert estimate_output(chars=0, deltas=0) == 0
+    assert estimate_output(weight=1.0, deltas=3) == 3
+    assert estimate_output(weight=9.25, deltas=3) == 10
+    assert estimate_output(weight=0, deltas=0) == 0
 
 
 # reserve_input: an upper bound for reservations
