@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from bench import metering as bench_metering
 from bench import procs as p
 from bench import report
 from bench.load import LoadResult, Target, measure_ttfb, run_load, wrk_path
@@ -310,6 +311,9 @@ def _run(args: argparse.Namespace, children: p.Processes) -> int:
             f"{billing['completed_requests']:,} completed gateway requests "
             f"(expected {billing['expected_credits']:,}; ratio {billing['ratio']:.4f})"
         )
+    metering_cost = bench_metering.measure(setup.redis_url) if setup.redis_url else None
+    if metering_cost is not None:
+        print(bench_metering.line(metering_cost))
     print()
     print(report.checks_table(found))
 
@@ -318,6 +322,7 @@ def _run(args: argparse.Namespace, children: p.Processes) -> int:
         ttfb={"direct": asdict(ttfb_d), "gateway": asdict(ttfb_g)},
         gateway_rss_kib={"idle": idle, "after_load": after},
         billing=billing,
+        metering_cost=asdict(metering_cost) if metering_cost else None,
         checks=[asdict(c) for c in found],
         machine=_machine(loadgen, busy),
         settings={
