@@ -30,15 +30,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import orjson
-
-from gateway.errors import UpstreamError
 from gateway.events import Event
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
 from gateway.typed import positive
 from gateway_plugins.backends.anthropic_wire import EventParser, messages_body
-from gateway_plugins.backends.http import HttpOptions, Upstream
+from gateway_plugins.backends.http import HttpOptions, Upstream, json_object
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,7 @@ class AnthropicBackend:
         frames = self.upstream.sse("/v1/messages", self.body(invocation, ctx), self.headers(ctx))
         async with contextlib.aclosing(frames):
             async for frame in frames:
-                for event in parser.feed(_json(frame.data)):
+                for event in parser.feed(json_object(frame.data)):
                     yield event
                 if parser.done:
                     break
@@ -88,16 +85,6 @@ class AnthropicBackend:
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
-
-
-def _json(data: str) -> dict[str, object]:
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("The upstream sent an event that is not JSON.") from None
-    if not isinstance(value, dict):
-        raise UpstreamError("The upstream sent an event that is not a JSON object.")
-    return value
 
 
 PLUGIN = BackendPlugin(options=AnthropicOptions, create=AnthropicBackend)

@@ -120,6 +120,17 @@ class Upstream:
             await self._session.close()
 
 
+def json_object(data: str | bytes) -> dict[str, object]:
+    """One upstream event's JSON object; anything else is the upstream's fault."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("The upstream sent an event that is not JSON.") from None
+    if not isinstance(value, dict):
+        raise UpstreamError("The upstream sent an event that is not a JSON object.")
+    return value
+
+
 async def upstream_error(resp: aiohttp.ClientResponse) -> GatewayError:
     """The error to report for an upstream's HTTP error answer, with its message."""
     raw = await resp.content.read(MAX_ERROR_BODY)

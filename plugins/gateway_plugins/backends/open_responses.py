@@ -21,14 +21,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import orjson
-
 from gateway import sse
 from gateway.errors import UpstreamError
 from gateway.events import Event
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
-from gateway_plugins.backends.http import HttpOptions, Upstream
+from gateway_plugins.backends.http import HttpOptions, Upstream, json_object
 from gateway_plugins.backends.open_responses_wire import EventParser, responses_body
 
 
@@ -60,7 +58,7 @@ class OpenResponsesBackend:
             "/responses", self.body(invocation, ctx), self.headers(ctx)
         ) as resp:
             if resp.content_type == "application/json":  # the upstream ignored "stream"
-                for event in parser.response(_json(await resp.read())):
+                for event in parser.response(json_object(await resp.read())):
                     yield event
                 return
             frames = sse.decode(resp.content.iter_any())
@@ -71,7 +69,7 @@ class OpenResponsesBackend:
                             break
                         if ":" in frame.event:  # a vendor event, e.g. librechat:attachment
                             continue
-                        data = _json(frame.data.encode())
+                        data = json_object(frame.data)
                         kind = data.get("type")
                         kind = kind if isinstance(kind, str) else frame.event
                         for event in parser.feed(kind, data):
@@ -84,16 +82,6 @@ class OpenResponsesBackend:
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
-
-
-def _json(data: bytes) -> dict[str, object]:
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("The upstream sent an event that is not JSON.") from None
-    if not isinstance(value, dict):
-        raise UpstreamError("The upstream sent an event that is not a JSON object.")
-    return value
 
 
 PLUGIN = BackendPlugin(options=OpenResponsesOptions, create=OpenResponsesBackend)

@@ -14,13 +14,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import orjson
-
-from gateway.errors import UpstreamError
 from gateway.events import Event
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
-from gateway_plugins.backends.http import HttpOptions, Upstream
+from gateway_plugins.backends.http import HttpOptions, Upstream, json_object
 from gateway_plugins.backends.openai_wire import ChunkParser, chat_body
 
 
@@ -54,23 +51,13 @@ class OpenAIChatBackend:
                 if frame.data == "[DONE]":
                     done = True
                     break
-                for event in parser.feed(_json(frame.data)):
+                for event in parser.feed(json_object(frame.data)):
                     yield event
         for event in parser.finish(done=done):
             yield event
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
-
-
-def _json(data: str) -> dict[str, object]:
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("The upstream sent a chunk that is not JSON.") from None
-    if not isinstance(value, dict):
-        raise UpstreamError("The upstream sent a chunk that is not a JSON object.")
-    return value
 
 
 PLUGIN = BackendPlugin(options=OpenAIChatOptions, create=OpenAIChatBackend)
