@@ -84,6 +84,11 @@ def chat_body(invocation: AgentInvocation, model: str) -> dict[str, Any]:
         "stop": list(s.stop) or None,
         "max_tokens": invocation.max_output_tokens,
         "reasoning_effort": invocation.reasoning_effort,
+        # Sent only when the client set them; OpenAI-compatible servers ignore what they lack.
+        "service_tier": invocation.service_tier,
+        "safety_identifier": invocation.safety_identifier,
+        "prompt_cache_key": invocation.prompt_cache_key,
+        "user": invocation.user,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     fmt = invocation.response_format

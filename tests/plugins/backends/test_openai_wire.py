@@ -57,6 +57,10 @@ def test_every_field_is_mapped() -> None:
         max_output_tokens=64,
         response_format=ResponseFormat("json_schema", "out", {"type": "object"}, True, "d"),
         reasoning_effort="low",
+        service_tier="flex",
+        safety_identifier="s1",
+        prompt_cache_key="k1",
+        user="u1",
         metadata={"not": "forwarded"},
     )
     body = chat_body(inv, "m")
@@ -79,6 +83,12 @@ def test_every_field_is_mapped() -> None:
     assert (body["presence_penalty"], body["frequency_penalty"]) == (0.1, -0.1)
     assert (body["seed"], body["stop"], body["max_tokens"]) == (7, ["END", "STOP"], 64)
     assert body["reasoning_effort"] == "low"
+    assert [body[k] for k in ("service_tier", "safety_identifier", "prompt_cache_key", "user")] == [
+        "flex",
+        "s1",
+        "k1",
+        "u1",
+    ]
     assert body["response_format"] == {
         "type": "json_schema",
         "json_schema": {
