@@ -13,7 +13,8 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 
 from gateway.auth import Authenticator
@@ -53,42 +54,77 @@ _ANSWERING = (TextDelta, ReasoningDelta, ToolCallStarted, ToolCallArgumentsDelta
 _DEFAULT_TIMEOUTS = Timeouts()
 
 
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One loaded configuration and what was built from it.
+
+    A reload swaps in a new generation at once; a request keeps the one it
+    started with. Backends whose settings did not change carry over (with
+    their connection pools and circuit breakers).
+    """
+
+    config: GatewayConfig
+    backends: Mapping[str, Backend]
+    breakers: Mapping[str, CircuitBreaker]
+    filters: tuple[Filter, ...]
+
+    @classmethod
+    def build(cls, config: GatewayConfig, previous: Generation | None = None) -> Generation:
+        backends: dict[str, Backend] = {}
+        breakers: dict[str, CircuitBreaker] = {}
+        for name, spec in config.backends.items():
+            if previous is not None and previous.config.backends.get(name) == spec:
+                backends[name] = previous.backends[name]
+                breakers[name] = previous.breakers[name]
+            else:
+                backends[name] = spec.plugin.create(name, spec.options)
+                breakers[name] = CircuitBreaker(spec.breaker)
+        filters = tuple(spec.plugin.create(spec.options) for spec in config.filters)
+        return cls(config, backends, breakers, filters)
+
+
 class Gateway:
-    def __init__(
-        self,
-        config: GatewayConfig,
-        store: Store,
-        backends: dict[str, Backend],
-        tasks: BackgroundTasks,
-        filters: tuple[Filter, ...] = (),
-    ) -> None:
-        self.config = config
-        self.filters = filters
+    def __init__(self, generation: Generation, store: Store, tasks: BackgroundTasks) -> None:
+        config = generation.config
+        self.generation = generation
         self.store = store
-        self.backends = backends
         self.tasks = tasks
         self.auth = Authenticator(store, ttl=config.auth.cache_ttl, size=config.auth.cache_size)
         self.holds = Holds(store.redis, cluster=config.redis.cluster)
         self.meter = Meter(self.holds, tasks, config.metering)
         self.responses = ResponseStore(store.redis, config.responses.retention_seconds)
-        self.breakers = {
-            name: CircuitBreaker(spec.breaker) for name, spec in config.backends.items()
-        }
+        self._in_use: dict[int, int] = {}  # id(backend) -> calls using it
+        self._retired: dict[int, Backend] = {}  # replaced backends, closed when unused
 
     @classmethod
     def build(cls, config: GatewayConfig, store: Store, tasks: BackgroundTasks) -> Gateway:
-        backends = {
-            name: spec.plugin.create(name, spec.options) for name, spec in config.backends.items()
-        }
-        filters = tuple(spec.plugin.create(spec.options) for spec in config.filters)
-        return cls(config, store, backends, tasks, filters)
+        return cls(Generation.build(config), store, tasks)
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.generation.config
+
+    def reload(self, config: GatewayConfig) -> None:
+        """Serve ``config`` to new requests; close backends it dropped once they are idle."""
+        old = self.generation
+        self.generation = Generation.build(config, old)
+        kept = {id(b) for b in self.generation.backends.values()}
+        for backend in old.backends.values():
+            if id(backend) not in kept:
+                self._retired[id(backend)] = backend
+                self._close_if_idle(backend)
+
+    def _close_if_idle(self, backend: Backend) -> None:
+        if id(backend) in self._retired and not self._in_use.get(id(backend)):
+            del self._retired[id(backend)]
+            self.tasks.spawn(backend.aclose(), name="close a retired backend")
 
     async def aclose(self) -> None:
-        for backend in self.backends.values():
+        for backend in [*self.generation.backends.values(), *self._retired.values()]:
             await backend.aclose()
 
     def route(self, key: ApiKey, agent: str) -> Route:
-        route = self.config.routes.get(agent)
+        route = self.generation.config.routes.get(agent)
         if route is None:
             raise NotFound(
                 f"The model '{agent}' does not exist or you do not have access to it.",
@@ -116,23 +152,29 @@ class Gateway:
         client yet. One whose circuit is open is skipped. ``budget`` caps what
         this one request may cost, in credits.
         """
+        generation = self.generation  # the request keeps it, whatever a reload does
         route = self.route(key, invocation.agent)
         hold = await self.meter.admit(invocation, key, route, request_id, budget)
         invocation = hold.invocation
         try:
-            return await self._first_answer(invocation, key, route, hold)
+            return await self._first_answer(generation, invocation, key, route, hold)
         except BaseException:
             self.meter.settle(hold, "")  # nothing ran: releases the hold
             raise
 
     async def _first_answer(
-        self, invocation: AgentInvocation, key: ApiKey, route: Route, hold: Hold
+        self,
+        generation: Generation,
+        invocation: AgentInvocation,
+        key: ApiKey,
+        route: Route,
+        hold: Hold,
     ) -> Call:
         charge_id = hold.charge_id
         request_id = hold.record.request_id
         failure: GatewayError | None = None
         for attempt, target in enumerate(self._order(route)):
-            breaker = self.breakers[target.backend]
+            breaker = generation.breakers[target.backend]
             if not breaker.allow():
                 continue
             hold.record = dataclasses.replace(hold.record, backend=target.backend)
@@ -146,7 +188,7 @@ class Gateway:
                 invocation=invocation,
                 charge_id=charge_id if attempt == 0 else f"{charge_id}-{attempt}",
             )
-            call = self._start(invocation, ctx, hold)
+            call = self._start(generation, invocation, ctx, hold)
             try:
                 await call.prefetch()
             except (UpstreamError, RateLimited) as exc:
@@ -186,13 +228,23 @@ class Gateway:
             targets.insert(0, targets.pop(first))
         return targets
 
-    def _start(self, invocation: AgentInvocation, ctx: CallContext, hold: Hold) -> Call:
-        upstream = self.backends[ctx.backend].invoke(invocation, ctx)
-        checked = _checked(upstream, ctx, self.config.backends[ctx.backend].timeouts)
+    def _start(
+        self, generation: Generation, invocation: AgentInvocation, ctx: CallContext, hold: Hold
+    ) -> Call:
+        backend = generation.backends[ctx.backend]
+        self._in_use[id(backend)] = self._in_use.get(id(backend), 0) + 1
+        upstream = backend.invoke(invocation, ctx)
+        checked = _checked(upstream, ctx, generation.config.backends[ctx.backend].timeouts)
         layers = [self.meter.wrap(checked, hold), checked, upstream]
-        for f in reversed(self.filters):  # the first listed ends up closest to the client
+        for f in reversed(generation.filters):  # the first listed ends up closest to the client
             layers.insert(0, f.wrap(layers[0], ctx))
-        return Call(ctx, layers[0], tuple(layers), self.meter, hold)
+        return Call(ctx, layers[0], tuple(layers), self.meter, hold, lambda: self._done(backend))
+
+    def _done(self, backend: Backend) -> None:
+        self._in_use[id(backend)] -= 1
+        if not self._in_use[id(backend)]:
+            del self._in_use[id(backend)]
+            self._close_if_idle(backend)
 
 
 class Call:
@@ -205,9 +257,11 @@ class Call:
         layers: tuple[AsyncIterator[Event], ...],
         meter: Meter,
         hold: Hold,
+        on_done: Callable[[], None],
     ) -> None:
         self.ctx = ctx
         self.hold = hold
+        self._on_done: Callable[[], None] | None = on_done
         self._events = events
         self._layers = layers
         self._meter = meter
@@ -238,9 +292,14 @@ class Call:
 
     async def discard(self) -> None:
         """Close every layer, outermost first, so each one's ``finally`` runs now."""
-        for layer in self._layers:
-            if isinstance(layer, AsyncGenerator):
-                await layer.aclose()
+        try:
+            for layer in self._layers:
+                if isinstance(layer, AsyncGenerator):
+                    await layer.aclose()
+        finally:
+            on_done, self._on_done = self._on_done, None
+            if on_done is not None:
+                on_done()
 
     async def __aenter__(self) -> Call:
         return self

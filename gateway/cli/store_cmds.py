@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from typing import Any
 
 from gateway.cli.output import CommandError, emit_json, emit_table
 from gateway.config import EMBEDDED, load_redis_settings
-from gateway.store import ApiKey, Store, connect
+from gateway.store import ApiKey, Store, connect, ledger_export
 from gateway.store.records import Limits
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
@@ -67,8 +68,30 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
     usage = commands.add_parser("usage", parents=[common], help="a key's ledger")
     usage.add_argument("id")
-    usage.add_argument("--limit", type=int, help="at most this many entries (oldest first)")
+    usage.add_argument("--limit", type=_positive, help="at most this many entries (oldest first)")
+    usage.add_argument("--agent", help="only this agent's usage")
+    usage.add_argument("--kind", choices=ledger_export.KINDS, help="only usage or credit entries")
+    usage.add_argument("--since", type=_time, help="from this time (UNIX seconds or ISO-8601)")
+    usage.add_argument("--until", type=_time, help="before this time (UNIX seconds or ISO-8601)")
+    usage.add_argument(
+        "--format",
+        choices=("table", *ledger_export.FORMATS),
+        help="output format (default: table, or json with --json)",
+    )
     usage.set_defaults(run=_runner(_usage))
+
+
+def _time(text: str) -> float:
+    try:
+        return ledger_export.parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, not {text!r}")
+    return int(text)
 
 
 def _limit_options(parser: argparse.ArgumentParser) -> None:
@@ -198,12 +221,22 @@ async def _balance_add(store: Store, args: argparse.Namespace) -> None:
 
 async def _usage(store: Store, args: argparse.Namespace) -> None:
     await store.get_key(args.id)
-    entries = await store.ledger(args.id, limit=args.limit)
-    if args.json:
-        emit_json([e.to_json() for e in entries])
+    query = ledger_export.LedgerQuery(
+        agent=args.agent, kind=args.kind, since=args.since, until=args.until, limit=args.limit
+    )
+    entries = ledger_export.entries(store, args.id, query)
+    fmt = args.format or ("json" if args.json else "table")
+    if fmt != "table":
+        chunks = (
+            ledger_export.json_array(entries, pretty=True)
+            if fmt == "json"
+            else ledger_export.render(entries, fmt)
+        )
+        async for chunk in chunks:
+            sys.stdout.write(chunk)
         return
     rows = []
-    for e in entries:
+    async for e in entries:
         u = e.usage
         tokens = f"{u.input_tokens}/{u.output_tokens}{'~' if u.estimated else ''}" if u else ""
         rows.append([_when(e.at), e.kind, e.agent or e.note, tokens, e.amount, e.balance])

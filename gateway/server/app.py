@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from gateway.config import EMBEDDED, GatewayConfig
+from gateway.errors import ConfigError, Problem
 from gateway.pipeline import Gateway
-from gateway.server import chat, middlewares, misc, responses
+from gateway.server import admin, chat, middlewares, misc, responses
 from gateway.server.keys import GATEWAY
 from gateway.store import Store, connect
 from gateway.tasks import BackgroundTasks
@@ -23,6 +25,16 @@ OnReady = Callable[[Gateway], Awaitable[None]]
 # LibreChat serves its Agents API under this prefix; clients pointed at it keep working.
 PREFIXES = ("/v1", "/api/agents/v1")
 SHUTDOWN_DRAIN_SECONDS = 30.0
+
+
+def admin_token(config: GatewayConfig) -> str:
+    """The admin token from ``admin.token_env``; refuse to start on an empty one."""
+    name = config.admin.token_env or ""
+    token = os.environ.get(name, "")
+    if not token.strip():
+        problem = Problem("admin.token_env", f"environment variable {name} is empty", config.source)
+        raise ConfigError([problem])
+    return token.strip()  # a trailing newline (a token read from a file) is not part of it
 
 
 def create_app(config: GatewayConfig, *, on_ready: OnReady | None = None) -> web.Application:
@@ -41,6 +53,9 @@ def create_app(config: GatewayConfig, *, on_ready: OnReady | None = None) -> web
         )
     app.router.add_get("/healthz", misc.healthz)
     app.router.add_get("/readyz", misc.readyz)
+    if config.admin.token_env:
+        # The admin API exists only with a token; without one, /admin/... is a 404.
+        app.add_subapp("/admin", admin.create_admin_app(admin_token(config)))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if config.redis.url == EMBEDDED:

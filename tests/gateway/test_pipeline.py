@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
+from gateway.breaker import CircuitBreaker
 from gateway.config import GatewayConfig, MeteringSettings, parse_config
 from gateway.errors import (
     GatewayError,
@@ -17,7 +18,7 @@ from gateway.errors import (
 )
 from gateway.events import Completed, Event, Failed, TextDelta, Usage
 from gateway.invocation import AgentInvocation
-from gateway.pipeline import Gateway, _checked
+from gateway.pipeline import Gateway, Generation, _checked
 from gateway.plugin import CallContext
 from gateway.store import ApiKey, Store
 from gateway.store.records import Limits
@@ -60,7 +61,9 @@ CAP = 100  # the echo route's max_output_tokens
 
 def gateway(store: Store, backend: Scripted, config: GatewayConfig | None = None) -> Gateway:
     config = config or parse_config(CONFIG)
-    return Gateway(config, store, {"scripted": backend}, BackgroundTasks())
+    breakers = {name: CircuitBreaker(spec.breaker) for name, spec in config.backends.items()}
+    generation = Generation(config, {"scripted": backend}, breakers, ())
+    return Gateway(generation, store, BackgroundTasks())
 
 
 # _checked: the stream contract

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -14,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as sync_redis
 
+from gateway.store import schema
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +89,50 @@ def test_keys_balance_and_usage(redis_url: str) -> None:
     assert text.returncode == 0
     assert key_id in text.stdout and "revoked" in text.stdout
     assert secret not in text.stdout
+
+
+def _usage_entry(redis_url: str, key_id: str, at: float, agent: str) -> str:
+    """Append a usage entry at ``at`` (in the future) as a settlement would, balance aside."""
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    fields = {"kind": "usage", "at": repr(at), "agent": agent, "request_id": f"req_{agent}"}
+    fields |= {"input_tokens": "3", "output_tokens": "4", "amount": "-11", "balance": "0"}
+    try:
+        stream_id = f"{int(at * 1000)}-*"  # stream ids are milliseconds, as Redis makes them
+        return str(client.xadd(schema.ledger(key_id), fields, id=stream_id))  # type: ignore[arg-type]
+    finally:
+        client.close()
+
+
+def test_usage_filters_and_formats(redis_url: str) -> None:
+    key_id = gateway_json("keys", "create", "--name", "u", "--balance", "100", redis_url=redis_url)[
+        "id"
+    ]
+    gateway_json("balance", "add", key_id, "5", "--note", "=SUM(A1)", redis_url=redis_url)
+    echo = _usage_entry(redis_url, key_id, 2_000_000_000.0, "echo")
+    _usage_entry(redis_url, key_id, 2_000_000_100.0, "other")
+
+    def usage(*args: str) -> str:
+        done = gateway("usage", key_id, *args, "--config", str(REPO_CONFIG), redis_url=redis_url)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    lines = [
+        json.loads(line) for line in usage("--agent", "echo", "--format", "jsonl").splitlines()
+    ]
+    assert [(e["id"], e["agent"]) for e in lines] == [(echo, "echo")]
+    rows = list(csv.DictReader(io.StringIO(usage("--kind", "credit", "--format", "csv"))))
+    assert [(r["kind"], r["amount"], r["note"]) for r in rows] == [
+        ("credit", "100", "initial balance"),
+        ("credit", "5", "'=SUM(A1)"),
+    ]
+    window = ("--since", "2033-05-18T03:33:20Z", "--until", "2000000100")
+    assert [e["id"] for e in json.loads(usage(*window, "--json"))] == [echo]
+    assert json.loads(usage("--kind", "usage", "--format", "json", "--limit", "1"))[0]["id"] == echo
+    table = usage("--kind", "usage")
+    assert "echo" in table and "other" in table and "initial balance" not in table
+
+    done = gateway("usage", key_id, "--since", "yesterday", redis_url=redis_url)
+    assert done.returncode == 2 and "--since" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_key_options(redis_url: str) -> None:

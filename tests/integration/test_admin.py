@@ -1,0 +1,307 @@
+"""The admin API on a live gateway: auth, every endpoint, ledger export."""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.errors import ConfigError, ServiceUnavailable
+from gateway.server.app import create_app
+from gateway.store import LedgerEntry, ledger_export
+from tests.conftest import RunningGateway, StartGateway, make_config
+from tests.integration.support import usage_entries
+
+TOKEN = "admin-token-for-tests-0123456789"
+ENV = "GW_TEST_ADMIN_TOKEN"
+CONFIG = f"""
+admin:
+  token_env: {ENV}
+auth:
+  cache_ttl: 60   # long: only the revocation itself can make the key refused at once
+backends:
+  echo: {{type: echo}}
+routes:
+  echo:
+    backend: echo
+    pricing: {{input: 1, output: 2}}
+    max_output_tokens: 50
+  other:
+    backend: echo
+    pricing: {{input: 1, output: 2}}
+    max_output_tokens: 50
+"""
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def gw(start_gateway: StartGateway, monkeypatch: pytest.MonkeyPatch) -> RunningGateway:
+    monkeypatch.setenv(ENV, TOKEN)
+    return await start_gateway(CONFIG)
+
+
+async def call(
+    http: aiohttp.ClientSession,
+    gw: RunningGateway,
+    method: str,
+    path: str,
+    body: object = None,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    async with http.request(
+        method, gw.url + path, json=body, headers=AUTH if headers is None else headers
+    ) as r:
+        text = await r.text()
+        assert r.status == status, text
+        return json.loads(text) if text else None
+
+
+async def chat(http: aiohttp.ClientSession, gw: RunningGateway, secret: str, agent: str) -> int:
+    body = {"model": agent, "messages": [{"role": "user", "content": "one two three"}]}
+    headers = {"Authorization": f"Bearer {secret}"}
+    async with http.post(gw.url + "/v1/chat/completions", json=body, headers=headers) as r:
+        await r.read()
+        return r.status
+
+
+async def test_absent_without_an_admin_token(
+    start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    gw = await start_gateway()
+    for headers in ({}, AUTH):
+        for method, path in (("GET", "/admin/keys"), ("POST", "/admin/keys")):
+            error = await call(http, gw, method, path, {}, status=404, headers=headers)
+            assert error["error"]["code"] == "unknown_url"
+
+
+def test_an_empty_admin_token_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "  ")
+    with pytest.raises(ConfigError) as raised:
+        create_app(make_config(CONFIG))
+    assert "admin.token_env" in str(raised.value) and ENV in str(raised.value)
+
+
+async def test_a_wrong_or_missing_token_is_401(
+    gw: RunningGateway, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    key, secret = await gw.new_key_record()
+    wrong = [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Bearer {secret}"},  # an API key is not the admin token
+    ]
+    for headers in wrong:
+        for method, path in (
+            ("GET", "/admin/keys"),
+            ("GET", f"/admin/keys/{key.id}/ledger?format=csv"),
+            ("POST", f"/admin/keys/{key.id}/credit"),
+            ("GET", "/admin/keys/key_missing"),
+        ):
+            async with http.request(method, gw.url + path, json={}, headers=headers) as r:
+                body = await r.json()
+                assert r.status == 401, (headers, path, body)
+                assert r.headers["WWW-Authenticate"].startswith("Bearer")
+                assert body["error"]["type"] == "authentication_error"
+                assert set(body["error"]) == {"message", "type", "param", "code"}
+                assert TOKEN not in json.dumps(body)
+    assert len(compared) >= len(wrong) * 4 - 4  # every presented token went through it
+    assert all(len(a) == len(b) == 32 for a, b in compared)  # digests: no length leak
+    assert await gw.store.balance(key.id) == 1_000_000  # nothing happened
+    await call(http, gw, "GET", "/admin/keys")  # the right token works
+
+
+async def test_keys_lifecycle(gw: RunningGateway, http: aiohttp.ClientSession) -> None:
+    created = await call(
+        http,
+        gw,
+        "POST",
+        "/admin/keys",
+        {
+            "name": "alice",
+            "balance": 5000,
+            "agents": ["echo"],
+            "expires_in_seconds": 3600,
+            "limits": {"rpm": 10, "daily_budget": 999},
+        },
+        status=201,
+    )
+    key_id, secret = created["id"], created["key"]
+    assert secret.startswith("sk-gw-") and created["name"] == "alice"
+    assert created["agents"] == ["echo"] and created["balance"] == 5000
+    assert created["expires_at"] == pytest.approx(time.time() + 3600, abs=60)
+    assert created["limits"] == {
+        "rpm": 10,
+        "tpm": 0,
+        "max_concurrent": 0,
+        "daily_budget": 999,
+        "monthly_budget": 0,
+    }
+
+    listed = await call(http, gw, "GET", "/admin/keys")
+    assert [k["id"] for k in listed] == [key_id]
+    assert secret not in json.dumps(listed)  # shown once
+
+    shown = await call(http, gw, "GET", f"/admin/keys/{key_id}")
+    assert shown["id"] == key_id and shown["balance"] == 5000 and shown["held"] == 0
+    assert secret not in json.dumps(shown)
+    assert await call(http, gw, "GET", f"/admin/keys/{key_id}/balance") == {
+        "id": key_id,
+        "balance": 5000,
+        "held": 0,
+        "available": 5000,
+    }
+
+    credited = await call(
+        http, gw, "POST", f"/admin/keys/{key_id}/credit", {"credits": -1000, "note": "refund"}
+    )
+    assert credited == {"id": key_id, "balance": 4000}
+    assert (await gw.store.ledger(key_id))[-1].note == "refund"
+
+    limited = await call(http, gw, "PUT", f"/admin/keys/{key_id}/limits", {"rpm": 100})
+    assert limited["limits"]["rpm"] == 100 and limited["limits"]["daily_budget"] == 0  # replaced
+    assert (await gw.store.get_key(key_id)).limits.rpm == 100
+
+    assert await chat(http, gw, secret, "echo") == 200  # the key is now in the auth cache
+    revoked = await call(http, gw, "POST", f"/admin/keys/{key_id}/revoke")
+    assert revoked["revoked_at"] is not None
+    assert await chat(http, gw, secret, "echo") == 401  # at once, despite cache_ttl: 60
+    again = await call(http, gw, "POST", f"/admin/keys/{key_id}/revoke")
+    assert again["revoked_at"] == revoked["revoked_at"]
+
+
+async def test_unknown_keys_are_404(gw: RunningGateway, http: aiohttp.ClientSession) -> None:
+    for method, path, body in (
+        ("GET", "/admin/keys/key_nope", None),
+        ("POST", "/admin/keys/key_nope/revoke", None),
+        ("PUT", "/admin/keys/key_nope/limits", {"rpm": 1}),
+        ("GET", "/admin/keys/key_nope/balance", None),
+        ("POST", "/admin/keys/key_nope/credit", {"credits": 5}),
+        ("GET", "/admin/keys/key_nope/ledger?format=csv", None),
+        ("GET", "/admin/nothing-here", None),
+    ):
+        error = await call(http, gw, method, path, body, status=404)
+        assert error["error"]["type"] == "not_found_error", path
+    assert await gw.store.list_keys() == []  # the credit created nothing
+
+
+async def test_bad_input_is_400_naming_the_parameter(
+    gw: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    key, _ = await gw.new_key_record()
+    cases: list[tuple[str, str, object, str | None]] = [
+        ("POST", "/admin/keys", {}, "name"),
+        ("POST", "/admin/keys", {"name": ""}, "name"),
+        ("POST", "/admin/keys", {"name": "x", "balance": -1}, "balance"),
+        ("POST", "/admin/keys", {"name": "x", "balance": "10"}, "balance"),
+        ("POST", "/admin/keys", {"name": "x", "balance": True}, "balance"),
+        ("POST", "/admin/keys", {"name": "x", "agents": "echo"}, "agents"),
+        ("POST", "/admin/keys", {"name": "x", "expires_in_seconds": 0}, "expires_in_seconds"),
+        ("POST", "/admin/keys", {"name": "x", "limits": {"rpm": -1}}, "limits.rpm"),
+        ("POST", "/admin/keys", {"name": "x", "limits": {"speed": 1}}, "limits.speed"),
+        ("POST", "/admin/keys", {"name": "x", "colour": "blue"}, "colour"),
+        ("POST", "/admin/keys", [1, 2], None),
+        ("PUT", f"/admin/keys/{key.id}/limits", {"rpm": 1.5}, "rpm"),
+        ("POST", f"/admin/keys/{key.id}/credit", {}, "credits"),
+        ("POST", f"/admin/keys/{key.id}/credit", {"credits": 0}, "credits"),
+        ("POST", f"/admin/keys/{key.id}/credit", {"credits": 1, "note": 5}, "note"),
+        ("GET", f"/admin/keys/{key.id}/ledger?format=xml", None, "format"),
+        ("GET", f"/admin/keys/{key.id}/ledger?kind=refund", None, "kind"),
+        ("GET", f"/admin/keys/{key.id}/ledger?since=yesterday", None, "since"),
+        ("GET", f"/admin/keys/{key.id}/ledger?until=-3", None, "until"),
+        ("GET", f"/admin/keys/{key.id}/ledger?limit=0", None, "limit"),
+    ]
+    for method, path, body, param in cases:
+        error = await call(http, gw, method, path, body, status=400)
+        assert error["error"]["param"] == param, (path, body, error)
+    async with http.post(gw.url + "/admin/keys", data=b"{not json", headers=AUTH) as r:
+        assert r.status == 400
+    assert [k.id for k in await gw.store.list_keys()] == [key.id]
+    assert await gw.store.balance(key.id) == 1_000_000
+
+
+async def test_ledger_export_filters_and_formats(
+    gw: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    key, secret = await gw.new_key_record(balance=1_000_000)
+    for agent in ("echo", "other", "echo"):
+        assert await chat(http, gw, secret, agent) == 200
+    await call(http, gw, "POST", f"/admin/keys/{key.id}/credit", {"credits": 77, "note": "gift"})
+    await usage_entries(gw, key.id, count=3)
+    everything = await gw.store.ledger(key.id)
+    assert len(everything) == 5
+    base = f"{gw.url}/admin/keys/{key.id}/ledger"
+
+    async with http.get(base, headers=AUTH) as r:  # json by default
+        assert r.status == 200 and r.content_type == "application/json"
+        assert await r.json() == [e.to_json() for e in everything]
+
+    async with http.get(base, params={"format": "jsonl", "agent": "echo"}, headers=AUTH) as r:
+        assert r.content_type == "application/x-ndjson"
+        lines = [json.loads(line) for line in (await r.text()).splitlines()]
+    assert len(lines) == 2 and all(e["agent"] == "echo" and e["kind"] == "usage" for e in lines)
+
+    async with http.get(base, params={"format": "csv", "kind": "credit"}, headers=AUTH) as r:
+        assert r.content_type == "text/csv"
+        assert "attachment" in r.headers["Content-Disposition"]
+        rows = list(csv.DictReader(io.StringIO(await r.text())))
+    assert [(row["kind"], row["amount"], row["note"]) for row in rows] == [
+        ("credit", "1000000", "initial balance"),
+        ("credit", "77", "gift"),
+    ]
+
+    usages = [e for e in everything if e.kind == "usage"]
+    params = {"format": "csv", "since": repr(usages[1].at), "until": repr(usages[2].at)}
+    async with http.get(base, params=params, headers=AUTH) as r:
+        rows = list(csv.DictReader(io.StringIO(await r.text())))
+    assert [row["id"] for row in rows] == [usages[1].id]  # [since, until)
+    assert rows[0]["agent"] == "other" and int(rows[0]["amount"]) == usages[1].amount
+
+    iso_future = "2999-01-01T00:00:00Z"
+    async with http.get(base, params={"format": "jsonl", "since": iso_future}, headers=AUTH) as r:
+        assert r.status == 200 and await r.text() == ""
+    async with http.get(base, params={"format": "json", "limit": "2"}, headers=AUTH) as r:
+        assert [e["id"] for e in await r.json()] == [e.id for e in everything[:2]]
+    total = sum(e.amount for e in everything)
+    assert total == await gw.store.balance(key.id)  # the export is the whole ledger
+
+
+async def test_an_export_that_breaks_off_is_never_complete(
+    gw: RunningGateway, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, _ = await gw.new_key_record()
+    real = ledger_export.entries
+
+    async def failing(*args: Any, **kwargs: Any) -> AsyncIterator[LedgerEntry]:
+        async for entry in real(*args, **kwargs):
+            yield entry
+        raise ServiceUnavailable("the store went away")
+
+    monkeypatch.setattr(ledger_export, "entries", failing)
+    for fmt in ("csv", "jsonl", "json"):
+        url = f"{gw.url}/admin/keys/{key.id}/ledger?format={fmt}"
+        async with http.get(url, headers=AUTH) as r:
+            assert r.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await r.read()
+    await call(http, gw, "GET", "/admin/keys")  # the gateway carries on
