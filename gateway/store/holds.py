@@ -18,6 +18,8 @@ from typing import Any, cast
 
 import orjson
 from redis import asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from gateway.store import schema
 from gateway.store.records import Limits
@@ -98,9 +100,10 @@ class _Batch:
     Cluster, whose pipelines cannot reload a script a node has forgotten, they run
     one after another (each script still atomic within its account's slot)."""
 
-    def __init__(self, redis: aioredis.Redis, cluster: bool) -> None:
+    def __init__(self, redis: aioredis.Redis, cluster: bool, scripts: list[Any]) -> None:
         self._redis = redis
         self._cluster = cluster
+        self._scripts = scripts  # loaded again if Redis forgot them (a restart, a failover)
         self._steps: list[Step] = []
 
     def add(self, step: Step) -> None:
@@ -109,6 +112,14 @@ class _Batch:
     async def run(self) -> list[Any]:
         if self._cluster:
             return [await step(self._redis) for step in self._steps]
+        try:
+            return await self._pipelined()
+        except NoScriptError:
+            for script in self._scripts:
+                await self._redis.script_load(script.script)
+            return await self._pipelined()
+
+    async def _pipelined(self) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
         for step in self._steps:
             await step(pipe)  # with a pipeline as client, this only queues the command
@@ -126,17 +137,17 @@ class Holds:
         self._renew = _script(redis, "renew")
 
     def _batch(self) -> _Batch:
-        return _Batch(self.redis, self._cluster)
+        scripts = [self._admit, self._settle, self._release, self._renew]
+        return _Batch(self.redis, self._cluster, scripts)
 
-    def _admit_script(
+    def _admit_step(
         self,
         account: str,
         charge_id: str,
         record: HoldRecord,
         limits: Limits,
         check_money: bool,
-        client: Any,
-    ) -> Any:
+    ) -> Step:
         now = record.started_at
         day, month = (
             time.strftime("%Y%m%d", time.gmtime(now)),
@@ -166,7 +177,7 @@ class Holds:
             limits.monthly_budget,
             WINDOW_SECONDS * 2,
         ]
-        return self._admit(keys=keys, args=args, client=client)
+        return _script_step(self._admit, keys, args)
 
     async def admit(
         self,
@@ -183,15 +194,9 @@ class Holds:
         route = schema.route_account(record.agent) if route_limits else None
         batch = self._batch()
         batch.add(_lease_step(record.key_id, charge_id, record.lease_until))
-        batch.add(
-            lambda c: self._admit_script(
-                record.key_id, charge_id, record, key_limits, check_money, c
-            )
-        )
+        batch.add(self._admit_step(record.key_id, charge_id, record, key_limits, check_money))
         if route is not None and route_limits is not None:
-            batch.add(
-                lambda c: self._admit_script(route, charge_id, record, route_limits, False, c)
-            )
+            batch.add(self._admit_step(route, charge_id, record, route_limits, False))
         async with guard():
             results = await batch.run()
         key_result = _parse(results[1], record.started_at)
@@ -305,7 +310,14 @@ def _release_keys(account: str, window: int) -> list[str]:
 
 
 def _script_step(script: Any, keys: list[str], args: list[Any]) -> Step:
-    return lambda client: cast(Awaitable[Any], script(keys=keys, args=args, client=client))
+    def step(client: Any) -> Awaitable[Any]:
+        if isinstance(client, Pipeline):
+            # EVALSHA queued directly: through the Script object, redis-py's pipeline
+            # first asks SCRIPT EXISTS, a second round trip on every execute.
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+        return cast(Awaitable[Any], script(keys=keys, args=args, client=client))
+
+    return step
 
 
 def _lease_step(key_id: str, charge_id: str, until: float) -> Step:

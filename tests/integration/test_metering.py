@@ -287,3 +287,16 @@ async def test_disconnect_before_the_first_byte_cancels_the_upstream(
 
 async def _received(upstream: FakeOpenAIUpstream) -> bool:
     return bool(upstream.requests)
+
+
+async def test_metering_survives_redis_forgetting_its_scripts(
+    start_gateway: StartGateway, sdk: MakeClient, redis_client: Any
+) -> None:
+    gw = await start_gateway()
+    key, secret = await gw.new_key_record(balance=100_000)
+    client = sdk(gw, secret)
+    await client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "a"}])
+    await redis_client.script_flush()  # as after a restart or a failover
+    await client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "b"}])
+    assert len(await usage_entries(gw, key.id, count=2)) == 2
+    assert await gw.store.held(key.id) == 0
