@@ -1,4 +1,4 @@
-"""Bearer-key authentication, served from an in-process cache.
+"""API-key authentication (a bearer key, or a bare key), served from an in-process cache.
 
 A known key costs no Redis round trip while its cache entry lives
 (``auth.cache_ttl``, one second by default), so a key revoked or expired
@@ -32,6 +32,12 @@ class Authenticator:
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
             raise AuthenticationFailed("the Authorization header must be 'Bearer <key>'")
+        return await self.authenticate_secret(secret)
+
+    async def authenticate_secret(self, secret: str) -> ApiKey:
+        """The key whose secret is ``secret`` (however the client sent it), if usable."""
+        if not secret:
+            raise AuthenticationFailed("the API key is empty", code="missing_api_key")
         digest = apikeys.digest(secret)
         key = self._cache.get(digest)
         if key is None:

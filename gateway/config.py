@@ -20,7 +20,7 @@ import yaml
 from gateway.errors import ConfigError, Problem
 from gateway.plugin import BACKENDS_GROUP, FILTERS_GROUP, BackendPlugin, FilterPlugin
 from gateway.route import Route
-from gateway.typed import Report, build, positive, problems_collector
+from gateway.typed import Report, build, non_negative, positive, problems_collector
 
 EMBEDDED = "embedded"
 MIB = 1024 * 1024
@@ -65,6 +65,16 @@ class ResponsesSettings:
     """Stored Open Responses responses (``store: true``) live this long in Redis."""
 
     retention_seconds: int = field(default=30 * 24 * 3600, metadata={"check": positive})
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownSettings:
+    """SIGTERM: readiness turns false at once; after ``drain_delay`` seconds no new
+    connection is accepted; requests in flight get up to ``grace_period`` seconds
+    to finish, then end with a terminal event. Settlements always complete."""
+
+    drain_delay: float = field(default=2.0, metadata={"check": non_negative})
+    grace_period: float = field(default=25.0, metadata={"check": non_negative})
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +158,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     metering: MeteringSettings = field(default_factory=MeteringSettings)
+    shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,8 @@ class Gateway:
         self.holds = Holds(store.redis, cluster=config.redis.cluster)
         self.meter = Meter(self.holds, tasks, config.metering)
         self.responses = ResponseStore(store.redis, config.responses.retention_seconds)
+        self.draining = False  # set at SIGTERM: readiness turns false
+        self.interrupts = Interrupts()
         self._in_use: dict[int, int] = {}  # id(backend) -> calls using it
         self._retired: dict[int, Backend] = {}  # replaced backends, closed when unused
 
@@ -234,11 +236,16 @@ class Gateway:
         backend = generation.backends[ctx.backend]
         self._in_use[id(backend)] = self._in_use.get(id(backend), 0) + 1
         upstream = backend.invoke(invocation, ctx)
-        checked = _checked(upstream, ctx, generation.config.backends[ctx.backend].timeouts)
+        timeouts = generation.config.backends[ctx.backend].timeouts
+        checked = _checked(upstream, ctx, timeouts, self.interrupts)
         layers = [self.meter.wrap(checked, hold), checked, upstream]
         for f in reversed(generation.filters):  # the first listed ends up closest to the client
             layers.insert(0, f.wrap(layers[0], ctx))
         return Call(ctx, layers[0], tuple(layers), self.meter, hold, lambda: self._done(backend))
+
+    @property
+    def active_calls(self) -> int:
+        return sum(self._in_use.values())
 
     def _done(self, backend: Backend) -> None:
         self._in_use[id(backend)] -= 1
@@ -313,15 +320,38 @@ class Call:
         await self.aclose()
 
 
+class Interrupts:
+    """Lets shutdown end every stream in flight cleanly, with a terminal event.
+
+    Each stream's wait for its next event runs under an ``asyncio.Timeout``;
+    ``interrupt_all`` makes every one of them expire now.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.waits: set[asyncio.Timeout] = set()
+
+    def interrupt_all(self) -> None:
+        self.stopping = True
+        now = asyncio.get_running_loop().time()
+        for wait in list(self.waits):
+            wait.reschedule(now)
+
+
 async def _checked(
-    events: AsyncIterator[Event], ctx: CallContext, timeouts: Timeouts = _DEFAULT_TIMEOUTS
+    events: AsyncIterator[Event],
+    ctx: CallContext,
+    timeouts: Timeouts = _DEFAULT_TIMEOUTS,
+    interrupts: Interrupts | None = None,
 ) -> AsyncIterator[Event]:
     """Hold a backend to the stream contract and its time limits.
 
     One terminal event, last; an escaping error becomes ``Failed``; the first
     event must come within ``first_byte`` seconds, each next one within
-    ``idle``, and the last within ``total``.
+    ``idle``, and the last within ``total``; a shutdown that cannot wait any
+    longer (``interrupts``) ends the stream with ``Failed`` too.
     """
+    interrupts = interrupts or Interrupts()
     loop = asyncio.get_running_loop()
     end = None if timeouts.total is None else loop.time() + timeouts.total
     wait, phase = timeouts.first_byte, "answer"
@@ -330,11 +360,22 @@ async def _checked(
         while True:
             limit = wait if end is None else min(wait, end - loop.time())
             try:
-                async with asyncio.timeout(limit):
-                    event = await anext(iterator)
+                async with asyncio.timeout(limit) as pending:
+                    interrupts.waits.add(pending)
+                    try:
+                        event = await anext(iterator)
+                    finally:
+                        interrupts.waits.discard(pending)
             except StopAsyncIteration:
                 break
             except TimeoutError:
+                if interrupts.stopping:
+                    yield Failed(
+                        ServiceUnavailable(
+                            "The gateway is shutting down; the answer was cut short."
+                        )
+                    )
+                    return
                 yield Failed(
                     UpstreamTimeout(f"Backend '{ctx.backend}' timed out waiting for the {phase}.")
                 )

@@ -113,7 +113,7 @@ def positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
-def non_negative(value: Decimal | int) -> str | None:
+def non_negative(value: Decimal | float) -> str | None:
     return None if value >= 0 else "must not be negative"
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.config import EMBEDDED, GatewayConfig, load_config
 from gateway.pipeline import Gateway
 from gateway.server.app import create_app
+from gateway.server.keys import GATEWAY, WATCHER
 
 log = logging.getLogger("gateway")
 
@@ -55,8 +56,12 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
             _, secret = await gateway.store.create_key("demo", balance=DEMO_BALANCE)
             demo.append(secret)
 
+    shutdown = config.shutdown
     runner = web.AppRunner(
-        create_app(config, on_ready=on_ready), handler_cancellation=True, access_log=None
+        create_app(config, on_ready=on_ready, watch=True),
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=shutdown.grace_period + 5,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=True)
@@ -65,14 +70,44 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
     if demo:
         _print_demo(demo[0], host, port, next(iter(config.routes)))
 
-    stop = asyncio.Event()
+    gateway, watcher = runner.app[GATEWAY], runner.app[WATCHER]
+    signals = asyncio.Queue[int]()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("shutting down: finishing requests and settlements")
-    await runner.cleanup()
+            loop.add_signal_handler(sig, signals.put_nowait, sig)
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, watcher.poke)
+    await signals.get()
+    await _drain(gateway, site, shutdown.drain_delay, shutdown.grace_period, signals)
+    await runner.cleanup()  # waits for handlers, then for every settlement
+    log.info("stopped")
+
+
+async def _drain(
+    gateway: Gateway,
+    site: web.TCPSite,
+    delay: float,
+    grace: float,
+    signals: asyncio.Queue[int],
+) -> None:
+    """Stop taking work and let requests in flight finish; a second signal hurries it."""
+    gateway.draining = True  # /readyz answers 503 from now on
+    log.info("draining: %d requests in flight", gateway.active_calls)
+    hurry = asyncio.ensure_future(signals.get())
+    try:
+        await asyncio.wait({hurry}, timeout=delay)  # load balancers see /readyz first
+        await site.stop()  # no new connections
+        deadline = asyncio.get_running_loop().time() + grace
+        while gateway.active_calls and not hurry.done():
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.wait({hurry}, timeout=0.05)
+    finally:
+        hurry.cancel()
+    if gateway.active_calls:
+        log.warning("ending %d requests still in flight", gateway.active_calls)
+        gateway.interrupts.interrupt_all()
 
 
 def _print_demo(secret: str, host: str, port: int, agent: str) -> None:

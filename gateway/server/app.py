@@ -13,8 +13,9 @@ from aiohttp import web
 from gateway.config import EMBEDDED, GatewayConfig
 from gateway.errors import ConfigError, Problem
 from gateway.pipeline import Gateway
-from gateway.server import admin, chat, middlewares, misc, responses
-from gateway.server.keys import GATEWAY
+from gateway.reload import ConfigWatcher
+from gateway.server import admin, chat, messages, middlewares, misc, responses
+from gateway.server.keys import GATEWAY, WATCHER
 from gateway.store import Store, connect
 from gateway.tasks import BackgroundTasks
 
@@ -37,7 +38,10 @@ def admin_token(config: GatewayConfig) -> str:
     return token.strip()  # a trailing newline (a token read from a file) is not part of it
 
 
-def create_app(config: GatewayConfig, *, on_ready: OnReady | None = None) -> web.Application:
+def create_app(
+    config: GatewayConfig, *, on_ready: OnReady | None = None, watch: bool = False
+) -> web.Application:
+    """The application; ``watch`` reloads ``config.source`` when it changes."""
     app = web.Application(
         middlewares=[middlewares.request_id, middlewares.errors],
         client_max_size=config.limits.max_body_bytes,
@@ -51,6 +55,13 @@ def create_app(config: GatewayConfig, *, on_ready: OnReady | None = None) -> web
         app.router.add_get(
             f"{prefix}/responses/{{response_id}}/input_items", responses.list_input_items
         )
+        app.router.add_post(f"{prefix}/messages", messages.create_message)
+        app.router.add_post(f"{prefix}/messages/count_tokens", messages.count_tokens)
+    # Anthropic's error shape for everything at or under .../messages (401, 413, 404s too).
+    shapes: dict[str, middlewares.ErrorShape] = {
+        f"{prefix}/messages": middlewares.anthropic_shape for prefix in PREFIXES
+    }
+    app[middlewares.ERROR_SHAPES] = shapes
     app.router.add_get("/healthz", misc.healthz)
     app.router.add_get("/readyz", misc.readyz)
     if config.admin.token_env:
@@ -68,15 +79,19 @@ def create_app(config: GatewayConfig, *, on_ready: OnReady | None = None) -> web
         tasks = BackgroundTasks()
         gateway = Gateway.build(config, store, tasks)
         app[GATEWAY] = gateway
+        watcher = app[WATCHER] = ConfigWatcher(gateway, config.source)
         if on_ready is not None:
             await on_ready(gateway)
-        leases = asyncio.create_task(gateway.meter.keep_leases(), name="leases")
+        loops = [asyncio.create_task(gateway.meter.keep_leases(), name="leases")]
+        if watch:
+            loops.append(asyncio.create_task(watcher.run(), name="config watcher"))
         try:
             yield
         finally:
-            leases.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await leases
+            for loop in loops:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
             await tasks.drain(SHUTDOWN_DRAIN_SECONDS)  # settlements finish before we go
             await gateway.aclose()
             await store.aclose()

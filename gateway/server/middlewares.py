@@ -1,8 +1,11 @@
 """Request-level work: request ids, and mapping every failure to an error body.
 
 Handlers raise ``GatewayError`` (or let aiohttp raise its HTTP exceptions);
-only ``errors`` below turns them into responses, in the OpenAI shape, so no
-handler repeats a try/except. An unexpected exception is logged with the
+only ``errors`` below turns them into responses, so no handler repeats a
+try/except. The body's shape is the dialect's: OpenAI's by default, another
+for the path prefixes the application lists in ``ERROR_SHAPES`` (Anthropic's
+under ``/v1/messages``), so that even a 401, a 413 or an unknown path under a
+prefix answers in that prefix's dialect. An unexpected exception is logged with the
 request id and answered with a generic 500 that leaks nothing.
 """
 
@@ -11,11 +14,12 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.dialects.openai_errors import error_body
+from gateway.dialects import anthropic_errors, openai_errors
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -27,6 +31,29 @@ from gateway.server.keys import REQUEST_ID
 log = logging.getLogger(__name__)
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+ErrorShape = Callable[[GatewayError, str], tuple[int, bytes]]
+"""``(error, request id) -> (status, body)`` in one dialect's error shape."""
+
+
+def openai_shape(error: GatewayError, request_id: str) -> tuple[int, bytes]:
+    return error.status, openai_errors.error_body(error)
+
+
+def anthropic_shape(error: GatewayError, request_id: str) -> tuple[int, bytes]:
+    return anthropic_errors.status(error), anthropic_errors.error_body(error, request_id)
+
+
+# Path prefix -> the error shape of every path at or under it; others get OpenAI's.
+ERROR_SHAPES: web.AppKey[dict[str, ErrorShape]] = web.AppKey("error_shapes")
+
+
+def error_shape(request: web.Request) -> ErrorShape:
+    path = request.path
+    for prefix, shape in request.config_dict.get(ERROR_SHAPES, {}).items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return shape
+    return openai_shape
 
 
 @web.middleware
@@ -61,12 +88,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def error_response(error: GatewayError, request: web.Request) -> web.Response:
-    headers = {"X-Request-Id": request.get(REQUEST_ID, ""), **error.headers}
+    rid = request.get(REQUEST_ID, "")
+    headers = {"X-Request-Id": rid, **error.headers}
     if error.status in (400, 401, 402, 403, 404, 413):
-        headers["x-should-retry"] = "false"  # the openai SDK would otherwise retry some
+        headers["x-should-retry"] = "false"  # the SDKs would otherwise retry some
+    status, body = error_shape(request)(error, rid)
     response = web.Response(
-        body=error_body(error),
-        status=error.status,
+        body=body,
+        status=status,
         content_type="application/json",
         headers=headers,
     )

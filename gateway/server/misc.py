@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from gateway.server.body import json_response
-from gateway.server.keys import GATEWAY
+from gateway.server.keys import GATEWAY, WATCHER
 
 _STARTED = int(time.time())
 
@@ -28,9 +28,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the store answers."""
-    ready = await request.app[GATEWAY].store.ping()
-    return json_response(
-        {"status": "ok" if ready else "unavailable", "store": ready},
-        status=200 if ready else 503,
-    )
+    """Readiness: the store answers and the gateway is not draining; and the active
+    configuration (its hash, when it was loaded, and why a newer file was refused)."""
+    gateway = request.app[GATEWAY]
+    store = await gateway.store.ping()
+    ready = store and not gateway.draining
+    status = "ok" if ready else ("draining" if gateway.draining else "unavailable")
+    body = {"status": status, "store": store, "config": request.app[WATCHER].status()}
+    return json_response(body, status=200 if ready else 503)

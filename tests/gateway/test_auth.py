@@ -118,3 +118,15 @@ async def test_cached_key_refused_once_it_expires(fake_store: Store) -> None:
     await auth.authenticate(f"Bearer {secret}")
     await asyncio.sleep(0.08)
     await failure(auth, f"Bearer {secret}")  # checked on every call, cached or not
+
+
+async def test_a_bare_secret_authenticates_the_same_way(fake_store: Store) -> None:
+    """``x-api-key`` sends the secret alone; the same cache and checks apply."""
+    key, secret = await fake_store.create_key("k")
+    auth = Authenticator(fake_store)
+    assert await auth.authenticate_secret(secret) == key
+    with pytest.raises(AuthenticationFailed) as empty:
+        await auth.authenticate_secret("")
+    assert empty.value.code == "missing_api_key"
+    with pytest.raises(AuthenticationFailed):
+        await auth.authenticate_secret("sk-gw-unknown")

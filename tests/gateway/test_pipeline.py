@@ -348,3 +348,68 @@ async def test_checked_enforces_first_byte_idle_and_total_limits() -> None:
 
     fine = await collect(_checked(slow(0.01, 0.01), context(), Timeouts(0.5, 0.5, 2)))
     assert fine[-1] == Completed()
+
+
+async def test_interrupts_end_a_waiting_stream_with_a_terminal_event() -> None:
+    import asyncio
+
+    from gateway.errors import ServiceUnavailable
+    from gateway.pipeline import Interrupts
+
+    async def waits_forever() -> AsyncIterator[Event]:
+        yield TextDelta("a")
+        await asyncio.sleep(60)
+        yield Completed()
+
+    interrupts = Interrupts()
+    checked = _checked(waits_forever(), context(), interrupts=interrupts)
+    assert await anext(checked) == TextDelta("a")
+    later = asyncio.get_running_loop().call_later(0.05, interrupts.interrupt_all)
+    (last,) = await collect(checked)
+    later.cancel()
+    assert isinstance(last, Failed) and isinstance(last.error, ServiceUnavailable)
+    assert not interrupts.waits
+
+
+def test_a_reload_keeps_unchanged_backends_and_builds_changed_ones() -> None:
+    from gateway.pipeline import Generation
+
+    first = Generation.build(parse_config(RELOAD.format(delay=0)))
+    second = Generation.build(
+        parse_config(RELOAD.format(delay=0) + "  extra: {backend: a}\n"), first
+    )
+    assert second.backends["a"] is first.backends["a"]
+    assert second.breakers["a"] is first.breakers["a"]
+    third = Generation.build(parse_config(RELOAD.format(delay=0.5)), second)
+    assert third.backends["a"] is not second.backends["a"]  # its options changed
+
+
+async def test_a_dropped_backend_is_closed_once_idle(fake_store: Store) -> None:
+    from gateway.pipeline import Generation
+
+    gw = Gateway(
+        Generation.build(parse_config(RELOAD.format(delay=0))), fake_store, BackgroundTasks()
+    )
+    key, _ = await fake_store.create_key("k", balance=10**9)
+    old = gw.generation.backends["a"]
+    closed: list[bool] = []
+
+    async def record_close() -> None:
+        closed.append(True)
+
+    old.aclose = record_close  # type: ignore[method-assign]
+    call = await gw.open(invocation(agent="x"), key, "r1")
+    gw.reload(parse_config(RELOAD.format(delay=0.5)))
+    await gw.tasks.drain()
+    assert closed == []  # still in use by the call in flight
+    await call.aclose()
+    await gw.tasks.drain()
+    assert closed == [True]
+
+
+RELOAD = """
+backends:
+  a: {{type: echo, chunk_delay: {delay}}}
+routes:
+  x: {{backend: a}}
+"""

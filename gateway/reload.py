@@ -1,0 +1,113 @@
+"""Live configuration: reload ``gateway.yaml`` when its content changes, or on SIGHUP.
+
+The file is polled by content (SHA-256 of what reading its path returns), not
+watched by inode: a Kubernetes ConfigMap update swaps a ``..data`` symlink and
+never writes the file itself. A new file is checked completely first; an
+invalid one changes nothing, is logged with the same messages as ``gateway
+config check``, and shows in ``/readyz``. Backends, routes and filters change
+for new requests at once; requests in flight finish on the configuration they
+started with. ``listen``, ``redis``, ``auth``, ``limits``, ``responses``,
+``metering``, ``admin`` and ``shutdown`` take effect at the next restart (a warning says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+from gateway.config import GatewayConfig, parse_config
+from gateway.errors import ConfigError
+from gateway.pipeline import Gateway
+
+log = logging.getLogger(__name__)
+
+RESTART_ONLY = ("listen", "redis", "auth", "limits", "responses", "metering", "admin", "shutdown")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ConfigWatcher:
+    def __init__(self, gateway: Gateway, path: str, interval: float = 1.0) -> None:
+        self._gateway = gateway
+        self._path = path
+        self._interval = interval
+        self._poke = asyncio.Event()
+        self.digest = self._read_digest()
+        self.loaded_at = time.time()
+        self.problems: tuple[str, ...] = ()
+        self._rejected: str | None = None  # digest of the last invalid content
+        self.reloads = 0
+
+    def _read_digest(self) -> str | None:
+        try:
+            return _digest(Path(self._path).read_bytes())
+        except OSError:
+            return None
+
+    def status(self) -> dict[str, object]:
+        return {
+            "source": self._path,
+            "sha256": self.digest,
+            "loaded_at": self.loaded_at,
+            "reloads": self.reloads,
+            "problems": list(self.problems),
+        }
+
+    def poke(self) -> None:
+        """Check now (SIGHUP), even if the content looks unchanged."""
+        self._poke.set()
+
+    async def run(self) -> None:
+        while True:
+            forced = False
+            try:
+                await asyncio.wait_for(self._poke.wait(), self._interval)
+                forced = True
+            except TimeoutError:
+                pass
+            self._poke.clear()
+            await self.check(forced=forced)
+
+    async def check(self, *, forced: bool = False) -> bool:
+        """Reload if the file changed (or ``forced``); True if a new configuration applies."""
+        try:
+            data = await asyncio.to_thread(Path(self._path).read_bytes)
+        except OSError as exc:
+            log.error("configuration %s unreadable: %s; keeping the current one", self._path, exc)
+            return False
+        digest = _digest(data)
+        if not forced and digest in (self.digest, self._rejected):
+            return False
+        try:
+            text = data.decode("utf-8")
+            config = await asyncio.to_thread(parse_config, text, self._path)
+        except (ConfigError, UnicodeDecodeError) as exc:
+            problems = exc.problems if isinstance(exc, ConfigError) else (str(exc),)
+            self.problems = tuple(str(p) for p in problems)
+            self._rejected = digest
+            for problem in self.problems:
+                log.error("configuration rejected, the current one stays: %s", problem)
+            return False
+        self._apply(config, digest)
+        return True
+
+    def _apply(self, config: GatewayConfig, digest: str) -> None:
+        current = self._gateway.config
+        later = [name for name in RESTART_ONLY if getattr(config, name) != getattr(current, name)]
+        if later:
+            log.warning("configuration: %s changed; takes effect at the next restart", later)
+        self._gateway.reload(config)
+        self.digest, self._rejected, self.problems = digest, None, ()
+        self.loaded_at = time.time()
+        self.reloads += 1
+        log.info(
+            "configuration reloaded (sha256 %s, %d backends, %d routes)",
+            digest[:12],
+            len(config.backends),
+            len(config.routes),
+        )

@@ -1,0 +1,200 @@
+"""Operating a real ``gateway serve`` process: live reload of gateway.yaml (as a
+Kubernetes ConfigMap updates it, by swapping a symlink) and draining on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from redis import asyncio as aioredis
+
+from gateway.store import Store
+from tests.conftest import free_port
+from tests.integration.support import eventually
+
+CONFIG = """
+backends:
+  slow: {{type: echo, chunk_delay: {delay}}}
+routes:
+{routes}
+shutdown: {{drain_delay: 0.2, grace_period: {grace}}}
+metering: {{lease_seconds: 30}}
+"""
+
+TEXT = " ".join(f"w{i}" for i in range(20))
+
+
+def routes(*agents: str) -> str:
+    return "".join(
+        f"  {a}: {{backend: slow, pricing: {{input: 1, output: 2}}, max_output_tokens: 50}}\n"
+        for a in agents
+    )
+
+
+class ConfigMap:
+    """A folder laid out as the kubelet lays out a ConfigMap volume, updated the same way."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.version = 0
+        (root / "gateway.yaml").symlink_to("..data/gateway.yaml")
+
+    @property
+    def path(self) -> Path:
+        return self.root / "gateway.yaml"
+
+    def publish(self, text: str) -> None:
+        self.version += 1
+        folder = self.root / f"..{self.version}"
+        folder.mkdir()
+        (folder / "gateway.yaml").write_text(text)
+        link = self.root / "..data_tmp"
+        link.symlink_to(folder.name)
+        os.replace(link, self.root / "..data")  # the atomic swap the kubelet does
+
+
+async def start(path: Path, redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "GATEWAY_REDIS_URL": redis_url}
+    command = [sys.executable, "-m", "gateway", "serve", "--config", str(path)]
+    proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+        [*command, "--port", str(port), "--log-level", "WARNING"], env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    async def ready() -> bool:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await eventually(ready, within=10)
+    return proc, url
+
+
+async def ask(http: aiohttp.ClientSession, url: str, secret: str, agent: str) -> int:
+    body = {"model": agent, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {secret}"}
+    async with http.post(f"{url}/v1/chat/completions", json=body, headers=headers) as r:
+        await r.read()
+        return r.status
+
+
+async def stream(http: aiohttp.ClientSession, url: str, secret: str, agent: str) -> list[bytes]:
+    """A streamed request read to its end; its frames."""
+    body = {"model": agent, "stream": True, "messages": [{"role": "user", "content": TEXT}]}
+    headers = {"Authorization": f"Bearer {secret}"}
+    async with http.post(f"{url}/v1/chat/completions", json=body, headers=headers) as r:
+        assert r.status == 200
+        return [line async for line in r.content if line.startswith(b"data: ")]
+
+
+async def test_reload_under_load(
+    tmp_path: Path, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    configmap = ConfigMap(tmp_path)
+    configmap.publish(CONFIG.format(delay=0.1, grace=5, routes=routes("old", "kept")))
+    proc, url = await start(configmap.path, redis_url)
+    store = Store(redis_client)
+    _, secret = await store.create_key("ops", balance=10_000_000)
+    try:
+        async with aiohttp.ClientSession() as http:
+            running = [asyncio.create_task(stream(http, url, secret, "old")) for _ in range(5)]
+            await asyncio.sleep(0.3)
+            configmap.publish(CONFIG.format(delay=0.1, grace=5, routes=routes("kept", "new")))
+            swapped = time.monotonic()
+
+            async def new_route_served() -> bool:
+                return await ask(http, url, secret, "new") == 200
+
+            await eventually(new_route_served, within=3)
+            assert time.monotonic() - swapped < 1.5
+            assert await ask(http, url, secret, "old") == 404  # removed for new requests
+            for frames in await asyncio.gather(*running):  # in flight: finished on the old one
+                assert frames[-1] == b"data: [DONE]\n" and b'"error"' not in b"".join(frames)
+
+            configmap.publish("routes: [this is not a mapping\n")
+            await asyncio.sleep(1.5)
+            async with http.get(f"{url}/readyz") as r:
+                config = (await r.json())["config"]
+            assert config["problems"] and "invalid YAML" in config["problems"][0]
+            assert await ask(http, url, secret, "new") == 200  # the old one keeps serving
+
+            (configmap.root / f"..{configmap.version}" / "gateway.yaml").write_text(
+                CONFIG.format(delay=0.1, grace=5, routes=routes("after-hup"))
+            )
+            proc.send_signal(signal.SIGHUP)
+
+            async def hup_applied() -> bool:
+                return await ask(http, url, secret, "after-hup") == 200
+
+            await eventually(hup_applied, within=3)
+            async with http.get(f"{url}/readyz") as r:
+                config = (await r.json())["config"]
+            assert config["problems"] == [] and config["reloads"] == 2
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+
+
+async def test_sigterm_lets_streams_finish_and_settles_them(
+    tmp_path: Path, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(CONFIG.format(delay=0.05, grace=10, routes=routes("slow")))
+    proc, url = await start(path, redis_url)
+    store = Store(redis_client)
+    key, secret = await store.create_key("drain", balance=10_000_000)
+    async with aiohttp.ClientSession() as http:
+        running = [asyncio.create_task(stream(http, url, secret, "slow")) for _ in range(50)]
+        await eventually(lambda: _held(store, key.id), within=5)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.1)
+        async with http.get(f"{url}/readyz") as r:
+            assert r.status == 503 and (await r.json())["status"] == "draining"
+        results = await asyncio.gather(*running)
+    assert proc.wait(timeout=20) == 0
+    assert all(frames[-1] == b"data: [DONE]\n" for frames in results)
+    assert not any(b'"error"' in b"".join(frames) for frames in results)  # all completed
+    await _all_settled(store, key.id, 50)
+
+
+async def test_a_second_sigterm_ends_streams_with_a_terminal_event(
+    tmp_path: Path, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(CONFIG.format(delay=0.2, grace=30, routes=routes("slow")))
+    proc, url = await start(path, redis_url)
+    store = Store(redis_client)
+    key, secret = await store.create_key("hurry", balance=10_000_000)
+    async with aiohttp.ClientSession() as http:
+        running = [asyncio.create_task(stream(http, url, secret, "slow")) for _ in range(20)]
+        await eventually(lambda: _held(store, key.id), within=5)
+        await asyncio.sleep(1.0)  # every stream is under way (20 words, one per 0.2 s)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)  # do not wait the 30 s grace period
+        results = await asyncio.gather(*running)
+    assert proc.wait(timeout=20) == 0
+    for frames in results:  # ended cleanly: an error chunk, then [DONE]; not a cut connection
+        assert frames[-1] == b"data: [DONE]\n"
+        assert b"shutting down" in frames[-2]
+    await _all_settled(store, key.id, 20)
+
+
+async def _held(store: Store, key_id: str) -> bool:
+    return await store.held(key_id) > 0
+
+
+async def _all_settled(store: Store, key_id: str, count: int) -> None:
+    assert await store.held(key_id) == 0
+    usage = [e for e in await store.ledger(key_id) if e.kind == "usage"]
+    assert len(usage) == count and all(e.usage and e.usage.output_tokens > 0 for e in usage)
+    assert sum(e.amount for e in await store.ledger(key_id)) == await store.balance(key_id)
