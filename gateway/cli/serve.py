@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.cli.output import CommandError
+from gateway.cli.workers import Supervisor, worker_command
 from gateway.config import EMBEDDED, GatewayConfig, load_config
 from gateway.pipeline import Gateway
 from gateway.server.app import create_app
@@ -27,6 +29,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", help="override listen.host")
     serve.add_argument("--port", type=int, help="override listen.port")
     serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the port (default 1)"
+    )
     serve.set_defaults(run=run)
 
 
@@ -39,6 +44,15 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     host = args.host or config.listen.host
     port = config.listen.port if args.port is None else args.port
+    if args.workers > 1:
+        if config.redis.url == EMBEDDED:
+            raise CommandError("--workers needs a shared Redis: the embedded store is per process")
+        if port == 0:
+            raise CommandError("--workers needs a fixed port for the workers to share")
+        command = worker_command(args.config, host, port, args.log_level)
+        return asyncio.run(Supervisor(command, args.workers).run())
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1")
     try:
         import uvloop
     except ImportError:

@@ -1,0 +1,96 @@
+"""``gateway serve --workers N``: processes sharing a port, restarted when they die."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+from redis import asyncio as aioredis
+
+from gateway.store import Store
+from tests.conftest import free_port
+from tests.integration.support import eventually
+
+CONFIG = """
+backends:
+  echo: {type: echo}
+routes:
+  echo: {backend: echo, pricing: {input: 1, output: 1}, max_output_tokens: 50}
+"""
+
+
+def workers_of(pid: int) -> set[int]:
+    done = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return {int(p) for p in done.stdout.split()}
+
+
+async def test_workers_share_a_port_and_are_restarted(
+    tmp_path: Path, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(CONFIG)
+    port = free_port()
+    env = {**os.environ, "GATEWAY_REDIS_URL": redis_url}
+    command = [sys.executable, "-m", "gateway", "serve", "--config", str(path)]
+    supervisor = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+        [*command, "--port", str(port), "--workers", "2", "--log-level", "WARNING"], env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    store = Store(redis_client)
+    key, secret = await store.create_key("w", balance=1_000_000)
+    headers = {"Authorization": f"Bearer {secret}"}
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        await eventually(lambda: _two(supervisor.pid), within=10)
+        async with aiohttp.ClientSession() as http:
+
+            async def answered() -> bool:
+                try:
+                    async with http.post(f"{url}/v1/chat/completions", json=body,
+                                         headers=headers) as r:  # fmt: skip
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await eventually(answered, within=10)
+            first = workers_of(supervisor.pid)
+            os.kill(next(iter(first)), signal.SIGKILL)  # a worker dies
+            await eventually(lambda: _replaced(supervisor.pid, first), within=10)
+            statuses = await asyncio.gather(*(answered() for _ in range(40)))
+            assert all(statuses)
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=30) == 0
+        assert not workers_of(supervisor.pid)
+        assert await store.held(key.id) == 0
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+
+
+async def _two(pid: int) -> bool:
+    return len(workers_of(pid)) == 2
+
+
+async def _replaced(pid: int, before: set[int]) -> bool:
+    now = workers_of(pid)
+    return len(now) == 2 and now != before
+
+
+def test_workers_refuse_the_embedded_store(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(CONFIG)
+    env = {k: v for k, v in os.environ.items() if k != "GATEWAY_REDIS_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(path), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert "embedded store is per process" in done.stderr
