@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run test bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: $(VENV)/.test
 ## bench: direct vs through-the-gateway throughput and latency (not a test; not in CI)
 bench: $(VENV)/.test
 	tests/with-redis.sh $(BIN)/python -m bench $(BENCH_ARGS)
+
+## soak: mixed load with faults for SOAK_DURATION seconds (300); fails on a leak or a lost charge
+SOAK_DURATION ?= 300
+soak: $(VENV)/.test
+	tests/with-redis.sh $(BIN)/python -m bench.soak --duration $(SOAK_DURATION)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

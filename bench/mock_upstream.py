@@ -6,6 +6,10 @@
 ``stream_options.include_usage`` is set, then ``data: [DONE]``), each frame in
 its own write. A model named ``mock-chunks-<N>`` streams N content chunks
 instead of the default. Every response body is built once per shape and cached.
+
+Faults, for the soak test (``bench/soak.py``): the model ``mock-fail`` gets a 500,
+``mock-hang`` an answer 5 s late, and ``mock-cut`` a stream whose
+connection is cut after its first frames.
 """
 
 from __future__ import annotations
@@ -87,7 +91,19 @@ class MockUpstream:
             model = str(body.get("model", "mock"))
         except (orjson.JSONDecodeError, AttributeError):
             return web.json_response({"error": {"message": "bad JSON"}}, status=400)
+        if model == "mock-fail":
+            return web.json_response({"error": {"message": "mock failure"}}, status=500)
+        if model == "mock-hang":
+            await asyncio.sleep(5)
         n = chunk_count(model, self.default_chunks)
+        if model == "mock-cut" and body.get("stream"):
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for frame in stream_frames(model, n, False)[:3]:
+                await response.write(frame)
+            if request.transport is not None:
+                request.transport.abort()
+            return response
         if not body.get("stream"):
             raw = self._bodies.get((model, n))
             if raw is None:

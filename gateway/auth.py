@@ -4,23 +4,50 @@ A known key costs no Redis round trip while its cache entry lives
 (``auth.cache_ttl``, one second by default), so a key revoked or expired
 elsewhere is refused by every process within that time. Unknown keys are not
 cached, so a key created on another process works at once.
+
+While Redis is unreachable, a key this process fetched within the last
+``cache_ttl + stale_for`` seconds keeps working from its cached copy (its expiry
+is still checked; a revocation made meanwhile is not seen until Redis answers).
+Any other key gets a 503 that says why: an unknown key never becomes valid.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 
 from cachetools import TTLCache
 
 from gateway import apikeys
-from gateway.errors import AuthenticationFailed
+from gateway.errors import AuthenticationFailed, ServiceUnavailable
 from gateway.store import ApiKey, Store
+
+log = logging.getLogger(__name__)
+
+RETRY_STORE_AFTER = 0.5  # seconds without asking Redis after it failed to answer
 
 
 class Authenticator:
-    def __init__(self, store: Store, *, ttl: float = 1.0, size: int = 100_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl: float = 1.0,
+        size: int = 100_000,
+        stale_for: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
-        self._cache: TTLCache[str, ApiKey] = TTLCache(maxsize=size, ttl=ttl)
+        self._ttl = ttl
+        self._stale_for = stale_for
+        self._clock = clock
+        # digest -> (key, when it was read from Redis); an entry outlives ``ttl`` by
+        # ``stale_for`` only to be served while Redis is unreachable.
+        self._cache: TTLCache[str, tuple[ApiKey, float]] = TTLCache(
+            maxsize=size, ttl=ttl + stale_for, timer=clock
+        )
+        self._store_down_until = 0.0
 
     async def authenticate(self, authorization: str | None) -> ApiKey:
         """The key named by an ``Authorization: Bearer`` header value, if usable."""
@@ -39,19 +66,41 @@ class Authenticator:
         if not secret:
             raise AuthenticationFailed("the API key is empty", code="missing_api_key")
         digest = apikeys.digest(secret)
-        key = self._cache.get(digest)
-        if key is None:
-            key = await self._store.find_key(digest)
-            if key is None:
-                raise AuthenticationFailed("invalid API key")
-            self._cache[digest] = key
+        cached = self._cache.get(digest)
+        now = self._clock()
+        if cached is not None and now - cached[1] < self._ttl:
+            key = cached[0]
+        else:
+            key = await self._fetch(digest, cached, now)
         if not key.usable(time.time()):
             self._cache.pop(digest, None)
             raise AuthenticationFailed("this API key has been revoked or has expired")
         return key
 
+    async def _fetch(self, digest: str, cached: tuple[ApiKey, float] | None, now: float) -> ApiKey:
+        """The key from Redis; its stale cached copy if Redis does not answer."""
+        try:
+            if now < self._store_down_until:
+                raise ServiceUnavailable("the gateway's store is unavailable")
+            key = await self._store.find_key(digest)
+        except ServiceUnavailable:
+            self._store_down_until = max(self._store_down_until, now + RETRY_STORE_AFTER)
+            if cached is not None and now - cached[1] < self._ttl + self._stale_for:
+                return cached[0]  # a known key keeps working through the outage, for a time
+            raise ServiceUnavailable(
+                "The gateway cannot reach its store (Redis) to check this API key, and has "
+                "not seen the key recently enough to trust its cached copy; retry later.",
+                code="store_unavailable",
+                headers={"Retry-After": "1"},
+            ) from None
+        if key is None:
+            self._cache.pop(digest, None)
+            raise AuthenticationFailed("invalid API key")
+        self._cache[digest] = (key, self._clock())
+        return key
+
     def forget(self, key_id: str) -> None:
         """Drop a key from this process's cache at once (after a local revocation)."""
-        for digest, key in list(self._cache.items()):
+        for digest, (key, _) in list(self._cache.items()):
             if key.id == key_id:
                 self._cache.pop(digest, None)

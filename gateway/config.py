@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.dialects import limits as request_limits
 from gateway.errors import ConfigError, Problem
 from gateway.plugin import BACKENDS_GROUP, FILTERS_GROUP, BackendPlugin, FilterPlugin
 from gateway.route import Route
@@ -36,28 +38,88 @@ class Listen:
     port: int = field(default=8080, metadata={"check": _port})
 
 
+ADMISSION_MODES = ("fail_closed", "fail_open")
+
+
+def _admission(value: str) -> str | None:
+    return None if value in ADMISSION_MODES else f"must be one of: {', '.join(ADMISSION_MODES)}"
+
+
+def _file(value: str) -> str | None:
+    return None if os.path.isfile(value) else f"no such file: {value}"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTLS:
+    """TLS for a ``rediss://`` URL (or Sentinel's master with ``enabled``): the CA that
+    signed the server's certificate, a client certificate and key for mutual TLS, and
+    whether to verify the server (certificate and host name)."""
+
+    enabled: bool = False  # implied by a rediss:// URL
+    ca_file: str | None = field(default=None, metadata={"check": _file})
+    cert_file: str | None = field(default=None, metadata={"check": _file})
+    key_file: str | None = field(default=None, metadata={"check": _file})
+    verify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSentinel:
+    """Find the master named ``master`` through these Sentinels (``host:port``)."""
+
+    master: str = ""
+    nodes: tuple[str, ...] = ()
+    password_env: str | None = field(default=None, metadata={"env": True})  # the Sentinels' own
+
+
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
-    """``url`` is a redis:// or rediss:// URL, or ``embedded`` for an in-process store."""
+    """``url`` is a redis:// or rediss:// URL, or ``embedded`` for an in-process store.
+
+    ``password_env`` names an environment variable holding the password (an ACL
+    user goes in the URL: ``redis://alice@host:6379/0``). ``admission`` says what a
+    request gets when Redis cannot reserve its cost: a 503 (``fail_closed``), or
+    admission without a reservation, settled later (``fail_open``)."""
 
     url: str = EMBEDDED
     cluster: bool = False  # the URL names one node of a Redis Cluster
+    sentinel: RedisSentinel | None = None
+    tls: RedisTLS = field(default_factory=RedisTLS)
+    password_env: str | None = field(default=None, metadata={"env": True})
     socket_timeout: float = field(default=2.0, metadata={"check": positive})
     connect_timeout: float = field(default=2.0, metadata={"check": positive})
     max_connections: int = field(default=128, metadata={"check": positive})
+    admission: str = field(default="fail_closed", metadata={"check": _admission})
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.url.startswith("rediss://") or self.tls.enabled
+
+
+@dataclass(frozen=True, slots=True)
+class AdminListen:
+    """A listener of its own for the admin API (loopback unless told otherwise)."""
+
+    host: str = "127.0.0.1"
+    port: int = field(default=8081, metadata={"check": _port})
 
 
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
-    """The admin token is read from the environment variable ``token_env``."""
+    """The admin token is read from the environment variable ``token_env``. With
+    ``listen`` the admin API is served only there, not on the public listener."""
 
     token_env: str | None = field(default=None, metadata={"env": True})
+    listen: AdminListen | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
+    """Known keys are served from a cache for ``cache_ttl`` seconds; while Redis is
+    unreachable, for ``stale_for`` seconds more."""
+
     cache_ttl: float = field(default=1.0, metadata={"check": positive})
     cache_size: int = field(default=100_000, metadata={"check": positive})
+    stale_for: float = field(default=60.0, metadata={"check": non_negative})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +147,38 @@ class MeteringSettings:
 
     lease_seconds: float = field(default=30.0, metadata={"check": positive})
     default_max_output_tokens: int = field(default=4096, metadata={"check": positive})
+    # Settlements Redis could not take, kept in memory until it answers again.
+    outbox_size: int = field(default=100_000, metadata={"check": positive})
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """What one client may ask of the gateway (see SECURITY.md for the why).
+
+    Request bodies: ``max_body_bytes`` (413), nesting ``max_json_depth`` (400),
+    ``max_input_items`` messages or input items (400), ``max_tools`` (400),
+    ``max_text_chars`` characters in all strings (413); the body must arrive
+    within ``body_read_timeout`` seconds (408). Request heads: one header line
+    at most ``max_header_bytes``, at most ``max_headers`` of them (400 from
+    aiohttp). A connection idle, or still sending its request head, for
+    ``keepalive_timeout`` seconds is closed. A streaming client that does not
+    take a write within ``client_write_timeout`` seconds is cut off. More than
+    ``max_connections`` requests in flight in one process: 503 with Retry-After.
+    """
+
     max_body_bytes: int = field(default=4 * MIB, metadata={"check": positive})
+    max_json_depth: int = field(default=request_limits.MAX_JSON_DEPTH, metadata={"check": positive})
+    max_input_items: int = field(
+        default=request_limits.MAX_INPUT_ITEMS, metadata={"check": positive}
+    )
+    max_tools: int = field(default=request_limits.MAX_TOOLS, metadata={"check": positive})
+    max_text_chars: int = field(default=request_limits.MAX_TEXT_CHARS, metadata={"check": positive})
+    body_read_timeout: float = field(default=30.0, metadata={"check": positive})
+    max_header_bytes: int = field(default=8190, metadata={"check": positive})
+    max_headers: int = field(default=100, metadata={"check": positive})
+    keepalive_timeout: float = field(default=75.0, metadata={"check": positive})
+    client_write_timeout: float = field(default=30.0, metadata={"check": positive})
+    max_connections: int = field(default=1024, metadata={"check": positive})
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +290,8 @@ def parse_config(text: str, file: str = "<string>") -> GatewayConfig:
 
     plain = {k: v for k, v in data.items() if k not in ("backends", "routes", "filters")}
     settings = build(Settings, plain, "", report)
+    if settings is not None:
+        check_redis(_with_env(settings.redis), report)
     backends = _backends(data.get("backends"), report)
     routes = _routes(data.get("routes"), report)
     filters = _filters(data.get("filters"), report)
@@ -350,9 +441,44 @@ def load_redis_settings(path: str | os.PathLike[str]) -> RedisSettings:
     problems, report = problems_collector(file, {})
     raw = data.get("redis") if isinstance(data, dict) else None
     settings = build(RedisSettings, raw, "redis", report)
-    if settings is None:
+    if settings is not None:
+        check_redis(_with_env(settings), report)
+    if settings is None or problems:
         raise ConfigError(problems)
     return _with_env(settings)
+
+
+def check_redis(settings: RedisSettings, report: Report) -> None:
+    """What the ``redis`` section's keys say together: one topology, a usable URL."""
+    url = settings.url
+    if url == EMBEDDED:
+        if settings.cluster or settings.sentinel is not None:
+            report("redis.url", "a Redis URL is required with cluster or sentinel")
+        return
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("redis", "rediss", "unix"):
+        report("redis.url", "must start with redis://, rediss:// or unix:// (or be 'embedded')")
+        return
+    if settings.password_env and parsed.password:
+        report("redis.password_env", "the URL has a password too: give it in one place")
+    if settings.cluster and settings.sentinel is not None:
+        report("redis.sentinel", "cluster and sentinel exclude each other")
+    sentinel = settings.sentinel
+    if sentinel is not None:
+        if not sentinel.master:
+            report("redis.sentinel.master", "required: the name of the master")
+        if not sentinel.nodes:
+            report("redis.sentinel.nodes", "required: at least one host:port")
+        for i, node in enumerate(sentinel.nodes):
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit() or _port(int(port)):
+                report(f"redis.sentinel.nodes[{i}]", f"expected host:port, got {node!r}")
+    tls = settings.tls
+    given = tls.ca_file or tls.cert_file or tls.key_file or not tls.verify
+    if given and not settings.uses_tls:
+        report("redis.tls", "TLS options need a rediss:// URL (or tls.enabled: true)")
+    if bool(tls.cert_file) != bool(tls.key_file):
+        report("redis.tls", "cert_file and key_file go together")
 
 
 def _with_env(settings: RedisSettings) -> RedisSettings:

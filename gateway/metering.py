@@ -19,6 +19,14 @@
   request's progress, while the request runs. If the process dies, the reaper
   of any other process settles the hold after the lease at that progress;
   settlement is idempotent, so nothing is charged twice.
+- **Redis outages** (see ``gateway.outbox``): a settlement Redis cannot take
+  waits in the bounded outbox and is written, in order, when Redis answers;
+  the hold stays live here meanwhile, its lease renewed with the final usage as
+  soon as Redis is back, so even a reaper that wins the race charges the true
+  amount. A reaper that saw the store fail waits one lease period before
+  reaping, so live processes renew first. Admission while Redis is down is
+  refused with a 503 (``redis.admission: fail_closed``) or admitted without a
+  reservation and settled through the outbox (``fail_open``).
 
 Rounding rule: the exact cost (tokens of each kind times their price in
 credits per token, summed in decimal without rounding) is rounded **up** to a
@@ -35,10 +43,10 @@ import math
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from gateway import tokens
+from gateway import metrics, tokens
 from gateway.config import MeteringSettings
 from gateway.errors import InsufficientQuota, RateLimited, ServiceUnavailable
 from gateway.events import (
@@ -51,6 +59,7 @@ from gateway.events import (
     Usage,
 )
 from gateway.invocation import AgentInvocation
+from gateway.outbox import Outbox, Pending
 from gateway.route import Pricing, Route
 from gateway.store import ApiKey
 from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal
@@ -59,7 +68,7 @@ from gateway.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
-SETTLE_ATTEMPTS = 6
+RENEW_RETRY_SECONDS = 1.0  # lease upkeep that failed is tried again this soon
 _DELTAS = (TextDelta, ReasoningDelta, ToolCallArgumentsDelta)  # each a token at least
 
 
@@ -138,6 +147,8 @@ class Hold:
     tally: _Tally = field(default_factory=_Tally)
     settled: bool = False
     credits: int | None = None  # the cost, once settled
+    reserved: bool = True  # False: admitted without a reservation (Redis down, fail_open)
+    final: Usage | None = None  # the usage settled, while the settlement waits in the outbox
 
     def usage(self, *, answered: bool = False) -> Usage:
         """What to charge for what the stream delivered so far (see ``_Tally.final``)."""
@@ -160,6 +171,8 @@ class Hold:
     def billing_headers(self) -> dict[str, str]:
         """The request's cost and the key's balance after it (for complete answers)."""
         credits = cost(self.usage(), self.pricing)
+        if not self.reserved:
+            return {"x-gateway-cost": str(credits)}  # the balance is unknown
         return {
             "x-gateway-cost": str(credits),
             "x-gateway-balance": str(self.admitted.balance - credits),
@@ -167,11 +180,30 @@ class Hold:
 
 
 class Meter:
-    def __init__(self, holds: Holds, tasks: BackgroundTasks, settings: MeteringSettings) -> None:
+    def __init__(
+        self,
+        holds: Holds,
+        tasks: BackgroundTasks,
+        settings: MeteringSettings,
+        *,
+        fail_open: bool = False,
+    ) -> None:
         self._holds = holds
         self._tasks = tasks
         self._settings = settings
-        self._live: dict[str, Hold] = {}
+        self._fail_open = fail_open
+        self._live: dict[str, Hold] = {}  # admitted here and not yet written as settled
+        self._store_failed_at = -math.inf  # monotonic time the store last failed us
+        self.outbox = Outbox(
+            tasks, settings.outbox_size, before=self.renew, on_failure=self._store_failed
+        )
+
+    def _store_failed(self) -> None:
+        now = time.monotonic()
+        if now - self._store_failed_at >= 1.0:  # at most once a second
+            # Idle connections made before the outage would each fail one request after it.
+            self._tasks.spawn(self._holds.reset_idle(), name="reset idle store connections")
+        self._store_failed_at = now
 
     # Admission
 
@@ -207,15 +239,32 @@ class Meter:
             progress_credits=cost(Usage(input_tokens=tokens.estimate_input(invocation)), pricing),
         )
         route_limits = route.limits
-        result = await self._holds.admit(
-            charge_id,
-            record,
-            key.limits,
-            check_money=not pricing.free,
-            route_limits=Limits(route_limits.rpm, route_limits.tpm, route_limits.max_concurrent)
-            if route_limits.any
-            else None,
-        )
+        reserved = True
+        try:
+            result = await self._holds.admit(
+                charge_id,
+                record,
+                key.limits,
+                check_money=not pricing.free,
+                route_limits=Limits(route_limits.rpm, route_limits.tpm, route_limits.max_concurrent)
+                if route_limits.any
+                else None,
+            )
+        except ServiceUnavailable:
+            self._store_failed()
+            if not self._fail_open:
+                self._unreserve(record, charge_id, route_limits.any)
+                raise ServiceUnavailable(
+                    "The gateway cannot reach its store (Redis) to reserve this request's "
+                    "cost, so it refuses the request rather than risk overspending "
+                    "(redis.admission: fail_closed); retry later.",
+                    code="store_unavailable",
+                    headers={"Retry-After": "1"},
+                ) from None
+            # fail_open: run without a reservation; settled through the outbox. If the
+            # admission did reach Redis, settling this charge id releases its hold too.
+            log.warning("request %s admitted WITHOUT a reservation: store down", request_id)
+            result, reserved = Admitted(0, 0, 0, 0), False
         if isinstance(result, Refusal):
             raise _refused(result, credits)
         hold = Hold(
@@ -227,9 +276,20 @@ class Meter:
             admitted=result,
             key_limits=key.limits,
             route_limited=route_limits.any,
+            reserved=reserved,
         )
         self._live[charge_id] = hold
         return hold
+
+    def _unreserve(self, record: HoldRecord, charge_id: str, route: bool) -> None:
+        """Release a hold whose admission failed, in case Redis applied it after all."""
+        self.outbox.put(
+            Pending(
+                charge_id,
+                f"release of refused request {record.request_id} (key {record.key_id})",
+                lambda: self._holds.release(record, charge_id, key=True, route=route),
+            )
+        )
 
     # The stream
 
@@ -262,70 +322,93 @@ class Meter:
         hold.settled = True
         usage = hold.usage()
         hold.credits = cost(usage, hold.pricing)
+        metrics.settled(hold.record.agent, usage, hold.credits)
         self._tasks.spawn(self._settle(hold, usage, backend), name=f"settle {hold.charge_id}")
 
     async def _settle(self, hold: Hold, usage: Usage, backend: str) -> None:
         record = hold.record
         fields = _fields(record, usage, backend)
         credits = hold.credits or 0
-        try:
-            await self._retry(
-                lambda: self._holds.settle(
-                    record,
-                    hold.charge_id,
-                    credits,
-                    usage.total_tokens,
-                    fields,
-                    route=hold.route_limited,
-                ),
-                f"settle request {record.request_id} ({credits} credits)",
+
+        async def write() -> None:
+            await self._holds.settle(
+                record,
+                hold.charge_id,
+                credits,
+                usage.total_tokens,
+                fields,
+                route=hold.route_limited,
             )
-        finally:
             self._live.pop(hold.charge_id, None)
 
-    async def _retry(self, action: Callable[[], Awaitable[object]], what: str) -> None:
-        for attempt in range(SETTLE_ATTEMPTS):
+        if not len(self.outbox):  # else it queues behind the others: settlements stay in order
             try:
-                await action()
+                await write()
                 return
             except ServiceUnavailable:
-                await asyncio.sleep(0.2 * 2**attempt)
-        # The hold keeps its lease: the reaper settles it at its last progress.
-        log.error("could not %s: store unavailable; left to the reaper", what)
+                self._store_failed()
+        hold.final = usage  # renewals carry the final usage from now on
+        self.outbox.put(
+            Pending(
+                hold.charge_id,
+                f"settlement of request {record.request_id} (key {record.key_id}, "
+                f"{credits} credits)",
+                write,
+                dropped=lambda: self._forget(hold.charge_id),
+            )
+        )
+
+    def _forget(self, charge_id: str) -> None:
+        self._live.pop(charge_id, None)
 
     # Leases
 
     async def keep_leases(self) -> None:
         """Run forever: renew this process's holds, and settle holds of dead processes."""
         lease = self._settings.lease_seconds
+        wait = lease / 3
         while True:
-            await asyncio.sleep(lease / 3 * random.uniform(0.9, 1.1))
+            await asyncio.sleep(wait * random.uniform(0.9, 1.1))
             try:
                 await self.renew()
                 await self.reap()
+                wait = lease / 3
             except ServiceUnavailable:
+                self._store_failed()
                 log.warning("lease upkeep skipped: store unavailable")
+                wait = min(lease / 3, RENEW_RETRY_SECONDS)  # renew as soon as it is back
 
     async def renew(self) -> None:
         until = time.time() + self._settings.lease_seconds
         leases = []
         for hold in list(self._live.values()):
-            if hold.settled:
-                continue
-            usage = hold.usage(answered=True)
-            hold.record = dataclasses.replace(
+            if not hold.reserved or (hold.settled and hold.final is None):
+                continue  # nothing held in Redis, or its settlement is being written now
+            # A settlement waiting in the outbox renews with its final usage: should a
+            # reaper settle it first, it charges exactly what the request cost.
+            usage = hold.final or hold.usage(answered=True)
+            credits = hold.credits if hold.final is not None else None
+            record = dataclasses.replace(
                 hold.record,
                 lease_until=until,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
-                progress_credits=cost(usage, hold.pricing),
+                progress_credits=cost(usage, hold.pricing) if credits is None else credits,
             )
-            leases.append((hold.charge_id, hold.record))
+            if hold.final is None:
+                hold.record = record  # a queued settlement keeps the record it was given
+            leases.append((hold.charge_id, record))
         if leases:
             await self._holds.renew(leases)
 
     async def reap(self) -> int:
-        """Settle holds whose lease ran out (their process died); the number settled."""
+        """Settle holds whose lease ran out (their process died); the number settled.
+
+        Not within one lease period of a store failure this process saw: live
+        processes could not renew while the store was away, and get that long to.
+        """
+        if time.monotonic() - self._store_failed_at < self._settings.lease_seconds:
+            return 0
         now = time.time()
         settled = 0
         for key_id, charge_id, record in await self._holds.expired(now):

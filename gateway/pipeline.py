@@ -13,10 +13,12 @@ import asyncio
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
+from gateway import metrics
 from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker
 from gateway.config import GatewayConfig, Timeouts
@@ -89,9 +91,16 @@ class Gateway:
         self.generation = generation
         self.store = store
         self.tasks = tasks
-        self.auth = Authenticator(store, ttl=config.auth.cache_ttl, size=config.auth.cache_size)
+        self.auth = Authenticator(
+            store,
+            ttl=config.auth.cache_ttl,
+            size=config.auth.cache_size,
+            stale_for=config.auth.stale_for,
+        )
         self.holds = Holds(store.redis, cluster=config.redis.cluster)
-        self.meter = Meter(self.holds, tasks, config.metering)
+        self.meter = Meter(
+            self.holds, tasks, config.metering, fail_open=config.redis.admission == "fail_open"
+        )
         self.responses = ResponseStore(store.redis, config.responses.retention_seconds)
         self.draining = False  # set at SIGTERM: readiness turns false
         self.interrupts = Interrupts()
@@ -156,6 +165,7 @@ class Gateway:
         """
         generation = self.generation  # the request keeps it, whatever a reload does
         route = self.route(key, invocation.agent)
+        metrics.observation().route = invocation.agent
         hold = await self.meter.admit(invocation, key, route, request_id, budget)
         invocation = hold.invocation
         try:
@@ -175,10 +185,14 @@ class Gateway:
         charge_id = hold.charge_id
         request_id = hold.record.request_id
         failure: GatewayError | None = None
+        failed, obs = "", metrics.observation()
         for attempt, target in enumerate(self._order(route)):
             breaker = generation.breakers[target.backend]
             if not breaker.allow():
                 continue
+            if failed:
+                metrics.FALLBACKS.labels(invocation.agent, failed).inc()
+            obs.backend = target.backend
             hold.record = dataclasses.replace(hold.record, backend=target.backend)
             ctx = CallContext(
                 request_id=request_id,
@@ -205,7 +219,7 @@ class Gateway:
                     request_id,
                     exc.message,
                 )
-                failure = exc
+                failure, failed = exc, target.backend
                 continue
             except GatewayError:
                 breaker.success()  # it answered: the request was at fault
@@ -216,6 +230,7 @@ class Gateway:
                 await call.discard()
                 raise
             breaker.success()
+            obs.first_token = time.perf_counter()
             return call
         raise failure or ServiceUnavailable(
             f"No backend for agent '{invocation.agent}' is available now; retry later."
@@ -235,6 +250,7 @@ class Gateway:
     ) -> Call:
         backend = generation.backends[ctx.backend]
         self._in_use[id(backend)] = self._in_use.get(id(backend), 0) + 1
+        metrics.OPEN_STREAMS.inc()
         upstream = backend.invoke(invocation, ctx)
         timeouts = generation.config.backends[ctx.backend].timeouts
         checked = _checked(upstream, ctx, timeouts, self.interrupts)
@@ -248,6 +264,7 @@ class Gateway:
         return sum(self._in_use.values())
 
     def _done(self, backend: Backend) -> None:
+        metrics.OPEN_STREAMS.dec()
         self._in_use[id(backend)] -= 1
         if not self._in_use[id(backend)]:
             del self._in_use[id(backend)]
@@ -356,16 +373,19 @@ async def _checked(
     end = None if timeouts.total is None else loop.time() + timeouts.total
     wait, phase = timeouts.first_byte, "answer"
     iterator = aiter(events)
+    obs = metrics.observation()
     try:
         while True:
             limit = wait if end is None else min(wait, end - loop.time())
             try:
                 async with asyncio.timeout(limit) as pending:
                     interrupts.waits.add(pending)
+                    waiting = time.perf_counter()
                     try:
                         event = await anext(iterator)
                     finally:
                         interrupts.waits.discard(pending)
+                        obs.waited += time.perf_counter() - waiting
             except StopAsyncIteration:
                 break
             except TimeoutError:
@@ -376,19 +396,28 @@ async def _checked(
                         )
                     )
                     return
-                yield Failed(
-                    UpstreamTimeout(f"Backend '{ctx.backend}' timed out waiting for the {phase}.")
+                timeout = UpstreamTimeout(
+                    f"Backend '{ctx.backend}' timed out waiting for the {phase}."
                 )
+                metrics.upstream_error(ctx.backend, timeout)
+                yield Failed(timeout)
                 return
+            if isinstance(event, Failed):  # counted first: the consumer may stop at the yield
+                metrics.upstream_error(ctx.backend, event.error)
             yield event
             if isinstance(event, Completed | Failed):
                 return
             wait, phase = timeouts.idle, "next chunk"
     except GatewayError as exc:
+        metrics.upstream_error(ctx.backend, exc)
         yield Failed(exc)
         return
     except Exception:
         log.exception("backend %r failed on request %s", ctx.backend, ctx.request_id)
-        yield Failed(UpstreamError(f"The backend for agent '{ctx.agent}' failed."))
+        crashed = UpstreamError(f"The backend for agent '{ctx.agent}' failed.")
+        metrics.upstream_error(ctx.backend, crashed)
+        yield Failed(crashed)
         return
-    yield Failed(UpstreamError("The upstream stream ended before the answer was complete."))
+    cut = UpstreamError("The upstream stream ended before the answer was complete.")
+    metrics.upstream_error(ctx.backend, cut)
+    yield Failed(cut)

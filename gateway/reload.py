@@ -18,6 +18,7 @@ import logging
 import time
 from pathlib import Path
 
+from gateway import metrics
 from gateway.config import GatewayConfig, parse_config
 from gateway.errors import ConfigError
 from gateway.pipeline import Gateway
@@ -90,6 +91,7 @@ class ConfigWatcher:
             problems = exc.problems if isinstance(exc, ConfigError) else (str(exc),)
             self.problems = tuple(str(p) for p in problems)
             self._rejected = digest
+            metrics.CONFIG_RELOADS.labels("rejected").inc()
             for problem in self.problems:
                 log.error("configuration rejected, the current one stays: %s", problem)
             return False
@@ -105,6 +107,7 @@ class ConfigWatcher:
         self.digest, self._rejected, self.problems = digest, None, ()
         self.loaded_at = time.time()
         self.reloads += 1
+        metrics.CONFIG_RELOADS.labels("applied").inc()
         log.info(
             "configuration reloaded (sha256 %s, %d backends, %d routes)",
             digest[:12],

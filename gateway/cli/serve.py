@@ -12,12 +12,15 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import logs
 from gateway.cli.output import CommandError
 from gateway.cli.workers import Supervisor, worker_command
 from gateway.config import EMBEDDED, GatewayConfig, load_config
 from gateway.pipeline import Gateway
+from gateway.server import admin
 from gateway.server.app import create_app
 from gateway.server.keys import GATEWAY, WATCHER
+from gateway.server.limits import runner_kwargs
 
 log = logging.getLogger("gateway")
 
@@ -30,17 +33,19 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--port", type=int, help="override listen.port")
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default="auto",
+        help="json lines, or text for people; auto: text on a terminal, else json",
+    )
+    serve.add_argument(
         "--workers", type=int, default=1, help="worker processes sharing the port (default 1)"
     )
     serve.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup(args.log_level, args.log_format, sys.stderr)
     config = load_config(args.config)
     host = args.host or config.listen.host
     port = config.listen.port if args.port is None else args.port
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError("--workers needs a shared Redis: the embedded store is per process")
         if port == 0:
             raise CommandError("--workers needs a fixed port for the workers to share")
-        command = worker_command(args.config, host, port, args.log_level)
+        command = worker_command(args.config, host, port, args.log_level, args.log_format)
         return asyncio.run(Supervisor(command, args.workers).run())
     if args.workers < 1:
         raise CommandError("--workers must be at least 1")
@@ -76,6 +81,7 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=shutdown.grace_period + 5,
+        **runner_kwargs(config.limits),
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=True)
@@ -85,6 +91,8 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
         _print_demo(demo[0], host, port, next(iter(config.routes)))
 
     gateway, watcher = runner.app[GATEWAY], runner.app[WATCHER]
+    # Workers share the admin port as they share the public one.
+    admin_runner = await admin.start_admin_site(gateway, config, reuse_port=True)
     signals = asyncio.Queue[int]()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -93,6 +101,8 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, watcher.poke)
     await signals.get()
+    if admin_runner is not None:
+        await admin_runner.cleanup()
     await _drain(gateway, site, shutdown.drain_delay, shutdown.grace_period, signals)
     await runner.cleanup()  # waits for handlers, then for every settlement
     log.info("stopped")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import os
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +17,7 @@ from gateway.cli.output import CommandError, emit_json, emit_table
 from gateway.config import EMBEDDED, load_redis_settings
 from gateway.store import ApiKey, Store, connect, ledger_export
 from gateway.store.records import Limits
+from gateway.store.store import DEFAULT_GRACE_SECONDS
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -41,6 +44,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         help="an agent the key may call (repeatable; default: every agent)",
     )
     create.add_argument("--expires-in", type=parse_duration, help="e.g. 30d, 12h")
+    create.add_argument("--note", default="", help="free text: who it is for, a ticket...")
     _limit_options(create)
     create.set_defaults(run=_runner(_create))
     limits = ks.add_parser("limits", parents=[common], help="set a key's limits (0: none)")
@@ -54,6 +58,21 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     revoke = ks.add_parser("revoke", parents=[common], help="revoke a key (within 1 s everywhere)")
     revoke.add_argument("id")
     revoke.set_defaults(run=_runner(_revoke))
+    rotate = ks.add_parser(
+        "rotate", parents=[common], help="a new secret; the old one works for a grace period"
+    )
+    rotate.add_argument("id")
+    rotate.add_argument(
+        "--grace",
+        type=_duration_or_zero,
+        default=DEFAULT_GRACE_SECONDS,
+        help="how long the old secret keeps working (default 24h; 0: refused at once)",
+    )
+    rotate.set_defaults(run=_runner(_rotate))
+
+    audit = commands.add_parser("audit", parents=[common], help="the admin actions, newest first")
+    audit.add_argument("--limit", type=_positive, default=50, help="at most this many (50)")
+    audit.set_defaults(run=_runner(_audit))
 
     balance = commands.add_parser("balance", help="show or add credits")
     bs = balance.add_subparsers(dest="balance_command", required=True, metavar="COMMAND")
@@ -79,6 +98,19 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         help="output format (default: table, or json with --json)",
     )
     usage.set_defaults(run=_runner(_usage))
+
+
+def _duration_or_zero(text: str) -> float:
+    return 0.0 if text.strip() == "0" else parse_duration(text)
+
+
+def actor() -> str:
+    """Who the audit log names for a command: the OS user running it."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"cli:{user}"
 
 
 def _time(text: str) -> float:
@@ -155,6 +187,8 @@ async def _create(store: Store, args: argparse.Namespace) -> None:
         agents=tuple(args.agent),
         expires_at=expires_at,
         limits=_limits_of(args),
+        note=args.note,
+        actor=actor(),
     )
     if args.json:
         emit_json({**key.to_json(), "key": secret, "balance": args.balance})
@@ -183,7 +217,7 @@ async def _show(store: Store, args: argparse.Namespace) -> None:
 
 
 async def _limits(store: Store, args: argparse.Namespace) -> None:
-    key = await store.set_limits(args.id, _limits_of(args))
+    key = await store.set_limits(args.id, _limits_of(args), actor=actor())
     if args.json:
         emit_json(key.to_json())
     else:
@@ -191,11 +225,38 @@ async def _limits(store: Store, args: argparse.Namespace) -> None:
 
 
 async def _revoke(store: Store, args: argparse.Namespace) -> None:
-    key = await store.revoke_key(args.id)
+    key = await store.revoke_key(args.id, actor=actor())
     if args.json:
         emit_json(key.to_json())
     else:
         print(f"Revoked key {key.id} ({key.name}).")
+
+
+async def _rotate(store: Store, args: argparse.Namespace) -> None:
+    key, secret = await store.rotate_key(args.id, grace_seconds=args.grace, actor=actor())
+    if args.json:
+        emit_json({**key.to_json(), "key": secret})
+        return
+    print(f"Rotated key {key.id} ({key.name}); its balance, ledger and limits are unchanged.")
+    if args.grace:
+        print(f"The old secret works until {_when(key.previous_expires_at)}.")
+    else:
+        print("The old secret is refused from now on.")
+    print("The new secret is shown only now; store it safely:")
+    print(secret)
+
+
+async def _audit(store: Store, args: argparse.Namespace) -> None:
+    entries = await store.audit_log(limit=args.limit)
+    if args.json:
+        emit_json([e.to_json() for e in entries])
+        return
+    rows = [[_when(e.at), e.actor, e.action, e.key_id, _details(e.details)] for e in entries]
+    emit_table(rows, ["AT", "WHO", "ACTION", "KEY", "DETAILS"])
+
+
+def _details(details: Mapping[str, object]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(details.items()) if v not in (None, "", [], {}))
 
 
 async def _balance_show(store: Store, args: argparse.Namespace) -> None:
@@ -212,7 +273,7 @@ async def _balance_show(store: Store, args: argparse.Namespace) -> None:
 
 
 async def _balance_add(store: Store, args: argparse.Namespace) -> None:
-    balance = await store.credit(args.id, args.credits, note=args.note)
+    balance = await store.credit(args.id, args.credits, note=args.note, actor=actor())
     if args.json:
         emit_json({"id": args.id, "balance": balance})
     else:

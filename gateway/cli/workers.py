@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from gateway import metrics
+
 log = logging.getLogger("gateway.workers")
 
 RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # seconds before restarting a worker, by attempt
@@ -50,8 +52,10 @@ class Supervisor:
         self._stopping = False
 
     async def run(self) -> int:
+        ours = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
         folder = metrics_folder()
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": folder}
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # for the workers, and mark_process_dead
+        env = dict(os.environ)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
 
@@ -66,7 +70,7 @@ class Supervisor:
         slots = [asyncio.create_task(self._keep(slot, env)) for slot in range(self._count)]
         await stop.wait()
         codes = await asyncio.gather(*slots)
-        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        if ours:
             shutil.rmtree(folder, ignore_errors=True)
         log.info("all workers stopped")
         return 0 if all(code == 0 for code in codes) else 1
@@ -86,6 +90,7 @@ class Supervisor:
             self._workers[slot] = process
             log.info("worker %d started (pid %d)", slot, process.pid)
             code = await process.wait()
+            metrics.mark_process_dead(process.pid)  # its live gauges leave the totals
             if self._stopping:
                 # A worker still starting when the signal came dies of it, with nothing to drain.
                 return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
@@ -100,8 +105,9 @@ class Supervisor:
                 return 0
 
 
-def worker_command(config: str, host: str, port: int, log_level: str) -> list[str]:
+def worker_command(config: str, host: str, port: int, log_level: str, log_format: str) -> list[str]:
     return [
         sys.executable, "-m", "gateway", "serve", "--config", config,
-        "--host", host, "--port", str(port), "--log-level", log_level, "--workers", "1",
+        "--host", host, "--port", str(port), "--log-level", log_level,
+        "--log-format", log_format, "--workers", "1",
     ]  # fmt: skip

@@ -26,6 +26,7 @@ from gateway.dialects.fields import (
     req_str,
     str_map,
 )
+from gateway.dialects.limits import DEFAULTS, RequestLimits, check_request
 from gateway.errors import InvalidRequest
 from gateway.invocation import (
     AgentInvocation,
@@ -53,7 +54,8 @@ class ChatRequest:
     include_usage: bool = False  # stream_options.include_usage
 
 
-def parse_chat_request(body: object) -> ChatRequest:
+def parse_chat_request(body: object, limits: RequestLimits = DEFAULTS) -> ChatRequest:
+    check_request(body, limits, items="messages")
     req = as_object(body, "body")
     agent = req_str(req, "model")
     messages = opt_list(req, "messages")

@@ -57,6 +57,7 @@ from gateway.dialects.fields import (
     opt_str,
     req_str,
 )
+from gateway.dialects.limits import DEFAULTS, RequestLimits, check_request
 from gateway.errors import InvalidRequest
 from gateway.invocation import (
     AgentInvocation,
@@ -84,12 +85,15 @@ TOP_EFFORT = "high"
 EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "xhigh"}
 
 
-def parse_messages_request(body: object, *, count_only: bool = False) -> AgentInvocation:
+def parse_messages_request(
+    body: object, limits: RequestLimits = DEFAULTS, *, count_only: bool = False
+) -> AgentInvocation:
     """The invocation a Messages request asks for.
 
     ``count_only`` parses a ``count_tokens`` request: ``max_tokens`` and
     ``stream`` are not part of it.
     """
+    check_request(body, limits, items="messages")
     req = as_object(body, "body")
     agent = req_str(req, "model")
     max_tokens = opt_int(req, "max_tokens", lo=1)

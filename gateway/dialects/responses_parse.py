@@ -30,6 +30,7 @@ from gateway.dialects.fields import (
     req_str,
     str_map,
 )
+from gateway.dialects.limits import DEFAULTS, RequestLimits, check_request
 from gateway.dialects.responses_items import ItemReference, parse_item
 from gateway.errors import InvalidRequest
 from gateway.invocation import (
@@ -69,7 +70,8 @@ class ResponsesRequest:
         return dataclasses.replace(self.invocation, input=(*context, *items))
 
 
-def parse_responses_request(body: object) -> ResponsesRequest:
+def parse_responses_request(body: object, limits: RequestLimits = DEFAULTS) -> ResponsesRequest:
+    check_request(body, limits, items="input")
     req = as_object(body, "body")
     agent = req_str(req, "model")
     previous = opt_str(req, "previous_response_id")

@@ -1,14 +1,18 @@
-"""The admin API under ``/admin``: keys, limits, balances and the ledger.
+"""The admin API under ``/admin``: keys, limits, balances, the ledger and the audit log.
 
-A sub-application, mounted only when ``admin.token_env`` is configured. Every
-request must carry ``Authorization: Bearer <admin token>``; the token is compared
-in constant time (SHA-256 digests through ``hmac.compare_digest``, so not even its
-length leaks) and never logged. Bodies are JSON; answers are what the matching
-``gateway ... --json`` command prints. Errors go through the app's error middleware.
+Absent unless ``admin.token_env`` is configured. Then it is either a sub-application
+of the public one (no ``admin.listen``), or served by a listener of its own
+(``start_admin_site``), and then only there. Every request must carry
+``Authorization: Bearer <admin token>``; the token is compared in constant time
+(SHA-256 digests through ``hmac.compare_digest``, so not even its length leaks)
+and never logged. Bodies are JSON; answers are what the matching ``gateway ...
+--json`` command prints. Errors go through the error middleware. Every change
+(create, revoke, rotate, credit, limits) is audited as ``admin-api:<client address>``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -18,18 +22,24 @@ from collections.abc import Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.config import GatewayConfig
 from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest
 from gateway.pipeline import Gateway
+from gateway.server import middlewares, openapi
+from gateway.server.api import JSON, Operation, Param, Reply, Table, json_reply
 from gateway.server.body import json_response, read_json
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.store import ledger_export
 from gateway.store.records import Limits
+from gateway.store.store import DEFAULT_GRACE_SECONDS
 
 log = logging.getLogger(__name__)
 
 ADMIN_TOKEN_DIGEST = web.AppKey("admin_token_digest", bytes)
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT = 1000
+MAX_GRACE_SECONDS = 90 * 86400
+MAX_AUDIT_LIMIT = 10_000
 _CONTENT_TYPES = {
     "json": "application/json",
     "jsonl": "application/x-ndjson",
@@ -38,21 +48,61 @@ _CONTENT_TYPES = {
 _LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent", "daily_budget", "monthly_budget")
 
 
+ADMIN_PREFIX = "/admin"
+
+
 def create_admin_app(token: str) -> web.Application:
     """The admin sub-application; mount it with ``app.add_subapp("/admin", ...)``."""
     if not token:
         raise ValueError("the admin token is empty")
     admin = web.Application(middlewares=[require_token])
     admin[ADMIN_TOKEN_DIGEST] = _digest(token)
-    admin.router.add_get("/keys", list_keys)
-    admin.router.add_post("/keys", create_key)
-    admin.router.add_get("/keys/{id}", show_key)
-    admin.router.add_post("/keys/{id}/revoke", revoke_key)
-    admin.router.add_put("/keys/{id}/limits", set_limits)
-    admin.router.add_get("/keys/{id}/balance", balance)
-    admin.router.add_post("/keys/{id}/credit", credit)
-    admin.router.add_get("/keys/{id}/ledger", ledger)
+    for op in ADMIN.operations:  # relative to the mount point
+        admin.router.add_route(op.method, op.path, op.handler)
     return admin
+
+
+def create_admin_site_app(gateway: Gateway, token: str) -> web.Application:
+    """The application of the admin listener: ``/admin/...`` and its own ``/openapi.json``."""
+    app = web.Application(
+        middlewares=[middlewares.request_id, middlewares.errors],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[GATEWAY] = gateway
+    app[openapi.OPENAPI_DOCUMENT] = openapi.document([ADMIN], title="Agent gateway admin API")
+    app.router.add_get("/openapi.json", openapi.serve_document)
+    app.add_subapp(ADMIN_PREFIX, create_admin_app(token))
+    return app
+
+
+async def start_admin_site(
+    gateway: Gateway, config: GatewayConfig, *, reuse_port: bool = False
+) -> web.AppRunner | None:
+    """Serve the admin API on ``admin.listen``; ``None`` when it is not configured
+    (no token: no admin API at all; no ``listen``: it is mounted on the public app).
+
+    ``reuse_port`` lets several worker processes share the port (each answers from the
+    shared store; ``/admin/runtime`` then describes whichever worker answers).
+    ``await runner.cleanup()`` at shutdown stops it.
+    """
+    listen = config.admin.listen
+    if not config.admin.token_env or listen is None:
+        return None
+    from gateway.server.app import admin_token  # the app module imports this one
+
+    runner = web.AppRunner(
+        create_admin_site_app(gateway, admin_token(config)),
+        handler_cancellation=True,
+        access_log=None,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, listen.host, listen.port, reuse_port=reuse_port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    log.info("admin API listening on http://%s:%d/admin", listen.host, listen.port)
+    return runner
 
 
 def _digest(token: str) -> bytes:
@@ -77,6 +127,11 @@ def _gateway(request: web.Request) -> Gateway:
     return request.config_dict[GATEWAY]
 
 
+def actor(request: web.Request) -> str:
+    """Who the audit log names: the client's address, never the token."""
+    return f"admin-api:{request.remote or 'unknown'}"
+
+
 # Handlers
 
 
@@ -86,7 +141,9 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 async def create_key(request: web.Request) -> web.Response:
-    body = await _object(request, {"name", "balance", "agents", "expires_in_seconds", "limits"})
+    body = await _object(
+        request, {"name", "balance", "agents", "expires_in_seconds", "limits", "note"}
+    )
     name = body.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_TEXT:
         raise InvalidRequest("name must be a non-empty string", param="name")
@@ -104,9 +161,49 @@ async def create_key(request: web.Request) -> web.Response:
         expires_at = time.time() + seconds
     limits = _limits(body.get("limits", {}), "limits")
     key, secret = await _gateway(request).store.create_key(
-        name, balance=balance, agents=tuple(agents), expires_at=expires_at, limits=limits
+        name,
+        balance=balance,
+        agents=tuple(agents),
+        expires_at=expires_at,
+        limits=limits,
+        note=_note(body),
+        actor=actor(request),
     )
     return json_response({**key.to_json(), "key": secret, "balance": balance}, status=201)
+
+
+async def rotate_key(request: web.Request) -> web.Response:
+    body = await _object(request, {"grace_seconds"}, empty_ok=True)
+    grace = body.get("grace_seconds", DEFAULT_GRACE_SECONDS)
+    seconds = _number(grace)
+    if seconds is None or seconds < 0 or seconds > MAX_GRACE_SECONDS:
+        raise InvalidRequest(
+            f"grace_seconds must be a number from 0 to {MAX_GRACE_SECONDS}", param="grace_seconds"
+        )
+    gateway = _gateway(request)
+    key, secret = await gateway.store.rotate_key(
+        request.match_info["id"], grace_seconds=seconds, actor=actor(request)
+    )
+    gateway.auth.forget(key.id)  # this process reads the new record at once
+    return json_response({**key.to_json(), "key": secret})
+
+
+async def runtime(request: web.Request) -> web.Response:
+    """What a soak test watches for leaks besides memory and descriptors."""
+    gateway = _gateway(request)
+    return json_response(
+        {"asyncio_tasks": len(asyncio.all_tasks()), "active_calls": gateway.active_calls}
+    )
+
+
+async def audit(request: web.Request) -> web.Response:
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_AUDIT_LIMIT:
+        raise InvalidRequest(
+            f"limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}", param="limit"
+        )
+    entries = await _gateway(request).store.audit_log(limit=int(raw))
+    return json_response([e.to_json() for e in entries])
 
 
 async def show_key(request: web.Request) -> web.Response:
@@ -118,14 +215,16 @@ async def show_key(request: web.Request) -> web.Response:
 
 async def revoke_key(request: web.Request) -> web.Response:
     gateway = _gateway(request)
-    key = await gateway.store.revoke_key(request.match_info["id"])
+    key = await gateway.store.revoke_key(request.match_info["id"], actor=actor(request))
     gateway.auth.forget(key.id)  # this process refuses it at once; others within cache_ttl
     return json_response(key.to_json())
 
 
 async def set_limits(request: web.Request) -> web.Response:
     limits = _limits(await _object(request, set(_LIMIT_FIELDS)), None)
-    key = await _gateway(request).store.set_limits(request.match_info["id"], limits)
+    key = await _gateway(request).store.set_limits(
+        request.match_info["id"], limits, actor=actor(request)
+    )
     return json_response(key.to_json())
 
 
@@ -145,13 +244,10 @@ async def credit(request: web.Request) -> web.Response:
     credits = _int(body["credits"], "credits")
     if credits == 0:
         raise InvalidRequest("credits must not be 0", param="credits")
-    note = body.get("note", "")
-    if not isinstance(note, str) or len(note) > MAX_TEXT:
-        raise InvalidRequest(
-            f"note must be a string of at most {MAX_TEXT} characters", param="note"
-        )
     key_id = request.match_info["id"]
-    new_balance = await _gateway(request).store.credit(key_id, credits, note=note)
+    new_balance = await _gateway(request).store.credit(
+        key_id, credits, note=_note(body), actor=actor(request)
+    )
     return json_response({"id": key_id, "balance": new_balance})
 
 
@@ -198,7 +294,11 @@ async def ledger(request: web.Request) -> web.StreamResponse:
 # Input checks: each failure is a 400 naming the parameter
 
 
-async def _object(request: web.Request, allowed: set[str]) -> dict[str, object]:
+async def _object(
+    request: web.Request, allowed: set[str], *, empty_ok: bool = False
+) -> dict[str, object]:
+    if empty_ok and not request.can_read_body:
+        return {}
     body = await read_json(request, MAX_BODY_BYTES)
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
@@ -206,6 +306,15 @@ async def _object(request: web.Request, allowed: set[str]) -> dict[str, object]:
         if name not in allowed:
             raise InvalidRequest(f"unknown field {name!r}", param=name)
     return body
+
+
+def _note(body: Mapping[str, object]) -> str:
+    note = body.get("note", "")
+    if not isinstance(note, str) or len(note) > MAX_TEXT:
+        raise InvalidRequest(
+            f"note must be a string of at most {MAX_TEXT} characters", param="note"
+        )
+    return note
 
 
 def _number(value: object) -> float | None:
@@ -260,3 +369,164 @@ def _ledger_query(params: Mapping[str, str]) -> ledger_export.LedgerQuery:
         until=time_param("until"),
         limit=limit,
     )
+
+
+# The route table: what create_admin_app serves and /openapi.json describes.
+
+_ID = Param("id", "path", description="a key id (key_...)")
+_KEY_ERRORS = (401, 404, 503)
+_BODY_ERRORS = (400, 401, 404, 413, 503)
+_LEDGER_PARAMS = (
+    _ID,
+    Param("format", "query", {"type": "string", "enum": list(ledger_export.FORMATS)}),
+    Param("agent", "query", description="only this agent's usage"),
+    Param("kind", "query", {"type": "string", "enum": list(ledger_export.KINDS)}),
+    Param("since", "query", description="from this time (UNIX seconds or ISO-8601)"),
+    Param("until", "query", description="before this time (UNIX seconds or ISO-8601)"),
+    Param("limit", "query", {"type": "integer", "minimum": 1}),
+)
+
+ADMIN = Table(
+    (ADMIN_PREFIX,),
+    (
+        Operation(
+            "GET",
+            "/keys",
+            list_keys,
+            "adminListKeys",
+            "List keys (never secrets)",
+            "admin",
+            security="admin_token",
+            replies=(json_reply(200, "the keys", "KeyList"),),
+            errors=(401, 503),
+        ),
+        Operation(
+            "POST",
+            "/keys",
+            create_key,
+            "adminCreateKey",
+            "Create a key; its secret is in this answer only",
+            "admin",
+            security="admin_token",
+            body="CreateKey",
+            replies=(json_reply(201, "the record and its secret", "KeyWithSecret"),),
+            errors=(400, 401, 413, 503),
+        ),
+        Operation(
+            "GET",
+            "/keys/{id}",
+            show_key,
+            "adminShowKey",
+            "A key's record, balance and held credits",
+            "admin",
+            security="admin_token",
+            params=(_ID,),
+            replies=(json_reply(200, "the record", "KeyWithBalance"),),
+            errors=_KEY_ERRORS,
+        ),
+        Operation(
+            "POST",
+            "/keys/{id}/revoke",
+            revoke_key,
+            "adminRevokeKey",
+            "Revoke a key (and any secret a rotation replaced)",
+            "admin",
+            security="admin_token",
+            params=(_ID,),
+            replies=(json_reply(200, "the record", "Key"),),
+            errors=_KEY_ERRORS,
+        ),
+        Operation(
+            "POST",
+            "/keys/{id}/rotate",
+            rotate_key,
+            "adminRotateKey",
+            "A new secret for the key; the old one works for the grace period",
+            "admin",
+            security="admin_token",
+            params=(_ID,),
+            body="RotateKey",
+            replies=(json_reply(200, "the record and its new secret", "KeyWithSecret"),),
+            errors=(*_BODY_ERRORS, 409),
+        ),
+        Operation(
+            "PUT",
+            "/keys/{id}/limits",
+            set_limits,
+            "adminSetLimits",
+            "Replace a key's limits (a missing one is 0: none)",
+            "admin",
+            security="admin_token",
+            params=(_ID,),
+            body="Limits",
+            replies=(json_reply(200, "the record", "Key"),),
+            errors=_BODY_ERRORS,
+        ),
+        Operation(
+            "GET",
+            "/keys/{id}/balance",
+            balance,
+            "adminBalance",
+            "A key's balance, held and available credits",
+            "admin",
+            security="admin_token",
+            params=(_ID,),
+            replies=(json_reply(200, "the balance", "Balance"),),
+            errors=_KEY_ERRORS,
+        ),
+        Operation(
+            "POST",
+            "/keys/{id}/credit",
+            credit,
+            "adminCredit",
+            "Add (negative: remove) credits, with a ledger entry",
+            "admin",
+            security="admin_token",
+            params=(_ID,),
+            body="Credit",
+            replies=(json_reply(200, "the new balance", "NewBalance"),),
+            errors=_BODY_ERRORS,
+        ),
+        Operation(
+            "GET",
+            "/keys/{id}/ledger",
+            ledger,
+            "adminLedger",
+            "The key's ledger, streamed as JSON, JSON lines or CSV",
+            "admin",
+            security="admin_token",
+            params=_LEDGER_PARAMS,
+            replies=(
+                Reply(
+                    200,
+                    "the entries, oldest first",
+                    {JSON: "Ledger", "application/x-ndjson": None, "text/csv": None},
+                ),
+            ),
+            errors=(400, *_KEY_ERRORS),
+        ),
+        Operation(
+            "GET",
+            "/audit",
+            audit,
+            "adminAudit",
+            "The latest admin actions, newest first",
+            "admin",
+            security="admin_token",
+            params=(Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10000}),),
+            replies=(json_reply(200, "the audit entries", "AuditLog"),),
+            errors=(400, 401, 503),
+        ),
+        Operation(
+            "GET",
+            "/runtime",
+            runtime,
+            "adminRuntime",
+            "This process's asyncio tasks and calls in flight (what a soak test watches)",
+            "admin",
+            security="admin_token",
+            replies=(json_reply(200, "the counts", "Runtime"),),
+            errors=(401,),
+        ),
+    ),
+)

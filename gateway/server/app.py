@@ -9,12 +9,13 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.config import EMBEDDED, GatewayConfig
 from gateway.errors import ConfigError, Problem
 from gateway.pipeline import Gateway
 from gateway.reload import ConfigWatcher
-from gateway.server import admin, chat, messages, middlewares, misc, responses
+from gateway.server import admin, api, chat, messages, middlewares, misc, openapi, responses, routes
 from gateway.server.keys import GATEWAY, WATCHER
 from gateway.store import Store, connect
 from gateway.tasks import BackgroundTasks
@@ -23,8 +24,7 @@ log = logging.getLogger(__name__)
 
 OnReady = Callable[[Gateway], Awaitable[None]]
 
-# LibreChat serves its Agents API under this prefix; clients pointed at it keep working.
-PREFIXES = ("/v1", "/api/agents/v1")
+PREFIXES = routes.PREFIXES  # /v1, and LibreChat's Agents API prefix
 SHUTDOWN_DRAIN_SECONDS = 30.0
 
 
@@ -43,30 +43,40 @@ def create_app(
 ) -> web.Application:
     """The application; ``watch`` reloads ``config.source`` when it changes."""
     app = web.Application(
-        middlewares=[middlewares.request_id, middlewares.errors],
+        middlewares=[
+            middlewares.request_id,
+            middlewares.observe,
+            middlewares.errors,
+            middlewares.in_flight_limit(config.limits.max_connections),
+        ],
         client_max_size=config.limits.max_body_bytes,
     )
-    for prefix in PREFIXES:
-        app.router.add_post(f"{prefix}/chat/completions", chat.chat_completions)
-        app.router.add_get(f"{prefix}/models", misc.models)
-        app.router.add_post(f"{prefix}/responses", responses.create_response)
-        app.router.add_get(f"{prefix}/responses/{{response_id}}", responses.get_response)
-        app.router.add_delete(f"{prefix}/responses/{{response_id}}", responses.delete_response)
-        app.router.add_get(
-            f"{prefix}/responses/{{response_id}}/input_items", responses.list_input_items
-        )
-        app.router.add_post(f"{prefix}/messages", messages.create_message)
-        app.router.add_post(f"{prefix}/messages/count_tokens", messages.count_tokens)
+    tables = [*routes.PUBLIC]
+    api.register(app.router, tables)
     # Anthropic's error shape for everything at or under .../messages (401, 413, 404s too).
     shapes: dict[str, middlewares.ErrorShape] = {
         f"{prefix}/messages": middlewares.anthropic_shape for prefix in PREFIXES
     }
     app[middlewares.ERROR_SHAPES] = shapes
-    app.router.add_get("/healthz", misc.healthz)
-    app.router.add_get("/readyz", misc.readyz)
-    if config.admin.token_env:
-        # The admin API exists only with a token; without one, /admin/... is a 404.
-        app.add_subapp("/admin", admin.create_admin_app(admin_token(config)))
+    dialects: dict[Handler, str] = {  # the requests that gateway.metrics measures
+        chat.chat_completions: "chat_completions",
+        responses.create_response: "responses",
+        messages.create_message: "messages",
+    }
+    app[middlewares.DIALECTS] = dialects
+    app.router.add_get("/metrics", misc.metrics)
+    if config.admin.token_env and config.admin.listen is None:
+        # The admin API exists only with a token; without one, /admin/... is a 404. With
+        # admin.listen it is served only by its own listener (admin.start_admin_site).
+        app.add_subapp(admin.ADMIN_PREFIX, admin.create_admin_app(admin_token(config)))
+        tables.append(admin.ADMIN)
+        if config.listen.host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning(
+                "the admin API is served on the public listener %s: set admin.listen to "
+                "serve it on a loopback listener of its own",
+                config.listen.host,
+            )
+    app[openapi.OPENAPI_DOCUMENT] = openapi.document(tables)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if config.redis.url == EMBEDDED:
@@ -93,6 +103,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop
             await tasks.drain(SHUTDOWN_DRAIN_SECONDS)  # settlements finish before we go
+            gateway.meter.outbox.abandon()  # logs each settlement Redis never took
             await gateway.aclose()
             await store.aclose()
 

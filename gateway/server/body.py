@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from aiohttp import web
 
 from gateway.errors import InvalidRequest, PayloadTooLarge
 
+BODY_READ_TIMEOUT = 30.0
 
-async def read_json(request: web.Request, limit: int) -> object:
-    """The parsed body; 413 above ``limit`` bytes, 400 if it is not JSON."""
+
+async def read_json(
+    request: web.Request, limit: int, *, read_timeout: float = BODY_READ_TIMEOUT
+) -> object:
+    """The parsed body; 413 above ``limit`` bytes, 400 if it is not JSON.
+
+    The whole body must arrive within ``read_timeout`` seconds, else 408 and the
+    connection is closed: a client trickling its body cannot hold a handler.
+    """
     too_large = PayloadTooLarge(
         f"The request body is larger than this gateway accepts ({limit} bytes)."
     )
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     try:
-        raw = await request.read()
+        async with asyncio.timeout(read_timeout):
+            raw = await request.read()
+    except TimeoutError:
+        # The rest of the body is unread: mark the stream broken so that the error
+        # response closes the connection instead of waiting for those bytes.
+        request.content.set_exception(ConnectionAbortedError("request body read timed out"))
+        raise InvalidRequest(
+            f"The request body did not arrive within {read_timeout:g} seconds.",
+            code="request_timeout",
+            status=408,
+        ) from None
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
     except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not match

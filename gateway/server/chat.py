@@ -19,8 +19,9 @@ from gateway.transcript import Transcript
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     key = await gateway.auth.authenticate(request.headers.get("Authorization"))
-    body = await read_json(request, gateway.config.limits.max_body_bytes)
-    chat = parse_chat_request(body)
+    limits = gateway.config.limits
+    body = await read_json(request, limits.max_body_bytes, read_timeout=limits.body_read_timeout)
+    chat = parse_chat_request(body, limits)
     invocation = chat.invocation
     call = await gateway.open(invocation, key, request[REQUEST_ID], budget(request))
     async with call:

@@ -44,8 +44,9 @@ async def authenticate(request: web.Request) -> ApiKey:
 async def create_message(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     key = await authenticate(request)
-    body = await read_json(request, gateway.config.limits.max_body_bytes)
-    invocation = parse_messages_request(body)
+    limits = gateway.config.limits
+    body = await read_json(request, limits.max_body_bytes, read_timeout=limits.body_read_timeout)
+    invocation = parse_messages_request(body, limits)
     call = await gateway.open(invocation, key, request[REQUEST_ID], budget(request))
     async with call:
         builder = MessageBuilder(
@@ -81,7 +82,8 @@ async def count_tokens(request: web.Request) -> web.Response:
     """
     gateway = request.app[GATEWAY]
     key = await authenticate(request)
-    body = await read_json(request, gateway.config.limits.max_body_bytes)
-    invocation = parse_messages_request(body, count_only=True)
+    limits = gateway.config.limits
+    body = await read_json(request, limits.max_body_bytes, read_timeout=limits.body_read_timeout)
+    invocation = parse_messages_request(body, limits, count_only=True)
     gateway.route(key, invocation.agent)
     return json_response({"input_tokens": tokens.estimate_input(invocation)})

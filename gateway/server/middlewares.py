@@ -11,20 +11,23 @@ request id and answered with a generic 500 that leaks nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
 from collections.abc import Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
+from gateway import metrics
 from gateway.dialects import anthropic_errors, openai_errors
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
 )
 from gateway.server.keys import REQUEST_ID
 
@@ -72,6 +75,32 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
     return response
 
 
+# Handler -> the dialect it speaks; only these requests are measured (``metrics``).
+DIALECTS: web.AppKey[dict[Handler, str]] = web.AppKey("dialects")
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Measure a request to an agent endpoint (``gateway.metrics``); others pass."""
+    dialect = request.config_dict.get(DIALECTS, {}).get(request.match_info.route.handler)
+    if dialect is None:
+        return await handler(request)
+    obs = metrics.begin(dialect)
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away (nginx's code)
+        raise
+    finally:
+        metrics.finish(obs, status)
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -85,6 +114,40 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("unhandled error on request %s", request.get(REQUEST_ID, "-"))
         return error_response(GatewayError("The gateway failed to handle the request."), request)
+
+
+# Cheap probes that must answer even at capacity (a failing liveness probe restarts the pod).
+UNCOUNTED_PATHS = frozenset({"/healthz", "/readyz"})
+RETRY_AFTER_SECONDS = 1
+
+
+def in_flight_limit(most: int) -> Middleware:
+    """Refuse a request beyond ``most`` in flight in this process with a 503.
+
+    Placed inside ``errors``, so the refusal is in the dialect's shape (Anthropic's
+    ``overloaded_error`` is a 529), with ``Retry-After``. A streamed answer counts
+    until its last byte is written.
+    """
+    in_flight = 0
+
+    @web.middleware
+    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal in_flight
+        if request.path in UNCOUNTED_PATHS:
+            return await handler(request)
+        if in_flight >= most:
+            raise ServiceUnavailable(
+                "The gateway is handling as many requests as it accepts; retry shortly.",
+                code="overloaded",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
+
+    return limit
 
 
 def error_response(error: GatewayError, request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ import time
 
 from aiohttp import web
 
+from gateway import metrics as prometheus
 from gateway.server.body import json_response
 from gateway.server.keys import GATEWAY, WATCHER
 
@@ -36,3 +37,9 @@ async def readyz(request: web.Request) -> web.Response:
     status = "ok" if ready else ("draining" if gateway.draining else "unavailable")
     body = {"status": status, "store": store, "config": request.app[WATCHER].status()}
     return json_response(body, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics (``gateway.metrics``), summed over workers in multiprocess mode."""
+    body, content_type = prometheus.exposition(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})

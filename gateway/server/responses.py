@@ -38,8 +38,9 @@ from gateway.store.responses import StoredResponse
 async def create_response(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     key = await gateway.auth.authenticate(request.headers.get("Authorization"))
-    body = await read_json(request, gateway.config.limits.max_body_bytes)
-    req = parse_responses_request(body)
+    limits = gateway.config.limits
+    body = await read_json(request, limits.max_body_bytes, read_timeout=limits.body_read_timeout)
+    req = parse_responses_request(body, limits)
     if req.background and not req.store:
         raise invalid("store", "a background response must be stored to be retrieved")
     invocation = await _with_context(gateway, key, req)

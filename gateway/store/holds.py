@@ -10,6 +10,7 @@ progress, and the reaper settles holds whose process died.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -293,6 +294,13 @@ class Holds:
     async def forget_lease(self, key_id: str, charge_id: str) -> None:
         async with guard():
             await self.redis.zrem(schema.LEASES, _lease_member(key_id, charge_id))
+
+    async def reset_idle(self) -> None:
+        """Close the pool's idle connections: after an outage they lead to a dead server."""
+        pool = getattr(self.redis, "connection_pool", None)  # a cluster client has none
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                await pool.disconnect(inuse_connections=False)
 
     async def held(self, account: str) -> int:
         async with guard():

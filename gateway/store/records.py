@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -34,6 +37,15 @@ class ApiKey:
     revoked_at: float | None = None
     hint: str = ""  # the secret's first characters, to recognise it in a list
     limits: Limits = field(default_factory=Limits)
+    note: str = ""  # free text for people: who it is for, a ticket number...
+    # Rotation. Digests only, never a secret: the current secret's, and the one it
+    # replaced, accepted until ``previous_expires_at`` (the grace period). A record
+    # written before rotation existed has no digest: whatever digest the index maps
+    # to it is its current one.
+    digest: str = ""
+    previous_digest: str = ""
+    previous_expires_at: float | None = None
+    rotated_at: float | None = None
 
     def usable(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
@@ -48,11 +60,14 @@ class ApiKey:
             "agents": ",".join(self.agents),
             "created_at": repr(self.created_at),
             "hint": self.hint,
+            "note": self.note,
+            "digest": self.digest,
+            "previous_digest": self.previous_digest,
         }
-        if self.expires_at is not None:
-            fields["expires_at"] = repr(self.expires_at)
-        if self.revoked_at is not None:
-            fields["revoked_at"] = repr(self.revoked_at)
+        for name in ("expires_at", "revoked_at", "previous_expires_at", "rotated_at"):
+            value = getattr(self, name)
+            if value is not None:
+                fields[name] = repr(value)
         fields.update({name: str(getattr(self.limits, name)) for name in _LIMIT_FIELDS})
         return fields
 
@@ -71,7 +86,29 @@ class ApiKey:
             revoked_at=when("revoked_at"),
             hint=h.get("hint", ""),
             limits=Limits(**{name: int(h.get(name) or 0) for name in _LIMIT_FIELDS}),
+            note=h.get("note", ""),
+            digest=h.get("digest", ""),
+            previous_digest=h.get("previous_digest", ""),
+            previous_expires_at=when("previous_expires_at"),
+            rotated_at=when("rotated_at"),
         )
+
+    def for_digest(self, digest: str, now: float) -> ApiKey | None:
+        """The record as presented with the secret of this digest, or ``None`` if that
+        secret is no longer accepted: a rotated-out secret carries its grace period as
+        its expiry, so the authenticator's cache refuses it on time too."""
+        if not self.digest or hmac.compare_digest(digest, self.digest):
+            return self
+        if (
+            self.previous_digest
+            and hmac.compare_digest(digest, self.previous_digest)
+            and self.previous_expires_at is not None
+            and now < self.previous_expires_at
+        ):
+            ends = self.previous_expires_at
+            expires_at = ends if self.expires_at is None else min(ends, self.expires_at)
+            return dataclasses.replace(self, expires_at=expires_at)
+        return None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -83,6 +120,9 @@ class ApiKey:
             "revoked_at": self.revoked_at,
             "hint": self.hint,
             "limits": {name: getattr(self.limits, name) for name in _LIMIT_FIELDS},
+            "note": self.note,
+            "rotated_at": self.rotated_at,
+            "previous_expires_at": self.previous_expires_at,
         }
 
 
@@ -151,3 +191,44 @@ class LedgerEntry:
         if self.note:
             out["note"] = self.note
         return out
+
+
+AUDIT_ACTIONS = ("key.create", "key.revoke", "key.rotate", "key.credit", "key.limits")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One admin action: who (``cli:<user>`` or ``admin-api:<address>``), what, on which
+    key, when, and its parameters (never a secret or a token)."""
+
+    id: str
+    at: float
+    actor: str
+    action: str
+    key_id: str
+    details: Mapping[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def from_stream(cls, entry_id: str, f: Mapping[str, str]) -> AuditEntry:
+        try:
+            details = json.loads(f.get("details") or "{}")
+        except ValueError:
+            details = {}
+        return cls(
+            id=entry_id,
+            at=float(f.get("at") or 0),
+            actor=f.get("actor", ""),
+            action=f.get("action", ""),
+            key_id=f.get("key_id", ""),
+            details=details if isinstance(details, dict) else {},
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "key_id": self.key_id,
+            "details": dict(self.details),
+        }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 PREFIX = "gw"
 KEY_INDEX = f"{PREFIX}:keys"  # set of every key id (for listing)
+AUDIT = f"{PREFIX}:audit"  # stream of admin actions (who, what, which key, when)
 
 
 def digest_index(digest: str) -> str:

@@ -8,27 +8,35 @@ at most once per entry id, so the sum of a key's ledger equals its balance.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import cast
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 from redis import asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
-from gateway import apikeys
+from gateway import apikeys, metrics
 from gateway.config import EMBEDDED, RedisSettings
-from gateway.errors import NotFound, ServiceUnavailable
+from gateway.errors import InvalidRequest, NotFound, ServiceUnavailable
 from gateway.store import schema
-from gateway.store.records import ApiKey, LedgerEntry, Limits
+from gateway.store.records import ApiKey, AuditEntry, LedgerEntry, Limits
 
 log = logging.getLogger(__name__)
 
 ENTRY_MARKER_TTL = 7 * 24 * 3600  # a request id can be settled again after a week at most
+AUDIT_MAX_ENTRIES = 1_000_000  # the audit stream keeps (about) this many latest actions
+DEFAULT_GRACE_SECONDS = 24 * 3600.0  # a rotated-out secret works this long by default
 
 
 def connect(settings: RedisSettings) -> aioredis.Redis:
@@ -36,6 +44,9 @@ def connect(settings: RedisSettings) -> aioredis.Redis:
 
     Both use a blocking pool: under a burst, requests wait (up to the socket
     timeout) for a connection instead of failing the moment the pool is exhausted.
+    With ``redis.sentinel`` the client follows the master the Sentinels name; with
+    ``redis.cluster`` it is a cluster client. Every connection has a connect and a
+    socket timeout, so no call waits on an unreachable Redis for longer.
     """
     if settings.url == EMBEDDED:
         try:
@@ -52,27 +63,85 @@ def connect(settings: RedisSettings) -> aioredis.Redis:
             timeout=settings.socket_timeout,
         )
         return cast(aioredis.Redis, fake)
+    options = connection_options(settings)
+    if settings.sentinel is not None:
+        return _sentinel_master(settings, options)
     if settings.cluster:
+        # Bounded retries: the default (10, each up to a connect timeout) could hold a
+        # request for tens of seconds while a node is unreachable.
+        retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2)
         return cast(
             aioredis.Redis,
             RedisCluster.from_url(
                 settings.url,
-                decode_responses=True,
-                socket_timeout=settings.socket_timeout,
-                socket_connect_timeout=settings.connect_timeout,
                 max_connections=settings.max_connections,
+                retry=retry,
+                **options,
             ),
         )
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.url,
         max_connections=settings.max_connections,
-        timeout=settings.socket_timeout,
-        decode_responses=True,
-        socket_timeout=settings.socket_timeout,
-        socket_connect_timeout=settings.connect_timeout,
+        timeout=settings.socket_timeout,  # the wait for a free connection is bounded too
         health_check_interval=30,
+        **options,
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+def connection_options(settings: RedisSettings) -> dict[str, Any]:
+    """Timeouts, the password from ``password_env``, and TLS, for every connection."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.connect_timeout,
+    }
+    if settings.password_env:
+        options["password"] = os.environ.get(settings.password_env, "")
+    if settings.uses_tls:
+        tls = settings.tls
+        options |= {
+            "ssl_ca_certs": tls.ca_file,
+            "ssl_certfile": tls.cert_file,
+            "ssl_keyfile": tls.key_file,
+            "ssl_cert_reqs": "required" if tls.verify else "none",
+            "ssl_check_hostname": tls.verify,
+        }
+    return options
+
+
+def _sentinel_master(settings: RedisSettings, options: dict[str, Any]) -> aioredis.Redis:
+    """The master that the Sentinels name; a failover moves the client to the new one.
+
+    The URL gives the master's credentials, database and scheme (its host is not used).
+    """
+    sentinel = settings.sentinel
+    assert sentinel is not None
+    url = urlsplit(settings.url)
+    nodes = [(host, int(port)) for host, _, port in (n.rpartition(":") for n in sentinel.nodes)]
+    own: dict[str, Any] = {
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.connect_timeout,
+    }
+    if sentinel.password_env:
+        own["password"] = os.environ.get(sentinel.password_env, "")
+    if settings.uses_tls:
+        own |= {k: v for k, v in options.items() if k.startswith("ssl_")} | {"ssl": True}
+    master = dict(options)
+    if url.username:
+        master["username"] = unquote(url.username)
+    if url.password and "password" not in master:
+        master["password"] = unquote(url.password)
+    db = url.path.strip("/")
+    if db.isdigit():
+        master["db"] = int(db)
+    if settings.uses_tls:
+        master["ssl"] = True
+    manager = Sentinel(nodes, sentinel_kwargs=own, **master)  # type: ignore[no-untyped-call]
+    return cast(
+        aioredis.Redis,
+        manager.master_for(sentinel.master, max_connections=settings.max_connections),
+    )
 
 
 class Store:
@@ -82,7 +151,16 @@ class Store:
         self._post_entry = redis.register_script(source)
 
     async def aclose(self) -> None:
-        await self.redis.aclose()
+        if type(self.redis) is aioredis.Redis:
+            # Built on a pool of our own (``connect``): close the pool too, or its
+            # connections are left to the garbage collector (a ResourceWarning).
+            await self.redis.aclose(close_connection_pool=True)
+        else:
+            await self.redis.aclose()
+        # Through Sentinel: the clients of the Sentinels themselves, too.
+        manager = getattr(getattr(self.redis, "connection_pool", None), "sentinel_manager", None)
+        for sentinel in getattr(manager, "sentinels", ()):
+            await sentinel.aclose()
 
     async def ping(self) -> bool:
         try:
@@ -100,9 +178,15 @@ class Store:
         agents: tuple[str, ...] = (),
         expires_at: float | None = None,
         limits: Limits | None = None,
+        note: str = "",
+        actor: str | None = None,
     ) -> tuple[ApiKey, str]:
-        """Create a key; return its record and its secret (shown once, never stored)."""
+        """Create a key; return its record and its secret (shown once, never stored).
+
+        ``actor`` (who asked: ``cli:<user>``, ``admin-api:<address>``) audits the action.
+        """
         secret = apikeys.new_secret()
+        digest = apikeys.digest(secret)
         key = ApiKey(
             id=apikeys.new_key_id(),
             name=name,
@@ -111,22 +195,87 @@ class Store:
             expires_at=expires_at,
             hint=secret[: len(apikeys.KEY_PREFIX) + 4],
             limits=limits or Limits(),
+            note=note,
+            digest=digest,
         )
         async with guard():
             await self.redis.hset(schema.key_record(key.id), mapping=key.to_hash())  # type: ignore[arg-type]  # invariant stub
             await self.redis.sadd(schema.KEY_INDEX, key.id)
-            await self.redis.set(schema.digest_index(apikeys.digest(secret)), key.id)
+            await self.redis.set(schema.digest_index(digest), key.id)
         if balance:
             await self.credit(key.id, balance, note="initial balance")
+        if actor is not None:
+            details = {"name": name, "balance": balance, "agents": list(agents), "note": note}
+            details |= {"expires_at": expires_at, "limits": key.to_json()["limits"]}
+            await self.audit(actor, "key.create", key.id, details)
         return key, secret
 
     async def find_key(self, digest: str) -> ApiKey | None:
-        """The key whose secret has this SHA-256 digest, if any."""
+        """The key whose secret has this SHA-256 digest, if that secret is accepted.
+
+        A secret replaced by a rotation is accepted until its grace period ends, and
+        comes back with that end as its expiry; after it, ``None``.
+        """
         async with guard():
             key_id = cast(str | None, await self.redis.get(schema.digest_index(digest)))
             if key_id is None:
                 return None
-            return await self._get(key_id)
+            key = await self._get(key_id)
+        return None if key is None else key.for_digest(digest, time.time())
+
+    async def rotate_key(
+        self,
+        key_id: str,
+        *,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        actor: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new secret for the same key (same balance, ledger and limits); the current
+        one stays accepted for ``grace_seconds`` (0: refused at once), then is refused.
+
+        Only one replaced secret is kept: rotating again within the grace period ends
+        the older one's grace at once. Concurrent rotations of one key: the last wins.
+        """
+        if grace_seconds < 0:
+            raise InvalidRequest("the grace period must not be negative", param="grace_seconds")
+        key = await self.get_key(key_id)
+        if key.revoked_at is not None:
+            raise InvalidRequest(f"key {key_id!r} is revoked", code="key_revoked", status=409)
+        old = key.digest or await self._legacy_digest(key_id)
+        secret = apikeys.new_secret()
+        digest = apikeys.digest(secret)
+        now = time.time()
+        grace_ends = now + grace_seconds
+        fields = {
+            "digest": digest,
+            "hint": secret[: len(apikeys.KEY_PREFIX) + 4],
+            "previous_digest": old or "",
+            "previous_expires_at": repr(grace_ends),
+            "rotated_at": repr(now),
+        }
+        async with guard():
+            await self.redis.set(schema.digest_index(digest), key_id)
+            await self.redis.hset(schema.key_record(key_id), mapping=fields)  # type: ignore[arg-type]  # invariant stub
+            if old:
+                if grace_seconds > 0:  # the index entry outlives the grace a little
+                    await self.redis.expire(schema.digest_index(old), int(grace_seconds) + 60)
+                else:
+                    await self.redis.delete(schema.digest_index(old))
+            if key.previous_digest and key.previous_digest != old:
+                await self.redis.delete(schema.digest_index(key.previous_digest))
+        rotated = await self.get_key(key_id)
+        if actor is not None:
+            await self.audit(actor, "key.rotate", key_id, {"grace_seconds": grace_seconds})
+        return rotated, secret
+
+    async def _legacy_digest(self, key_id: str) -> str | None:
+        """The digest of a key recorded before records kept it: a scan of the index."""
+        prefix = schema.digest_index("")
+        async with guard():
+            async for name in self.redis.scan_iter(match=prefix + "*", count=1000):
+                if await self.redis.get(name) == key_id:
+                    return str(name)[len(prefix) :]
+        return None
 
     async def get_key(self, key_id: str) -> ApiKey:
         async with guard():
@@ -145,21 +294,55 @@ class Store:
             keys = [await self._get(key_id) for key_id in ids]
         return sorted((k for k in keys if k is not None), key=lambda k: k.created_at)
 
-    async def set_limits(self, key_id: str, limits: Limits) -> ApiKey:
+    async def set_limits(self, key_id: str, limits: Limits, *, actor: str | None = None) -> ApiKey:
         """Replace a key's limits; every process applies them within ``auth.cache_ttl``."""
         key = await self.get_key(key_id)
         updated = dataclasses.replace(key, limits=limits)
-        async with guard():
-            await self.redis.hset(schema.key_record(key_id), mapping=updated.to_hash())  # type: ignore[arg-type]  # invariant stub
+        values = {name: str(getattr(limits, name)) for name in _LIMIT_NAMES}
+        async with guard():  # only these fields: a rotation meanwhile is not undone
+            await self.redis.hset(schema.key_record(key_id), mapping=values)  # type: ignore[arg-type]  # invariant stub
+        if actor is not None:
+            await self.audit(actor, "key.limits", key_id, {"limits": updated.to_json()["limits"]})
         return updated
 
-    async def revoke_key(self, key_id: str) -> ApiKey:
+    async def revoke_key(self, key_id: str, *, actor: str | None = None) -> ApiKey:
+        """Revoke a key: every secret it has (a rotated-out one too) is refused."""
         key = await self.get_key(key_id)
         if key.revoked_at is None:
             async with guard():
                 await self.redis.hset(schema.key_record(key_id), "revoked_at", repr(time.time()))
             key = await self.get_key(key_id)
+        if actor is not None:
+            await self.audit(actor, "key.revoke", key_id, {})
         return key
+
+    # The audit stream
+
+    async def audit(self, actor: str, action: str, key_id: str, details: dict[str, object]) -> None:
+        """Append one admin action to ``gw:audit``: the one place that writes it."""
+        fields = {
+            "at": repr(time.time()),
+            "actor": actor,
+            "action": action,
+            "key_id": key_id,
+            "details": json.dumps(details, sort_keys=True, default=str),
+        }
+        async with guard():
+            await self.redis.xadd(
+                schema.AUDIT,
+                fields,  # type: ignore[arg-type]  # invariant stub
+                maxlen=AUDIT_MAX_ENTRIES,
+                approximate=True,
+            )
+
+    async def audit_log(self, *, limit: int = 100) -> list[AuditEntry]:
+        """The latest ``limit`` admin actions, newest first."""
+        async with guard():
+            rows = cast(
+                list[tuple[str, dict[str, str]]],
+                await self.redis.xrevrange(schema.AUDIT, count=limit),
+            )
+        return [AuditEntry.from_stream(entry_id, fields) for entry_id, fields in rows]
 
     # Balances and the ledger
 
@@ -174,11 +357,16 @@ class Store:
             value = await self.redis.get(schema.held(key_id))
         return int(value or 0)
 
-    async def credit(self, key_id: str, credits: int, *, note: str = "") -> int:
+    async def credit(
+        self, key_id: str, credits: int, *, note: str = "", actor: str | None = None
+    ) -> int:
         """Add credits (or remove them, if negative) with a ledger entry; the new balance."""
         await self.get_key(key_id)
         fields = {"kind": "credit", "at": repr(time.time()), "note": note}
         _, balance = await self._post(key_id, uuid.uuid4().hex, credits, fields)
+        if actor is not None:
+            details = {"credits": credits, "note": note, "balance": balance}
+            await self.audit(actor, "key.credit", key_id, details)
         return balance
 
     async def _post(
@@ -205,11 +393,15 @@ class Store:
         return [LedgerEntry.from_stream(entry_id, fields) for entry_id, fields in rows]
 
 
+_LIMIT_NAMES = tuple(f.name for f in dataclasses.fields(Limits))
+
+
 @asynccontextmanager
 async def guard() -> AsyncIterator[None]:
     """Turn a Redis failure into a 503 the client can understand."""
     try:
         yield
     except RedisError as exc:
+        metrics.REDIS_ERRORS.labels(exc.__class__.__name__).inc()
         log.warning("store unavailable: %s", exc.__class__.__name__)
         raise ServiceUnavailable("the gateway's store is unavailable; retry later") from exc

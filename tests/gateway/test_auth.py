@@ -7,8 +7,8 @@ import pytest
 
 from gateway import apikeys
 from gateway.auth import Authenticator
-from gateway.errors import AuthenticationFailed
-from gateway.store import ApiKey, Store
+from gateway.errors import AuthenticationFailed, ServiceUnavailable
+from gateway.store import ApiKey, Store, schema
 
 
 class Counting:
@@ -130,3 +130,125 @@ async def test_a_bare_secret_authenticates_the_same_way(fake_store: Store) -> No
     assert empty.value.code == "missing_api_key"
     with pytest.raises(AuthenticationFailed):
         await auth.authenticate_secret("sk-gw-unknown")
+
+
+# While Redis is unreachable
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Outage:
+    """``find_key`` fails with a 503 while ``down``; counts the calls that reach it."""
+
+    def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.down = False
+        self.calls = 0
+        real = store.find_key
+
+        async def find_key(digest: str) -> ApiKey | None:
+            self.calls += 1
+            if self.down:
+                raise ServiceUnavailable("the gateway's store is unavailable; retry later")
+            return await real(digest)
+
+        monkeypatch.setattr(store, "find_key", find_key)
+
+
+async def test_a_known_key_keeps_working_for_stale_for_while_the_store_is_down(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, secret = await fake_store.create_key("k")
+    outage, clock = Outage(fake_store, monkeypatch), Clock()
+    auth = Authenticator(fake_store, ttl=1, stale_for=10, clock=clock)
+    assert await auth.authenticate(f"Bearer {secret}") == key
+    outage.down = True
+    clock.now += 5  # past cache_ttl: Redis is asked, fails, the cached copy serves
+    assert await auth.authenticate(f"Bearer {secret}") == key
+    clock.now += 5.5  # 10.5 s since Redis last answered for it: still inside 1 + 10
+    assert await auth.authenticate(f"Bearer {secret}") == key
+    clock.now += 1  # 11.5 s: too old to trust
+    with pytest.raises(ServiceUnavailable) as info:
+        await auth.authenticate(f"Bearer {secret}")
+    err = info.value
+    assert err.status == 503 and err.code == "store_unavailable" and "Redis" in err.message
+    assert err.headers["Retry-After"] == "1"
+    outage.down = False
+    clock.now += 1
+    assert await auth.authenticate(f"Bearer {secret}") == key  # back: fresh again
+
+
+async def test_an_unknown_key_never_becomes_valid_during_an_outage(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outage = Outage(fake_store, monkeypatch)
+    auth = Authenticator(fake_store, ttl=1, stale_for=60)
+    outage.down = True
+    with pytest.raises(ServiceUnavailable):
+        await auth.authenticate(f"Bearer {apikeys.new_secret()}")
+
+
+async def test_stale_for_zero_refuses_as_soon_as_the_cache_expires(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, secret = await fake_store.create_key("k")
+    outage, clock = Outage(fake_store, monkeypatch), Clock()
+    auth = Authenticator(fake_store, ttl=1, stale_for=0, clock=clock)
+    await auth.authenticate(f"Bearer {secret}")
+    outage.down = True
+    clock.now += 1.01
+    with pytest.raises(ServiceUnavailable):
+        await auth.authenticate(f"Bearer {secret}")
+
+
+async def test_a_stale_key_still_expires_on_time(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, secret = await fake_store.create_key("soon", expires_at=time.time() + 0.05)
+    outage, clock = Outage(fake_store, monkeypatch), Clock()
+    auth = Authenticator(fake_store, ttl=1, stale_for=60, clock=clock)
+    await auth.authenticate(f"Bearer {secret}")
+    outage.down = True
+    clock.now += 2
+    await asyncio.sleep(0.08)
+    err = await failure(auth, f"Bearer {secret}")
+    assert "expired" in err.message
+
+
+async def test_after_a_failure_the_store_is_not_asked_again_at_once(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage costs each request no wait: the stale copy serves without a round trip."""
+    key, secret = await fake_store.create_key("k")
+    outage, clock = Outage(fake_store, monkeypatch), Clock()
+    auth = Authenticator(fake_store, ttl=1, stale_for=60, clock=clock)
+    await auth.authenticate(f"Bearer {secret}")
+    outage.down = True
+    clock.now += 2
+    for _ in range(5):
+        assert await auth.authenticate(f"Bearer {secret}") == key
+    assert outage.calls == 2  # the first read, then one failed attempt
+    clock.now += 1  # RETRY_STORE_AFTER later: asked again
+    await auth.authenticate(f"Bearer {secret}")
+    assert outage.calls == 3
+
+
+async def test_a_key_deleted_from_redis_is_dropped_from_the_stale_copies(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, secret = await fake_store.create_key("k")
+    outage, clock = Outage(fake_store, monkeypatch), Clock()
+    auth = Authenticator(fake_store, ttl=1, stale_for=60, clock=clock)
+    await auth.authenticate(f"Bearer {secret}")
+    await fake_store.redis.delete(schema.digest_index(apikeys.digest(secret)))
+    clock.now += 2
+    await failure(auth, f"Bearer {secret}")  # Redis says: no such key
+    outage.down = True
+    clock.now += 1
+    with pytest.raises(ServiceUnavailable):
+        await auth.authenticate(f"Bearer {secret}")  # no stale copy left to serve

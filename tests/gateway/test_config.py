@@ -16,6 +16,7 @@ from gateway.config import (
     parse_config,
 )
 from gateway.errors import ConfigError, Problem
+from gateway.store.store import connection_options
 
 VALID = """\
 listen:
@@ -355,3 +356,62 @@ def test_load_redis_settings_invalid_yaml(tmp_path: Path) -> None:
     path.write_text("redis: [\n")
     with pytest.raises(ConfigError):
         load_redis_settings(path)
+
+
+# The redis section: topology, credentials, TLS, admission
+
+
+def test_redis_defaults_fail_closed_with_a_stale_window() -> None:
+    config = parse_config("")
+    assert config.redis.admission == "fail_closed" and config.redis.sentinel is None
+    assert config.auth.stale_for == 60 and config.metering.outbox_size == 100_000
+
+
+def test_redis_sentinel_tls_and_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+    monkeypatch.setenv("REDIS_PW", "s3cret")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    config = parse_config(
+        f"""
+redis:
+  url: rediss://gateway@mymaster/2
+  password_env: REDIS_PW
+  tls: {{ca_file: {ca}, verify: false}}
+  sentinel: {{master: mymaster, nodes: ["10.0.0.1:26379", "s2:26380"]}}
+  admission: fail_open
+"""
+    )
+    redis = config.redis
+    assert redis.sentinel is not None and redis.sentinel.nodes == ("10.0.0.1:26379", "s2:26380")
+    assert redis.uses_tls and redis.tls.ca_file == str(ca) and not redis.tls.verify
+    assert redis.admission == "fail_open"
+    options = connection_options(redis)
+    assert options["password"] == "s3cret" and options["ssl_cert_reqs"] == "none"
+    assert options["socket_timeout"] == 2.0 and options["socket_connect_timeout"] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("section", "where", "message"),
+    [
+        ("{admission: sometimes}", "redis.admission", "fail_closed, fail_open"),
+        ("{url: http://x}", "redis.url", "redis://"),
+        ("{url: 'redis://:pw@h', password_env: HOME}", "redis.password_env", "one place"),
+        ("{url: redis://h, password_env: NO_SUCH_VAR_X}", "redis.password_env", "not set"),
+        ("{url: redis://h, tls: {ca_file: /no/such.pem}}", "redis.tls.ca_file", "no such file"),
+        ("{url: redis://h, tls: {verify: false}}", "redis.tls", "rediss://"),
+        ("{url: rediss://h, tls: {cert_file: /etc/hostname}}", "redis.tls", "go together"),
+        ("{url: redis://h, cluster: true, sentinel: {master: m, nodes: ['h:1']}}",
+         "redis.sentinel", "exclude"),
+        ("{url: redis://h, sentinel: {master: m, nodes: [nohost]}}",
+         "redis.sentinel.nodes[0]", "host:port"),
+        ("{url: redis://h, sentinel: {nodes: ['h:1']}}", "redis.sentinel.master", "required"),
+        ("{sentinel: {master: m, nodes: ['h:1']}}", "redis.url", "required"),
+    ],
+)  # fmt: skip
+def test_redis_section_problems(
+    section: str, where: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+    found = problems(f"redis: {section}\n")
+    assert any(p.path == where and message in p.message for p in found), found

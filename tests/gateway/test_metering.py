@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -11,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from gateway import metering
 from gateway.config import MeteringSettings
 from gateway.errors import InsufficientQuota, RateLimited, ServiceUnavailable
 from gateway.events import (
@@ -483,30 +481,6 @@ async def test_settle_retries_while_the_store_is_unavailable(
     assert calls == [True, True, False]
     assert await fake_store.balance(key.id) == 10_000 - 5
     assert len(await usage_entries(fake_store, key)) == 1 and m._live == {}
-
-
-async def test_settle_leaves_it_to_the_reaper_when_the_store_stays_down(
-    fake_store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    tasks = BackgroundTasks()
-    m = meter(fake_store, tasks, lease_seconds=0.05)
-    key = await new_key(fake_store, 10_000)
-    hold = await m.admit(invocation(), key, route(), "req_down")
-    await collect(m.wrap(stream([TextDelta("a"), Usage(3, 1), Completed()]), hold))
-    calls = fail_first(monkeypatch, 100)
-    with caplog.at_level(logging.ERROR, logger="gateway.metering"):
-        m.settle(hold, "echo")
-        await tasks.drain()
-    assert len(calls) == metering.SETTLE_ATTEMPTS
-    assert "req_down" in caplog.text and "reaper" in caplog.text
-    assert m._live == {}
-    assert await fake_store.held(key.id) == hold.record.credits  # still held
-    monkeypatch.undo()
-    await asyncio.sleep(0.1)
-    assert await m.reap() == 1  # no longer live here: its own reaper settles it
-    (entry,) = await usage_entries(fake_store, key)
-    assert entry.reaped and entry.amount == -hold.record.progress_credits
-    assert await fake_store.held(key.id) == 0
 
 
 def fail_first(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[bool]:

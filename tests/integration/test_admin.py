@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hmac
 import io
@@ -13,10 +14,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.errors import ConfigError, ServiceUnavailable
+from gateway import apikeys
+from gateway.config import AdminListen
+from gateway.errors import AuthenticationFailed, ConfigError, ServiceUnavailable
+from gateway.server import admin
 from gateway.server.app import create_app
-from gateway.store import LedgerEntry, ledger_export
-from tests.conftest import RunningGateway, StartGateway, make_config
+from gateway.store import LedgerEntry, ledger_export, schema
+from gateway.store.records import Limits
+from tests.conftest import RunningGateway, StartGateway, free_port, make_config
 from tests.integration.support import usage_entries
 
 TOKEN = "admin-token-for-tests-0123456789"
@@ -305,3 +310,141 @@ async def test_an_export_that_breaks_off_is_never_complete(
             with pytest.raises(aiohttp.ClientPayloadError):
                 await r.read()
     await call(http, gw, "GET", "/admin/keys")  # the gateway carries on
+
+
+async def test_rotation_keeps_the_account_and_honours_the_grace_period(
+    gw: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    created = await call(
+        http, gw, "POST", "/admin/keys", {"name": "bob", "balance": 5000, "note": "ops"}, status=201
+    )
+    key_id, old = created["id"], created["key"]
+    assert created["note"] == "ops"
+    await call(http, gw, "PUT", f"/admin/keys/{key_id}/limits", {"rpm": 100})
+    assert await chat(http, gw, old, "echo") == 200
+    spent = 5000 - await gw.store.balance(key_id)
+
+    rotated = await call(http, gw, "POST", f"/admin/keys/{key_id}/rotate", {"grace_seconds": 60})
+    new = rotated["key"]
+    assert new != old and rotated["id"] == key_id and rotated["limits"]["rpm"] == 100
+    assert rotated["previous_expires_at"] == pytest.approx(time.time() + 60, abs=5)
+    assert new not in json.dumps(await call(http, gw, "GET", f"/admin/keys/{key_id}"))
+    # Digests only: neither secret is anywhere in Redis.
+    for name in await gw.store.redis.keys("*"):
+        if await gw.store.redis.type(name) == "hash":
+            values = json.dumps(await gw.store.redis.hgetall(name))
+            assert old not in values and new not in values
+    assert await chat(http, gw, new, "echo") == 200
+    assert await chat(http, gw, old, "echo") == 200  # within the grace period
+    assert await gw.store.balance(key_id) == 5000 - 2 * spent - spent  # one account
+    ledger_ = await gw.store.ledger(key_id)
+    assert sum(e.amount for e in ledger_) == await gw.store.balance(key_id)
+
+    # Rotating again with no grace: the first secret's grace ends too.
+    again = await call(http, gw, "POST", f"/admin/keys/{key_id}/rotate", {"grace_seconds": 0})
+    newest = again["key"]
+    assert await chat(http, gw, newest, "echo") == 200
+    assert await chat(http, gw, new, "echo") == 401
+    assert await chat(http, gw, old, "echo") == 401
+
+    # Revocation refuses every secret, a rotated-out one in its grace period too.
+    third = await call(http, gw, "POST", f"/admin/keys/{key_id}/rotate", {})
+    assert third["previous_expires_at"] == pytest.approx(time.time() + 86400, abs=5)
+    assert await chat(http, gw, newest, "echo") == 200  # the default grace: 24 h
+    await call(http, gw, "POST", f"/admin/keys/{key_id}/revoke")
+    assert await chat(http, gw, newest, "echo") == 401
+    assert await chat(http, gw, third["key"], "echo") == 401
+    error = await call(http, gw, "POST", f"/admin/keys/{key_id}/rotate", {}, status=409)
+    assert error["error"]["code"] == "key_revoked"
+
+
+async def test_an_old_secret_is_refused_when_its_grace_ends(gw: RunningGateway) -> None:
+    key, old = await gw.new_key_record()
+    _, new = await gw.store.rotate_key(key.id, grace_seconds=0.3)
+    assert await gw.gateway.auth.authenticate_secret(old) is not None
+    assert (await gw.gateway.auth.authenticate_secret(new)).id == key.id
+    await asyncio.sleep(0.4)
+    with pytest.raises(AuthenticationFailed):  # refused even from the auth cache
+        await gw.gateway.auth.authenticate_secret(old)
+    assert (await gw.gateway.auth.authenticate_secret(new)).id == key.id
+    await gw.store.set_limits(key.id, Limits(rpm=5))  # does not undo the rotation
+    assert (await gw.store.get_key(key.id)).digest == apikeys.digest(new)
+
+
+async def test_a_key_from_before_rotation_existed_rotates_with_its_grace(
+    gw: RunningGateway,
+) -> None:
+    key, old = await gw.new_key_record()
+    await gw.store.redis.hdel(schema.key_record(key.id), "digest")  # as records were
+    _, new = await gw.store.rotate_key(key.id, grace_seconds=60)
+    assert (await gw.store.find_key(apikeys.digest(old))) is not None
+    assert (await gw.store.find_key(apikeys.digest(new))) is not None
+    assert await gw.store.redis.ttl(schema.digest_index(apikeys.digest(old))) > 0
+
+
+async def test_every_admin_action_is_audited(
+    gw: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    created = await call(http, gw, "POST", "/admin/keys", {"name": "carol"}, status=201)
+    key_id = created["id"]
+    await call(http, gw, "POST", f"/admin/keys/{key_id}/credit", {"credits": 7, "note": "x"})
+    await call(http, gw, "PUT", f"/admin/keys/{key_id}/limits", {"tpm": 9})
+    rotated = await call(http, gw, "POST", f"/admin/keys/{key_id}/rotate")  # no body
+    await call(http, gw, "POST", f"/admin/keys/{key_id}/revoke")
+    await call(http, gw, "POST", "/admin/keys", {"name": ""}, status=400)  # not an action
+    entries = await call(http, gw, "GET", "/admin/audit")
+    assert [e["action"] for e in entries] == [
+        "key.revoke",
+        "key.rotate",
+        "key.limits",
+        "key.credit",
+        "key.create",
+    ]
+    assert all(e["key_id"] == key_id for e in entries)
+    assert all(e["actor"] == "admin-api:127.0.0.1" for e in entries)
+    assert entries[3]["details"]["credits"] == 7 and entries[2]["details"]["limits"]["tpm"] == 9
+    assert entries[1]["details"] == {"grace_seconds": 86400}
+    text = json.dumps(entries)
+    assert TOKEN not in text and created["key"] not in text and rotated["key"] not in text
+    assert [e["action"] for e in await call(http, gw, "GET", "/admin/audit?limit=2")] == [
+        "key.revoke",
+        "key.rotate",
+    ]
+    for bad in ("0", "x", "10001"):
+        error = await call(http, gw, "GET", f"/admin/audit?limit={bad}", status=400)
+        assert error["error"]["param"] == "limit"
+
+
+async def test_a_separate_admin_listener_serves_the_admin_api_only_there(
+    start_gateway: StartGateway, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV, TOKEN)
+    port = free_port()
+    config = CONFIG.replace(
+        f"  token_env: {ENV}\n", f"  token_env: {ENV}\n  listen: {{port: {port}}}\n"
+    )
+    gw = await start_gateway(config)
+    assert make_config(config).admin.listen == AdminListen("127.0.0.1", port)
+    error = await call(http, gw, "GET", "/admin/keys", status=404)  # not on the public one
+    assert error["error"]["code"] == "unknown_url"
+    async with http.get(gw.url + "/openapi.json") as r:
+        assert not [p for p in (await r.json())["paths"] if p.startswith("/admin")]
+
+    runner = await admin.start_admin_site(gw.gateway, make_config(config))
+    assert runner is not None
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with http.get(base + "/admin/keys", headers=AUTH) as r:
+            assert r.status == 200 and await r.json() == []
+        async with http.get(base + "/admin/keys") as r:
+            assert r.status == 401 and r.headers["X-Request-Id"]
+        async with http.post(base + "/admin/keys", json={"name": "d"}, headers=AUTH) as r:
+            assert r.status == 201
+        async with http.get(base + "/openapi.json") as r:
+            paths = (await r.json())["paths"]
+        assert "/admin/keys/{id}/rotate" in paths and "/v1/chat/completions" not in paths
+        async with http.get(base + "/v1/models") as r:
+            assert r.status == 404
+    finally:
+        await runner.cleanup()
+    assert await admin.start_admin_site(gw.gateway, make_config(CONFIG)) is None  # no listen

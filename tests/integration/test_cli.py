@@ -293,3 +293,45 @@ def test_serve_prints_a_working_demo_and_stops_cleanly(tmp_path: Path) -> None:
     logged = (tmp_path / "serve.log").read_text()
     assert "embedded" in logged.lower()
     assert key[1] not in logged  # the key goes to the terminal, never to the log
+
+
+def test_rotate_and_the_audit_log(redis_url: str) -> None:
+    import getpass
+
+    created = gateway_json(
+        "keys", "create", "--name", "r", "--balance", "9", "--note", "ticket-42",
+        redis_url=redis_url,
+    )  # fmt: skip
+    key_id, old = created["id"], created["key"]
+    assert created["note"] == "ticket-42"
+    rotated = gateway_json("keys", "rotate", key_id, "--grace", "2h", redis_url=redis_url)
+    assert rotated["id"] == key_id and rotated["key"] not in (old, "")
+    assert rotated["previous_expires_at"] == pytest.approx(time.time() + 7200, abs=60)
+    again = gateway_json("keys", "rotate", key_id, "--grace", "0", redis_url=redis_url)
+    shown = gateway_json("keys", "show", key_id, redis_url=redis_url)
+    assert shown["balance"] == 9 and old not in json.dumps(shown)
+    assert again["key"] not in json.dumps(shown)
+    gateway_json("balance", "add", key_id, "5", redis_url=redis_url)
+    gateway_json("keys", "limits", key_id, "--rpm", "3", redis_url=redis_url)
+    gateway_json("keys", "revoke", key_id, redis_url=redis_url)
+
+    entries = gateway_json("audit", "--limit", "6", redis_url=redis_url)
+    mine = [e for e in entries if e["key_id"] == key_id]
+    assert [e["action"] for e in mine] == [
+        "key.revoke",
+        "key.limits",
+        "key.credit",
+        "key.rotate",
+        "key.rotate",
+        "key.create",
+    ]
+    assert {e["actor"] for e in mine} == {f"cli:{getpass.getuser()}"}
+    assert (
+        mine[3]["details"] == {"grace_seconds": 0} and mine[4]["details"]["grace_seconds"] == 7200
+    )
+    for secret in (old, rotated["key"], again["key"]):
+        assert secret not in json.dumps(entries)
+    table = gateway("audit", "--config", str(REPO_CONFIG), redis_url=redis_url)
+    assert table.returncode == 0 and "key.rotate" in table.stdout and key_id in table.stdout
+    refused = gateway("keys", "rotate", key_id, "--config", str(REPO_CONFIG), redis_url=redis_url)
+    assert refused.returncode == 1 and "revoked" in refused.stderr

@@ -198,3 +198,30 @@ async def _all_settled(store: Store, key_id: str, count: int) -> None:
     usage = [e for e in await store.ledger(key_id) if e.kind == "usage"]
     assert len(usage) == count and all(e.usage and e.usage.output_tokens > 0 for e in usage)
     assert sum(e.amount for e in await store.ledger(key_id)) == await store.balance(key_id)
+
+
+async def test_serve_puts_the_admin_api_on_its_own_listener(
+    tmp_path: Path, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    admin_port = free_port()
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        CONFIG.format(delay=0, grace=5, routes=routes("slow"))
+        + "admin:\n  token_env: OPS_ADMIN_TOKEN\n"
+        + f"  listen: {{host: 127.0.0.1, port: {admin_port}}}\n"
+    )
+    os.environ["OPS_ADMIN_TOKEN"] = "ops-secret-token"
+    try:
+        proc, url = await start(path, redis_url)
+    finally:
+        del os.environ["OPS_ADMIN_TOKEN"]
+    headers = {"Authorization": "Bearer ops-secret-token"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{admin_port}/admin/keys", headers=headers) as r:
+                assert r.status == 200
+            async with http.get(f"{url}/admin/keys", headers=headers) as r:
+                assert r.status == 404  # not on the public listener
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0

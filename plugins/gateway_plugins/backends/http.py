@@ -33,9 +33,11 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway.sse import ServerSentEvent
 from gateway.typed import positive
 
 MAX_ERROR_BODY = 64 * 1024
+MAX_RESPONSE_BODY = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class HttpOptions:
     )  # to first byte, and between chunks
     connect_timeout: float = field(default=10.0, metadata={"check": positive})
     max_connections: int = field(default=100, metadata={"check": positive})
+    # An SSE line longer than this is a broken stream (502), not a reason to buffer on.
+    max_line_bytes: int = field(default=sse.MAX_LINE, metadata={"check": positive})
+    # A whole (non-streamed) answer larger than this is refused (502) instead of read.
+    max_response_bytes: int = field(default=MAX_RESPONSE_BODY, metadata={"check": positive})
 
 
 class Upstream:
@@ -93,7 +99,7 @@ class Upstream:
                 self._base + path, data=body, headers=all_headers
             ) as resp:
                 if resp.status >= 400:
-                    raise await upstream_error(resp)
+                    raise await upstream_error(resp, self.secret)
                 yield resp
         except TimeoutError:
             raise UpstreamTimeout(f"The upstream of backend '{self.backend}' timed out.") from None
@@ -107,13 +113,35 @@ class Upstream:
     ) -> AsyncGenerator[sse.ServerSentEvent, None]:
         """The server-sent events of a streamed answer to ``payload``."""
         async with self.post(path, payload, headers) as resp:
-            frames = sse.decode(resp.content.iter_any())
+            frames = self.events(resp)
             try:
                 async with contextlib.aclosing(frames):
                     async for frame in frames:
                         yield frame
             except sse.SSEDecodeError as exc:
                 raise UpstreamError(f"The upstream stream is malformed: {exc}") from None
+
+    def events(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[ServerSentEvent, None]:
+        """The server-sent events of ``resp``, each line at most ``max_line_bytes``."""
+        return sse.decode(resp.content.iter_any(), self.options.max_line_bytes)
+
+    async def read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The whole body of ``resp``; ``UpstreamError`` above ``max_response_bytes``."""
+        most = self.options.max_response_bytes
+        too_large = UpstreamError(
+            f"The upstream of backend '{self.backend}' sent an answer larger than {most} bytes."
+        )
+        if resp.content_length is not None and resp.content_length > most:
+            raise too_large
+        raw = bytearray()
+        while len(raw) <= most:
+            more = await resp.content.read(most + 1 - len(raw))
+            if not more:
+                break
+            raw += more
+        if len(raw) > most:
+            raise too_large
+        return bytes(raw)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -131,8 +159,12 @@ def json_object(data: str | bytes) -> dict[str, object]:
     return value
 
 
-async def upstream_error(resp: aiohttp.ClientResponse) -> GatewayError:
-    """The error to report for an upstream's HTTP error answer, with its message."""
+async def upstream_error(resp: aiohttp.ClientResponse, secret: str = "") -> GatewayError:
+    """The error to report for an upstream's HTTP error answer, with its message.
+
+    ``secret``, the credential the gateway sent, is cut out of the message: some
+    upstreams quote it back, and the message reaches the client and the log.
+    """
     raw = await resp.content.read(MAX_ERROR_BODY)
     message = raw.decode("utf-8", "replace")[:500]
     try:
@@ -147,6 +179,8 @@ async def upstream_error(resp: aiohttp.ClientResponse) -> GatewayError:
             message = error
         elif isinstance(parsed.get("message"), str):  # e.g. LibreChat's 403 body
             message = parsed["message"]
+    if secret:
+        message = message.replace(secret, "[redacted]")
     detail = f"The upstream answered {resp.status}: {message}"
     if resp.status in (400, 422):
         return InvalidRequest(detail, code="upstream_rejected_request")

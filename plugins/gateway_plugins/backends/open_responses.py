@@ -58,10 +58,10 @@ class OpenResponsesBackend:
             "/responses", self.body(invocation, ctx), self.headers(ctx)
         ) as resp:
             if resp.content_type == "application/json":  # the upstream ignored "stream"
-                for event in parser.response(json_object(await resp.read())):
+                for event in parser.response(json_object(await self.upstream.read_body(resp))):
                     yield event
                 return
-            frames = sse.decode(resp.content.iter_any())
+            frames = self.upstream.events(resp)
             async with contextlib.aclosing(frames):
                 try:
                     async for frame in frames:

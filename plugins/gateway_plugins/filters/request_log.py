@@ -1,9 +1,14 @@
-"""``request_log``: one structured log line per request, written when its stream ends.
+"""``request_log``: the per-request log line, written when the request's stream ends.
 
-The line is a JSON object: request id, key id (never the key), agent, backend,
-upstream model, outcome (``completed``, ``failed`` or ``abandoned`` when the
-client left), finish reason or error code, token counts (``estimated`` when
-the upstream did not report them), time to the first event and total time in
+One record per request on the logger ``gateway.requests`` (one more, ``outcome``
+``failed``, for each backend that failed before answering and was replaced by a
+fallback). Its message is ``request <outcome>``; its fields (``extra=``, so the
+JSON log format puts them in the line's object, the text format appends them as
+``key=value``): request id, key id (never the key), agent, backend, upstream
+model, outcome (``completed``, ``failed``, or ``abandoned`` when the client
+left), finish reason or error code and the error's HTTP status, token counts
+(``estimated`` when the upstream did not report them), credits charged for that
+usage at the route's prices, time to the first event and total time in
 milliseconds.
 """
 
@@ -14,9 +19,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import orjson
-
 from gateway.events import Completed, Event, Failed, Usage
+from gateway.metering import cost
 from gateway.plugin import CallContext, FilterPlugin
 
 _LEVELS = ("debug", "info", "warning")
@@ -51,12 +55,14 @@ class RequestLog:
                 elif isinstance(event, Completed):
                     line = {"outcome": "completed", "finish_reason": event.finish_reason}
                 elif isinstance(event, Failed):
-                    line = {"outcome": "failed", "error": event.error.code or event.error.type}
+                    error = event.error
+                    line = {"outcome": "failed", "error": error.code or error.type}
+                    line["status"] = error.status
                 yield event
         finally:
             if self._log.isEnabledFor(self._level):
                 ended = time.monotonic()
-                line = {
+                fields = {
                     "request_id": ctx.request_id,
                     "key_id": ctx.key_id,
                     "agent": ctx.agent,
@@ -65,11 +71,14 @@ class RequestLog:
                     **line,
                     "input_tokens": usage.input_tokens if usage else 0,
                     "output_tokens": usage.output_tokens if usage else 0,
+                    "cached_input_tokens": usage.cached_input_tokens if usage else 0,
+                    "reasoning_tokens": usage.reasoning_tokens if usage else 0,
                     "estimated": usage.estimated if usage else True,
+                    "credits": cost(usage, ctx.route.pricing) if usage else None,
                     "first_event_ms": round((first - started) * 1000, 2) if first else None,
                     "duration_ms": round((ended - started) * 1000, 2),
                 }
-                self._log.log(self._level, "%s", orjson.dumps(line).decode())
+                self._log.log(self._level, "request %s", line["outcome"], extra=fields)
 
 
 PLUGIN = FilterPlugin(options=RequestLogOptions, create=RequestLog)

@@ -1,0 +1,180 @@
+"""Prometheus metrics: every metric the gateway exports, defined here and only here.
+
+Served at ``/metrics`` through ``prometheus-client``. With several worker
+processes, ``PROMETHEUS_MULTIPROC_DIR`` must name an empty folder and be set
+in each worker's environment **before** this module (or ``prometheus_client``)
+is imported: each process then writes its values to files there, and the
+scrape, whichever worker answers it, sums them (``MultiProcessCollector``).
+A supervisor calls ``mark_process_dead(pid)`` for a worker that exited, so that
+its share of ``gateway_open_streams`` disappears.
+
+Per request, the middleware (``gateway.server.middlewares.observe``) opens an
+``Observation`` in a context variable; the pipeline fills in the route and
+backend, the time spent waiting on the upstream (around each ``anext`` of the
+backend's stream) and the time of the first token; the middleware records it
+once the response is sent. Nothing else is measured per chunk.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+)
+from prometheus_client.exposition import choose_encoder
+
+from gateway.errors import GatewayError
+from gateway.events import Usage
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+_OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+REQUESTS = Counter(
+    "gateway_requests",
+    "Requests to the agent endpoints, by route (agent id), backend, dialect and HTTP status.",
+    ["route", "backend", "dialect", "status"],
+)
+REQUEST_DURATION = Histogram(
+    "gateway_request_duration_seconds",
+    "Total time of a request, from its arrival to the last byte of its answer.",
+    ["route", "dialect"],
+    buckets=_SECONDS,
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "gateway_time_to_first_token_seconds",
+    "Time from a request's arrival to the first content (or terminal) event of its answer.",
+    ["route", "backend"],
+    buckets=_SECONDS,
+)
+OVERHEAD = Histogram(
+    "gateway_overhead_seconds",
+    "The gateway's own time per request: total time minus time waiting on the upstream.",
+    ["dialect"],
+    buckets=_OVERHEAD,
+)
+TOKENS = Counter(
+    "gateway_tokens",
+    "Tokens charged, by route and kind (input counts cached_input and cache_write too; "
+    "output counts reasoning too).",
+    ["route", "kind"],
+)
+CREDITS = Counter(
+    "gateway_credits",
+    "Credits charged (1,000,000 credits = 1 USD), by route.",
+    ["route"],
+)
+UPSTREAM_ERRORS = Counter(
+    "gateway_upstream_errors",
+    "Failures of a backend's call (before or during its answer), by backend and error code.",
+    ["backend", "kind"],
+)
+FALLBACKS = Counter(
+    "gateway_fallbacks",
+    "Requests handed to the route's next backend because this one failed before answering.",
+    ["route", "from_backend"],
+)
+OPEN_STREAMS = Gauge(
+    "gateway_open_streams",
+    "Calls to backends in flight: each an event stream, whether or not the client streams.",
+    multiprocess_mode="livesum",
+)
+CONFIG_RELOADS = Counter(
+    "gateway_config_reloads",
+    "Reloads of gateway.yaml, by outcome: applied, or rejected (invalid, nothing changed).",
+    ["outcome"],
+)
+REDIS_ERRORS = Counter(
+    "gateway_redis_errors",
+    "Failed calls to the store (Redis), by error class.",
+    ["error"],
+)
+
+_KINDS = ("input", "output", "cached_input", "cache_write", "reasoning")
+
+
+@dataclass(slots=True)
+class Observation:
+    """What one request's metrics need, filled in as it runs (see the module's doc)."""
+
+    dialect: str
+    started: float = field(default_factory=time.perf_counter)
+    route: str = ""  # set once the route is known (never a client's unknown model name)
+    backend: str = ""  # the last backend tried
+    waited: float = 0.0  # seconds spent waiting on the upstream's events
+    first_token: float | None = None  # perf_counter() at the first answering event
+
+
+_CURRENT: contextvars.ContextVar[Observation | None] = contextvars.ContextVar(
+    "gateway_observation", default=None
+)
+
+
+def observation() -> Observation:
+    """The current request's observation; a throwaway one outside a request."""
+    return _CURRENT.get() or Observation("")
+
+
+def begin(dialect: str) -> Observation:
+    obs = Observation(dialect)
+    _CURRENT.set(obs)
+    return obs
+
+
+def finish(obs: Observation, status: int) -> None:
+    """Record a request once its answer is sent (or failed with ``status``)."""
+    total = time.perf_counter() - obs.started
+    REQUESTS.labels(obs.route, obs.backend, obs.dialect, str(status)).inc()
+    REQUEST_DURATION.labels(obs.route, obs.dialect).observe(total)
+    OVERHEAD.labels(obs.dialect).observe(max(0.0, total - obs.waited))
+    if obs.first_token is not None:
+        TIME_TO_FIRST_TOKEN.labels(obs.route, obs.backend).observe(obs.first_token - obs.started)
+
+
+def settled(route: str, usage: Usage, credits: int) -> None:
+    """Count what one request was charged."""
+    counts = (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_input_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+    )
+    for kind, count in zip(_KINDS, counts, strict=True):
+        if count:
+            TOKENS.labels(route, kind).inc(count)
+    CREDITS.labels(route).inc(credits)
+
+
+def upstream_error(backend: str, error: GatewayError) -> None:
+    UPSTREAM_ERRORS.labels(backend, error.code or error.type).inc()
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def mark_process_dead(pid: int) -> None:
+    """For a supervisor: forget the live gauges of a worker that exited."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def exposition(accept: str | None) -> tuple[bytes, str]:
+    """The scrape's body and content type (OpenMetrics if ``accept`` asks for it)."""
+    encoder, content_type = choose_encoder(accept or "")
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return encoder(registry), content_type
+    return encoder(REGISTRY), content_type

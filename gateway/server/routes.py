@@ -1,0 +1,163 @@
+"""The public endpoints' route table (the admin API's is in ``gateway.server.admin``)."""
+
+from __future__ import annotations
+
+from gateway.server import chat, messages, misc, openapi, responses
+from gateway.server.api import (
+    AUTH_ERRORS,
+    CALL_ERRORS,
+    JSON,
+    SSE,
+    Operation,
+    Param,
+    Reply,
+    Table,
+    json_reply,
+)
+
+# LibreChat serves its Agents API under this prefix; clients pointed at it keep working.
+PREFIXES = ("/v1", "/api/agents/v1")
+
+_RESPONSE_ID = Param("response_id", "path", description="a stored response's id")
+_STREAMED = "the answer: JSON, or with `stream: true` server-sent events"
+
+V1 = Table(
+    PREFIXES,
+    (
+        Operation(
+            "POST",
+            "/chat/completions",
+            chat.chat_completions,
+            "createChatCompletion",
+            "Chat Completions, streaming or not",
+            "chat",
+            body="ChatCompletionRequest",
+            replies=(Reply(200, _STREAMED, {JSON: "ChatCompletion", SSE: None}),),
+            errors=CALL_ERRORS,
+        ),
+        Operation(
+            "GET",
+            "/models",
+            misc.models,
+            "listModels",
+            "The agents this key may call",
+            "models",
+            replies=(json_reply(200, "the agents", "ModelList"),),
+            errors=AUTH_ERRORS,
+        ),
+        Operation(
+            "POST",
+            "/responses",
+            responses.create_response,
+            "createResponse",
+            "Open Responses, streaming, not, or in the background",
+            "responses",
+            body="ResponseRequest",
+            replies=(Reply(200, _STREAMED, {JSON: "Response", SSE: None}),),
+            errors=CALL_ERRORS,
+        ),
+        Operation(
+            "GET",
+            "/responses/{response_id}",
+            responses.get_response,
+            "getResponse",
+            "A stored response (only the key that created it sees it)",
+            "responses",
+            params=(_RESPONSE_ID,),
+            replies=(json_reply(200, "the response", "Response"),),
+            errors=(*AUTH_ERRORS, 404),
+        ),
+        Operation(
+            "DELETE",
+            "/responses/{response_id}",
+            responses.delete_response,
+            "deleteResponse",
+            "Delete a stored response",
+            "responses",
+            params=(_RESPONSE_ID,),
+            replies=(json_reply(200, "deleted", "DeletedResponse"),),
+            errors=(*AUTH_ERRORS, 404),
+        ),
+        Operation(
+            "GET",
+            "/responses/{response_id}/input_items",
+            responses.list_input_items,
+            "listInputItems",
+            "A stored response's context items",
+            "responses",
+            params=(
+                _RESPONSE_ID,
+                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}),
+                Param("order", "query", {"type": "string", "enum": ["asc", "desc"]}),
+                Param("after", "query", description="an item id"),
+            ),
+            replies=(json_reply(200, "a page of items", "InputItemList"),),
+            errors=(*AUTH_ERRORS, 400, 404),
+        ),
+        Operation(
+            "POST",
+            "/messages",
+            messages.create_message,
+            "createMessage",
+            "Anthropic Messages, streaming or not",
+            "messages",
+            body="MessageRequest",
+            replies=(Reply(200, _STREAMED, {JSON: "Message", SSE: None}),),
+            errors=(*CALL_ERRORS, 529),
+            error_dialect="anthropic",
+        ),
+        Operation(
+            "POST",
+            "/messages/count_tokens",
+            messages.count_tokens,
+            "countTokens",
+            "The gateway's estimate of a request's input tokens",
+            "messages",
+            body="CountTokensRequest",
+            replies=(json_reply(200, "the estimate", "TokenCount"),),
+            errors=(*AUTH_ERRORS, 400, 403, 404, 408, 413, 529),
+            error_dialect="anthropic",
+        ),
+    ),
+)
+
+ROOT = Table(
+    ("",),
+    (
+        Operation(
+            "GET",
+            "/healthz",
+            misc.healthz,
+            "healthz",
+            "Liveness: the process serves HTTP",
+            "operations",
+            security="none",
+            replies=(json_reply(200, "alive", "Health"),),
+        ),
+        Operation(
+            "GET",
+            "/readyz",
+            misc.readyz,
+            "readyz",
+            "Readiness: the store answers and the gateway is not draining",
+            "operations",
+            security="none",
+            replies=(
+                json_reply(200, "ready", "Readiness"),
+                json_reply(503, "not ready", "Readiness"),
+            ),
+        ),
+        Operation(
+            "GET",
+            "/openapi.json",
+            openapi.serve_document,
+            "openapi",
+            "This description",
+            "operations",
+            security="none",
+            replies=(json_reply(200, "the OpenAPI 3.1 document", "OpenAPI"),),
+        ),
+    ),
+)
+
+PUBLIC = (V1, ROOT)

@@ -1,0 +1,357 @@
+"""JSON Schemas (2020-12) of request and response bodies, by name.
+
+``gateway.server.api`` operations refer to them by name; ``/openapi.json``
+publishes them under ``components.schemas``. Request schemas describe what a
+well-formed request looks like (the dialect parsers are the authority and
+answer anything else with a 400 naming the field); unknown fields are allowed
+where the gateway ignores them, refused where it refuses them (the admin API).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.store.records import AUDIT_ACTIONS
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_NULLABLE_TIME: Schema = {"type": ["number", "null"], "description": "UNIX seconds"}
+_COUNT: Schema = {"type": "integer", "minimum": 0}
+_TEXT: Schema = {"type": "string", "maxLength": 1000}
+
+_LIMITS: Schema = {
+    "type": "object",
+    "description": "0 means no limit",
+    "properties": {
+        "rpm": {**_COUNT, "description": "requests per minute"},
+        "tpm": {**_COUNT, "description": "tokens (input + output) per minute"},
+        "max_concurrent": {**_COUNT, "description": "requests in flight"},
+        "daily_budget": {**_COUNT, "description": "credits per UTC day"},
+        "monthly_budget": {**_COUNT, "description": "credits per UTC month"},
+    },
+    "additionalProperties": False,
+}
+
+_KEY_PROPERTIES: Schema = {
+    "id": {"type": "string"},
+    "name": {"type": "string"},
+    "agents": {"type": "array", "items": {"type": "string"}},
+    "created_at": {"type": "number"},
+    "expires_at": _NULLABLE_TIME,
+    "revoked_at": _NULLABLE_TIME,
+    "hint": {"type": "string", "description": "the secret's first characters"},
+    "limits": ref("Limits"),
+    "note": {"type": "string"},
+    "rotated_at": _NULLABLE_TIME,
+    "previous_expires_at": {
+        **_NULLABLE_TIME,
+        "description": "until when the secret replaced by the last rotation is accepted",
+    },
+}
+_KEY_REQUIRED = ["id", "name", "agents", "created_at", "hint", "limits"]
+
+_MESSAGE: Schema = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
+        "content": {"type": ["string", "array", "null"]},
+    },
+}
+
+_ANTHROPIC_MESSAGE: Schema = {
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "role": {"type": "string", "enum": ["user", "assistant"]},
+        "content": {"type": ["string", "array"]},
+    },
+}
+
+SCHEMAS: dict[str, Schema] = {
+    # Errors
+    "Error": {
+        "type": "object",
+        "description": "OpenAI's error shape",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    },
+    "AnthropicError": {
+        "type": "object",
+        "description": "Anthropic's error shape (everything under /v1/messages)",
+        "required": ["type", "error"],
+        "properties": {
+            "type": {"const": "error"},
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+            },
+            "request_id": {"type": "string"},
+        },
+    },
+    # Public requests
+    "ChatCompletionRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {
+            "model": {"type": "string", "description": "the agent id", "examples": ["echo"]},
+            "messages": {"type": "array", "items": _MESSAGE},
+            "stream": {"type": "boolean"},
+            "stream_options": {
+                "type": "object",
+                "properties": {"include_usage": {"type": "boolean"}},
+            },
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "max_completion_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "tools": {"type": "array", "items": {"type": "object"}},
+            "metadata": {"type": "object"},
+        },
+    },
+    "ResponseRequest": {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": {"type": "string", "description": "the agent id", "examples": ["echo"]},
+            "input": {"type": ["string", "array"]},
+            "instructions": {"type": "string"},
+            "stream": {"type": "boolean"},
+            "store": {"type": "boolean"},
+            "background": {"type": "boolean"},
+            "previous_response_id": {"type": "string"},
+            "max_output_tokens": {"type": "integer", "minimum": 1},
+            "tools": {"type": "array", "items": {"type": "object"}},
+            "metadata": {"type": "object"},
+        },
+    },
+    "MessageRequest": {
+        "type": "object",
+        "required": ["model", "messages", "max_tokens"],
+        "properties": {
+            "model": {"type": "string", "description": "the agent id", "examples": ["echo"]},
+            "messages": {"type": "array", "items": _ANTHROPIC_MESSAGE},
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "system": {"type": ["string", "array"]},
+            "stream": {"type": "boolean"},
+            "tools": {"type": "array", "items": {"type": "object"}},
+            "metadata": {"type": "object"},
+        },
+    },
+    "CountTokensRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {
+            "model": {"type": "string", "description": "the agent id", "examples": ["echo"]},
+            "messages": {"type": "array", "items": _ANTHROPIC_MESSAGE},
+            "system": {"type": ["string", "array"]},
+            "tools": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    # Public answers
+    "ChatCompletion": {
+        "type": "object",
+        "required": ["id", "object", "created", "model", "choices"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "chat.completion"},
+            "created": {"type": "integer"},
+            "model": {"type": "string"},
+            "choices": {"type": "array", "items": {"type": "object"}},
+            "usage": {"type": "object"},
+        },
+    },
+    "Response": {
+        "type": "object",
+        "required": ["id", "object", "status", "model", "output"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "response"},
+            "status": {"type": "string"},
+            "model": {"type": "string"},
+            "output": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "DeletedResponse": {
+        "type": "object",
+        "required": ["id", "object", "deleted"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"type": "string"},
+            "deleted": {"const": True},
+        },
+    },
+    "InputItemList": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": {"type": "object"}},
+            "first_id": {"type": ["string", "null"]},
+            "last_id": {"type": ["string", "null"]},
+            "has_more": {"type": "boolean"},
+        },
+    },
+    "Message": {
+        "type": "object",
+        "required": ["id", "type", "role", "content", "model"],
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"const": "message"},
+            "role": {"const": "assistant"},
+            "content": {"type": "array", "items": {"type": "object"}},
+            "model": {"type": "string"},
+            "stop_reason": {"type": ["string", "null"]},
+            "usage": {"type": "object"},
+        },
+    },
+    "TokenCount": {
+        "type": "object",
+        "required": ["input_tokens"],
+        "properties": {"input_tokens": {"type": "integer", "minimum": 0}},
+    },
+    "ModelList": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "object"],
+                    "properties": {"id": {"type": "string"}, "object": {"const": "model"}},
+                },
+            },
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string"}},
+    },
+    "Readiness": {
+        "type": "object",
+        "required": ["status", "store"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "draining", "unavailable"]},
+            "store": {"type": "boolean"},
+            "config": {"type": "object"},
+        },
+    },
+    "OpenAPI": {"type": "object", "required": ["openapi", "info", "paths"]},
+    # Admin
+    "Limits": _LIMITS,
+    "Key": {"type": "object", "required": _KEY_REQUIRED, "properties": _KEY_PROPERTIES},
+    "KeyWithBalance": {
+        "type": "object",
+        "required": [*_KEY_REQUIRED, "balance", "held"],
+        "properties": {**_KEY_PROPERTIES, "balance": {"type": "integer"}, "held": _COUNT},
+    },
+    "KeyWithSecret": {
+        "type": "object",
+        "description": "the record and its secret `key`, shown only in this answer",
+        "required": [*_KEY_REQUIRED, "key"],
+        "properties": {
+            **_KEY_PROPERTIES,
+            "key": {"type": "string", "pattern": "^sk-gw-"},
+            "balance": {"type": "integer"},
+        },
+    },
+    "KeyList": {"type": "array", "items": ref("Key")},
+    "CreateKey": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {**_TEXT, "minLength": 1},
+            "balance": {**_COUNT, "description": "initial credits (1e6 = 1 USD)"},
+            "agents": {"type": "array", "items": {"type": "string", "minLength": 1}},
+            "expires_in_seconds": {"type": "number", "exclusiveMinimum": 0},
+            "limits": ref("Limits"),
+            "note": _TEXT,
+        },
+        "additionalProperties": False,
+    },
+    "RotateKey": {
+        "type": "object",
+        "properties": {
+            "grace_seconds": {
+                "type": "number",
+                "minimum": 0,
+                "description": "how long the replaced secret stays accepted (default 86400)",
+            }
+        },
+        "additionalProperties": False,
+    },
+    "Credit": {
+        "type": "object",
+        "required": ["credits"],
+        "properties": {
+            "credits": {"type": "integer", "not": {"const": 0}},
+            "note": _TEXT,
+        },
+        "additionalProperties": False,
+    },
+    "Balance": {
+        "type": "object",
+        "required": ["id", "balance", "held", "available"],
+        "properties": {
+            "id": {"type": "string"},
+            "balance": {"type": "integer"},
+            "held": _COUNT,
+            "available": {"type": "integer"},
+        },
+    },
+    "NewBalance": {
+        "type": "object",
+        "required": ["id", "balance"],
+        "properties": {"id": {"type": "string"}, "balance": {"type": "integer"}},
+    },
+    "LedgerEntry": {
+        "type": "object",
+        "required": ["id", "kind", "amount", "balance", "at"],
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"type": "string", "enum": ["usage", "credit"]},
+            "amount": {"type": "integer"},
+            "balance": {"type": "integer"},
+            "at": {"type": "number"},
+            "note": {"type": "string"},
+        },
+    },
+    "Ledger": {"type": "array", "items": ref("LedgerEntry")},
+    "AuditEntry": {
+        "type": "object",
+        "required": ["id", "at", "actor", "action", "key_id", "details"],
+        "properties": {
+            "id": {"type": "string"},
+            "at": {"type": "number"},
+            "actor": {"type": "string", "description": "cli:<user> or admin-api:<address>"},
+            "action": {"type": "string", "enum": list(AUDIT_ACTIONS)},
+            "key_id": {"type": "string"},
+            "details": {"type": "object"},
+        },
+    },
+    "AuditLog": {"type": "array", "items": ref("AuditEntry")},
+    "Runtime": {
+        "type": "object",
+        "required": ["asyncio_tasks", "active_calls"],
+        "properties": {"asyncio_tasks": _COUNT, "active_calls": _COUNT},
+    },
+}

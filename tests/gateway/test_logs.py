@@ -1,0 +1,84 @@
+"""``gateway.logs``: JSON lines off a terminal, readable lines on one."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+
+import orjson
+import pytest
+
+from gateway import logs
+
+
+def record(message: str = "hello %s", *args: object, **extra: object) -> logging.LogRecord:
+    logger = logging.getLogger("gateway.test")
+    return logger.makeRecord(
+        "gateway.test", logging.WARNING, __file__, 1, message, args or ("world",), None,
+        extra=extra or None,
+    )  # fmt: skip
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_json_line_has_the_standard_fields_and_the_extra_ones() -> None:
+    line = logs.JsonFormatter().format(record(request_id="req_1", input_tokens=3, ratio=None))
+    assert "\n" not in line
+    obj = orjson.loads(line)
+    assert obj["level"] == "warning" and obj["logger"] == "gateway.test"
+    assert obj["message"] == "hello world"
+    assert obj["time"].endswith("Z") and "T" in obj["time"]
+    assert (obj["request_id"], obj["input_tokens"], obj["ratio"]) == ("req_1", 3, None)
+
+
+def test_json_line_carries_the_traceback_on_one_line() -> None:
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        rec = record()
+        rec.exc_info = sys.exc_info()
+    line = logs.JsonFormatter().format(rec)
+    assert "\n" not in line
+    assert "RuntimeError: boom" in orjson.loads(line)["exception"]
+
+
+def test_json_line_survives_values_json_cannot_hold() -> None:
+    obj = orjson.loads(logs.JsonFormatter().format(record(thing=object(), items={1, 2})))
+    assert obj["thing"].startswith("<object")
+
+
+def test_a_field_named_like_a_standard_one_does_not_replace_it() -> None:
+    rec = record()
+    rec.__dict__["level"] = "spoofed"
+    assert orjson.loads(logs.JsonFormatter().format(rec))["level"] == "warning"
+
+
+def test_text_line_appends_the_extra_fields() -> None:
+    text = logs.TextFormatter().format(record(request_id="req_1", note="two words", gone=None))
+    assert " WARNING gateway.test: hello world " in text
+    assert text.endswith('request_id=req_1 note="two words" gone=-')
+
+
+def test_auto_picks_text_on_a_terminal_and_json_elsewhere() -> None:
+    assert isinstance(logs.formatter("auto", Terminal()), logs.TextFormatter)
+    assert isinstance(logs.formatter("auto", io.StringIO()), logs.JsonFormatter)
+    assert isinstance(logs.formatter("json", Terminal()), logs.JsonFormatter)
+    assert isinstance(logs.formatter("text", io.StringIO()), logs.TextFormatter)
+    with pytest.raises(ValueError):
+        logs.formatter("xml", io.StringIO())
+
+
+def test_setup_writes_json_lines_to_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # basicConfig acts only on a bare root
+    monkeypatch.setattr(root, "level", root.level)
+    out = io.StringIO()
+    logs.setup("info", "auto", out)
+    logging.getLogger("gateway.x").info("ready", extra={"port": 8080})
+    logging.getLogger("gateway.x").debug("hidden")
+    (line,) = out.getvalue().splitlines()
+    assert orjson.loads(line)["port"] == 8080

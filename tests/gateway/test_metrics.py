@@ -1,0 +1,134 @@
+"""``gateway.metrics``: what one request records, and the hooks in the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway import metrics
+from gateway.config import Timeouts
+from gateway.errors import RateLimited
+from gateway.events import Completed, Event, Failed, TextDelta, Usage
+from gateway.pipeline import _checked
+from tests.gateway.factories import collect, context, stream
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_outside_a_request_the_observation_is_a_throwaway() -> None:
+    metrics._CURRENT.set(None)
+    first = metrics.observation()
+    first.route = "x"
+    assert metrics.observation() is not first
+
+
+def test_finish_records_count_duration_overhead_and_first_token() -> None:
+    obs = metrics.begin("responses")
+    assert metrics.observation() is obs
+    obs.route, obs.backend = "mt-route", "mt-backend"
+    obs.started -= 2.0  # two seconds ago
+    obs.waited = 1.5
+    obs.first_token = obs.started + 0.5
+    overhead_sum = sample("gateway_overhead_seconds_sum", dialect="responses")
+    metrics.finish(obs, 200)
+    labels = {"route": "mt-route", "backend": "mt-backend", "dialect": "responses"}
+    assert sample("gateway_requests_total", **labels, status="200") == 1
+    duration = sample("gateway_request_duration_seconds_sum", route="mt-route", dialect="responses")
+    assert 2.0 <= duration < 2.5
+    own = sample("gateway_overhead_seconds_sum", dialect="responses") - overhead_sum
+    assert 0.5 <= own < 1.0
+    ttft = "gateway_time_to_first_token_seconds_sum"
+    assert sample(ttft, route="mt-route", backend="mt-backend") == pytest.approx(0.5)
+
+
+def test_a_request_without_a_first_token_has_no_ttft_sample() -> None:
+    obs = metrics.begin("chat_completions")
+    obs.route = "mt-refused"
+    metrics.finish(obs, 402)
+    ttft = "gateway_time_to_first_token_seconds_count"
+    assert sample(ttft, route="mt-refused", backend="") == 0
+    labels = {"route": "mt-refused", "backend": "", "dialect": "chat_completions"}
+    assert sample("gateway_requests_total", **labels, status="402") == 1
+
+
+def test_settled_counts_tokens_by_kind_and_credits() -> None:
+    usage = Usage(100, 20, cached_input_tokens=30, cache_write_tokens=10, reasoning_tokens=5)
+    metrics.settled("mt-settled", usage, 1234)
+    metrics.settled("mt-settled", Usage(1, 1), 3)
+    kinds = {"input": 101, "output": 21, "cached_input": 30, "cache_write": 10, "reasoning": 5}
+    for kind, count in kinds.items():
+        assert sample("gateway_tokens_total", route="mt-settled", kind=kind) == count
+    assert sample("gateway_credits_total", route="mt-settled") == 1237
+
+
+async def test_checked_accumulates_the_wait_on_the_upstream() -> None:
+    async def slow() -> AsyncIterator[Event]:
+        for event in (TextDelta("a"), TextDelta("b"), Completed()):
+            await asyncio.sleep(0.05)
+            yield event
+
+    obs = metrics.begin("chat_completions")
+    await collect(_checked(slow(), context()))
+    assert 0.15 <= obs.waited < 0.5
+
+
+async def test_checked_counts_upstream_errors_by_kind() -> None:
+    ctx = context()
+    kind = {"backend": "echo"}
+    before = {
+        k: sample("gateway_upstream_errors_total", **kind, kind=k)
+        for k in ("rate_limit_exceeded", "upstream_timeout", "upstream_error")
+    }
+
+    async def hangs() -> AsyncIterator[Event]:
+        await asyncio.sleep(10)
+        yield Completed()
+
+    async def raises() -> AsyncIterator[Event]:
+        raise RuntimeError("boom")
+        yield Completed()
+
+    await collect(_checked(stream([Failed(RateLimited("busy"))]), ctx))
+    await collect(_checked(hangs(), ctx, Timeouts(first_byte=0.01)))
+    await collect(_checked(raises(), ctx))
+    await collect(_checked(stream([TextDelta("cut")]), ctx))  # no terminal event
+    await collect(_checked(stream([TextDelta("a"), Completed()]), ctx))  # fine: not counted
+    after = {
+        k: sample("gateway_upstream_errors_total", **kind, kind=k) - v for k, v in before.items()
+    }
+    assert after == {"rate_limit_exceeded": 1, "upstream_timeout": 1, "upstream_error": 2}
+
+
+async def test_a_failure_is_counted_even_when_the_consumer_stops_at_it() -> None:
+    before = sample("gateway_upstream_errors_total", backend="echo", kind="rate_limit_exceeded")
+    checked = _checked(stream([Failed(RateLimited("busy")), Completed()]), context())
+    assert isinstance(await anext(checked), Failed)
+    await checked.aclose()  # type: ignore[attr-defined]
+    after = sample("gateway_upstream_errors_total", backend="echo", kind="rate_limit_exceeded")
+    assert after - before == 1
+
+
+def test_exposition_is_the_prometheus_text_format() -> None:
+    body, content_type = metrics.exposition(None)
+    assert content_type.startswith("text/plain")
+    names = {f.name for f in text_string_to_metric_families(body.decode())}
+    assert {"gateway_requests", "gateway_open_streams", "gateway_config_reloads"} <= names
+    body, content_type = metrics.exposition("application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+
+
+def test_exposition_reads_the_multiprocess_folder_when_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
+    body, _ = metrics.exposition(None)  # an empty folder: nothing written by any worker yet
+    assert "gateway_requests" not in body.decode()
+    metrics.mark_process_dead(12345)  # no files of that pid: nothing to do, no error
