@@ -65,6 +65,7 @@ class Usage:
 @dataclass(frozen=True, slots=True)
 class Completed:
     finish_reason: FinishReason = "stop"
+    stop_sequence: str | None = None  # the stop sequence that ended it, when the upstream says
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,10 @@ Usage: canonical ``input_tokens`` counts every input token, Anthropic's
 carries the upstream's counts if they came first, else the gateway's estimate
 of the input; ``message_delta`` carries the final counts, all four of them
 (the SDKs take them as cumulative totals). Finish reasons: stop -> end_turn,
-length -> max_tokens, tool_calls -> tool_use, content_filter -> refusal; the
-canonical events do not say which stop sequence matched, so ``stop_sequence``
-is always null. Thinking blocks carry an empty ``signature`` (no canonical
+length -> max_tokens, tool_calls -> tool_use, content_filter -> refusal; a stop
+at a stop sequence is ``stop_sequence`` when the backend says which one matched
+(the anthropic backend does; Chat Completions upstreams do not, so there it is
+``end_turn``). Thinking blocks carry an empty ``signature`` (no canonical
 event carries one).
 """
 
@@ -173,12 +174,15 @@ class MessageBuilder:
         elif isinstance(event, Completed):
             self._close(out)
             reason = STOP_REASONS.get(event.finish_reason, "end_turn")
+            if event.stop_sequence is not None and event.finish_reason == "stop":
+                reason = "stop_sequence"
             self.message["stop_reason"] = reason
+            self.message["stop_sequence"] = event.stop_sequence
             usage = self.message["usage"]
             self._frame(
                 out,
                 "message_delta",
-                delta={"stop_reason": reason, "stop_sequence": None},
+                delta={"stop_reason": reason, "stop_sequence": event.stop_sequence},
                 usage=usage,
             )
             self._frame(out, "message_stop")

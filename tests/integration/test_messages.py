@@ -774,3 +774,26 @@ async def test_echo_config_is_unchanged_for_openai_clients(
     body = {"model": "echo", "messages": HELLO}
     async with http.post(f"{gw.url}/v1/chat/completions", json=body, headers=headers) as resp:
         assert (await resp.json())["choices"][0]["message"]["content"] == "hello there"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_stop_sequence_from_the_upstream_is_reported(
+    anthropic_gw: RunningGateway,
+    claude: MakeAnthropic,
+    fake_anthropic: FakeAnthropicUpstream,
+    stream: bool,
+) -> None:
+    fake_anthropic.script = AnthropicScript(stop_reason="stop_sequence", stop_sequence="END")
+    client = claude(anthropic_gw, await anthropic_gw.new_key())
+    kwargs: dict[str, Any] = {
+        "model": "claude",
+        "max_tokens": 100,
+        "messages": HELLO,
+        "stop_sequences": ["END"],
+    }
+    if stream:
+        async with client.messages.stream(**kwargs) as events:
+            message = await events.get_final_message()
+    else:
+        message = await client.messages.create(**kwargs)
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "END")

@@ -371,6 +371,7 @@ class EventParser:
         self.done = False
         self._usage: dict[str, Any] = {}
         self._finish: FinishReason = "stop"
+        self._stop_sequence: str | None = None
         self._tools: dict[int, _ToolBlock] = {}  # content block index -> its tool call
         self._tool_count = 0
 
@@ -392,13 +393,16 @@ class EventParser:
             reason = delta.get("stop_reason") if isinstance(delta, dict) else None
             if isinstance(reason, str) and reason:
                 self._finish = _FINISH.get(reason, "stop")
+            matched = delta.get("stop_sequence") if isinstance(delta, dict) else None
+            if isinstance(matched, str):
+                self._stop_sequence = matched
             usage = data.get("usage")
             if isinstance(usage, dict):  # cumulative: later counts replace earlier ones
                 self._usage.update({k: v for k, v in usage.items() if v is not None})
         elif kind == "message_stop":
             self.done = True
             yield usage_from(self._usage)
-            yield Completed(self._finish)
+            yield Completed(self._finish, self._stop_sequence)
         elif kind == "error":
             error = data.get("error")
             if isinstance(error, dict):

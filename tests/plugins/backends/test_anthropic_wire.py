@@ -653,7 +653,8 @@ def test_stop_reasons(reason: str, finish: str) -> None:
         },
         "usage": {"output_tokens": 4096 if reason == "max_tokens" else 15},
     }
-    assert parse(stream)[-1] == Completed(finish)  # type: ignore[arg-type]
+    matched = "END" if reason == "stop_sequence" else None  # which stop sequence, passed on
+    assert parse(stream)[-1] == Completed(finish, matched)  # type: ignore[arg-type]
 
 
 def test_error_event_raises_with_its_message() -> None:
