@@ -1,15 +1,14 @@
-"""A short soak (``bench/soak.py``) in the test suite: 20 s of mixed load with faults.
-
-``make soak`` runs the same for 5 minutes (``SOAK_DURATION``); this keeps CI's
-time in check while still catching a leak that shows within seconds or any lost
-charge.
+"""The soak (``bench/soak.py``) in the test suite: 60 s of mixed load with faults,
+as the issue asks of CI (``SOAK_DURATION`` overrides it; ``make soak`` runs 5 minutes).
 """
 
 from __future__ import annotations
 
+import os
+
 from bench.soak import soak
 
-DURATION = 20.0
+DURATION = float(os.environ.get("SOAK_DURATION", "60"))
 
 
 async def test_a_short_soak_loses_nothing_and_leaks_nothing(redis_url: str) -> None:
