@@ -129,6 +129,22 @@ class ResponsesSettings:
     retention_seconds: int = field(default=30 * 24 * 3600, metadata={"check": positive})
 
 
+_EXPORTERS = ("none", "console", "otlp")
+
+
+def _exporter(value: str) -> str | None:
+    return None if value in _EXPORTERS else f"must be one of {', '.join(_EXPORTERS)}"
+
+
+@dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """OpenTelemetry traces (``gateway.tracing``): off unless ``exporter`` says where."""
+
+    exporter: str = field(default="none", metadata={"check": _exporter})
+    endpoint: str | None = None  # for otlp, e.g. http://collector:4318/v1/traces
+    service_name: str = "agent-gateway"
+
+
 @dataclass(frozen=True, slots=True)
 class ShutdownSettings:
     """SIGTERM: readiness turns false at once; after ``drain_delay`` seconds no new
@@ -248,6 +264,7 @@ class Settings:
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     metering: MeteringSettings = field(default_factory=MeteringSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,9 @@ from gateway.pipeline import Gateway
 
 log = logging.getLogger(__name__)
 
-RESTART_ONLY = ("listen", "redis", "auth", "limits", "responses", "metering", "admin", "shutdown")
+RESTART_ONLY = (
+    "listen", "redis", "auth", "limits", "responses", "metering", "admin", "shutdown", "tracing"
+)  # fmt: skip
 
 
 def _digest(data: bytes) -> str:

@@ -7,10 +7,12 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway import tracing
 from gateway.config import EMBEDDED, GatewayConfig
 from gateway.errors import ConfigError, Problem
 from gateway.pipeline import Gateway
@@ -39,12 +41,21 @@ def admin_token(config: GatewayConfig) -> str:
 
 
 def create_app(
-    config: GatewayConfig, *, on_ready: OnReady | None = None, watch: bool = False
+    config: GatewayConfig,
+    *,
+    on_ready: OnReady | None = None,
+    watch: bool = False,
+    span_exporter: Any = None,
 ) -> web.Application:
-    """The application; ``watch`` reloads ``config.source`` when it changes."""
+    """The application; ``watch`` reloads ``config.source`` when it changes.
+
+    ``span_exporter`` receives the trace spans (tests); else ``tracing`` decides.
+    """
+    spans = tracing.tracer(config.tracing, span_exporter)
     app = web.Application(
         middlewares=[
             middlewares.request_id,
+            *([tracing.middleware(spans)] if spans is not None else []),
             middlewares.observe,
             middlewares.errors,
             middlewares.in_flight_limit(config.limits.max_connections),

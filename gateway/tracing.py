@@ -1,0 +1,108 @@
+"""Optional OpenTelemetry traces: one span per agent request, off unless configured.
+
+``tracing.exporter`` in gateway.yaml: ``none`` (the default: nothing is loaded),
+``console`` (spans printed to stdout, for trying it out) or ``otlp`` (sent to an
+OpenTelemetry collector at ``tracing.endpoint``). The OpenTelemetry SDK (and, for
+``otlp``, its HTTP exporter) is an optional extra: ``pip install
+'agent-gateway[otel]'``. A span carries the request id, key id (never the key),
+dialect, agent, backend and HTTP status; it is an error span when the status is
+5xx. The gateway keeps its own tracer provider and never replaces the global one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from gateway import metrics
+from gateway.config import TracingSettings
+from gateway.errors import ConfigError, Problem
+from gateway.server.middlewares import DIALECTS
+
+
+def tracer(settings: TracingSettings, exporter: Any = None) -> Any | None:
+    """A tracer for ``settings`` (``None`` when tracing is off); ``exporter`` is for tests."""
+    if settings.exporter == "none" and exporter is None:
+        return None
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            ConsoleSpanExporter,
+            SimpleSpanProcessor,
+        )
+    except ImportError as exc:
+        raise ConfigError([_missing("the OpenTelemetry SDK", exc)]) from exc
+    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elif settings.exporter == "console":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    else:
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError as exc:
+            raise ConfigError([_missing("the OTLP exporter", exc)]) from exc
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.endpoint))
+        )
+    return provider.get_tracer("agent-gateway")
+
+
+def _missing(what: str, exc: ImportError) -> Problem:
+    return Problem(
+        "tracing.exporter",
+        f"{what} is not installed ({exc.name}): pip install 'agent-gateway[otel]'",
+    )
+
+
+def middleware(tracer: Any) -> Middleware:
+    """Wrap each agent request (those ``gateway.metrics`` observes) in a span."""
+
+    @web.middleware
+    async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.route.handler not in request.config_dict.get(DIALECTS, {}):
+            return await handler(request)  # probes, metrics, admin: no span
+        resource = request.match_info.route.resource
+        name = f"{request.method} {resource.canonical if resource else request.path}"
+        with tracer.start_as_current_span(name, kind=_server_kind()) as span:
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                obs = metrics.observation()
+                span.set_attribute("http.request.method", request.method)
+                span.set_attribute("url.path", request.path)
+                span.set_attribute("http.response.status_code", status)
+                for attribute, value in (
+                    ("gateway.request_id", request.headers.get("X-Request-Id", "")),
+                    ("gateway.dialect", obs.dialect),
+                    ("gateway.agent", obs.route),
+                    ("gateway.backend", obs.backend),
+                ):
+                    if value:
+                        span.set_attribute(attribute, value)
+                if status >= 500:
+                    span.set_status(_error_status())
+
+    return traced
+
+
+def _server_kind() -> Any:
+    from opentelemetry.trace import SpanKind
+
+    return SpanKind.SERVER
+
+
+def _error_status() -> Any:
+    from opentelemetry.trace import Status, StatusCode
+
+    return Status(StatusCode.ERROR)
