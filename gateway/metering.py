@@ -226,6 +226,7 @@ class Meter:
         credits = cost(Usage(input_tokens=input_tokens, output_tokens=cap), pricing)
         now = time.time()
         charge_id = uuid.uuid4().hex
+        estimated_input = tokens.estimate_input(invocation)  # charged if the process dies
         record = HoldRecord(
             credits=credits,
             tokens=input_tokens + cap,
@@ -235,8 +236,8 @@ class Meter:
             agent=invocation.agent,
             backend="",
             started_at=now,
-            input_tokens=tokens.estimate_input(invocation),
-            progress_credits=cost(Usage(input_tokens=tokens.estimate_input(invocation)), pricing),
+            input_tokens=estimated_input,
+            progress_credits=cost(Usage(input_tokens=estimated_input), pricing),
         )
         route_limits = route.limits
         reserved = True

@@ -7,6 +7,7 @@ import asyncio
 import orjson
 from aiohttp import web
 
+from gateway.config import Limits
 from gateway.errors import InvalidRequest, PayloadTooLarge
 
 BODY_READ_TIMEOUT = 30.0
@@ -48,6 +49,11 @@ async def read_json(
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+
+
+async def read_request(request: web.Request, limits: Limits) -> object:
+    """A front door's JSON body, within the configured size and read-time limits."""
+    return await read_json(request, limits.max_body_bytes, read_timeout=limits.body_read_timeout)
 
 
 def json_response(

@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway.dialects.chat_parse import parse_chat_request
 from gateway.dialects.chat_render import ChatChunks, completion_object
 from gateway.pipeline import Call
-from gateway.server.body import budget, json_response, read_json
+from gateway.server.body import budget, json_response, read_request
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.server.streaming import send_sse
 from gateway.transcript import Transcript
@@ -20,7 +20,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     key = await gateway.auth.authenticate(request.headers.get("Authorization"))
     limits = gateway.config.limits
-    body = await read_json(request, limits.max_body_bytes, read_timeout=limits.body_read_timeout)
+    body = await read_request(request, limits)
     chat = parse_chat_request(body, limits)
     invocation = chat.invocation
     call = await gateway.open(invocation, key, request[REQUEST_ID], budget(request))

@@ -18,7 +18,7 @@ from gateway.dialects.messages_parse import parse_messages_request
 from gateway.dialects.messages_render import MessageBuilder
 from gateway.errors import AuthenticationFailed
 from gateway.pipeline import Call
-from gateway.server.body import budget, json_response, read_json
+from gateway.server.body import budget, json_response, read_request
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.server.streaming import send_sse
 from gateway.store import ApiKey
@@ -45,7 +45,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     key = await authenticate(request)
     limits = gateway.config.limits
-    body = await read_json(request, limits.max_body_bytes, read_timeout=limits.body_read_timeout)
+    body = await read_request(request, limits)
     invocation = parse_messages_request(body, limits)
     call = await gateway.open(invocation, key, request[REQUEST_ID], budget(request))
     async with call:
@@ -83,7 +83,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     key = await authenticate(request)
     limits = gateway.config.limits
-    body = await read_json(request, limits.max_body_bytes, read_timeout=limits.body_read_timeout)
+    body = await read_request(request, limits)
     invocation = parse_messages_request(body, limits, count_only=True)
     gateway.route(key, invocation.agent)
     return json_response({"input_tokens": tokens.estimate_input(invocation)})

@@ -28,7 +28,7 @@ from gateway.dialects.responses_render import ResponseBuilder, frames
 from gateway.errors import NotFound
 from gateway.invocation import AgentInvocation, InputItem
 from gateway.pipeline import Call, Gateway
-from gateway.server.body import budget, json_response, read_json
+from gateway.server.body import budget, json_response, read_request
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.server.streaming import send_sse
 from gateway.store import ApiKey
@@ -39,7 +39,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     key = await gateway.auth.authenticate(request.headers.get("Authorization"))
     limits = gateway.config.limits
-    body = await read_json(request, limits.max_body_bytes, read_timeout=limits.body_read_timeout)
+    body = await read_request(request, limits)
     req = parse_responses_request(body, limits)
     if req.background and not req.store:
         raise invalid("store", "a background response must be stored to be retrieved")
