@@ -251,6 +251,9 @@ class Meter:
                 if route_limits.any
                 else None,
             )
+        except asyncio.CancelledError:  # the client left: Redis may have the hold already
+            self._unreserve(record, charge_id, route_limits.any)
+            raise
         except ServiceUnavailable:
             self._store_failed()
             if not self._fail_open:

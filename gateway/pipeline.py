@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -48,12 +50,14 @@ from gateway.store import ApiKey, Store
 from gateway.store.holds import Holds
 from gateway.store.responses import ResponseStore
 from gateway.tasks import BackgroundTasks
+from gateway.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
 # The first event that shows the upstream is answering (or has finished).
 _ANSWERING = (TextDelta, ReasoningDelta, ToolCallStarted, ToolCallArgumentsDelta, Completed)
 _DEFAULT_TIMEOUTS = Timeouts()
+_SHUTTING_DOWN = ServiceUnavailable("The gateway is shutting down; the answer was cut short.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +293,7 @@ class Call:
         self._events = events
         self._layers = layers
         self._meter = meter
-        self._buffered: list[Event] = []
+        self._buffered: deque[Event] = deque()
 
     async def prefetch(self) -> None:
         """Read up to the first content or terminal event; raise if the call failed before any."""
@@ -300,12 +304,17 @@ class Call:
             if isinstance(event, _ANSWERING):
                 return
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        buffered, self._buffered = self._buffered, []
-        for event in buffered:
-            yield event
-        async for event in self._events:
-            yield event
+    def __aiter__(self) -> Call:
+        return self
+
+    def __anext__(self) -> Awaitable[Event]:
+        # No generator of its own: after the prefetched events, each step is the
+        # outermost layer's own, so the Call costs nothing per event.
+        if self._buffered:
+            ready = asyncio.get_running_loop().create_future()
+            ready.set_result(self._buffered.popleft())
+            return ready
+        return anext(self._events)
 
     async def aclose(self) -> None:
         """Close the stream and settle it (in the background; once)."""
@@ -340,19 +349,18 @@ class Call:
 class Interrupts:
     """Lets shutdown end every stream in flight cleanly, with a terminal event.
 
-    Each stream's wait for its next event runs under an ``asyncio.Timeout``;
-    ``interrupt_all`` makes every one of them expire now.
+    Each stream registers its ``Watchdog``; ``interrupt_all`` makes every one of
+    them expire now (a stream busy elsewhere expires at its next wait).
     """
 
     def __init__(self) -> None:
         self.stopping = False
-        self.waits: set[asyncio.Timeout] = set()
+        self.waits: set[Watchdog] = set()
 
     def interrupt_all(self) -> None:
         self.stopping = True
-        now = asyncio.get_running_loop().time()
         for wait in list(self.waits):
-            wait.reschedule(now)
+            wait.expire()
 
 
 async def _checked(
@@ -370,31 +378,28 @@ async def _checked(
     """
     interrupts = interrupts or Interrupts()
     loop = asyncio.get_running_loop()
-    end = None if timeouts.total is None else loop.time() + timeouts.total
+    end = math.inf if timeouts.total is None else loop.time() + timeouts.total
     wait, phase = timeouts.first_byte, "answer"
     iterator = aiter(events)
     obs = metrics.observation()
+    dog = Watchdog()
+    interrupts.waits.add(dog)
     try:
         while True:
-            limit = wait if end is None else min(wait, end - loop.time())
+            if interrupts.stopping:
+                yield Failed(_SHUTTING_DOWN)
+                return
+            waiting = time.perf_counter()
+            dog.wait(min(loop.time() + wait, end))
             try:
-                async with asyncio.timeout(limit) as pending:
-                    interrupts.waits.add(pending)
-                    waiting = time.perf_counter()
-                    try:
-                        event = await anext(iterator)
-                    finally:
-                        interrupts.waits.discard(pending)
-                        obs.waited += time.perf_counter() - waiting
+                event = await anext(iterator)
             except StopAsyncIteration:
                 break
-            except TimeoutError:
+            except asyncio.CancelledError:
+                if not dog.timed_out():
+                    raise
                 if interrupts.stopping:
-                    yield Failed(
-                        ServiceUnavailable(
-                            "The gateway is shutting down; the answer was cut short."
-                        )
-                    )
+                    yield Failed(_SHUTTING_DOWN)
                     return
                 timeout = UpstreamTimeout(
                     f"Backend '{ctx.backend}' timed out waiting for the {phase}."
@@ -402,6 +407,9 @@ async def _checked(
                 metrics.upstream_error(ctx.backend, timeout)
                 yield Failed(timeout)
                 return
+            finally:
+                dog.deadline = None
+                obs.waited += time.perf_counter() - waiting
             if isinstance(event, Failed):  # counted first: the consumer may stop at the yield
                 metrics.upstream_error(ctx.backend, event.error)
             yield event
@@ -418,6 +426,9 @@ async def _checked(
         metrics.upstream_error(ctx.backend, crashed)
         yield Failed(crashed)
         return
+    finally:
+        dog.close()
+        interrupts.waits.discard(dog)
     cut = UpstreamError("The upstream stream ended before the answer was complete.")
     metrics.upstream_error(ctx.backend, cut)
     yield Failed(cut)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from gateway.server.keys import GATEWAY, REQUEST_ID
+from gateway.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,24 @@ async def send_sse(
     )
     await response.prepare(request)
     timeout = write_timeout(request)
+    loop = asyncio.get_running_loop()
+    dog = Watchdog()  # a write that does not drain within ``timeout`` is a stalled client
     try:
         try:
             async for frame in frames:
-                await _write(response.write(frame), timeout)
+                dog.wait(loop.time() + timeout)
+                await response.write(frame)
+                dog.deadline = None
         finally:
             await _close(frames)  # the call stops at once; it settles what was delivered
-        await _write(response.write_eof(), timeout)
+        dog.wait(loop.time() + timeout)
+        await response.write_eof()
+        dog.deadline = None
     except ConnectionResetError:
         log.debug("client went away during request %s", request[REQUEST_ID])
-    except _Stalled:
+    except asyncio.CancelledError:
+        if not dog.timed_out():
+            raise
         log.info(
             "client stopped reading for %gs during request %s; ending its stream",
             timeout,
@@ -59,24 +68,14 @@ async def send_sse(
         response.force_close()
         if request.transport is not None:
             request.transport.abort()  # drops the unsent buffer; no further write can block
+    finally:
+        dog.close()
     return response
 
 
 def write_timeout(request: web.Request) -> float:
     gateway = request.config_dict.get(GATEWAY)
     return gateway.config.limits.client_write_timeout if gateway else CLIENT_WRITE_TIMEOUT
-
-
-class _Stalled(Exception):
-    pass
-
-
-async def _write(write: Awaitable[None], seconds: float) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            await write
-    except TimeoutError:
-        raise _Stalled from None
 
 
 async def _close(frames: AsyncIterator[bytes]) -> None:

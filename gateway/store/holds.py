@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, cast
@@ -23,6 +23,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from gateway.store import schema
+from gateway.store.pipelining import Pipeliner, Step
 from gateway.store.records import Limits
 from gateway.store.store import ENTRY_MARKER_TTL, guard
 
@@ -93,17 +94,17 @@ def _script(redis: aioredis.Redis, name: str) -> Any:
     return redis.register_script(source)
 
 
-Step = Callable[[Any], Awaitable[Any]]
-
-
 class _Batch:
-    """Commands sent together: one pipelined round trip on a single Redis. On Redis
-    Cluster, whose pipelines cannot reload a script a node has forgotten, they run
-    one after another (each script still atomic within its account's slot)."""
+    """Commands sent together: pipelined with those of concurrent requests, on a
+    single Redis. On Redis Cluster, whose pipelines cannot reload a script a node
+    has forgotten, they run one after another (each script still atomic within
+    its account's slot)."""
 
-    def __init__(self, redis: aioredis.Redis, cluster: bool, scripts: list[Any]) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, pipeliner: Pipeliner | None, scripts: list[Any]
+    ) -> None:
         self._redis = redis
-        self._cluster = cluster
+        self._pipeliner = pipeliner  # None on a cluster
         self._scripts = scripts  # loaded again if Redis forgot them (a restart, a failover)
         self._steps: list[Step] = []
 
@@ -111,27 +112,20 @@ class _Batch:
         self._steps.append(step)
 
     async def run(self) -> list[Any]:
-        if self._cluster:
+        if self._pipeliner is None:
             return [await step(self._redis) for step in self._steps]
         try:
-            return await self._pipelined()
+            return await self._pipeliner.run(self._steps)
         except NoScriptError:
             for script in self._scripts:
                 await self._redis.script_load(script.script)
-            return await self._pipelined()
-
-    async def _pipelined(self) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for step in self._steps:
-            await step(pipe)  # with a pipeline as client, this only queues the command
-        results: list[Any] = await pipe.execute()
-        return results
+            return await self._pipeliner.run(self._steps)
 
 
 class Holds:
     def __init__(self, redis: aioredis.Redis, *, cluster: bool = False) -> None:
         self.redis = redis
-        self._cluster = cluster
+        self._pipeliner = None if cluster else Pipeliner(redis)
         self._admit = _script(redis, "admit")
         self._settle = _script(redis, "settle")
         self._release = _script(redis, "release")
@@ -139,7 +133,7 @@ class Holds:
 
     def _batch(self) -> _Batch:
         scripts = [self._admit, self._settle, self._release, self._renew]
-        return _Batch(self.redis, self._cluster, scripts)
+        return _Batch(self.redis, self._pipeliner, scripts)
 
     def _admit_step(
         self,
