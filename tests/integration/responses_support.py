@@ -488,7 +488,9 @@ def chunk(delta: Json | None = None, finish: str | None = None, **extra: Any) ->
 
 @dataclass
 class ChatUpstream:
-    """Serves ``frames`` (chunks, then ``[DONE]``) to every request and records the bodies."""
+    """Serves ``frames`` (chunks, then ``[DONE]``) to every request and records the bodies.
+
+    It only streams: ``chat_config`` sets ``always_stream`` for it."""
 
     chunks: list[Json] = field(default_factory=list)
     requests: list[Json] = field(default_factory=list)
@@ -529,6 +531,7 @@ backends:
   upstream:
     type: openai_chat
     base_url: {base_url}
+    always_stream: true
 routes:
   {agent}:
     backend: upstream

@@ -21,7 +21,7 @@ from tests.integration.support import upstream_config, usage_entries
 HELLO: Any = [{"role": "user", "content": "hello upstream"}]
 
 
-async def test_upstream_request_is_forced_to_stream_with_usage(
+async def test_a_request_goes_upstream_streamed_or_not_as_the_client_asked(
     start_gateway: StartGateway,
     sdk: MakeClient,
     fake_upstream: FakeOpenAIUpstream,
@@ -35,13 +35,87 @@ async def test_upstream_request_is_forced_to_stream_with_usage(
     assert reply.model == "up"  # the client sees the agent id, not the upstream model
     assert reply.usage is not None
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (11, 3)
-
     received = fake_upstream.last
     assert received.path == "/v1/chat/completions"
-    assert received.body["stream"] is True
-    assert received.body["stream_options"] == {"include_usage": True}
+    assert "stream" not in received.body and "stream_options" not in received.body
     assert received.body["model"] == "upstream-model-x"
     assert received.body["messages"] == [{"role": "user", "content": "hello upstream"}]
+
+    stream = await client.chat.completions.create(model="up", messages=HELLO, stream=True)
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == (
+        "Hello from upstream"
+    )
+    # Streamed upstream with usage, whether or not the client asked for it.
+    assert fake_upstream.last.body["stream"] is True
+    assert fake_upstream.last.body["stream_options"] == {"include_usage": True}
+
+
+async def test_always_stream_streams_every_request_upstream(
+    start_gateway: StartGateway,
+    sdk: MakeClient,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_env: str,
+) -> None:
+    gw = await start_gateway(upstream_config(fake_upstream.base_url, always_stream="true"))
+    key = await gw.new_key()
+    reply = await sdk(gw, key).chat.completions.create(model="up", messages=HELLO)
+    assert reply.choices[0].message.content == "Hello from upstream"
+    assert fake_upstream.last.body["stream"] is True
+    assert fake_upstream.last.body["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        Script(),
+        Script(content=("Hi", " there"), finish_reason="length"),
+        Script(
+            content=("Let me check.",),
+            tool_calls=(
+                ToolCallScript("get_weather", ('{"city":', ' "Oslo"}'), call_id="call_a"),
+                ToolCallScript("get_time", ("{}",), call_id="call_b"),
+            ),
+        ),
+        Script(content=("no usage",), usage=None),
+    ],
+    ids=["text", "length", "tool-calls", "no-usage"],
+)
+async def test_the_non_streamed_path_answers_and_bills_as_the_streamed_path(
+    start_gateway: StartGateway,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_env: str,
+    http: aiohttp.ClientSession,
+    script: Script,
+) -> None:
+    """A non-streaming request sent upstream as it came (the fast path) and streamed
+    upstream (``always_stream``): the same answer, byte for byte but for the ids and
+    the time, and the same ledger entry."""
+    fake_upstream.script = script
+    answers, entries = [], []
+    for always in ("false", "true"):
+        gw = await start_gateway(upstream_config(fake_upstream.base_url, always_stream=always))
+        key, secret = await gw.new_key_record()
+        async with http.post(
+            f"{gw.url}/v1/chat/completions",
+            json={"model": "up", "messages": HELLO},
+            headers={"Authorization": f"Bearer {secret}"},
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            raw = await resp.read()
+            billing = (resp.headers["x-gateway-cost"], resp.headers["x-gateway-balance"])
+        (entry,) = await usage_entries(gw, key.id)
+        answers.append((_without_ids(raw), billing))
+        entries.append((entry.amount, entry.balance, entry.usage, entry.held, entry.agent))
+        assert fake_upstream.last.body.get("stream", False) is (always == "true")
+    assert answers[0] == answers[1]
+    assert entries[0] == entries[1]
+
+
+def _without_ids(raw: bytes) -> bytes:
+    """``raw`` with the parts that differ between any two answers (id, created) blanked."""
+    body = json.loads(raw)
+    body["id"], body["created"] = "", 0
+    return json.dumps(body).encode()
 
 
 async def test_upstream_gets_the_env_secret_never_the_client_key(
@@ -285,7 +359,7 @@ async def test_stream_cut_midway(
 ) -> None:
     content = ("one ", "two ", "three ", "four ", "five ")
     fake_upstream.script = Script(content=content, cut_after=2)
-    gw = await start_gateway(upstream_config(fake_upstream.base_url))
+    gw = await start_gateway(upstream_config(fake_upstream.base_url, always_stream="true"))
     client = sdk(gw, await gw.new_key())
 
     stream = await client.chat.completions.create(model="up", messages=HELLO, stream=True)
@@ -311,7 +385,7 @@ async def test_stream_without_finish_or_done_is_an_error(
 ) -> None:
     # A clean HTTP end, but the upstream never said the answer was complete.
     fake_upstream.script = Script(send_finish=False, send_done=False, usage=None)
-    gw = await start_gateway(upstream_config(fake_upstream.base_url))
+    gw = await start_gateway(upstream_config(fake_upstream.base_url, always_stream="true"))
     client = sdk(gw, await gw.new_key())
     with pytest.raises(openai.InternalServerError) as caught:
         await client.chat.completions.create(model="up", messages=HELLO)
@@ -374,7 +448,9 @@ async def test_upstream_stalls_mid_stream(
     upstream_env: str,
 ) -> None:
     fake_upstream.script = Script(content=("a ", "b ", "c "), stall_after=2)
-    gw = await start_gateway(upstream_config(fake_upstream.base_url, timeout=0.5))
+    gw = await start_gateway(
+        upstream_config(fake_upstream.base_url, timeout=0.5, always_stream="true")
+    )
     client = sdk(gw, await gw.new_key())
 
     stream = await client.chat.completions.create(model="up", messages=HELLO, stream=True)
@@ -400,7 +476,7 @@ async def test_mid_stream_error_chunk(
     upstream_env: str,
 ) -> None:
     fake_upstream.script = Script(content=("a ", "b ", "c "), error_after=2)
-    gw = await start_gateway(upstream_config(fake_upstream.base_url))
+    gw = await start_gateway(upstream_config(fake_upstream.base_url, always_stream="true"))
     client = sdk(gw, await gw.new_key())
     stream = await client.chat.completions.create(model="up", messages=HELLO, stream=True)
     received: list[str] = []

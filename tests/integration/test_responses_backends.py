@@ -524,7 +524,7 @@ async def test_background_failure_is_stored(
     upstream_env: str,
     http: aiohttp.ClientSession,
 ) -> None:
-    gw = await start_gateway(upstream_config(fake_upstream.base_url))
+    gw = await start_gateway(upstream_config(fake_upstream.base_url, always_stream="true"))
     key = await gw.new_key()
     fake_upstream.script = Script(content=("a", " b", " c", " d"), chunk_delay=0.05, cut_after=3)
     started = await create_json(http, gw, key, {"model": "up", "input": "x", "background": True})
@@ -579,7 +579,7 @@ async def test_failure_before_output_is_http_502(
     script: Script,
     stream: bool,
 ) -> None:
-    gw = await start_gateway(upstream_config(fake_upstream.base_url))
+    gw = await start_gateway(upstream_config(fake_upstream.base_url, always_stream="true"))
     key = await gw.new_key()
     fake_upstream.script = script
     status, content_type, raw = await post_raw(

@@ -59,6 +59,8 @@ class LibreChatOptions(OpenAIChatOptions):
     """``base_url`` e.g. http://librechat:3080/api/agents/v1; ``api_key_env`` is required."""
 
     api_key_env: str = field(metadata={"env": True})
+    # Its agents answer as streams (its non-streamed answers lose usage and tool rounds).
+    always_stream: bool = True
 
 
 class LibreChatBackend(OpenAIChatBackend):

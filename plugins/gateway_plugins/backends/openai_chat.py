@@ -1,11 +1,14 @@
 """``openai_chat``: any OpenAI-compatible Chat Completions upstream.
 
 OpenAI, vLLM, Ollama, LiteLLM, LibreChat's chat endpoint. One pooled
-``ClientSession`` per backend; the upstream is always asked to stream, with
-``stream_options.include_usage`` so that usage comes back for metering; the
-key sent upstream comes from the environment variable ``api_key_env``, never
-from the client. Closing the event stream (the client went away) closes the
-upstream response, which the upstream sees as a disconnect.
+``ClientSession`` per backend. A streaming request is streamed upstream with
+``stream_options.include_usage`` so that usage comes back for metering; a
+non-streaming one is sent as it came (its answer carries usage), unless
+``always_stream`` is set: then the backend's ``timeouts`` apply between chunks
+rather than to the whole answer. The key sent upstream comes from the
+environment variable ``api_key_env``, never from the client. Closing the event
+stream (the client went away) closes the upstream response, which the upstream
+sees as a disconnect.
 """
 
 from __future__ import annotations
@@ -18,18 +21,21 @@ from gateway.events import Event
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
 from gateway_plugins.backends.http import HttpOptions, Upstream, json_object
-from gateway_plugins.backends.openai_wire import ChunkParser, chat_body
+from gateway_plugins.backends.openai_wire import ChunkParser, chat_body, completion_as_chunk
 
 
 @dataclass(frozen=True)
 class OpenAIChatOptions(HttpOptions):
     """``base_url`` e.g. https://api.openai.com/v1 or http://vllm:8000/v1."""
 
+    always_stream: bool = False  # stream upstream even when the client did not ask to
+
 
 class OpenAIChatBackend:
     def __init__(self, name: str, options: OpenAIChatOptions) -> None:
         self.name = name
         self.upstream = Upstream(name, options)
+        self.always_stream = options.always_stream
 
     def headers(self, ctx: CallContext) -> dict[str, str]:
         headers = {"X-Request-Id": ctx.request_id}
@@ -41,10 +47,13 @@ class OpenAIChatBackend:
         return chat_body(invocation, ctx.model)
 
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
+        body = self.body(invocation, ctx)
+        if not (invocation.stream or self.always_stream):
+            for event in await self._whole(body, ctx):
+                yield event
+            return
         parser = ChunkParser()
-        frames = self.upstream.sse(
-            "/chat/completions", self.body(invocation, ctx), self.headers(ctx)
-        )
+        frames = self.upstream.sse("/chat/completions", body, self.headers(ctx))
         done = False
         async with contextlib.aclosing(frames):
             async for frame in frames:
@@ -55,6 +64,16 @@ class OpenAIChatBackend:
                     yield event
         for event in parser.finish(done=done):
             yield event
+
+    async def _whole(self, body: dict[str, object], ctx: CallContext) -> list[Event]:
+        """The events of a non-streamed answer: the same a stream of it would give."""
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+        async with self.upstream.post("/chat/completions", body, self.headers(ctx)) as resp:
+            raw = await self.upstream.read_body(resp)
+        parser = ChunkParser()
+        events = list(parser.feed(completion_as_chunk(json_object(raw))))
+        return [*events, *parser.finish(done=True)]
 
     async def aclose(self) -> None:
         await self.upstream.aclose()

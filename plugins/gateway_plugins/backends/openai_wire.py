@@ -163,6 +163,26 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+def completion_as_chunk(completion: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A non-streamed ``chat.completion`` as the one chunk that would stream all of it.
+
+    Its message becomes the delta (tool calls without ``index``: each id starts
+    a new call); ``finish_reason`` and ``usage`` carry over.
+    """
+    choices = completion.get("choices")
+    if "error" in completion or not isinstance(choices, list) or not choices:
+        return completion
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        raise UpstreamError("The upstream sent a malformed answer.")
+    chunk = {
+        "choices": [{"delta": choice.get("message"), "finish_reason": choice.get("finish_reason")}]
+    }
+    if "usage" in completion:
+        chunk["usage"] = completion["usage"]
+    return chunk
+
+
 class ChunkParser:
     """Feed parsed chunks in order; ``finish`` yields the closing events."""
 
