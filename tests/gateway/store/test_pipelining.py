@@ -1,0 +1,94 @@
+"""The Pipeliner on a real Redis: one round trip for concurrent callers, each its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from gateway.store.pipelining import Pipeliner, Step
+
+
+def incr(key: str) -> Step:
+    return lambda client: client.incr(key)
+
+
+def fail() -> Step:
+    return lambda client: client.lpush("a-number", 1)  # wrong type: an error reply
+
+
+class Counting:
+    """Counts the pipelines sent to a real client."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.sent: list[int] = []
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        pipe = self.redis.pipeline(transaction=transaction)
+        execute = pipe.execute
+
+        async def counted(raise_on_error: bool = True) -> list[Any]:
+            self.sent.append(len(pipe.command_stack))
+            return await execute(raise_on_error=raise_on_error)
+
+        pipe.execute = counted  # type: ignore[method-assign]
+        return pipe
+
+
+async def test_concurrent_callers_share_one_round_trip(redis_client: aioredis.Redis) -> None:
+    counting = Counting(redis_client)
+    pipeliner = Pipeliner(counting)  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        *(pipeliner.run([incr("n"), incr(f"own-{i}")]) for i in range(50))
+    )
+    assert counting.sent == [100]  # one pipeline of every caller's commands
+    assert sorted(r[0] for r in results) == list(range(1, 51))  # in the order queued
+    assert all(r[1] == 1 for r in results)
+    # Callers that come while a pipeline is in flight share the next one.
+    first = asyncio.ensure_future(pipeliner.run([incr("n")]))
+    await asyncio.sleep(0)
+    later = [asyncio.ensure_future(pipeliner.run([incr("n")])) for _ in range(5)]
+    await asyncio.gather(first, *later)
+    assert counting.sent[1:] == [1, 5]
+
+
+async def test_an_error_reply_fails_only_its_caller(redis_client: aioredis.Redis) -> None:
+    await redis_client.set("a-number", 1)
+    pipeliner = Pipeliner(redis_client)
+    good, bad = await asyncio.gather(
+        pipeliner.run([incr("n")]), pipeliner.run([incr("m"), fail()]), return_exceptions=True
+    )
+    assert good == [1]
+    assert isinstance(bad, ResponseError)
+    assert await redis_client.get("m") == "1"  # the rest of its commands ran
+
+
+async def test_a_caller_that_left_before_sending_sends_nothing(
+    redis_client: aioredis.Redis,
+) -> None:
+    pipeliner = Pipeliner(redis_client)
+    gone = asyncio.ensure_future(pipeliner.run([incr("gone")]))
+    stays = asyncio.ensure_future(pipeliner.run([incr("stays")]))
+    await asyncio.sleep(0)  # both queued; the sender has not run yet
+    gone.cancel()
+    assert await stays == [1]
+    assert await redis_client.get("gone") is None
+
+
+async def test_a_failed_round_trip_fails_every_caller_in_it() -> None:
+    dead = aioredis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    pipeliner = Pipeliner(dead)
+    results = await asyncio.gather(
+        *(pipeliner.run([incr("n")]) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, RedisConnectionError) for r in results)
+    with pytest.raises(RedisConnectionError):  # and it keeps working for the next
+        await pipeliner.run([incr("n")])
+    await dead.aclose()
