@@ -128,11 +128,8 @@ class Upstream:
     async def read_body(self, resp: aiohttp.ClientResponse) -> bytes:
         """The whole body of ``resp``; ``UpstreamError`` above ``max_response_bytes``."""
         most = self.options.max_response_bytes
-        too_large = UpstreamError(
-            f"The upstream of backend '{self.backend}' sent an answer larger than {most} bytes."
-        )
         if resp.content_length is not None and resp.content_length > most:
-            raise too_large
+            raise self._too_large()
         raw = bytearray()
         while len(raw) <= most:
             more = await resp.content.read(most + 1 - len(raw))
@@ -140,8 +137,14 @@ class Upstream:
                 break
             raw += more
         if len(raw) > most:
-            raise too_large
+            raise self._too_large()
         return bytes(raw)
+
+    def _too_large(self) -> UpstreamError:
+        most = self.options.max_response_bytes
+        return UpstreamError(
+            f"The upstream of backend '{self.backend}' sent an answer larger than {most} bytes."
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:
