@@ -5,7 +5,12 @@ from typing import Any
 
 import orjson
 import pytest
-from gateway_plugins.backends.openai_wire import ChunkParser, chat_body, usage_from
+from gateway_plugins.backends.openai_wire import (
+    ChunkParser,
+    chat_body,
+    completion_as_chunk,
+    usage_from,
+)
 from openai.types.chat import ChatCompletionChunk
 
 from gateway.errors import UpstreamError
@@ -491,3 +496,56 @@ def test_a_file_by_url_cannot_go_to_a_chat_upstream() -> None:
     inv = invocation(input=(Message("user", (FilePart(url="https://x/a.pdf"),)),))
     with pytest.raises(InvalidRequest):
         chat_body(inv, "m")
+
+
+# completion_as_chunk: a non-streamed answer gives the events its stream would
+
+
+def whole(completion: Mapping[str, Any]) -> list[Event]:
+    parser = ChunkParser()
+    return [*parser.feed(completion_as_chunk(completion)), *parser.finish(done=True)]
+
+
+def test_a_completion_with_reasoning_text_and_tool_calls() -> None:
+    completion = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "reasoning_content": "Think.",
+                    "content": "Checking.",
+                    "tool_calls": [
+                        {"id": "call_A", "type": "function",
+                         "function": {"name": "weather", "arguments": '{"city":"P"}'}},
+                        {"id": "call_B", "type": "function",
+                         "function": {"name": "time", "arguments": "{}"}},
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": OPENAI_USAGE,
+    }  # fmt: skip
+    assert whole(completion) == [
+        ReasoningDelta("Think."),
+        TextDelta("Checking."),
+        ToolCallStarted("call_A", "weather"),
+        ToolCallArgumentsDelta("call_A", '{"city":"P"}'),
+        ToolCallStarted("call_B", "time"),
+        ToolCallArgumentsDelta("call_B", "{}"),
+        Usage(input_tokens=19, output_tokens=10, cached_input_tokens=8, reasoning_tokens=3),
+        Completed("tool_calls"),
+    ]
+
+
+def test_a_completion_error_or_malformed_is_the_upstreams_fault() -> None:
+    with pytest.raises(UpstreamError, match="overloaded"):
+        whole({"error": {"message": "overloaded"}})
+    with pytest.raises(UpstreamError):
+        whole({"choices": ["not an object"]})
+    with pytest.raises(UpstreamError):
+        whole({"choices": [{"message": "text", "finish_reason": "stop"}]})
+    assert whole({"choices": []}) == [Completed("stop")]
