@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ class Row:
     concurrency: int
     direct: LoadResult
     gateway: LoadResult
+    peers: dict[str, LoadResult] = field(default_factory=dict)  # python -m bench --peers
 
     @property
     def ratio(self) -> float:
@@ -162,6 +163,110 @@ def checks_table(found: list[Check]) -> str:
     )
 
 
+# --- python -m bench --peers: direct, the gateway and every peer in one table -------------
+
+
+def ok_rps(result: LoadResult) -> float:
+    """Requests/s answered 2xx (wrk counts non-2xx answers among its requests)."""
+    return (result.requests - result.non_2xx) / result.seconds if result.seconds else 0.0
+
+
+def peers_table(rows: list[Row], peers: list[str]) -> str:
+    """One line per scenario and target; "gateway/this" is the gateway's 2xx rps over the
+    target's. A target that answered nothing but errors gets no figures."""
+    head = (
+        f"{'scenario':<20}{'target':<9}{'rps':>9}{'p50/p99 ms':>19}{'added p50/p99 ms':>20}"
+        f"{'of direct':>11}{'gateway/this':>14}  errors"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        d_rps, g_rps = ok_rps(r.direct), ok_rps(r.gateway)
+        targets: list[tuple[str, LoadResult | None]] = [
+            ("direct", r.direct),
+            ("gateway", r.gateway),
+        ]
+        targets += [(n, r.peers.get(n)) for n in peers]
+        for i, (name, res) in enumerate(targets):
+            start = f"{r.scenario if i == 0 else '':<20}{name:<9}"
+            if res is None:
+                lines.append(f"{start}{'not measured':>9}")
+                continue
+            rps = ok_rps(res)
+            if rps == 0:
+                why = "every answer an error" if res.requests else "none completed in the cell"
+                lines.append(
+                    f"{start}{0:>9.0f}{'-':>19}{'-':>20}{'-':>11}{'-':>14}  {_errors(res)} ({why})"
+                )
+                continue
+            a50, a99 = res.p50_ms - r.direct.p50_ms, res.p99_ms - r.direct.p99_ms
+            added = "" if name == "direct" else f"{a50:+.3f}/{a99:+.3f}"
+            latency = f"{res.p50_ms:.3f}/{res.p99_ms:.3f}"
+            versus = "" if name == "gateway" else f"{g_rps / rps:.2f}x"
+            lines.append(
+                f"{start}{rps:>9.0f}{latency:>19}{added:>20}"
+                f"{rps / d_rps if d_rps else 0:>11.1%}{versus:>14}  {_errors(res)}"
+            )
+    for r in rows:
+        if r.chunks >= 100:
+            gaps = [("gateway", r.gateway)] + [(n, x) for n, x in r.peers.items()]
+            each = ", ".join(
+                f"{n} {(x.p50_ms - r.direct.p50_ms) * 1000 / r.chunks:.1f} us"
+                if ok_rps(x)
+                else f"{n} -"
+                for n, x in gaps
+            )
+            lines.append(f"{r.scenario}: added gap per chunk (added p50 / chunks): {each}")
+    return "\n".join(lines)
+
+
+def peers_ttfb_table(results: dict[str, TtfbResult]) -> str:
+    """Time to first frame and first token at c1, per target, added over ``direct``."""
+    head = (
+        f"{'streaming, c1 (Python client)':<30}{'first frame p50/p99':>21}"
+        f"{'first token p50/p99':>21}{'added token p50/p99':>21}  requests"
+    )
+    lines = [head, "-" * len(head)]
+    d = results["direct"]
+    for name, t in results.items():
+        count = f"{t.requests} ({t.errors} errors)"
+        if not t.requests:
+            lines.append(f"{name:<30}{'-':>21}{'-':>21}{'-':>21}  {count}")
+            continue
+        added = t.first_token_p50_ms - d.first_token_p50_ms
+        added99 = t.first_token_p99_ms - d.first_token_p99_ms
+        lines.append(
+            f"{name:<30}{t.first_frame_p50_ms:>12.3f}/{t.first_frame_p99_ms:<8.3f}"
+            f"{t.first_token_p50_ms:>12.3f}/{t.first_token_p99_ms:<8.3f}"
+            f"{'' if name == 'direct' else f'{added:+.3f}/{added99:+.3f}':>21}  {count}"
+        )
+    return "\n".join(lines)
+
+
+def rss_line(peak: dict[str, dict[str, int] | None], idle: dict[str, dict[str, int] | None]) -> str:
+    """Peak RSS (VmHWM) of every process, with its idle RSS where measured."""
+    parts = []
+    for name, rss in peak.items():
+        if not rss:
+            parts.append(f"{name} -")
+            continue
+        was = idle.get(name)
+        at_idle = f" (idle {was['VmRSS'] / 1024:.1f})" if was else ""
+        parts.append(f"{name} {rss['VmHWM'] / 1024:.1f} MB{at_idle}")
+    return "peak RSS: " + ", ".join(parts)
+
+
+def _peer_json(r: Row, result: LoadResult) -> dict[str, Any]:
+    ok, d_ok = ok_rps(result), ok_rps(r.direct)
+    return {
+        **_result_json(result),
+        "ok_rps": ok,
+        "ratio_to_direct": ok / d_ok if d_ok else None,
+        "gateway_over_peer": ok_rps(r.gateway) / ok if ok else None,
+        "added_p50_ms": result.p50_ms - r.direct.p50_ms if ok else None,
+        "added_p99_ms": result.p99_ms - r.direct.p99_ms if ok else None,
+    }
+
+
 def _result_json(result: LoadResult) -> dict[str, Any]:
     return {**asdict(result), "rps": result.rps, "errors": result.errors}
 
@@ -178,6 +283,7 @@ def to_json(rows: list[Row], **extra: Any) -> dict[str, Any]:
             "ratio": r.ratio,
             "added_p50_ms": r.added_p50_ms,
             "added_p99_ms": r.added_p99_ms,
+            **({"peers": {n: _peer_json(r, x) for n, x in r.peers.items()}} if r.peers else {}),
         }
         for r in rows
     ]

@@ -5,6 +5,8 @@ GATEWAY_TEST_REDIS_URL, else the embedded store), creates a key, checks one
 request of each kind, then runs every scenario direct and through the gateway
 back to back, measures time to first byte/token, the gateway's memory, and
 what metering billed; prints one table and writes bench/results/latest.json.
+With ``--peers``, the LiteLLM proxy and the Portkey gateway (``bench/peers.py``)
+run every scenario too, against the same mock with the same load generator.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from bench import metering as bench_metering
+from bench import peers as bench_peers
 from bench import procs as p
 from bench import report
-from bench.load import LoadResult, Target, measure_ttfb, run_load, wrk_path
+from bench.load import LoadResult, Target, TtfbResult, measure_ttfb, run_load, wrk_path
 from bench.verify import check
 
 BALANCE = 1_000_000_000_000
@@ -79,7 +83,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="1 s cells")
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
     parser.add_argument("--long-chunks", type=int, default=1000, help="chunks of the long stream")
-    parser.add_argument("--concurrency", default="1,64", help="comma-separated (default 1,64)")
+    parser.add_argument("--concurrency", default="1,16,64", help="comma-separated (1,16,64)")
+    parser.add_argument(
+        "--peers", action="store_true", help="also the LiteLLM proxy and the Portkey gateway"
+    )
     parser.add_argument("--python-load", action="store_true", help="never use wrk")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config)")
     parser.add_argument("--json-out", type=Path, default=report.RESULTS)
@@ -98,15 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     children = p.Processes()
+    others = p.Processes(workdir=children.workdir)  # peers: their end never stops the bench
     status = 1
     try:
-        status = _run(args, children)
+        status = _run(args, children, others)
     except p.BenchError as exc:
         print(f"\nbench: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\nbench: interrupted", file=sys.stderr)
         status = 130
     finally:
+        others.stop_all()
         alive = [name for name, proc in children.children if proc.poll() is None]
         codes = children.stop_all()
         for name, code in codes.items():
@@ -137,6 +146,12 @@ def direct(setup: Setup, kind: Kind) -> Target:
 def via_gateway(setup: Setup, kind: Kind) -> Target:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {setup.secret}"}
     return Target(setup.gateway_url, headers, _body(kind.agent, kind.stream))
+
+
+def via_peer(peer: bench_peers.Peer, kind: Kind) -> Target:
+    return Target(
+        peer.url, peer.headers, _body(kind.agent if peer.by_agent else kind.model, kind.stream)
+    )
 
 
 def _start(args: argparse.Namespace, children: p.Processes) -> Setup:
@@ -214,13 +229,33 @@ def _verify(setup: Setup, kinds: list[Kind]) -> dict[str, int]:
     return costs
 
 
+def _verify_peers(peers: list[bench_peers.Peer], kinds: list[Kind]) -> None:
+    """One request of each kind per peer; a wrong answer is a problem noted, not a stop."""
+    for peer in peers:
+        for kind in kinds:
+            if not peer.alive():
+                break
+            try:
+                check(f"{peer.name} {kind.name}", via_peer(peer, kind), kind.stream, kind.chunks)
+            except p.BenchError as exc:
+                peer.problems.append(str(exc))
+                print(f"bench: WARNING: {exc}", file=sys.stderr)
+
+
 def _cell(
-    args: argparse.Namespace, setup: Setup, target: Target, concurrency: int, use_wrk: bool
+    args: argparse.Namespace,
+    setup: Setup,
+    target: Target,
+    concurrency: int,
+    use_wrk: bool,
+    peer: bench_peers.Peer | None = None,
 ) -> LoadResult:
-    waited = p.quiesce([setup.gateway_pid, setup.mock_pid])
-    if waited > 0.5:
-        print(f"  (waited {waited:.1f} s for the gateway and mock to go idle)", flush=True)
     pids = {"gateway": setup.gateway_pid, "mock": setup.mock_pid}
+    if peer is not None:
+        pids[peer.name] = peer.pid
+    waited = p.quiesce(list(pids.values()))
+    if waited > 0.5:
+        print(f"  (waited {waited:.1f} s for {', '.join(pids)} to go idle)", flush=True)
     before = {name: p.cpu_ticks(pid) for name, pid in pids.items()}
     result = run_load(target, concurrency, args.duration, setup.workdir, use_wrk)
     tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
@@ -244,7 +279,7 @@ def _cpu(r: LoadResult) -> str:
     return ", ".join(f"{name} {us:.0f} us" for name, us in r.cpu_us.items() if us >= 1) or "-"
 
 
-def _run(args: argparse.Namespace, children: p.Processes) -> int:
+def _run(args: argparse.Namespace, children: p.Processes, others: p.Processes) -> int:
     use_wrk = wrk_path() is not None and not args.python_load
     loadgen = "wrk -t1 (" + str(wrk_path()) + ")" if use_wrk else "Python aiohttp fallback"
     print(f"bench: load generator: {loadgen}; {args.duration:g} s per cell", flush=True)
@@ -261,6 +296,11 @@ def _run(args: argparse.Namespace, children: p.Processes) -> int:
     plain = Kind("non-stream", False, args.chunks, "mock", "bench")
     costs = _verify(setup, [plain, short, long])
     idle = p.rss_kib(setup.gateway_pid)
+    peers: list[bench_peers.Peer] = []
+    if args.peers:
+        mock_port = urlsplit(setup.mock_url).port or 0
+        peers = bench_peers.start_peers(others, mock_port, args.long_chunks)
+        _verify_peers(peers, [plain, short, long])
     start_balance = _balance(setup)
     sent: dict[str, int] = {k.name: 0 for k in (plain, short, long)}
 
@@ -270,6 +310,9 @@ def _run(args: argparse.Namespace, children: p.Processes) -> int:
         run_load(direct(setup, kind), max(levels), warm, setup.workdir, use_wrk)
         w = run_load(via_gateway(setup, kind), max(levels), warm, setup.workdir, use_wrk)
         sent[kind.name] += w.requests
+        for peer in peers:
+            if peer.alive():
+                run_load(via_peer(peer, kind), max(levels), warm, setup.workdir, use_wrk)
     children.check_alive()
 
     scenarios = [Scenario(k, c) for k in (plain, short) for c in levels]
@@ -283,7 +326,13 @@ def _run(args: argparse.Namespace, children: p.Processes) -> int:
         _show("gateway (client -> gateway -> mock)", g)
         sent[sc.kind.name] += g.requests
         children.check_alive()
-        rows.append(report.Row(sc.name, sc.kind.stream, sc.kind.chunks, sc.concurrency, d, g))
+        row = report.Row(sc.name, sc.kind.stream, sc.kind.chunks, sc.concurrency, d, g)
+        for peer in peers:
+            if peer.alive():
+                r = _cell(args, setup, via_peer(peer, sc.kind), sc.concurrency, use_wrk, peer)
+                _show(f"{peer.name} (client -> {peer.name} -> mock)", r)
+                row.peers[peer.name] = r
+        rows.append(row)
 
     print("time to first byte/token, c1:", flush=True)
     p.quiesce([setup.gateway_pid, setup.mock_pid])
@@ -291,20 +340,35 @@ def _run(args: argparse.Namespace, children: p.Processes) -> int:
     p.quiesce([setup.gateway_pid, setup.mock_pid])
     ttfb_g = measure_ttfb(via_gateway(setup, short), args.duration)
     sent[short.name] += ttfb_g.requests
+    ttfb: dict[str, TtfbResult] = {"direct": ttfb_d, "gateway": ttfb_g}
+    for peer in peers:
+        if peer.alive():
+            p.quiesce([setup.mock_pid, peer.pid])
+            ttfb[peer.name] = measure_ttfb(via_peer(peer, short), args.duration)
     children.check_alive()
     after = p.rss_kib(setup.gateway_pid)
+    peak: dict[str, dict[str, int] | None] = {"gateway": after, "mock": p.rss_kib(setup.mock_pid)}
+    peak.update({x.name: p.rss_kib(x.pid) for x in peers if x.alive()})
     billing = _billing(setup, start_balance, costs, sent)
 
     idle_mb = idle["VmRSS"] / 1024 if idle else None
     found = report.checks(rows, (ttfb_d, ttfb_g), idle_mb)
     print()
-    print(report.table(rows))
+    measured = [x.name for x in peers if any(x.name in r.peers for r in rows)]
+    print(report.peers_table(rows, measured) if peers else report.table(rows))
+    for peer in peers:
+        state = f"ABSENT ({peer.absent})" if peer.absent else "measured"
+        print(f"{peer.name} {peer.version}: {state}; {peer.note}")
+        for problem in peer.problems:
+            print(f"  problem: {problem.splitlines()[0][:160]}")
     print()
     print(report.cpu_table(rows))
     print()
-    print(report.ttfb_table(ttfb_d, ttfb_g))
+    print(report.peers_ttfb_table(ttfb) if peers else report.ttfb_table(ttfb_d, ttfb_g))
     print()
     print(_rss_line(idle, after))
+    idles = {"gateway": idle, **{x.name: x.idle_rss_kib for x in peers}}
+    print(report.rss_line(peak, idles))
     if billing:
         print(
             f"metering: {billing['billed_credits']:,} credits billed for "
@@ -321,6 +385,8 @@ def _run(args: argparse.Namespace, children: p.Processes) -> int:
         rows,
         ttfb={"direct": asdict(ttfb_d), "gateway": asdict(ttfb_g)},
         gateway_rss_kib={"idle": idle, "after_load": after},
+        peak_rss_kib=peak,
+        peers={x.name: _peer_json(x, ttfb.get(x.name), peak.get(x.name)) for x in peers},
         billing=billing,
         metering_cost=asdict(metering_cost) if metering_cost else None,
         checks=[asdict(c) for c in found],
@@ -331,6 +397,7 @@ def _run(args: argparse.Namespace, children: p.Processes) -> int:
             "long_chunks": args.long_chunks,
             "concurrency": levels,
             "store": "redis" if setup.redis_url else "embedded",
+            "peers": args.peers,
         },
     )
     path = report.write_json(data, args.json_out)
@@ -358,6 +425,21 @@ def _billing(
         "completed_requests": sum(sent.values()),
         "credits_per_request": costs,
         "ratio": billed / expected if expected else 0.0,
+    }
+
+
+def _peer_json(
+    peer: bench_peers.Peer, ttfb: TtfbResult | None, peak: dict[str, int] | None
+) -> dict[str, Any]:
+    """The peers section of the JSON (the per-scenario figures are under "scenarios")."""
+    return {
+        "present": peer.absent is None,
+        "version": peer.version,
+        "absent": peer.absent,
+        "note": peer.note,
+        "problems": peer.problems,
+        "ttfb": asdict(ttfb) if ttfb else None,
+        "rss_kib": {"idle": peer.idle_rss_kib, "peak": peak},
     }
 
 
