@@ -1,30 +1,34 @@
-"""Writing an SSE response: headers once, then each frame whole in one write.
+"""Writing an SSE response: headers once, then frames, each whole, in as few writes as can be.
+
+The frames made from one read of the upstream go out in one write (see
+``_Writer``); a frame is never split between writes.
 
 Back-pressure: aiohttp buffers what the socket does not take. Its transport
 pauses writing above its high-water mark (64 KiB by default) and
-``StreamResponse.write`` awaits the drain once 64 KiB are pending, so a client
-that stops reading leaves at most about 128 KiB plus one frame in memory,
-and the gateway stops pulling events from the upstream meanwhile (whose own
-read buffer then fills, and its socket stops being read). A write that does
-not drain within ``limits.client_write_timeout`` seconds ends the stream: the
-frames' generator is closed (so the call settles what was delivered) and the
-connection is aborted.
+``StreamResponse.write`` awaits the drain once 64 KiB are pending; the stream
+holds at most ``BATCH_BYTES`` of frames for the writer before it waits too. So a
+client that stops reading leaves a few hundred KiB in memory at most, and the
+gateway stops pulling events from the upstream meanwhile (whose own read
+buffer then fills, and its socket stops being read). A write that does not
+drain within ``limits.client_write_timeout`` seconds ends the stream: the
+connection is aborted, the request cancelled and the call settled with what was
+delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from aiohttp import web
 
 from gateway.server.keys import GATEWAY, REQUEST_ID
-from gateway.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
 CLIENT_WRITE_TIMEOUT = 30.0
+BATCH_BYTES = 64 * 1024  # frames held for the writer before the stream waits for it
 
 
 async def send_sse(
@@ -41,36 +45,104 @@ async def send_sse(
         }
     )
     await response.prepare(request)
-    timeout = write_timeout(request)
-    loop = asyncio.get_running_loop()
-    dog = Watchdog()  # a write that does not drain within ``timeout`` is a stalled client
+    writer = _Writer(request, response, write_timeout(request))
     try:
         try:
             async for frame in frames:
-                dog.wait(loop.time() + timeout)
-                await response.write(frame)
-                dog.deadline = None
+                await writer.put(frame)
         finally:
             await _close(frames)  # the call stops at once; it settles what was delivered
-        dog.wait(loop.time() + timeout)
-        await response.write_eof()
-        dog.deadline = None
+        await writer.finish()
     except ConnectionResetError:
         log.debug("client went away during request %s", request[REQUEST_ID])
-    except asyncio.CancelledError:
-        if not dog.timed_out():
-            raise
-        log.info(
-            "client stopped reading for %gs during request %s; ending its stream",
-            timeout,
-            request[REQUEST_ID],
-        )
-        response.force_close()
-        if request.transport is not None:
-            request.transport.abort()  # drops the unsent buffer; no further write can block
+    except _Stalled:
+        pass  # logged, and the connection aborted, by the writer
     finally:
-        dog.close()
+        writer.cancel()
     return response
+
+
+class _Stalled(Exception):
+    pass
+
+
+class _Writer:
+    """Writes the frames made in one burst in one write, in a task of its own.
+
+    Frames made from one read of the upstream come one after another without a
+    wait; the writer task runs when the stream next waits (for the upstream),
+    and writes every frame made since as one. A client that does not take a
+    write within ``timeout`` seconds is cut off: the connection is aborted,
+    which cancels the request (and so settles the call).
+    """
+
+    def __init__(self, request: web.Request, response: web.StreamResponse, timeout: float):
+        self._request = request
+        self._response = response
+        self._timeout = timeout
+        self._frames: list[bytes] = []
+        self._size = 0
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._closing = False
+        self._error: BaseException | None = None
+        self._task = asyncio.ensure_future(self._run())
+
+    async def put(self, frame: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._frames.append(frame)
+        self._size += len(frame)
+        self._wake.set()
+        if self._size >= BATCH_BYTES:  # the writer is behind (a slow client): wait for it
+            self._room.clear()
+            await self._room.wait()
+            if self._error is not None:
+                raise self._error
+
+    async def finish(self) -> None:
+        """Write what is left, then the end of the response."""
+        self._closing = True
+        self._wake.set()
+        await self._task
+        if self._error is not None:
+            raise self._error
+        await self._write(self._response.write_eof())
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    async def _run(self) -> None:
+        try:
+            while not (self._closing and not self._frames):
+                await self._wake.wait()
+                self._wake.clear()
+                if not self._frames:
+                    continue
+                frames, self._frames, self._size = self._frames, [], 0
+                self._room.set()
+                await self._write(self._response.write(b"".join(frames)))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._room.set()
+
+    async def _write(self, write: Awaitable[None]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await write
+        except TimeoutError:
+            log.info(
+                "client stopped reading for %gs during request %s; ending its stream",
+                self._timeout,
+                self._request[REQUEST_ID],
+            )
+            self._response.force_close()
+            if self._request.transport is not None:
+                self._request.transport.abort()  # drops the unsent buffer; cancels the request
+            raise _Stalled from None
 
 
 def write_timeout(request: web.Request) -> float:

@@ -1,0 +1,82 @@
+"""send_sse: frames made in one burst go out in one write, and none waits for the next."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.server import streaming
+from gateway.server.keys import REQUEST_ID
+
+
+async def serve(
+    frames: AsyncIterator[bytes], writes: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> TestClient:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        request[REQUEST_ID] = "req_test"
+        return await streaming.send_sse(request, frames)
+
+    original = web.StreamResponse.write
+
+    async def counted(self: web.StreamResponse, data: bytes | bytearray | memoryview) -> None:
+        writes.append(bytes(data))
+        await original(self, data)
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    monkeypatch.setattr(web.StreamResponse, "write", counted)
+    return client
+
+
+async def test_a_burst_is_one_write_and_a_later_frame_goes_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    burst = [b"data: %d\n\n" % i for i in range(50)]
+    arrived: list[float] = []
+
+    async def frames() -> AsyncIterator[bytes]:
+        for frame in burst:
+            yield frame  # one upstream read's worth: no wait in between
+        await asyncio.sleep(0.3)
+        yield b"data: late\n\n"
+
+    writes: list[bytes] = []
+    client = await serve(frames(), writes, monkeypatch)
+    try:
+        started = time.monotonic()
+        async with client.get("/") as resp:
+            body = b""
+            async for chunk in resp.content.iter_any():
+                body += chunk
+                arrived.append(time.monotonic() - started)
+        assert body == b"".join(burst) + b"data: late\n\n"
+        assert writes == [b"".join(burst), b"data: late\n\n"]
+        assert arrived[0] < 0.2  # the burst did not wait for the late frame
+    finally:
+        await client.close()
+
+
+async def test_a_large_burst_is_split_between_whole_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streaming, "BATCH_BYTES", 100)
+    burst = [b"data: %03d\n\n" % i for i in range(40)]  # 11 bytes each
+
+    async def frames() -> AsyncIterator[bytes]:
+        for frame in burst:
+            yield frame
+
+    writes: list[bytes] = []
+    client = await serve(frames(), writes, monkeypatch)
+    try:
+        async with client.get("/") as resp:
+            assert await resp.read() == b"".join(burst)
+        assert len(writes) > 1
+        assert all(len(w) % 11 == 0 for w in writes)  # never part of a frame
+    finally:
+        await client.close()
