@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, cast
 
 import orjson
 from redis import asyncio as aioredis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from gateway.store import schema
-from gateway.store.pipelining import Pipeliner, Step
+from gateway.store.pipelining import Command, Pipeliner
 from gateway.store.records import Limits
 from gateway.store.store import ENTRY_MARKER_TTL, guard
 
@@ -96,30 +94,35 @@ def _script(redis: aioredis.Redis, name: str) -> Any:
 
 class _Batch:
     """Commands sent together: pipelined with those of concurrent requests, on a
-    single Redis. On Redis Cluster, whose pipelines cannot reload a script a node
-    has forgotten, they run one after another (each script still atomic within
-    its account's slot)."""
+    single Redis. On Redis Cluster they run one after another (each script still
+    atomic within its account's slot). Scripts Redis has forgotten (a restart, a
+    failover) are loaded again and the batch retried: every command in it can
+    run twice (settlement is once per charge id)."""
 
     def __init__(
         self, redis: aioredis.Redis, pipeliner: Pipeliner | None, scripts: list[Any]
     ) -> None:
         self._redis = redis
         self._pipeliner = pipeliner  # None on a cluster
-        self._scripts = scripts  # loaded again if Redis forgot them (a restart, a failover)
-        self._steps: list[Step] = []
+        self._scripts = scripts
+        self._commands: list[Command] = []
 
-    def add(self, step: Step) -> None:
-        self._steps.append(step)
+    def add(self, command: Command) -> None:
+        self._commands.append(command)
 
     async def run(self) -> list[Any]:
-        if self._pipeliner is None:
-            return [await step(self._redis) for step in self._steps]
         try:
-            return await self._pipeliner.run(self._steps)
+            return await self._send()
         except NoScriptError:
             for script in self._scripts:
                 await self._redis.script_load(script.script)
-            return await self._pipeliner.run(self._steps)
+            return await self._send()
+
+    async def _send(self) -> list[Any]:
+        if self._pipeliner is not None:
+            return await self._pipeliner.run(self._commands)
+        redis: Any = self._redis  # execute_command is untyped in redis-py
+        return [await redis.execute_command(*command) for command in self._commands]
 
 
 class Holds:
@@ -142,7 +145,7 @@ class Holds:
         record: HoldRecord,
         limits: Limits,
         check_money: bool,
-    ) -> Step:
+    ) -> Command:
         now = record.started_at
         day, month = (
             time.strftime("%Y%m%d", time.gmtime(now)),
@@ -215,7 +218,7 @@ class Holds:
                 _script_step(self._release, _release_keys(account, window), [charge_id, 0, 1])
             )
         member = _lease_member(record.key_id, charge_id)
-        batch.add(lambda c: c.zrem(schema.LEASES, member))
+        batch.add(("ZREM", schema.LEASES, member))
         async with guard():
             await batch.run()
 
@@ -254,7 +257,7 @@ class Holds:
             route_keys = _release_keys(schema.route_account(record.agent), window)
             batch.add(_script_step(self._release, route_keys, [charge_id, tokens, 0]))
         member = _lease_member(key_id, charge_id)
-        batch.add(lambda c: c.zrem(schema.LEASES, member))
+        batch.add(("ZREM", schema.LEASES, member))
         async with guard():
             results = await batch.run()
         return bool(results[0][0])
@@ -311,20 +314,12 @@ def _release_keys(account: str, window: int) -> list[str]:
     ]
 
 
-def _script_step(script: Any, keys: list[str], args: list[Any]) -> Step:
-    def step(client: Any) -> Awaitable[Any]:
-        if isinstance(client, Pipeline):
-            # EVALSHA queued directly: through the Script object, redis-py's pipeline
-            # first asks SCRIPT EXISTS, a second round trip on every execute.
-            return client.evalsha(script.sha, len(keys), *keys, *args)
-        return cast(Awaitable[Any], script(keys=keys, args=args, client=client))
-
-    return step
+def _script_step(script: Any, keys: list[str], args: list[Any]) -> Command:
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
-def _lease_step(key_id: str, charge_id: str, until: float) -> Step:
-    member = {_lease_member(key_id, charge_id): until}
-    return lambda client: cast(Awaitable[Any], client.zadd(schema.LEASES, member))
+def _lease_step(key_id: str, charge_id: str, until: float) -> Command:
+    return ("ZADD", schema.LEASES, until, _lease_member(key_id, charge_id))
 
 
 def _lease_member(key_id: str, charge_id: str) -> str:

@@ -2,36 +2,44 @@
 
 Each request admits and settles with a few commands of its own; under load
 many requests queue theirs in the same turn of the event loop. ``Pipeliner``
-sends everything queued as one pipeline on one connection, one pipeline at a
-time (so commands reach Redis in the order they were queued), and hands each
-caller its own results or its own error. A caller that gave up before its
+sends everything queued as one pipeline on one pooled connection, one pipeline
+at a time (so commands reach Redis in the order they were queued), and hands
+each caller its own replies or its own error. A caller that gave up before its
 commands were sent (cancelled) sends nothing.
+
+It packs the commands with hiredis and reads the replies on the connection
+directly: redis-py's ``Pipeline`` costs more than the round trip itself. Like
+redis-py's pipelines, a connection failure is retried by the connection's own
+retry policy.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from hiredis import pack_command
 from redis import asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ResponseError
 
-Step = Callable[[Any], Awaitable[Any]]
-"""Queues one command on the client it is given (a pipeline here)."""
+Command = tuple[str | int | float, ...]
+"""One Redis command and its arguments, e.g. ``("ZREM", key, member)``."""
 
-_Queued = tuple[list[Step], "asyncio.Future[list[Any]]"]
+_Queued = tuple[Sequence[Command], "asyncio.Future[list[Any]]"]
 
 
 class Pipeliner:
     def __init__(self, redis: aioredis.Redis) -> None:
-        self._redis = redis
+        self._pool: Any = redis.connection_pool  # untyped in redis-py
         self._queued: list[_Queued] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def run(self, steps: list[Step]) -> list[Any]:
-        """The results of ``steps``, in order; the first error among them is raised."""
+    async def run(self, commands: Sequence[Command]) -> list[Any]:
+        """The replies to ``commands``, in order; the first error reply among them is raised."""
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._queued.append((steps, future))
+        self._queued.append((commands, future))
         if self._sender is None:
             # Starts on the next turn of the loop: callers of this turn join its pipeline.
             self._sender = asyncio.ensure_future(self._send_all())
@@ -51,12 +59,9 @@ class Pipeliner:
     async def _send(self, queued: list[_Queued]) -> None:
         if not queued:
             return
+        commands = [command for mine, _ in queued for command in mine]
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for steps, _ in queued:
-                for step in steps:
-                    await step(pipe)  # with a pipeline as client, this only queues it
-            results = await pipe.execute(raise_on_error=False)
+            replies = await self._round_trip(commands)
         except Exception as exc:  # the round trip failed: every caller in it fails
             for _, future in queued:
                 if not future.done():
@@ -67,13 +72,41 @@ class Pipeliner:
                 future.cancel()
             raise
         at = 0
-        for steps, future in queued:
-            mine = results[at : at + len(steps)]
-            at += len(steps)
+        for mine, future in queued:
+            replies_of_mine = replies[at : at + len(mine)]
+            at += len(mine)
             if future.done():
                 continue
-            error = next((r for r in mine if isinstance(r, Exception)), None)
+            error = next((r for r in replies_of_mine if isinstance(r, ResponseError)), None)
             if error is None:
-                future.set_result(mine)
+                future.set_result(replies_of_mine)
             else:
                 future.set_exception(error)
+
+    async def _round_trip(self, commands: list[Command]) -> list[Any]:
+        connection: AbstractConnection = await self._pool.get_connection()
+        try:
+            exchange: Callable[[], Any] = lambda: _exchange(connection, commands)  # noqa: E731
+            replies: list[Any] = await connection.retry.call_with_retry(
+                exchange, lambda _error: connection.disconnect()
+            )
+            return replies
+        finally:
+            await self._pool.release(connection)
+
+
+async def _exchange(connection: AbstractConnection, commands: list[Command]) -> list[Any]:
+    """Send ``commands`` at once, then read one reply each (an error reply in its place).
+
+    redis-py drops the connection if sending or reading fails or is cancelled
+    half-way, so a connection with replies left unread never goes back to the pool.
+    """
+    packed = b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
+    await connection.send_packed_command(packed, check_health=False)
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await connection.read_response())
+        except ResponseError as error:
+            replies.append(error)
+    return replies
