@@ -56,6 +56,7 @@ class Script:
     write_size: int | None = None  # split every frame into writes of this many bytes
     send_finish: bool = True  # send the chunk with the finish reason
     send_done: bool = True  # end with data: [DONE]
+    set_cookie: str | None = None  # a Set-Cookie header on the answer
 
 
 @dataclass(frozen=True)
@@ -158,10 +159,15 @@ class FakeOpenAIUpstream:
                 )
             if not body.get("stream"):
                 finished = True
-                return web.Response(
+                answer = web.Response(
                     body=orjson.dumps(_completion(script, body)), content_type="application/json"
                 )
+                if script.set_cookie:
+                    answer.headers["Set-Cookie"] = script.set_cookie
+                return answer
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            if script.set_cookie:
+                response.headers["Set-Cookie"] = script.set_cookie
             await response.prepare(request)
             content_sent = 0
             for kind, frame in _frames(script, body):

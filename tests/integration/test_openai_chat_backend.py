@@ -50,6 +50,23 @@ async def test_a_request_goes_upstream_streamed_or_not_as_the_client_asked(
     assert fake_upstream.last.body["stream_options"] == {"include_usage": True}
 
 
+async def test_an_upstream_cookie_never_reaches_another_request(
+    start_gateway: StartGateway,
+    sdk: MakeClient,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_env: str,
+) -> None:
+    # By name: aiohttp's cookie jar would ignore a cookie from an IP address anyway.
+    by_name = fake_upstream.base_url.replace("127.0.0.1", "localhost")
+    gw = await start_gateway(upstream_config(by_name))
+    fake_upstream.script = Script(set_cookie="session=for-client-a; Path=/")
+    client = sdk(gw, await gw.new_key())
+    await client.chat.completions.create(model="up", messages=HELLO)
+    await client.chat.completions.create(model="up", messages=HELLO, stream=True)
+    assert len(fake_upstream.requests) == 2
+    assert all("Cookie" not in r.headers for r in fake_upstream.requests)
+
+
 async def test_always_stream_streams_every_request_upstream(
     start_gateway: StartGateway,
     sdk: MakeClient,
