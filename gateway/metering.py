@@ -41,8 +41,8 @@ import dataclasses
 import logging
 import math
 import random
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -225,7 +225,7 @@ class Meter:
             cap = _cap_for_budget(budget, input_credits, cap, pricing)
         credits = cost(Usage(input_tokens=input_tokens, output_tokens=cap), pricing)
         now = time.time()
-        charge_id = uuid.uuid4().hex
+        charge_id = secrets.token_hex(16)
         estimated_input = tokens.estimate_input(invocation)  # charged if the process dies
         record = HoldRecord(
             credits=credits,

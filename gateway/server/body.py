@@ -21,14 +21,14 @@ async def read_json(
     The whole body must arrive within ``read_timeout`` seconds, else 408 and the
     connection is closed: a client trickling its body cannot hold a handler.
     """
-    too_large = PayloadTooLarge(
-        f"The request body is larger than this gateway accepts ({limit} bytes)."
-    )
     if request.content_length is not None and request.content_length > limit:
-        raise too_large
+        raise _too_large(limit)
     try:
-        async with asyncio.timeout(read_timeout):
+        if request.content.is_eof():  # the whole body came with the head: no wait, no timer
             raw = await request.read()
+        else:
+            async with asyncio.timeout(read_timeout):
+                raw = await request.read()
     except TimeoutError:
         # The rest of the body is unread: mark the stream broken so that the error
         # response closes the connection instead of waiting for those bytes.
@@ -39,7 +39,7 @@ async def read_json(
             status=408,
         ) from None
     except web.HTTPRequestEntityTooLarge:
-        raise too_large from None
+        raise _too_large(limit) from None
     except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not match
         detail = " ".join(str(exc).split())
         raise InvalidRequest(f"The request body could not be read: {detail}") from None
@@ -49,6 +49,10 @@ async def read_json(
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than this gateway accepts ({limit} bytes).")
 
 
 async def read_request(request: web.Request, limits: Limits) -> object:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import uuid
+import secrets
 from collections.abc import Callable
 
 from aiohttp import web
@@ -63,7 +63,7 @@ def error_shape(request: web.Request) -> ErrorShape:
 async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Take the client's ``X-Request-Id`` if it is sane, else make one; echo it back."""
     given = request.headers.get("X-Request-Id", "")
-    rid = given if _CLIENT_ID.fullmatch(given) else f"req_{uuid.uuid4().hex}"
+    rid = given if _CLIENT_ID.fullmatch(given) else f"req_{secrets.token_hex(16)}"
     request[REQUEST_ID] = rid
     try:
         response = await handler(request)
