@@ -252,7 +252,10 @@ class Meter:
                 else None,
             )
         except asyncio.CancelledError:  # the client left: Redis may have the hold already
-            self._unreserve(record, charge_id, route_limits.any)
+            self._tasks.spawn(
+                self._release_now(record, charge_id, route_limits.any),
+                name=f"release {charge_id}",
+            )
             raise
         except ServiceUnavailable:
             self._store_failed()
@@ -294,6 +297,18 @@ class Meter:
                 lambda: self._holds.release(record, charge_id, key=True, route=route),
             )
         )
+
+    async def _release_now(self, record: HoldRecord, charge_id: str, route: bool) -> None:
+        """Release the hold of a request whose client left during admission.
+
+        Written at once (queued after its admission by the pipeliner), not behind
+        the outbox: only a store failure sends it there.
+        """
+        try:
+            await self._holds.release(record, charge_id, key=True, route=route)
+        except ServiceUnavailable:
+            self._store_failed()
+            self._unreserve(record, charge_id, route)
 
     # The stream
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import resource
 import signal
 import sys
 from typing import Any
@@ -89,6 +90,7 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
     site = web.TCPSite(runner, host, port, reuse_port=True)
     await site.start()
     log.info("listening on http://%s:%d (%d routes)", host, port, len(config.routes))
+    _open_files(config)
     _tune_gc()
     if demo:
         _print_demo(demo[0], host, port, next(iter(config.routes)))
@@ -109,6 +111,24 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
     await _drain(gateway, site, shutdown.drain_delay, shutdown.grace_period, signals)
     await runner.cleanup()  # waits for handlers, then for every settlement
     log.info("stopped")
+
+
+def _open_files(config: GatewayConfig) -> None:
+    """Lift this process's limit on open files to the most it may have, and say if
+    the configured limits could need more: each request in flight holds two sockets
+    (its client's and its upstream's), plus the Redis pool's."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    needed = 2 * config.limits.max_connections + config.redis.max_connections + 64
+    if needed > hard:
+        log.warning(
+            "limits.max_connections (%d) needs about %d open files, more than this process "
+            "may have (%d): lower it, or raise the limit (ulimit -n)",
+            config.limits.max_connections,
+            needed,
+            hard,
+        )
 
 
 def _tune_gc() -> None:

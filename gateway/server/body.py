@@ -40,6 +40,8 @@ async def read_json(
         ) from None
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(limit) from None
+    except ConnectionResetError:  # the client left half-way; nobody reads this answer
+        raise InvalidRequest("The connection closed before the request body was read.") from None
     except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not match
         detail = " ".join(str(exc).split())
         raise InvalidRequest(f"The request body could not be read: {detail}") from None

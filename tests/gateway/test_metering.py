@@ -467,6 +467,27 @@ async def test_settle_of_a_request_that_never_ran_only_releases(fake_store: Stor
     assert await usage_entries(fake_store, key) == [] and m._live == {}
 
 
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_a_client_that_leaves_during_admission_leaves_nothing_held(
+    fake_store: Store, turns: int
+) -> None:
+    """Cancelled before or after its admission reached Redis: the hold is released at
+    once, never through the outbox (where it would delay every later settlement)."""
+    tasks = BackgroundTasks()
+    m = meter(fake_store, tasks)
+    key = await new_key(fake_store, 10_000)
+    admitting = asyncio.ensure_future(m.admit(invocation(), key, route(), "r"))
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    admitting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await admitting
+    assert len(m.outbox) == 0
+    await tasks.drain()
+    assert await fake_store.held(key.id) == 0 and await fake_store.balance(key.id) == 10_000
+    assert await fake_store.redis.hlen(schema.holds(key.id)) == 0
+
+
 async def test_settle_retries_while_the_store_is_unavailable(
     fake_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
