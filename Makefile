@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench soak clean
+.PHONY: run test bench bench-peers bench-capacity soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,20 @@ test: $(VENV)/.test
 ## bench: direct vs through-the-gateway throughput and latency (not a test; not in CI)
 bench: $(VENV)/.test
 	tests/with-redis.sh $(BIN)/python -m bench $(BENCH_ARGS)
+
+## bench-peers: `make bench` plus the LiteLLM proxy (PyPI) and the Portkey gateway (npm), installed
+## once into .bench-peers/; a peer that cannot be installed or started is reported absent
+bench-peers: $(VENV)/.test
+	@command -v npm >/dev/null 2>&1 || [ "$$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1 || { \
+	  echo "npm not found: installing Debian's nodejs and npm packages" >&2; \
+	  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends nodejs npm >&2 || \
+	  echo "could not install npm: Portkey will be absent" >&2; }
+	tests/with-redis.sh $(BIN)/python -m bench --peers $(BENCH_ARGS)
+
+## bench-capacity: 10,000 open slow streams on one worker, then RSS over 1,000,000 requests
+bench-capacity: $(VENV)/.test
+	tests/with-redis.sh $(BIN)/python -m bench.capacity $(BENCH_ARGS)
 
 ## soak: mixed load with faults for SOAK_DURATION seconds (300); fails on a leak or a lost charge
 SOAK_DURATION ?= 300

@@ -7,6 +7,13 @@
 its own write. A model named ``mock-chunks-<N>`` streams N content chunks
 instead of the default. Every response body is built once per shape and cached.
 
+A model named ``mock-hold-<MS>`` is a slow stream that stays open: the role chunk
+and a content chunk at once, then one content chunk every MS milliseconds until ``POST
+/v1/mock/release`` releases every stream held so far, then the usual
+``HOLD_TOKENS`` content chunks, finish, usage and ``[DONE]`` (usage counts
+``HOLD_TOKENS`` however long the stream was held, so that each costs the same).
+``GET /v1/mock/held`` says how many streams are held.
+
 Faults, for the soak test (``bench/soak.py``): the model ``mock-fail`` gets a 500,
 ``mock-hang`` an answer 5 s late, and ``mock-cut`` a stream whose
 connection is cut after its first frames.
@@ -25,6 +32,8 @@ PROMPT_TOKENS = 12
 WORD = "tok "
 CREATED = 1_700_000_000
 CHUNKS_PREFIX = "mock-chunks-"
+HOLD_PREFIX = "mock-hold-"
+HOLD_TOKENS = 5
 
 _Key = tuple[str, int, bool]
 
@@ -36,6 +45,15 @@ def chunk_count(model: str, default: int) -> int:
         if tail.isdigit():
             return int(tail)
     return default
+
+
+def hold_interval(model: str) -> float | None:
+    """Seconds between chunks of a held stream (``mock-hold-<MS>``), else None."""
+    if model.startswith(HOLD_PREFIX):
+        tail = model[len(HOLD_PREFIX) :]
+        if tail.isdigit():
+            return int(tail) / 1000
+    return None
 
 
 def _usage(n: int) -> dict[str, int]:
@@ -84,6 +102,8 @@ class MockUpstream:
         self.default_chunks = default_chunks
         self._streams: dict[_Key, list[bytes]] = {}
         self._bodies: dict[tuple[str, int], bytes] = {}
+        self._release = asyncio.Event()
+        self.held = 0
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -104,6 +124,10 @@ class MockUpstream:
             if request.transport is not None:
                 request.transport.abort()
             return response
+        interval = hold_interval(model)
+        if interval is not None and body.get("stream"):
+            options = body.get("stream_options") or {}
+            return await self._hold(request, model, interval, bool(options.get("include_usage")))
         if not body.get("stream"):
             raw = self._bodies.get((model, n))
             if raw is None:
@@ -123,6 +147,44 @@ class MockUpstream:
         await response.write_eof()
         return response
 
+    async def _hold(
+        self, request: web.Request, model: str, interval: float, include_usage: bool
+    ) -> web.StreamResponse:
+        """A stream that trickles a chunk every ``interval`` s until released."""
+        key = (model, HOLD_TOKENS, include_usage)
+        frames = self._streams.get(key)
+        if frames is None:
+            frames = self._streams[key] = stream_frames(*key)
+        release = self._release
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        await response.write(frames[0] + frames[1])
+        self.held += 1
+        try:
+            while not release.is_set():
+                try:
+                    await asyncio.wait_for(release.wait(), interval)
+                except TimeoutError:
+                    await response.write(frames[1])
+        finally:
+            self.held -= 1
+        for frame in frames[1:]:
+            await response.write(frame)
+        await response.write_eof()
+        return response
+
+    async def release(self, request: web.Request) -> web.Response:
+        """Let every stream held so far finish; later ones are held until the next call."""
+        released, self._release = self._release, asyncio.Event()
+        held = self.held
+        released.set()
+        return web.json_response({"released": held})
+
+    async def held_count(self, request: web.Request) -> web.Response:
+        return web.json_response({"held": self.held})
+
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "mock", "object": "model"}]})
 
@@ -132,6 +194,8 @@ def make_app(default_chunks: int) -> web.Application:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", mock.chat)
     app.router.add_get("/v1/models", mock.models)
+    app.router.add_post("/v1/mock/release", mock.release)
+    app.router.add_get("/v1/mock/held", mock.held_count)
     return app
 
 

@@ -178,7 +178,18 @@ def start_mock(procs: Processes, chunks: int) -> tuple[int, int]:
     return port, proc.pid
 
 
-def write_config(procs: Processes, mock_port: int, redis_url: str, long_chunks: int) -> Path:
+def write_config(
+    procs: Processes,
+    mock_port: int,
+    redis_url: str,
+    long_chunks: int,
+    *,
+    upstream_connections: int = 1000,
+    more_routes: dict[str, str] | None = None,
+    extra: str = "",
+) -> Path:
+    """The bench's gateway.yaml. ``more_routes`` maps more agents to upstream models
+    (priced alike); ``extra`` is YAML appended (more top-level sections)."""
     backend = f"http://127.0.0.1:{mock_port}/v1"
     pricing = f"{{input: {PRICE_INPUT}, output: {PRICE_OUTPUT}}}"
     text = f"""\
@@ -188,7 +199,7 @@ backends:
   mock:
     type: openai_chat
     base_url: {backend}
-    max_connections: 1000
+    max_connections: {upstream_connections}
 routes:
   bench:
     backend: mock
@@ -199,13 +210,15 @@ routes:
     model: mock-chunks-{long_chunks}
     pricing: {pricing}
 """
+    for agent, model in (more_routes or {}).items():
+        text += f"  {agent}:\n    backend: mock\n    model: {model}\n    pricing: {pricing}\n"
     path = procs.workdir / "gateway.yaml"
-    path.write_text(text)
+    path.write_text(text + extra)
     return path
 
 
 def start_gateway(
-    procs: Processes, config: Path, redis_url: str, embedded: bool
+    procs: Processes, config: Path, redis_url: str, embedded: bool, *, name: str = "gateway"
 ) -> tuple[int, int, str | None]:
     """Start ``gateway serve``; returns (port, pid, demo key or None)."""
     port = free_port()
@@ -214,8 +227,8 @@ def start_gateway(
     if not embedded:
         env["GATEWAY_REDIS_URL"] = redis_url
     argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
-    proc = procs.start("gateway", [*argv, "--port", str(port)], env=env)
-    procs.wait_http("gateway", proc, f"http://127.0.0.1:{port}/readyz")
+    proc = procs.start(name, [*argv, "--port", str(port)], env=env)
+    procs.wait_http(name, proc, f"http://127.0.0.1:{port}/readyz")
     demo: str | None = None
     if embedded:
         demo = _read_demo_key(proc)
@@ -244,11 +257,19 @@ def _cli(config: Path, redis_url: str, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
-def create_key(config: Path, redis_url: str, balance: int) -> tuple[str, str]:
-    """A key with ``balance`` credits, via the CLI; returns (id, secret)."""
-    made = _cli(config, redis_url, "keys", "create", "--name", "bench", "--balance", str(balance))
+def create_key(config: Path, redis_url: str, balance: int, *options: str) -> tuple[str, str]:
+    """A key with ``balance`` credits (and ``options`` of `keys create`, e.g. limits), via
+    the CLI; returns (id, secret)."""
+    argv = ["keys", "create", "--name", "bench", "--balance", str(balance), *options]
+    made = _cli(config, redis_url, *argv)
     return str(made["id"]), str(made["key"])
 
 
 def balance(config: Path, redis_url: str, key_id: str) -> int:
     return int(_cli(config, redis_url, "balance", "show", key_id)["balance"])
+
+
+def account(config: Path, redis_url: str, key_id: str) -> tuple[int, int]:
+    """(balance, credits held by requests in flight) of a key, via the CLI."""
+    shown = _cli(config, redis_url, "balance", "show", key_id)
+    return int(shown["balance"]), int(shown["held"])
