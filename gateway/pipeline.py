@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 # The first event that shows the upstream is answering (or has finished).
 _ANSWERING = (TextDelta, ReasoningDelta, ToolCallStarted, ToolCallArgumentsDelta, Completed)
 _DEFAULT_TIMEOUTS = Timeouts()
-_SHUTTING_DOWN = ServiceUnavailable("The gateway is shutting down; the answer was cut short.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +362,10 @@ class Interrupts:
             wait.expire()
 
 
+def _shutting_down() -> ServiceUnavailable:
+    return ServiceUnavailable("The gateway is shutting down; the answer was cut short.")
+
+
 async def _checked(
     events: AsyncIterator[Event],
     ctx: CallContext,
@@ -387,7 +390,7 @@ async def _checked(
     try:
         while True:
             if interrupts.stopping:
-                yield Failed(_SHUTTING_DOWN)
+                yield Failed(_shutting_down())
                 return
             waiting = time.perf_counter()
             dog.wait(min(loop.time() + wait, end))
@@ -399,7 +402,7 @@ async def _checked(
                 if not dog.timed_out():
                     raise
                 if interrupts.stopping:
-                    yield Failed(_SHUTTING_DOWN)
+                    yield Failed(_shutting_down())
                     return
                 timeout = UpstreamTimeout(
                     f"Backend '{ctx.backend}' timed out waiting for the {phase}."
