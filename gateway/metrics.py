@@ -21,6 +21,7 @@ import contextvars
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -134,11 +135,11 @@ def begin(dialect: str) -> Observation:
 def finish(obs: Observation, status: int) -> None:
     """Record a request once its answer is sent (or failed with ``status``)."""
     total = time.perf_counter() - obs.started
-    REQUESTS.labels(obs.route, obs.backend, obs.dialect, str(status)).inc()
-    REQUEST_DURATION.labels(obs.route, obs.dialect).observe(total)
-    OVERHEAD.labels(obs.dialect).observe(max(0.0, total - obs.waited))
+    _child(REQUESTS, obs.route, obs.backend, obs.dialect, str(status)).inc()
+    _child(REQUEST_DURATION, obs.route, obs.dialect).observe(total)
+    _child(OVERHEAD, obs.dialect).observe(max(0.0, total - obs.waited))
     if obs.first_token is not None:
-        TIME_TO_FIRST_TOKEN.labels(obs.route, obs.backend).observe(obs.first_token - obs.started)
+        _child(TIME_TO_FIRST_TOKEN, obs.route, obs.backend).observe(obs.first_token - obs.started)
 
 
 def settled(route: str, usage: Usage, credits: int) -> None:
@@ -152,12 +153,26 @@ def settled(route: str, usage: Usage, credits: int) -> None:
     )
     for kind, count in zip(_KINDS, counts, strict=True):
         if count:
-            TOKENS.labels(route, kind).inc(count)
-    CREDITS.labels(route).inc(credits)
+            _child(TOKENS, route, kind).inc(count)
+    _child(CREDITS, route).inc(credits)
 
 
 def upstream_error(backend: str, error: GatewayError) -> None:
-    UPSTREAM_ERRORS.labels(backend, error.code or error.type).inc()
+    _child(UPSTREAM_ERRORS, backend, error.code or error.type).inc()
+
+
+# Labelled children by (metric, label values): ``labels()`` checks and locks on every
+# call, which costs more than the observation. The label values come from the
+# configuration and fixed sets (never from a client), so this stays small.
+_CHILDREN: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    key = (metric, values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*values)
+    return child
 
 
 def multiprocess_dir() -> str | None:
