@@ -16,7 +16,8 @@ retry policy.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from hiredis import pack_command
@@ -86,9 +87,8 @@ class Pipeliner:
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
         connection: AbstractConnection = await self._pool.get_connection()
         try:
-            exchange: Callable[[], Any] = lambda: _exchange(connection, commands)  # noqa: E731
             replies: list[Any] = await connection.retry.call_with_retry(
-                exchange, lambda _error: connection.disconnect()
+                partial(_exchange, connection, commands), lambda _error: connection.disconnect()
             )
             return replies
         finally:
