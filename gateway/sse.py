@@ -54,6 +54,15 @@ class SSEDecoder:
             chunk = chunk[1:]
         self._skip_lf = False
         buffer = self._buffer + chunk
+        if b"\r" not in buffer:  # the common case: LF line ends only
+            *lines, self._buffer = buffer.split(b"\n")
+            for line in lines:
+                event = self._line(line)
+                if event is not None:
+                    yield event
+            if len(self._buffer) > self._max_line:
+                raise SSEDecodeError(f"an upstream SSE line exceeds {self._max_line} bytes")
+            return
         start = 0
         length = len(buffer)
         while start < length:
