@@ -597,13 +597,15 @@ def upstream_stream(draw: st.DrawFn, events: list[Any]) -> bytes:
     return raw[: draw(st.integers(0, len(raw)))] if draw(st.booleans()) else raw
 
 
-async def _run(backend: Any, chunks: list[bytes], content_type: str) -> list[object]:
+async def _run(
+    backend: Any, chunks: list[bytes], content_type: str, *, stream: bool = True
+) -> list[object]:
     @contextlib.asynccontextmanager
     async def post(path: str, payload: object, headers: object) -> AsyncIterator[_Response]:
         yield _Response(chunks, content_type)
 
     backend.upstream.post = post
-    inv = invocation("hello")
+    inv = invocation("hello", stream=stream)
     events: list[object] = []
     try:
         async for event in backend.invoke(inv, context(inv)):
@@ -642,6 +644,29 @@ def test_open_responses_json_fallback_ends_in_events_or_a_gateway_error(
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     backend = OpenResponsesBackend("b", OpenResponsesOptions(base_url="http://127.0.0.1:9"))
     asyncio.run(_run(backend, [raw], "application/json"))
+
+
+@settings(FAST, max_examples=80)
+@given(st.data())
+def test_openai_chat_non_streamed_answers_end_in_events_or_a_gateway_error(
+    data: st.DataObject,
+) -> None:
+    completion = {
+        "choices": [
+            {
+                "message": {
+                    "content": "hi",
+                    "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{}"}}],
+                },
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+    }
+    body = data.draw(mutated(completion) | st.binary(max_size=40))
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    backend = OpenAIChatBackend("b", OpenAIChatOptions(base_url="http://127.0.0.1:9"))
+    asyncio.run(_run(backend, [raw], "application/json", stream=False))
 
 
 def test_open_responses_json_fallback_is_capped() -> None:
