@@ -249,11 +249,14 @@ def _cell(
     concurrency: int,
     use_wrk: bool,
     peer: bench_peers.Peer | None = None,
+    quiet: tuple[int, ...] = (),
 ) -> LoadResult:
+    """One cell of load; first every process in it, and ``quiet`` (the peers: a slow one
+    works through its backlog after its cell ends), must have gone idle."""
     pids = {"gateway": setup.gateway_pid, "mock": setup.mock_pid}
     if peer is not None:
         pids[peer.name] = peer.pid
-    waited = p.quiesce(list(pids.values()))
+    waited = p.quiesce([*pids.values(), *quiet])
     if waited > 0.5:
         print(f"  (waited {waited:.1f} s for {', '.join(pids)} to go idle)", flush=True)
     before = {name: p.cpu_ticks(pid) for name, pid in pids.items()}
@@ -318,26 +321,32 @@ def _run(args: argparse.Namespace, children: p.Processes, others: p.Processes) -
     scenarios = [Scenario(k, c) for k in (plain, short) for c in levels]
     scenarios.append(Scenario(long, 1))
     rows: list[report.Row] = []
+
+    def quiet() -> tuple[int, ...]:
+        return tuple(peer.pid for peer in peers if peer.alive())
+
     for sc in scenarios:
         print(f"{sc.name}:", flush=True)
-        d = _cell(args, setup, direct(setup, sc.kind), sc.concurrency, use_wrk)
+        d = _cell(args, setup, direct(setup, sc.kind), sc.concurrency, use_wrk, quiet=quiet())
         _show("direct (client -> mock)", d)
-        g = _cell(args, setup, via_gateway(setup, sc.kind), sc.concurrency, use_wrk)
+        g = _cell(args, setup, via_gateway(setup, sc.kind), sc.concurrency, use_wrk, quiet=quiet())
         _show("gateway (client -> gateway -> mock)", g)
         sent[sc.kind.name] += g.requests
         children.check_alive()
         row = report.Row(sc.name, sc.kind.stream, sc.kind.chunks, sc.concurrency, d, g)
         for peer in peers:
             if peer.alive():
-                r = _cell(args, setup, via_peer(peer, sc.kind), sc.concurrency, use_wrk, peer)
+                r = _cell(
+                    args, setup, via_peer(peer, sc.kind), sc.concurrency, use_wrk, peer, quiet()
+                )
                 _show(f"{peer.name} (client -> {peer.name} -> mock)", r)
                 row.peers[peer.name] = r
         rows.append(row)
 
     print("time to first byte/token, c1:", flush=True)
-    p.quiesce([setup.gateway_pid, setup.mock_pid])
+    p.quiesce([setup.gateway_pid, setup.mock_pid, *quiet()])
     ttfb_d = measure_ttfb(direct(setup, short), args.duration)
-    p.quiesce([setup.gateway_pid, setup.mock_pid])
+    p.quiesce([setup.gateway_pid, setup.mock_pid, *quiet()])
     ttfb_g = measure_ttfb(via_gateway(setup, short), args.duration)
     sent[short.name] += ttfb_g.requests
     ttfb: dict[str, TtfbResult] = {"direct": ttfb_d, "gateway": ttfb_g}
