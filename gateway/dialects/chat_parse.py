@@ -17,6 +17,7 @@ from gateway.dialects.fields import (
     as_str,
     invalid,
     join,
+    missing,
     opt_bool,
     opt_int,
     opt_list,
@@ -120,14 +121,10 @@ def _message(msg: JsonMap, path: str) -> list[InputItem]:
         for j, call in enumerate(opt_list(msg, "tool_calls", path) or ()):
             items.append(_tool_call(as_object(call, f"{path}.tool_calls[{j}]"), path, j))
         if not items and content is None and "tool_calls" not in msg:
-            raise InvalidRequest(
-                f"Missing required parameter: '{path}.content'", param=f"{path}.content"
-            )
+            raise missing(join(path, "content"))
         return items
     if content is None:
-        raise InvalidRequest(
-            f"Missing required parameter: '{path}.content'", param=f"{path}.content"
-        )
+        raise missing(join(path, "content"))
     parts = _parts(content, join(path, "content"), allow_media=role == "user")
     return [Message(role, parts)]  # type: ignore[arg-type]  # role checked above
 

@@ -29,6 +29,10 @@ def invalid(path: str, message: str) -> InvalidRequest:
     return InvalidRequest(f"Invalid '{path}': {message}", param=path)
 
 
+def missing(path: str) -> InvalidRequest:
+    return InvalidRequest(f"Missing required parameter: '{path}'", param=path)
+
+
 def as_object(value: object, path: str) -> JsonMap:
     if not isinstance(value, dict):
         raise invalid(path, f"expected an object, but got {kind(value)}")
@@ -50,7 +54,7 @@ def as_str(value: object, path: str) -> str:
 def req_str(obj: JsonMap, key: str, path: str = "", *, non_empty: bool = True) -> str:
     sub = join(path, key)
     if key not in obj or obj[key] is None:
-        raise InvalidRequest(f"Missing required parameter: '{sub}'", param=sub)
+        raise missing(sub)
     value = as_str(obj[key], sub)
     if non_empty and not value:
         raise invalid(sub, "must not be empty")

@@ -49,6 +49,7 @@ from gateway.dialects.fields import (
     as_str,
     invalid,
     join,
+    missing,
     opt_bool,
     opt_int,
     opt_list,
@@ -98,7 +99,7 @@ def parse_messages_request(
     agent = req_str(req, "model")
     max_tokens = opt_int(req, "max_tokens", lo=1)
     if max_tokens is None and not count_only:
-        raise InvalidRequest("Missing required parameter: 'max_tokens'", param="max_tokens")
+        raise missing("max_tokens")
     messages = opt_list(req, "messages")
     if not messages:
         raise InvalidRequest("'messages' must be a non-empty array", param="messages")
@@ -154,9 +155,7 @@ def _message(msg: JsonMap, path: str) -> list[InputItem]:
     role = req_str(msg, "role", path)
     content = msg.get("content")
     if content is None:
-        raise InvalidRequest(
-            f"Missing required parameter: '{path}.content'", param=f"{path}.content"
-        )
+        raise missing(join(path, "content"))
     if role == "user":
         return _user(content, join(path, "content"))
     if role == "assistant":
@@ -315,8 +314,7 @@ def _tool(raw: object, path: str) -> FunctionTool:
             f"unsupported tool type {kind!r}: only client tools (with input_schema) are served",
         )
     if tool.get("input_schema") is None:
-        sub = join(path, "input_schema")
-        raise InvalidRequest(f"Missing required parameter: '{sub}'", param=sub)
+        raise missing(join(path, "input_schema"))
     return FunctionTool(
         name=req_str(tool, "name", path),
         description=opt_str(tool, "description", path),
@@ -357,9 +355,7 @@ def _reasoning_effort(thinking: JsonMap | None, max_tokens: int | None) -> str |
         raise invalid("thinking.type", "expected 'enabled', 'disabled' or 'adaptive'")
     budget = opt_int(thinking, "budget_tokens", "thinking", lo=MIN_THINKING_BUDGET)
     if budget is None:
-        raise InvalidRequest(
-            "Missing required parameter: 'thinking.budget_tokens'", param="thinking.budget_tokens"
-        )
+        raise missing("thinking.budget_tokens")
     if max_tokens is not None and budget >= max_tokens:
         raise invalid("thinking.budget_tokens", "must be less than max_tokens")
     return effort_of(budget)
@@ -382,7 +378,7 @@ def _format(raw: JsonMap | None) -> ResponseFormat | None:
         raise invalid(join(path, "type"), "expected 'json_schema'")
     schema = opt_object(raw, "schema", path)
     if schema is None:
-        raise InvalidRequest(f"Missing required parameter: '{path}.schema'", param=f"{path}.schema")
+        raise missing(join(path, "schema"))
     return ResponseFormat("json_schema", name="output", schema=schema)
 
 

@@ -120,13 +120,11 @@ class MessageBuilder:
         self, message_id: str, model: str, input_estimate: int = 0, *, stream: bool = False
     ) -> None:
         self._stream = stream
-        self._estimate = input_estimate
         self._started = False
         self._blocks: list[_Block] = []
         self._open: _Block | None = None
         self._calls: dict[str, _Block] = {}
         self._pending: list[_Block] = []  # calls held while another call is open
-        self._usage: Usage | None = None
         self.failure: GatewayError | None = None
         self.message: Json = {
             "id": message_id,
@@ -142,11 +140,10 @@ class MessageBuilder:
     def feed(self, event: Event) -> bytes:
         """Apply one canonical event; return the SSE frames it produces (if streaming)."""
         out: list[bytes] = []
+        if isinstance(event, Usage):  # before message_start, so that it carries the counts
+            self.message["usage"] = usage_json(event)
         if not self._started:
             self._started = True
-            if isinstance(event, Usage):
-                self._usage = event
-                self.message["usage"] = usage_json(event)
             self._frame(out, "message_start", message=dict(self.message))
             if self._stream:
                 out.append(PING)
@@ -168,9 +165,6 @@ class MessageBuilder:
                 self._delta(call, event.arguments, out)
             elif call is not None and call in self._pending:
                 call.parts.append(event.arguments)
-        elif isinstance(event, Usage):
-            self._usage = event
-            self.message["usage"] = usage_json(event)
         elif isinstance(event, Completed):
             self._close(out)
             reason = STOP_REASONS.get(event.finish_reason, "end_turn")
@@ -178,12 +172,11 @@ class MessageBuilder:
                 reason = "stop_sequence"
             self.message["stop_reason"] = reason
             self.message["stop_sequence"] = event.stop_sequence
-            usage = self.message["usage"]
             self._frame(
                 out,
                 "message_delta",
                 delta={"stop_reason": reason, "stop_sequence": event.stop_sequence},
-                usage=usage,
+                usage=self.message["usage"],
             )
             self._frame(out, "message_stop")
         elif isinstance(event, Failed):

@@ -21,6 +21,7 @@ from gateway.dialects.fields import (
     as_object,
     invalid,
     join,
+    missing,
     opt_bool,
     opt_int,
     opt_list,
@@ -32,7 +33,6 @@ from gateway.dialects.fields import (
 )
 from gateway.dialects.limits import DEFAULTS, RequestLimits, check_request
 from gateway.dialects.responses_items import ItemReference, parse_item
-from gateway.errors import InvalidRequest
 from gateway.invocation import (
     AgentInvocation,
     ForcedFunction,
@@ -170,7 +170,7 @@ def _input(raw: object, has_previous: bool) -> tuple[InputItem | ItemReference, 
     if raw is None:
         if has_previous:
             return ()
-        raise InvalidRequest("Missing required parameter: 'input'", param="input")
+        raise missing("input")
     items = tuple(parse_item(item, f"input[{i}]") for i, item in enumerate(as_list(raw, "input")))
     if not items and not has_previous:
         raise invalid("input", "must not be empty")
