@@ -43,6 +43,8 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.fakes.loopback import serve
+
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -152,15 +154,7 @@ class FakeAnthropicUpstream:
     async def start(self) -> FakeAnthropicUpstream:
         app = web.Application()
         app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None)
-        assert sockets
-        self.url = f"http://127.0.0.1:{int(sockets[0].getsockname()[1])}"
+        self._runner, self.url = await serve(app)
         return self
 
     async def close(self) -> None:

@@ -33,6 +33,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.fakes.loopback import serve
 from tests.fakes.openai_upstream import Disconnect, Received
 
 Json = dict[str, Any]
@@ -373,12 +374,7 @@ class FakeResponsesUpstream:
     async def start(self) -> FakeResponsesUpstream:
         app = web.Application()
         self.routes(app)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server: Any = site._server
-        self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        self._runner, self.url = await serve(app)
         return self
 
     async def close(self) -> None:

@@ -24,6 +24,8 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.fakes.loopback import serve
+
 
 @dataclass(frozen=True)
 class ToolCallScript:
@@ -51,6 +53,7 @@ class Script:
     cut_after: int | None = None  # drop the connection after this many content chunks
     stall_after: int | None = None  # go silent (connection open) after this many
     error_after: int | None = None  # send an ``{"error": ...}`` chunk after this many
+    error_message: str = "fake upstream overloaded"  # that chunk's message
     keepalive: bool = False  # an SSE comment line before every frame
     crlf: bool = False  # CRLF line endings
     write_size: int | None = None  # split every frame into writes of this many bytes
@@ -84,7 +87,6 @@ class FakeOpenAIUpstream:
         self.completed = 0
         self._runner: web.AppRunner | None = None
         self.url = ""  # http://127.0.0.1:PORT
-        self.port = 0
 
     @property
     def base_url(self) -> str:
@@ -101,16 +103,7 @@ class FakeOpenAIUpstream:
     async def start(self) -> FakeOpenAIUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None)
-        assert sockets
-        self.port = int(sockets[0].getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._runner, self.url = await serve(app)
         return self
 
     async def close(self) -> None:
@@ -180,9 +173,7 @@ class FakeOpenAIUpstream:
                 if kind == "content" and content_sent == script.stall_after:
                     await asyncio.sleep(3600)  # silent, connection open
                 if kind == "content" and content_sent == script.error_after:
-                    error = {
-                        "error": {"message": "fake upstream overloaded", "type": "server_error"}
-                    }
+                    error = {"error": {"message": script.error_message, "type": "server_error"}}
                     await self._write(response, script, b"data: " + orjson.dumps(error) + b"\n\n")
                     await self._write(response, script, b"data: [DONE]\n\n")
                     break

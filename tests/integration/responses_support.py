@@ -27,6 +27,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from tests.conftest import RunningGateway
+from tests.fakes.loopback import serve
 
 Json = dict[str, Any]
 
@@ -500,12 +501,8 @@ class ChatUpstream:
     async def start(self) -> ChatUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server: Any = site._server
-        self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+        self._runner, url = await serve(app)
+        self.url = f"{url}/v1"
         return self
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import openai
+import orjson
 import pytest
 
 from tests.conftest import StartGateway
@@ -352,6 +353,37 @@ async def test_upstream_error_statuses_are_mapped(
     assert set(body["error"]) == {"message", "type", "param", "code"}
     # An upstream's authentication failure must not look like the client's own.
     assert caught.value.status_code != 401
+
+
+async def test_the_upstream_secret_never_reaches_an_error_message(
+    start_gateway: StartGateway,
+    sdk: MakeClient,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_env: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Upstreams that quote the gateway's key back: in an error answer (here straddling
+    the point where a long body is cut short) or in a mid-stream error chunk."""
+    quoted = f"Incorrect API key provided: {upstream_env}."
+    fake_upstream.enqueue(
+        Script(status=401, error_body=b"x" * 490 + upstream_env.encode()),
+        Script(status=401, error_body=orjson.dumps({"error": {"message": quoted}})),
+        Script(content=("a ", "b "), error_after=1, error_message=quoted),
+    )
+    gw = await start_gateway(upstream_config(fake_upstream.base_url))
+    client = sdk(gw, await gw.new_key())
+    messages = []
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.create(model="up", messages=HELLO)
+        messages.append(caught.value.message)
+    stream = await client.chat.completions.create(model="up", messages=HELLO, stream=True)
+    with pytest.raises(openai.APIError) as mid_stream:
+        _ = [c async for c in stream]
+    messages.append(mid_stream.value.message)
+    assert "xxx" in messages[0] and all("Incorrect API key" in m for m in messages[1:])
+    for text in (*messages, caplog.text):
+        assert upstream_env not in text and upstream_env[:8] not in text
 
 
 async def test_upstream_non_json_error_body(

@@ -74,12 +74,13 @@ class AnthropicBackend:
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
         parser = EventParser()
         frames = self.upstream.sse("/v1/messages", self.body(invocation, ctx), self.headers(ctx))
-        async with contextlib.aclosing(frames):
-            async for frame in frames:
-                for event in parser.feed(json_object(frame.data)):
-                    yield event
-                if parser.done:
-                    break
+        with self.upstream.redacting():
+            async with contextlib.aclosing(frames):
+                async for frame in frames:
+                    for event in parser.feed(json_object(frame.data)):
+                        yield event
+                    if parser.done:
+                        break
         for event in parser.finish():
             yield event
 

@@ -12,13 +12,17 @@ status (the pipeline turns it into the stream's ``Failed`` event):
 
 Closing the generator (the client went away) releases the response, which
 closes its connection: the upstream sees the disconnect at once.
+
+The upstream key never reaches an error message (which the client and the log
+see): ``upstream_error`` cuts it out of an error answer, and a backend runs its
+stream inside ``Upstream.redacting`` for the errors an upstream reports mid-stream.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -38,6 +42,7 @@ from gateway.typed import positive
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_RESPONSE_BODY = 16 * 1024 * 1024
+MAX_ERROR_MESSAGE = 500
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,26 @@ class Upstream:
         """The upstream key, read from the environment variable ``api_key_env``."""
         name = self.options.api_key_env
         return os.environ.get(name, "") if name else ""
+
+    def redact(self, text: str) -> str:
+        """``text`` without the upstream key (cut it out before shortening ``text``)."""
+        return _redact(text, self.secret)
+
+    @contextlib.contextmanager
+    def redacting(self) -> Iterator[None]:
+        """Cut the upstream key out of any ``GatewayError`` raised inside.
+
+        Some upstreams quote the key back, in an error answer or a mid-stream
+        error event; an error's message reaches the client and the log.
+        """
+        try:
+            yield
+        except GatewayError as exc:
+            message = self.redact(exc.message)
+            if message != exc.message:
+                exc.message = message
+                exc.args = (message,)
+            raise
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -171,7 +196,7 @@ async def upstream_error(resp: aiohttp.ClientResponse, secret: str = "") -> Gate
     upstreams quote it back, and the message reaches the client and the log.
     """
     raw = await resp.content.read(MAX_ERROR_BODY)
-    message = raw.decode("utf-8", "replace")[:500]
+    message = raw.decode("utf-8", "replace")
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -184,9 +209,8 @@ async def upstream_error(resp: aiohttp.ClientResponse, secret: str = "") -> Gate
             message = error
         elif isinstance(parsed.get("message"), str):  # e.g. LibreChat's 403 body
             message = parsed["message"]
-    if secret:
-        message = message.replace(secret, "[redacted]")
-    detail = f"The upstream answered {resp.status}: {message}"
+    # The key is cut out first: shortening first could leave half of it to be seen.
+    detail = f"The upstream answered {resp.status}: {_redact(message, secret)[:MAX_ERROR_MESSAGE]}"
     if resp.status in (400, 422):
         return InvalidRequest(detail, code="upstream_rejected_request")
     if resp.status == 413:
@@ -194,3 +218,7 @@ async def upstream_error(resp: aiohttp.ClientResponse, secret: str = "") -> Gate
     if resp.status == 429:
         return RateLimited(detail)
     return UpstreamError(detail)
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "[redacted]") if secret else text

@@ -47,6 +47,7 @@ from gateway.events import (
 )
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
+from gateway_plugins.backends.http import MAX_ERROR_MESSAGE
 from gateway_plugins.backends.openai_chat import OpenAIChatBackend, OpenAIChatOptions
 
 ERROR_PREFIX = "\n\nError: "
@@ -89,7 +90,8 @@ class LibreChatBackend(OpenAIChatBackend):
                         yield event
                     continue
                 if isinstance(event, TextDelta) and event.text.startswith(ERROR_PREFIX):
-                    message = event.text[len(ERROR_PREFIX) :].strip()[:500] or "unknown error"
+                    message = self.upstream.redact(event.text[len(ERROR_PREFIX) :]).strip()
+                    message = message[:MAX_ERROR_MESSAGE] or "unknown error"
                     failure = UpstreamError(f"The upstream failed mid-stream: {message}")
                     continue
                 if isinstance(event, Completed) and event.finish_reason == "tool_calls":

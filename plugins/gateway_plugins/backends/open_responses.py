@@ -54,30 +54,30 @@ class OpenResponsesBackend:
 
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
         parser = EventParser(hold_tool_calls=self.options.hold_tool_calls)
-        async with self.upstream.post(
-            "/responses", self.body(invocation, ctx), self.headers(ctx)
-        ) as resp:
-            if resp.content_type == "application/json":  # the upstream ignored "stream"
-                for event in parser.response(json_object(await self.upstream.read_body(resp))):
-                    yield event
-                return
-            frames = self.upstream.events(resp)
-            async with contextlib.aclosing(frames):
-                try:
-                    async for frame in frames:
-                        if frame.data == "[DONE]":
-                            break
-                        if ":" in frame.event:  # a vendor event, e.g. librechat:attachment
-                            continue
-                        data = json_object(frame.data)
-                        kind = data.get("type")
-                        kind = kind if isinstance(kind, str) else frame.event
-                        for event in parser.feed(kind, data):
-                            yield event
-                        if parser.terminal is not None:
-                            return
-                except sse.SSEDecodeError as exc:
-                    raise UpstreamError(f"The upstream stream is malformed: {exc}") from None
+        body = self.body(invocation, ctx)
+        with self.upstream.redacting():
+            async with self.upstream.post("/responses", body, self.headers(ctx)) as resp:
+                if resp.content_type == "application/json":  # the upstream ignored "stream"
+                    for event in parser.response(json_object(await self.upstream.read_body(resp))):
+                        yield event
+                    return
+                frames = self.upstream.events(resp)
+                async with contextlib.aclosing(frames):
+                    try:
+                        async for frame in frames:
+                            if frame.data == "[DONE]":
+                                break
+                            if ":" in frame.event:  # a vendor event, e.g. librechat:attachment
+                                continue
+                            data = json_object(frame.data)
+                            kind = data.get("type")
+                            kind = kind if isinstance(kind, str) else frame.event
+                            for event in parser.feed(kind, data):
+                                yield event
+                            if parser.terminal is not None:
+                                return
+                    except sse.SSEDecodeError as exc:
+                        raise UpstreamError(f"The upstream stream is malformed: {exc}") from None
         parser.finish()
 
     async def aclose(self) -> None:

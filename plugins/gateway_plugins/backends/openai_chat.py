@@ -48,20 +48,21 @@ class OpenAIChatBackend:
 
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
         body = self.body(invocation, ctx)
-        if not (invocation.stream or self.always_stream):
-            for event in await self._whole(body, ctx):
-                yield event
-            return
-        parser = ChunkParser()
-        frames = self.upstream.sse("/chat/completions", body, self.headers(ctx))
-        done = False
-        async with contextlib.aclosing(frames):
-            async for frame in frames:
-                if frame.data == "[DONE]":
-                    done = True
-                    break
-                for event in parser.feed(json_object(frame.data)):
+        with self.upstream.redacting():
+            if not (invocation.stream or self.always_stream):
+                for event in await self._whole(body, ctx):
                     yield event
+                return
+            parser = ChunkParser()
+            frames = self.upstream.sse("/chat/completions", body, self.headers(ctx))
+            done = False
+            async with contextlib.aclosing(frames):
+                async for frame in frames:
+                    if frame.data == "[DONE]":
+                        done = True
+                        break
+                    for event in parser.feed(json_object(frame.data)):
+                        yield event
         for event in parser.finish(done=done):
             yield event
 
