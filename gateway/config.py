@@ -11,7 +11,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -289,8 +289,7 @@ def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
 
 def parse_config(text: str, file: str = "<string>") -> GatewayConfig:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -334,14 +333,32 @@ def parse_config(text: str, file: str = "<string>") -> GatewayConfig:
     )
 
 
-def _plugin(group: str, kind: object, path: str, report: Report) -> Any:
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, object]:
+    """The document's nodes (whose marks locate problems by line) and the data built
+    from those same nodes: the text is parsed once."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return node, None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _installed(group: str) -> dict[str, EntryPoint]:
+    """The plugins installed in ``group``, by name (a scan of every installed package's
+    metadata, so once per group and load, not per entry)."""
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def _plugin(
+    group: str, available: Mapping[str, EntryPoint], kind: object, path: str, report: Report
+) -> Any:
     """The plugin an entry ``type`` names, or ``None`` after reporting why not."""
     expected = BackendPlugin if group == BACKENDS_GROUP else FilterPlugin
     what = "backend" if group == BACKENDS_GROUP else "filter"
     if not isinstance(kind, str):
         report(f"{path}.type", f"required: the {what} type")
         return None
-    available = {ep.name: ep for ep in entry_points(group=group)}
     entry = available.get(kind)
     if entry is None:
         known = ", ".join(sorted(available)) or "none installed"
@@ -365,12 +382,13 @@ def _backends(raw: object, report: Report) -> dict[str, BackendSpec]:
         report("backends", "expected a mapping of backend name to settings")
         return {}
     specs: dict[str, BackendSpec] = {}
+    available = _installed(BACKENDS_GROUP)
     for name, body in raw.items():
         path = f"backends.{name}"
         if not isinstance(body, dict):
             report(path, "expected a mapping with a 'type' and its options")
             continue
-        plugin = _plugin(BACKENDS_GROUP, body.get("type"), path, report)
+        plugin = _plugin(BACKENDS_GROUP, available, body.get("type"), path, report)
         if plugin is None:
             continue
         options = {k: v for k, v in body.items() if k not in _GATEWAY_KEYS}
@@ -391,12 +409,13 @@ def _filters(raw: object, report: Report) -> tuple[FilterSpec, ...]:
         report("filters", "expected a list of filters, each with a 'type' and its options")
         return ()
     specs: list[FilterSpec] = []
+    available = _installed(FILTERS_GROUP)
     for i, body in enumerate(raw):
         path = f"filters[{i}]"
         if not isinstance(body, dict):
             report(path, "expected a mapping with a 'type' and its options")
             continue
-        plugin = _plugin(FILTERS_GROUP, body.get("type"), path, report)
+        plugin = _plugin(FILTERS_GROUP, available, body.get("type"), path, report)
         if plugin is None:
             continue
         options = {k: v for k, v in body.items() if k != "type"}

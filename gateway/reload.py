@@ -7,7 +7,8 @@ invalid one changes nothing, is logged with the same messages as ``gateway
 config check``, and shows in ``/readyz``. Backends, routes and filters change
 for new requests at once; requests in flight finish on the configuration they
 started with. ``listen``, ``redis``, ``auth``, ``limits``, ``responses``,
-``metering``, ``admin`` and ``shutdown`` take effect at the next restart (a warning says so).
+``metering``, ``admin``, ``shutdown`` and ``tracing`` take effect at the next restart
+(a warning says so).
 """
 
 from __future__ import annotations

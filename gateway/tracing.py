@@ -19,6 +19,7 @@ from aiohttp.typedefs import Handler, Middleware
 from gateway import metrics
 from gateway.config import TracingSettings
 from gateway.errors import ConfigError, Problem
+from gateway.server.keys import REQUEST_ID
 from gateway.server.middlewares import DIALECTS
 
 
@@ -61,6 +62,9 @@ def _missing(what: str, exc: ImportError) -> Problem:
 
 def middleware(tracer: Any) -> Middleware:
     """Wrap each agent request (those ``gateway.metrics`` observes) in a span."""
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    error = Status(StatusCode.ERROR)
 
     @web.middleware
     async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -68,7 +72,7 @@ def middleware(tracer: Any) -> Middleware:
             return await handler(request)  # probes, metrics, admin: no span
         resource = request.match_info.route.resource
         name = f"{request.method} {resource.canonical if resource else request.path}"
-        with tracer.start_as_current_span(name, kind=_server_kind()) as span:
+        with tracer.start_as_current_span(name, kind=SpanKind.SERVER) as span:
             status = 500
             try:
                 response = await handler(request)
@@ -83,7 +87,7 @@ def middleware(tracer: Any) -> Middleware:
                 span.set_attribute("url.path", request.path)
                 span.set_attribute("http.response.status_code", status)
                 for attribute, value in (
-                    ("gateway.request_id", request.headers.get("X-Request-Id", "")),
+                    ("gateway.request_id", request.get(REQUEST_ID, "")),
                     ("gateway.dialect", obs.dialect),
                     ("gateway.agent", obs.route),
                     ("gateway.backend", obs.backend),
@@ -91,18 +95,6 @@ def middleware(tracer: Any) -> Middleware:
                     if value:
                         span.set_attribute(attribute, value)
                 if status >= 500:
-                    span.set_status(_error_status())
+                    span.set_status(error)
 
     return traced
-
-
-def _server_kind() -> Any:
-    from opentelemetry.trace import SpanKind
-
-    return SpanKind.SERVER
-
-
-def _error_status() -> Any:
-    from opentelemetry.trace import Status, StatusCode
-
-    return Status(StatusCode.ERROR)

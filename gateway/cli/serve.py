@@ -87,6 +87,11 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
         **runner_kwargs(config.limits),
     )
     await runner.setup()
+    gateway, watcher = runner.app[GATEWAY], runner.app[WATCHER]
+    # Workers share the admin port as they share the public one. It starts first, so
+    # that an admin listener that cannot start (port taken, empty token) stops the
+    # start-up before the public listener takes any request.
+    admin_runner = await admin.start_admin_site(gateway, config, reuse_port=True)
     site = web.TCPSite(runner, host, port, reuse_port=True)
     await site.start()
     log.info("listening on http://%s:%d (%d routes)", host, port, len(config.routes))
@@ -95,9 +100,6 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
     if demo:
         _print_demo(demo[0], host, port, next(iter(config.routes)))
 
-    gateway, watcher = runner.app[GATEWAY], runner.app[WATCHER]
-    # Workers share the admin port as they share the public one.
-    admin_runner = await admin.start_admin_site(gateway, config, reuse_port=True)
     signals = asyncio.Queue[int]()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -58,6 +58,7 @@ async def test_a_span_per_agent_request(redis_url: str, redis_client: object) ->
     assert ok.attributes["gateway.agent"] == "echo" and ok.attributes["gateway.backend"] == "echo"
     assert ok.attributes["gateway.dialect"] == "chat_completions"
     assert refused.attributes["http.response.status_code"] == 401
+    assert str(refused.attributes["gateway.request_id"]).startswith("req_")  # the one made
     assert secret not in str([dict(s.attributes or {}) for s in spans])
 
 
