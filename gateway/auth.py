@@ -13,7 +13,6 @@ Any other key gets a 503 that says why: an unknown key never becomes valid.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
@@ -22,8 +21,6 @@ from cachetools import TTLCache
 from gateway import apikeys
 from gateway.errors import AuthenticationFailed, ServiceUnavailable
 from gateway.store import ApiKey, Store
-
-log = logging.getLogger(__name__)
 
 RETRY_STORE_AFTER = 0.5  # seconds without asking Redis after it failed to answer
 

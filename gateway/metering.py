@@ -62,7 +62,7 @@ from gateway.invocation import AgentInvocation
 from gateway.outbox import Outbox, Pending
 from gateway.route import Pricing, Route
 from gateway.store import ApiKey
-from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal
+from gateway.store.holds import WINDOW_SECONDS, Admitted, HoldRecord, Holds, Refusal
 from gateway.store.records import Limits
 from gateway.tasks import BackgroundTasks
 
@@ -157,7 +157,7 @@ class Hold:
     def headers(self) -> dict[str, str]:
         """OpenAI-style ``x-ratelimit-*`` headers for the key's limits."""
         limits, out = self.key_limits, {}
-        reset = f"{60 - int(self.record.started_at % 60)}s"
+        reset = f"{WINDOW_SECONDS - int(self.record.started_at % WINDOW_SECONDS)}s"
         if limits.rpm:
             out["x-ratelimit-limit-requests"] = str(limits.rpm)
             out["x-ratelimit-remaining-requests"] = str(max(0, limits.rpm - self.admitted.requests))
@@ -335,7 +335,8 @@ class Meter:
     # Settlement
 
     def settle(self, hold: Hold, backend: str) -> None:
-        """Settle ``hold`` once, in the background, with what its stream delivered."""
+        """Settle ``hold`` once, in the background, with what its stream delivered
+        (for a request that never answered: nothing, so only its hold is released)."""
         if hold.settled:
             return
         hold.settled = True
@@ -449,10 +450,6 @@ class Meter:
                     record.progress_credits,
                 )
         return settled
-
-    async def release(self, hold: Hold) -> None:
-        """Release a hold whose request never ran (every backend failed before answering)."""
-        self.settle(hold, hold.record.backend)
 
 
 def _fields(record: HoldRecord, usage: Usage, backend: str) -> dict[str, str]:

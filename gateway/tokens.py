@@ -23,9 +23,10 @@ from gateway.invocation import (
     FilePart,
     FunctionCall,
     FunctionCallOutput,
+    FunctionTool,
     ImagePart,
+    InputItem,
     Message,
-    Reasoning,
 )
 
 ASCII_PER_TOKEN = 4
@@ -45,18 +46,9 @@ def estimate_text(text: str) -> int:
 def estimate_input(invocation: AgentInvocation) -> int:
     total = estimate_text(invocation.instructions or "")
     for item in invocation.input:
-        total += MESSAGE_OVERHEAD
-        if isinstance(item, Message):
-            total += estimate_text(item.text)
-        elif isinstance(item, FunctionCall):
-            total += estimate_text(item.name) + estimate_text(item.arguments)
-        elif isinstance(item, FunctionCallOutput):
-            total += estimate_text(item.output)
-        elif isinstance(item, Reasoning):
-            total += estimate_text(item.text)
+        total += MESSAGE_OVERHEAD + sum(estimate_text(text) for text in _texts(item))
     for tool in invocation.tools:
-        total += estimate_text(tool.name) + estimate_text(tool.description or "")
-        total += estimate_text(str(tool.parameters or ""))
+        total += sum(estimate_text(text) for text in _tool_texts(tool))
     return total
 
 
@@ -76,18 +68,26 @@ def reserve_input(invocation: AgentInvocation) -> int:
     for item in invocation.input:
         total += RESERVE_ITEM
         if isinstance(item, Message):
-            for part in item.content:
-                if isinstance(part, ImagePart | FilePart):
-                    total += RESERVE_MEDIA
-            texts.append(item.text)
-        elif isinstance(item, FunctionCall):
-            texts += (item.name, item.arguments)
-        elif isinstance(item, FunctionCallOutput):
-            texts.append(item.output)
-        elif isinstance(item, Reasoning):
-            texts.append(item.text)
+            media = sum(isinstance(part, ImagePart | FilePart) for part in item.content)
+            total += RESERVE_MEDIA * media
+        texts += _texts(item)
     for tool in invocation.tools:
         total += RESERVE_ITEM
-        texts += (tool.name, tool.description or "", str(tool.parameters or ""))
+        texts += _tool_texts(tool)
     size = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
     return total + -(-size // 2)
+
+
+def _texts(item: InputItem) -> tuple[str, ...]:
+    """The texts of an input item that the model reads."""
+    if isinstance(item, Message):
+        return (item.text,)
+    if isinstance(item, FunctionCall):
+        return (item.name, item.arguments)
+    if isinstance(item, FunctionCallOutput):
+        return (item.output,)
+    return (item.text,)  # Reasoning
+
+
+def _tool_texts(tool: FunctionTool) -> tuple[str, ...]:
+    return (tool.name, tool.description or "", str(tool.parameters or ""))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, replace
-from importlib import resources
 from typing import Any, cast
 
 import orjson
@@ -23,7 +22,7 @@ from redis.exceptions import NoScriptError
 from gateway.store import schema
 from gateway.store.pipelining import Command, Pipeliner
 from gateway.store.records import Limits
-from gateway.store.store import ENTRY_MARKER_TTL, guard
+from gateway.store.store import ENTRY_MARKER_TTL, guard, load_script
 
 WINDOW_SECONDS = 60
 SPEND_TTL = 40 * 24 * 3600  # a month's spend counter outlives the month
@@ -87,11 +86,6 @@ class Admitted:
     tokens: int  # tokens reserved in the current window, this one included
 
 
-def _script(redis: aioredis.Redis, name: str) -> Any:
-    source = resources.files("gateway.store").joinpath(f"lua/{name}.lua").read_text()
-    return redis.register_script(source)
-
-
 class _Batch:
     """Commands sent together: pipelined with those of concurrent requests, on a
     single Redis. On Redis Cluster they run one after another (each script still
@@ -129,14 +123,14 @@ class Holds:
     def __init__(self, redis: aioredis.Redis, *, cluster: bool = False) -> None:
         self.redis = redis
         self._pipeliner = None if cluster else Pipeliner(redis)
-        self._admit = _script(redis, "admit")
-        self._settle = _script(redis, "settle")
-        self._release = _script(redis, "release")
-        self._renew = _script(redis, "renew")
+        self._admit = load_script(redis, "admit")
+        self._settle = load_script(redis, "settle")
+        self._release = load_script(redis, "release")
+        self._renew = load_script(redis, "renew")
+        self._scripts = [self._admit, self._settle, self._release, self._renew]
 
     def _batch(self) -> _Batch:
-        scripts = [self._admit, self._settle, self._release, self._renew]
-        return _Batch(self.redis, self._pipeliner, scripts)
+        return _Batch(self.redis, self._pipeliner, self._scripts)
 
     def _admit_step(
         self,
@@ -146,20 +140,14 @@ class Holds:
         limits: Limits,
         check_money: bool,
     ) -> Command:
-        now = record.started_at
-        day, month = (
-            time.strftime("%Y%m%d", time.gmtime(now)),
-            time.strftime("%Y%m", time.gmtime(now)),
-        )
-        window = window_of(now)
+        window = window_of(record.started_at)
         keys = [
             schema.balance(account),
             schema.holds(account),
             schema.held(account),
             schema.requests_window(account, window),
             schema.tokens_window(account, window),
-            schema.spend_day(account, day),
-            schema.spend_month(account, month),
+            *_spend_keys(account, record.started_at),
         ]
         args = [
             charge_id,
@@ -189,16 +177,16 @@ class Holds:
 
         On a refusal nothing stays held (a hold one side granted is released).
         """
-        route = schema.route_account(record.agent) if route_limits else None
         batch = self._batch()
         batch.add(_lease_step(record.key_id, charge_id, record.lease_until))
         batch.add(self._admit_step(record.key_id, charge_id, record, key_limits, check_money))
-        if route is not None and route_limits is not None:
+        if route_limits is not None:
+            route = schema.route_account(record.agent)
             batch.add(self._admit_step(route, charge_id, record, route_limits, False))
         async with guard():
             results = await batch.run()
         key_result = _parse(results[1], record.started_at)
-        route_result = _parse(results[2], record.started_at) if route else None
+        route_result = _parse(results[2], record.started_at) if route_limits else None
         if isinstance(key_result, Refusal) or isinstance(route_result, Refusal):
             await self.release(record, charge_id, key=isinstance(key_result, Admitted),
                                route=isinstance(route_result, Admitted))  # fmt: skip
@@ -235,8 +223,6 @@ class Holds:
         """Charge ``credits`` once for this charge id, release the holds; False if done before."""
         key_id = record.key_id
         window = window_of(record.started_at)
-        day = time.strftime("%Y%m%d", time.gmtime())
-        month = time.strftime("%Y%m", time.gmtime())
         keys = [
             schema.balance(key_id),
             schema.holds(key_id),
@@ -244,8 +230,7 @@ class Holds:
             schema.ledger(key_id),
             schema.entry_marker(key_id, charge_id),
             schema.tokens_window(key_id, window),
-            schema.spend_day(key_id, day),
-            schema.spend_month(key_id, month),
+            *_spend_keys(key_id, time.time()),  # spend counts on the day it is settled
         ]
         post = 1 if credits or tokens else 0
         args: list[str | int] = [charge_id, credits, tokens, ENTRY_MARKER_TTL, SPEND_TTL, post]
@@ -299,10 +284,12 @@ class Holds:
             with contextlib.suppress(Exception):
                 await pool.disconnect(inuse_connections=False)
 
-    async def held(self, account: str) -> int:
-        async with guard():
-            value = await self.redis.get(schema.held(account))
-        return int(value or 0)
+
+def _spend_keys(account: str, at: float) -> list[str]:
+    """The account's spend counters of the UTC day and month of ``at``."""
+    utc = time.gmtime(at)
+    day, month = time.strftime("%Y%m%d", utc), time.strftime("%Y%m", utc)
+    return [schema.spend_day(account, day), schema.spend_month(account, month)]
 
 
 def _release_keys(account: str, window: int) -> list[str]:

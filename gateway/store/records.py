@@ -21,8 +21,12 @@ class Limits:
     daily_budget: int = 0  # credits per UTC day
     monthly_budget: int = 0  # credits per UTC month
 
+    def to_hash(self) -> dict[str, str]:
+        """The fields of a key record that hold these limits."""
+        return {name: str(getattr(self, name)) for name in LIMIT_FIELDS}
 
-_LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent", "daily_budget", "monthly_budget")
+
+LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(Limits))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,7 @@ class ApiKey:
             value = getattr(self, name)
             if value is not None:
                 fields[name] = repr(value)
-        fields.update({name: str(getattr(self.limits, name)) for name in _LIMIT_FIELDS})
+        fields.update(self.limits.to_hash())
         return fields
 
     @classmethod
@@ -85,7 +89,7 @@ class ApiKey:
             expires_at=when("expires_at"),
             revoked_at=when("revoked_at"),
             hint=h.get("hint", ""),
-            limits=Limits(**{name: int(h.get(name) or 0) for name in _LIMIT_FIELDS}),
+            limits=Limits(**{name: int(h.get(name) or 0) for name in LIMIT_FIELDS}),
             note=h.get("note", ""),
             digest=h.get("digest", ""),
             previous_digest=h.get("previous_digest", ""),
@@ -119,7 +123,7 @@ class ApiKey:
             "expires_at": self.expires_at,
             "revoked_at": self.revoked_at,
             "hint": self.hint,
-            "limits": {name: getattr(self.limits, name) for name in _LIMIT_FIELDS},
+            "limits": {name: getattr(self.limits, name) for name in LIMIT_FIELDS},
             "note": self.note,
             "rotated_at": self.rotated_at,
             "previous_expires_at": self.previous_expires_at,

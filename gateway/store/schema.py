@@ -11,30 +11,35 @@ KEY_INDEX = f"{PREFIX}:keys"  # set of every key id (for listing)
 AUDIT = f"{PREFIX}:audit"  # stream of admin actions (who, what, which key, when)
 
 
+def _of(account: str, name: str) -> str:
+    """A key of ``account`` under its hash tag: the one place that spells the tag."""
+    return f"{PREFIX}:{{{account}}}:{name}"
+
+
 def digest_index(digest: str) -> str:
     """The key id of an API key, found by its SHA-256 digest."""
     return f"{PREFIX}:digest:{digest}"
 
 
 def key_record(key_id: str) -> str:
-    return f"{PREFIX}:{{{key_id}}}:key"
+    return _of(key_id, "key")
 
 
 def balance(key_id: str) -> str:
-    return f"{PREFIX}:{{{key_id}}}:balance"
+    return _of(key_id, "balance")
 
 
 def ledger(key_id: str) -> str:
-    return f"{PREFIX}:{{{key_id}}}:ledger"
+    return _of(key_id, "ledger")
 
 
 def entry_marker(key_id: str, entry_id: str) -> str:
-    return f"{PREFIX}:{{{key_id}}}:entry:{entry_id}"
+    return _of(key_id, f"entry:{entry_id}")
 
 
 def stored_response(key_id: str, response_id: str) -> str:
     """A stored Open Responses response; scoped to the key that created it."""
-    return f"{PREFIX}:{{{key_id}}}:response:{response_id}"
+    return _of(key_id, f"response:{response_id}")
 
 
 # Metering. An "account" is an API key id, or "route:<agent>" for a route's shared
@@ -44,28 +49,28 @@ LEASES = f"{PREFIX}:leases"  # sorted set: "account charge_id" by lease expiry, 
 
 def holds(account: str) -> str:
     """Hash of the account's requests in flight: charge id -> hold record."""
-    return f"{PREFIX}:{{{account}}}:holds"
+    return _of(account, "holds")
 
 
 def held(account: str) -> str:
     """The credits held by the account's requests in flight."""
-    return f"{PREFIX}:{{{account}}}:held"
+    return _of(account, "held")
 
 
 def requests_window(account: str, window: int) -> str:
-    return f"{PREFIX}:{{{account}}}:rpm:{window}"
+    return _of(account, f"rpm:{window}")
 
 
 def tokens_window(account: str, window: int) -> str:
-    return f"{PREFIX}:{{{account}}}:tpm:{window}"
+    return _of(account, f"tpm:{window}")
 
 
 def spend_day(account: str, day: str) -> str:
-    return f"{PREFIX}:{{{account}}}:spend:d:{day}"
+    return _of(account, f"spend:d:{day}")
 
 
 def spend_month(account: str, month: str) -> str:
-    return f"{PREFIX}:{{{account}}}:spend:m:{month}"
+    return _of(account, f"spend:m:{month}")
 
 
 def route_account(agent: str) -> str:

@@ -144,11 +144,16 @@ def _sentinel_master(settings: RedisSettings, options: dict[str, Any]) -> aiored
     )
 
 
+def load_script(redis: aioredis.Redis, name: str) -> Any:
+    """The script ``lua/<name>.lua``, registered with ``redis`` (run by its SHA)."""
+    source = resources.files("gateway.store").joinpath(f"lua/{name}.lua").read_text()
+    return redis.register_script(source)
+
+
 class Store:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        source = resources.files("gateway.store").joinpath("lua/post_entry.lua").read_text()
-        self._post_entry = redis.register_script(source)
+        self._post_entry = load_script(redis, "post_entry")
 
     async def aclose(self) -> None:
         if type(self.redis) is aioredis.Redis:
@@ -298,9 +303,8 @@ class Store:
         """Replace a key's limits; every process applies them within ``auth.cache_ttl``."""
         key = await self.get_key(key_id)
         updated = dataclasses.replace(key, limits=limits)
-        values = {name: str(getattr(limits, name)) for name in _LIMIT_NAMES}
         async with guard():  # only these fields: a rotation meanwhile is not undone
-            await self.redis.hset(schema.key_record(key_id), mapping=values)  # type: ignore[arg-type]  # invariant stub
+            await self.redis.hset(schema.key_record(key_id), mapping=limits.to_hash())  # type: ignore[arg-type]  # invariant stub
         if actor is not None:
             await self.audit(actor, "key.limits", key_id, {"limits": updated.to_json()["limits"]})
         return updated
@@ -352,7 +356,7 @@ class Store:
         return int(value or 0)
 
     async def held(self, key_id: str) -> int:
-        """Credits held by the key's requests in flight."""
+        """Credits held by the requests in flight of a key (or of any metering account)."""
         async with guard():
             value = await self.redis.get(schema.held(key_id))
         return int(value or 0)
@@ -391,9 +395,6 @@ class Store:
                 await self.redis.xrange(schema.ledger(key_id), count=limit),
             )
         return [LedgerEntry.from_stream(entry_id, fields) for entry_id, fields in rows]
-
-
-_LIMIT_NAMES = tuple(f.name for f in dataclasses.fields(Limits))
 
 
 @asynccontextmanager

@@ -105,7 +105,7 @@ async def test_admit_holds_credits_and_leaves_the_balance(fake_store: Store) -> 
     charge, result = await admit(holds, rec)
     assert result == Admitted(balance=1_000, held=300, requests=1, tokens=50)
     assert await fake_store.balance(key) == 1_000
-    assert await holds.held(key) == await fake_store.held(key) == 300
+    assert await fake_store.held(key) == 300
     assert await holds_of(fake_store, key) == {charge: rec.encode()}
     member = f"{key} {charge}"
     assert await fake_store.redis.zscore(schema.LEASES, member) == pytest.approx(rec.lease_until)
@@ -119,7 +119,7 @@ async def test_admit_refuses_what_the_unheld_balance_cannot_cover(fake_store: St
     first, _ = await admit(holds, record(key, credits=600))
     charge, result = await admit(holds, record(key, credits=401))
     assert refused(result, "quota") == Refusal("quota", 1_000, 600)
-    assert await holds.held(key) == 600
+    assert await fake_store.held(key) == 600
     assert list(await holds_of(fake_store, key)) == [first]
     assert await fake_store.redis.zscore(schema.LEASES, f"{key} {charge}") is None
     _, exact = await admit(holds, record(key, credits=400))  # balance - held == credits
@@ -145,7 +145,7 @@ async def test_admit_limits_concurrency(fake_store: Store) -> None:
     assert isinstance(a, Admitted) and isinstance(b, Admitted)
     _, c = await admit(holds, record(key, credits=1), limits)
     assert refused(c, "concurrency") == Refusal("concurrency", 2, 2)
-    assert await holds.held(key) == 2
+    assert await fake_store.held(key) == 2
     await holds.settle(record(key, credits=1), first, 1, 50, fields(), route=False)
     _, d = await admit(holds, record(key, credits=1), limits)
     assert isinstance(d, Admitted)
@@ -162,7 +162,7 @@ async def test_admit_limits_requests_per_window(fake_store: Store) -> None:
     refusal = refused(result, "requests")
     assert (refusal.current, refusal.limit) == (2, 2)
     assert 0 < refusal.retry_after <= 60
-    assert await holds.held(key) == 2
+    assert await fake_store.held(key) == 2
     # A request in the next window is admitted again.
     _, later = await admit(holds, record(key, credits=1, started_at=time.time() + 60), limits)
     assert isinstance(later, Admitted) and later.requests == 1
@@ -195,7 +195,7 @@ async def test_admit_daily_budget_counts_spend_and_holds(fake_store: Store) -> N
     assert refused(c, "daily_budget") == Refusal("daily_budget", 250, 500)
     _, d = await admit(holds, record(key, credits=250), limits)
     assert isinstance(d, Admitted)
-    assert await holds.held(key) == 250
+    assert await fake_store.held(key) == 250
 
 
 async def test_admit_monthly_budget(fake_store: Store) -> None:
@@ -221,13 +221,13 @@ async def test_a_route_refusal_leaves_nothing_held_for_the_key(fake_store: Store
     assert list(await holds_of(fake_store, ROUTE)) == [busy]
     charge, b = await admit(holds, record(key, credits=10, tokens=30), route=route)
     assert refused(b, "concurrency") == Refusal("concurrency", 1, 1)
-    assert await holds.held(key) == 0
+    assert await fake_store.held(key) == 0
     assert await holds_of(fake_store, key) == {}
     window = window_of(time.time())
     assert await counter(fake_store, schema.tokens_window(key, window)) == 0
     assert await counter(fake_store, schema.requests_window(key, window)) == 0
     assert await fake_store.redis.zscore(schema.LEASES, f"{key} {charge}") is None
-    assert await holds.held(ROUTE) == 0  # a route holds no money
+    assert await fake_store.held(ROUTE) == 0  # a route holds no money
     assert list(await holds_of(fake_store, ROUTE)) == [busy]
 
 
@@ -237,7 +237,7 @@ async def test_a_key_refusal_leaves_nothing_held_for_the_route(fake_store: Store
     route = Limits(rpm=2, tpm=1_000, max_concurrent=5)
     charge, result = await admit(holds, record(key, credits=10, tokens=30), route=route)
     refused(result, "quota")
-    assert await holds.held(ROUTE) == 0
+    assert await fake_store.held(ROUTE) == 0
     assert await holds_of(fake_store, ROUTE) == {}
     window = window_of(time.time())
     assert await counter(fake_store, schema.tokens_window(ROUTE, window)) == 0
@@ -261,7 +261,7 @@ async def test_route_limits_are_shared_by_keys(fake_store: Store) -> None:
     assert (refusal.current, refusal.limit) == (70, 100)
     # Settling corrects the route's window too: 70 reserved, 20 used.
     assert await holds.settle(record(a, tokens=70), first, 5, 20, fields(), route=True)
-    assert await holds.held(ROUTE) == 0 and await holds_of(fake_store, ROUTE) == {}
+    assert await fake_store.held(ROUTE) == 0 and await holds_of(fake_store, ROUTE) == {}
     window = window_of(time.time())
     assert await counter(fake_store, schema.tokens_window(ROUTE, window)) == 20
     _, yes = await admit(holds, record(b, tokens=70), route=route)
@@ -278,7 +278,7 @@ async def test_settle_charges_releases_and_writes_the_ledger(fake_store: Store) 
     charge, _ = await admit(holds, rec)
     assert await holds.settle(rec, charge, 123, 33, fields(), route=False)
     assert await fake_store.balance(key) == 877
-    assert await holds.held(key) == 0
+    assert await fake_store.held(key) == 0
     assert await holds_of(fake_store, key) == {}
     assert await fake_store.redis.zscore(schema.LEASES, f"{key} {charge}") is None
     entry = (await fake_store.ledger(key))[-1]
@@ -299,9 +299,17 @@ async def test_settle_is_idempotent_per_charge_id(fake_store: Store) -> None:
     _, other = await admit(holds, record(key, credits=100))
     assert isinstance(other, Admitted)
     assert await holds.settle(rec, charge, 50, 10, fields(), route=True)
-    before = (await fake_store.balance(key), await holds.held(key), await fake_store.ledger(key))
+    before = (
+        await fake_store.balance(key),
+        await fake_store.held(key),
+        await fake_store.ledger(key),
+    )
     assert not await holds.settle(rec, charge, 70, 10, fields(), route=True)
-    after = (await fake_store.balance(key), await holds.held(key), await fake_store.ledger(key))
+    after = (
+        await fake_store.balance(key),
+        await fake_store.held(key),
+        await fake_store.ledger(key),
+    )
     assert after == before == (950, 100, before[2])
     assert len(before[2]) == 2  # the initial credit and one charge
 
@@ -332,7 +340,7 @@ async def test_a_settlement_that_cost_nothing_only_releases(fake_store: Store) -
     rec = record(key, credits=300)
     charge, _ = await admit(holds, rec)
     assert await holds.settle(rec, charge, 0, 0, fields(), route=False)
-    assert await holds.held(key) == 0 and await holds_of(fake_store, key) == {}
+    assert await fake_store.held(key) == 0 and await holds_of(fake_store, key) == {}
     assert await fake_store.balance(key) == 1_000
     assert [e.kind for e in await fake_store.ledger(key)] == ["credit"]
 
@@ -359,7 +367,7 @@ async def test_the_ledger_sums_to_the_balance_change(fake_store: Store) -> None:
                 assert not await holds.settle(rec, charge, 1, 1, fields(), route=False)
         balance = await fake_store.balance(key)
         assert balance >= 0
-        assert await holds.held(key) == sum(rec.credits for _, rec in open_)
+        assert await fake_store.held(key) == sum(rec.credits for _, rec in open_)
     ledger = await fake_store.ledger(key)
     assert sum(e.amount for e in ledger) == await fake_store.balance(key)
     assert ledger[-1].balance == await fake_store.balance(key)
@@ -378,7 +386,7 @@ async def test_renew_extends_the_lease_and_records_progress(fake_store: Store) -
     assert await holds_of(fake_store, key) == {charge: renewed.encode()}
     score = await fake_store.redis.zscore(schema.LEASES, f"{key} {charge}")
     assert score == pytest.approx(renewed.lease_until)
-    assert await holds.held(key) == rec.credits  # renewal holds nothing more
+    assert await fake_store.held(key) == rec.credits  # renewal holds nothing more
 
 
 async def test_renew_never_resurrects_a_settled_hold(fake_store: Store) -> None:
@@ -389,7 +397,7 @@ async def test_renew_never_resurrects_a_settled_hold(fake_store: Store) -> None:
     await holds.settle(rec, charge, 5, 5, fields(), route=False)
     await holds.renew([(charge, rec)])
     assert await holds_of(fake_store, key) == {}
-    assert await holds.held(key) == 0
+    assert await fake_store.held(key) == 0
     # Its lease may be listed again, without a record: the reaper forgets it.
     assert await holds.expired(time.time()) == [(key, charge, None)]
     await holds.forget_lease(key, charge)
