@@ -23,20 +23,17 @@ import argparse
 import asyncio
 import os
 import resource
-import shutil
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import aiohttp
 import orjson
 
 from bench import procs as p
-from bench.load import Target, run_async, run_load, wrk_path
+from bench.load import Target, chat_body, run_async, run_load, wrk_path
 from bench.verify import check
 
 RESULTS = Path(__file__).resolve().parent / "results" / "capacity.json"
@@ -90,7 +87,6 @@ class LongRun:
     concurrency: int
     load: str
     done: int = 0
-    errors: int = 0
     non_2xx: int = 0
     socket_errors: int = 0
     seconds: float = 0.0
@@ -102,6 +98,10 @@ class LongRun:
     cost_per_request: int | None = None
     billed: int | None = None
     held_after: int | None = None
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
 
     @property
     def growth(self) -> float | None:
@@ -144,41 +144,10 @@ def raise_nofile(want: int) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def fd_count(pid: int) -> int | None:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
-
-
-def vm_rss(pid: int) -> int | None:
-    found = p.rss_kib(pid)
-    return found["VmRSS"] if found else None
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
     children = p.Processes()
-    status = 1
-    try:
-        status = _run(args, children)
-    except p.BenchError as exc:
-        print(f"\ncapacity: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("\ncapacity: interrupted", file=sys.stderr)
-        status = 130
-    finally:
-        children.stop_all()
-        if args.keep or status != 0:
-            print(f"capacity: logs and config kept in {children.workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(children.workdir, ignore_errors=True)
-    return status
+    return p.supervise("capacity", args.keep, lambda: _run(args, children), children)
 
 
 # --- set-up --------------------------------------------------------------------------------
@@ -217,24 +186,9 @@ class Setup:
         port, pid, _ = p.start_gateway(self.children, self.config, self.redis_url, False, name=name)
         return f"http://127.0.0.1:{port}/v1/chat/completions", pid
 
-    def stop(self, name: str) -> None:
-        """Stop the child ``name`` and forget it (``check_alive`` is for the others)."""
-        for i, (child, proc) in enumerate(self.children.children):
-            if child == name:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    proc.wait(timeout=60)
-                if proc.stdout is not None:
-                    proc.stdout.close()
-                del self.children.children[i]
-                return
-
     def target(self, url: str, agent: str, stream: bool) -> Target:
-        body: dict[str, Any] = {"model": agent, "messages": [{"role": "user", "content": "Hi!"}]}
-        if stream:
-            body.update(stream=True, stream_options={"include_usage": True})
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.secret}"}
-        return Target(url, headers, orjson.dumps(body))
+        return Target(url, headers, chat_body(agent, stream))
 
 
 def _setup(args: argparse.Namespace, children: p.Processes) -> Setup:
@@ -320,11 +274,11 @@ async def _hold_streams(
     async def progress(start: float) -> None:
         while True:
             await asyncio.sleep(5)
-            rss = vm_rss(pid)
+            rss = p.vm_rss(pid)
             print(
                 f"  {result.opened:,}/{n:,} open after {time.monotonic() - start:.0f} s "
                 f"({failed_to_open:,} failed; gateway RSS {(rss or 0) / 1024:.0f} MB, "
-                f"{fd_count(pid)} fds)",
+                f"{p.fd_count(pid)} fds)",
                 flush=True,
             )
 
@@ -338,10 +292,10 @@ async def _hold_streams(
             ticker.cancel()
         # One more chunk interval: every stream has had a chunk through while all are open.
         await asyncio.sleep(result.interval_s + 1)
-        result.rss_kib["open"] = vm_rss(pid)
-        result.fds["open"] = fd_count(pid)
-        result.mock_rss_open_kib = vm_rss(setup.mock_pid)
-        result.client_rss_open_kib = vm_rss(os.getpid())
+        result.rss_kib["open"] = p.vm_rss(pid)
+        result.fds["open"] = p.fd_count(pid)
+        result.mock_rss_open_kib = p.vm_rss(setup.mock_pid)
+        result.client_rss_open_kib = p.vm_rss(os.getpid())
         async with session.post(f"{setup.mock_url}/mock/release") as resp:
             released = (await resp.json())["released"]
         print(f"  sampled; the mock releases {released:,} held streams", flush=True)
@@ -364,8 +318,8 @@ def open_streams(args: argparse.Namespace, setup: Setup) -> Streams:
         raise p.BenchError("a held stream was not billed")
 
     p.quiesce([pid, setup.mock_pid])
-    result.rss_kib["idle"] = vm_rss(pid)
-    result.fds["idle"] = fd_count(pid)
+    result.rss_kib["idle"] = p.vm_rss(pid)
+    result.fds["idle"] = p.fd_count(pid)
     print(
         f"open streams: idle gateway RSS {(result.rss_kib['idle'] or 0) / 1024:.1f} MB; opening "
         f"{args.streams:,} streams ({args.opening} at a time), a chunk every {args.interval:g} s",
@@ -378,12 +332,12 @@ def open_streams(args: argparse.Namespace, setup: Setup) -> Streams:
     result.billed = start_balance - end_balance
     # The upstream pool keeps idle connections for a while (aiohttp: 15 s): wait that out.
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (fd_count(pid) or 0) > (result.fds["idle"] or 0) + 160:
+    while time.monotonic() < deadline and (p.fd_count(pid) or 0) > (result.fds["idle"] or 0) + 160:
         time.sleep(1)
     p.quiesce([pid])
-    result.rss_kib["after"] = vm_rss(pid)
-    result.fds["after"] = fd_count(pid)
-    setup.stop("gateway-streams")
+    result.rss_kib["after"] = p.vm_rss(pid)
+    result.fds["after"] = p.fd_count(pid)
+    setup.children.stop("gateway-streams", timeout=60)
     return result
 
 
@@ -402,7 +356,7 @@ def long_run(args: argparse.Namespace, setup: Setup) -> LongRun:
     result.cost_per_request = before - setup.settle(before, None)[0]
     run_load(target, args.concurrency, 1, setup.children.workdir, use_wrk)  # warm-up
     p.quiesce([pid, setup.mock_pid])
-    result.idle_kib = vm_rss(pid)
+    result.idle_kib = p.vm_rss(pid)
     start_balance = setup.account()[0]
 
     mark = args.requests // 10
@@ -419,14 +373,13 @@ def long_run(args: argparse.Namespace, setup: Setup) -> LongRun:
         got = run_load(target, args.concurrency, seconds, setup.children.workdir, use_wrk)
         setup.children.check_alive()
         result.done += got.requests
-        result.errors += got.errors
         result.non_2xx += got.non_2xx
         result.socket_errors += got.socket_errors
         rps = got.rps or 1.0
-        rss = vm_rss(pid)
+        rss = p.vm_rss(pid)
         if result.at_mark_kib is None and result.done >= mark:
             p.quiesce([pid])
-            rss = result.at_mark_kib = vm_rss(pid)
+            rss = result.at_mark_kib = p.vm_rss(pid)
             result.mark_requests = result.done
         result.samples.append((result.done, rss))
         print(
@@ -436,11 +389,11 @@ def long_run(args: argparse.Namespace, setup: Setup) -> LongRun:
         )
     result.seconds = time.monotonic() - start
     p.quiesce([pid])
-    result.end_kib = vm_rss(pid)
+    result.end_kib = p.vm_rss(pid)
     # wrk's slices cut requests in flight, which may be billed too: no exact figure to wait for
     end_balance, result.held_after = setup.settle(start_balance, None)
     result.billed = start_balance - end_balance
-    setup.stop("gateway-long")
+    setup.children.stop("gateway-long", timeout=60)
     return result
 
 
@@ -557,7 +510,7 @@ def _run(args: argparse.Namespace, children: p.Processes) -> int:
         "streams": asdict(streams) | {"per_stream_kib": streams.per_stream_kib}
         if streams
         else None,
-        "long_run": asdict(long) | {"growth": long.growth} if long else None,
+        "long_run": asdict(long) | {"errors": long.errors, "growth": long.growth} if long else None,
         "checks": [{"check": c, "ok": ok, "figure": f, "fatal": x} for c, ok, f, x in found],
     }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,17 @@ class Target:
     body: bytes
 
 
+def chat_body(model: str, stream: bool) -> bytes:
+    """A one-message Chat Completions request; a stream asks for its usage chunk."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Hello, benchmark!"}],
+    }
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    return orjson.dumps(body)
+
+
 @dataclass
 class LoadResult:
     requests: int
@@ -108,7 +119,7 @@ def _lua_script(target: Target, workdir: Path) -> Path:
 
 
 def run_wrk(target: Target, concurrency: int, duration: int, workdir: Path) -> LoadResult:
-    """One wrk run (one thread, as in reference/peers.md); figures from its done() hook."""
+    """One wrk run (one thread); figures from its done() hook."""
     script = _lua_script(target, workdir)
     argv = [
         wrk_path() or "wrk",

@@ -57,7 +57,8 @@ def hold_interval(model: str) -> float | None:
 
 
 def _usage(n: int) -> dict[str, int]:
-    return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": n, "total_tokens": n + 12}
+    total = n + PROMPT_TOKENS
+    return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": n, "total_tokens": total}
 
 
 def _frame(obj: dict[str, Any]) -> bytes:

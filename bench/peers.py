@@ -5,7 +5,7 @@ environment from PyPI, Portkey into a throwaway npm folder; later runs reuse the
 started on loopback against the bench's mock upstream with a configuration
 equivalent to the gateway's, and loaded by the same load generator. A peer that
 cannot be installed or started is reported absent, with why: it never stops the
-bench. How they run here: ``shared/reference/peers.md``.
+bench. Their figures: ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -131,13 +131,8 @@ def install_portkey() -> Path:
 def _start(
     procs: p.Processes, name: str, argv: list[str], health: str, env: dict[str, str], timeout: float
 ) -> subprocess.Popen[bytes]:
-    """Like ``Processes.start`` but output to the log (these peers log a lot to stdout)."""
-    log = (procs.workdir / f"{name}.log").open("wb")
-    procs.logs.append(log)
-    proc = subprocess.Popen(
-        argv, stdout=log, stderr=log, env=env, cwd=procs.workdir, start_new_session=True
-    )
-    procs.children.append((name, proc))
+    """``Processes.start`` with stdout to the log too (these peers log a lot there)."""
+    proc = procs.start(name, argv, env, cwd=procs.workdir, stdout_to_log=True)
     procs.wait_http(name, proc, health, timeout)
     return proc
 
@@ -156,8 +151,7 @@ def _litellm_config(mock_port: int, long_chunks: int) -> str:
     return text + f"general_settings: {{master_key: {MASTER_KEY}}}\n"
 
 
-def start_litellm(procs: p.Processes, mock_port: int, long_chunks: int) -> Peer:
-    peer = Peer("litellm", LITELLM_VERSION, LITELLM_NOTE, by_agent=True)
+def start_litellm(procs: p.Processes, peer: Peer, mock_port: int, long_chunks: int) -> None:
     exe = install_litellm()
     config = procs.workdir / "litellm.yaml"
     config.write_text(_litellm_config(mock_port, long_chunks))
@@ -171,11 +165,9 @@ def start_litellm(procs: p.Processes, mock_port: int, long_chunks: int) -> Peer:
     peer.proc = _start(procs, "litellm", [*argv, "--num_workers", "1"], health, env, 180)
     peer.url = f"http://127.0.0.1:{port}/v1/chat/completions"
     peer.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {MASTER_KEY}"}
-    return peer
 
 
-def start_portkey(procs: p.Processes, mock_port: int) -> Peer:
-    peer = Peer("portkey", PORTKEY_VERSION, PORTKEY_NOTE)
+def start_portkey(procs: p.Processes, peer: Peer, mock_port: int) -> None:
     script = install_portkey()
     node = shutil.which("node")
     if node is None:
@@ -192,22 +184,24 @@ def start_portkey(procs: p.Processes, mock_port: int) -> Peer:
         "x-portkey-provider": "openai",
         "x-portkey-custom-host": f"http://127.0.0.1:{mock_port}/v1",
     }
-    return peer
 
 
 def start_peers(procs: p.Processes, mock_port: int, long_chunks: int) -> list[Peer]:
     """Every peer, started or marked absent with the reason (printed)."""
     peers: list[Peer] = []
-    starters: list[tuple[Peer, Callable[[], Peer]]] = [
+    starters: list[tuple[Peer, Callable[[Peer], None]]] = [
         (
-            Peer("litellm", LITELLM_VERSION, LITELLM_NOTE),
-            lambda: start_litellm(procs, mock_port, long_chunks),
+            Peer("litellm", LITELLM_VERSION, LITELLM_NOTE, by_agent=True),
+            lambda peer: start_litellm(procs, peer, mock_port, long_chunks),
         ),
-        (Peer("portkey", PORTKEY_VERSION, PORTKEY_NOTE), lambda: start_portkey(procs, mock_port)),
+        (
+            Peer("portkey", PORTKEY_VERSION, PORTKEY_NOTE),
+            lambda peer: start_portkey(procs, peer, mock_port),
+        ),
     ]
     for peer, start in starters:
         try:
-            peer = start()
+            start(peer)
             peer.idle_rss_kib = p.rss_kib(peer.pid)
             print(f"bench: {peer.name} {peer.version} started (pid {peer.pid})", flush=True)
         except (PeerError, p.BenchError, OSError) as exc:

@@ -1,8 +1,8 @@
 """Child processes of the benchmark: the mock upstream, the gateway, the key CLI.
 
 Every process started here is registered with a ``Processes`` and stopped by
-``Processes.stop_all`` (SIGTERM, then SIGKILL), which ``run`` calls in a
-``finally`` so that Ctrl-C or an error leaves nothing behind.
+``Processes.stop_all`` (SIGTERM, then SIGKILL), which ``supervise`` calls in a
+``finally`` so that Ctrl-C, SIGTERM or an error leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,8 +19,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 DEMO_KEY = re.compile(r"Demo key \([^)]*\): (\S+)")
@@ -46,6 +49,20 @@ def rss_kib(pid: int) -> dict[str, int] | None:
         return None
     found = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.MULTILINE))
     return {k: int(v) for k, v in found.items()}
+
+
+def vm_rss(pid: int) -> int | None:
+    """Resident memory of ``pid`` in KiB (Linux only)."""
+    found = rss_kib(pid)
+    return found["VmRSS"] if found else None
+
+
+def fd_count(pid: int) -> int | None:
+    """Open file descriptors of ``pid``, from /proc (Linux only)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
 
 
 def cpu_ticks(pid: int) -> int | None:
@@ -100,15 +117,24 @@ class Processes:
     logs: list[IO[bytes]] = field(default_factory=list)
 
     def start(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        cwd: Path | None = None,
+        stdout_to_log: bool = False,
     ) -> subprocess.Popen[bytes]:
+        """Start ``argv``; its stderr (and stdout if ``stdout_to_log``, else a pipe) goes
+        to ``<name>.log`` in the work dir."""
         log = (self.workdir / f"{name}.log").open("wb")
         self.logs.append(log)
         proc = subprocess.Popen(
             argv,
-            stdout=subprocess.PIPE,
+            stdout=log if stdout_to_log else subprocess.PIPE,
             stderr=log,
             env=env,
+            cwd=cwd,
             start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
         )
         self.children.append((name, proc))
@@ -149,24 +175,73 @@ class Processes:
                     f"last log lines:\n{self.log_tail(name)}"
                 )
 
+    def stop(self, name: str, timeout: float = 15) -> None:
+        """Stop the child ``name`` and forget it (``check_alive`` is for the others)."""
+        for i, (child, proc) in enumerate(self.children):
+            if child == name:
+                _stop(proc, timeout)
+                del self.children[i]
+                return
+
     def stop_all(self) -> dict[str, int | None]:
         """SIGTERM every child (gateway first: it drains settlements), SIGKILL stragglers."""
-        codes: dict[str, int | None] = {}
-        for name, proc in reversed(self.children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-            codes[name] = proc.returncode
+        codes = {name: _stop(proc, 15) for name, proc in reversed(self.children)}
         self.children.clear()
         for log in self.logs:
             log.close()
         return codes
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """SIGTERM, then SIGKILL after ``timeout`` s; returns the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+    return proc.returncode
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def supervise(
+    prog: str,
+    keep: bool,
+    run: Callable[[], int],
+    children: Processes,
+    others: Processes | None = None,
+) -> int:
+    """Run a benchmark's body; whatever happens (an error, SIGTERM, Ctrl-C) stop
+    ``others`` (whose end is not news), then ``children``, saying which of them ended
+    on its own or badly; the work dir is removed unless ``keep`` or the run failed."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    status = 1
+    try:
+        status = run()
+    except BenchError as exc:
+        print(f"\n{prog}: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        status = 130
+    finally:
+        if others is not None:
+            others.stop_all()
+        alive = [name for name, proc in children.children if proc.poll() is None]
+        for name, code in children.stop_all().items():
+            if code not in (0, -signal.SIGTERM) or name not in alive:
+                print(f"{prog}: {name} ended with status {code}", file=sys.stderr)
+        if keep or status != 0:
+            print(f"{prog}: logs and config kept in {children.workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(children.workdir, ignore_errors=True)
+    return status
 
 
 def start_mock(procs: Processes, chunks: int) -> tuple[int, int]:
@@ -263,10 +338,6 @@ def create_key(config: Path, redis_url: str, balance: int, *options: str) -> tup
     argv = ["keys", "create", "--name", "bench", "--balance", str(balance), *options]
     made = _cli(config, redis_url, *argv)
     return str(made["id"]), str(made["key"])
-
-
-def balance(config: Path, redis_url: str, key_id: str) -> int:
-    return int(_cli(config, redis_url, "balance", "show", key_id)["balance"])
 
 
 def account(config: Path, redis_url: str, key_id: str) -> tuple[int, int]:

@@ -14,24 +14,27 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
-
-import orjson
 
 from bench import metering as bench_metering
 from bench import peers as bench_peers
 from bench import procs as p
 from bench import report
-from bench.load import LoadResult, Target, TtfbResult, measure_ttfb, run_load, wrk_path
+from bench.load import (
+    LoadResult,
+    Target,
+    TtfbResult,
+    chat_body,
+    measure_ttfb,
+    run_load,
+    wrk_path,
+)
 from bench.verify import check
 
 BALANCE = 1_000_000_000_000
@@ -96,61 +99,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     children = p.Processes()
     others = p.Processes(workdir=children.workdir)  # peers: their end never stops the bench
-    status = 1
-    try:
-        status = _run(args, children, others)
-    except p.BenchError as exc:
-        print(f"\nbench: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("\nbench: interrupted", file=sys.stderr)
-        status = 130
-    finally:
-        others.stop_all()
-        alive = [name for name, proc in children.children if proc.poll() is None]
-        codes = children.stop_all()
-        for name, code in codes.items():
-            if code not in (0, -signal.SIGTERM) or name not in alive:
-                print(f"bench: {name} ended with status {code}", file=sys.stderr)
-        if args.keep or status != 0:
-            print(f"bench: logs and config kept in {children.workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(children.workdir, ignore_errors=True)
-    return status
-
-
-def _body(model: str, stream: bool) -> bytes:
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [{"role": "user", "content": "Hello, benchmark!"}],
-    }
-    if stream:
-        body.update(stream=True, stream_options={"include_usage": True})
-    return orjson.dumps(body)
+    return p.supervise("bench", args.keep, lambda: _run(args, children, others), children, others)
 
 
 def direct(setup: Setup, kind: Kind) -> Target:
     headers = {"Content-Type": "application/json"}
-    return Target(setup.mock_url, headers, _body(kind.model, kind.stream))
+    return Target(setup.mock_url, headers, chat_body(kind.model, kind.stream))
 
 
 def via_gateway(setup: Setup, kind: Kind) -> Target:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {setup.secret}"}
-    return Target(setup.gateway_url, headers, _body(kind.agent, kind.stream))
+    return Target(setup.gateway_url, headers, chat_body(kind.agent, kind.stream))
 
 
 def via_peer(peer: bench_peers.Peer, kind: Kind) -> Target:
     return Target(
-        peer.url, peer.headers, _body(kind.agent if peer.by_agent else kind.model, kind.stream)
+        peer.url, peer.headers, chat_body(kind.agent if peer.by_agent else kind.model, kind.stream)
     )
 
 
@@ -187,7 +155,7 @@ def _start(args: argparse.Namespace, children: p.Processes) -> Setup:
 def _balance(setup: Setup) -> int | None:
     if setup.redis_url is None or setup.key_id is None:
         return None
-    return p.balance(setup.config, setup.redis_url, setup.key_id)
+    return p.account(setup.config, setup.redis_url, setup.key_id)[0]
 
 
 def _settled_balance(setup: Setup, before: int | None, wait: float = 5.0) -> int | None:

@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -39,7 +40,7 @@ from pathlib import Path
 import aiohttp
 from redis import asyncio as aioredis
 
-from bench.procs import Processes, free_port, rss_kib
+from bench.procs import Processes, fd_count, free_port, start_mock, vm_rss
 from gateway.store import Store
 
 ADMIN_TOKEN = "soak-admin-token-" + "0123456789abcdef"
@@ -268,9 +269,7 @@ async def sample(url: str, http: aiohttp.ClientSession, pid: int, started: float
         url + "/admin/runtime", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     ) as r:
         tasks = int((await r.json())["asyncio_tasks"])
-    rss = (rss_kib(pid) or {}).get("VmRSS", 0)
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
-    return Sample(time.monotonic() - started, rss, fds, tasks)
+    return Sample(time.monotonic() - started, vm_rss(pid) or 0, fd_count(pid) or 0, tasks)
 
 
 def growth(report: Report) -> None:
@@ -318,11 +317,7 @@ async def soak(duration: float, concurrency: int, redis_url: str, seed: int = 1)
     procs = Processes()
     report = Report(duration)
     try:
-        mock_port = free_port()
-        mock = procs.start(
-            "mock", [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)]
-        )
-        procs.wait_http("mock", mock, f"http://127.0.0.1:{mock_port}/v1/models")
+        mock_port, _ = start_mock(procs, 20)
         config = procs.workdir / "gateway.yaml"
         config.write_text(gateway_config(mock_port))
         port = free_port()
@@ -368,6 +363,10 @@ async def soak(duration: float, concurrency: int, redis_url: str, seed: int = 1)
         codes = procs.stop_all()
         if codes.get("gateway") not in (0, None):
             report.problems.append(f"the gateway exited with status {codes['gateway']}")
+    if report.ok:  # an exception above keeps them too
+        shutil.rmtree(procs.workdir, ignore_errors=True)
+    else:
+        report.problems.append(f"logs and config kept in {procs.workdir}")
     return report
 
 
