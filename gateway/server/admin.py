@@ -13,21 +13,24 @@ and never logged. Bodies are JSON; answers are what the matching ``gateway ...
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import logging
+import os
 import time
 from collections.abc import Mapping
+from functools import partial
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.config import GatewayConfig
-from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest
+from gateway.errors import AuthenticationFailed, ConfigError, GatewayError, InvalidRequest, Problem
 from gateway.pipeline import Gateway
 from gateway.server import middlewares, openapi
 from gateway.server.api import JSON, Operation, Param, Reply, Table, json_reply
-from gateway.server.body import json_response, read_json
+from gateway.server.body import json_response, read_json, whole_number
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.store import ledger_export
 from gateway.store.records import Limits
@@ -45,10 +48,20 @@ _CONTENT_TYPES = {
     "jsonl": "application/x-ndjson",
     "csv": "text/csv",
 }
-_LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent", "daily_budget", "monthly_budget")
+_LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(Limits))  # in Limits(*values) order
 
 
 ADMIN_PREFIX = "/admin"
+
+
+def admin_token(config: GatewayConfig) -> str:
+    """The admin token from ``admin.token_env``; refuse to start on an empty one."""
+    name = config.admin.token_env or ""
+    token = os.environ.get(name, "")
+    if not token.strip():
+        problem = Problem("admin.token_env", f"environment variable {name} is empty", config.source)
+        raise ConfigError([problem])
+    return token.strip()  # a trailing newline (a token read from a file) is not part of it
 
 
 def create_admin_app(token: str) -> web.Application:
@@ -88,8 +101,6 @@ async def start_admin_site(
     listen = config.admin.listen
     if not config.admin.token_env or listen is None:
         return None
-    from gateway.server.app import admin_token  # the app module imports this one
-
     runner = web.AppRunner(
         create_admin_site_app(gateway, admin_token(config)),
         handler_cancellation=True,
@@ -197,12 +208,12 @@ async def runtime(request: web.Request) -> web.Response:
 
 
 async def audit(request: web.Request) -> web.Response:
-    raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_AUDIT_LIMIT:
+    limit = whole_number(request.query.get("limit", "100"))
+    if limit is None or not 1 <= limit <= MAX_AUDIT_LIMIT:
         raise InvalidRequest(
             f"limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}", param="limit"
         )
-    entries = await _gateway(request).store.audit_log(limit=int(raw))
+    entries = await _gateway(request).store.audit_log(limit=limit)
     return json_response([e.to_json() for e in entries])
 
 
@@ -359,9 +370,9 @@ def _ledger_query(params: Mapping[str, str]) -> ledger_export.LedgerQuery:
         raise InvalidRequest(f"kind must be one of {', '.join(ledger_export.KINDS)}", param="kind")
     limit = None
     if raw_limit := params.get("limit"):
-        if not raw_limit.isdigit() or int(raw_limit) < 1:
+        limit = whole_number(raw_limit)
+        if limit is None or limit < 1:
             raise InvalidRequest("limit must be a positive whole number", param="limit")
-        limit = int(raw_limit)
     return ledger_export.LedgerQuery(
         agent=params.get("agent") or None,
         kind=kind,
@@ -373,6 +384,8 @@ def _ledger_query(params: Mapping[str, str]) -> ledger_export.LedgerQuery:
 
 # The route table: what create_admin_app serves and /openapi.json describes.
 
+# Every admin operation: tagged "admin", and callable with the admin token only.
+_admin_op = partial(Operation, tag="admin", security="admin_token")
 _ID = Param("id", "path", description="a key id (key_...)")
 _KEY_ERRORS = (401, 404, 503)
 _BODY_ERRORS = (400, 401, 404, 413, 503)
@@ -389,112 +402,94 @@ _LEDGER_PARAMS = (
 ADMIN = Table(
     (ADMIN_PREFIX,),
     (
-        Operation(
+        _admin_op(
             "GET",
             "/keys",
             list_keys,
             "adminListKeys",
             "List keys (never secrets)",
-            "admin",
-            security="admin_token",
             replies=(json_reply(200, "the keys", "KeyList"),),
             errors=(401, 503),
         ),
-        Operation(
+        _admin_op(
             "POST",
             "/keys",
             create_key,
             "adminCreateKey",
             "Create a key; its secret is in this answer only",
-            "admin",
-            security="admin_token",
             body="CreateKey",
             replies=(json_reply(201, "the record and its secret", "KeyWithSecret"),),
             errors=(400, 401, 413, 503),
         ),
-        Operation(
+        _admin_op(
             "GET",
             "/keys/{id}",
             show_key,
             "adminShowKey",
             "A key's record, balance and held credits",
-            "admin",
-            security="admin_token",
             params=(_ID,),
             replies=(json_reply(200, "the record", "KeyWithBalance"),),
             errors=_KEY_ERRORS,
         ),
-        Operation(
+        _admin_op(
             "POST",
             "/keys/{id}/revoke",
             revoke_key,
             "adminRevokeKey",
             "Revoke a key (and any secret a rotation replaced)",
-            "admin",
-            security="admin_token",
             params=(_ID,),
             replies=(json_reply(200, "the record", "Key"),),
             errors=_KEY_ERRORS,
         ),
-        Operation(
+        _admin_op(
             "POST",
             "/keys/{id}/rotate",
             rotate_key,
             "adminRotateKey",
             "A new secret for the key; the old one works for the grace period",
-            "admin",
-            security="admin_token",
             params=(_ID,),
             body="RotateKey",
             replies=(json_reply(200, "the record and its new secret", "KeyWithSecret"),),
             errors=(*_BODY_ERRORS, 409),
         ),
-        Operation(
+        _admin_op(
             "PUT",
             "/keys/{id}/limits",
             set_limits,
             "adminSetLimits",
             "Replace a key's limits (a missing one is 0: none)",
-            "admin",
-            security="admin_token",
             params=(_ID,),
             body="Limits",
             replies=(json_reply(200, "the record", "Key"),),
             errors=_BODY_ERRORS,
         ),
-        Operation(
+        _admin_op(
             "GET",
             "/keys/{id}/balance",
             balance,
             "adminBalance",
             "A key's balance, held and available credits",
-            "admin",
-            security="admin_token",
             params=(_ID,),
             replies=(json_reply(200, "the balance", "Balance"),),
             errors=_KEY_ERRORS,
         ),
-        Operation(
+        _admin_op(
             "POST",
             "/keys/{id}/credit",
             credit,
             "adminCredit",
             "Add (negative: remove) credits, with a ledger entry",
-            "admin",
-            security="admin_token",
             params=(_ID,),
             body="Credit",
             replies=(json_reply(200, "the new balance", "NewBalance"),),
             errors=_BODY_ERRORS,
         ),
-        Operation(
+        _admin_op(
             "GET",
             "/keys/{id}/ledger",
             ledger,
             "adminLedger",
             "The key's ledger, streamed as JSON, JSON lines or CSV",
-            "admin",
-            security="admin_token",
             params=_LEDGER_PARAMS,
             replies=(
                 Reply(
@@ -505,26 +500,26 @@ ADMIN = Table(
             ),
             errors=(400, *_KEY_ERRORS),
         ),
-        Operation(
+        _admin_op(
             "GET",
             "/audit",
             audit,
             "adminAudit",
             "The latest admin actions, newest first",
-            "admin",
-            security="admin_token",
-            params=(Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10000}),),
+            params=(
+                Param(
+                    "limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT_LIMIT}
+                ),
+            ),
             replies=(json_reply(200, "the audit entries", "AuditLog"),),
             errors=(400, 401, 503),
         ),
-        Operation(
+        _admin_op(
             "GET",
             "/runtime",
             runtime,
             "adminRuntime",
             "This process's asyncio tasks and calls in flight (what a soak test watches)",
-            "admin",
-            security="admin_token",
             replies=(json_reply(200, "the counts", "Runtime"),),
             errors=(401,),
         ),

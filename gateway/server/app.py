@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,7 +13,6 @@ from aiohttp.typedefs import Handler
 
 from gateway import tracing
 from gateway.config import EMBEDDED, GatewayConfig
-from gateway.errors import ConfigError, Problem
 from gateway.pipeline import Gateway
 from gateway.reload import ConfigWatcher
 from gateway.server import admin, api, chat, messages, middlewares, misc, openapi, responses, routes
@@ -26,18 +24,7 @@ log = logging.getLogger(__name__)
 
 OnReady = Callable[[Gateway], Awaitable[None]]
 
-PREFIXES = routes.PREFIXES  # /v1, and LibreChat's Agents API prefix
 SHUTDOWN_DRAIN_SECONDS = 30.0
-
-
-def admin_token(config: GatewayConfig) -> str:
-    """The admin token from ``admin.token_env``; refuse to start on an empty one."""
-    name = config.admin.token_env or ""
-    token = os.environ.get(name, "")
-    if not token.strip():
-        problem = Problem("admin.token_env", f"environment variable {name} is empty", config.source)
-        raise ConfigError([problem])
-    return token.strip()  # a trailing newline (a token read from a file) is not part of it
 
 
 def create_app(
@@ -66,7 +53,7 @@ def create_app(
     api.register(app.router, tables)
     # Anthropic's error shape for everything at or under .../messages (401, 413, 404s too).
     shapes: dict[str, middlewares.ErrorShape] = {
-        f"{prefix}/messages": middlewares.anthropic_shape for prefix in PREFIXES
+        f"{prefix}/messages": middlewares.anthropic_shape for prefix in routes.PREFIXES
     }
     app[middlewares.ERROR_SHAPES] = shapes
     dialects: dict[Handler, str] = {  # the requests that gateway.metrics measures
@@ -79,7 +66,7 @@ def create_app(
     if config.admin.token_env and config.admin.listen is None:
         # The admin API exists only with a token; without one, /admin/... is a 404. With
         # admin.listen it is served only by its own listener (admin.start_admin_site).
-        app.add_subapp(admin.ADMIN_PREFIX, admin.create_admin_app(admin_token(config)))
+        app.add_subapp(admin.ADMIN_PREFIX, admin.create_admin_app(admin.admin_token(config)))
         tables.append(admin.ADMIN)
         if config.listen.host not in ("127.0.0.1", "::1", "localhost"):
             log.warning(

@@ -1,4 +1,4 @@
-"""Reading a request's JSON body within the configured size limit."""
+"""Request bodies read within the configured limits, JSON answers, and the budget header."""
 
 from __future__ import annotations
 
@@ -78,8 +78,23 @@ def budget(request: web.Request) -> int | None:
     raw = request.headers.get(BUDGET_HEADER)
     if raw is None:
         return None
-    if not raw.strip().isdigit() or int(raw) < 1:
+    credits = whole_number(raw.strip())
+    if credits is None or credits < 1:
         raise InvalidRequest(
             f"{BUDGET_HEADER} must be a positive whole number of credits.", param=BUDGET_HEADER
         )
-    return int(raw)
+    return credits
+
+
+def whole_number(text: str) -> int | None:
+    """``text`` (a header or query value) as a whole number of ASCII digits, else ``None``.
+
+    ``str.isdigit`` alone is not enough: it accepts ``"²"``, which ``int`` refuses,
+    and ``int`` refuses more than 4300 digits too; either would be a 500.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # too many digits
+        return None

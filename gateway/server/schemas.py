@@ -23,6 +23,7 @@ def ref(name: str) -> Schema:
 _NULLABLE_TIME: Schema = {"type": ["number", "null"], "description": "UNIX seconds"}
 _COUNT: Schema = {"type": "integer", "minimum": 0}
 _TEXT: Schema = {"type": "string", "maxLength": 1000}
+_AGENT_ID: Schema = {"type": "string", "description": "the agent id", "examples": ["echo"]}
 
 _LIMITS: Schema = {
     "type": "object",
@@ -111,7 +112,7 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["model", "messages"],
         "properties": {
-            "model": {"type": "string", "description": "the agent id", "examples": ["echo"]},
+            "model": _AGENT_ID,
             "messages": {"type": "array", "items": _MESSAGE},
             "stream": {"type": "boolean"},
             "stream_options": {
@@ -129,7 +130,7 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["model", "input"],
         "properties": {
-            "model": {"type": "string", "description": "the agent id", "examples": ["echo"]},
+            "model": _AGENT_ID,
             "input": {"type": ["string", "array"]},
             "instructions": {"type": "string"},
             "stream": {"type": "boolean"},
@@ -145,7 +146,7 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["model", "messages", "max_tokens"],
         "properties": {
-            "model": {"type": "string", "description": "the agent id", "examples": ["echo"]},
+            "model": _AGENT_ID,
             "messages": {"type": "array", "items": _ANTHROPIC_MESSAGE},
             "max_tokens": {"type": "integer", "minimum": 1},
             "system": {"type": ["string", "array"]},
@@ -158,7 +159,7 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["model", "messages"],
         "properties": {
-            "model": {"type": "string", "description": "the agent id", "examples": ["echo"]},
+            "model": _AGENT_ID,
             "messages": {"type": "array", "items": _ANTHROPIC_MESSAGE},
             "system": {"type": ["string", "array"]},
             "tools": {"type": "array", "items": {"type": "object"}},

@@ -13,6 +13,11 @@ buffer then fills, and its socket stops being read). A write that does not
 drain within ``limits.client_write_timeout`` seconds ends the stream: the
 connection is aborted, the request cancelled and the call settled with what was
 delivered.
+
+A stream that fails after its headers went out (a store write the Responses
+stream makes before its last event, a bug) cannot answer with an error status
+any more: the connection is cut, so that the client sees a broken stream, never
+one that looks complete, nor one left waiting for its end.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable
 
 from aiohttp import web
 
+from gateway.errors import GatewayError
 from gateway.server.keys import GATEWAY, REQUEST_ID
 
 log = logging.getLogger(__name__)
@@ -57,9 +63,22 @@ async def send_sse(
         log.debug("client went away during request %s", request[REQUEST_ID])
     except _Stalled:
         pass  # logged, and the connection aborted, by the writer
+    except GatewayError as exc:
+        log.warning("stream of request %s broke off: %s", request[REQUEST_ID], exc.message)
+        _cut(request, response)
+    except Exception:
+        log.exception("stream of request %s broke off", request[REQUEST_ID])
+        _cut(request, response)
     finally:
         writer.cancel()
     return response
+
+
+def _cut(request: web.Request, response: web.StreamResponse) -> None:
+    """End the connection now: what was not sent yet is dropped, and the request cancelled."""
+    response.force_close()
+    if request.transport is not None:
+        request.transport.abort()
 
 
 class _Stalled(Exception):
@@ -139,9 +158,7 @@ class _Writer:
                 self._timeout,
                 self._request[REQUEST_ID],
             )
-            self._response.force_close()
-            if self._request.transport is not None:
-                self._request.transport.abort()  # drops the unsent buffer; cancels the request
+            _cut(self._request, self._response)
             raise _Stalled from None
 
 

@@ -235,6 +235,10 @@ async def test_bad_input_is_400_naming_the_parameter(
         ("GET", f"/admin/keys/{key.id}/ledger?since=yesterday", None, "since"),
         ("GET", f"/admin/keys/{key.id}/ledger?until=-3", None, "until"),
         ("GET", f"/admin/keys/{key.id}/ledger?limit=0", None, "limit"),
+        ("GET", f"/admin/keys/{key.id}/ledger?limit=%C2%B2", None, "limit"),  # "²": isdigit()
+        ("GET", "/admin/audit?limit=0", None, "limit"),
+        ("GET", "/admin/audit?limit=%C2%B2", None, "limit"),
+        ("GET", "/admin/audit?limit=" + "9" * 5000, None, "limit"),  # too long for int()
     ]
     for method, path, body, param in cases:
         error = await call(http, gw, method, path, body, status=400)

@@ -245,6 +245,19 @@ async def test_deeply_nested_tool_schema_never_500(
             assert_error_shape(await resp.json(), "invalid_request_error")
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "ten", "1.5", "\u00b2", "9" * 5000])
+async def test_a_malformed_budget_header_is_400_naming_it(
+    start_gateway: StartGateway, http: aiohttp.ClientSession, value: str
+) -> None:
+    gw = await start_gateway()
+    headers = {"Authorization": f"Bearer {await gw.new_key()}", "X-Gateway-Budget": value}
+    body = {"model": "echo", "messages": HELLO}
+    async with http.post(f"{gw.url}/v1/chat/completions", json=body, headers=headers) as resp:
+        assert resp.status == 400, await resp.text()
+        error = assert_error_shape(await resp.json(), "invalid_request_error")
+        assert error["param"] == "X-Gateway-Budget"
+
+
 LIMITED_CONFIG = """
 limits: {max_body_bytes: 2048}
 backends:

@@ -6,11 +6,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.server import streaming
+from gateway.errors import ServiceUnavailable
+from gateway.server import middlewares, streaming
 from gateway.server.keys import REQUEST_ID
 
 
@@ -27,7 +29,7 @@ async def serve(
         writes.append(bytes(data))
         await original(self, data)
 
-    app = web.Application()
+    app = web.Application(middlewares=[middlewares.errors])
     app.router.add_get("/", handler)
     client = TestClient(TestServer(app))
     await client.start_server()
@@ -78,5 +80,29 @@ async def test_a_large_burst_is_split_between_whole_frames(monkeypatch: pytest.M
             assert await resp.read() == b"".join(burst)
         assert len(writes) > 1
         assert all(len(w) % 11 == 0 for w in writes)  # never part of a frame
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    "error", [ServiceUnavailable("the store is unavailable"), RuntimeError("a bug")], ids=repr
+)
+async def test_a_stream_that_fails_after_its_headers_is_cut_at_once(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    async def frames() -> AsyncIterator[bytes]:
+        yield b"data: 1\n\n"
+        await asyncio.sleep(0.05)
+        raise error
+
+    client = await serve(frames(), [], monkeypatch)
+    try:
+        started = time.monotonic()
+        async with client.get("/", timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            assert resp.status == 200
+            assert await resp.content.readuntil(b"\n\n") == b"data: 1\n\n"
+            with pytest.raises(aiohttp.ClientPayloadError):  # broken, never complete
+                await resp.read()
+        assert time.monotonic() - started < 5  # not left waiting for an end that never comes
     finally:
         await client.close()
