@@ -4,13 +4,14 @@
 ``console`` (spans printed to stdout, for trying it out) or ``otlp`` (sent to an
 OpenTelemetry collector at ``tracing.endpoint``). The OpenTelemetry SDK (and, for
 ``otlp``, its HTTP exporter) is an optional extra: ``pip install
-'agent-gateway[otel]'``. A span carries the request id, key id (never the key),
-dialect, agent, backend and HTTP status; it is an error span when the status is
-5xx. The gateway keeps its own tracer provider and never replaces the global one.
+'agent-gateway[otel]'``. A span carries the request id, dialect, agent, backend
+and HTTP status (499 when the client left); it is an error span when the status
+is 5xx. The gateway keeps its own tracer provider and never replaces the global one.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -80,6 +81,9 @@ def middleware(tracer: Any) -> Middleware:
                 return response
             except web.HTTPException as exc:
                 status = exc.status
+                raise
+            except asyncio.CancelledError:
+                status = 499  # the client went away, as the request metrics count it
                 raise
             finally:
                 obs = metrics.observation()

@@ -13,7 +13,6 @@ and never logged. Bodies are JSON; answers are what the matching ``gateway ...
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import hmac
 import logging
@@ -33,7 +32,7 @@ from gateway.server.api import JSON, Operation, Param, Reply, Table, json_reply
 from gateway.server.body import json_response, read_json, whole_number
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.store import ledger_export
-from gateway.store.records import Limits
+from gateway.store.records import LIMIT_FIELDS, Limits
 from gateway.store.store import DEFAULT_GRACE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,6 @@ _CONTENT_TYPES = {
     "jsonl": "application/x-ndjson",
     "csv": "text/csv",
 }
-_LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(Limits))  # in Limits(*values) order
 
 
 ADMIN_PREFIX = "/admin"
@@ -232,7 +230,7 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 
 async def set_limits(request: web.Request) -> web.Response:
-    limits = _limits(await _object(request, set(_LIMIT_FIELDS)), None)
+    limits = _limits(await _object(request, set(LIMIT_FIELDS)), None)
     key = await _gateway(request).store.set_limits(
         request.match_info["id"], limits, actor=actor(request)
     )
@@ -349,9 +347,9 @@ def _limits(value: object, prefix: str | None) -> Limits:
     if not isinstance(value, dict):
         raise InvalidRequest("limits must be an object", param=prefix)
     for name in value:
-        if name not in _LIMIT_FIELDS:
+        if name not in LIMIT_FIELDS:
             raise InvalidRequest(f"unknown limit {name!r}", param=where(name))
-    counts = [_int(value.get(name, 0), where(name), minimum=0) for name in _LIMIT_FIELDS]
+    counts = [_int(value.get(name, 0), where(name), minimum=0) for name in LIMIT_FIELDS]
     return Limits(*counts)
 
 
