@@ -8,6 +8,7 @@ environment variable present. Nothing about it is checked again per request.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -275,19 +276,21 @@ class GatewayConfig(Settings):
     routes: Mapping[str, Route] = field(default_factory=dict)
     filters: tuple[FilterSpec, ...] = ()
     source: str = ""
+    sha256: str = ""  # of the bytes it was loaded from (by ``load_config``)
 
 
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
     """Load and check ``path``; raise ``ConfigError`` listing every problem."""
     file = str(path)
     try:
-        text = Path(file).read_text(encoding="utf-8")
+        data = Path(file).read_bytes()
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem("", f"cannot read: {exc}", file)]) from exc
-    return parse_config(text, file)
+    return parse_config(text, file, sha256=hashlib.sha256(data).hexdigest())
 
 
-def parse_config(text: str, file: str = "<string>") -> GatewayConfig:
+def parse_config(text: str, file: str = "<string>", *, sha256: str = "") -> GatewayConfig:
     try:
         node, data = _parse_yaml(text)
     except yaml.YAMLError as exc:
@@ -330,6 +333,7 @@ def parse_config(text: str, file: str = "<string>") -> GatewayConfig:
         routes=routes,
         filters=filters,
         source=file,
+        sha256=sha256,
     )
 
 

@@ -41,7 +41,9 @@ class ConfigWatcher:
         self._path = path
         self._interval = interval
         self._poke = asyncio.Event()
-        self.digest = self._read_digest()
+        # What was served is what was read: hashing the file again here could take a
+        # newer version's digest for the one served, and never apply that version.
+        self.digest = gateway.config.sha256 or self._read_digest()
         self.loaded_at = time.time()
         self.problems: tuple[str, ...] = ()
         self._rejected: str | None = None  # digest of the last invalid content
@@ -89,7 +91,7 @@ class ConfigWatcher:
             return False
         try:
             text = data.decode("utf-8")
-            config = await asyncio.to_thread(parse_config, text, self._path)
+            config = await asyncio.to_thread(parse_config, text, self._path, sha256=digest)
         except (ConfigError, UnicodeDecodeError) as exc:
             problems = exc.problems if isinstance(exc, ConfigError) else (str(exc),)
             self.problems = tuple(str(p) for p in problems)

@@ -1,0 +1,32 @@
+"""ConfigWatcher: it starts from the digest of what was served, not of a later read."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from gateway.config import load_config
+from gateway.pipeline import Gateway
+from gateway.reload import ConfigWatcher
+from gateway.store import Store
+from gateway.tasks import BackgroundTasks
+
+FIRST = "backends:\n  echo: {type: echo}\nroutes:\n  a: {backend: echo}\n"
+SECOND = FIRST + "  b: {backend: echo}\n"
+
+
+async def test_a_file_changed_between_load_and_watch_is_applied(
+    tmp_path: Path, fake_store: Store
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(FIRST)
+    config = load_config(path)
+    assert config.sha256 == hashlib.sha256(FIRST.encode()).hexdigest()
+    gateway = Gateway.build(config, fake_store, BackgroundTasks())
+    path.write_text(SECOND)  # changed before the watcher first looks
+    watcher = ConfigWatcher(gateway, str(path))
+    assert watcher.digest == config.sha256
+    assert await watcher.check()
+    assert set(gateway.config.routes) == {"a", "b"}
+    assert watcher.digest == gateway.config.sha256 == hashlib.sha256(SECOND.encode()).hexdigest()
+    assert not await watcher.check()  # unchanged since
