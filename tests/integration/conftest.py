@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import RunningGateway
 from tests.integration.cluster import redis_cluster_url  # noqa: F401  (a fixture)
 from tests.integration.processes import gateway_processes  # noqa: F401  (a fixture)
+from tests.integration.responses_support import Clients
 
 UPSTREAM_SECRET = "sk-upstream-secret-from-env"
 
@@ -46,3 +47,14 @@ def upstream_env(monkeypatch: pytest.MonkeyPatch) -> str:
     """The upstream secret in ``FAKE_UPSTREAM_KEY``, as ``upstream_config`` names it."""
     monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_SECRET)
     return UPSTREAM_SECRET
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Clients]:
+    """Makes openai SDK clients for the Responses tests; checks and closes them after."""
+    made = Clients()
+    try:
+        yield made
+        made.check()
+    finally:
+        await made.aclose()

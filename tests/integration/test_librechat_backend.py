@@ -50,16 +50,6 @@ async def librechat(librechat_env: str) -> AsyncIterator[FakeLibreChat]:
     await fake.close()
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[Clients]:
-    made = Clients()
-    try:
-        yield made
-        made.check()
-    finally:
-        await made.aclose()
-
-
 def docs_config(fake: FakeLibreChat) -> str:
     """The documented example, pointed at the fake LibreChat."""
     text = DOCS_CONFIG.read_text(encoding="utf-8")

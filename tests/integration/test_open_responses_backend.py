@@ -67,16 +67,6 @@ async def upstream() -> AsyncIterator[FakeResponsesUpstream]:
     await fake.close()
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[Clients]:
-    made = Clients()
-    try:
-        yield made
-        made.check()
-    finally:
-        await made.aclose()
-
-
 async def test_upstream_request(
     start_gateway: StartGateway,
     clients: Clients,

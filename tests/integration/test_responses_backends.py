@@ -47,16 +47,6 @@ TOOL_B: Any = {
 }
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[Clients]:
-    made = Clients()
-    try:
-        yield made
-        made.check()
-    finally:
-        await made.aclose()
-
-
 def roles(messages: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     out = []
     for m in messages:

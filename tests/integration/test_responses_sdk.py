@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -47,16 +46,6 @@ TIME_TOOL: Any = {
         "required": ["zone"],
     },
 }
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[Clients]:
-    made = Clients()
-    try:
-        yield made
-        made.check()
-    finally:
-        await made.aclose()
 
 
 @pytest.mark.parametrize("prefix", ["/v1", "/api/agents/v1"])
