@@ -8,9 +8,11 @@ each caller its own replies or its own error. A caller that gave up before its
 commands were sent (cancelled) sends nothing.
 
 It packs the commands with hiredis and reads the replies on the connection
-directly: redis-py's ``Pipeline`` costs more than the round trip itself. Like
-redis-py's pipelines, a connection failure is retried by the connection's own
-retry policy.
+directly: redis-py's ``Pipeline`` costs more than the round trip itself. It keeps
+one connection of the pool for itself (the pool closes it with the rest), and
+bounds each round trip by one deadline, the pool's socket timeout, rather than
+a timer per read and per write. Like redis-py's pipelines, a connection failure
+is retried by the connection's own retry policy.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from hiredis import pack_command
 from redis import asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Command = tuple[str | int | float, ...]
 """One Redis command and its arguments, e.g. ``("ZREM", key, member)``."""
@@ -36,6 +39,8 @@ class Pipeliner:
         self._pool: Any = redis.connection_pool  # untyped in redis-py
         self._queued: list[_Queued] = []
         self._sender: asyncio.Task[None] | None = None
+        self._connection: AbstractConnection | None = None
+        self._timeout: float | None = None
 
     async def run(self, commands: Sequence[Command]) -> list[Any]:
         """The replies to ``commands``, in order; the first error reply among them is raised."""
@@ -85,28 +90,37 @@ class Pipeliner:
                 future.set_exception(error)
 
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
-        connection: AbstractConnection = await self._pool.get_connection()
-        try:
-            replies: list[Any] = await connection.retry.call_with_retry(
-                partial(_exchange, connection, commands), lambda _error: connection.disconnect()
-            )
-            return replies
-        finally:
-            await self._pool.release(connection)
+        connection = self._connection
+        if connection is None:
+            connection = await self._pool.get_connection()
+            # The round trip's deadline replaces the connection's own timers.
+            self._timeout, connection.socket_timeout = connection.socket_timeout, None
+            self._connection = connection
+        replies: list[Any] = await connection.retry.call_with_retry(
+            partial(_exchange, connection, commands, self._timeout),
+            lambda _error: connection.disconnect(),
+        )
+        return replies
 
 
-async def _exchange(connection: AbstractConnection, commands: list[Command]) -> list[Any]:
+async def _exchange(
+    connection: AbstractConnection, commands: list[Command], seconds: float | None
+) -> list[Any]:
     """Send ``commands`` at once, then read one reply each (an error reply in its place).
 
     redis-py drops the connection if sending or reading fails or is cancelled
-    half-way, so a connection with replies left unread never goes back to the pool.
+    half-way, so a connection with replies left unread is never used again.
     """
     packed = b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
-    await connection.send_packed_command(packed, check_health=False)
     replies: list[Any] = []
-    for _ in commands:
-        try:
-            replies.append(await connection.read_response())
-        except ResponseError as error:
-            replies.append(error)
+    try:
+        async with asyncio.timeout(seconds):
+            await connection.send_packed_command(packed)  # a PING first when one is due
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as error:
+                    replies.append(error)
+    except TimeoutError:
+        raise RedisTimeoutError(f"no answer from Redis within {seconds} s") from None
     return replies

@@ -24,7 +24,7 @@ from gateway.events import (
 from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter, _Tally, cost
 from gateway.route import Route, RouteLimits
-from gateway.store import ApiKey, Store, schema
+from gateway.store import ApiKey, Store, pipelining, schema
 from gateway.store.holds import Holds
 from gateway.store.records import LedgerEntry, Limits
 from gateway.tasks import BackgroundTasks
@@ -467,23 +467,36 @@ async def test_settle_of_a_request_that_never_ran_only_releases(fake_store: Stor
     assert await usage_entries(fake_store, key) == [] and m._live == {}
 
 
-@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+@pytest.mark.parametrize("reached_redis", [False, True])
 async def test_a_client_that_leaves_during_admission_leaves_nothing_held(
-    fake_store: Store, turns: int
+    fake_store: Store, reached_redis: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Cancelled before or after its admission reached Redis: the hold is released at
     once, never through the outbox (where it would delay every later settlement)."""
     tasks = BackgroundTasks()
     m = meter(fake_store, tasks)
     key = await new_key(fake_store, 10_000)
+    m.settle(await m.admit(invocation(), key, route(), "first"), "")  # loads the scripts
+    await tasks.drain()
+    exchange = pipelining._exchange
+    answered: list[list[Any]] = []
+
+    async def client_leaves_once_sent(*args: Any) -> list[Any]:
+        admitting.cancel()
+        answered.append(await exchange(*args))
+        return answered[-1]
+
+    if reached_redis:
+        monkeypatch.setattr(pipelining, "_exchange", client_leaves_once_sent)
     admitting = asyncio.ensure_future(m.admit(invocation(), key, route(), "r"))
-    for _ in range(turns):
+    if not reached_redis:
         await asyncio.sleep(0)
-    admitting.cancel()
+        admitting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await admitting
     assert len(m.outbox) == 0
     await tasks.drain()
+    assert bool(answered) == reached_redis  # the admission reached Redis, or never got there
     assert await fake_store.held(key.id) == 0 and await fake_store.balance(key.id) == 10_000
     assert await fake_store.redis.hlen(schema.holds(key.id)) == 0
 

@@ -11,6 +11,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.store import pipelining
 from gateway.store.pipelining import Command, Pipeliner
@@ -30,9 +31,9 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     counts: list[int] = []
     exchange = pipelining._exchange
 
-    async def counted(connection: Any, commands: list[Command]) -> list[Any]:
+    async def counted(connection: Any, commands: list[Command], seconds: float | None) -> list[Any]:
         counts.append(len(commands))
-        return await exchange(connection, commands)
+        return await exchange(connection, commands, seconds)
 
     monkeypatch.setattr(pipelining, "_exchange", counted)
     return counts
@@ -89,3 +90,18 @@ async def test_a_failed_round_trip_fails_every_caller_in_it() -> None:
     with pytest.raises(RedisConnectionError):  # and it keeps working for the next
         await pipeliner.run([incr("n")])
     await dead.aclose()
+
+
+async def test_a_round_trip_is_bounded_by_the_socket_timeout(
+    redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    redis = aioredis.Redis.from_url(redis_url, socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    pipeliner = Pipeliner(redis)
+    try:
+        with pytest.raises(RedisTimeoutError):
+            await pipeliner.run([("BLPOP", "nothing-comes", 2)])
+        # The late reply to BLPOP is never read as the answer to a later command.
+        await redis.rpush("nothing-comes", "x")
+        assert await pipeliner.run([incr("n"), ("LLEN", "nothing-comes")]) == [1, 1]
+    finally:
+        await redis.aclose()
