@@ -13,7 +13,7 @@ ignored. It is fed bytes as they arrive, split anywhere.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 DONE = b"data: [DONE]\n\n"
 MAX_LINE = 1024 * 1024  # an upstream line longer than this is a broken stream
@@ -28,8 +28,9 @@ def event_frame(event: str, payload: bytes) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSentEvent:
+class ServerSentEvent(NamedTuple):
+    """One decoded event (a tuple: made for every upstream chunk, so made cheaply)."""
+
     data: str
     event: str = "message"
 
@@ -98,11 +99,17 @@ class SSEDecoder:
             yield event
 
     def _line(self, raw: bytes) -> ServerSentEvent | None:
+        if raw.startswith(b"data: "):  # by far the most common line
+            self._data.append(raw[6:].decode("utf-8", "replace"))
+            return None
         if not raw:
-            if not self._data:
+            data = self._data
+            if not data:
                 self._event = ""
                 return None
-            event = ServerSentEvent("\n".join(self._data), self._event or "message")
+            event = ServerSentEvent(
+                data[0] if len(data) == 1 else "\n".join(data), self._event or "message"
+            )
             self._event, self._data = "", []
             return event
         line = raw.decode("utf-8", "replace")

@@ -192,7 +192,8 @@ class ChunkParser:
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
 
-    def feed(self, chunk: Mapping[str, Any]) -> Iterator[Event]:
+    def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
+        """The events of one chunk (a list: this runs for every chunk of every stream)."""
         error = chunk.get("error")
         if error is not None:
             message = error.get("message") if isinstance(error, dict) else str(error)
@@ -202,24 +203,26 @@ class ChunkParser:
             self.usage = usage_from(usage)
         choices = chunk.get("choices")
         if not isinstance(choices, list) or not choices:
-            return
+            return []
         choice = choices[0]
         if not isinstance(choice, dict):
             raise UpstreamError("The upstream sent a malformed chunk.")
         delta = choice.get("delta") or {}
         if not isinstance(delta, dict):
             raise UpstreamError("The upstream sent a malformed chunk.")
+        events: list[Event] = []
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
-            yield ReasoningDelta(reasoning)
+            events.append(ReasoningDelta(reasoning))
         content = delta.get("content")
         if isinstance(content, str) and content:
-            yield TextDelta(content)
+            events.append(TextDelta(content))
         for call in delta.get("tool_calls") or ():
-            yield from self._tool_call(call)
+            events.extend(self._tool_call(call))
         reason = choice.get("finish_reason")
         if isinstance(reason, str) and reason:  # some servers send "" for "not yet"
             self.finish_reason = _FINISH.get(reason, "stop")
+        return events
 
     def _tool_call(self, call: object) -> Iterator[Event]:
         if not isinstance(call, dict):
