@@ -94,11 +94,16 @@ class _Batch:
     run twice (settlement is once per charge id)."""
 
     def __init__(
-        self, redis: aioredis.Redis, pipeliner: Pipeliner | None, scripts: list[Any]
+        self,
+        redis: aioredis.Redis,
+        pipeliner: Pipeliner | None,
+        scripts: list[Any],
+        defer: bool = False,
     ) -> None:
         self._redis = redis
         self._pipeliner = pipeliner  # None on a cluster
         self._scripts = scripts
+        self._defer = defer  # see Pipeliner.run
         self._commands: list[Command] = []
 
     def add(self, command: Command) -> None:
@@ -114,7 +119,7 @@ class _Batch:
 
     async def _send(self) -> list[Any]:
         if self._pipeliner is not None:
-            return await self._pipeliner.run(self._commands)
+            return await self._pipeliner.run(self._commands, defer=self._defer)
         redis: Any = self._redis  # execute_command is untyped in redis-py
         return [await redis.execute_command(*command) for command in self._commands]
 
@@ -129,8 +134,8 @@ class Holds:
         self._renew = load_script(redis, "renew")
         self._scripts = [self._admit, self._settle, self._release, self._renew]
 
-    def _batch(self) -> _Batch:
-        return _Batch(self.redis, self._pipeliner, self._scripts)
+    def _batch(self, *, defer: bool = False) -> _Batch:
+        return _Batch(self.redis, self._pipeliner, self._scripts, defer)
 
     def _admit_step(
         self,
@@ -236,7 +241,7 @@ class Holds:
         args: list[str | int] = [charge_id, credits, tokens, ENTRY_MARKER_TTL, SPEND_TTL, post]
         for name, value in fields.items():
             args += [name, value]
-        batch = self._batch()
+        batch = self._batch(defer=True)  # the answer has gone out: nobody waits on this
         batch.add(_script_step(self._settle, keys, args))
         if route:
             route_keys = _release_keys(schema.route_account(record.agent), window)

@@ -7,6 +7,11 @@ at a time (so commands reach Redis in the order they were queued), and hands
 each caller its own replies or its own error. A caller that gave up before its
 commands were sent (cancelled) sends nothing.
 
+Commands that nobody waits on (a settlement, after its answer went out) may be
+``deferred``: they wait up to ``DEFER_SECONDS`` for other commands to share a
+round trip with, so under light load a request's settlement rides with the
+next request's admission instead of costing a round trip of its own.
+
 It packs the commands with hiredis and reads the replies on the connection
 directly: redis-py's ``Pipeline`` costs more than the round trip itself. It keeps
 one connection of the pool for itself (the pool closes it with the rest), and
@@ -33,23 +38,40 @@ Command = tuple[str | int | float, ...]
 
 _Queued = tuple[Sequence[Command], "asyncio.Future[list[Any]]"]
 
+DEFER_SECONDS = 0.002
+
 
 class Pipeliner:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._pool: Any = redis.connection_pool  # untyped in redis-py
         self._queued: list[_Queued] = []
         self._sender: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._connection: AbstractConnection | None = None
         self._timeout: float | None = None
 
-    async def run(self, commands: Sequence[Command]) -> list[Any]:
-        """The replies to ``commands``, in order; the first error reply among them is raised."""
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+    async def run(self, commands: Sequence[Command], *, defer: bool = False) -> list[Any]:
+        """The replies to ``commands``, in order; the first error reply among them is raised.
+
+        ``defer``: sent with the next commands that are not, or after ``DEFER_SECONDS``.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         self._queued.append((commands, future))
+        if self._sender is None:
+            if not defer:
+                self._start()
+            elif self._timer is None:
+                self._timer = loop.call_later(DEFER_SECONDS, self._start)
+        return await future
+
+    def _start(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._sender is None:
             # Starts on the next turn of the loop: callers of this turn join its pipeline.
             self._sender = asyncio.ensure_future(self._send_all())
-        return await future
 
     async def _send_all(self) -> None:
         try:

@@ -71,11 +71,13 @@ async def call(
 
 
 async def chat(http: aiohttp.ClientSession, gw: RunningGateway, secret: str, agent: str) -> int:
+    """The status of one request, once its settlement (made after the answer) is written."""
     body = {"model": agent, "messages": [{"role": "user", "content": "one two three"}]}
     headers = {"Authorization": f"Bearer {secret}"}
     async with http.post(gw.url + "/v1/chat/completions", json=body, headers=headers) as r:
         await r.read()
-        return r.status
+    await gw.gateway.tasks.drain()
+    return r.status
 
 
 async def test_absent_without_an_admin_token(

@@ -57,6 +57,19 @@ async def test_concurrent_callers_share_one_round_trip(
     assert sent[1:] == [1, 5]
 
 
+async def test_deferred_commands_ride_with_the_next_ones_or_go_alone(
+    redis_client: aioredis.Redis, sent: list[int]
+) -> None:
+    pipeliner = Pipeliner(redis_client)
+    assert await pipeliner.run([incr("alone")], defer=True) == [1]  # after DEFER_SECONDS
+    deferred = asyncio.ensure_future(pipeliner.run([incr("n"), incr("m")], defer=True))
+    await asyncio.sleep(0)
+    assert not deferred.done()
+    assert await pipeliner.run([incr("n")]) == [2]  # queued after the deferred ones
+    assert await deferred == [1, 1]
+    assert sent == [1, 3]
+
+
 async def test_an_error_reply_fails_only_its_caller(redis_client: aioredis.Redis) -> None:
     await redis_client.set("a-number", 1)
     pipeliner = Pipeliner(redis_client)
