@@ -11,6 +11,7 @@ progress, and the reaper settles holds whose process died.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -292,9 +293,15 @@ class Holds:
 
 def _spend_keys(account: str, at: float) -> list[str]:
     """The account's spend counters of the UTC day and month of ``at``."""
-    utc = time.gmtime(at)
-    day, month = time.strftime("%Y%m%d", utc), time.strftime("%Y%m", utc)
+    day, month = _day_and_month(int(at // 86400))
     return [schema.spend_day(account, day), schema.spend_month(account, month)]
+
+
+@functools.lru_cache(maxsize=4)
+def _day_and_month(day: int) -> tuple[str, str]:
+    """``YYYYMMDD`` and ``YYYYMM`` of a UTC day (days since the epoch: 86,400 s each)."""
+    utc = time.gmtime(day * 86400)
+    return time.strftime("%Y%m%d", utc), time.strftime("%Y%m", utc)
 
 
 def _release_keys(account: str, window: int) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import random
 import time
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.store import Store, schema
+from gateway.store import holds as holds_module
 from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal, window_of
 from gateway.store.records import Limits
 
@@ -435,3 +437,15 @@ async def test_a_settled_request_stays_counted_in_its_window(fake_store: Store) 
     assert await counter(fake_store, schema.requests_window(ROUTE, window)) == 1
     _, again = await admit(holds, record(key, credits=10), route=Limits(rpm=1))
     refused(again, "requests")
+
+
+def test_spend_counts_change_day_and_month_at_utc_midnight() -> None:
+    last_second = calendar.timegm((2026, 1, 31, 23, 59, 59))
+    assert holds_module._spend_keys("k", last_second + 0.999) == [
+        schema.spend_day("k", "20260131"),
+        schema.spend_month("k", "202601"),
+    ]
+    assert holds_module._spend_keys("k", last_second + 1) == [
+        schema.spend_day("k", "20260201"),
+        schema.spend_month("k", "202602"),
+    ]
