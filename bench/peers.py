@@ -1,4 +1,5 @@
-"""The peers of ``python -m bench --peers``: the LiteLLM proxy and the Portkey gateway.
+"""The peers of ``python -m bench --peers``: the LiteLLM proxy, the Portkey gateway, and
+the floor (``bench/floor.py``: a bare aiohttp proxy, the gateway's HTTP stack alone).
 
 Each is installed once into ``.bench-peers/`` (LiteLLM into a throwaway virtual
 environment from PyPI, Portkey into a throwaway npm folder; later runs reuse them),
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
+
 from bench import procs as p
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +33,10 @@ UPSTREAM_KEY = "sk-mock"
 LITELLM_NOTE = (
     "one worker, master key only: its virtual keys and budgets need Postgres and Prisma, "
     "so it does no per-key admission or settlement (a lighter load than the gateway's)"
+)
+FLOOR_NOTE = (
+    "a bare aiohttp proxy (bench/floor.py): the gateway's server, client and loop with none "
+    "of its work; what the gateway costs beyond it is its own"
 )
 PORTKEY_NOTE = (
     "its streaming answers 500 as installed (a known bug, Portkey-AI/gateway #1389 and "
@@ -167,6 +174,16 @@ def start_litellm(procs: p.Processes, peer: Peer, mock_port: int, long_chunks: i
     peer.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {MASTER_KEY}"}
 
 
+def start_floor(procs: p.Processes, peer: Peer, mock_port: int) -> None:
+    port = p.free_port()
+    upstream = f"http://127.0.0.1:{mock_port}/v1/chat/completions"
+    argv = [sys.executable, "-m", "bench.floor", "--port", str(port), "--upstream", upstream]
+    health = f"http://127.0.0.1:{port}/v1/models"
+    peer.proc = _start(procs, "floor", argv, health, dict(os.environ), 30)
+    peer.url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    peer.headers = {"Content-Type": "application/json"}
+
+
 def start_portkey(procs: p.Processes, peer: Peer, mock_port: int) -> None:
     script = install_portkey()
     node = shutil.which("node")
@@ -197,6 +214,10 @@ def start_peers(procs: p.Processes, mock_port: int, long_chunks: int) -> list[Pe
         (
             Peer("portkey", PORTKEY_VERSION, PORTKEY_NOTE),
             lambda peer: start_portkey(procs, peer, mock_port),
+        ),
+        (
+            Peer("floor", f"aiohttp {aiohttp.__version__}", FLOOR_NOTE),
+            lambda peer: start_floor(procs, peer, mock_port),
         ),
     ]
     for peer, start in starters:

@@ -130,8 +130,9 @@ async def _exchange(
 ) -> list[Any]:
     """Send ``commands`` at once, then read one reply each (an error reply in its place).
 
-    redis-py drops the connection if sending or reading fails or is cancelled
-    half-way, so a connection with replies left unread is never used again.
+    redis-py closes the connection if sending or reading fails or is cancelled
+    half-way, so replies left unread are never read as the answer to later commands:
+    the next round trip opens the connection afresh.
     """
     packed = b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
     replies: list[Any] = []
