@@ -3,7 +3,8 @@
 A known key costs no Redis round trip while its cache entry lives
 (``auth.cache_ttl``, one second by default), so a key revoked or expired
 elsewhere is refused by every process within that time. Unknown keys are not
-cached, so a key created on another process works at once.
+cached, so a key created on another process works at once. Requests that miss
+the cache for the same key at the same time share one lookup.
 
 While Redis is unreachable, a key this process fetched within the last
 ``cache_ttl + stale_for`` seconds keeps working from its cached copy (its expiry
@@ -13,6 +14,7 @@ Any other key gets a 503 that says why: an unknown key never becomes valid.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -45,6 +47,7 @@ class Authenticator:
             maxsize=size, ttl=ttl + stale_for, timer=clock
         )
         self._store_down_until = 0.0
+        self._lookups: dict[str, asyncio.Future[ApiKey | None]] = {}  # digest -> in flight
 
     async def authenticate(self, authorization: str | None) -> ApiKey:
         """The key named by an ``Authorization: Bearer`` header value, if usable."""
@@ -79,7 +82,7 @@ class Authenticator:
         try:
             if now < self._store_down_until:
                 raise ServiceUnavailable("the gateway's store is unavailable")
-            key = await self._store.find_key(digest)
+            key = await self._lookup(digest)
         except ServiceUnavailable:
             self._store_down_until = max(self._store_down_until, now + RETRY_STORE_AFTER)
             if cached is not None and now - cached[1] < self._ttl + self._stale_for:
@@ -95,6 +98,22 @@ class Authenticator:
             raise AuthenticationFailed("invalid API key")
         self._cache[digest] = (key, self._clock())
         return key
+
+    async def _lookup(self, digest: str) -> ApiKey | None:
+        """The key from Redis, one lookup per digest at a time: when a busy key's cache
+        entry expires, the requests in flight that miss it wait for the same lookup
+        (in a task of its own, so that none of them leaving cancels it for the rest)."""
+        pending = self._lookups.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._store.find_key(digest))
+            self._lookups[digest] = pending
+            pending.add_done_callback(lambda done: self._looked_up(digest, done))
+        return await asyncio.shield(pending)
+
+    def _looked_up(self, digest: str, done: asyncio.Future[ApiKey | None]) -> None:
+        self._lookups.pop(digest, None)
+        if not done.cancelled():
+            done.exception()  # retrieved, even when every request that waited has left
 
     def forget(self, key_id: str) -> None:
         """Drop a key from this process's cache at once (after a local revocation)."""

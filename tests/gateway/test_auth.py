@@ -76,6 +76,26 @@ async def test_cached_key_costs_no_store_call(
     assert counting.calls == 1
 
 
+async def test_requests_that_miss_together_share_one_lookup(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, secret = await fake_store.create_key("k")
+    counting = Counting(fake_store, monkeypatch)
+    auth = Authenticator(fake_store, ttl=60)
+    first = asyncio.ensure_future(auth.authenticate(f"Bearer {secret}"))
+    await asyncio.sleep(0)  # its lookup is in flight
+    others = [asyncio.ensure_future(auth.authenticate(f"Bearer {secret}")) for _ in range(20)]
+    await asyncio.sleep(0)
+    first.cancel()  # the request that started the lookup leaves; the rest still get the key
+    assert await asyncio.gather(*others) == [key] * 20
+    assert counting.calls == 1
+    # Unknown keys share a lookup too, and each request gets its own refusal.
+    errors = await asyncio.gather(
+        *(failure(auth, "Bearer sk-gw-unknown") for _ in range(3)), return_exceptions=True
+    )
+    assert len({id(e) for e in errors}) == 3 and counting.calls == 2
+
+
 async def test_unknown_keys_cost_a_call_each_time(
     fake_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
