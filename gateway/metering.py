@@ -402,8 +402,11 @@ class Meter:
         until = time.time() + self._settings.lease_seconds
         leases = []
         for hold in list(self._live.values()):
-            if not hold.reserved or (hold.settled and hold.final is None):
-                continue  # nothing held in Redis, or its settlement is being written now
+            if hold.settled and hold.final is None:
+                continue  # its settlement is being written now
+            # A hold admitted without a reservation (fail_open) is renewed too: its
+            # admission may have reached Redis with only the answer lost, and a hold
+            # left to expire would be reaped, and charged, at its input estimate.
             # A settlement waiting in the outbox renews with its final usage: should a
             # reaper settle it first, it charges exactly what the request cost.
             usage = hold.final or hold.usage(answered=True)
