@@ -1,7 +1,8 @@
 """Writing an SSE response: headers once, then frames, each whole, in as few writes as can be.
 
 The frames made from one read of the upstream go out in one write (see
-``_Writer``); a frame is never split between writes.
+``_Writer``), the last ones with the end of the response; a frame is never split
+between writes.
 
 Back-pressure: aiohttp buffers what the socket does not take. Its transport
 pauses writing above its high-water mark (64 KiB by default) and
@@ -120,22 +121,25 @@ class _Writer:
                 raise self._error
 
     async def finish(self) -> None:
-        """Write what is left, then the end of the response."""
+        """Write what is left with the end of the response, in one write."""
         self._closing = True
         self._wake.set()
-        await self._task
+        await self._task  # its write in progress, if any, ends first
         if self._error is not None:
             raise self._error
-        await self._write(self._response.write_eof())
+        rest, self._frames = b"".join(self._frames), []
+        await self._write(self._response.write_eof(rest))
 
     def cancel(self) -> None:
         self._task.cancel()
 
     async def _run(self) -> None:
         try:
-            while not (self._closing and not self._frames):
+            while True:
                 await self._wake.wait()
                 self._wake.clear()
+                if self._closing:
+                    return  # ``finish`` writes the rest with the end of the response
                 if not self._frames:
                     continue
                 frames, self._frames, self._size = self._frames, [], 0

@@ -1,4 +1,5 @@
-"""send_sse: frames made in one burst go out in one write, and none waits for the next."""
+"""send_sse: frames made in one burst go out in one write (the last with the end of the
+response), and none waits for the next."""
 
 from __future__ import annotations
 
@@ -23,17 +24,23 @@ async def serve(
         request[REQUEST_ID] = "req_test"
         return await streaming.send_sse(request, frames)
 
-    original = web.StreamResponse.write
+    write, write_eof = web.StreamResponse.write, web.StreamResponse.write_eof
 
     async def counted(self: web.StreamResponse, data: bytes | bytearray | memoryview) -> None:
         writes.append(bytes(data))
-        await original(self, data)
+        await write(self, data)
+
+    async def counted_end(self: web.StreamResponse, data: bytes = b"") -> None:
+        if data:
+            writes.append(b"END:" + data)  # frames written with the end of the response
+        await write_eof(self, data)
 
     app = web.Application(middlewares=[middlewares.errors])
     app.router.add_get("/", handler)
     client = TestClient(TestServer(app))
     await client.start_server()
     monkeypatch.setattr(web.StreamResponse, "write", counted)
+    monkeypatch.setattr(web.StreamResponse, "write_eof", counted_end)
     return client
 
 
@@ -59,8 +66,27 @@ async def test_a_burst_is_one_write_and_a_later_frame_goes_at_once(
                 body += chunk
                 arrived.append(time.monotonic() - started)
         assert body == b"".join(burst) + b"data: late\n\n"
-        assert writes == [b"".join(burst), b"data: late\n\n"]
+        assert writes == [b"".join(burst), b"END:data: late\n\n"]
         assert arrived[0] < 0.2  # the burst did not wait for the late frame
+    finally:
+        await client.close()
+
+
+async def test_a_stream_made_in_one_burst_is_one_write_with_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    burst = [b"data: %d\n\n" % i for i in range(20)]
+
+    async def frames() -> AsyncIterator[bytes]:
+        for frame in burst:
+            yield frame
+
+    writes: list[bytes] = []
+    client = await serve(frames(), writes, monkeypatch)
+    try:
+        async with client.get("/") as resp:
+            assert await resp.read() == b"".join(burst)
+        assert writes == [b"END:" + b"".join(burst)]
     finally:
         await client.close()
 
@@ -79,7 +105,7 @@ async def test_a_large_burst_is_split_between_whole_frames(monkeypatch: pytest.M
         async with client.get("/") as resp:
             assert await resp.read() == b"".join(burst)
         assert len(writes) > 1
-        assert all(len(w) % 11 == 0 for w in writes)  # never part of a frame
+        assert all(len(w.removeprefix(b"END:")) % 11 == 0 for w in writes)  # whole frames
     finally:
         await client.close()
 
