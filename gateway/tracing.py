@@ -11,7 +11,6 @@ is 5xx. The gateway keeps its own tracer provider and never replaces the global 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +20,7 @@ from gateway import metrics
 from gateway.config import TracingSettings
 from gateway.errors import ConfigError, Problem
 from gateway.server.keys import REQUEST_ID
-from gateway.server.middlewares import DIALECTS
+from gateway.server.middlewares import DIALECTS, failed_status
 
 
 def tracer(settings: TracingSettings, exporter: Any = None) -> Any | None:
@@ -74,31 +73,28 @@ def middleware(tracer: Any) -> Middleware:
         resource = request.match_info.route.resource
         name = f"{request.method} {resource.canonical if resource else request.path}"
         with tracer.start_as_current_span(name, kind=SpanKind.SERVER) as span:
-            status = 500
             try:
                 response = await handler(request)
-                status = response.status
-                return response
-            except web.HTTPException as exc:
-                status = exc.status
+            except BaseException as exc:
+                describe(span, request, failed_status(exc))
                 raise
-            except asyncio.CancelledError:
-                status = 499  # the client went away, as the request metrics count it
-                raise
-            finally:
-                obs = metrics.observation()
-                span.set_attribute("http.request.method", request.method)
-                span.set_attribute("url.path", request.path)
-                span.set_attribute("http.response.status_code", status)
-                for attribute, value in (
-                    ("gateway.request_id", request.get(REQUEST_ID, "")),
-                    ("gateway.dialect", obs.dialect),
-                    ("gateway.agent", obs.route),
-                    ("gateway.backend", obs.backend),
-                ):
-                    if value:
-                        span.set_attribute(attribute, value)
-                if status >= 500:
-                    span.set_status(error)
+            describe(span, request, response.status)
+            return response
+
+    def describe(span: Any, request: web.Request, status: int) -> None:
+        obs = metrics.observation()
+        span.set_attribute("http.request.method", request.method)
+        span.set_attribute("url.path", request.path)
+        span.set_attribute("http.response.status_code", status)
+        for attribute, value in (
+            ("gateway.request_id", request.get(REQUEST_ID, "")),
+            ("gateway.dialect", obs.dialect),
+            ("gateway.agent", obs.route),
+            ("gateway.backend", obs.backend),
+        ):
+            if value:
+                span.set_attribute(attribute, value)
+        if status >= 500:
+            span.set_status(error)
 
     return traced

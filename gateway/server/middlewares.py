@@ -79,6 +79,18 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
 DIALECTS: web.AppKey[dict[Handler, str]] = web.AppKey("dialects")
 
 
+CLIENT_CLOSED = 499  # the client went away before its answer (nginx's code)
+
+
+def failed_status(exc: BaseException) -> int:
+    """The status a request that ended in ``exc`` is recorded with (metrics and spans)."""
+    if isinstance(exc, web.HTTPException):
+        return exc.status
+    if isinstance(exc, asyncio.CancelledError):
+        return CLIENT_CLOSED
+    return 500
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Measure a request to an agent endpoint (``gateway.metrics``); others pass."""
@@ -86,19 +98,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     if dialect is None:
         return await handler(request)
     obs = metrics.begin(dialect)
-    status = 500
     try:
         response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
+    except BaseException as exc:
+        metrics.finish(obs, failed_status(exc))
         raise
-    except asyncio.CancelledError:
-        status = 499  # the client went away (nginx's code)
-        raise
-    finally:
-        metrics.finish(obs, status)
+    metrics.finish(obs, response.status)
+    return response
 
 
 @web.middleware
