@@ -598,37 +598,6 @@ async def test_a_live_renewed_hold_is_not_reaped(fake_store: Store) -> None:
     assert len(await usage_entries(fake_store, key)) == 1
 
 
-async def test_an_admission_whose_answer_was_lost_is_renewed_under_fail_open(
-    fake_store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """fail_open runs a request whose admission failed; if the admission did reach
-    Redis, its hold is kept alive, so no other process reaps it at its input."""
-    tasks = BackgroundTasks()
-    settings = MeteringSettings(lease_seconds=0.15, default_max_output_tokens=64)
-    live = Meter(Holds(fake_store.redis), tasks, settings, fail_open=True)
-    other = meter(fake_store)
-    key = await new_key(fake_store, 10_000)
-    admit = Holds.admit
-
-    async def answer_lost(self: Holds, *args: Any, **kwargs: Any) -> Any:
-        await admit(self, *args, **kwargs)
-        raise ServiceUnavailable("the reply was lost")
-
-    monkeypatch.setattr(Holds, "admit", answer_lost)
-    hold = await live.admit(invocation(), key, route(), "r")
-    assert not hold.reserved and await fake_store.held(key.id) > 0  # it did land
-    await collect(live.wrap(stream([*deltas(30), Usage(3, 30), Completed()]), hold))
-    for _ in range(3):
-        await asyncio.sleep(0.08)
-        await live.renew()
-        assert await other.reap() == 0
-    live.settle(hold, "echo")
-    await tasks.drain()
-    (entry,) = await usage_entries(fake_store, key)
-    assert not entry.reaped and entry.amount == -cost(Usage(3, 30), hold.pricing)
-    assert await fake_store.held(key.id) == 0
-
-
 async def test_renew_skips_settled_holds_and_never_resurrects_them(fake_store: Store) -> None:
     tasks = BackgroundTasks()
     m = meter(fake_store, tasks)

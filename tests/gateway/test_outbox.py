@@ -20,7 +20,7 @@ from gateway.store.holds import Holds
 from gateway.tasks import BackgroundTasks
 from tests.conftest import invocation
 from tests.gateway.factories import collect, stream
-from tests.gateway.test_metering import new_key, route, usage_entries
+from tests.gateway.test_metering import deltas, new_key, route, usage_entries
 
 
 class Flaky:
@@ -287,12 +287,8 @@ async def test_fail_closed_refuses_with_a_503_that_says_why(
     assert await fake_store.held(key.id) == 0 and await usage_entries(fake_store, key) == []
 
 
-async def test_fail_closed_releases_an_admission_redis_applied_after_all(
-    fake_store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    tasks = BackgroundTasks()
-    m = make_meter(fake_store, tasks)
-    key = await new_key(fake_store, 10_000)
+def admissions_applied_then_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every admission reaches Redis, and its answer is lost (a timeout after it ran)."""
     original = Holds.admit
 
     async def applied_then_timed_out(holds: Holds, *args: Any, **kwargs: Any) -> Any:
@@ -300,6 +296,15 @@ async def test_fail_closed_releases_an_admission_redis_applied_after_all(
         raise ServiceUnavailable("timeout")
 
     monkeypatch.setattr(Holds, "admit", applied_then_timed_out)
+
+
+async def test_fail_closed_releases_an_admission_redis_applied_after_all(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = BackgroundTasks()
+    m = make_meter(fake_store, tasks)
+    key = await new_key(fake_store, 10_000)
+    admissions_applied_then_lost(monkeypatch)
     with pytest.raises(ServiceUnavailable):
         await m.admit(invocation(), key, route(), "req_ghost")
     assert await fake_store.held(key.id) > 0
@@ -331,4 +336,28 @@ async def test_fail_open_admits_without_a_reservation_and_settles_later(
     (entry,) = await usage_entries(fake_store, key)
     assert entry.amount == -5 and entry.request_id == "req_open"
     assert await fake_store.balance(key.id) == 10_000 - 5
+    assert await fake_store.held(key.id) == 0
+
+
+async def test_fail_open_renews_an_admission_whose_answer_was_lost(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fail_open runs a request whose admission failed; if the admission did reach
+    Redis, its hold is kept alive, so no other process reaps it at its input."""
+    tasks = BackgroundTasks()
+    live = make_meter(fake_store, tasks, lease=0.15, fail_open=True)
+    other = make_meter(fake_store, BackgroundTasks())
+    key = await new_key(fake_store, 10_000)
+    admissions_applied_then_lost(monkeypatch)
+    hold = await live.admit(invocation(), key, route(), "r")
+    assert not hold.reserved and await fake_store.held(key.id) > 0  # it did land
+    await collect(live.wrap(stream([*deltas(30), Usage(3, 30), Completed()]), hold))
+    for _ in range(3):
+        await asyncio.sleep(0.08)
+        await live.renew()
+        assert await other.reap() == 0
+    live.settle(hold, "echo")
+    await tasks.drain()
+    (entry,) = await usage_entries(fake_store, key)
+    assert not entry.reaped and entry.amount == -cost(Usage(3, 30), hold.pricing)
     assert await fake_store.held(key.id) == 0
