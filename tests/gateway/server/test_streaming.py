@@ -44,6 +44,12 @@ async def serve(
     return client
 
 
+async def at_once(frames: list[bytes]) -> AsyncIterator[bytes]:
+    """``frames`` as one upstream read gives them: no wait in between."""
+    for frame in frames:
+        yield frame
+
+
 async def test_a_burst_is_one_write_and_a_later_frame_goes_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -77,12 +83,8 @@ async def test_a_stream_made_in_one_burst_is_one_write_with_its_end(
 ) -> None:
     burst = [b"data: %d\n\n" % i for i in range(20)]
 
-    async def frames() -> AsyncIterator[bytes]:
-        for frame in burst:
-            yield frame
-
     writes: list[bytes] = []
-    client = await serve(frames(), writes, monkeypatch)
+    client = await serve(at_once(burst), writes, monkeypatch)
     try:
         async with client.get("/") as resp:
             assert await resp.read() == b"".join(burst)
@@ -95,12 +97,8 @@ async def test_a_large_burst_is_split_between_whole_frames(monkeypatch: pytest.M
     monkeypatch.setattr(streaming, "BATCH_BYTES", 100)
     burst = [b"data: %03d\n\n" % i for i in range(40)]  # 11 bytes each
 
-    async def frames() -> AsyncIterator[bytes]:
-        for frame in burst:
-            yield frame
-
     writes: list[bytes] = []
-    client = await serve(frames(), writes, monkeypatch)
+    client = await serve(at_once(burst), writes, monkeypatch)
     try:
         async with client.get("/") as resp:
             assert await resp.read() == b"".join(burst)
