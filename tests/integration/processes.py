@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -38,6 +38,25 @@ class GatewayProcess:
 StartProcess = Callable[[str], Awaitable[GatewayProcess]]
 
 
+async def serve(path: Path, redis_url: str, env: Mapping[str, str] | None = None) -> GatewayProcess:
+    """``gateway serve --config path`` on a free port, once it answers ``/readyz``
+    (stopped again if it never does)."""
+    port = free_port()
+    command = [sys.executable, "-m", "gateway", "serve", "--config", str(path)]
+    # Popen returns at once: starting a process does not block the loop.
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [*command, "--port", str(port), "--log-level", "WARNING"],
+        env={**os.environ, "GATEWAY_REDIS_URL": redis_url, **(env or {})},
+    )
+    process = GatewayProcess(proc, f"http://127.0.0.1:{port}")
+    try:
+        await _ready(process.url, proc)
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
 async def _ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     async with aiohttp.ClientSession() as http:
         for _ in range(200):
@@ -63,16 +82,8 @@ async def gateway_processes(
     async def start(config: str, *, redis: str | None = None) -> GatewayProcess:
         path = tmp_path / f"gateway-{len(started)}.yaml"
         path.write_text(config)
-        port = free_port()
-        env = {**os.environ, "GATEWAY_REDIS_URL": redis or redis_url}
-        command = [sys.executable, "-m", "gateway", "serve", "--config", str(path)]
-        # Popen returns at once: starting a process does not block the loop.
-        proc = subprocess.Popen(  # noqa: ASYNC220
-            [*command, "--port", str(port), "--log-level", "WARNING"], env=env
-        )
-        process = GatewayProcess(proc, f"http://127.0.0.1:{port}")
+        process = await serve(path, redis or redis_url)
         started.append(process)
-        await _ready(process.url, proc)
         return process
 
     yield start

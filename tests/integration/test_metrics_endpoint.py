@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from gateway.reload import ConfigWatcher
 from gateway.store import Store
 from tests.conftest import StartGateway, free_port
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, Script
+from tests.integration import processes
 from tests.integration.support import eventually
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -228,23 +227,8 @@ routes:
 
 
 async def serve(path: Path, redis_url: str, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "GATEWAY_REDIS_URL": redis_url, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
-    command = [sys.executable, "-m", "gateway", "serve", "--config", str(path)]
-    proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-        [*command, "--port", str(port), "--log-level", "WARNING"], env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    async def ready() -> bool:
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as r:
-                return r.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    await eventually(ready, within=10)
-    return proc, url
+    process = await processes.serve(path, redis_url, {"PROMETHEUS_MULTIPROC_DIR": str(folder)})
+    return process.proc, process.url
 
 
 async def test_multiprocess_metrics_are_summed_over_processes(

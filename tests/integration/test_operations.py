@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from redis import asyncio as aioredis
 
 from gateway.store import Store
 from tests.conftest import free_port
+from tests.integration.processes import serve
 from tests.integration.support import eventually
 
 CONFIG = """
@@ -60,23 +60,8 @@ class ConfigMap:
 
 
 async def start(path: Path, redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "GATEWAY_REDIS_URL": redis_url}
-    command = [sys.executable, "-m", "gateway", "serve", "--config", str(path)]
-    proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-        [*command, "--port", str(port), "--log-level", "WARNING"], env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    async def ready() -> bool:
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as r:
-                return r.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    await eventually(ready, within=10)
-    return proc, url
+    process = await serve(path, redis_url)
+    return process.proc, process.url
 
 
 async def ask(http: aiohttp.ClientSession, url: str, secret: str, agent: str) -> int:
