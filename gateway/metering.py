@@ -410,13 +410,12 @@ class Meter:
             # A settlement waiting in the outbox renews with its final usage: should a
             # reaper settle it first, it charges exactly what the request cost.
             usage = hold.final or hold.usage(answered=True)
-            credits = hold.credits if hold.final is not None else None
             record = dataclasses.replace(
                 hold.record,
                 lease_until=until,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
-                progress_credits=cost(usage, hold.pricing) if credits is None else credits,
+                progress_credits=cost(usage, hold.pricing),  # = the settlement's, if final
             )
             if hold.final is None:
                 hold.record = record  # a queued settlement keeps the record it was given
