@@ -380,6 +380,12 @@ async def _checked(
     longer (``interrupts``) ends the stream with ``Failed`` too.
     """
     interrupts = interrupts or Interrupts()
+
+    def failed(error: GatewayError) -> Failed:
+        """The terminal event of a failed upstream, counted (``gateway.metrics``)."""
+        metrics.upstream_error(ctx.backend, error)
+        return Failed(error)
+
     loop = asyncio.get_running_loop()
     end = math.inf if timeouts.total is None else loop.time() + timeouts.total
     wait, phase = timeouts.first_byte, "answer"
@@ -404,11 +410,9 @@ async def _checked(
                 if interrupts.stopping:
                     yield Failed(_shutting_down())
                     return
-                timeout = UpstreamTimeout(
-                    f"Backend '{ctx.backend}' timed out waiting for the {phase}."
+                yield failed(
+                    UpstreamTimeout(f"Backend '{ctx.backend}' timed out waiting for the {phase}.")
                 )
-                metrics.upstream_error(ctx.backend, timeout)
-                yield Failed(timeout)
                 return
             finally:
                 dog.deadline = None
@@ -420,18 +424,13 @@ async def _checked(
                 return
             wait, phase = timeouts.idle, "next chunk"
     except GatewayError as exc:
-        metrics.upstream_error(ctx.backend, exc)
-        yield Failed(exc)
+        yield failed(exc)
         return
     except Exception:
         log.exception("backend %r failed on request %s", ctx.backend, ctx.request_id)
-        crashed = UpstreamError(f"The backend for agent '{ctx.agent}' failed.")
-        metrics.upstream_error(ctx.backend, crashed)
-        yield Failed(crashed)
+        yield failed(UpstreamError(f"The backend for agent '{ctx.agent}' failed."))
         return
     finally:
         dog.close()
         interrupts.waits.discard(dog)
-    cut = UpstreamError("The upstream stream ended before the answer was complete.")
-    metrics.upstream_error(ctx.backend, cut)
-    yield Failed(cut)
+    yield failed(UpstreamError("The upstream stream ended before the answer was complete."))
