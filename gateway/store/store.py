@@ -119,10 +119,7 @@ def _sentinel_master(settings: RedisSettings, options: dict[str, Any]) -> aiored
     assert sentinel is not None
     url = urlsplit(settings.url)
     nodes = [(host, int(port)) for host, _, port in (n.rpartition(":") for n in sentinel.nodes)]
-    own: dict[str, Any] = {
-        "socket_timeout": settings.socket_timeout,
-        "socket_connect_timeout": settings.connect_timeout,
-    }
+    own = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout")}
     if sentinel.password_env:
         own["password"] = os.environ.get(sentinel.password_env, "")
     if settings.uses_tls:
@@ -133,7 +130,7 @@ def _sentinel_master(settings: RedisSettings, options: dict[str, Any]) -> aiored
     if url.password and "password" not in master:
         master["password"] = unquote(url.password)
     db = url.path.strip("/")
-    if db.isdigit():
+    if db.isascii() and db.isdigit():
         master["db"] = int(db)
     if settings.uses_tls:
         master["ssl"] = True
