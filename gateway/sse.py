@@ -12,7 +12,7 @@ ignored. It is fed bytes as they arrive, split anywhere.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, Iterator
+from collections.abc import Iterator
 from typing import NamedTuple
 
 DONE = b"data: [DONE]\n\n"
@@ -123,15 +123,3 @@ class SSEDecoder:
         elif name == "event":
             self._event = value
         return None
-
-
-async def decode(
-    chunks: AsyncIterable[bytes], max_line: int = MAX_LINE
-) -> AsyncGenerator[ServerSentEvent, None]:
-    """The events of a byte stream split anywhere, the last one flushed at its end."""
-    decoder = SSEDecoder(max_line)
-    async for chunk in chunks:
-        for event in decoder.feed(chunk):
-            yield event
-    for event in decoder.close():
-        yield event

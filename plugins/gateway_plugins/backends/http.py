@@ -141,16 +141,22 @@ class Upstream:
         """The server-sent events of a streamed answer to ``payload``."""
         async with self.post(path, payload, headers) as resp:
             frames = self.events(resp)
-            try:
-                async with contextlib.aclosing(frames):
-                    async for frame in frames:
-                        yield frame
-            except sse.SSEDecodeError as exc:
-                raise UpstreamError(f"The upstream stream is malformed: {exc}") from None
+            async with contextlib.aclosing(frames):
+                async for frame in frames:
+                    yield frame
 
-    def events(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[ServerSentEvent, None]:
-        """The server-sent events of ``resp``, each line at most ``max_line_bytes``."""
-        return sse.decode(resp.content.iter_any(), self.options.max_line_bytes)
+    async def events(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[ServerSentEvent, None]:
+        """The server-sent events of ``resp``, the last one flushed at its end;
+        ``UpstreamError`` if a line is longer than ``max_line_bytes``."""
+        decoder = sse.SSEDecoder(self.options.max_line_bytes)
+        try:
+            async for chunk in resp.content.iter_any():
+                for event in decoder.feed(chunk):
+                    yield event
+            for event in decoder.close():
+                yield event
+        except sse.SSEDecodeError as exc:
+            raise UpstreamError(f"The upstream stream is malformed: {exc}") from None
 
     async def read_body(self, resp: aiohttp.ClientResponse) -> bytes:
         """The whole body of ``resp``; ``UpstreamError`` above ``max_response_bytes``."""

@@ -21,8 +21,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from gateway import sse
-from gateway.errors import UpstreamError
 from gateway.events import Event
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
@@ -63,21 +61,18 @@ class OpenResponsesBackend:
                     return
                 frames = self.upstream.events(resp)
                 async with contextlib.aclosing(frames):
-                    try:
-                        async for frame in frames:
-                            if frame.data == "[DONE]":
-                                break
-                            if ":" in frame.event:  # a vendor event, e.g. librechat:attachment
-                                continue
-                            data = json_object(frame.data)
-                            kind = data.get("type")
-                            kind = kind if isinstance(kind, str) else frame.event
-                            for event in parser.feed(kind, data):
-                                yield event
-                            if parser.terminal is not None:
-                                return
-                    except sse.SSEDecodeError as exc:
-                        raise UpstreamError(f"The upstream stream is malformed: {exc}") from None
+                    async for frame in frames:
+                        if frame.data == "[DONE]":
+                            break
+                        if ":" in frame.event:  # a vendor event, e.g. librechat:attachment
+                            continue
+                        data = json_object(frame.data)
+                        kind = data.get("type")
+                        kind = kind if isinstance(kind, str) else frame.event
+                        for event in parser.feed(kind, data):
+                            yield event
+                        if parser.terminal is not None:
+                            return
         parser.finish()
 
     async def aclose(self) -> None:
