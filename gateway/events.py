@@ -6,6 +6,11 @@ reports (usually one, before the end; a later one replaces an earlier one, so
 a backend may report input tokens as soon as it knows them), and exactly one
 terminal event (``Completed`` or ``Failed``), which is always last. Tool calls
 are keyed by ``call_id``; each dialect assigns its own indices.
+
+Inside the gateway the stream moves in batches (``list[Event]``): the events
+that came from one read of the upstream travel together, so that each layer
+(time limits, metering, filters, rendering) takes one step per read instead of
+one per event, and the client gets them in one write.
 """
 
 from __future__ import annotations
@@ -76,3 +81,6 @@ class Failed:
 ContentEvent = TextDelta | ReasoningDelta | ToolCallStarted | ToolCallArgumentsDelta
 Terminal = Completed | Failed
 Event = ContentEvent | Usage | Terminal
+
+
+Batch = list[Event]  # events that arrived together, in order

@@ -50,6 +50,7 @@ from gateway import metrics, tokens
 from gateway.config import MeteringSettings
 from gateway.errors import InsufficientQuota, RateLimited, ServiceUnavailable
 from gateway.events import (
+    Batch,
     Completed,
     Event,
     ReasoningDelta,
@@ -312,25 +313,36 @@ class Meter:
 
     # The stream
 
-    async def wrap(self, events: AsyncIterator[Event], hold: Hold) -> AsyncIterator[Event]:
-        """Count what passes, report usage with every answer, and stop at the output cap."""
+    async def wrap(self, batches: AsyncIterator[Batch], hold: Hold) -> AsyncIterator[Batch]:
+        """Count what passes, report usage with every answer, and stop at the output cap.
+
+        ``batches`` keep to the stream contract (``pipeline._checked``): the
+        terminal event comes last.
+        """
         tally = hold.tally = _Tally()  # a fallback attempt starts afresh
-        async for event in events:
-            if isinstance(event, Completed) and tally.usage is None:
-                usage = hold.usage(answered=True)
-                tally.add(usage)
-                yield usage
-            if isinstance(event, _DELTAS) and tally.deltas >= hold.output_cap:
-                # This delta (a token at least) would pass the cap, and what was reserved.
-                log.warning("request %s passed its output cap: ended", hold.record.request_id)
-                usage = hold.usage(answered=True)
-                tally.add(usage)
-                yield usage
-                tally.add(Completed("length"))
-                yield Completed("length")
-                return
-            tally.add(event)
-            yield event
+        cap = hold.output_cap
+        async for batch in batches:
+            for index, event in enumerate(batch):
+                if isinstance(event, _DELTAS):
+                    if tally.deltas >= cap:
+                        # This delta (a token at least) would pass the cap, and what was reserved.
+                        log.warning(
+                            "request %s passed its output cap: ended", hold.record.request_id
+                        )
+                        yield [*batch[:index], *self._end(hold, Completed("length"))]
+                        return
+                elif isinstance(event, Completed) and tally.usage is None:
+                    batch = [*batch[:index], *self._end(hold, event)]
+                    break
+                tally.add(event)
+            yield batch
+
+    def _end(self, hold: Hold, completed: Completed) -> Batch:
+        """The last events of an answer that reported no usage: an estimate, then ``completed``."""
+        usage = hold.usage(answered=True)
+        hold.tally.add(usage)
+        hold.tally.add(completed)
+        return [usage, completed]
 
     # Settlement
 

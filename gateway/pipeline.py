@@ -34,6 +34,7 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.events import (
+    Batch,
     Completed,
     Event,
     Failed,
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 # The first event that shows the upstream is answering (or has finished).
 _ANSWERING = (TextDelta, ReasoningDelta, ToolCallStarted, ToolCallArgumentsDelta, Completed)
+_TERMINAL = (Completed, Failed)
 _DEFAULT_TIMEOUTS = Timeouts()
 
 
@@ -257,10 +259,17 @@ class Gateway:
         upstream = backend.invoke(invocation, ctx)
         timeouts = generation.config.backends[ctx.backend].timeouts
         checked = _checked(upstream, ctx, timeouts, self.interrupts)
-        layers = [self.meter.wrap(checked, hold), checked, upstream]
-        for f in reversed(generation.filters):  # the first listed ends up closest to the client
-            layers.insert(0, f.wrap(layers[0], ctx))
-        return Call(ctx, layers[0], tuple(layers), self.meter, hold, lambda: self._done(backend))
+        batches = self.meter.wrap(checked, hold)
+        layers: list[AsyncIterator[object]] = [batches, checked, upstream]  # outermost first
+        if generation.filters:  # they take events one at a time
+            events = _events(batches)
+            layers.insert(0, events)
+            for f in reversed(generation.filters):  # the first listed ends up closest to the client
+                events = f.wrap(events, ctx)
+                layers.insert(0, events)
+            batches = _batches(events)
+            layers.insert(0, batches)
+        return Call(ctx, batches, tuple(layers), self.meter, hold, lambda: self._done(backend))
 
     @property
     def active_calls(self) -> int:
@@ -275,13 +284,14 @@ class Gateway:
 
 
 class Call:
-    """One request's running event stream; iterate it once, then ``aclose`` it."""
+    """One request's running event stream, in batches (``gateway.events``); iterate
+    it once, then ``aclose`` it."""
 
     def __init__(
         self,
         ctx: CallContext,
-        events: AsyncIterator[Event],
-        layers: tuple[AsyncIterator[Event], ...],
+        batches: AsyncIterator[Batch],
+        layers: tuple[AsyncIterator[object], ...],
         meter: Meter,
         hold: Hold,
         on_done: Callable[[], None],
@@ -289,31 +299,32 @@ class Call:
         self.ctx = ctx
         self.hold = hold
         self._on_done: Callable[[], None] | None = on_done
-        self._events = events
+        self._batches = batches
         self._layers = layers
         self._meter = meter
-        self._buffered: deque[Event] = deque()
+        self._buffered: deque[Batch] = deque()
 
     async def prefetch(self) -> None:
         """Read up to the first content or terminal event; raise if the call failed before any."""
-        async for event in self._events:
-            self._buffered.append(event)
-            if isinstance(event, Failed):
-                raise event.error
-            if isinstance(event, _ANSWERING):
-                return
+        async for batch in self._batches:
+            self._buffered.append(batch)
+            for event in batch:
+                if isinstance(event, Failed):
+                    raise event.error
+                if isinstance(event, _ANSWERING):
+                    return
 
     def __aiter__(self) -> Call:
         return self
 
-    def __anext__(self) -> Awaitable[Event]:
-        # No generator of its own: after the prefetched events, each step is the
-        # outermost layer's own, so the Call costs nothing per event.
+    def __anext__(self) -> Awaitable[Batch]:
+        # No generator of its own: after the prefetched batches, each step is the
+        # outermost layer's own, so the Call costs nothing per batch.
         if self._buffered:
             ready = asyncio.get_running_loop().create_future()
             ready.set_result(self._buffered.popleft())
             return ready
-        return anext(self._events)
+        return anext(self._batches)
 
     async def aclose(self) -> None:
         """Close the stream and settle it (in the background; once)."""
@@ -367,24 +378,25 @@ def _shutting_down() -> ServiceUnavailable:
 
 
 async def _checked(
-    events: AsyncIterator[Event],
+    events: AsyncIterator[Event | Batch],
     ctx: CallContext,
     timeouts: Timeouts = _DEFAULT_TIMEOUTS,
     interrupts: Interrupts | None = None,
-) -> AsyncIterator[Event]:
-    """Hold a backend to the stream contract and its time limits.
+) -> AsyncIterator[Batch]:
+    """Hold a backend to the stream contract and its time limits, in batches.
 
     One terminal event, last; an escaping error becomes ``Failed``; the first
     event must come within ``first_byte`` seconds, each next one within
     ``idle``, and the last within ``total``; a shutdown that cannot wait any
-    longer (``interrupts``) ends the stream with ``Failed`` too.
+    longer (``interrupts``) ends the stream with ``Failed`` too. What the
+    backend yields alone becomes a batch of one; an empty batch is dropped.
     """
     interrupts = interrupts or Interrupts()
 
-    def failed(error: GatewayError) -> Failed:
+    def failed(error: GatewayError) -> Batch:
         """The terminal event of a failed upstream, counted (``gateway.metrics``)."""
         metrics.upstream_error(ctx.backend, error)
-        return Failed(error)
+        return [Failed(error)]
 
     loop = asyncio.get_running_loop()
     end = math.inf if timeouts.total is None else loop.time() + timeouts.total
@@ -396,19 +408,19 @@ async def _checked(
     try:
         while True:
             if interrupts.stopping:
-                yield Failed(_shutting_down())
+                yield [Failed(_shutting_down())]
                 return
             waiting = time.perf_counter()
             dog.wait(min(loop.time() + wait, end))
             try:
-                event = await anext(iterator)
+                batch = await anext(iterator)
             except StopAsyncIteration:
                 break
             except asyncio.CancelledError:
                 if not dog.timed_out():
                     raise
                 if interrupts.stopping:
-                    yield Failed(_shutting_down())
+                    yield [Failed(_shutting_down())]
                     return
                 yield failed(
                     UpstreamTimeout(f"Backend '{ctx.backend}' timed out waiting for the {phase}.")
@@ -417,11 +429,18 @@ async def _checked(
             finally:
                 dog.deadline = None
                 obs.waited += time.perf_counter() - waiting
-            if isinstance(event, Failed):  # counted first: the consumer may stop at the yield
-                metrics.upstream_error(ctx.backend, event.error)
-            yield event
-            if isinstance(event, Completed | Failed):
-                return
+            if not isinstance(batch, list):
+                batch = [batch]
+            for index, event in enumerate(batch):
+                if isinstance(event, _TERMINAL):
+                    if isinstance(
+                        event, Failed
+                    ):  # counted first: the consumer may stop at the yield
+                        metrics.upstream_error(ctx.backend, event.error)
+                    yield batch[: index + 1]
+                    return
+            if batch:
+                yield batch
             wait, phase = timeouts.idle, "next chunk"
     except GatewayError as exc:
         yield failed(exc)
@@ -434,3 +453,16 @@ async def _checked(
         dog.close()
         interrupts.waits.discard(dog)
     yield failed(UpstreamError("The upstream stream ended before the answer was complete."))
+
+
+async def _events(batches: AsyncIterator[Batch]) -> AsyncIterator[Event]:
+    """The events of ``batches`` one at a time, for filters."""
+    async for batch in batches:
+        for event in batch:
+            yield event
+
+
+async def _batches(events: AsyncIterator[Event]) -> AsyncIterator[Batch]:
+    """Each event of ``events`` as a batch of its own, after the filters."""
+    async for event in events:
+        yield [event]

@@ -7,6 +7,8 @@ request, and calls ``aclose`` at shutdown. ``invoke`` must:
 
 - yield content events and ``Usage`` (a later report replaces an earlier one),
   then exactly one terminal event (``Completed`` or ``Failed``), nothing after;
+  each either alone or in a list of the events that arrived together (one read
+  of the upstream): a list costs the gateway one step instead of one per event;
 - report an upstream failure by raising a ``GatewayError`` (``UpstreamError``,
   ``UpstreamTimeout``, ``RateLimited``, ``InvalidRequest``...) or yielding
   ``Failed``; the gateway turns a raised ``GatewayError`` into ``Failed`` with
@@ -20,6 +22,8 @@ request, and calls ``aclose`` at shutdown. ``invoke`` must:
 A **filter** wraps the event stream of one request (metering, limits,
 logging). It may observe, drop, add or rewrite events but must keep the
 stream's shape (one terminal event, last), and must let cancellation through.
+It sees the events one at a time, so with a filter configured each event takes
+its own step to the client (a few microseconds each).
 
 Third-party packages register a ``BackendPlugin`` under the entry-point group
 ``agent_gateway.backends`` (a ``FilterPlugin`` under ``agent_gateway.filters``);
@@ -36,7 +40,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from gateway.events import Event
+from gateway.events import Batch, Event
 from gateway.invocation import AgentInvocation
 from gateway.route import Route
 
@@ -60,7 +64,7 @@ class CallContext:
 
 @runtime_checkable
 class Backend(Protocol):
-    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
+    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event | Batch]:
         """Start the upstream call; the returned stream ends with one terminal event."""
         ...
 

@@ -12,7 +12,6 @@ ignored. It is fed bytes as they arrive, split anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import NamedTuple
 
 DONE = b"data: [DONE]\n\n"
@@ -47,10 +46,11 @@ class SSEDecoder:
         self._data: list[str] = []
         self._max_line = max_line
 
-    def feed(self, chunk: bytes) -> Iterator[ServerSentEvent]:
-        """Yield every event completed by ``chunk``."""
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Every event completed by ``chunk`` (a list: this runs for every read of every stream)."""
+        events: list[ServerSentEvent] = []
         if not chunk:  # must not forget a CR that ended the previous chunk
-            return
+            return events
         if self._skip_lf and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._skip_lf = False
@@ -60,10 +60,10 @@ class SSEDecoder:
             for line in lines:
                 event = self._line(line)
                 if event is not None:
-                    yield event
+                    events.append(event)
             if len(self._buffer) > self._max_line:
                 raise SSEDecodeError(f"an upstream SSE line exceeds {self._max_line} bytes")
-            return
+            return events
         start = 0
         length = len(buffer)
         while start < length:
@@ -81,22 +81,25 @@ class SSEDecoder:
                 break
             event = self._line(buffer[start:end])
             if event is not None:
-                yield event
+                events.append(event)
             start = nxt
         self._buffer = buffer[start:]
         if len(self._buffer) > self._max_line:
             raise SSEDecodeError(f"an upstream SSE line exceeds {self._max_line} bytes")
+        return events
 
-    def close(self) -> Iterator[ServerSentEvent]:
+    def close(self) -> list[ServerSentEvent]:
         """Flush at end of stream: a last event not followed by a blank line counts."""
+        events: list[ServerSentEvent] = []
         if self._buffer:
             event = self._line(self._buffer)
             self._buffer = b""
             if event is not None:
-                yield event
+                events.append(event)
         event = self._line(b"")
         if event is not None:
-            yield event
+            events.append(event)
+        return events
 
     def _line(self, raw: bytes) -> ServerSentEvent | None:
         if raw.startswith(b"data: "):  # by far the most common line

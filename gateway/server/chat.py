@@ -29,8 +29,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         created = int(time.time())
         if not invocation.stream:
             transcript = Transcript()
-            async for event in call:
-                transcript.add(event)
+            async for batch in call:
+                for event in batch:
+                    transcript.add(event)
             if transcript.failure is not None:
                 raise transcript.failure.error
             body = completion_object(completion_id, created, invocation.agent, transcript)
@@ -41,7 +42,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def _frames(chunks: ChatChunks, call: Call) -> AsyncIterator[bytes]:
     yield chunks.start()
-    async for event in call:
-        frame = chunks.render(event)
+    async for batch in call:
+        frame = b"".join([chunks.render(event) for event in batch])
         if frame:
             yield frame

@@ -57,8 +57,9 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         )
         if invocation.stream:
             return await send_sse(request, _frames(builder, call), call.hold.headers())
-        async for event in call:
-            builder.feed(event)
+        async for batch in call:
+            for event in batch:
+                builder.feed(event)
         if builder.failure is not None:
             raise builder.failure
         return json_response(
@@ -67,8 +68,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 
 
 async def _frames(builder: MessageBuilder, call: Call) -> AsyncIterator[bytes]:
-    async for event in call:
-        frame = builder.feed(event)
+    async for batch in call:
+        frame = b"".join([builder.feed(event) for event in batch])
         if frame:
             yield frame
 

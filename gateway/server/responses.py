@@ -76,15 +76,16 @@ async def create_response(request: web.Request) -> web.StreamResponse:
 
 async def _run(call: Call, builder: ResponseBuilder, saver: _Saver) -> None:
     async with call:
-        async for event in call:
-            builder.feed(event)
+        async for batch in call:
+            for event in batch:
+                builder.feed(event)
     await saver.save()
 
 
 async def _stream(call: Call, builder: ResponseBuilder, saver: _Saver) -> AsyncIterator[bytes]:
     yield frames(builder.start())
-    async for event in call:
-        out = builder.feed(event)
+    async for batch in call:
+        out = [json for event in batch for json in builder.feed(event)]
         if builder.finished:  # stored before the client hears it is done, so it can chain at once
             await saver.save()
         if out:

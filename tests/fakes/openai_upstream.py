@@ -57,6 +57,7 @@ class Script:
     keepalive: bool = False  # an SSE comment line before every frame
     crlf: bool = False  # CRLF line endings
     write_size: int | None = None  # split every frame into writes of this many bytes
+    one_write: bool = False  # the whole stream in one write: the gateway reads it at once
     send_finish: bool = True  # send the chunk with the finish reason
     send_done: bool = True  # end with data: [DONE]
     set_cookie: str | None = None  # a Set-Cookie header on the answer
@@ -162,6 +163,14 @@ class FakeOpenAIUpstream:
             if script.set_cookie:
                 response.headers["Set-Cookie"] = script.set_cookie
             await response.prepare(request)
+            pending: list[bytes] = []  # held for one write (``one_write``)
+
+            async def send(frame: bytes) -> None:
+                if script.one_write:
+                    pending.append(frame)
+                else:
+                    await self._write(response, script, frame)
+
             content_sent = 0
             for kind, frame in _frames(script, body):
                 if kind == "content" and content_sent == script.cut_after:
@@ -174,16 +183,18 @@ class FakeOpenAIUpstream:
                     await asyncio.sleep(3600)  # silent, connection open
                 if kind == "content" and content_sent == script.error_after:
                     error = {"error": {"message": script.error_message, "type": "server_error"}}
-                    await self._write(response, script, b"data: " + orjson.dumps(error) + b"\n\n")
-                    await self._write(response, script, b"data: [DONE]\n\n")
+                    await send(b"data: " + orjson.dumps(error) + b"\n\n")
+                    await send(b"data: [DONE]\n\n")
                     break
                 if script.chunk_delay and sent:
                     await asyncio.sleep(script.chunk_delay)
                 if script.keepalive:
-                    await self._write(response, script, b": keep-alive\n\n")
-                await self._write(response, script, frame)
+                    await send(b": keep-alive\n\n")
+                await send(frame)
                 sent += 1
                 content_sent += kind == "content"
+            if pending:
+                await self._write(response, script, b"".join(pending))
             await response.write_eof()
             finished = True
             self.completed += 1

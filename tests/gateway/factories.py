@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from decimal import Decimal
 
-from gateway.events import Event
+from gateway.events import Batch, Event
 from gateway.invocation import AgentInvocation
 from gateway.plugin import CallContext
 from gateway.route import Pricing, Route
@@ -54,11 +54,24 @@ async def stream(events: Iterable[Event]) -> AsyncIterator[Event]:
         yield event
 
 
-async def close(events: AsyncIterator[Event]) -> None:
+async def batches(events: Iterable[Event]) -> AsyncIterator[Batch]:
+    """A checked stream (``pipeline._checked``) of ``events``, a batch of one each."""
+    for event in events:
+        yield [event]
+
+
+async def close(events: AsyncIterator[object]) -> None:
     """Close a stream early, as the server does when the client goes away."""
     assert isinstance(events, AsyncGenerator)
     await events.aclose()
 
 
-async def collect(events: AsyncIterator[Event]) -> list[Event]:
-    return [event async for event in events]
+async def collect(items: AsyncIterator[Event | Batch]) -> list[Event]:
+    """The events of a stream, whether it yields them alone or in batches."""
+    out: list[Event] = []
+    async for item in items:
+        if isinstance(item, list):
+            out += item
+        else:
+            out.append(item)
+    return out

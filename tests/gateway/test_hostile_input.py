@@ -608,9 +608,11 @@ async def _run(
     inv = invocation("hello", stream=stream)
     events: list[object] = []
     try:
-        async for event in backend.invoke(inv, context(inv)):
-            assert isinstance(event, EVENT_TYPES), event
-            events.append(event)
+        async for item in backend.invoke(inv, context(inv)):
+            batch = item if isinstance(item, list) else [item]
+            for event in batch:
+                assert isinstance(event, EVENT_TYPES), event
+            events += batch
     except GatewayError as exc:
         assert exc.message
         events.append(exc)

@@ -13,6 +13,7 @@ import pytest
 from gateway.config import MeteringSettings
 from gateway.errors import InsufficientQuota, RateLimited, ServiceUnavailable
 from gateway.events import (
+    Batch,
     Completed,
     Event,
     ReasoningDelta,
@@ -30,7 +31,7 @@ from gateway.store.records import LedgerEntry, Limits
 from gateway.tasks import BackgroundTasks
 from gateway.tokens import estimate_input, reserve_input
 from tests.conftest import invocation
-from tests.gateway.factories import close, collect, pricing, stream
+from tests.gateway.factories import batches, close, collect, pricing
 
 PRICED = Route(backend="echo", pricing=pricing(input="0.15", output="0.6"))
 
@@ -329,7 +330,7 @@ async def test_wrap_passes_events_and_tallies(fake_store: Store) -> None:
         Usage(9, 4),
         Completed(),
     ]
-    assert await collect(m.wrap(stream(events), hold)) == events
+    assert await collect(m.wrap(batches(events), hold)) == events
     tally = hold.tally
     assert (tally.deltas, tally.weight, tally.completed) == (3, (3 + 2 + 2 + 2) / 4, True)
     assert tally.usage == Usage(9, 4)
@@ -339,7 +340,7 @@ async def test_wrap_passes_events_and_tallies(fake_store: Store) -> None:
 async def test_wrap_injects_an_estimate_when_no_usage_came(fake_store: Store) -> None:
     m, hold, _ = await admitted(fake_store)
     out = await collect(
-        m.wrap(stream([TextDelta("hello"), TextDelta(" world"), Completed()]), hold)
+        m.wrap(batches([TextDelta("hello"), TextDelta(" world"), Completed()]), hold)
     )
     estimate = Usage(estimate_input(hold.invocation), 3, estimated=True)  # ceil(11 / 4)
     assert out == [TextDelta("hello"), TextDelta(" world"), estimate, Completed()]
@@ -350,11 +351,11 @@ async def test_wrap_ends_a_stream_at_the_output_cap(fake_store: Store) -> None:
     m, hold, _ = await admitted(fake_store, cap=3)
     read: list[Event] = []
 
-    async def endless() -> AsyncIterator[Event]:
+    async def endless() -> AsyncIterator[Batch]:
         while True:
             event = TextDelta("w")
             read.append(event)
-            yield event
+            yield [event]
 
     out = await collect(m.wrap(endless(), hold))
     assert out[:3] == deltas(3, "w")
@@ -369,13 +370,13 @@ async def test_wrap_ends_a_stream_at_the_output_cap(fake_store: Store) -> None:
 async def test_wrap_lets_a_stream_of_exactly_the_cap_complete(fake_store: Store) -> None:
     m, hold, _ = await admitted(fake_store, cap=3)
     events = [*deltas(3), Usage(5, 3), Completed("length")]
-    assert await collect(m.wrap(stream(events), hold)) == events
+    assert await collect(m.wrap(batches(events), hold)) == events
 
 
 async def test_wrap_starts_a_fresh_tally_per_attempt(fake_store: Store) -> None:
     m, hold, _ = await admitted(fake_store)
-    await collect(m.wrap(stream([*deltas(5), Completed()]), hold))
-    await collect(m.wrap(stream([TextDelta("x"), Usage(1, 1), Completed()]), hold))
+    await collect(m.wrap(batches([*deltas(5), Completed()]), hold))
+    await collect(m.wrap(batches([TextDelta("x"), Usage(1, 1), Completed()]), hold))
     assert hold.tally.deltas == 1 and hold.tally.usage == Usage(1, 1)
 
 
@@ -422,7 +423,7 @@ async def test_settle_posts_once_with_the_tally(fake_store: Store) -> None:
     m = meter(fake_store, tasks)
     key = await new_key(fake_store, 10_000)
     hold = await m.admit(invocation(), key, route(), "req_s")
-    await collect(m.wrap(stream([TextDelta("a"), Usage(30, 7), Completed()]), hold))
+    await collect(m.wrap(batches([TextDelta("a"), Usage(30, 7), Completed()]), hold))
     m.settle(hold, "echo")
     m.settle(hold, "echo")
     await tasks.drain()
@@ -439,12 +440,37 @@ async def test_settle_posts_once_with_the_tally(fake_store: Store) -> None:
     assert m._live == {}
 
 
+async def test_wrap_reports_usage_before_completed_within_one_batch(fake_store: Store) -> None:
+    m, hold, _ = await admitted(fake_store)
+
+    async def one_read() -> AsyncIterator[Batch]:
+        yield [TextDelta("hello"), Completed()]
+
+    (batch,) = [b async for b in m.wrap(one_read(), hold)]
+    assert batch == [TextDelta("hello"), hold.usage(), Completed()]
+    assert hold.usage().estimated and hold.usage().output_tokens == 2
+
+
+async def test_wrap_cuts_a_batch_at_the_output_cap(fake_store: Store) -> None:
+    m, hold, _ = await admitted(fake_store, cap=3)
+
+    async def one_read() -> AsyncIterator[Batch]:
+        yield [*deltas(5, "w"), Usage(1, 5), Completed()]
+
+    (batch,) = [b async for b in m.wrap(one_read(), hold)]
+    assert batch == [
+        *deltas(3, "w"),
+        Usage(estimate_input(hold.invocation), 3, estimated=True),
+        Completed("length"),
+    ]
+
+
 async def test_settle_of_a_stream_the_client_left_is_estimated(fake_store: Store) -> None:
     tasks = BackgroundTasks()
     m = meter(fake_store, tasks)
     key = await new_key(fake_store, 10_000)
     hold = await m.admit(invocation(), key, route(), "r")
-    wrapped = m.wrap(stream([*deltas(10), Usage(3, 10), Completed()]), hold)
+    wrapped = m.wrap(batches([*deltas(10), Usage(3, 10), Completed()]), hold)
     seen = [await anext(wrapped) for _ in range(4)]
     await close(wrapped)
     assert len(seen) == 4
@@ -508,7 +534,7 @@ async def test_settle_retries_while_the_store_is_unavailable(
     m = meter(fake_store, tasks)
     key = await new_key(fake_store, 10_000)
     hold = await m.admit(invocation(), key, route(), "r")
-    await collect(m.wrap(stream([TextDelta("a"), Usage(3, 1), Completed()]), hold))
+    await collect(m.wrap(batches([TextDelta("a"), Usage(3, 1), Completed()]), hold))
     calls = fail_first(monkeypatch, 2)
     m.settle(hold, "echo")
     await tasks.drain()
@@ -545,7 +571,7 @@ async def test_the_reaper_settles_a_dead_process_hold_at_its_progress(fake_store
     reaper = meter(fake_store)
     key = await new_key(fake_store, 10_000)
     hold = await dead.admit(invocation(), key, route(), "req_dead")
-    wrapped = dead.wrap(stream([*deltas(20), Completed()]), hold)
+    wrapped = dead.wrap(batches([*deltas(20), Completed()]), hold)
     for _ in range(6):
         await anext(wrapped)
     await dead.renew()  # the last progress it recorded: 6 tokens out
@@ -583,7 +609,7 @@ async def test_a_live_renewed_hold_is_not_reaped(fake_store: Store) -> None:
     other = meter(fake_store)
     key = await new_key(fake_store, 10_000)
     hold = await live.admit(invocation(), key, route(), "r")
-    await collect(live.wrap(stream([TextDelta("a"), Usage(3, 1)]), hold))
+    await collect(live.wrap(batches([TextDelta("a"), Usage(3, 1)]), hold))
     for _ in range(3):
         await asyncio.sleep(0.08)
         await live.renew()

@@ -109,7 +109,8 @@ async def test_checked_counts_upstream_errors_by_kind() -> None:
 async def test_a_failure_is_counted_even_when_the_consumer_stops_at_it() -> None:
     before = sample("gateway_upstream_errors_total", backend="echo", kind="rate_limit_exceeded")
     checked = _checked(stream([Failed(RateLimited("busy")), Completed()]), context())
-    assert isinstance(await anext(checked), Failed)
+    (failed,) = await anext(checked)
+    assert isinstance(failed, Failed)
     await checked.aclose()  # type: ignore[attr-defined]
     after = sample("gateway_upstream_errors_total", backend="echo", kind="rate_limit_exceeded")
     assert after - before == 1

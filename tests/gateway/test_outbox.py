@@ -19,7 +19,7 @@ from gateway.store import Store
 from gateway.store.holds import Holds
 from gateway.tasks import BackgroundTasks
 from tests.conftest import invocation
-from tests.gateway.factories import collect, stream
+from tests.gateway.factories import batches, collect
 from tests.gateway.test_metering import deltas, new_key, route, usage_entries
 
 
@@ -146,7 +146,7 @@ async def test_a_settlement_waits_in_the_outbox_and_is_written_once(
     m = make_meter(fake_store, tasks)
     key = await new_key(fake_store, 10_000)
     hold = await m.admit(invocation(), key, route(), "req_out")
-    await collect(m.wrap(stream([TextDelta("a"), Usage(3, 1), Completed()]), hold))
+    await collect(m.wrap(batches([TextDelta("a"), Usage(3, 1), Completed()]), hold))
     switch.down = True
     m.settle(hold, "echo")
     await asyncio.sleep(0.1)
@@ -168,7 +168,7 @@ async def test_a_settlement_whose_answer_was_lost_is_not_charged_twice(
     m = make_meter(fake_store, tasks)
     key = await new_key(fake_store, 10_000)
     hold = await m.admit(invocation(), key, route(), "req_lost")
-    await collect(m.wrap(stream([TextDelta("a"), Usage(3, 1), Completed()]), hold))
+    await collect(m.wrap(batches([TextDelta("a"), Usage(3, 1), Completed()]), hold))
     original, calls = Holds.settle, []
 
     async def applied_then_timed_out(holds: Holds, *args: Any, **kwargs: Any) -> bool:
@@ -195,12 +195,12 @@ async def test_settlements_queue_behind_the_outbox_in_order(
     holds = [await m.admit(invocation(), key, route(), f"req_{i}") for i in range(4)]
     switch.down = True
     for hold in holds[:2]:
-        await collect(m.wrap(stream([TextDelta("a"), Completed()]), hold))
+        await collect(m.wrap(batches([TextDelta("a"), Completed()]), hold))
         m.settle(hold, "echo")
     await asyncio.sleep(0.05)
     switch.down = False
     for hold in holds[2:]:  # the store answers, but two settlements still wait: queue behind
-        await collect(m.wrap(stream([TextDelta("a"), Completed()]), hold))
+        await collect(m.wrap(batches([TextDelta("a"), Completed()]), hold))
         m.settle(hold, "echo")
     await tasks.drain(5)
     ids = [e.request_id for e in await usage_entries(fake_store, key)]
@@ -215,7 +215,7 @@ async def test_a_reaper_that_wins_the_race_charges_the_final_usage(
     other = make_meter(fake_store, BackgroundTasks(), lease=0.2)  # never saw the outage
     key = await new_key(fake_store, 10_000)
     hold = await m.admit(invocation(), key, route(), "req_race")
-    await collect(m.wrap(stream([TextDelta("a"), Usage(3, 7), Completed()]), hold))
+    await collect(m.wrap(batches([TextDelta("a"), Usage(3, 7), Completed()]), hold))
     cut_off = {"settle", "renew"}  # this process cannot reach Redis; the other one can
 
     def isolate(name: str) -> None:
@@ -324,7 +324,7 @@ async def test_fail_open_admits_without_a_reservation_and_settles_later(
     with caplog.at_level(logging.WARNING, logger="gateway.metering"):
         hold = await m.admit(invocation(), key, route(), "req_open")
     assert not hold.reserved and "WITHOUT a reservation" in caplog.text
-    await collect(m.wrap(stream([TextDelta("a"), Usage(3, 1), Completed()]), hold))
+    await collect(m.wrap(batches([TextDelta("a"), Usage(3, 1), Completed()]), hold))
     assert hold.billing_headers() == {"x-gateway-cost": "5"}
     m.settle(hold, "echo")
     await asyncio.sleep(0.05)
@@ -351,7 +351,7 @@ async def test_fail_open_renews_an_admission_whose_answer_was_lost(
     admissions_applied_then_lost(monkeypatch)
     hold = await live.admit(invocation(), key, route(), "r")
     assert not hold.reserved and await fake_store.held(key.id) > 0  # it did land
-    await collect(live.wrap(stream([*deltas(30), Usage(3, 30), Completed()]), hold))
+    await collect(live.wrap(batches([*deltas(30), Usage(3, 30), Completed()]), hold))
     for _ in range(3):
         await asyncio.sleep(0.08)
         await live.renew()

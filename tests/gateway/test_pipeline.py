@@ -16,7 +16,7 @@ from gateway.errors import (
     RateLimited,
     UpstreamError,
 )
-from gateway.events import Completed, Event, Failed, TextDelta, Usage
+from gateway.events import Batch, Completed, Event, Failed, TextDelta, Usage
 from gateway.invocation import AgentInvocation
 from gateway.pipeline import Gateway, Generation, _checked
 from gateway.plugin import CallContext
@@ -40,11 +40,11 @@ routes:
 class Scripted:
     """A backend whose stream is given by the test; records what was closed."""
 
-    def __init__(self, make: Callable[[], AsyncIterator[Event]]) -> None:
+    def __init__(self, make: Callable[[], AsyncIterator[Event | Batch]]) -> None:
         self.make = make
         self.invocations: list[AgentInvocation] = []
 
-    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
+    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event | Batch]:
         self.invocations.append(invocation)
         return self.make()
 
@@ -157,7 +157,7 @@ async def test_open_refuses_a_balance_below_the_maximum_cost(fake_store: Store) 
     await fake_store.credit(api_key.id, 1)
     async with await gw.open(inv, api_key, "r") as call:
         assert await fake_store.held(api_key.id) == most
-        assert [e async for e in call][-1] == Completed()
+        assert (await collect(call))[-1] == Completed()
     await gw.tasks.drain()
     assert await fake_store.held(api_key.id) == 0
 
@@ -169,7 +169,7 @@ async def test_free_route_admitted_without_a_balance(fake_store: Store) -> None:
     async with await gw.open(invocation(agent="free"), api_key, "r") as call:
         assert call.hold.record.credits == 0  # holds nothing, checks no money
         assert await fake_store.held(api_key.id) == 0
-        out = [e async for e in call]
+        out = await collect(call)
     assert out[0] == TextDelta("a") and out[-1] == Completed()
     await gw.tasks.drain()
     assert await fake_store.balance(api_key.id) == 0
@@ -225,7 +225,7 @@ async def test_open_streams_and_settles(fake_store: Store) -> None:
     async with await gw.open(inv, api_key, "req_1") as call:
         assert call.ctx.request_id == "req_1" and call.ctx.key_id == api_key.id
         assert call.ctx.charge_id
-        out = [event async for event in call]
+        out = await collect(call)
     assert out == [TextDelta("a"), TextDelta("b"), Usage(2, 2), Completed()]
     assert backend.invocations == [dataclasses.replace(inv, max_output_tokens=CAP)]
     await gw.tasks.drain()
@@ -274,7 +274,7 @@ async def test_failure_after_content_is_part_of_the_stream(fake_store: Store) ->
     gw = gateway(fake_store, scripted([TextDelta("a"), failed]))
     api_key, _ = await fake_store.create_key("k", balance=1_000)
     async with await gw.open(invocation(), api_key, "r") as call:
-        assert [e async for e in call] == [TextDelta("a"), failed]
+        assert await collect(call) == [TextDelta("a"), failed]
     await gw.tasks.drain()
     entry = (await fake_store.ledger(api_key.id))[-1]  # billed for what was delivered
     assert entry.usage is not None and entry.usage.estimated and entry.usage.output_tokens >= 1
@@ -363,7 +363,7 @@ async def test_interrupts_end_a_waiting_stream_with_a_terminal_event() -> None:
 
     interrupts = Interrupts()
     checked = _checked(waits_forever(), context(), interrupts=interrupts)
-    assert await anext(checked) == TextDelta("a")
+    assert await anext(checked) == [TextDelta("a")]
     later = asyncio.get_running_loop().call_later(0.05, interrupts.interrupt_all)
     (last,) = await collect(checked)
     later.cancel()
@@ -413,3 +413,40 @@ backends:
 routes:
   x: {{backend: a}}
 """
+
+
+async def test_checked_makes_batches_and_cuts_one_after_its_terminal_event() -> None:
+    async def backend() -> AsyncIterator[Event | Batch]:
+        yield TextDelta("a")  # alone: a batch of one
+        yield []  # nothing: dropped
+        yield [TextDelta("b"), Completed(), TextDelta("late")]
+        yield [TextDelta("never read")]
+
+    out = [batch async for batch in _checked(backend(), context())]
+    assert out == [[TextDelta("a")], [TextDelta("b"), Completed()]]
+
+
+async def test_filters_see_events_one_at_a_time_and_the_client_gets_batches(
+    fake_store: Store,
+) -> None:
+    seen: list[Event] = []
+
+    class Spy:
+        async def wrap(
+            self, events: AsyncIterator[Event], ctx: CallContext
+        ) -> AsyncIterator[Event]:
+            async for event in events:
+                seen.append(event)
+                yield event
+
+    async def one_read() -> AsyncIterator[Batch]:
+        yield [TextDelta("a"), TextDelta("b"), Usage(1, 2), Completed()]
+
+    gw = gateway(fake_store, Scripted(one_read))
+    gw.generation = dataclasses.replace(gw.generation, filters=(Spy(),))
+    api_key, _ = await fake_store.create_key("k", balance=1_000)
+    async with await gw.open(invocation(), api_key, "r") as call:
+        out = [batch async for batch in call]
+    events = [TextDelta("a"), TextDelta("b"), Usage(1, 2), Completed()]
+    assert seen == events
+    assert out == [[event] for event in events]

@@ -30,12 +30,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from gateway.events import Event
+from gateway.events import Batch
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
 from gateway.typed import positive
 from gateway_plugins.backends.anthropic_wire import EventParser, messages_body
-from gateway_plugins.backends.http import HttpOptions, Upstream, json_object
+from gateway_plugins.backends.http import HttpOptions, Upstream, batches, json_object
 
 
 @dataclass(frozen=True)
@@ -71,18 +71,16 @@ class AnthropicBackend:
         )
         return messages_body(invocation, ctx.model, max_tokens)
 
-    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
+    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
         parser = EventParser()
-        frames = self.upstream.sse("/v1/messages", self.body(invocation, ctx), self.headers(ctx))
+        reads = self.upstream.sse("/v1/messages", self.body(invocation, ctx), self.headers(ctx))
         with self.upstream.redacting():
-            async with contextlib.aclosing(frames):
-                async for frame in frames:
-                    for event in parser.feed(json_object(frame.data)):
-                        yield event
-                    if parser.done:
-                        break
-        for event in parser.finish():
-            yield event
+            async with contextlib.aclosing(reads):
+                async for events in batches(
+                    reads, lambda frame: parser.feed(json_object(frame.data)), lambda: parser.done
+                ):
+                    yield events
+        yield list(parser.finish())
 
     async def aclose(self) -> None:
         await self.upstream.aclose()

@@ -1,7 +1,7 @@
 """What every HTTP backend shares: its options, one pooled client, error mapping.
 
 ``Upstream.sse`` posts a JSON body and yields the server-sent events of the
-answer; any failure on the way is raised as a ``GatewayError`` with the right
+answer, a list per read; any failure on the way is raised as a ``GatewayError`` with the right
 status (the pipeline turns it into the stream's ``Failed`` event):
 
 - connection refused, reset, or a broken body -> ``UpstreamError`` (502);
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -37,6 +37,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway.events import Batch, Event
 from gateway.sse import ServerSentEvent
 from gateway.typed import positive
 
@@ -137,24 +138,29 @@ class Upstream:
 
     async def sse(
         self, path: str, payload: object, headers: Mapping[str, str]
-    ) -> AsyncGenerator[sse.ServerSentEvent, None]:
-        """The server-sent events of a streamed answer to ``payload``."""
+    ) -> AsyncGenerator[list[ServerSentEvent], None]:
+        """The server-sent events of a streamed answer to ``payload`` (see ``events``)."""
         async with self.post(path, payload, headers) as resp:
-            frames = self.events(resp)
-            async with contextlib.aclosing(frames):
-                async for frame in frames:
-                    yield frame
+            reads = self.events(resp)
+            async with contextlib.aclosing(reads):
+                async for events in reads:
+                    yield events
 
-    async def events(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[ServerSentEvent, None]:
-        """The server-sent events of ``resp``, the last one flushed at its end;
-        ``UpstreamError`` if a line is longer than ``max_line_bytes``."""
+    async def events(
+        self, resp: aiohttp.ClientResponse
+    ) -> AsyncGenerator[list[ServerSentEvent], None]:
+        """The server-sent events of ``resp``, a list per read of the body (never an
+        empty one), the last event flushed at its end; ``UpstreamError`` if a line is
+        longer than ``max_line_bytes``."""
         decoder = sse.SSEDecoder(self.options.max_line_bytes)
         try:
             async for chunk in resp.content.iter_any():
-                for event in decoder.feed(chunk):
-                    yield event
-            for event in decoder.close():
-                yield event
+                events = decoder.feed(chunk)
+                if events:
+                    yield events
+            events = decoder.close()
+            if events:
+                yield events
         except sse.SSEDecodeError as exc:
             raise UpstreamError(f"The upstream stream is malformed: {exc}") from None
 
@@ -182,6 +188,31 @@ class Upstream:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+async def batches(
+    reads: AsyncIterator[list[ServerSentEvent]],
+    parse: Callable[[ServerSentEvent], Iterable[Event]],
+    finished: Callable[[], bool],
+) -> AsyncGenerator[Batch, None]:
+    """The events ``parse`` makes of each read's frames, a list per read (the
+    pipeline's batches); stops reading once ``finished()``. Events made before a
+    frame that fails to parse still come out, ahead of its error."""
+    async for frames in reads:
+        events: Batch = []
+        try:
+            for frame in frames:
+                events += parse(frame)
+                if finished():
+                    break
+        except GatewayError:
+            if events:
+                yield events
+            raise
+        if events:
+            yield events
+        if finished():
+            return
 
 
 def json_object(data: str | bytes) -> dict[str, object]:

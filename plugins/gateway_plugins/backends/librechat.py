@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 
 from gateway.errors import UpstreamError
 from gateway.events import (
+    Batch,
     Completed,
-    Event,
     TextDelta,
     ToolCallArgumentsDelta,
     ToolCallStarted,
@@ -78,28 +78,32 @@ class LibreChatBackend(OpenAIChatBackend):
         ]
         return out
 
-    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
-        events = super().invoke(invocation, ctx)
+    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
+        reads = super().invoke(invocation, ctx)
         failure: UpstreamError | None = None
         try:
-            async for event in events:
-                if isinstance(event, ToolCallStarted | ToolCallArgumentsDelta):
-                    continue  # a tool LibreChat runs itself: not the client's to execute
-                if failure is not None:  # after the error text, only the usage counts
-                    if isinstance(event, Usage):
-                        yield event
-                    continue
-                if isinstance(event, TextDelta) and event.text.startswith(ERROR_PREFIX):
-                    message = self.upstream.redact(event.text[len(ERROR_PREFIX) :]).strip()
-                    message = message[:MAX_ERROR_MESSAGE] or "unknown error"
-                    failure = UpstreamError(f"The upstream failed mid-stream: {message}")
-                    continue
-                if isinstance(event, Completed) and event.finish_reason == "tool_calls":
-                    event = Completed("stop")
-                yield event
+            async for batch in reads:
+                events: Batch = []
+                for event in batch:
+                    if isinstance(event, ToolCallStarted | ToolCallArgumentsDelta):
+                        continue  # a tool LibreChat runs itself: not the client's to execute
+                    if failure is not None:  # after the error text, only the usage counts
+                        if isinstance(event, Usage):
+                            events.append(event)
+                        continue
+                    if isinstance(event, TextDelta) and event.text.startswith(ERROR_PREFIX):
+                        message = self.upstream.redact(event.text[len(ERROR_PREFIX) :]).strip()
+                        message = message[:MAX_ERROR_MESSAGE] or "unknown error"
+                        failure = UpstreamError(f"The upstream failed mid-stream: {message}")
+                        continue
+                    if isinstance(event, Completed) and event.finish_reason == "tool_calls":
+                        event = Completed("stop")
+                    events.append(event)
+                if events:
+                    yield events
         finally:
-            if isinstance(events, AsyncGenerator):  # release the upstream response now
-                await events.aclose()
+            if isinstance(reads, AsyncGenerator):  # release the upstream response now
+                await reads.aclose()
         if failure is not None:
             raise failure
 

@@ -18,13 +18,14 @@ those the upstream did not run.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-from gateway.events import Event
+from gateway.events import Batch, Event
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
-from gateway_plugins.backends.http import HttpOptions, Upstream, json_object
+from gateway.sse import ServerSentEvent
+from gateway_plugins.backends.http import HttpOptions, Upstream, batches, json_object
 from gateway_plugins.backends.open_responses_wire import EventParser, responses_body
 
 
@@ -50,29 +51,33 @@ class OpenResponsesBackend:
     def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
         return responses_body(invocation, ctx.model)
 
-    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
+    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
         parser = EventParser(hold_tool_calls=self.options.hold_tool_calls)
         body = self.body(invocation, ctx)
+        done = False
+
+        def parse(frame: ServerSentEvent) -> Iterable[Event]:
+            nonlocal done
+            if frame.data == "[DONE]":
+                done = True
+                return ()
+            if ":" in frame.event:  # a vendor event, e.g. librechat:attachment
+                return ()
+            data = json_object(frame.data)
+            kind = data.get("type")
+            return parser.feed(kind if isinstance(kind, str) else frame.event, data)
+
         with self.upstream.redacting():
             async with self.upstream.post("/responses", body, self.headers(ctx)) as resp:
                 if resp.content_type == "application/json":  # the upstream ignored "stream"
-                    for event in parser.response(json_object(await self.upstream.read_body(resp))):
-                        yield event
+                    yield list(parser.response(json_object(await self.upstream.read_body(resp))))
                     return
-                frames = self.upstream.events(resp)
-                async with contextlib.aclosing(frames):
-                    async for frame in frames:
-                        if frame.data == "[DONE]":
-                            break
-                        if ":" in frame.event:  # a vendor event, e.g. librechat:attachment
-                            continue
-                        data = json_object(frame.data)
-                        kind = data.get("type")
-                        kind = kind if isinstance(kind, str) else frame.event
-                        for event in parser.feed(kind, data):
-                            yield event
-                        if parser.terminal is not None:
-                            return
+                reads = self.upstream.events(resp)
+                async with contextlib.aclosing(reads):
+                    async for events in batches(
+                        reads, parse, lambda: done or parser.terminal is not None
+                    ):
+                        yield events
         parser.finish()
 
     async def aclose(self) -> None:

@@ -17,10 +17,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from gateway.events import Event
+from gateway.events import Batch, Event
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
-from gateway_plugins.backends.http import HttpOptions, Upstream, json_object
+from gateway.sse import ServerSentEvent
+from gateway_plugins.backends.http import HttpOptions, Upstream, batches, json_object
 from gateway_plugins.backends.openai_wire import ChunkParser, chat_body, completion_as_chunk
 
 
@@ -46,25 +47,27 @@ class OpenAIChatBackend:
     def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
         return chat_body(invocation, ctx.model)
 
-    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
+    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
         body = self.body(invocation, ctx)
         with self.upstream.redacting():
             if not (invocation.stream or self.always_stream):
-                for event in await self._whole(body, ctx):
-                    yield event
+                yield await self._whole(body, ctx)
                 return
             parser = ChunkParser()
-            frames = self.upstream.sse("/chat/completions", body, self.headers(ctx))
             done = False
-            async with contextlib.aclosing(frames):
-                async for frame in frames:
-                    if frame.data == "[DONE]":
-                        done = True
-                        break
-                    for event in parser.feed(json_object(frame.data)):
-                        yield event
-        for event in parser.finish(done=done):
-            yield event
+
+            def parse(frame: ServerSentEvent) -> list[Event]:
+                nonlocal done
+                if frame.data == "[DONE]":
+                    done = True
+                    return []
+                return parser.feed(json_object(frame.data))
+
+            reads = self.upstream.sse("/chat/completions", body, self.headers(ctx))
+            async with contextlib.aclosing(reads):
+                async for events in batches(reads, parse, lambda: done):
+                    yield events
+        yield list(parser.finish(done=done))
 
     async def _whole(self, body: dict[str, object], ctx: CallContext) -> list[Event]:
         """The events of a non-streamed answer: the same a stream of it would give."""

@@ -33,8 +33,14 @@ def upstream(max_line_bytes: int = 1024) -> Upstream:
 
 
 async def test_events_split_anywhere_and_the_last_flushed_at_the_end() -> None:
-    events = [e async for e in upstream().events(answer(b"data: 1\n", b"\ndata: 2", b"\n"))]
-    assert events == [ServerSentEvent("1"), ServerSentEvent("2")]
+    reads = [r async for r in upstream().events(answer(b"data: 1\n", b"\ndata: 2", b"\n"))]
+    assert reads == [[ServerSentEvent("1")], [ServerSentEvent("2")]]
+
+
+async def test_events_come_a_list_per_read_and_never_an_empty_one() -> None:
+    body = answer(b"data: 1\n\ndata: 2\n\n", b": ping\n\n", b"data: 3\n\n")
+    reads = [r async for r in upstream().events(body)]
+    assert reads == [[ServerSentEvent("1"), ServerSentEvent("2")], [ServerSentEvent("3")]]
 
 
 async def test_a_line_past_max_line_bytes_is_an_upstream_error() -> None:

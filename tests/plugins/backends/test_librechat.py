@@ -41,6 +41,7 @@ from tests.fakes.librechat_upstream import (
     FakeLibreChat,
     LibreChatTool,
 )
+from tests.gateway.factories import collect
 
 ENV = "LIBRECHAT_TEST_KEY"
 
@@ -164,7 +165,7 @@ async def run(fake: FakeLibreChat, inv: AgentInvocation | None = None) -> list[E
     inv = inv or invocation()
     lc = backend(fake.base_url)
     try:
-        return [event async for event in lc.invoke(inv, ctx(inv))]
+        return await collect(lc.invoke(inv, ctx(inv)))
     finally:
         await lc.aclose()
 
@@ -199,8 +200,8 @@ async def test_error_text_is_a_failure_with_usage(librechat: FakeLibreChat) -> N
     inv = invocation()
     events: list[Event] = []
     with pytest.raises(UpstreamError, match=r"Provider overloaded \(529\)") as caught:
-        async for event in lc.invoke(inv, ctx(inv)):
-            events.append(event)
+        async for batch in lc.invoke(inv, ctx(inv)):
+            events += batch
     await lc.aclose()
     assert caught.value.status == 502
     assert events == [TextDelta("Partial"), Usage(21, 4)]  # the error text never reaches the client
