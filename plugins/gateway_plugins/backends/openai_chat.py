@@ -61,7 +61,7 @@ class OpenAIChatBackend:
                 if frame.data == "[DONE]":
                     done = True
                     return []
-                return parser.feed(json_object(frame.data))
+                return parser.feed_data(frame.data)
 
             reads = self.upstream.sse("/chat/completions", body, self.headers(ctx))
             async with contextlib.aclosing(reads):

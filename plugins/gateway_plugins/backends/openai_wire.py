@@ -33,6 +33,7 @@ from gateway.invocation import (
     Message,
     TextPart,
 )
+from gateway_plugins.backends.http import json_object
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -183,14 +184,42 @@ def completion_as_chunk(completion: Mapping[str, Any]) -> Mapping[str, Any]:
     return chunk
 
 
+SHAPE_TRIES = 3  # chunks a stream may learn a text shape from (see ``ChunkParser.feed_data``)
+_PROBE = "gateway-shape-probe"
+
+
 class ChunkParser:
-    """Feed parsed chunks in order; ``finish`` yields the closing events."""
+    """Feed chunks in order (parsed, or as their SSE data); ``finish`` yields the closing events."""
 
     def __init__(self, call_id_prefix: str = "call_") -> None:
         self._calls: dict[int, str] = {}  # upstream tool-call index -> call id
         self._prefix = call_id_prefix
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
+        self._shape: tuple[str, str] | None = None  # a text chunk's data before and after its text
+        self._tries = SHAPE_TRIES
+
+    def feed_data(self, data: str) -> list[Event]:
+        """The events of one chunk given as its SSE data.
+
+        Most chunks of a stream are one text delta each, alike but for the text
+        (same id, model, fields, field order). Once a chunk has shown that shape,
+        a chunk of the same shape whose text needs no JSON escaping is read by
+        slicing, without parsing its JSON: what ``feed`` would make of it, exactly.
+        """
+        shape = self._shape
+        if shape is not None:
+            head, tail = shape
+            end = len(data) - len(tail)
+            if end >= len(head) and data.startswith(head) and data.endswith(tail):
+                text = data[len(head) : end]
+                if _plain(text):
+                    return [TextDelta(text)] if text else []
+        events = self.feed(json_object(data))
+        if self._tries and len(events) == 1 and type(events[0]) is TextDelta:
+            self._tries -= 1
+            self._shape = _text_shape(data, events[0].text, self._prefix)
+        return events
 
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
         """The events of one chunk (a list: this runs for every chunk of every stream)."""
@@ -251,3 +280,29 @@ class ChunkParser:
             yield Failed(UpstreamError("The upstream stream ended before the answer was complete."))
             return
         yield Completed(self.finish_reason or "stop")
+
+
+def _plain(text: str) -> bool:
+    """Whether ``text`` stands for itself inside a JSON string (no quote, escape, or control)."""
+    return text.isprintable() and '"' not in text and "\\" not in text
+
+
+def _text_shape(data: str, text: str, call_id_prefix: str) -> tuple[str, str] | None:
+    """``data`` around ``text``, if any chunk of that shape is one text delta and nothing else.
+
+    Proven on a probe: the shape with a marker for its text must parse, on a
+    fresh parser, to that one text delta, with no usage and no finish reason.
+    """
+    quoted = f'"{text}"'
+    if not _plain(text) or data.count(quoted) != 1 or _PROBE in data:
+        return None
+    start = data.index(quoted) + 1
+    head, tail = data[:start], data[start + len(text) :]
+    probe = ChunkParser(call_id_prefix)
+    try:
+        events = probe.feed(json_object(head + _PROBE + tail))
+    except UpstreamError:
+        return None
+    if events != [TextDelta(_PROBE)] or probe.usage is not None or probe.finish_reason:
+        return None
+    return head, tail

@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 import pytest
+from gateway_plugins.backends import openai_wire
+from gateway_plugins.backends.http import json_object
 from gateway_plugins.backends.openai_wire import (
     ChunkParser,
     chat_body,
     completion_as_chunk,
     usage_from,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionChunk
 
 from gateway.errors import UpstreamError
@@ -549,3 +554,79 @@ def test_a_completion_error_or_malformed_is_the_upstreams_fault() -> None:
     with pytest.raises(UpstreamError):
         whole({"choices": [{"message": "text", "finish_reason": "stop"}]})
     assert whole({"choices": []}) == [Completed("stop")]
+
+
+# feed_data: text chunks read by their shape, exactly as feed reads them
+
+CHUNK_SHAPES: list[dict[str, Any]] = [
+    {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"},
+    {"id": "x", "system_fingerprint": "fp", "usage": None},
+    {"obfuscation": "varies"},  # OpenAI: a field that changes from chunk to chunk
+    {"model": "a"},  # the text "a" also appears elsewhere in the chunk
+]
+TEXTS = st.one_of(
+    st.sampled_from(["a", " the", "", '"', "\\", "é", "\t", "\u2028", "gateway-shape-probe"]),
+    st.text(max_size=6),
+)
+
+
+@st.composite
+def chunk_stream(draw: st.DrawFn) -> list[str]:
+    """The data of a stream's chunks: mostly text deltas of one shape, some others,
+    some text escaped as an upstream may escape it, and some broken."""
+    shape = draw(st.sampled_from(CHUNK_SHAPES))
+    chunks = []
+    for _ in range(draw(st.integers(1, 12))):
+        text = draw(TEXTS)
+        extra = dict(shape)
+        if "obfuscation" in extra:
+            extra["obfuscation"] = draw(st.sampled_from(["a", "bb"]))
+        choice: dict[str, Any] = {"index": 0, "delta": {"content": text}, "finish_reason": None}
+        kind = draw(st.sampled_from(["text", "text", "text", "finish", "usage", "ascii", "cut"]))
+        if kind == "finish":
+            choice["finish_reason"] = draw(st.sampled_from(["stop", "length"]))
+        chunk = {**extra, "choices": [choice]}
+        if kind == "usage":
+            chunk["usage"] = {"prompt_tokens": 3, "completion_tokens": draw(st.integers(1, 3))}
+        data = orjson.dumps(chunk).decode()
+        if kind == "ascii":  # escapes where orjson would write the character itself
+            data = json.dumps(chunk, separators=(",", ":"))
+        elif kind == "cut":
+            at = draw(st.integers(0, len(data)))
+            data = data[:at] + draw(st.sampled_from(["", '"', "\\", "}"])) + data[at + 1 :]
+        chunks.append(data)
+    return chunks
+
+
+def _read(parse: Any, data: str) -> object:
+    try:
+        return parse(data)
+    except UpstreamError as exc:
+        return type(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunk_stream())
+def test_feed_data_reads_every_chunk_as_feed_does(chunks: list[str]) -> None:
+    fast, full = ChunkParser(), ChunkParser()
+    for data in chunks:
+        expected = _read(lambda d: full.feed(json_object(d)), data)
+        assert _read(fast.feed_data, data) == expected, data
+    assert (fast.usage, fast.finish_reason) == (full.usage, full.finish_reason)
+
+
+def test_feed_data_reads_a_text_chunk_of_a_known_shape_without_parsing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parser = ChunkParser()
+    head = '{"id":"c","choices":[{"index":0,"delta":{"content":'
+    assert parser.feed_data(head + '"one"},"finish_reason":null}]}') == [TextDelta("one")]
+    parsed: list[str] = []
+    monkeypatch.setattr(openai_wire, "json_object", lambda d: parsed.append(d) or {})
+    assert parser.feed_data(head + '"two"},"finish_reason":null}]}') == [TextDelta("two")]
+    assert parsed == []
+    parser.feed_data(head + '"t\\u0021"},"finish_reason":null}]}')  # escaped: parsed
+    assert len(parsed) == 1
+    monkeypatch.undo()
+    with pytest.raises(UpstreamError):  # one quote for both ends of the text: not JSON
+        parser.feed_data(head + '"},"finish_reason":null}]}')
