@@ -1,7 +1,8 @@
 """What every HTTP backend shares: its options, one pooled client, error mapping.
 
 ``Upstream.sse`` posts a JSON body and yields the server-sent events of the
-answer, a list per read; any failure on the way is raised as a ``GatewayError`` with the right
+answer, a list per read (``batches`` turns them into the pipeline's batches of
+events); any failure on the way is raised as a ``GatewayError`` with the right
 status (the pipeline turns it into the stream's ``Failed`` event):
 
 - connection refused, reset, or a broken body -> ``UpstreamError`` (502);
