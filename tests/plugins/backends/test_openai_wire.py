@@ -582,7 +582,9 @@ def chunk_stream(draw: st.DrawFn) -> list[str]:
         if "obfuscation" in extra:
             extra["obfuscation"] = draw(st.sampled_from(["a", "bb"]))
         choice: dict[str, Any] = {"index": 0, "delta": {"content": text}, "finish_reason": None}
-        kind = draw(st.sampled_from(["text", "text", "text", "finish", "usage", "ascii", "cut"]))
+        kind = draw(
+            st.sampled_from(["text", "text", "text", "finish", "usage", "ascii", "raw", "cut"])
+        )
         if kind == "finish":
             choice["finish_reason"] = draw(st.sampled_from(["stop", "length"]))
         chunk = {**extra, "choices": [choice]}
@@ -591,6 +593,8 @@ def chunk_stream(draw: st.DrawFn) -> list[str]:
         data = orjson.dumps(chunk).decode()
         if kind == "ascii":  # escapes where orjson would write the character itself
             data = json.dumps(chunk, separators=(",", ":"))
+        elif kind == "raw":  # a control character left unescaped: not JSON
+            data = data.replace("\\t", "\t")
         elif kind == "cut":
             at = draw(st.integers(0, len(data)))
             data = data[:at] + draw(st.sampled_from(["", '"', "\\", "}"])) + data[at + 1 :]
@@ -630,3 +634,5 @@ def test_feed_data_reads_a_text_chunk_of_a_known_shape_without_parsing_it(
     monkeypatch.undo()
     with pytest.raises(UpstreamError):  # one quote for both ends of the text: not JSON
         parser.feed_data(head + '"},"finish_reason":null}]}')
+    with pytest.raises(UpstreamError):  # a control character in a string: not JSON
+        parser.feed_data(head + '"a\tb"},"finish_reason":null}]}')

@@ -1,17 +1,21 @@
-"""The events of one upstream read go through the gateway as one batch.
+"""The stream's fast paths change how much work the gateway does, never what it
+answers or charges.
 
-Whether an upstream's stream reaches the gateway in one read or one frame per
-read, the client gets the same bytes and the ledger the same entry: batching
-changes how many steps the gateway takes, never what it answers or charges.
+The events of one upstream read go through the gateway as one batch, and a text
+chunk shaped like the last one is read without parsing its JSON. Against an
+upstream whose stream comes a frame per read, every chunk parsed, the client gets
+the same bytes and the ledger the same entry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
 import aiohttp
 import pytest
+from gateway_plugins.backends import openai_wire
 
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, Script, ToolCallScript
@@ -48,13 +52,16 @@ async def answer(
 
 @pytest.mark.parametrize("dialect", ["chat", "responses"])
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-async def test_one_read_or_a_read_per_frame_give_the_same_bytes_and_ledger(
+async def test_the_fast_paths_give_the_same_bytes_and_ledger_as_the_full_one(
     start_gateway: StartGateway,
     fake_upstream: FakeOpenAIUpstream,
     upstream_env: str,
+    monkeypatch: pytest.MonkeyPatch,
     scenario: str,
     dialect: str,
 ) -> None:
+    """Batches of a read and text chunks read by their shape (``feed_data``) against
+    a read per frame and every chunk parsed."""
     script, extra = SCENARIOS[scenario]
     if dialect == "chat":
         path = "/v1/chat/completions"
@@ -69,10 +76,11 @@ async def test_one_read_or_a_read_per_frame_give_the_same_bytes_and_ledger(
             body["tools"] = [{"type": "function", "name": "f", "parameters": {}}]
     gw = await start_gateway(upstream_config(fake_upstream.base_url))
     results = []
-    for split in (Script(one_write=True), Script(chunk_delay=0.003)):
+    for one_write, shapes in ((True, True), (False, False)):
+        monkeypatch.setattr(openai_wire, "SHAPE_TRIES", openai_wire.SHAPE_TRIES if shapes else 0)
         record, key = await gw.new_key_record()
-        fake_upstream.script = Script(
-            **{**vars(script), "one_write": split.one_write, "chunk_delay": split.chunk_delay}
+        fake_upstream.script = dataclasses.replace(
+            script, one_write=one_write, chunk_delay=0 if one_write else 0.003
         )
         raw, status = await answer(gw, key, path, body)
         (entry,) = await usage_entries(gw, record.id)
