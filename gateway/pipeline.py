@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import cast
 
 from gateway import metrics
 from gateway.auth import Authenticator
@@ -45,7 +46,7 @@ from gateway.events import (
 )
 from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter
-from gateway.plugin import Backend, CallContext, Filter
+from gateway.plugin import Backend, BatchFilter, CallContext, Filter
 from gateway.route import Route, Target
 from gateway.store import ApiKey, Store
 from gateway.store.holds import Holds
@@ -73,7 +74,7 @@ class Generation:
     config: GatewayConfig
     backends: Mapping[str, Backend]
     breakers: Mapping[str, CircuitBreaker]
-    filters: tuple[Filter, ...]
+    filters: tuple[Filter | BatchFilter, ...]
 
     @classmethod
     def build(cls, config: GatewayConfig, previous: Generation | None = None) -> Generation:
@@ -261,14 +262,16 @@ class Gateway:
         checked = _checked(upstream, ctx, timeouts, self.interrupts)
         batches = self.meter.wrap(checked, hold)
         layers: list[AsyncIterator[object]] = [batches, checked, upstream]  # outermost first
-        if generation.filters:  # they take events one at a time
-            events = _events(batches)
-            layers.insert(0, events)
-            for f in reversed(generation.filters):  # the first listed ends up closest to the client
-                events = f.wrap(events, ctx)
-                layers.insert(0, events)
-            batches = _batches(events)
-            layers.insert(0, batches)
+        for f in reversed(generation.filters):  # the first listed ends up closest to the client
+            wrap_batches = getattr(f, "wrap_batches", None)  # not isinstance: slow on 3.11
+            if wrap_batches is not None:
+                batches = wrap_batches(batches, ctx)
+                layers.insert(0, batches)
+            else:  # it takes the events one at a time
+                events = _events(batches)
+                filtered = cast(Filter, f).wrap(events, ctx)
+                batches = _batches(filtered)
+                layers[:0] = [batches, filtered, events]
         return Call(ctx, batches, tuple(layers), self.meter, hold, lambda: self._done(backend))
 
     @property

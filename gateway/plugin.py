@@ -22,8 +22,10 @@ request, and calls ``aclose`` at shutdown. ``invoke`` must:
 A **filter** wraps the event stream of one request (metering, limits,
 logging). It may observe, drop, add or rewrite events but must keep the
 stream's shape (one terminal event, last), and must let cancellation through.
-It sees the events one at a time, so with a filter configured each event takes
-its own step to the client (a few microseconds each).
+Its ``wrap`` sees the events one at a time, each taking a step of its own (a
+microsecond or so); a filter with ``wrap_batches`` instead takes the stream in
+batches, a step per upstream read, which matters on streams of thousands of
+chunks.
 
 Third-party packages register a ``BackendPlugin`` under the entry-point group
 ``agent_gateway.backends`` (a ``FilterPlugin`` under ``agent_gateway.filters``);
@@ -86,6 +88,15 @@ class Filter(Protocol):
         ...
 
 
+class BatchFilter(Protocol):
+    """A filter that takes the stream in batches (``gateway.events``): the events of
+    one upstream read together. Used instead of ``wrap`` when a filter has it."""
+
+    def wrap_batches(self, batches: AsyncIterator[Batch], ctx: CallContext) -> AsyncIterator[Batch]:
+        """Return a stream that yields (possibly changed) batches of ``batches``."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class BackendPlugin:
     """What a backend entry point refers to: its options type and its factory."""
@@ -99,4 +110,4 @@ class FilterPlugin:
     """What a filter entry point refers to: its options type and its factory."""
 
     options: type[Any]
-    create: Callable[[Any], Filter]  # (options instance)
+    create: Callable[[Any], Filter | BatchFilter]  # (options instance)

@@ -426,27 +426,50 @@ async def test_checked_makes_batches_and_cuts_one_after_its_terminal_event() -> 
     assert out == [[TextDelta("a")], [TextDelta("b"), Completed()]]
 
 
-async def test_filters_see_events_one_at_a_time_and_the_client_gets_batches(
+TWO_READS: list[Batch] = [[TextDelta("a"), TextDelta("b")], [Usage(1, 2), Completed()]]
+
+
+async def through(store: Store, spy: object) -> list[Batch]:
+    """What the client gets of ``TWO_READS`` with ``spy`` as the only filter."""
+
+    async def two_reads() -> AsyncIterator[Batch]:
+        for batch in TWO_READS:
+            yield batch
+
+    gw = gateway(store, Scripted(two_reads))
+    gw.generation = dataclasses.replace(gw.generation, filters=(spy,))  # type: ignore[arg-type]
+    api_key, _ = await store.create_key("k", balance=1_000)
+    async with await gw.open(invocation(), api_key, "r") as call:
+        return [batch async for batch in call]
+
+
+async def test_filters_see_events_one_at_a_time_and_the_client_gets_them_all(
     fake_store: Store,
 ) -> None:
     seen: list[Event] = []
 
     class Spy:
-        async def wrap(
-            self, events: AsyncIterator[Event], ctx: CallContext
-        ) -> AsyncIterator[Event]:
+        async def wrap(self, events: AsyncIterator[Event], _: CallContext) -> AsyncIterator[Event]:
             async for event in events:
                 seen.append(event)
                 yield event
 
-    async def one_read() -> AsyncIterator[Batch]:
-        yield [TextDelta("a"), TextDelta("b"), Usage(1, 2), Completed()]
-
-    gw = gateway(fake_store, Scripted(one_read))
-    gw.generation = dataclasses.replace(gw.generation, filters=(Spy(),))
-    api_key, _ = await fake_store.create_key("k", balance=1_000)
-    async with await gw.open(invocation(), api_key, "r") as call:
-        out = [batch async for batch in call]
-    events = [TextDelta("a"), TextDelta("b"), Usage(1, 2), Completed()]
+    out = await through(fake_store, Spy())
+    events = [event for batch in TWO_READS for event in batch]
     assert seen == events
     assert out == [[event] for event in events]
+
+
+async def test_a_batch_filter_sees_the_batches_as_they_come(fake_store: Store) -> None:
+    seen: list[Batch] = []
+
+    class Spy:
+        async def wrap_batches(
+            self, batches: AsyncIterator[Batch], _: CallContext
+        ) -> AsyncIterator[Batch]:
+            async for batch in batches:
+                seen.append(batch)
+                yield batch
+
+    out = await through(fake_store, Spy())
+    assert seen == out == TWO_READS

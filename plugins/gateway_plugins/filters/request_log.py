@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from gateway.events import Completed, Event, Failed, Usage
+from gateway.events import Batch, Completed, Failed, Usage
 from gateway.metering import cost
 from gateway.plugin import CallContext, FilterPlugin
 
@@ -41,24 +41,27 @@ class RequestLog:
         self._log = logging.getLogger(options.logger)
         self._level = logging.getLevelNamesMapping()[options.level.upper()]
 
-    async def wrap(self, events: AsyncIterator[Event], ctx: CallContext) -> AsyncIterator[Event]:
+    async def wrap_batches(
+        self, batches: AsyncIterator[Batch], ctx: CallContext
+    ) -> AsyncIterator[Batch]:
         started = time.monotonic()
         first: float | None = None
         usage: Usage | None = None
         line: dict[str, object] = {"outcome": "abandoned"}
         try:
-            async for event in events:
+            async for batch in batches:
                 if first is None:
                     first = time.monotonic()
-                if isinstance(event, Usage):
-                    usage = event
-                elif isinstance(event, Completed):
-                    line = {"outcome": "completed", "finish_reason": event.finish_reason}
-                elif isinstance(event, Failed):
-                    error = event.error
-                    line = {"outcome": "failed", "error": error.code or error.type}
-                    line["status"] = error.status
-                yield event
+                for event in batch:
+                    if isinstance(event, Usage):
+                        usage = event
+                    elif isinstance(event, Completed):
+                        line = {"outcome": "completed", "finish_reason": event.finish_reason}
+                    elif isinstance(event, Failed):
+                        error = event.error
+                        line = {"outcome": "failed", "error": error.code or error.type}
+                        line["status"] = error.status
+                yield batch
         finally:
             if self._log.isEnabledFor(self._level):
                 ended = time.monotonic()

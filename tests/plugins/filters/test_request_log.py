@@ -10,7 +10,7 @@ from gateway.errors import UpstreamError
 from gateway.events import Completed, Event, Failed, TextDelta, Usage
 from gateway.logs import extra_fields
 from gateway.route import Route
-from tests.gateway.factories import collect, context, pricing, stream
+from tests.gateway.factories import batches, collect, context, pricing
 
 
 def fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -21,7 +21,7 @@ async def test_one_line_per_request_without_the_key(caplog: pytest.LogCaptureFix
     events: list[Event] = [TextDelta("a"), Usage(5, 2), Completed("length")]
     ctx = context(route=Route(backend="echo", pricing=pricing("1", "2")))
     with caplog.at_level(logging.INFO, logger="gateway.requests"):
-        out = await collect(RequestLog(RequestLogOptions()).wrap(stream(events), ctx))
+        out = await collect(RequestLog(RequestLogOptions()).wrap_batches(batches(events), ctx))
     assert out == events
     (record,) = caplog.records
     assert record.getMessage() == "request completed"
@@ -36,8 +36,10 @@ async def test_one_line_per_request_without_the_key(caplog: pytest.LogCaptureFix
 async def test_failed_and_abandoned(caplog: pytest.LogCaptureFixture) -> None:
     log = RequestLog(RequestLogOptions(level="warning"))
     with caplog.at_level(logging.INFO, logger="gateway.requests"):
-        await collect(log.wrap(stream([Failed(UpstreamError("x"))]), context()))
-        wrapped = log.wrap(stream([TextDelta("a"), TextDelta("b"), Completed()]), context())
+        await collect(log.wrap_batches(batches([Failed(UpstreamError("x"))]), context()))
+        wrapped = log.wrap_batches(
+            batches([TextDelta("a"), TextDelta("b"), Completed()]), context()
+        )
         await anext(wrapped)
         await wrapped.aclose()  # type: ignore[attr-defined]
     failed, abandoned = (fields(r) for r in caplog.records)
