@@ -74,11 +74,12 @@ class AnthropicBackend:
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
         parser = EventParser()
         reads = self.upstream.sse("/v1/messages", self.body(invocation, ctx), self.headers(ctx))
+        stream = batches(
+            reads, lambda frame: parser.feed(json_object(frame.data)), lambda: parser.done
+        )
         with self.upstream.redacting():
-            async with contextlib.aclosing(reads):
-                async for events in batches(
-                    reads, lambda frame: parser.feed(json_object(frame.data)), lambda: parser.done
-                ):
+            async with contextlib.aclosing(stream):
+                async for events in stream:
                     yield events
         yield list(parser.finish())
 

@@ -192,28 +192,30 @@ class Upstream:
 
 
 async def batches(
-    reads: AsyncIterator[list[ServerSentEvent]],
+    reads: AsyncGenerator[list[ServerSentEvent], None],
     parse: Callable[[ServerSentEvent], Iterable[Event]],
     finished: Callable[[], bool],
 ) -> AsyncGenerator[Batch, None]:
     """The events ``parse`` makes of each read's frames, a list per read (the
     pipeline's batches); stops reading once ``finished()``. Events made before a
-    frame that fails to parse still come out, ahead of its error."""
-    async for frames in reads:
-        events: Batch = []
-        try:
-            for frame in frames:
-                events += parse(frame)
-                if finished():
-                    break
-        except GatewayError:
+    frame that fails to parse still come out, ahead of its error. ``reads`` is
+    closed when this ends or is closed."""
+    async with contextlib.aclosing(reads):
+        async for frames in reads:
+            events: Batch = []
+            try:
+                for frame in frames:
+                    events += parse(frame)
+                    if finished():
+                        break
+            except GatewayError:
+                if events:
+                    yield events
+                raise
             if events:
                 yield events
-            raise
-        if events:
-            yield events
-        if finished():
-            return
+            if finished():
+                return
 
 
 def json_object(data: str | bytes) -> dict[str, object]:

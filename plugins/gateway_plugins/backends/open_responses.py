@@ -72,11 +72,11 @@ class OpenResponsesBackend:
                 if resp.content_type == "application/json":  # the upstream ignored "stream"
                     yield list(parser.response(json_object(await self.upstream.read_body(resp))))
                     return
-                reads = self.upstream.events(resp)
-                async with contextlib.aclosing(reads):
-                    async for events in batches(
-                        reads, parse, lambda: done or parser.terminal is not None
-                    ):
+                stream = batches(
+                    self.upstream.events(resp), parse, lambda: done or parser.terminal is not None
+                )
+                async with contextlib.aclosing(stream):
+                    async for events in stream:
                         yield events
         parser.finish()
 

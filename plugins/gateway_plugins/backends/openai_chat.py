@@ -64,8 +64,8 @@ class OpenAIChatBackend:
                 return parser.feed_data(frame.data)
 
             reads = self.upstream.sse("/chat/completions", body, self.headers(ctx))
-            async with contextlib.aclosing(reads):
-                async for events in batches(reads, parse, lambda: done):
+            async with contextlib.aclosing(batches(reads, parse, lambda: done)) as stream:
+                async for events in stream:
                     yield events
         yield list(parser.finish(done=done))
 

@@ -1,15 +1,17 @@
-"""Upstream.events: an upstream's SSE body as events, and a malformed one as an UpstreamError."""
+"""Upstream.events: an upstream's SSE body as events, a malformed one as an UpstreamError;
+batches: each read's frames as a backend's events."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 import aiohttp
 import pytest
-from gateway_plugins.backends.http import HttpOptions, Upstream
+from gateway_plugins.backends.http import HttpOptions, Upstream, batches
 
 from gateway.errors import UpstreamError
+from gateway.events import Event, TextDelta
 from gateway.sse import ServerSentEvent
 
 
@@ -46,3 +48,52 @@ async def test_events_come_a_list_per_read_and_never_an_empty_one() -> None:
 async def test_a_line_past_max_line_bytes_is_an_upstream_error() -> None:
     with pytest.raises(UpstreamError, match="malformed"):
         [e async for e in upstream(16).events(answer(b"data: ", b"x" * 40))]
+
+
+def reads_of(*reads: list[str], closed: list[bool]) -> AsyncGenerator[list[ServerSentEvent], None]:
+    """An upstream's reads, each a list of events with these data; ``closed`` is set
+    when it is closed."""
+
+    async def gen() -> AsyncGenerator[list[ServerSentEvent], None]:
+        try:
+            for read in reads:
+                yield [ServerSentEvent(data) for data in read]
+        finally:
+            closed.append(True)
+
+    return gen()
+
+
+def text(frame: ServerSentEvent) -> list[Event]:
+    if frame.data == "bad":
+        raise UpstreamError("The upstream sent an event that is not JSON.")
+    return [TextDelta(frame.data)]
+
+
+async def test_batches_are_a_list_per_read_up_to_the_end_and_close_the_reads() -> None:
+    closed: list[bool] = []
+    seen: list[str] = []
+
+    def parse(frame: ServerSentEvent) -> list[Event]:
+        seen.append(frame.data)
+        return text(frame)
+
+    reads = reads_of(["a", "b"], [], ["end", "never"], ["never"], closed=closed)
+    stream = batches(reads, parse, lambda: seen[-1] == "end")
+    assert [b async for b in stream] == [[TextDelta("a"), TextDelta("b")], [TextDelta("end")]]
+    assert "never" not in seen and closed == [True]
+
+
+async def test_batches_keep_what_came_before_a_broken_frame_and_close_when_closed() -> None:
+    closed: list[bool] = []
+    stream = batches(reads_of(["a", "bad", "c"], closed=closed), text, lambda: False)
+    assert await anext(stream) == [TextDelta("a")]
+    with pytest.raises(UpstreamError):
+        await anext(stream)
+    assert closed == [True]
+
+    closed.clear()
+    stream = batches(reads_of(["a"], ["b"], closed=closed), text, lambda: False)
+    assert await anext(stream) == [TextDelta("a")]
+    await stream.aclose()  # the client left: the upstream's reads end now, not when collected
+    assert closed == [True]
