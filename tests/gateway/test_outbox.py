@@ -161,6 +161,23 @@ async def test_a_settlement_waits_in_the_outbox_and_is_written_once(
     assert await fake_store.held(key.id) == 0
 
 
+def applied_then_lost(
+    monkeypatch: pytest.MonkeyPatch, method: str, times: int | None = None
+) -> list[Any]:
+    """``Holds.<method>`` reaches Redis, and its answer is lost (a timeout after it ran):
+    the first ``times`` calls, or every one. Returns what each call returned in Redis."""
+    original, results = getattr(Holds, method), []
+
+    async def applied_then_timed_out(holds: Holds, *args: Any, **kwargs: Any) -> Any:
+        results.append(await original(holds, *args, **kwargs))
+        if times is None or len(results) <= times:
+            raise ServiceUnavailable("timeout after Redis applied it")
+        return results[-1]
+
+    monkeypatch.setattr(Holds, method, applied_then_timed_out)
+    return results
+
+
 async def test_a_settlement_whose_answer_was_lost_is_not_charged_twice(
     fake_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,15 +186,7 @@ async def test_a_settlement_whose_answer_was_lost_is_not_charged_twice(
     key = await new_key(fake_store, 10_000)
     hold = await m.admit(invocation(), key, route(), "req_lost")
     await collect(m.wrap(batches([TextDelta("a"), Usage(3, 1), Completed()]), hold))
-    original, calls = Holds.settle, []
-
-    async def applied_then_timed_out(holds: Holds, *args: Any, **kwargs: Any) -> bool:
-        calls.append(await original(holds, *args, **kwargs))
-        if len(calls) == 1:
-            raise ServiceUnavailable("timeout after Redis applied it")
-        return calls[-1]
-
-    monkeypatch.setattr(Holds, "settle", applied_then_timed_out)
+    calls = applied_then_lost(monkeypatch, "settle", times=1)
     m.settle(hold, "echo")
     await tasks.drain(5)
     assert calls == [True, False]  # the retry was refused by the charge's marker
@@ -287,24 +296,13 @@ async def test_fail_closed_refuses_with_a_503_that_says_why(
     assert await fake_store.held(key.id) == 0 and await usage_entries(fake_store, key) == []
 
 
-def admissions_applied_then_lost(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every admission reaches Redis, and its answer is lost (a timeout after it ran)."""
-    original = Holds.admit
-
-    async def applied_then_timed_out(holds: Holds, *args: Any, **kwargs: Any) -> Any:
-        await original(holds, *args, **kwargs)
-        raise ServiceUnavailable("timeout")
-
-    monkeypatch.setattr(Holds, "admit", applied_then_timed_out)
-
-
 async def test_fail_closed_releases_an_admission_redis_applied_after_all(
     fake_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tasks = BackgroundTasks()
     m = make_meter(fake_store, tasks)
     key = await new_key(fake_store, 10_000)
-    admissions_applied_then_lost(monkeypatch)
+    applied_then_lost(monkeypatch, "admit")
     with pytest.raises(ServiceUnavailable):
         await m.admit(invocation(), key, route(), "req_ghost")
     assert await fake_store.held(key.id) > 0
@@ -348,7 +346,7 @@ async def test_fail_open_renews_an_admission_whose_answer_was_lost(
     live = make_meter(fake_store, tasks, lease=0.15, fail_open=True)
     other = make_meter(fake_store, BackgroundTasks())
     key = await new_key(fake_store, 10_000)
-    admissions_applied_then_lost(monkeypatch)
+    applied_then_lost(monkeypatch, "admit")
     hold = await live.admit(invocation(), key, route(), "r")
     assert not hold.reserved and await fake_store.held(key.id) > 0  # it did land
     await collect(live.wrap(batches([*deltas(30), Usage(3, 30), Completed()]), hold))
