@@ -1,22 +1,32 @@
 # Set-up and checks. `make run` tries the gateway; `make test` runs every check CI runs.
+# Both install from the locks in requirements/ (every dependency pinned, with hashes), so
+# the result does not change when a package is released upstream; `make lock` refreshes them.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Hash-checked installs of exactly the lock; pip's own cache and index settings still apply.
+PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --no-deps --only-binary :all:
+# The project itself, built with the locked hatchling (an isolated build would pull the newest);
+# hatchling's editable wheel of a remapped package (plugins/gateway_plugins) needs `editables`.
+PIP_PROJECT := $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 
-.PHONY: run test bench bench-peers bench-capacity soak clean
+.PHONY: run test lock bench bench-peers bench-capacity soak clean
 
-$(BIN)/python:
+$(BIN)/python: requirements/build.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-
-# The project with the embedded store, for `make run`.
-$(VENV)/.run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	$(PIP_LOCKED) -r requirements/build.txt
 	touch $@
 
-# The project with its test tools.
-$(VENV)/.test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# The project with the embedded store, for `make run`.
+$(VENV)/.run: requirements/run.txt pyproject.toml | $(BIN)/python
+	$(PIP_LOCKED) -r requirements/run.txt
+	$(PIP_PROJECT)
+	touch $@
+
+# The project with its test tools (a superset of the run lock).
+$(VENV)/.test: requirements/test.txt pyproject.toml | $(BIN)/python
+	$(PIP_LOCKED) -r requirements/test.txt
+	$(PIP_PROJECT)
 	touch $@ $(VENV)/.run
 
 ## run: serve gateway.yaml on the embedded store; prints a demo key and a curl line
@@ -52,6 +62,19 @@ bench-capacity: $(VENV)/.test
 SOAK_DURATION ?= 300
 soak: $(VENV)/.test
 	tests/with-redis.sh $(BIN)/python -m bench.soak --duration $(SOAK_DURATION)
+
+## lock: re-resolve requirements/*.txt from pyproject.toml (newest releases in its ranges)
+LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock"
+lock: | $(BIN)/python
+	$(PIP_LOCKED) -r requirements/uv.txt
+	$(BIN)/python -c 'import tomllib; print("\n".join(["pip", "editables"] + \
+	  tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
+	  | $(LOCK) --upgrade - -o requirements/build.txt
+	$(LOCK) --upgrade pyproject.toml --extra embedded -o requirements/run.txt
+	$(LOCK) --upgrade pyproject.toml --extra test -o requirements/test.txt
+	$(LOCK) --upgrade requirements/litellm.in -o requirements/litellm.txt
+	echo uv | $(LOCK) --upgrade - -o requirements/uv.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

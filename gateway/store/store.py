@@ -134,7 +134,7 @@ def _sentinel_master(settings: RedisSettings, options: dict[str, Any]) -> aiored
         master["db"] = int(db)
     if settings.uses_tls:
         master["ssl"] = True
-    manager = Sentinel(nodes, sentinel_kwargs=own, **master)  # type: ignore[no-untyped-call]
+    manager = Sentinel(nodes, sentinel_kwargs=own, **master)
     return cast(
         aioredis.Redis,
         manager.master_for(sentinel.master, max_connections=settings.max_connections),
