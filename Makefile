@@ -6,8 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Hash-checked installs of exactly the lock; pip's own cache and index settings still apply.
 PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --no-deps --only-binary :all:
-# The project itself, built with the locked hatchling (an isolated build would pull the newest);
-# hatchling's editable wheel of a remapped package (plugins/gateway_plugins) needs `editables`.
+# The project itself, built with the locked hatchling (an isolated build would pull the newest).
 PIP_PROJECT := $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 
 .PHONY: run test lock bench bench-peers bench-capacity soak clean
@@ -68,13 +67,12 @@ LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --genera
 	--custom-compile-command "make lock"
 lock: | $(BIN)/python
 	$(PIP_LOCKED) -r requirements/uv.txt
-	$(BIN)/python -c 'import tomllib; print("\n".join(["pip", "editables"] + \
-	  tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
-	  | $(LOCK) --upgrade - -o requirements/build.txt
+	$(LOCK) --upgrade requirements/build.in -o requirements/build.txt
+	$(LOCK) --upgrade pyproject.toml -o requirements/base.txt
 	$(LOCK) --upgrade pyproject.toml --extra embedded -o requirements/run.txt
 	$(LOCK) --upgrade pyproject.toml --extra test -o requirements/test.txt
 	$(LOCK) --upgrade requirements/litellm.in -o requirements/litellm.txt
-	echo uv | $(LOCK) --upgrade - -o requirements/uv.txt
+	$(LOCK) --upgrade requirements/uv.in -o requirements/uv.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,8 +1,9 @@
 """The peers of ``python -m bench --peers``: the LiteLLM proxy, the Portkey gateway, and
 the floor (``bench/floor.py``: a bare aiohttp proxy, the gateway's HTTP stack alone).
 
-Each is installed once into ``.bench-peers/`` (LiteLLM into a throwaway virtual
-environment from PyPI, Portkey into a throwaway npm folder; later runs reuse them),
+Each is installed once into ``.bench-peers/`` from its lock in ``requirements/`` (LiteLLM
+into a throwaway virtual environment from ``litellm.txt``, Portkey into a throwaway npm
+folder from ``portkey/package-lock.json``; later runs reuse them),
 started on loopback against the bench's mock upstream with a configuration
 equivalent to the gateway's, and loaded by the same load generator. A peer that
 cannot be installed or started is reported absent, with why: it never stops the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,8 +28,13 @@ from bench import procs as p
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("BENCH_PEERS_DIR", ROOT / ".bench-peers"))
-LITELLM_VERSION = "1.108.7"
-PORTKEY_VERSION = "1.15.2"
+LOCKS = ROOT / "requirements"
+LITELLM_LOCK = LOCKS / "litellm.txt"
+LITELLM_VERSION = re.findall(r"(?m)^litellm==(\S+)", LITELLM_LOCK.read_text())[0]
+PORTKEY_LOCK = LOCKS / "portkey"
+PORTKEY_VERSION = json.loads((PORTKEY_LOCK / "package.json").read_text())["dependencies"][
+    "@portkey-ai/gateway"
+]
 MASTER_KEY = "sk-bench-master"
 UPSTREAM_KEY = "sk-mock"
 LITELLM_NOTE = (
@@ -103,13 +110,14 @@ def install_litellm() -> Path:
     """``litellm[proxy]`` in CACHE/litellm (installed once); returns its ``litellm`` script."""
     venv = CACHE / "litellm"
     exe, marker = venv / "bin" / "litellm", venv / ".bench-installed"
-    if exe.exists() and marker.exists() and marker.read_text() == LITELLM_VERSION:
+    lock = LITELLM_LOCK.read_text()
+    if exe.exists() and marker.exists() and marker.read_text() == lock:
         return exe
-    print(f"bench: installing litellm[proxy]=={LITELLM_VERSION} from PyPI into {venv} (once)")
-    _run_logged("litellm-install", [sys.executable, "-m", "venv", str(venv)], 300)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    _run_logged("litellm-install", [*pip, f"litellm[proxy]=={LITELLM_VERSION}"], 1800)
-    marker.write_text(LITELLM_VERSION)
+    print(f"bench: installing litellm[proxy]=={LITELLM_VERSION} from {LITELLM_LOCK} into {venv}")
+    _run_logged("litellm-install", [sys.executable, "-m", "venv", "--clear", str(venv)], 300)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--require-hashes"]
+    _run_logged("litellm-install", [*pip, "--no-deps", "-r", str(LITELLM_LOCK)], 1800)
+    marker.write_text(lock)
     return exe
 
 
@@ -127,11 +135,13 @@ def install_portkey() -> Path:
     npm = shutil.which("npm")
     if npm is None:
         raise PeerError("npm not found (apt-get install nodejs npm; make bench-peers does as root)")
-    print(f"bench: installing @portkey-ai/gateway@{PORTKEY_VERSION} from npm into {folder} (once)")
+    print(
+        f"bench: installing @portkey-ai/gateway@{PORTKEY_VERSION} from {PORTKEY_LOCK} into {folder}"
+    )
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "package.json").write_text('{"private": true}\n')  # install here, not above
-    argv = [npm, "install", "--no-audit", "--no-fund", "--no-package-lock"]
-    _run_logged("portkey-install", [*argv, f"@portkey-ai/gateway@{PORTKEY_VERSION}"], 900, folder)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copyfile(PORTKEY_LOCK / name, folder / name)
+    _run_logged("portkey-install", [npm, "ci", "--no-audit", "--no-fund"], 900, folder)
     return script
 
 

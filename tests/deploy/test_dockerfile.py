@@ -165,6 +165,28 @@ def test_copy_sources_exist_and_reach_the_build_context() -> None:
         for source in words[:-1]:
             assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
             assert not ignored(source, patterns), f"COPY {source}: excluded by the dockerignore"
-    for needed in ("gateway/__init__.py", "gateway/store/lua/admit.lua", "plugins/gateway_plugins"):
+    for needed in (
+        "gateway/__init__.py",
+        "gateway/store/lua/admit.lua",
+        "plugins/gateway_plugins",
+        "requirements/run.txt",
+    ):
         assert not ignored(needed, patterns), needed
     assert ignored("gateway/__pycache__/x.pyc", patterns)
+
+
+def test_the_image_installs_only_the_locks() -> None:
+    """Every `pip install` takes hash-checked pins from requirements/ (or the project's own
+    wheel, built offline), so the image holds what `make test` tested."""
+    (lock,) = [rest.split("=", 1)[1] for rest in of("ARG") if rest.startswith("LOCK=")]
+    assert (ROOT / "requirements" / f"{lock}.txt").exists()
+    installs = [
+        command.strip()
+        for rest in of("RUN")
+        for command in rest.split("&&")
+        if " pip install " in f" {command} "
+    ]
+    assert installs
+    for command in installs:
+        hashed = "--require-hashes" in command and "-r " in command and "requirements/" in command
+        assert hashed or "--no-index" in command, command
