@@ -84,10 +84,20 @@ class ConfigWatcher:
         try:
             data = await asyncio.to_thread(Path(self._path).read_bytes)
         except OSError as exc:
-            log.error("configuration %s unreadable: %s; keeping the current one", self._path, exc)
+            if not self.problems:
+                log.error(
+                    "configuration %s unreadable: %s; keeping the current one", self._path, exc
+                )
+            self.problems, self._rejected = (f"{self._path}: unreadable: {exc}",), None
             return False
         digest = _digest(data)
-        if not forced and digest in (self.digest, self._rejected):
+        if digest == self.digest and not forced:
+            # The file is the one served again (a bad edit undone): nothing is wrong now.
+            if self.problems:
+                log.info("configuration %s is the one served again", self._path)
+            self.problems, self._rejected = (), None
+            return False
+        if digest == self._rejected and not forced:
             return False
         try:
             text = data.decode("utf-8")

@@ -30,3 +30,23 @@ async def test_a_file_changed_between_load_and_watch_is_applied(
     assert set(gateway.config.routes) == {"a", "b"}
     assert watcher.digest == gateway.config.sha256 == hashlib.sha256(SECOND.encode()).hexdigest()
     assert not await watcher.check()  # unchanged since
+
+
+async def test_a_bad_edit_undone_clears_its_problem(tmp_path: Path, fake_store: Store) -> None:
+    """/readyz stops listing a rejected file's problem once the served file is back."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(FIRST)
+    gateway = Gateway.build(load_config(path), fake_store, BackgroundTasks())
+    watcher = ConfigWatcher(gateway, str(path))
+    path.write_text(FIRST + "  c: [\n")
+    assert not await watcher.check()
+    assert watcher.status()["problems"]
+    path.write_text(FIRST)  # restored byte for byte: no reload, and no problem either
+    assert not await watcher.check()
+    assert watcher.status()["problems"] == [] and watcher.reloads == 0
+    path.unlink()
+    assert not await watcher.check()
+    assert "unreadable" in str(watcher.status()["problems"])
+    path.write_text(FIRST)
+    assert not await watcher.check()
+    assert watcher.status()["problems"] == []
