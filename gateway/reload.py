@@ -84,11 +84,10 @@ class ConfigWatcher:
         try:
             data = await asyncio.to_thread(Path(self._path).read_bytes)
         except OSError as exc:
-            if not self.problems:
-                log.error(
-                    "configuration %s unreadable: %s; keeping the current one", self._path, exc
-                )
-            self.problems, self._rejected = (f"{self._path}: unreadable: {exc}",), None
+            problem = f"{self._path}: unreadable: {exc}"
+            if self.problems != (problem,):  # once, not at every poll
+                log.error("configuration %s; keeping the current one", problem)
+            self.problems, self._rejected = (problem,), None
             return False
         digest = _digest(data)
         if digest == self.digest and not forced:
