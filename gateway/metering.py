@@ -274,6 +274,8 @@ class Meter:
             log.warning("request %s admitted WITHOUT a reservation: store down", request_id)
             result, reserved = Admitted(0, 0, 0, 0), False
         if isinstance(result, Refusal):
+            if result.reason == "quota":
+                raise _too_poor(result, credits, input_credits, cap, pricing)
             raise _refused(result, credits)
         hold = Hold(
             charge_id=charge_id,
@@ -501,14 +503,34 @@ def _cap_for_budget(budget: int, input_credits: int, cap: int, pricing: Pricing)
     return cap
 
 
+def _too_poor(
+    refusal: Refusal, credits: int, input_credits: int, cap: int, pricing: Pricing
+) -> InsufficientQuota:
+    """The 402 of a key whose free balance cannot hold the request, saying what would fit.
+
+    The hold assumes the whole output cap (the route's default when the client sets none),
+    so a small key is refused a request it could afford with a smaller ``max_tokens``.
+    """
+    balance, held = refusal.current, refusal.limit
+    free = balance - held
+    situation = (
+        f"Insufficient balance: this key has {balance} credits ({held} held by requests in "
+        f"flight), and this request may cost up to {credits} credits: its input, up to "
+        f"{input_credits}, and {cap} output tokens."
+    )
+    fits = math.floor((free - input_credits) / pricing.output) if pricing.output else 0
+    if fits >= 1:
+        advice = (
+            f" Ask for at most {fits} output tokens (max_tokens, or max_output_tokens in "
+            "Open Responses), or add credits to the key."
+        )
+    else:
+        advice = " Its input alone needs more than is free: add credits, or send less input."
+    return InsufficientQuota(situation + advice)
+
+
 def _refused(refusal: Refusal, credits: int) -> InsufficientQuota | RateLimited:
     reason = refusal.reason
-    if reason == "quota":
-        balance, held = refusal.current, refusal.limit
-        return InsufficientQuota(
-            f"Insufficient balance: this key has {balance} credits, {held} of them held by "
-            f"requests in flight, and this request may cost up to {credits} credits."
-        )
     if reason in ("daily_budget", "monthly_budget"):
         period = "daily" if reason == "daily_budget" else "monthly"
         return InsufficientQuota(

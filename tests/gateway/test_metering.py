@@ -194,11 +194,26 @@ async def test_a_balance_below_the_maximum_cost_is_refused_with_402(fake_store: 
         await m.admit(inv, key, route(), "second")
     error = info.value
     assert (error.status, error.code) == (402, "insufficient_quota")
-    assert f"has {need + 100} credits" in error.message  # the balance
-    assert f"{held} of them held" in error.message
-    assert f"up to {need} credits" in error.message  # the estimate
+    assert f"has {need + 100} credits ({held} held" in error.message  # the balance
+    assert f"may cost up to {need} credits:" in error.message  # the estimate
     assert await fake_store.held(key.id) == held  # nothing more held
     assert len(m._live) == 1
+
+
+async def test_a_402_says_how_many_output_tokens_would_fit(fake_store: Store) -> None:
+    """A small key gets told the largest max_tokens it can afford, and that one is admitted."""
+    m = meter(fake_store, default_max_output_tokens=4096)
+    inv = invocation("hello")
+    key = await new_key(fake_store, 1_000)  # input 1, output 2 credits per token
+    with pytest.raises(InsufficientQuota) as info:
+        await m.admit(inv, key, route(cap=None), "r1")
+    fits = (1_000 - reserve_input(inv)) // 2
+    assert f"and 4096 output tokens. Ask for at most {fits} output tokens" in info.value.message
+    asked = dataclasses.replace(inv, max_output_tokens=fits)
+    hold = await m.admit(asked, key, route(cap=None), "r2")
+    assert hold.record.credits <= 1_000 and hold.output_cap == fits
+    with pytest.raises(InsufficientQuota, match="alone needs more than is free"):
+        await m.admit(invocation("hello " * 100), key, route(cap=None), "r3")
 
 
 async def test_a_budget_lowers_the_output_cap(fake_store: Store) -> None:

@@ -151,7 +151,7 @@ async def test_open_refuses_a_balance_below_the_maximum_cost(fake_store: Store) 
         await gw.open(inv, api_key, "r")
     error = info.value
     assert (error.status, error.code) == (402, "insufficient_quota")
-    assert f"has {most - 1} credits, 0 of them held" in error.message  # balance and held
+    assert f"has {most - 1} credits (0 held" in error.message  # balance and held
     assert f"up to {most} credits" in error.message  # the estimate
     assert backend.invocations == []
     await fake_store.credit(api_key.id, 1)
