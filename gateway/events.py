@@ -52,7 +52,9 @@ class Usage:
     ``input_tokens`` counts every input token, including ``cached_input_tokens``
     (read from a prompt cache) and ``cache_write_tokens`` (written to one);
     ``output_tokens`` includes ``reasoning_tokens``. ``estimated`` is true when
-    the gateway counted because the upstream did not say.
+    the gateway counted because the upstream did not say. ``credits`` is what the
+    gateway charges for them: set by metering on every usage it passes on (backends
+    leave it ``None``), so filters and the ledger agree on one figure.
     """
 
     input_tokens: int = 0
@@ -61,6 +63,7 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    credits: int | None = None
 
     @property
     def total_tokens(self) -> int:

@@ -46,7 +46,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from gateway import metrics, tokens
+from gateway import amounts, metrics, tokens
 from gateway.config import MeteringSettings
 from gateway.errors import InsufficientQuota, RateLimited, ServiceUnavailable
 from gateway.events import (
@@ -118,13 +118,19 @@ class _Tally:
         """The upstream's usage when complete, else an estimate of what was delivered.
 
         An estimate never exceeds ``cap``, the output the request was admitted for;
-        usage the upstream reports is charged as reported.
+        usage the upstream reports is taken as reported (``Hold.priced`` bounds its
+        charge), except a report of no output for an answer that delivered some.
         """
         delivered = tokens.estimate_output(self.weight, self.deltas) if self.deltas else 0
         if cap is not None:
             delivered = min(delivered, cap)
-        if self.usage is not None and (self.completed or self.usage.output_tokens >= delivered):
-            return self.usage
+        reported = self.usage
+        if (
+            reported is not None
+            and (self.completed or reported.output_tokens >= delivered)
+            and (reported.output_tokens > 0 or delivered == 0)
+        ):
+            return reported
         if self.usage is None and not (answered or self.deltas):
             return Usage(estimated=True)  # the upstream failed before answering
         base = self.usage or Usage(input_tokens=tokens.estimate_input(invocation))
@@ -153,7 +159,15 @@ class Hold:
 
     def usage(self, *, answered: bool = False) -> Usage:
         """What to charge for what the stream delivered so far (see ``_Tally.final``)."""
-        return self.tally.final(self.invocation, answered=answered, cap=self.output_cap)
+        return self.priced(
+            self.tally.final(self.invocation, answered=answered, cap=self.output_cap)
+        )
+
+    def priced(self, usage: Usage) -> Usage:
+        """``usage`` made consistent (``_sane``), with its charge: its cost, but never more
+        than this request holds, so no upstream's report takes a balance below zero."""
+        sane = _sane(usage)
+        return dataclasses.replace(sane, credits=min(cost(sane, self.pricing), self.record.credits))
 
     def headers(self) -> dict[str, str]:
         """OpenAI-style ``x-ratelimit-*`` headers for the key's limits."""
@@ -171,7 +185,7 @@ class Hold:
 
     def billing_headers(self) -> dict[str, str]:
         """The request's cost and the key's balance after it (for complete answers)."""
-        credits = cost(self.usage(), self.pricing)
+        credits = self.usage().credits or 0
         if not self.reserved:
             return {"x-gateway-cost": str(credits)}  # the balance is unknown
         return {
@@ -336,6 +350,9 @@ class Meter:
                 elif isinstance(event, Completed) and tally.usage is None:
                     batch = [*batch[:index], *self._end(hold, event)]
                     break
+                elif isinstance(event, Usage):
+                    event = hold.priced(event)
+                    batch = [*batch[:index], event, *batch[index + 1 :]]
                 tally.add(event)
             yield batch
 
@@ -355,13 +372,26 @@ class Meter:
             return
         hold.settled = True
         usage = hold.usage()
-        hold.credits = cost(usage, hold.pricing)
-        metrics.settled(hold.record.agent, usage, hold.credits)
-        self._tasks.spawn(self._settle(hold, usage, backend), name=f"settle {hold.charge_id}")
+        credits = hold.credits = usage.credits or 0
+        unbilled = cost(usage, hold.pricing) - credits
+        metrics.settled(hold.record.agent, usage, credits, unbilled)
+        if unbilled:
+            log.warning(
+                "request %s reported usage costing %d credits beyond its hold of %d: "
+                "charged the hold (the excess is recorded as unbilled)",
+                hold.record.request_id,
+                unbilled,
+                credits,
+            )
+        self._tasks.spawn(
+            self._settle(hold, usage, backend, unbilled), name=f"settle {hold.charge_id}"
+        )
 
-    async def _settle(self, hold: Hold, usage: Usage, backend: str) -> None:
+    async def _settle(self, hold: Hold, usage: Usage, backend: str, unbilled: int) -> None:
         record = hold.record
         fields = _fields(record, usage, backend)
+        if unbilled:
+            fields["unbilled"] = str(unbilled)
         credits = hold.credits or 0
 
         async def write() -> None:
@@ -429,7 +459,7 @@ class Meter:
                 lease_until=until,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
-                progress_credits=cost(usage, hold.pricing),  # = the settlement's, if final
+                progress_credits=usage.credits or 0,  # = the settlement's, if final
             )
             if hold.final is None:
                 hold.record = record  # a queued settlement keeps the record it was given
@@ -456,16 +486,40 @@ class Meter:
             usage = Usage(record.input_tokens, record.output_tokens, estimated=True)
             fields = _fields(record, usage, record.backend)
             fields["reaped"] = "1"
+            credits = min(record.progress_credits, record.credits)  # never beyond the hold
             if await self._holds.settle(
-                record, charge_id, record.progress_credits, usage.total_tokens, fields, route=True
+                record, charge_id, credits, usage.total_tokens, fields, route=True
             ):
                 settled += 1
                 log.warning(
                     "settled request %s of a process that died (%d credits)",
                     record.request_id,
-                    record.progress_credits,
+                    credits,
                 )
         return settled
+
+
+def _sane(usage: Usage) -> Usage:
+    """An upstream's usage made consistent: every count within ``[0, MAX_TOKENS]``, input
+    covering its cached and written parts, output covering its reasoning."""
+    clamp = amounts.tokens
+    input_tokens = clamp(
+        max(usage.input_tokens, usage.cached_input_tokens + usage.cache_write_tokens)
+    )
+    cached = min(clamp(usage.cached_input_tokens), input_tokens)
+    written = min(clamp(usage.cache_write_tokens), input_tokens - cached)
+    output = clamp(max(usage.output_tokens, usage.reasoning_tokens))
+    reasoning = min(clamp(usage.reasoning_tokens), output)
+    counts = (input_tokens, output, cached, written, reasoning)
+    if counts == (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_input_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+    ):
+        return usage
+    return Usage(*counts, estimated=usage.estimated, credits=usage.credits)
 
 
 def _fields(record: HoldRecord, usage: Usage, backend: str) -> dict[str, str]:

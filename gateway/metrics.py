@@ -75,6 +75,12 @@ CREDITS = Counter(
     "Credits charged (1,000,000 credits = 1 USD), by route.",
     ["route"],
 )
+UNBILLED = Counter(
+    "gateway_unbilled_credits",
+    "Credits of reported usage beyond what the request held, so not charged (an upstream "
+    "reporting more than it was allowed), by route.",
+    ["route"],
+)
 UPSTREAM_ERRORS = Counter(
     "gateway_upstream_errors",
     "Failures of a backend's call (before or during its answer), by backend and error code.",
@@ -142,8 +148,8 @@ def finish(obs: Observation, status: int) -> None:
         _child(TIME_TO_FIRST_TOKEN, obs.route, obs.backend).observe(obs.first_token - obs.started)
 
 
-def settled(route: str, usage: Usage, credits: int) -> None:
-    """Count what one request was charged."""
+def settled(route: str, usage: Usage, credits: int, unbilled: int = 0) -> None:
+    """Count what one request was charged, and what it cost beyond its hold (not charged)."""
     counts = (
         usage.input_tokens,
         usage.output_tokens,
@@ -155,6 +161,8 @@ def settled(route: str, usage: Usage, credits: int) -> None:
         if count:
             _child(TOKENS, route, kind).inc(count)
     _child(CREDITS, route).inc(credits)
+    if unbilled:
+        _child(UNBILLED, route).inc(unbilled)
 
 
 def upstream_error(backend: str, error: GatewayError) -> None:

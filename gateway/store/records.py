@@ -7,7 +7,9 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 
+from gateway import amounts
 from gateway.events import Usage
 
 
@@ -20,6 +22,11 @@ class Limits:
     max_concurrent: int = 0  # requests in flight
     daily_budget: int = 0  # credits per UTC day
     monthly_budget: int = 0  # credits per UTC month
+
+    def check(self) -> None:
+        """Each limit a whole number in range (``gateway.amounts``), or a 400 naming it."""
+        for name in LIMIT_FIELDS:
+            amounts.count(getattr(self, name), f"limits.{name}")
 
     def to_hash(self) -> dict[str, str]:
         """The fields of a key record that hold these limits."""
@@ -156,27 +163,29 @@ class LedgerEntry:
     held: int = 0  # credits the request had reserved
     started_at: float = 0.0
     reaped: bool = False  # settled by the reaper after its process died
+    unbilled: int = 0  # credits of reported usage beyond the hold, not charged
 
     @classmethod
     def from_stream(cls, entry_id: str, f: Mapping[str, str]) -> LedgerEntry:
         usage = None
         if f.get("kind") == "usage":
-            counts = {name: int(f.get(name, 0)) for name in _USAGE_FIELDS}
+            counts = {name: _whole(f.get(name)) for name in _USAGE_FIELDS}
             usage = Usage(**counts, estimated=f.get("estimated") == "1")
         return cls(
             id=entry_id,
             kind=f.get("kind", ""),
-            amount=int(f.get("amount", 0)),
-            balance=int(f.get("balance", 0)),
+            amount=_whole(f.get("amount")),
+            balance=_whole(f.get("balance")),
             at=float(f.get("at") or 0),
             request_id=f.get("request_id", ""),
             agent=f.get("agent", ""),
             backend=f.get("backend", ""),
             usage=usage,
             note=f.get("note", ""),
-            held=int(f.get("held", 0)),
+            held=_whole(f.get("held")),
             started_at=float(f.get("started_at") or 0),
             reaped=f.get("reaped") == "1",
+            unbilled=_whole(f.get("unbilled")),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -192,6 +201,7 @@ class LedgerEntry:
             out.update({name: getattr(self.usage, name) for name in _USAGE_FIELDS})
             out["estimated"] = self.usage.estimated
             out.update(held=self.held, started_at=self.started_at, reaped=self.reaped)
+            out["unbilled"] = self.unbilled
         if self.note:
             out["note"] = self.note
         return out
@@ -236,3 +246,14 @@ class AuditEntry:
             "key_id": self.key_id,
             "details": dict(self.details),
         }
+
+
+def _whole(text: str | None) -> int:
+    """An integer field of a stream entry. Entries written before amounts were printed
+    with %d may hold an integer as a float (``-2.0000000000001e+14``): read exactly."""
+    if not text:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        return int(Decimal(text))

@@ -26,7 +26,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
-from gateway import apikeys, metrics
+from gateway import amounts, apikeys, metrics
 from gateway.config import EMBEDDED, RedisSettings
 from gateway.errors import InvalidRequest, NotFound, ServiceUnavailable
 from gateway.store import schema
@@ -187,6 +187,9 @@ class Store:
 
         ``actor`` (who asked: ``cli:<user>``, ``admin-api:<address>``) audits the action.
         """
+        amounts.credits(balance, "balance", minimum=0)  # checked before anything is written
+        if limits is not None:
+            limits.check()
         secret = apikeys.new_secret()
         digest = apikeys.digest(secret)
         key = ApiKey(
@@ -296,6 +299,7 @@ class Store:
 
     async def set_limits(self, key_id: str, limits: Limits, *, actor: str | None = None) -> ApiKey:
         """Replace a key's limits; every process applies them within ``auth.cache_ttl``."""
+        limits.check()
         key = await self.get_key(key_id)
         updated = dataclasses.replace(key, limits=limits)
         async with guard():  # only these fields: a rotation meanwhile is not undone
@@ -365,6 +369,7 @@ class Store:
         self, key_id: str, credits: int, *, note: str = "", actor: str | None = None
     ) -> int:
         """Add credits (or remove them, if negative) with a ledger entry; the new balance."""
+        amounts.credits(credits, "credits")
         await self.get_key(key_id)
         fields = {"kind": "credit", "at": repr(time.time()), "note": note}
         _, balance = await self._post(key_id, uuid.uuid4().hex, credits, fields)
@@ -385,6 +390,12 @@ class Store:
             args += [name, value]
         async with guard():
             posted, balance = await self._post_entry(keys=keys, args=args)
+        if posted == -1:
+            raise InvalidRequest(
+                f"Moving the balance of {key_id} ({balance:,} credits) by {amount:,} would "
+                f"take it beyond ±{amounts.MAX_CREDITS:,} credits.",
+                param="credits",
+            )
         return bool(posted), int(balance)
 
     async def ledger(self, key_id: str, *, limit: int | None = None) -> list[LedgerEntry]:

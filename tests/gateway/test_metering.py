@@ -345,11 +345,13 @@ async def test_wrap_passes_events_and_tallies(fake_store: Store) -> None:
         Usage(9, 4),
         Completed(),
     ]
-    assert await collect(m.wrap(batches(events), hold)) == events
+    priced = hold.priced(Usage(9, 4))  # the usage passed on carries its charge
+    assert priced.credits == cost(Usage(9, 4), hold.pricing)
+    assert await collect(m.wrap(batches(events), hold)) == [*events[:4], priced, Completed()]
     tally = hold.tally
     assert (tally.deltas, tally.weight, tally.completed) == (3, (3 + 2 + 2 + 2) / 4, True)
-    assert tally.usage == Usage(9, 4)
-    assert tally.final(hold.invocation) == Usage(9, 4)
+    assert tally.usage == priced
+    assert tally.final(hold.invocation) == priced
 
 
 async def test_wrap_injects_an_estimate_when_no_usage_came(fake_store: Store) -> None:
@@ -358,8 +360,8 @@ async def test_wrap_injects_an_estimate_when_no_usage_came(fake_store: Store) ->
         m.wrap(batches([TextDelta("hello"), TextDelta(" world"), Completed()]), hold)
     )
     estimate = Usage(estimate_input(hold.invocation), 3, estimated=True)  # ceil(11 / 4)
-    assert out == [TextDelta("hello"), TextDelta(" world"), estimate, Completed()]
-    assert hold.tally.final(hold.invocation) == estimate
+    assert out == [TextDelta("hello"), TextDelta(" world"), hold.priced(estimate), Completed()]
+    assert hold.usage() == hold.priced(estimate)
 
 
 async def test_wrap_ends_a_stream_at_the_output_cap(fake_store: Store) -> None:
@@ -375,7 +377,7 @@ async def test_wrap_ends_a_stream_at_the_output_cap(fake_store: Store) -> None:
     out = await collect(m.wrap(endless(), hold))
     assert out[:3] == deltas(3, "w")
     assert out[3:] == [
-        Usage(estimate_input(hold.invocation), 3, estimated=True),
+        hold.priced(Usage(estimate_input(hold.invocation), 3, estimated=True)),
         Completed("length"),
     ]
     assert len(read) <= 4  # the upstream was not read on after the cap
@@ -385,14 +387,15 @@ async def test_wrap_ends_a_stream_at_the_output_cap(fake_store: Store) -> None:
 async def test_wrap_lets_a_stream_of_exactly_the_cap_complete(fake_store: Store) -> None:
     m, hold, _ = await admitted(fake_store, cap=3)
     events = [*deltas(3), Usage(5, 3), Completed("length")]
-    assert await collect(m.wrap(batches(events), hold)) == events
+    passed = [*deltas(3), hold.priced(Usage(5, 3)), Completed("length")]
+    assert await collect(m.wrap(batches(events), hold)) == passed
 
 
 async def test_wrap_starts_a_fresh_tally_per_attempt(fake_store: Store) -> None:
     m, hold, _ = await admitted(fake_store)
     await collect(m.wrap(batches([*deltas(5), Completed()]), hold))
     await collect(m.wrap(batches([TextDelta("x"), Usage(1, 1), Completed()]), hold))
-    assert hold.tally.deltas == 1 and hold.tally.usage == Usage(1, 1)
+    assert hold.tally.deltas == 1 and hold.tally.usage == hold.priced(Usage(1, 1))
 
 
 def tally(events: list[Event]) -> _Tally:
@@ -475,7 +478,7 @@ async def test_wrap_cuts_a_batch_at_the_output_cap(fake_store: Store) -> None:
     (batch,) = [b async for b in m.wrap(one_read(), hold)]
     assert batch == [
         *deltas(3, "w"),
-        Usage(estimate_input(hold.invocation), 3, estimated=True),
+        hold.priced(Usage(estimate_input(hold.invocation), 3, estimated=True)),
         Completed("length"),
     ]
 

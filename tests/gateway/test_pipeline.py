@@ -226,7 +226,7 @@ async def test_open_streams_and_settles(fake_store: Store) -> None:
         assert call.ctx.request_id == "req_1" and call.ctx.key_id == api_key.id
         assert call.ctx.charge_id
         out = await collect(call)
-    assert out == [TextDelta("a"), TextDelta("b"), Usage(2, 2), Completed()]
+    assert out == [TextDelta("a"), TextDelta("b"), Usage(2, 2, credits=4), Completed()]
     assert backend.invocations == [dataclasses.replace(inv, max_output_tokens=CAP)]
     await gw.tasks.drain()
     assert await fake_store.balance(api_key.id) == 996
@@ -427,6 +427,11 @@ async def test_checked_makes_batches_and_cuts_one_after_its_terminal_event() -> 
 
 
 TWO_READS: list[Batch] = [[TextDelta("a"), TextDelta("b")], [Usage(1, 2), Completed()]]
+# What filters and the client get of them: metering prices the usage it passes on.
+TWO_READS_PRICED: list[Batch] = [
+    [TextDelta("a"), TextDelta("b")],
+    [Usage(1, 2, credits=3), Completed()],
+]
 
 
 async def through(store: Store, spy: object) -> list[Batch]:
@@ -455,7 +460,7 @@ async def test_filters_see_events_one_at_a_time_and_the_client_gets_them_all(
                 yield event
 
     out = await through(fake_store, Spy())
-    events = [event for batch in TWO_READS for event in batch]
+    events = [event for batch in TWO_READS_PRICED for event in batch]
     assert seen == events
     assert out == [[event] for event in events]
 
@@ -472,4 +477,4 @@ async def test_a_batch_filter_sees_the_batches_as_they_come(fake_store: Store) -
                 yield batch
 
     out = await through(fake_store, Spy())
-    assert seen == out == TWO_READS
+    assert seen == out == TWO_READS_PRICED

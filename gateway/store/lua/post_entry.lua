@@ -9,11 +9,18 @@
 -- ARGV[3..] ledger fields, as name, value pairs
 --
 -- Returns {1, new_balance} when posted, {0, balance} when the entry was
--- already posted. All keys share the key id's hash tag (Redis Cluster).
-if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then
-  return {0, tonumber(redis.call('GET', KEYS[1]) or '0')}
-end
-local balance = redis.call('INCRBY', KEYS[1], ARGV[1])
+-- already posted, {-1, balance} when the amount or the new balance would lie beyond
+-- 1e15 credits (gateway/amounts.py: exact in Lua's doubles, printed with %d, since
+-- tostring prints 1e14 and above as floats): then nothing is written.
+-- All keys share the key id's hash tag (Redis Cluster).
+local LIMIT = 1000000000000000
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if redis.call('EXISTS', KEYS[3]) == 1 then return {0, current} end
+if #ARGV[1] > 17 or not string.match(ARGV[1], '^%-?%d+$') then return {-1, current} end
+local balance = current + tonumber(ARGV[1])
+if balance > LIMIT or balance < -LIMIT then return {-1, current} end
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
+redis.call('SET', KEYS[1], string.format('%d', balance))
 local fields = {}
 for i = 3, #ARGV do
   fields[#fields + 1] = ARGV[i]
@@ -21,6 +28,6 @@ end
 fields[#fields + 1] = 'amount'
 fields[#fields + 1] = ARGV[1]
 fields[#fields + 1] = 'balance'
-fields[#fields + 1] = tostring(balance)
+fields[#fields + 1] = string.format('%d', balance)
 redis.call('XADD', KEYS[2], '*', unpack(fields))
 return {1, balance}

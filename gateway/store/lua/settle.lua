@@ -12,9 +12,24 @@
 -- ARGV[7..] ledger fields as name, value pairs
 --
 -- Returns {1, balance} when settled now, {0, balance} when already settled.
-if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[4]) then
+--
+-- Amounts are integers within 1e15 (gateway/amounts.py): exact in Lua's doubles, and
+-- printed with %d (tostring would print 1e14 and above as floats). One out of range is
+-- refused before anything is written, so the script never half-applies.
+local function whole(text)
+  if #text > 17 or not string.match(text, '^%-?%d+$') then return nil end
+  local n = tonumber(text)
+  if n > 1000000000000000 or n < -1000000000000000 then return nil end
+  return n
+end
+if redis.call('EXISTS', KEYS[5]) == 1 then
   return {0, tonumber(redis.call('GET', KEYS[1]) or '0')}
 end
+local amount, used = whole(ARGV[2]), whole(ARGV[3])
+if not amount or not used then
+  return redis.error_reply('ERR settle: credits or tokens out of range')
+end
+redis.call('SET', KEYS[5], '1', 'EX', ARGV[4])
 local hold = redis.call('HGET', KEYS[2], ARGV[1])
 local held_credits, held_tokens = 0, 0
 if hold then
@@ -22,16 +37,15 @@ if hold then
   held_credits, held_tokens = tonumber(held_credits), tonumber(held_tokens)
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('DECRBY', KEYS[3], held_credits)
-  local correction = tonumber(ARGV[3]) - held_tokens
+  local correction = used - held_tokens
   if correction ~= 0 and redis.call('EXISTS', KEYS[6]) == 1 then
     redis.call('INCRBY', KEYS[6], correction)
   end
 end
-local amount = tonumber(ARGV[2])
-local balance = redis.call('DECRBY', KEYS[1], amount)
+local balance = redis.call('DECRBY', KEYS[1], ARGV[2])
 if amount ~= 0 then
   for i = 7, 8 do
-    redis.call('INCRBY', KEYS[i], amount)
+    redis.call('INCRBY', KEYS[i], ARGV[2])
     redis.call('EXPIRE', KEYS[i], ARGV[5])
   end
 end
@@ -39,11 +53,11 @@ if ARGV[6] == '1' then
   local fields = {}
   for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
   fields[#fields + 1] = 'amount'
-  fields[#fields + 1] = tostring(-amount)
+  fields[#fields + 1] = string.format('%d', -amount)
   fields[#fields + 1] = 'held'
-  fields[#fields + 1] = tostring(held_credits)
+  fields[#fields + 1] = string.format('%d', held_credits)
   fields[#fields + 1] = 'balance'
-  fields[#fields + 1] = tostring(balance)
+  fields[#fields + 1] = string.format('%d', balance)
   redis.call('XADD', KEYS[4], '*', unpack(fields))
 end
 return {1, balance}

@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from gateway.events import Batch, Completed, Failed, Usage
-from gateway.metering import cost
 from gateway.plugin import CallContext, FilterPlugin
 
 _LEVELS = ("debug", "info", "warning")
@@ -77,7 +76,7 @@ class RequestLog:
                     "cached_input_tokens": usage.cached_input_tokens if usage else 0,
                     "reasoning_tokens": usage.reasoning_tokens if usage else 0,
                     "estimated": usage.estimated if usage else True,
-                    "credits": cost(usage, ctx.route.pricing) if usage else None,
+                    "credits": usage.credits if usage else None,
                     "first_event_ms": round((first - started) * 1000, 2) if first else None,
                     "duration_ms": round((ended - started) * 1000, 2),
                 }
