@@ -335,3 +335,68 @@ def test_rotate_and_the_audit_log(redis_url: str) -> None:
     assert table.returncode == 0 and "key.rotate" in table.stdout and key_id in table.stdout
     refused = gateway("keys", "rotate", key_id, "--config", str(REPO_CONFIG), redis_url=redis_url)
     assert refused.returncode == 1 and "revoked" in refused.stderr
+
+
+def _closed_pipe_run(*args: str, redis_url: str | None) -> subprocess.CompletedProcess[str]:
+    """Run with stdout on a pipe whose reader is already gone (`... | true`)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", *args],
+            cwd=ROOT,
+            env=env_for(redis_url),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("config", "check", str(REPO_CONFIG)),
+        ("config", "check", str(REPO_CONFIG), "--json"),
+        ("keys", "list", "--json", "--config", str(REPO_CONFIG)),
+        ("audit", "--config", str(REPO_CONFIG)),
+    ],
+)
+def test_a_closed_stdout_ends_any_command_quietly(args: tuple[str, ...], redis_url: str) -> None:
+    gateway_json("keys", "create", "--name", "piped", redis_url=redis_url)  # something to print
+    done = _closed_pipe_run(*args, redis_url=redis_url)
+    assert done.stderr == ""  # no traceback, no "Exception ignored" at exit
+    assert done.returncode == 141  # as a shell reports a writer killed by SIGPIPE
+
+
+def test_usage_piped_into_head_ends_quietly(redis_url: str) -> None:
+    key_id = gateway_json("keys", "create", "--name", "big", redis_url=redis_url)["id"]
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(3000):  # far more than a pipe buffers: the writer blocks on it
+                fields = {"kind": "credit", "at": repr(1e9 + i), "note": "x" * 40}
+                pipe.xadd(schema.ledger(key_id), fields | {"amount": "1", "balance": str(i)})
+            pipe.execute()
+    finally:
+        client.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "usage", key_id, "--json", "--config", str(REPO_CONFIG)],
+        cwd=ROOT,
+        env=env_for(redis_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"[\n"  # what `head -1` reads, then it exits
+    proc.stdout.close()
+    try:
+        code = proc.wait(timeout=30)
+    finally:
+        stderr = proc.stderr.read().decode()
+        proc.stderr.close()
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert stderr == "" and code == 141
