@@ -221,6 +221,32 @@ def test_config_check_reports_every_problem_with_its_line(tmp_path: Path) -> Non
     }
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", r"^{file}:1: routes: no routes: "),
+        ("backends: {echo: {type: echo}}\nroutes:\n", r"^{file}:2: routes: no routes: "),
+        ("- a\n- b\n", r"^{file}:1: the file must be a mapping of settings$"),
+        (
+            "a: b: c\n",
+            r"^{file}:1: invalid YAML: mapping values are not allowed here \(column 5\)$",
+        ),
+    ],
+)
+def test_config_check_and_serve_refuse_a_file_alike(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    pattern = re.compile(expected.format(file=re.escape(str(path))))
+    checked = gateway("config", "check", str(path))
+    served = gateway("serve", "--config", str(path), "--port", "0")  # stops before listening
+    for done in (checked, served):
+        assert done.returncode == 2 and done.stdout == ""
+        (line,) = done.stderr.splitlines()
+        assert pattern.match(line), line
+
+
 def test_config_check_of_a_missing_file(tmp_path: Path) -> None:
     done = gateway("config", "check", str(tmp_path / "nope.yaml"))
     assert done.returncode != 0
