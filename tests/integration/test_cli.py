@@ -426,3 +426,41 @@ def test_usage_piped_into_head_ends_quietly(redis_url: str) -> None:
         proc.stderr.close()
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
     assert stderr == "" and code == 141
+
+
+def test_a_key_for_an_agent_no_route_serves_is_created_with_a_warning(redis_url: str) -> None:
+    done = gateway(
+        "keys", "create", "--name", "w", "--agent", "echo", "--agent", "doesnotexist",
+        "--json", "--config", str(REPO_CONFIG), redis_url=redis_url,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["agents"] == ["echo", "doesnotexist"]
+    (warning,) = done.stderr.splitlines()
+    assert warning.startswith("gateway: warning: ") and "'doesnotexist'" in warning
+    assert "'echo'" not in warning
+    quiet = gateway(
+        "keys", "create", "--name", "q", "--agent", "echo", "--config", str(REPO_CONFIG),
+        redis_url=redis_url,
+    )  # fmt: skip
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_revoking_a_revoked_key_says_so_and_audits_nothing(redis_url: str) -> None:
+    key_id = gateway_json("keys", "create", "--name", "rr", redis_url=redis_url)["id"]
+    gateway_json("keys", "revoke", key_id, redis_url=redis_url)
+    again = gateway("keys", "revoke", key_id, "--config", str(REPO_CONFIG), redis_url=redis_url)
+    assert again.returncode == 1 and again.stdout == ""
+    assert again.stderr.startswith(f"gateway: key {key_id!r} is already revoked (since ")
+    entries = gateway_json("audit", "--limit", "50", redis_url=redis_url)
+    assert [e["action"] for e in entries if e["key_id"] == key_id] == ["key.revoke", "key.create"]
+
+
+def test_bad_key_values_are_usage_errors_before_redis_is_touched(redis_url: str) -> None:
+    before = gateway_json("keys", "list", redis_url=redis_url)
+    for args in (
+        ("keys", "create", "--name", "z", "--expires-in", "0s"),
+        ("keys", "create", "--name", "z", "--balance=-5"),
+    ):
+        done = gateway(*args, "--config", str(REPO_CONFIG), redis_url=redis_url)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert gateway_json("keys", "list", redis_url=redis_url) == before
