@@ -286,36 +286,39 @@ def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
         data = Path(file).read_bytes()
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem("", f"cannot read: {exc}", file)]) from exc
-    return parse_config(text, file, sha256=hashlib.sha256(data).hexdigest())
+        raise ConfigError([_unreadable(file, exc)]) from exc
+    return parse_config(text, file, sha256=hashlib.sha256(data).hexdigest(), require_routes=True)
 
 
-def parse_config(text: str, file: str = "<string>", *, sha256: str = "") -> GatewayConfig:
-    try:
-        node, data = _parse_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError([Problem("", f"invalid YAML: {exc}", file, line)]) from exc
+def parse_config(
+    text: str, file: str = "<string>", *, sha256: str = "", require_routes: bool = False
+) -> GatewayConfig:
+    """Parse and check a configuration's text (``file`` names it in problems).
+
+    ``require_routes``: a file without any route is refused. What ``gateway serve``
+    starts from or reloads must have one (a gateway without routes answers every
+    request with an error, and an empty file is more often a truncated write than
+    an intent); a fragment checked on its own, as tests do, need not.
+    """
+    node, data = _document(text, file)
     lines: dict[str, int] = {}
     problems, report = problems_collector(file, lines)
     if node is not None:
         _index_lines(node, "", lines, report)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        report("", "the file must be a mapping of settings")
-        raise ConfigError(problems)
 
     plain = {k: v for k, v in data.items() if k not in ("backends", "routes", "filters")}
     settings = build(Settings, plain, "", report)
     if settings is not None:
         check_redis(_with_env(settings.redis), report)
     backends = _backends(data.get("backends"), report)
-    routes = _routes(data.get("routes"), report)
+    raw_routes = data.get("routes")
+    routes = _routes(raw_routes, report)
     filters = _filters(data.get("filters"), report)
     raw_backends = data.get("backends")
     declared = raw_backends if isinstance(raw_backends, dict) else {}
+    if require_routes and (raw_routes is None or raw_routes == {}):
+        # Located at the `routes:` key when there is one, else at the top of the file.
+        problems.append(Problem("routes", NO_ROUTES, file, lines.get("routes", 1)))
     for agent, route in routes.items():
         for i, target in enumerate(route.targets):
             if target.backend not in declared:
@@ -335,6 +338,45 @@ def parse_config(text: str, file: str = "<string>", *, sha256: str = "") -> Gate
         source=file,
         sha256=sha256,
     )
+
+
+NO_ROUTES = "no routes: map at least one agent id to a backend (every request would fail)"
+
+
+def _document(text: str, file: str) -> tuple[yaml.Node | None, dict[Any, Any]]:
+    """The file's top-level mapping (empty for an empty file) and its node."""
+    try:
+        node, data = _parse_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(exc, file)]) from exc
+    if data is None:
+        return node, {}
+    if not isinstance(data, dict):
+        line = node.start_mark.line + 1 if node is not None else 1
+        raise ConfigError([Problem("", "the file must be a mapping of settings", file, line)])
+    return node, data
+
+
+def _yaml_problem(exc: yaml.YAMLError, file: str) -> Problem:
+    """A YAML syntax error as a problem located in ``file``.
+
+    PyYAML's own text names the stream (``<unicode string>``) rather than the file,
+    and repeats the position: only what is wrong and where is kept.
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return Problem("", f"invalid YAML: {exc}", file)
+    mark = exc.problem_mark
+    message = f"invalid YAML: {exc.problem} (column {mark.column + 1})"
+    if exc.context:
+        message += f", {exc.context}"
+        if exc.context_mark is not None and exc.context_mark.line != mark.line:
+            message += f" that starts at line {exc.context_mark.line + 1}"
+    return Problem("", message, file, mark.line + 1)
+
+
+def _unreadable(file: str, exc: OSError | UnicodeDecodeError) -> Problem:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return Problem("", f"cannot read: {reason}", file)
 
 
 def _parse_yaml(text: str) -> tuple[yaml.Node | None, object]:
@@ -475,17 +517,33 @@ def load_redis_settings(path: str | os.PathLike[str]) -> RedisSettings:
     """
     file = str(path)
     try:
-        data = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError([Problem("", f"cannot read: {exc}", file)]) from exc
-    problems, report = problems_collector(file, {})
-    raw = data.get("redis") if isinstance(data, dict) else None
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([_unreadable(file, exc)]) from exc
+    node, data = _document(text, file)
+    lines: dict[str, int] = {}
+    problems, report = problems_collector(file, lines)
+    if node is not None:  # for line numbers; a duplicate key is `config check`'s business
+        _index_lines(node, "", lines, lambda path, message: None)
+    raw = data.get("redis")
     settings = build(RedisSettings, raw, "redis", report)
     if settings is not None:
         check_redis(_with_env(settings), report)
     if settings is None or problems:
         raise ConfigError(problems)
     return _with_env(settings)
+
+
+def load_route_names(path: str | os.PathLike[str]) -> frozenset[str]:
+    """The agent ids the ``routes`` section names, unchecked (like ``load_redis_settings``,
+    it needs no backend secrets): enough to warn about a key for an agent nobody serves."""
+    file = str(path)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([_unreadable(file, exc)]) from exc
+    routes = _document(text, file)[1].get("routes")
+    return frozenset(str(agent) for agent in routes) if isinstance(routes, dict) else frozenset()
 
 
 def check_redis(settings: RedisSettings, report: Report) -> None:
@@ -499,6 +557,10 @@ def check_redis(settings: RedisSettings, report: Report) -> None:
     if parsed.scheme not in ("redis", "rediss", "unix"):
         report("redis.url", "must start with redis://, rediss:// or unix:// (or be 'embedded')")
         return
+    try:
+        parsed.port  # noqa: B018  (parsed on access; redis-py would raise the same later)
+    except ValueError:
+        report("redis.url", "the port must be a number from 0 to 65535")
     if settings.password_env and parsed.password:
         report("redis.password_env", "the URL has a password too: give it in one place")
     if settings.cluster and settings.sentinel is not None:

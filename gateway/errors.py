@@ -121,8 +121,11 @@ class Problem:
     line: int | None = None
 
     def __str__(self) -> str:
+        """``file:line: key.path: message``; the parts not known are left out (a
+        problem with the whole file, such as its YAML syntax, has no key path)."""
         where = f"{self.file}:{self.line}: " if self.line is not None else f"{self.file}: "
-        return f"{where if self.file else ''}{self.path}: {self.message}"
+        path = f"{self.path}: " if self.path else ""
+        return f"{where if self.file else ''}{path}{self.message}"
 
 
 class ConfigError(Exception):

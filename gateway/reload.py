@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 from gateway import metrics
@@ -100,7 +101,9 @@ class ConfigWatcher:
             return False
         try:
             text = data.decode("utf-8")
-            config = await asyncio.to_thread(parse_config, text, self._path, sha256=digest)
+            config = await asyncio.to_thread(
+                partial(parse_config, text, self._path, sha256=digest, require_routes=True)
+            )
         except (ConfigError, UnicodeDecodeError) as exc:
             problems = exc.problems if isinstance(exc, ConfigError) else (str(exc),)
             self.problems = tuple(str(p) for p in problems)

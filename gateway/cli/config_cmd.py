@@ -11,7 +11,7 @@ from gateway.errors import ConfigError
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
-    config = commands.add_parser("config", help="work with gateway.yaml")
+    config = commands.add_parser("config", parents=[common], help="work with gateway.yaml")
     sub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
     check = sub.add_parser("check", parents=[common], help="validate a configuration file")
     check.add_argument("path", nargs="?", help="the file to check (default: --config)")

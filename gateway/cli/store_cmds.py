@@ -11,10 +11,11 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from gateway import key_rules
 from gateway.cli.output import CommandError, emit_json, emit_table
-from gateway.config import EMBEDDED, load_redis_settings
+from gateway.config import EMBEDDED, load_redis_settings, load_route_names
 from gateway.store import ApiKey, Store, connect, ledger_export
 from gateway.store.records import Limits
 from gateway.store.store import DEFAULT_GRACE_SECONDS
@@ -32,19 +33,32 @@ def parse_duration(text: str) -> float:
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
-    keys = commands.add_parser("keys", help="create, list, show and revoke API keys")
+    keys = commands.add_parser(
+        "keys", parents=[common], help="create, list, show and revoke API keys"
+    )
     ks = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     create = ks.add_parser("create", parents=[common], help="create a key (printed once)")
-    create.add_argument("--name", required=True)
-    create.add_argument("--balance", type=int, default=0, help="initial credits (1e6 = 1 USD)")
+    create.add_argument("--name", required=True, type=_checked(str, key_rules.name))
+    create.add_argument(
+        "--balance",
+        type=_checked(int, key_rules.balance),
+        default=0,
+        help="initial credits, 0 or more (1e6 = 1 USD)",
+    )
     create.add_argument(
         "--agent",
         action="append",
         default=[],
-        help="an agent the key may call (repeatable; default: every agent)",
+        type=_checked(str, key_rules.agent),
+        help="an agent the key may call (repeatable; default: every agent). One that no "
+        "route of --config serves is accepted with a warning: routes can be added later",
     )
-    create.add_argument("--expires-in", type=parse_duration, help="e.g. 30d, 12h")
-    create.add_argument("--note", default="", help="free text: who it is for, a ticket...")
+    create.add_argument(
+        "--expires-in",
+        type=_checked(parse_duration, key_rules.lifetime),
+        help="e.g. 30d, 12h (more than 0; default: never)",
+    )
+    create.add_argument("--note", default="", type=_checked(str, key_rules.note), help=_NOTE)
     _limit_options(create)
     create.set_defaults(run=_runner(_create))
     limits = ks.add_parser("limits", parents=[common], help="set a key's limits (0: none)")
@@ -55,7 +69,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     show = ks.add_parser("show", parents=[common], help="show one key")
     show.add_argument("id")
     show.set_defaults(run=_runner(_show))
-    revoke = ks.add_parser("revoke", parents=[common], help="revoke a key (within 1 s everywhere)")
+    revoke = ks.add_parser(
+        "revoke", parents=[common], help="revoke a key (refused everywhere within auth.cache_ttl)"
+    )
     revoke.add_argument("id")
     revoke.set_defaults(run=_runner(_revoke))
     rotate = ks.add_parser(
@@ -74,15 +90,15 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     audit.add_argument("--limit", type=_positive, default=50, help="at most this many (50)")
     audit.set_defaults(run=_runner(_audit))
 
-    balance = commands.add_parser("balance", help="show or add credits")
+    balance = commands.add_parser("balance", parents=[common], help="show or add credits")
     bs = balance.add_subparsers(dest="balance_command", required=True, metavar="COMMAND")
     bshow = bs.add_parser("show", parents=[common], help="a key's balance in credits")
     bshow.add_argument("id")
     bshow.set_defaults(run=_runner(_balance_show))
     badd = bs.add_parser("add", parents=[common], help="add credits (negative to remove)")
     badd.add_argument("id")
-    badd.add_argument("credits", type=int)
-    badd.add_argument("--note", default="")
+    badd.add_argument("credits", type=_checked(int, key_rules.credit))
+    badd.add_argument("--note", default="", type=_checked(str, key_rules.note), help=_NOTE)
     badd.set_defaults(run=_runner(_balance_add))
 
     usage = commands.add_parser("usage", parents=[common], help="a key's ledger")
@@ -98,6 +114,25 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         help="output format (default: table, or json with --json)",
     )
     usage.set_defaults(run=_runner(_usage))
+
+
+_NOTE = "free text: who it is for, a ticket..."
+T = TypeVar("T")
+
+
+def _checked(convert: Callable[[str], T], check: Callable[[T], str | None]) -> Callable[[str], T]:
+    """An argparse ``type``: ``convert``, then the check the admin API applies too
+    (``gateway.key_rules``); a failure is a usage error (exit 2) naming the option."""
+
+    def parse(text: str) -> T:
+        value = convert(text)  # a ValueError reads "invalid int value: 'x'"
+        problem = check(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse
 
 
 def _duration_or_zero(text: str) -> float:
@@ -127,18 +162,16 @@ def _positive(text: str) -> int:
 
 
 def _limit_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rpm", type=int, default=0, help="requests per minute")
-    parser.add_argument("--tpm", type=int, default=0, help="tokens per minute (input + output)")
-    parser.add_argument("--max-concurrent", type=int, default=0, help="requests in flight")
-    parser.add_argument("--daily-budget", type=int, default=0, help="credits per UTC day")
-    parser.add_argument("--monthly-budget", type=int, default=0, help="credits per UTC month")
+    limit = _checked(int, key_rules.limit)
+    parser.add_argument("--rpm", type=limit, default=0, help="requests per minute")
+    parser.add_argument("--tpm", type=limit, default=0, help="tokens per minute (input + output)")
+    parser.add_argument("--max-concurrent", type=limit, default=0, help="requests in flight")
+    parser.add_argument("--daily-budget", type=limit, default=0, help="credits per UTC day")
+    parser.add_argument("--monthly-budget", type=limit, default=0, help="credits per UTC month")
 
 
 def _limits_of(args: argparse.Namespace) -> Limits:
-    values = (args.rpm, args.tpm, args.max_concurrent, args.daily_budget, args.monthly_budget)
-    if any(v < 0 for v in values):
-        raise CommandError("limits must be 0 (none) or positive")
-    return Limits(*values)
+    return Limits(args.rpm, args.tpm, args.max_concurrent, args.daily_budget, args.monthly_budget)
 
 
 Action = Callable[[Store, argparse.Namespace], Awaitable[None]]
@@ -167,7 +200,12 @@ def _runner(action: Action) -> Callable[[argparse.Namespace], int]:
 
 
 def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else ""
+    if not ts:
+        return ""
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):  # beyond the year 9999: from an older API
+        return repr(ts)
 
 
 def _key_row(key: ApiKey, now: float) -> list[object]:
@@ -180,6 +218,9 @@ _KEY_HEADER = ["ID", "NAME", "KEY", "STATE", "AGENTS", "EXPIRES"]
 
 
 async def _create(store: Store, args: argparse.Namespace) -> None:
+    unserved = key_rules.unserved(args.agent, load_route_names(args.config))
+    if unserved:
+        print(f"gateway: warning: {key_rules.unserved_warning(unserved)}", file=sys.stderr)
     expires_at = time.time() + args.expires_in if args.expires_in else None
     key, secret = await store.create_key(
         args.name,

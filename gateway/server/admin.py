@@ -24,6 +24,7 @@ from functools import partial
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway import key_rules
 from gateway.config import GatewayConfig
 from gateway.errors import AuthenticationFailed, ConfigError, GatewayError, InvalidRequest, Problem
 from gateway.pipeline import Gateway
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 ADMIN_TOKEN_DIGEST = web.AppKey("admin_token_digest", bytes)
 MAX_BODY_BYTES = 64 * 1024
-MAX_TEXT = 1000
+MAX_TEXT = key_rules.MAX_TEXT
 MAX_GRACE_SECONDS = 90 * 86400
 MAX_AUDIT_LIMIT = 10_000
 _CONTENT_TYPES = {
@@ -154,22 +155,28 @@ async def create_key(request: web.Request) -> web.Response:
         request, {"name", "balance", "agents", "expires_in_seconds", "limits", "note"}
     )
     name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_TEXT:
+    if not isinstance(name, str):
         raise InvalidRequest("name must be a non-empty string", param="name")
-    balance = _int(body.get("balance", 0), "balance", minimum=0)
+    _check("name", key_rules.name(name))
+    balance = _int(body.get("balance", 0), "balance")
+    _check("balance", key_rules.balance(balance))
     agents = body.get("agents", [])
-    if not isinstance(agents, list) or not all(isinstance(a, str) and a for a in agents):
+    if not isinstance(agents, list) or not all(isinstance(a, str) for a in agents):
         raise InvalidRequest("agents must be a list of agent ids", param="agents")
+    for i, agent in enumerate(agents):
+        _check(f"agents[{i}]", key_rules.agent(agent))
     expires_at = None
     if (expires_in := body.get("expires_in_seconds")) is not None:
         seconds = _number(expires_in)
-        if seconds is None or seconds <= 0:
-            raise InvalidRequest(
-                "expires_in_seconds must be a positive number", param="expires_in_seconds"
-            )
+        if seconds is None:
+            raise InvalidRequest("expires_in_seconds must be a number", param="expires_in_seconds")
+        _check("expires_in_seconds", key_rules.lifetime(seconds))
         expires_at = time.time() + seconds
     limits = _limits(body.get("limits", {}), "limits")
-    key, secret = await _gateway(request).store.create_key(
+    gateway = _gateway(request)
+    # What the CLI prints on stderr: accepted (routes are edited live), but said.
+    unserved = key_rules.unserved(agents, gateway.config.routes)
+    key, secret = await gateway.store.create_key(
         name,
         balance=balance,
         agents=tuple(agents),
@@ -178,7 +185,10 @@ async def create_key(request: web.Request) -> web.Response:
         note=_note(body),
         actor=actor(request),
     )
-    return json_response({**key.to_json(), "key": secret, "balance": balance}, status=201)
+    reply = {**key.to_json(), "key": secret, "balance": balance}
+    if unserved:
+        reply["warnings"] = [key_rules.unserved_warning(unserved)]
+    return json_response(reply, status=201)
 
 
 async def rotate_key(request: web.Request) -> web.Response:
@@ -251,8 +261,7 @@ async def credit(request: web.Request) -> web.Response:
     if "credits" not in body:
         raise InvalidRequest("credits is required", param="credits")
     credits = _int(body["credits"], "credits")
-    if credits == 0:
-        raise InvalidRequest("credits must not be 0", param="credits")
+    _check("credits", key_rules.credit(credits))
     key_id = request.match_info["id"]
     new_balance = await _gateway(request).store.credit(
         key_id, credits, note=_note(body), actor=actor(request)
@@ -317,12 +326,19 @@ async def _object(
     return body
 
 
+def _check(param: str, problem: str | None) -> None:
+    """A ``gateway.key_rules`` verdict as a 400 naming the field."""
+    if problem is not None:
+        raise InvalidRequest(f"{param} {problem}", param=param)
+
+
 def _note(body: Mapping[str, object]) -> str:
     note = body.get("note", "")
-    if not isinstance(note, str) or len(note) > MAX_TEXT:
+    if not isinstance(note, str):
         raise InvalidRequest(
             f"note must be a string of at most {MAX_TEXT} characters", param="note"
         )
+    _check("note", key_rules.note(note))
     return note
 
 
@@ -332,11 +348,9 @@ def _number(value: object) -> float | None:
     return None
 
 
-def _int(value: object, param: str, *, minimum: int | None = None) -> int:
+def _int(value: object, param: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidRequest(f"{param} must be a whole number", param=param)
-    if minimum is not None and value < minimum:
-        raise InvalidRequest(f"{param} must be at least {minimum}", param=param)
     return value
 
 
@@ -349,7 +363,9 @@ def _limits(value: object, prefix: str | None) -> Limits:
     for name in value:
         if name not in LIMIT_FIELDS:
             raise InvalidRequest(f"unknown limit {name!r}", param=where(name))
-    counts = [_int(value.get(name, 0), where(name), minimum=0) for name in LIMIT_FIELDS]
+    counts = [_int(value.get(name, 0), where(name)) for name in LIMIT_FIELDS]
+    for name, count in zip(LIMIT_FIELDS, counts, strict=True):
+        _check(where(name), key_rules.limit(count))
     return Limits(*counts)
 
 
@@ -434,10 +450,10 @@ ADMIN = Table(
             "/keys/{id}/revoke",
             revoke_key,
             "adminRevokeKey",
-            "Revoke a key (and any secret a rotation replaced)",
+            "Revoke a key (and any secret a rotation replaced); 409 if it already is",
             params=(_ID,),
             replies=(json_reply(200, "the record", "Key"),),
-            errors=_KEY_ERRORS,
+            errors=(*_KEY_ERRORS, 409),
         ),
         _admin_op(
             "POST",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway import key_rules
 from gateway.store.records import AUDIT_ACTIONS
 
 Schema = dict[str, Any]
@@ -273,6 +274,12 @@ SCHEMAS: dict[str, Schema] = {
             **_KEY_PROPERTIES,
             "key": {"type": "string", "pattern": "^sk-gw-"},
             "balance": {"type": "integer"},
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "present when something looks wrong but is allowed, e.g. "
+                "an agent no route serves yet",
+            },
         },
     },
     "KeyList": {"type": "array", "items": ref("Key")},
@@ -281,9 +288,22 @@ SCHEMAS: dict[str, Schema] = {
         "required": ["name"],
         "properties": {
             "name": {**_TEXT, "minLength": 1},
-            "balance": {**_COUNT, "description": "initial credits (1e6 = 1 USD)"},
-            "agents": {"type": "array", "items": {"type": "string", "minLength": 1}},
-            "expires_in_seconds": {"type": "number", "exclusiveMinimum": 0},
+            "balance": {
+                **_COUNT,
+                "maximum": key_rules.MAX_CREDITS,
+                "description": "initial credits (1e6 = 1 USD)",
+            },
+            "agents": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "pattern": "^[^,]+$"},
+                "description": "agents the key may call (none: every agent); one that no "
+                "route serves is accepted, with a warning",
+            },
+            "expires_in_seconds": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": key_rules.MAX_LIFETIME_SECONDS,
+            },
             "limits": ref("Limits"),
             "note": _TEXT,
         },
@@ -304,7 +324,12 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["credits"],
         "properties": {
-            "credits": {"type": "integer", "not": {"const": 0}},
+            "credits": {
+                "type": "integer",
+                "not": {"const": 0},
+                "minimum": -key_rules.MAX_CREDITS,
+                "maximum": key_rules.MAX_CREDITS,
+            },
             "note": _TEXT,
         },
         "additionalProperties": False,

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -308,12 +309,25 @@ class Store:
         return updated
 
     async def revoke_key(self, key_id: str, *, actor: str | None = None) -> ApiKey:
-        """Revoke a key: every secret it has (a rotated-out one too) is refused."""
+        """Revoke a key: every secret it has (a rotated-out one too) is refused.
+
+        A key already revoked is a 409 ``key_revoked`` (as for a rotation) and is not
+        audited again: the audit log has one revocation per key, with its first time.
+        HSETNX makes two concurrent revocations one success and one refusal.
+        """
+        await self.get_key(key_id)
+        async with guard():
+            first = await self.redis.hsetnx(
+                schema.key_record(key_id), "revoked_at", repr(time.time())
+            )
         key = await self.get_key(key_id)
-        if key.revoked_at is None:
-            async with guard():
-                await self.redis.hset(schema.key_record(key_id), "revoked_at", repr(time.time()))
-            key = await self.get_key(key_id)
+        if not first:
+            since = datetime.fromtimestamp(key.revoked_at or 0, UTC).isoformat(timespec="seconds")
+            raise InvalidRequest(
+                f"key {key_id!r} is already revoked (since {since})",
+                code="key_revoked",
+                status=409,
+            )
         await self.audit(actor, "key.revoke", key_id, {})
         return key
 

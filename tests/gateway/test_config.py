@@ -13,6 +13,7 @@ from gateway.config import (
     RedisSettings,
     load_config,
     load_redis_settings,
+    load_route_names,
     parse_config,
 )
 from gateway.errors import ConfigError, Problem
@@ -291,9 +292,57 @@ def test_invalid_yaml() -> None:
     assert problem.line == 3
 
 
+def test_invalid_yaml_names_the_file_not_the_stream() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("listen:\n  port: 1\n bad: [\n", "g.yaml")
+    (problem,) = caught.value.problems
+    assert str(problem) == (
+        "g.yaml:3: invalid YAML: expected <block end>, but found '<block mapping start>' "
+        "(column 2), while parsing a block mapping that starts at line 1"
+    )
+    assert "<unicode string>" not in str(problem)
+
+
 def test_file_must_be_a_mapping() -> None:
-    problem = only("- a\n- b\n")
+    problem = only("\n- a\n- b\n")
     assert problem.message == "the file must be a mapping of settings"
+    assert problem.line == 2
+
+
+def test_a_problem_without_a_key_path_has_the_same_shape() -> None:
+    assert str(Problem("", "invalid YAML: x", "g.yaml", 3)) == "g.yaml:3: invalid YAML: x"
+    assert str(Problem("", "cannot read: gone", "g.yaml")) == "g.yaml: cannot read: gone"
+    assert str(Problem("a.b", "bad", "g.yaml", 2)) == "g.yaml:2: a.b: bad"
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [("", 1), ("# nothing yet\n", 1), ("listen: {port: 1}\nroutes:\n", 2), ("routes: {}\n", 1)],
+)
+def test_a_file_to_serve_needs_a_route(tmp_path: Path, text: str, line: int) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.line, problem.path) == (str(path), line, "routes")
+    assert problem.message.startswith("no routes")
+    assert parse_config(text).routes == {}  # a fragment checked on its own may have none
+
+
+def test_no_routes_is_not_said_over_broken_ones(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("routes:\n  a: {}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [p.path for p in caught.value.problems] == ["routes.a"]
+
+
+def test_a_redis_url_with_a_bad_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+    problem = only("redis: {url: 'redis://h:port/0'}\n")
+    assert (problem.path, problem.line) == ("redis.url", 1)
+    assert "port" in problem.message
 
 
 def test_routes_must_be_a_mapping() -> None:
@@ -354,8 +403,21 @@ def test_load_redis_settings_checks_the_section(tmp_path: Path) -> None:
 def test_load_redis_settings_invalid_yaml(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text("redis: [\n")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as caught:
         load_redis_settings(path)
+    (problem,) = caught.value.problems
+    assert str(problem).startswith(f"{path}:2: invalid YAML: ")  # as `config check` says it
+
+
+def test_load_route_names_needs_no_backend_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "backends:\n  up: {type: openai_chat, base_url: x, api_key_env: TEST_MISSING_KEY}\n"
+        "routes:\n  a: {backend: up}\n  b: {backend: up}\n"
+    )
+    assert load_route_names(path) == {"a", "b"}
+    path.write_text("")
+    assert load_route_names(path) == frozenset()
 
 
 # The redis section: topology, credentials, TLS, admission

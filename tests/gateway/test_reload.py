@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from gateway.config import load_config
+from gateway.config import NO_ROUTES, load_config
 from gateway.pipeline import Gateway
 from gateway.reload import ConfigWatcher
 from gateway.store import Store
@@ -50,3 +50,16 @@ async def test_a_bad_edit_undone_clears_its_problem(tmp_path: Path, fake_store: 
     path.write_text(FIRST)
     assert not await watcher.check()
     assert watcher.status()["problems"] == []
+
+
+async def test_a_file_emptied_is_rejected_as_serve_would_refuse_it(
+    tmp_path: Path, fake_store: Store
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(FIRST)
+    gateway = Gateway.build(load_config(path), fake_store, BackgroundTasks())
+    watcher = ConfigWatcher(gateway, str(path))
+    path.write_text("")  # a truncated write, or an editor's first save
+    assert not await watcher.check()
+    assert set(gateway.config.routes) == {"a"}
+    assert watcher.problems == (f"{path}:1: routes: {NO_ROUTES}",)

@@ -193,8 +193,27 @@ async def test_keys_lifecycle(gw: RunningGateway, http: aiohttp.ClientSession) -
     revoked = await call(http, gw, "POST", f"/admin/keys/{key_id}/revoke")
     assert revoked["revoked_at"] is not None
     assert await chat(http, gw, secret, "echo") == 401  # at once, despite cache_ttl: 60
-    again = await call(http, gw, "POST", f"/admin/keys/{key_id}/revoke")
-    assert again["revoked_at"] == revoked["revoked_at"]
+    again = await call(http, gw, "POST", f"/admin/keys/{key_id}/revoke", status=409)
+    assert (
+        again["error"]["code"] == "key_revoked" and "already revoked" in again["error"]["message"]
+    )
+    assert (await gw.store.get_key(key_id)).revoked_at == revoked["revoked_at"]
+    actions = [e.action for e in await gw.store.audit_log() if e.key_id == key_id]
+    assert actions.count("key.revoke") == 1
+
+
+async def test_a_key_for_an_agent_no_route_serves_is_created_with_a_warning(
+    gw: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    body = {"name": "later", "agents": ["echo", "not-yet"]}
+    created = await call(http, gw, "POST", "/admin/keys", body, status=201)
+    assert created["agents"] == ["echo", "not-yet"]
+    (warning,) = created["warnings"]
+    assert "'not-yet'" in warning and "'echo'" not in warning
+    plain = await call(
+        http, gw, "POST", "/admin/keys", {"name": "ok", "agents": ["echo"]}, status=201
+    )
+    assert "warnings" not in plain
 
 
 async def test_unknown_keys_are_404(gw: RunningGateway, http: aiohttp.ClientSession) -> None:
@@ -224,6 +243,12 @@ async def test_bad_input_is_400_naming_the_parameter(
         ("POST", "/admin/keys", {"name": "x", "balance": True}, "balance"),
         ("POST", "/admin/keys", {"name": "x", "agents": "echo"}, "agents"),
         ("POST", "/admin/keys", {"name": "x", "expires_in_seconds": 0}, "expires_in_seconds"),
+        ("POST", "/admin/keys", {"name": "x", "expires_in_seconds": -1}, "expires_in_seconds"),
+        ("POST", "/admin/keys", {"name": "x", "expires_in_seconds": 1e300}, "expires_in_seconds"),
+        ("POST", "/admin/keys", {"name": "x", "agents": [""]}, "agents[0]"),
+        ("POST", "/admin/keys", {"name": "x", "agents": ["echo", "a,b"]}, "agents[1]"),
+        ("POST", "/admin/keys", {"name": "x", "balance": 10**30}, "balance"),
+        ("POST", "/admin/keys", {"name": "x", "note": "n" * 1001}, "note"),
         ("POST", "/admin/keys", {"name": "x", "limits": {"rpm": -1}}, "limits.rpm"),
         ("POST", "/admin/keys", {"name": "x", "limits": {"speed": 1}}, "limits.speed"),
         ("POST", "/admin/keys", {"name": "x", "colour": "blue"}, "colour"),
@@ -231,6 +256,7 @@ async def test_bad_input_is_400_naming_the_parameter(
         ("PUT", f"/admin/keys/{key.id}/limits", {"rpm": 1.5}, "rpm"),
         ("POST", f"/admin/keys/{key.id}/credit", {}, "credits"),
         ("POST", f"/admin/keys/{key.id}/credit", {"credits": 0}, "credits"),
+        ("POST", f"/admin/keys/{key.id}/credit", {"credits": 10**30}, "credits"),  # was a 503
         ("POST", f"/admin/keys/{key.id}/credit", {"credits": 1, "note": 5}, "note"),
         ("GET", f"/admin/keys/{key.id}/ledger?format=xml", None, "format"),
         ("GET", f"/admin/keys/{key.id}/ledger?kind=refund", None, "kind"),

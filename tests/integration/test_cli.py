@@ -221,6 +221,32 @@ def test_config_check_reports_every_problem_with_its_line(tmp_path: Path) -> Non
     }
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", r"^{file}:1: routes: no routes: "),
+        ("backends: {echo: {type: echo}}\nroutes:\n", r"^{file}:2: routes: no routes: "),
+        ("- a\n- b\n", r"^{file}:1: the file must be a mapping of settings$"),
+        (
+            "a: b: c\n",
+            r"^{file}:1: invalid YAML: mapping values are not allowed here \(column 5\)$",
+        ),
+    ],
+)
+def test_config_check_and_serve_refuse_a_file_alike(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    pattern = re.compile(expected.format(file=re.escape(str(path))))
+    checked = gateway("config", "check", str(path))
+    served = gateway("serve", "--config", str(path), "--port", "0")  # stops before listening
+    for done in (checked, served):
+        assert done.returncode == 2 and done.stdout == ""
+        (line,) = done.stderr.splitlines()
+        assert pattern.match(line), line
+
+
 def test_config_check_of_a_missing_file(tmp_path: Path) -> None:
     done = gateway("config", "check", str(tmp_path / "nope.yaml"))
     assert done.returncode != 0
@@ -335,3 +361,106 @@ def test_rotate_and_the_audit_log(redis_url: str) -> None:
     assert table.returncode == 0 and "key.rotate" in table.stdout and key_id in table.stdout
     refused = gateway("keys", "rotate", key_id, "--config", str(REPO_CONFIG), redis_url=redis_url)
     assert refused.returncode == 1 and "revoked" in refused.stderr
+
+
+def _closed_pipe_run(*args: str, redis_url: str | None) -> subprocess.CompletedProcess[str]:
+    """Run with stdout on a pipe whose reader is already gone (`... | true`)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", *args],
+            cwd=ROOT,
+            env=env_for(redis_url),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("config", "check", str(REPO_CONFIG)),
+        ("config", "check", str(REPO_CONFIG), "--json"),
+        ("keys", "list", "--json", "--config", str(REPO_CONFIG)),
+        ("audit", "--config", str(REPO_CONFIG)),
+    ],
+)
+def test_a_closed_stdout_ends_any_command_quietly(args: tuple[str, ...], redis_url: str) -> None:
+    gateway_json("keys", "create", "--name", "piped", redis_url=redis_url)  # something to print
+    done = _closed_pipe_run(*args, redis_url=redis_url)
+    assert done.stderr == ""  # no traceback, no "Exception ignored" at exit
+    assert done.returncode == 141  # as a shell reports a writer killed by SIGPIPE
+
+
+def test_usage_piped_into_head_ends_quietly(redis_url: str) -> None:
+    key_id = gateway_json("keys", "create", "--name", "big", redis_url=redis_url)["id"]
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(3000):  # far more than a pipe buffers: the writer blocks on it
+                fields = {"kind": "credit", "at": repr(1e9 + i), "note": "x" * 40}
+                pipe.xadd(schema.ledger(key_id), fields | {"amount": "1", "balance": str(i)})
+            pipe.execute()
+    finally:
+        client.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "usage", key_id, "--json", "--config", str(REPO_CONFIG)],
+        cwd=ROOT,
+        env=env_for(redis_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"[\n"  # what `head -1` reads, then it exits
+    proc.stdout.close()
+    try:
+        code = proc.wait(timeout=30)
+    finally:
+        stderr = proc.stderr.read().decode()
+        proc.stderr.close()
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert stderr == "" and code == 141
+
+
+def test_a_key_for_an_agent_no_route_serves_is_created_with_a_warning(redis_url: str) -> None:
+    done = gateway(
+        "keys", "create", "--name", "w", "--agent", "echo", "--agent", "doesnotexist",
+        "--json", "--config", str(REPO_CONFIG), redis_url=redis_url,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["agents"] == ["echo", "doesnotexist"]
+    (warning,) = done.stderr.splitlines()
+    assert warning.startswith("gateway: warning: ") and "'doesnotexist'" in warning
+    assert "'echo'" not in warning
+    quiet = gateway(
+        "keys", "create", "--name", "q", "--agent", "echo", "--config", str(REPO_CONFIG),
+        redis_url=redis_url,
+    )  # fmt: skip
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_revoking_a_revoked_key_says_so_and_audits_nothing(redis_url: str) -> None:
+    key_id = gateway_json("keys", "create", "--name", "rr", redis_url=redis_url)["id"]
+    gateway_json("keys", "revoke", key_id, redis_url=redis_url)
+    again = gateway("keys", "revoke", key_id, "--config", str(REPO_CONFIG), redis_url=redis_url)
+    assert again.returncode == 1 and again.stdout == ""
+    assert again.stderr.startswith(f"gateway: key {key_id!r} is already revoked (since ")
+    entries = gateway_json("audit", "--limit", "50", redis_url=redis_url)
+    assert [e["action"] for e in entries if e["key_id"] == key_id] == ["key.revoke", "key.create"]
+
+
+def test_bad_key_values_are_usage_errors_before_redis_is_touched(redis_url: str) -> None:
+    before = gateway_json("keys", "list", redis_url=redis_url)
+    for args in (
+        ("keys", "create", "--name", "z", "--expires-in", "0s"),
+        ("keys", "create", "--name", "z", "--balance=-5"),
+    ):
+        done = gateway(*args, "--config", str(REPO_CONFIG), redis_url=redis_url)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert gateway_json("keys", "list", redis_url=redis_url) == before

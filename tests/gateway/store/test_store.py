@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from gateway import apikeys
-from gateway.errors import NotFound
+from gateway.errors import InvalidRequest, NotFound
 from gateway.store import Store
 from gateway.store.records import Limits
 
@@ -74,8 +74,12 @@ async def test_revoke(fake_store: Store) -> None:
     assert not revoked.usable(time.time())
     found = await fake_store.find_key(apikeys.digest(secret))
     assert found is not None and found.revoked_at == revoked.revoked_at
-    again = await fake_store.revoke_key(key.id)
-    assert again.revoked_at == revoked.revoked_at  # revoking twice keeps the first time
+    with pytest.raises(InvalidRequest) as caught:  # revoking twice keeps the first time
+        await fake_store.revoke_key(key.id, actor="test")
+    assert (caught.value.status, caught.value.code) == (409, "key_revoked")
+    assert "already revoked" in caught.value.message
+    assert (await fake_store.get_key(key.id)).revoked_at == revoked.revoked_at
+    assert await fake_store.audit_log() == []  # the refusal is not an action
     with pytest.raises(NotFound):
         await fake_store.revoke_key("key_missing")
 
