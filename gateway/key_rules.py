@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable
 
+from gateway.amounts import MAX_CREDITS
+
 MAX_TEXT = 1000
-# A billion USD of credits (1e6 credits = 1 USD): above any real top-up, and far
-# enough below Redis's 64-bit integers that a balance cannot overflow.
-MAX_CREDITS = 10**15
 # datetime (and so every rendering of an expiry) stops at the year 9999.
 MAX_LIFETIME_SECONDS = 100 * 365 * 86400
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway import key_rules
+from gateway import amounts, key_rules
 from gateway.store.records import AUDIT_ACTIONS
 
 Schema = dict[str, Any]
@@ -290,7 +290,7 @@ SCHEMAS: dict[str, Schema] = {
             "name": {**_TEXT, "minLength": 1},
             "balance": {
                 **_COUNT,
-                "maximum": key_rules.MAX_CREDITS,
+                "maximum": amounts.MAX_CREDITS,
                 "description": "initial credits (1e6 = 1 USD)",
             },
             "agents": {
@@ -327,8 +327,8 @@ SCHEMAS: dict[str, Schema] = {
             "credits": {
                 "type": "integer",
                 "not": {"const": 0},
-                "minimum": -key_rules.MAX_CREDITS,
-                "maximum": key_rules.MAX_CREDITS,
+                "minimum": -amounts.MAX_CREDITS,
+                "maximum": amounts.MAX_CREDITS,
             },
             "note": _TEXT,
         },

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gateway import key_rules
+from gateway import amounts, key_rules
 
 
 @pytest.mark.parametrize(
@@ -15,10 +15,10 @@ from gateway import key_rules
         (key_rules.balance, 0, True),
         (key_rules.balance, 5, True),
         (key_rules.balance, -5, False),
-        (key_rules.balance, key_rules.MAX_CREDITS + 1, False),
+        (key_rules.balance, amounts.MAX_CREDITS + 1, False),
         (key_rules.credit, -5, True),
         (key_rules.credit, 0, False),
-        (key_rules.credit, -key_rules.MAX_CREDITS - 1, False),
+        (key_rules.credit, -amounts.MAX_CREDITS - 1, False),
         (key_rules.lifetime, 1.0, True),
         (key_rules.lifetime, 0.0, False),
         (key_rules.lifetime, -60.0, False),
