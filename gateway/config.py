@@ -22,7 +22,7 @@ import yaml
 from gateway.dialects import limits as request_limits
 from gateway.errors import ConfigError, Problem
 from gateway.plugin import BACKENDS_GROUP, FILTERS_GROUP, BackendPlugin, FilterPlugin
-from gateway.route import Route
+from gateway.route import Route, output_cap
 from gateway.typed import Report, build, non_negative, positive, problems_collector
 
 EMBEDDED = "embedded"
@@ -163,7 +163,7 @@ class MeteringSettings:
     when neither the request nor the route sets one."""
 
     lease_seconds: float = field(default=30.0, metadata={"check": positive})
-    default_max_output_tokens: int = field(default=4096, metadata={"check": positive})
+    default_max_output_tokens: int = field(default=4096, metadata={"check": output_cap})
     # Settlements Redis could not take, kept in memory until it answers again.
     outbox_size: int = field(default=100_000, metadata={"check": positive})
 

@@ -239,6 +239,11 @@ class Meter:
         if budget is not None:
             cap = _cap_for_budget(budget, input_credits, cap, pricing)
         credits = cost(Usage(input_tokens=input_tokens, output_tokens=cap), pricing)
+        if credits > amounts.MAX_CREDITS:
+            raise InsufficientQuota(
+                f"This request may cost up to {credits:,} credits, more than any one request "
+                f"may hold ({amounts.MAX_CREDITS:,}): ask for fewer output tokens."
+            )
         now = time.time()
         charge_id = secrets.token_hex(16)
         estimated_input = tokens.estimate_input(invocation)  # charged if the process dies

@@ -5,7 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from gateway.typed import non_negative, positive
+from gateway.amounts import MAX_CREDITS, MAX_TOKENS
+from gateway.typed import positive
+
+MAX_PRICE = Decimal(1_000_000)  # USD per 1M tokens: a dollar a token
+
+
+def price(value: Decimal) -> str | None:
+    """A ``check``: a price from 0 to ``MAX_PRICE``, so a cost stays an exact integer."""
+    return None if 0 <= value <= MAX_PRICE else f"must be between 0 and {MAX_PRICE:,}"
+
+
+def output_cap(value: int) -> str | None:
+    """A ``check``: an output cap from 1 token to ``MAX_TOKENS``."""
+    return None if 0 < value <= MAX_TOKENS else f"must be between 1 and {MAX_TOKENS:,}"
+
+
+def limit(value: int) -> str | None:
+    """A ``check``: a route limit from 0 (none) to the bound of every amount."""
+    return None if 0 <= value <= MAX_CREDITS else f"must be between 0 and {MAX_CREDITS:,}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,10 +33,10 @@ class Pricing:
     Cached input and cache writes cost the input price unless set.
     """
 
-    input: Decimal = field(default=Decimal(0), metadata={"check": non_negative})
-    output: Decimal = field(default=Decimal(0), metadata={"check": non_negative})
-    cached_input: Decimal | None = field(default=None, metadata={"check": non_negative})
-    cache_write: Decimal | None = field(default=None, metadata={"check": non_negative})
+    input: Decimal = field(default=Decimal(0), metadata={"check": price})
+    output: Decimal = field(default=Decimal(0), metadata={"check": price})
+    cached_input: Decimal | None = field(default=None, metadata={"check": price})
+    cache_write: Decimal | None = field(default=None, metadata={"check": price})
 
     @property
     def free(self) -> bool:
@@ -29,9 +47,9 @@ class Pricing:
 class RouteLimits:
     """Limits shared by every key calling the route (0: none), across all processes."""
 
-    rpm: int = field(default=0, metadata={"check": non_negative})
-    tpm: int = field(default=0, metadata={"check": non_negative})
-    max_concurrent: int = field(default=0, metadata={"check": non_negative})
+    rpm: int = field(default=0, metadata={"check": limit})
+    tpm: int = field(default=0, metadata={"check": limit})
+    max_concurrent: int = field(default=0, metadata={"check": limit})
 
     @property
     def any(self) -> bool:
@@ -61,7 +79,7 @@ class Route:
     backends: tuple[Target, ...] = ()
     model: str | None = None
     pricing: Pricing = field(default_factory=Pricing)
-    max_output_tokens: int | None = field(default=None, metadata={"check": positive})
+    max_output_tokens: int | None = field(default=None, metadata={"check": output_cap})
     limits: RouteLimits = field(default_factory=RouteLimits)
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.amounts import MAX_TOKENS
 from gateway.dialects.fields import (
     JsonMap,
     as_list,
@@ -69,9 +70,9 @@ def parse_chat_request(body: object, limits: RequestLimits = DEFAULTS) -> ChatRe
     n = opt_int(req, "n", lo=1)
     if n is not None and n != 1:
         raise invalid("n", "only n=1 is supported")
-    max_tokens = opt_int(req, "max_completion_tokens", lo=1)
+    max_tokens = opt_int(req, "max_completion_tokens", lo=1, hi=MAX_TOKENS)
     if max_tokens is None:
-        max_tokens = opt_int(req, "max_tokens", lo=1)
+        max_tokens = opt_int(req, "max_tokens", lo=1, hi=MAX_TOKENS)
     tools = tuple(_tool(t, f"tools[{i}]") for i, t in enumerate(opt_list(req, "tools") or ()))
     stream = bool(opt_bool(req, "stream"))
     stream_options = opt_object(req, "stream_options") or {}

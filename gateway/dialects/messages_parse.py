@@ -42,6 +42,7 @@ from typing import Any
 
 import orjson
 
+from gateway.amounts import MAX_TOKENS
 from gateway.dialects.fields import (
     JsonMap,
     as_list,
@@ -97,7 +98,7 @@ def parse_messages_request(
     check_request(body, limits, items="messages")
     req = as_object(body, "body")
     agent = req_str(req, "model")
-    max_tokens = opt_int(req, "max_tokens", lo=1)
+    max_tokens = opt_int(req, "max_tokens", lo=1, hi=MAX_TOKENS)
     if max_tokens is None and not count_only:
         raise missing("max_tokens")
     messages = opt_list(req, "messages")

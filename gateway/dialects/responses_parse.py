@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from gateway.amounts import MAX_TOKENS
 from gateway.dialects.fields import (
     JsonMap,
     as_list,
@@ -101,7 +102,7 @@ def parse_responses_request(body: object, limits: RequestLimits = DEFAULTS) -> R
     instructions = opt_str(req, "instructions")
     metadata = str_map(req, "metadata")
     parallel = opt_bool(req, "parallel_tool_calls")
-    max_output = opt_int(req, "max_output_tokens", lo=16)
+    max_output = opt_int(req, "max_output_tokens", lo=16, hi=MAX_TOKENS)
     max_tool_calls = opt_int(req, "max_tool_calls", lo=1)
     top_logprobs = opt_int(req, "top_logprobs", lo=0, hi=20)
     truncation = _enum(req, "truncation", _TRUNCATION) or "disabled"

@@ -295,15 +295,18 @@ async def ledger(request: web.Request) -> web.StreamResponse:
         await response.write(first.encode())
         async for chunk in chunks:
             await response.write(chunk.encode())
-    except GatewayError:
-        # Headers are gone: cut the connection so the client sees a truncated body,
-        # never an export that looks complete.
-        log.warning("ledger export of request %s broke off", request[REQUEST_ID])
-        if request.transport is not None:
-            request.transport.abort()
-        return response
     except ConnectionResetError:
         log.debug("client went away during request %s", request[REQUEST_ID])
+        return response
+    except Exception as exc:
+        # Headers are gone: cut the connection so the client sees a truncated body, never
+        # an export that looks complete (nor a second response inside this one's body).
+        unexpected = not isinstance(exc, GatewayError)
+        log.warning(
+            "ledger export of request %s broke off", request[REQUEST_ID], exc_info=unexpected
+        )
+        if request.transport is not None:
+            request.transport.abort()
         return response
     await response.write_eof()
     return response

@@ -145,7 +145,8 @@ def test_check_out_of_range() -> None:
     assert "65535" in problem.message
 
 
-def test_negative_price() -> None:
+@pytest.mark.parametrize("price", ["-0.5", "1000000.01"])
+def test_a_price_out_of_range(price: str) -> None:
     text = (
         "backends: {e: {type: echo}}\n"
         "routes:\n"
@@ -153,11 +154,23 @@ def test_negative_price() -> None:
         "    backend: e\n"
         "    pricing:\n"
         "      input: 1\n"
-        "      output: -0.5\n"
+        f"      output: {price}\n"
     )
     problem = only(text)
     assert (problem.path, problem.line) == ("routes.a.pricing.output", 7)
-    assert problem.message == "must not be negative"
+    assert problem.message == "must be between 0 and 1,000,000"
+
+
+@pytest.mark.parametrize(
+    ("line", "path"),
+    [
+        ("    max_output_tokens: 1000000000001", "routes.a.max_output_tokens"),
+        ("    limits: {rpm: 1000000000000001}", "routes.a.limits.rpm"),
+    ],
+)
+def test_a_route_bound_beyond_the_amounts_range(line: str, path: str) -> None:
+    problem = only(f"backends: {{e: {{type: echo}}}}\nroutes:\n  a:\n    backend: e\n{line}\n")
+    assert problem.path == path and "must be between" in problem.message
 
 
 def test_every_problem_is_reported_not_only_the_first() -> None:

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from gateway.amounts import MAX_TOKENS
 from gateway.dialects.chat_parse import ChatRequest, parse_chat_request
 from gateway.errors import InvalidRequest
 from gateway.invocation import (
@@ -185,6 +186,15 @@ def test_max_tokens_and_max_completion_tokens() -> None:
     assert parse(max_completion_tokens=20).invocation.max_output_tokens == 20
     both = parse(max_tokens=10, max_completion_tokens=20).invocation
     assert both.max_output_tokens == 20  # the newer field wins
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_an_output_cap_beyond_the_token_bound_is_a_400(field: str) -> None:
+    """Metering holds its cap in Redis, whose scripts are exact only to 2**53."""
+    assert parse(**{field: MAX_TOKENS}).invocation.max_output_tokens == MAX_TOKENS
+    with pytest.raises(InvalidRequest) as info:
+        parse(**{field: MAX_TOKENS + 1})
+    assert info.value.param == field
 
 
 @pytest.mark.parametrize(
