@@ -192,9 +192,11 @@ class Gateway:
         request_id = hold.record.request_id
         failure: GatewayError | None = None
         failed, obs = "", metrics.observation()
+        paused = False  # a backend skipped because of this key's own failures
         for attempt, target in enumerate(self._order(route)):
             breaker = generation.breakers[target.backend]
-            if not breaker.allow():
+            if not breaker.allow(key.id):
+                paused = paused or breaker.refuses_key(key.id)
                 continue
             if failed:
                 metrics.FALLBACKS.labels(invocation.agent, failed).inc()
@@ -216,9 +218,9 @@ class Gateway:
             except (UpstreamError, RateLimited) as exc:
                 await call.discard()
                 if isinstance(exc, RateLimited):
-                    breaker.release()  # busy, not broken
+                    breaker.release(key.id)  # busy, not broken
                 else:
-                    breaker.failure()
+                    breaker.failure(key.id)
                 log.warning(
                     "backend %r failed before answering request %s: %s",
                     target.backend,
@@ -228,16 +230,23 @@ class Gateway:
                 failure, failed = exc, target.backend
                 continue
             except GatewayError:
-                breaker.success()  # it answered: the request was at fault
+                breaker.success(key.id)  # it answered: the request was at fault
                 await call.discard()
                 raise
             except BaseException:
-                breaker.release()
+                breaker.release(key.id)
                 await call.discard()
                 raise
-            breaker.success()
+            breaker.success(key.id)
             obs.first_token = time.perf_counter()
             return call
+        if failure is None and paused:
+            failure = ServiceUnavailable(
+                f"The backends of agent '{invocation.agent}' failed this API key's latest "
+                "requests, so its requests to them are paused for a while (other keys are "
+                "not); retry later.",
+                code="key_circuit_open",
+            )
         raise failure or ServiceUnavailable(
             f"No backend for agent '{invocation.agent}' is available now; retry later."
         )
