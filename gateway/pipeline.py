@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import cast
 
-from gateway import metrics
+from gateway import metrics, price_fields
 from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker
 from gateway.config import GatewayConfig, Timeouts
@@ -171,6 +171,7 @@ class Gateway:
         """
         generation = self.generation  # the request keeps it, whatever a reload does
         route = self.route(key, invocation.agent)
+        price_fields.check(invocation, route.allow_price_fields)
         metrics.observation().route = invocation.agent
         hold = await self.meter.admit(invocation, key, route, request_id, budget)
         invocation = hold.invocation
