@@ -214,8 +214,10 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
-    """After ``failures`` consecutive failures a backend gets no requests for
-    ``cooldown`` seconds; then one probe request decides whether it is back."""
+    """After ``failures`` consecutive failures from at least two API keys a backend
+    gets no requests for ``cooldown`` seconds; then one probe request decides whether
+    it is back. ``failures`` consecutive failures of one key's requests pause only
+    that key on this backend, just as long (see ``gateway.breaker``)."""
 
     failures: int = field(default=5, metadata={"check": positive})
     cooldown: float = field(default=30.0, metadata={"check": positive})

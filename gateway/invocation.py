@@ -143,6 +143,7 @@ class AgentInvocation:
     top_logprobs: int | None = None
     max_tool_calls: int | None = None
     service_tier: str | None = None
+    speed: str | None = None  # Anthropic's fast mode (see gateway.price_fields)
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
     user: str | None = None

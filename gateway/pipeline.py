@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import cast
 
-from gateway import metrics
+from gateway import metrics, price_fields
 from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker
 from gateway.config import GatewayConfig, Timeouts
@@ -171,6 +171,7 @@ class Gateway:
         """
         generation = self.generation  # the request keeps it, whatever a reload does
         route = self.route(key, invocation.agent)
+        price_fields.check(invocation, route.allow_price_fields)
         metrics.observation().route = invocation.agent
         hold = await self.meter.admit(invocation, key, route, request_id, budget)
         invocation = hold.invocation
@@ -192,9 +193,11 @@ class Gateway:
         request_id = hold.record.request_id
         failure: GatewayError | None = None
         failed, obs = "", metrics.observation()
+        paused = False  # a backend skipped because of this key's own failures
         for attempt, target in enumerate(self._order(route)):
             breaker = generation.breakers[target.backend]
-            if not breaker.allow():
+            if not breaker.allow(key.id):
+                paused = paused or breaker.refuses_key(key.id)
                 continue
             if failed:
                 metrics.FALLBACKS.labels(invocation.agent, failed).inc()
@@ -216,9 +219,9 @@ class Gateway:
             except (UpstreamError, RateLimited) as exc:
                 await call.discard()
                 if isinstance(exc, RateLimited):
-                    breaker.release()  # busy, not broken
+                    breaker.release(key.id)  # busy, not broken
                 else:
-                    breaker.failure()
+                    breaker.failure(key.id)
                 log.warning(
                     "backend %r failed before answering request %s: %s",
                     target.backend,
@@ -228,16 +231,23 @@ class Gateway:
                 failure, failed = exc, target.backend
                 continue
             except GatewayError:
-                breaker.success()  # it answered: the request was at fault
+                breaker.success(key.id)  # it answered: the request was at fault
                 await call.discard()
                 raise
             except BaseException:
-                breaker.release()
+                breaker.release(key.id)
                 await call.discard()
                 raise
-            breaker.success()
+            breaker.success(key.id)
             obs.first_token = time.perf_counter()
             return call
+        if failure is None and paused:
+            failure = ServiceUnavailable(
+                f"The backends of agent '{invocation.agent}' failed this API key's latest "
+                "requests, so its requests to them are paused for a while (other keys are "
+                "not); retry later.",
+                code="key_circuit_open",
+            )
         raise failure or ServiceUnavailable(
             f"No backend for agent '{invocation.agent}' is available now; retry later."
         )

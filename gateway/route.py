@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from gateway import price_fields
 from gateway.amounts import MAX_CREDITS, MAX_TOKENS
 from gateway.typed import positive
 
@@ -81,6 +82,8 @@ class Route:
     pricing: Pricing = field(default_factory=Pricing)
     max_output_tokens: int | None = field(default=None, metadata={"check": output_cap})
     limits: RouteLimits = field(default_factory=RouteLimits)
+    # Request fields that change the upstream's price, let through (gateway.price_fields).
+    allow_price_fields: tuple[str, ...] = field(default=(), metadata={"check": price_fields.known})
 
     @property
     def targets(self) -> tuple[Target, ...]:

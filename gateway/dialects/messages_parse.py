@@ -31,6 +31,9 @@ The mapping:
   1024, 4096 and 16384). ``disabled`` and ``adaptive`` set no effort (the
   backend's default). ``output_config.effort`` (low, medium, high, xhigh;
   ``max`` -> xhigh) sets the effort directly and wins over ``thinking``.
+- ``service_tier`` (auto, standard_only) and ``speed`` (standard, fast) change
+  the upstream's price: they reach the backend only on a route that allows
+  them (``gateway.price_fields``).
 - ``output_config.format`` (``{type: json_schema, schema}``) -> a JSON-schema
   ``response_format`` named ``output``.
 """
@@ -87,6 +90,10 @@ TOP_EFFORT = "high"
 EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "xhigh"}
 
 
+_SERVICE_TIERS = ("auto", "standard_only")
+_SPEEDS = ("standard", "fast")
+
+
 def parse_messages_request(
     body: object, limits: RequestLimits = DEFAULTS, *, count_only: bool = False
 ) -> AgentInvocation:
@@ -130,6 +137,8 @@ def parse_messages_request(
         response_format=_format(opt_object(output_config, "format", "output_config")),
         reasoning_effort=_effort(output_config) or effort,
         user=opt_str(metadata, "user_id", "metadata"),
+        service_tier=_enum(req, "service_tier", _SERVICE_TIERS),
+        speed=_enum(req, "speed", _SPEEDS),
         stream=False if count_only else bool(opt_bool(req, "stream")),
     )
 
@@ -389,3 +398,10 @@ def effort_of(budget: int) -> str:
         if budget < bound:
             return effort
     return TOP_EFFORT
+
+
+def _enum(obj: JsonMap, key: str, allowed: tuple[str, ...]) -> str | None:
+    value = opt_str(obj, key)
+    if value is not None and value not in allowed:
+        raise invalid(key, f"must be one of {', '.join(allowed)}")
+    return value

@@ -90,9 +90,14 @@ class Admitted:
 class _Batch:
     """Commands sent together: pipelined with those of concurrent requests, on a
     single Redis. On Redis Cluster they run one after another (each script still
-    atomic within its account's slot). Scripts Redis has forgotten (a restart, a
-    failover) are loaded again and the batch retried: every command in it can
-    run twice (settlement is once per charge id)."""
+    atomic within its account's slot).
+
+    Every command of every batch is safe to run twice, so a batch is sent again
+    when Redis may have run it with the answer lost (a connection that broke
+    after the write; a cluster client's retry), and when Redis has forgotten its
+    scripts (a restart, a failover): admission holds once per charge id, and
+    settlement, release and renewal act once on a hold; ZADD and ZREM of a
+    lease are idempotent. A command added here must keep that true."""
 
     def __init__(
         self,
@@ -120,7 +125,7 @@ class _Batch:
 
     async def _send(self) -> list[Any]:
         if self._pipeliner is not None:
-            return await self._pipeliner.run(self._commands, defer=self._defer)
+            return await self._pipeliner.run(self._commands, defer=self._defer, idempotent=True)
         redis: Any = self._redis  # execute_command is untyped in redis-py
         return [await redis.execute_command(*command) for command in self._commands]
 

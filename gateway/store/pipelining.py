@@ -16,29 +16,48 @@ It packs the commands with hiredis and reads the replies on the connection
 directly: redis-py's ``Pipeline`` costs more than the round trip itself. It keeps
 one connection of the pool for itself (the pool closes it with the rest), and
 bounds each round trip by one deadline, the pool's socket timeout, rather than
-a timer per read and per write. Like redis-py's pipelines, a connection failure
-is retried by the connection's own retry policy.
+a timer per read and per write.
+
+Connection failures, by whether Redis can have applied the commands:
+
+- **Dead before anything was written** (Redis restarted, or closed the idle
+  connection, while no request was running): found before sending, as the
+  pool checks a connection it hands out, and a fresh connection takes the
+  commands. Nothing was sent on the dead one, so nothing can run twice.
+- **Broken after the commands were written** (a ``ConnectionError`` while
+  sending or reading): Redis may have applied any of them. Callers that said
+  their commands are safe to run twice (``idempotent``) are sent once more on a
+  fresh connection; the others get the error. A timeout is never sent again:
+  the deadline is what bounds a request's wait for a Redis that does not answer.
+
+The connection's own ``retry`` policy is not used: it cannot tell these apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 from hiredis import pack_command
 from redis import asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Command = tuple[str | int | float, ...]
 """One Redis command and its arguments, e.g. ``("ZREM", key, member)``."""
 
-_Queued = tuple[Sequence[Command], "asyncio.Future[list[Any]]"]
-
 DEFER_SECONDS = 0.002
+
+
+@dataclass(slots=True)
+class _Queued:
+    commands: Sequence[Command]
+    future: asyncio.Future[list[Any]]
+    idempotent: bool  # safe to send again if Redis may have run it already
 
 
 class Pipeliner:
@@ -50,14 +69,18 @@ class Pipeliner:
         self._connection: AbstractConnection | None = None
         self._timeout: float | None = None
 
-    async def run(self, commands: Sequence[Command], *, defer: bool = False) -> list[Any]:
+    async def run(
+        self, commands: Sequence[Command], *, defer: bool = False, idempotent: bool = False
+    ) -> list[Any]:
         """The replies to ``commands``, in order; the first error reply among them is raised.
 
         ``defer``: sent with the next commands that are not, or after ``DEFER_SECONDS``.
+        ``idempotent``: running ``commands`` twice leaves Redis as running them once, so
+        they are sent again if the connection broke after they were written.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
-        self._queued.append((commands, future))
+        self._queued.append(_Queued(commands, future, idempotent))
         if self._sender is None:
             if not defer:
                 self._start()
@@ -77,52 +100,91 @@ class Pipeliner:
         try:
             while self._queued:
                 queued, self._queued = self._queued, []
-                await self._send([q for q in queued if not q[1].done()])
+                await self._send([q for q in queued if not q.future.done()])
         finally:
             self._sender = None
-            for _, future in self._queued:  # only if this task itself was cancelled
-                future.cancel()
+            for q in self._queued:  # only if this task itself was cancelled
+                q.future.cancel()
             self._queued = []
 
     async def _send(self, queued: list[_Queued]) -> None:
         if not queued:
             return
-        commands = [command for mine, _ in queued for command in mine]
-        try:
-            replies = await self._round_trip(commands)
-        except Exception as exc:  # the round trip failed: every caller in it fails
-            for _, future in queued:
-                if not future.done():
-                    future.set_exception(exc)
+        replies, written = await self._attempt(queued)
+        if written and isinstance(replies, RedisConnectionError):
+            # Written, perhaps in part, when the connection broke: Redis may have run any
+            # of it. Only what is safe to run twice goes again, before anything queued
+            # since (a release queued by a caller that left must follow its admission).
+            again = []
+            for q in queued:
+                if q.idempotent and not q.future.done():
+                    again.append(q)
+                elif not q.future.done():
+                    q.future.set_exception(replies)
+            queued = again
+            replies, _ = await self._attempt(queued) if queued else ([], True)
+        if isinstance(replies, Exception):  # the round trip failed: every caller in it fails
+            for q in queued:
+                if not q.future.done():
+                    q.future.set_exception(replies)
             return
-        except BaseException:
-            for _, future in queued:
-                future.cancel()
-            raise
         at = 0
-        for mine, future in queued:
-            replies_of_mine = replies[at : at + len(mine)]
-            at += len(mine)
-            if future.done():
+        for q in queued:
+            replies_of_mine = replies[at : at + len(q.commands)]
+            at += len(q.commands)
+            if q.future.done():
                 continue
             error = next((r for r in replies_of_mine if isinstance(r, ResponseError)), None)
             if error is None:
-                future.set_result(replies_of_mine)
+                q.future.set_result(replies_of_mine)
             else:
-                future.set_exception(error)
+                q.future.set_exception(error)
 
-    async def _round_trip(self, commands: list[Command]) -> list[Any]:
+    async def _attempt(self, queued: list[_Queued]) -> tuple[list[Any] | Exception, bool]:
+        """The replies of one round trip, or why it failed; and whether the commands
+        may have been written (False if no connection could be had: Redis is away)."""
+        try:
+            connection = await self._ready()
+        except Exception as exc:
+            return exc, False
+        except BaseException:
+            self._cancel(queued)
+            raise
+        commands = [command for q in queued for command in q.commands]
+        try:
+            return await _exchange(connection, commands, self._timeout), True
+        except Exception as exc:
+            return exc, True
+        except BaseException:
+            self._cancel(queued)
+            raise
+
+    @staticmethod
+    def _cancel(queued: list[_Queued]) -> None:
+        for q in queued:
+            q.future.cancel()
+
+    async def _ready(self) -> AbstractConnection:
+        """The pipeliner's connection, connected, with nothing left unread on it."""
         connection = self._connection
         if connection is None:
             connection = await self._pool.get_connection()
             # The round trip's deadline replaces the connection's own timers.
             self._timeout, connection.socket_timeout = connection.socket_timeout, None
             self._connection = connection
-        replies: list[Any] = await connection.retry.call_with_retry(
-            partial(_exchange, connection, commands, self._timeout),
-            lambda _error: connection.disconnect(),
-        )
-        return replies
+        else:
+            # What the pool checks of a connection it hands out: one Redis closed while
+            # it lay idle (a restart, Redis's idle timeout) is made afresh, before
+            # anything is written on it. Within the deadline: the connection has no
+            # timers of its own, and a frozen Redis still accepts connections.
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._pool.ensure_connection(connection)
+            except TimeoutError:
+                raise RedisTimeoutError(
+                    f"no connection to Redis within {self._timeout} s"
+                ) from None
+        return connection
 
 
 async def _exchange(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,8 @@ class Disconnect:
 class FakeOpenAIUpstream:
     def __init__(self) -> None:
         self.script = Script()
+        # If set, picks the script for each request body (None: the usual one).
+        self.choose: Callable[[dict[str, Any]], Script | None] | None = None
         self._queue: deque[Script] = deque()
         self.requests: list[Received] = []
         self.disconnects: list[Disconnect] = []
@@ -136,7 +139,8 @@ class FakeOpenAIUpstream:
         self.requests.append(
             Received(request.path, CIMultiDict(request.headers), body, time.monotonic())
         )
-        script = self._queue.popleft() if self._queue else self.script
+        chosen = self.choose(body) if self.choose is not None else None
+        script = chosen or (self._queue.popleft() if self._queue else self.script)
         sent = 0
         finished = False
         try:

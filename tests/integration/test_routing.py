@@ -190,6 +190,64 @@ routes:
     assert len(a.requests) == 1
 
 
+async def say(url: str, key: str, text: str) -> tuple[int, str]:
+    """POST one chat completion saying ``text``: its status and error code (if any)."""
+    body = {"model": "agent", "messages": [{"role": "user", "content": text}]}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+        ) as r,
+    ):
+        answer = await r.json()
+        return r.status, (answer.get("error") or {}).get("code") or ""
+
+
+def one_backend(a: FakeOpenAIUpstream) -> str:
+    return f"""
+backends:
+  a:
+    type: openai_chat
+    base_url: {a.base_url}
+    circuit_breaker: {{failures: 3, cooldown: 60}}
+routes:
+  agent: {{backend: a}}
+"""
+
+
+async def test_one_key_making_the_upstream_fail_does_not_open_the_circuit_for_others(
+    start_gateway: StartGateway, pair: tuple[FakeOpenAIUpstream, FakeOpenAIUpstream]
+) -> None:
+    """A key whose requests make the upstream answer 500 pauses itself, not its neighbours."""
+    a, _ = pair
+    a.choose = lambda body: Script(status=500) if "poison" in str(body) else None
+    gw = await start_gateway(one_backend(a))
+    noisy, quiet = await gw.new_key(), await gw.new_key()
+    for _ in range(4):
+        noisy_answers = await asyncio.gather(*(say(gw.url, noisy, "poison") for _ in range(10)))
+        quiet_answers = await asyncio.gather(*(say(gw.url, quiet, "hello") for _ in range(5)))
+        assert all(status in (502, 503) for status, _ in noisy_answers)
+        assert quiet_answers == [(200, "")] * 5
+    assert await say(gw.url, noisy, "poison") == (503, "key_circuit_open")
+    assert await say(gw.url, noisy, "hello") == (503, "key_circuit_open")  # paused a while
+    poisoned = [r for r in a.requests if "poison" in str(r.body)]
+    assert len(poisoned) < 15  # paused after its failures: the upstream was spared the rest
+
+
+async def test_failures_from_several_keys_still_open_the_circuit(
+    start_gateway: StartGateway, pair: tuple[FakeOpenAIUpstream, FakeOpenAIUpstream]
+) -> None:
+    a, _ = pair
+    a.script = Script(status=500)
+    gw = await start_gateway(one_backend(a))
+    keys = [await gw.new_key() for _ in range(3)]
+    assert [await say(gw.url, key, "hi") for key in keys] == [(502, "upstream_error")] * 3
+    fresh = await gw.new_key()
+    a.script = Script()
+    assert await say(gw.url, fresh, "hi") == (503, "service_unavailable")
+    assert len(a.requests) == 3
+
+
 async def test_idle_timeout_between_chunks(
     start_gateway: StartGateway, pair: tuple[FakeOpenAIUpstream, FakeOpenAIUpstream]
 ) -> None:

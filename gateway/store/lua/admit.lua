@@ -15,6 +15,7 @@
 -- ARGV[9] daily budget         ARGV[10] monthly budget (0: none)
 -- ARGV[11] window seconds (counter TTL)
 --
+-- Idempotent by charge id: a charge already held is answered "ok" and held once.
 -- Returns {"ok", balance, held, requests, tokens} (this request included) or {reason, detail1, detail2} where reason is
 -- "concurrency", "requests", "tokens", "quota", "daily_budget" or "monthly_budget".
 -- Every key shares the account's hash tag (Redis Cluster).
@@ -22,6 +23,14 @@ local credits = tonumber(ARGV[3])
 local tokens = tonumber(ARGV[4])
 local balance = tonumber(redis.call('GET', KEYS[1]) or '0')
 local held = tonumber(redis.call('GET', KEYS[3]) or '0')
+local requests = tonumber(redis.call('GET', KEYS[4]) or '0')
+local used = tonumber(redis.call('GET', KEYS[5]) or '0')
+
+-- Once per charge id: this admission sent again (its first answer lost on a broken
+-- connection) finds its hold and answers as the first did, holding nothing more.
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+  return {'ok', balance, held, requests, used}
+end
 
 local concurrent = tonumber(ARGV[8])
 if concurrent > 0 then
@@ -29,10 +38,8 @@ if concurrent > 0 then
   if open >= concurrent then return {'concurrency', open, concurrent} end
 end
 local rpm = tonumber(ARGV[6])
-local requests = tonumber(redis.call('GET', KEYS[4]) or '0')
 if rpm > 0 and requests + 1 > rpm then return {'requests', requests, rpm} end
 local tpm = tonumber(ARGV[7])
-local used = tonumber(redis.call('GET', KEYS[5]) or '0')
 if tpm > 0 and used + tokens > tpm then return {'tokens', used, tpm} end
 if ARGV[5] == '1' then
   if balance - held < credits then return {'quota', balance, held} end

@@ -45,8 +45,9 @@ Request mapping (what an operator should know):
   Tools and choice are only sent when there are tools.
 - ``stop`` -> ``stop_sequences``; ``metadata.user_id`` from ``user`` (else
   ``safety_identifier``). Not forwarded, having no Anthropic equivalent:
-  ``seed``, penalties, ``response_format``, ``top_logprobs``, ``service_tier``,
-  ``prompt_cache_key``, the client's ``metadata``.
+  ``seed``, penalties, ``response_format``, ``top_logprobs``, an OpenAI
+  ``service_tier`` (Anthropic's ``auto`` and ``standard_only`` are, as is
+  ``speed``), ``prompt_cache_key``, the client's ``metadata``.
 """
 
 from __future__ import annotations
@@ -139,6 +140,12 @@ def messages_body(invocation: AgentInvocation, model: str, max_tokens: int) -> d
     user = invocation.user or invocation.safety_identifier
     if user:
         body["metadata"] = {"user_id": user}
+    # Only on a route that allows them (gateway.price_fields); OpenAI's tiers have no
+    # Anthropic equivalent.
+    if invocation.service_tier in ("auto", "standard_only"):
+        body["service_tier"] = invocation.service_tier
+    if invocation.speed is not None:
+        body["speed"] = invocation.speed
     body["stream"] = True
     return body
 

@@ -306,3 +306,12 @@ def test_invalid_fields_name_the_param(fields: dict[str, Any], param: str) -> No
 
 def test_body_must_be_an_object() -> None:
     assert refused([OK]).param == "body"
+
+
+def test_service_tier_and_speed_are_read_for_the_route_to_judge() -> None:
+    invocation = parse(service_tier="auto", speed="fast")
+    assert (invocation.service_tier, invocation.speed) == ("auto", "fast")
+    assert (parse().service_tier, parse().speed) == (None, None)
+    for field, value in (("service_tier", "priority"), ("speed", "ludicrous")):
+        body = {"model": "claude", "max_tokens": 100, "messages": HELLO, field: value}
+        assert refused(body).param == field

@@ -449,3 +449,19 @@ def test_spend_counts_change_day_and_month_at_utc_midnight() -> None:
         schema.spend_day("k", "20260201"),
         schema.spend_month("k", "202602"),
     ]
+
+
+async def test_an_admission_sent_twice_holds_once(fake_store: Store) -> None:
+    """Its first answer lost on a broken connection, an admission is sent again: the
+    charge id's hold is found, answered as before, and nothing more is held or counted."""
+    holds = Holds(fake_store.redis)
+    key, _ = await fake_store.create_key("k", balance=1_000)
+    limits, now = Limits(rpm=10), time.time()
+    first = await holds.admit("c1", record(key.id, started_at=now), limits, True, limits)
+    again = await holds.admit("c1", record(key.id, started_at=now), limits, True, limits)
+    assert isinstance(first, Admitted) and again == first
+    assert await fake_store.held(key.id) == 100
+    window = window_of(now)
+    for account in (key.id, ROUTE):
+        assert await fake_store.redis.hlen(schema.holds(account)) == 1  # type: ignore[misc]
+        assert await fake_store.redis.get(schema.requests_window(account, window)) == "1"

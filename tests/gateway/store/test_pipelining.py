@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.store import pipelining
 from gateway.store.pipelining import Command, Pipeliner
+from tests.fakes.cutting_proxy import CuttingProxy
 
 
 def incr(key: str) -> Command:
@@ -118,3 +119,45 @@ async def test_a_round_trip_is_bounded_by_the_socket_timeout(
         assert await pipeliner.run([incr("n"), ("LLEN", "nothing-comes")]) == [1, 1]
     finally:
         await redis.aclose()
+
+
+async def test_a_connection_redis_closed_while_idle_is_made_afresh_before_sending(
+    redis_client: aioredis.Redis, sent: list[int]
+) -> None:
+    """Redis closed the connection while no command was running (a restart, its idle
+    timeout): nothing was written on it, so even a command unsafe to repeat goes, once."""
+    pipeliner = Pipeliner(redis_client)
+    (own_id,) = await pipeliner.run([("CLIENT", "ID")])
+    assert await redis_client.client_kill_filter(_id=own_id) == 1
+    await asyncio.sleep(0.05)  # idle: the close has reached the client
+    assert await pipeliner.run([incr("n")]) == [1]
+    assert await redis_client.get("n") == "1"
+    assert sent == [1, 1]  # no round trip failed
+
+
+async def test_commands_whose_answer_was_lost_go_again_only_if_idempotent(
+    redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    """The connection broke after the commands were written: Redis ran them. A caller
+    whose commands are safe to run twice gets its answer from a second round trip; any
+    other gets the error, and its commands ran once."""
+    proxy = CuttingProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+    await proxy.start()
+    redis = aioredis.Redis(host="127.0.0.1", port=proxy.port, decode_responses=True)
+    pipeliner = Pipeliner(redis)
+    try:
+        assert await pipeliner.run([("PING",)]) == ["PONG"]
+        proxy.cut_next()
+        unsafe, safe = await asyncio.gather(
+            pipeliner.run([incr("unsafe")]),
+            pipeliner.run([incr("safe")], idempotent=True),
+            return_exceptions=True,
+        )
+        assert isinstance(unsafe, RedisConnectionError)
+        assert await redis_client.get("unsafe") == "1"  # ran, and was not sent again
+        assert safe == [2]  # ran twice: INCR is not idempotent, and shows the second run
+        assert proxy.connections == 2
+        assert await pipeliner.run([incr("unsafe")]) == [2]  # and it keeps working
+    finally:
+        await redis.aclose()
+        await proxy.aclose()

@@ -738,3 +738,10 @@ def test_usage_from_ignores_junk() -> None:
         usage_from({"input_tokens": -1, "output_tokens": True, "cache_read_input_tokens": "9"})
         == Usage()
     )
+
+
+def test_anthropic_service_tier_and_speed_are_sent_openai_tiers_are_not() -> None:
+    sent = body(service_tier="standard_only", speed="fast")
+    assert (sent["service_tier"], sent["speed"]) == ("standard_only", "fast")
+    assert "service_tier" not in body(service_tier="priority")
+    assert "speed" not in body() and "service_tier" not in body()
