@@ -43,7 +43,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.fakes.loopback import serve
+from tests.fakes.loopback import dumps, serve
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -94,8 +94,9 @@ class Script:
     blocks: tuple[Block, ...] = (text("Hello", " from", " Claude"),)
     stop_reason: str | None = None  # default: tool_use if any tool_use block, else end_turn
     stop_sequence: str | None = None
-    # message_start usage; output_tokens there is Anthropic's early count.
-    usage: dict[str, Any] = field(
+    # message_start usage (sent as given: any JSON value); output_tokens there is
+    # Anthropic's early count.
+    usage: Any = field(
         default_factory=lambda: {
             "input_tokens": 25,
             "cache_creation_input_tokens": 0,
@@ -103,7 +104,10 @@ class Script:
             "output_tokens": 1,
         }
     )
-    output_tokens: int = 15  # the cumulative count in the final message_delta
+    output_tokens: Any = 15  # the cumulative count in the final message_delta
+    # The message_delta's whole usage instead of {"output_tokens": output_tokens}: Anthropic's
+    # also repeats the input and cache counts there, cumulative (they replace the early ones).
+    delta_usage: Any = None
     status: int = 200  # >= 400: answer with this status and an Anthropic error body
     error_body: bytes | None = None
     first_byte_delay: float = 0.0
@@ -234,7 +238,7 @@ class FakeAnthropicUpstream:
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return dumps(value).decode()
 
 
 def error_body(status: int, message: str | None = None) -> bytes:
@@ -286,7 +290,7 @@ def _refuse(request: web.Request, body: dict[str, Any]) -> web.Response | None:
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return b"event: " + name.encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
 def _stop_reason(script: Script) -> str:
@@ -358,7 +362,7 @@ def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
     message_delta = {
         "type": "message_delta",
         "delta": {"stop_reason": _stop_reason(script), "stop_sequence": script.stop_sequence},
-        "usage": {"output_tokens": script.output_tokens},
+        "usage": _late_usage(script),
     }
     frames.append(("meta", _event("message_delta", message_delta)))
     if script.send_message_stop:
@@ -385,5 +389,20 @@ def _message(script: Script, body: dict[str, Any]) -> dict[str, Any]:
         "content": content,
         "stop_reason": _stop_reason(script),
         "stop_sequence": script.stop_sequence,
-        "usage": {**script.usage, "output_tokens": script.output_tokens},
+        "usage": _final_usage(script),
     }
+
+
+def _late_usage(script: Script) -> Any:
+    """The message_delta's usage."""
+    if script.delta_usage is not None:
+        return script.delta_usage
+    return {"output_tokens": script.output_tokens}
+
+
+def _final_usage(script: Script) -> Any:
+    """A non-streamed message's usage: the early counts updated by the late ones."""
+    late = _late_usage(script)
+    if isinstance(script.usage, dict) and isinstance(late, dict):
+        return {**script.usage, **late}
+    return late if isinstance(late, dict) else script.usage

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.loopback import dumps
 from tests.fakes.open_responses_upstream import FakeResponsesUpstream, ResponsesScript
 
 Json = dict[str, Any]
@@ -54,7 +55,7 @@ class ChatScript:
     tools: tuple[LibreChatTool, ...] = ()  # run before the answer
     content: tuple[str, ...] = ("Hello", " from", " LibreChat")
     error: str | None = None  # after the content: "\n\nError: <error>"
-    usage: Json | None = field(
+    usage: Any = field(  # sent as given (any JSON value); None: no usage
         default_factory=lambda: {"prompt_tokens": 21, "completion_tokens": 4, "total_tokens": 25}
     )
     usage_on_error: bool = True  # the error chunk ends the stream; with usage or not
@@ -120,7 +121,7 @@ class FakeLibreChat(FakeResponsesUpstream):
         for n, chunk in enumerate(_chunks(script, str(body.get("model")))):
             if script.chunk_delay and n:
                 await asyncio.sleep(script.chunk_delay)
-            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            await response.write(b"data: " + dumps(chunk) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -132,7 +133,7 @@ def _error(status: int, message: str, code: str | None = None) -> web.Response:
 
 
 def _chunks(script: ChatScript, model: str) -> list[Json]:
-    def chunk(delta: Json, finish: str | None = None, usage: Json | None = None) -> Json:
+    def chunk(delta: Json, finish: str | None = None, usage: Any = None) -> Json:
         out: Json = {
             "id": "chatcmpl-lc1",
             "object": "chat.completion.chunk",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 
@@ -19,3 +21,12 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     await site.start()
     server: Any = site._server
     return runner, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+def dumps(value: Any) -> bytes:
+    """``value`` as JSON, as an upstream writes it. orjson refuses integers beyond 64 bits,
+    which real upstreams can send (Python's ``json`` writes any int): those take ``json``."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()

@@ -33,7 +33,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.fakes.loopback import serve
+from tests.fakes.loopback import dumps, serve
 from tests.fakes.openai_upstream import Disconnect, Received
 
 Json = dict[str, Any]
@@ -57,7 +57,7 @@ class ResponsesScript:
     content: tuple[str, ...] = ("Hello", " from", " responses")
     function_calls: tuple[FunctionCallScript, ...] = ()
     content_after_calls: tuple[str, ...] = ()  # a second message after the calls
-    usage: Json | None = field(
+    usage: Any = field(  # the terminal response's usage, sent as given (any JSON value)
         default_factory=lambda: {
             "input_tokens": 13,
             "output_tokens": 5,
@@ -317,7 +317,7 @@ def frames(script: ResponsesScript, body: Json) -> list[tuple[str, list[bytes]]]
     out: list[tuple[str, list[bytes]]] = []
     for kind, event in _Builder(script, body).build():
         head = b"event: " + event["type"].encode() + b"\n"
-        data = b"data: " + orjson.dumps(event) + b"\n\n"
+        data = b"data: " + dumps(event) + b"\n\n"
         out.append((kind, [head, data] if script.librechat else [head + data]))
     if script.send_done:
         out.append(("done", [b"data: [DONE]\n\n"]))
@@ -434,4 +434,4 @@ class FakeResponsesUpstream:
 
 
 def _dumps(value: object) -> str:
-    return orjson.dumps(value).decode()
+    return dumps(value).decode()

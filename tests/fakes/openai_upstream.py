@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.fakes.loopback import serve
+from tests.fakes.loopback import dumps, serve
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,9 @@ class Script:
     content: tuple[str, ...] = ("Hello", " from", " upstream")
     tool_calls: tuple[ToolCallScript, ...] = ()
     finish_reason: str | None = None  # default: tool_calls if any, else stop
-    # Reported usage; None sends no usage chunk even when asked for one.
-    usage: dict[str, Any] | None = field(
+    # Reported usage, sent as given (any JSON value, to test a gateway against bad ones);
+    # None sends no usage chunk even when asked for one.
+    usage: Any = field(
         default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
     )
     status: int = 200  # >= 400: answer with this status and ``error_body``
@@ -158,7 +159,7 @@ class FakeOpenAIUpstream:
             if not body.get("stream"):
                 finished = True
                 answer = web.Response(
-                    body=orjson.dumps(_completion(script, body)), content_type="application/json"
+                    body=dumps(_completion(script, body)), content_type="application/json"
                 )
                 if script.set_cookie:
                     answer.headers["Set-Cookie"] = script.set_cookie
@@ -269,7 +270,7 @@ def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
         frames.append(
             (
                 "usage",
-                b"data: " + orjson.dumps({**head, "choices": [], "usage": script.usage}) + b"\n\n",
+                b"data: " + dumps({**head, "choices": [], "usage": script.usage}) + b"\n\n",
             )
         )
     if script.send_done:

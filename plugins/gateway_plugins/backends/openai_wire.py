@@ -150,14 +150,18 @@ def _content(message: Message) -> str | list[dict[str, Any]]:
 
 
 def usage_from(raw: Mapping[str, Any]) -> Usage:
-    prompt_details = raw.get("prompt_tokens_details") or {}
-    completion_details = raw.get("completion_tokens_details") or {}
+    """A ``usage`` object as canonical counts; anything but a positive integer counts 0."""
     return Usage(
         input_tokens=_int(raw.get("prompt_tokens")),
         output_tokens=_int(raw.get("completion_tokens")),
-        cached_input_tokens=_int(prompt_details.get("cached_tokens")),
-        reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+        cached_input_tokens=_int(_get(raw.get("prompt_tokens_details"), "cached_tokens")),
+        reasoning_tokens=_int(_get(raw.get("completion_tokens_details"), "reasoning_tokens")),
     )
+
+
+def _get(raw: object, key: str) -> object:
+    """``raw[key]`` of a details object, which an upstream may send as any JSON value."""
+    return raw.get(key) if isinstance(raw, Mapping) else None
 
 
 def _int(value: object) -> int:

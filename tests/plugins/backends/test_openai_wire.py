@@ -483,6 +483,10 @@ def test_usage_from_ignores_nonsense() -> None:
         == Usage()
     )
     assert usage_from({"prompt_tokens": True}) == Usage()
+    # Details that are not objects (once an AttributeError: a 502 and a breaker failure).
+    weird = {"prompt_tokens": 4, "prompt_tokens_details": 5, "completion_tokens_details": "x"}
+    assert usage_from(weird) == Usage(input_tokens=4)
+    assert usage_from({"prompt_tokens_details": [1], "completion_tokens_details": True}) == Usage()
 
 
 def test_empty_finish_reason_means_not_finished() -> None:
