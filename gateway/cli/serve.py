@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import logs
+from gateway import logs, redaction
 from gateway.cli.output import CommandError
 from gateway.cli.workers import Supervisor, worker_command
 from gateway.config import EMBEDDED, GatewayConfig, load_config
@@ -50,6 +50,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_format, sys.stderr)
     config = load_config(args.config)
+    logs.protect(redaction.configured_secrets(config))
     host = args.host or config.listen.host
     port = config.listen.port if args.port is None else args.port
     if args.workers > 1:
