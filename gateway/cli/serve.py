@@ -21,6 +21,7 @@ from gateway.config import EMBEDDED, GatewayConfig, load_config
 from gateway.pipeline import Gateway
 from gateway.server import admin
 from gateway.server.app import create_app
+from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY, WATCHER
 from gateway.server.limits import runner_kwargs
 
@@ -80,7 +81,7 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
             demo.append(secret)
 
     shutdown = config.shutdown
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         create_app(config, on_ready=on_ready, watch=True),
         handler_cancellation=True,
         access_log=None,

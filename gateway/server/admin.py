@@ -30,6 +30,7 @@ from gateway.pipeline import Gateway
 from gateway.server import middlewares, openapi
 from gateway.server.api import JSON, Operation, Param, Reply, Table, json_reply
 from gateway.server.body import json_response, read_json, whole_number
+from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.store import ledger_export
 from gateway.store.records import LIMIT_FIELDS, Limits
@@ -99,7 +100,7 @@ async def start_admin_site(
     listen = config.admin.listen
     if not config.admin.token_env or listen is None:
         return None
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         create_admin_site_app(gateway, admin_token(config)),
         handler_cancellation=True,
         access_log=None,

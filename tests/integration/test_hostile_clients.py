@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.server.app import create_app
+from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY
 from gateway.server.limits import runner_kwargs
 from tests.conftest import free_port, make_config
@@ -90,7 +91,7 @@ class ThreadGateway:
         _, self.key = self.run(self.gateway.store.create_key("t", balance=10**12))
 
     async def _start(self) -> web.AppRunner:
-        runner = web.AppRunner(
+        runner = GatewayRunner(
             create_app(self.config),
             handler_cancellation=True,
             access_log=None,
