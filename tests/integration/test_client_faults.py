@@ -146,6 +146,22 @@ async def test_a_malformed_request_echoes_and_logs_no_secret(served: Served) -> 
     served.assert_no_secret(served.log.read_text())
 
 
+async def test_a_body_that_times_out_is_a_408_without_a_traceback(served: Served) -> None:
+    raw = head(
+        "/v1/chat/completions",
+        b"Authorization: Bearer " + served.key.encode(),
+        b"Content-Type: application/json",
+        b"Content-Length: 100",
+        method=b"POST",
+    )
+    answer, lines = await answered_and_logged(served, raw + b'{"model": "echo"')
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    # It was logged as "Unhandled exception" with a ConnectionAbortedError traceback. The
+    # 408 is an answer like any other: the request metric counts it, the log is quiet.
+    assert lines == []
+    assert 'status="408"' in await metrics(served)
+
+
 async def test_a_20_kb_header_is_one_calm_line(served: Served) -> None:
     answer, lines = await answered_and_logged(
         served, head("/v1/models", b"X-Big: " + b"a" * 20_000)
