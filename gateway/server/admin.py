@@ -116,7 +116,10 @@ async def start_admin_site(
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    # aiohttp decodes header bytes as UTF-8 with surrogateescape, so a header holds lone
+    # surrogates for any byte that is not UTF-8 (``Bearer \xff``): encoding the same
+    # way gives back the bytes sent, where a plain ``encode()`` raised (a 500).
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 @web.middleware

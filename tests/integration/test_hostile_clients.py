@@ -296,6 +296,27 @@ def test_an_oversized_request_line_is_refused_without_a_500(gw: ThreadGateway) -
     assert int(data.split(b" ", 2)[1]) in (400, 414, 431), data[:200]
 
 
+DOORS = [CHAT, "/v1/responses", MESSAGES]
+
+
+@pytest.mark.parametrize("path", DOORS)
+@pytest.mark.parametrize("header", [b"Authorization: Bearer ", b"x-api-key: ", b"api-key: "])
+@pytest.mark.parametrize("credential", [b"\xff", b"\xc3\xa9", b"sk-gw-\xff\xfe", b"sk-gw-a\tb"])
+def test_a_credential_no_key_could_have_is_a_401_in_the_dialects_shape(
+    gw: ThreadGateway, path: str, header: bytes, credential: bytes
+) -> None:
+    body = orjson.dumps(HELLO)
+    head = f"POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Length: {len(body)}\r\n".encode()
+    with gw.raw() as sock:
+        sock.sendall(head + header + credential + b"\r\nConnection: close\r\n\r\n" + body)
+        data = read_until_closed(sock, 5)
+    status_line, _, rest = data.partition(b"\r\n")
+    status = int(status_line.split()[1])
+    assert status == 401, data[:300]
+    error = assert_dialect_error(path, status, rest.partition(b"\r\n\r\n")[2])
+    assert error["type"] == "authentication_error"
+
+
 # The bound on requests in flight
 
 
