@@ -317,6 +317,71 @@ def test_a_credential_no_key_could_have_is_a_401_in_the_dialects_shape(
     assert error["type"] == "authentication_error"
 
 
+def tool_request(path: str, name: object, schema: object) -> dict[str, Any]:
+    """HELLO with one tool of this name and schema, in the door's dialect."""
+    tool: dict[str, Any]
+    if path == MESSAGES:
+        tool = {"name": name, "input_schema": schema}
+    elif path == CHAT:
+        tool = {"type": "function", "function": {"name": name, "parameters": schema}}
+    else:
+        tool = {"type": "function", "name": name, "parameters": schema}
+    if path == "/v1/responses":
+        return {"model": "echo", "input": "hello", "tools": [tool]}
+    return HELLO | {"tools": [tool]}
+
+
+BAD_TOOLS: list[tuple[object, object, str]] = [  # name, schema, the param's last words
+    ("f", {"type": "object", "properties": ["q"]}, "properties"),
+    ("f", {"type": "object", "properties": "q"}, "properties"),
+    ("f", {"type": "object", "properties": {"q": 3}}, "properties.q"),
+    ("f", {"type": 7}, "type"),
+    ("f", {"type": "object", "properties": {"q": {"type": ["string", 1]}}}, "q.type"),
+    ("f", {"type": "object", "required": "q"}, "required"),
+    ("f", {"type": "array", "items": [1]}, "items[0]"),
+    ("f", {"type": "array", "minItems": "many"}, "minItems"),
+    ("f", {"anyOf": {"type": "string"}}, "anyOf"),
+    ("f", [{"type": "object"}], ""),
+    ("f", "object", ""),
+    (None, {"type": "object"}, "name"),
+    ("", {"type": "object"}, "name"),
+    (7, {"type": "object"}, "name"),
+    ("two words", {"type": "object"}, "name"),
+]
+
+
+@pytest.mark.parametrize("path", DOORS)
+def test_an_invalid_tool_definition_is_a_400_in_the_dialects_shape(
+    gw: ThreadGateway, path: str
+) -> None:
+    # A 'properties' that is not an object crashed the echo backend: a 502 and a traceback.
+    for name, schema, where in BAD_TOOLS:
+        status, _, raw = gw.post(path, orjson.dumps(tool_request(path, name, schema)))
+        assert status == 400, (name, schema, raw[:300])
+        error = assert_dialect_error(path, status, raw)
+        if path != MESSAGES:
+            assert error["param"].startswith("tools[0]") and error["param"].endswith(where), error
+
+
+@pytest.mark.parametrize("path", DOORS)
+def test_a_rich_valid_tool_schema_is_called(gw: ThreadGateway, path: str) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "q": {"type": ["string", "null"], "minLength": 2},
+            "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "minItems": 1_000_000_000},
+            "any": True,
+            "n": {"type": "integer", "exclusiveMinimum": 3},
+        },
+        "required": ["q", "tags", "n"],
+        "additionalProperties": False,
+        "$defs": {"x": {"oneOf": [{"type": "string"}, {"type": "number"}]}},
+    }
+    status, _, raw = gw.post(path, orjson.dumps(tool_request(path, "lookup_v2", schema)))
+    assert status == 200, raw[:300]
+    assert b"lookup_v2" in raw
+
+
 # The bound on requests in flight
 
 
