@@ -10,11 +10,16 @@ While Redis is unreachable, a key this process fetched within the last
 ``cache_ttl + stale_for`` seconds keeps working from its cached copy (its expiry
 is still checked; a revocation made meanwhile is not seen until Redis answers).
 Any other key gets a 503 that says why: an unknown key never becomes valid.
+
+A secret that is not printable ASCII (aiohttp hands over any other byte of a
+header as a lone surrogate, or as Latin-1 text) cannot be a key: it is refused
+at once, without a lookup, and so is a 401 even while Redis is unreachable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 
@@ -25,6 +30,8 @@ from gateway.errors import AuthenticationFailed, ServiceUnavailable
 from gateway.store import ApiKey, Store
 
 RETRY_STORE_AFTER = 0.5  # seconds without asking Redis after it failed to answer
+
+_KEY_CHARS = re.compile(r"[!-~]+")  # printable ASCII: no key holds anything else
 
 
 class Authenticator:
@@ -65,6 +72,8 @@ class Authenticator:
         """The key whose secret is ``secret`` (however the client sent it), if usable."""
         if not secret:
             raise AuthenticationFailed("the API key is empty", code="missing_api_key")
+        if not _KEY_CHARS.fullmatch(secret):
+            raise AuthenticationFailed("invalid API key")
         digest = apikeys.digest(secret)
         cached = self._cache.get(digest)
         now = self._clock()

@@ -10,6 +10,10 @@ terminal, else ``json``.
 
 Nothing secret is logged by the gateway: API keys appear only as their key
 id, and upstream secrets (read from the environment) never enter a message.
+Other code can be careless (aiohttp quotes a malformed header line, key and
+all), so every record also passes ``RedactFilter`` on the way out: its message,
+traceback, stack and extra fields are scrubbed by ``gateway.redaction`` before
+any formatter sees them. ``protect`` teaches it the configured secrets.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
+
+from gateway.redaction import Redactor
 
 FORMATS = ("auto", "json", "text")
 
@@ -53,7 +59,9 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in extra_fields(record).items():
             line.setdefault(key, value)
-        if record.exc_info:
+        if record.exc_text:  # set, and scrubbed, by RedactFilter
+            line["exception"] = record.exc_text
+        elif record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
@@ -93,9 +101,50 @@ def formatter(fmt: str, stream: TextIO) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else TextFormatter()
 
 
+class RedactFilter(logging.Filter):
+    """Scrubs each record in place before it is formatted (see the module's doc).
+
+    A filter of the handler, not of a logger: a logger's filters do not see the
+    records that reach the handler from other loggers (aiohttp's, asyncio's).
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        scrub = self.redactor.scrub
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the format: keep what can be kept
+            message = f"{record.msg!s} {record.args!r}"
+        record.msg, record.args = scrub(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        for key, value in extra_fields(record).items():
+            setattr(record, key, self.redactor.scrub_value(value))
+        return True
+
+
+_TRACEBACKS = logging.Formatter()
+
+
 def setup(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Send the root logger's records to ``stream`` (stderr) in format ``fmt``."""
+    """Send the root logger's records to ``stream`` (stderr) in format ``fmt``, redacted."""
     stream = stream or sys.stderr
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter(fmt, stream))
+    handler.addFilter(RedactFilter(Redactor()))
     logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
+def protect(secrets: set[str]) -> None:
+    """Redact these secrets from every record the root logger's handlers write."""
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if isinstance(found, RedactFilter):
+                found.redactor.add(secrets)

@@ -106,6 +106,13 @@ REDIS_ERRORS = Counter(
     "Failed calls to the store (Redis), by error class.",
     ["error"],
 )
+CLIENT_FAULTS = Counter(
+    "gateway_client_faults",
+    "Requests aiohttp refused or cut short for a client's fault before or after the "
+    "application (gateway.server.connection): line_too_long, bad_header, bad_request_line, "
+    "bad_request, bad_body, aborted.",
+    ["fault"],
+)
 
 _KINDS = ("input", "output", "cached_input", "cache_write", "reasoning")
 
@@ -167,6 +174,10 @@ def settled(route: str, usage: Usage, credits: int, unbilled: int = 0) -> None:
 
 def upstream_error(backend: str, error: GatewayError) -> None:
     _child(UPSTREAM_ERRORS, backend, error.code or error.type).inc()
+
+
+def client_fault(kind: str) -> None:
+    _child(CLIENT_FAULTS, kind).inc()
 
 
 # Labelled children by (metric, label values): ``labels()`` checks and locks on every

@@ -20,7 +20,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from gateway import metrics
+from gateway import logs, metrics, redaction
 from gateway.config import GatewayConfig, parse_config
 from gateway.errors import ConfigError
 from gateway.pipeline import Gateway
@@ -120,6 +120,7 @@ class ConfigWatcher:
         later = [name for name in RESTART_ONLY if getattr(config, name) != getattr(current, name)]
         if later:
             log.warning("configuration: %s changed; takes effect at the next restart", later)
+        logs.protect(redaction.configured_secrets(config))  # a new backend's key, say
         self._gateway.reload(config)
         self.digest, self._rejected, self.problems = digest, None, ()
         self.loaded_at = time.time()

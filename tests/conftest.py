@@ -27,6 +27,7 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.invocation import AgentInvocation, Message, TextPart
 from gateway.pipeline import Gateway
 from gateway.server.app import create_app
+from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY
 from gateway.store import ApiKey, Store
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
@@ -160,7 +161,7 @@ async def start_gateway(
 
     async def start(text: str = ECHO_CONFIG, *, redis: str | None = None) -> RunningGateway:
         app = create_app(make_config(text, redis or redis_url))
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        runner = GatewayRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()

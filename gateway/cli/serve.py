@@ -14,13 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import logs
+from gateway import logs, redaction
 from gateway.cli.output import CommandError
 from gateway.cli.workers import Supervisor, worker_command
 from gateway.config import EMBEDDED, GatewayConfig, load_config
 from gateway.pipeline import Gateway
 from gateway.server import admin
 from gateway.server.app import create_app
+from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY, WATCHER
 from gateway.server.limits import runner_kwargs
 
@@ -50,6 +51,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_format, sys.stderr)
     config = load_config(args.config)
+    logs.protect(redaction.configured_secrets(config))
     host = args.host or config.listen.host
     port = config.listen.port if args.port is None else args.port
     if args.workers > 1:
@@ -79,7 +81,7 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
             demo.append(secret)
 
     shutdown = config.shutdown
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         create_app(config, on_ready=on_ready, watch=True),
         handler_cancellation=True,
         access_log=None,

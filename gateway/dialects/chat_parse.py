@@ -29,6 +29,7 @@ from gateway.dialects.fields import (
     str_map,
 )
 from gateway.dialects.limits import DEFAULTS, RequestLimits, check_request
+from gateway.dialects.tools import tool_name, tool_schema
 from gateway.errors import InvalidRequest
 from gateway.invocation import (
     AgentInvocation,
@@ -188,9 +189,9 @@ def _tool(raw: object, path: str) -> FunctionTool:
     fn = as_object(tool.get("function"), join(path, "function"))
     sub = join(path, "function")
     return FunctionTool(
-        name=req_str(fn, "name", sub),
+        name=tool_name(fn, sub),
         description=opt_str(fn, "description", sub),
-        parameters=opt_object(fn, "parameters", sub),
+        parameters=tool_schema(fn, "parameters", sub),
         strict=opt_bool(fn, "strict", sub),
     )
 

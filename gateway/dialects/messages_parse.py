@@ -63,6 +63,7 @@ from gateway.dialects.fields import (
     req_str,
 )
 from gateway.dialects.limits import DEFAULTS, RequestLimits, check_request
+from gateway.dialects.tools import tool_name, tool_schema
 from gateway.errors import InvalidRequest
 from gateway.invocation import (
     AgentInvocation,
@@ -326,9 +327,9 @@ def _tool(raw: object, path: str) -> FunctionTool:
     if tool.get("input_schema") is None:
         raise missing(join(path, "input_schema"))
     return FunctionTool(
-        name=req_str(tool, "name", path),
+        name=tool_name(tool, path, longest=128),
         description=opt_str(tool, "description", path),
-        parameters=opt_object(tool, "input_schema", path),
+        parameters=tool_schema(tool, "input_schema", path),
     )
 
 

@@ -34,6 +34,7 @@ from gateway.dialects.fields import (
 )
 from gateway.dialects.limits import DEFAULTS, RequestLimits, check_request
 from gateway.dialects.responses_items import ItemReference, parse_item
+from gateway.dialects.tools import tool_name, tool_schema
 from gateway.invocation import (
     AgentInvocation,
     ForcedFunction,
@@ -188,13 +189,10 @@ def _tool(raw: object, path: str) -> FunctionTool:
             join(path, "name"),
             "Open Responses tools are flat: {type, name, parameters}, not nested under 'function'",
         )
-    name = req_str(tool, "name", path)
-    if len(name) > 64 or not all(c.isalnum() or c in "_-" for c in name):
-        raise invalid(join(path, "name"), "must be 1-64 letters, digits, '_' or '-'")
     return FunctionTool(
-        name=name,
+        name=tool_name(tool, path),
         description=opt_str(tool, "description", path),
-        parameters=opt_object(tool, "parameters", path),
+        parameters=tool_schema(tool, "parameters", path),
         strict=opt_bool(tool, "strict", path),
     )
 

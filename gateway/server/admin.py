@@ -31,6 +31,7 @@ from gateway.pipeline import Gateway
 from gateway.server import middlewares, openapi
 from gateway.server.api import JSON, Operation, Param, Reply, Table, json_reply
 from gateway.server.body import json_response, read_json, whole_number
+from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.store import ledger_export
 from gateway.store.records import LIMIT_FIELDS, Limits
@@ -100,7 +101,7 @@ async def start_admin_site(
     listen = config.admin.listen
     if not config.admin.token_env or listen is None:
         return None
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         create_admin_site_app(gateway, admin_token(config)),
         handler_cancellation=True,
         access_log=None,
@@ -116,7 +117,10 @@ async def start_admin_site(
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    # aiohttp decodes header bytes as UTF-8 with surrogateescape, so a header holds lone
+    # surrogates for any byte that is not UTF-8 (``Bearer \xff``): encoding the same
+    # way gives back the bytes sent, where a plain ``encode()`` raised (a 500).
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 @web.middleware

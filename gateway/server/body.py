@@ -31,8 +31,10 @@ async def read_json(
                 raw = await request.read()
     except TimeoutError:
         # The rest of the body is unread: mark the stream broken so that the error
-        # response closes the connection instead of waiting for those bytes.
-        request.content.set_exception(ConnectionAbortedError("request body read timed out"))
+        # response closes the connection instead of waiting for those bytes. A timeout,
+        # because that is what aiohttp's drain of an unread body (its "lingering close")
+        # takes for "stop waiting": any other exception there is logged with a traceback.
+        request.content.set_exception(TimeoutError("request body read timed out"))
         raise InvalidRequest(
             f"The request body did not arrive within {read_timeout:g} seconds.",
             code="request_timeout",

@@ -1,8 +1,9 @@
 """Server-level limits: the keyword arguments of ``web.AppRunner`` from ``limits:``.
 
 aiohttp enforces these before a request reaches the application, so their
-refusals are aiohttp's own plain ``400 Bad Request`` (not a dialect's JSON
-error), and the connection is closed:
+refusals are a plain-text ``400 Bad Request: <reason>`` (not a dialect's JSON
+error; ``gateway.server.connection`` words it, never quoting the client's
+bytes), and the connection is closed:
 
 - ``max_header_bytes``: the longest request line and header line
   (``max_line_size``) and header value (``max_field_size``);

@@ -203,6 +203,29 @@ async def test_a_known_key_keeps_working_for_stale_for_while_the_store_is_down(
     assert await auth.authenticate(f"Bearer {secret}") == key  # back: fresh again
 
 
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "\udcff",  # the byte 0xff, as aiohttp decodes a header (UTF-8, surrogateescape)
+        "sk-gw-abc\udcff",
+        "s\u00e9cret",  # valid UTF-8, not ASCII
+        "sk-gw-abc\tdef",  # a tab is the one control character aiohttp lets through
+        "sk-gw-abc def",
+    ],
+)
+async def test_a_secret_no_key_could_have_is_401_without_a_lookup(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    # Even while Redis is down: a 503 would tell the client to retry a hopeless key.
+    outage = Outage(fake_store, monkeypatch)
+    outage.down = True
+    auth = Authenticator(fake_store)
+    assert (await failure(auth, f"Bearer {secret}")).message == "invalid API key"
+    with pytest.raises(AuthenticationFailed):
+        await auth.authenticate_secret(secret)
+    assert outage.calls == 0
+
+
 async def test_an_unknown_key_never_becomes_valid_during_an_outage(
     fake_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

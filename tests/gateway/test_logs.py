@@ -8,8 +8,9 @@ import sys
 
 import orjson
 import pytest
+from aiohttp.http_exceptions import BadHttpMessage
 
-from gateway import logs
+from gateway import apikeys, logs
 
 
 def record(message: str = "hello %s", *args: object, **extra: object) -> logging.LogRecord:
@@ -82,3 +83,61 @@ def test_setup_writes_json_lines_to_the_stream(monkeypatch: pytest.MonkeyPatch) 
     logging.getLogger("gateway.x").debug("hidden")
     (line,) = out.getvalue().splitlines()
     assert orjson.loads(line)["port"] == 8080
+
+
+# Redaction: whoever writes the record
+
+
+KEY = apikeys.new_secret()
+ADMIN_TOKEN = "admin-token-from-env-0123"
+
+
+@pytest.fixture
+def redacted_log(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """``logs.setup`` on a bare root logger, writing JSON lines to the returned stream."""
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    out = io.StringIO()
+    logs.setup("debug", "json", out)
+    logs.protect({ADMIN_TOKEN})
+    return out
+
+
+def test_a_raw_header_line_in_aiohttps_log_is_redacted_message_and_traceback(
+    redacted_log: io.StringIO,
+) -> None:
+    # What aiohttp.server wrote for a header line with a NUL after the key.
+    line = f"Authorization: Bearer {KEY}\x00x".encode()
+    try:
+        raise BadHttpMessage(f"Invalid header value char:\n\n  {line!r}\n  ^")
+    except BadHttpMessage as exc:
+        logging.getLogger("aiohttp.server").exception("Error handling %r", line, exc_info=exc)
+    logging.getLogger("asyncio").error("lost %s and %s", ADMIN_TOKEN, {"x-api-key": KEY})
+    logging.getLogger("gateway_plugins.x").warning("sent", extra={"headers": {"auth": KEY}})
+    out = redacted_log.getvalue()
+    assert len(out.splitlines()) == 3
+    assert KEY[6:] not in out and ADMIN_TOKEN not in out
+    first = orjson.loads(out.splitlines()[0])
+    assert "BadHttpMessage" in first["exception"] and "[redacted]" in first["exception"]
+
+
+def test_text_lines_are_redacted_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    out = Terminal()
+    logs.setup("info", "text", out)
+    try:
+        raise ValueError(KEY)
+    except ValueError:
+        logging.getLogger("aiohttp.web_protocol").exception("key %s", KEY, extra={"k": KEY})
+    assert KEY not in out.getvalue() and "ValueError: [redacted]" in out.getvalue()
+
+
+def test_a_record_whose_arguments_do_not_fit_is_still_written_and_redacted(
+    redacted_log: io.StringIO,
+) -> None:
+    logging.getLogger("plugin").warning("%s %s", KEY)  # one argument short
+    (line,) = redacted_log.getvalue().splitlines()
+    assert KEY not in line and "[redacted]" in orjson.loads(line)["message"]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 import pytest
@@ -38,15 +39,23 @@ class GatewayProcess:
 StartProcess = Callable[[str], Awaitable[GatewayProcess]]
 
 
-async def serve(path: Path, redis_url: str, env: Mapping[str, str] | None = None) -> GatewayProcess:
+async def serve(
+    path: Path,
+    redis_url: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    log_level: str = "WARNING",
+    log: IO[bytes] | None = None,
+) -> GatewayProcess:
     """``gateway serve --config path`` on a free port, once it answers ``/readyz``
-    (stopped again if it never does)."""
+    (stopped again if it never does); its log (JSON lines) goes to ``log`` if given."""
     port = free_port()
     command = [sys.executable, "-m", "gateway", "serve", "--config", str(path)]
     # Popen returns at once: starting a process does not block the loop.
     proc = subprocess.Popen(  # noqa: ASYNC220
-        [*command, "--port", str(port), "--log-level", "WARNING"],
+        [*command, "--port", str(port), "--log-level", log_level, "--log-format", "json"],
         env={**os.environ, "GATEWAY_REDIS_URL": redis_url, **(env or {})},
+        stderr=log,
     )
     process = GatewayProcess(proc, f"http://127.0.0.1:{port}")
     try:

@@ -138,6 +138,38 @@ async def test_a_wrong_or_missing_token_is_401(
     await call(http, gw, "GET", "/admin/keys")  # the right token works
 
 
+async def raw_request(gw: RunningGateway, head: bytes) -> tuple[int, bytes]:
+    """The status and body of one request written as raw bytes (no client would send them)."""
+    host, port = gw.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head)
+        data = await asyncio.wait_for(reader.read(), 5)  # Connection: close
+    finally:
+        writer.close()
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [b"\xff", b"\xc3\xa9t\xc3\xa9", TOKEN.encode() + b"\xff", b"\xff" + TOKEN.encode(), b"\x80\t"],
+)
+async def test_a_token_that_is_not_ascii_is_401_not_500(
+    gw: RunningGateway, credential: bytes
+) -> None:
+    # aiohttp hands such bytes to the application as lone surrogates, which str.encode()
+    # refused: the comparison with the token raised, and the client got a 500.
+    head = b"GET /admin/keys HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"
+    status, body = await raw_request(
+        gw, head + b"Authorization: Bearer " + credential + b"\r\n\r\n"
+    )
+    assert status == 401, body
+    error = json.loads(body)["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["code"]) == ("authentication_error", "invalid_admin_token")
+
+
 async def test_keys_lifecycle(gw: RunningGateway, http: aiohttp.ClientSession) -> None:
     created = await call(
         http,

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.server.app import create_app
+from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY
 from gateway.server.limits import runner_kwargs
 from tests.conftest import free_port, make_config
@@ -90,7 +91,7 @@ class ThreadGateway:
         _, self.key = self.run(self.gateway.store.create_key("t", balance=10**12))
 
     async def _start(self) -> web.AppRunner:
-        runner = web.AppRunner(
+        runner = GatewayRunner(
             create_app(self.config),
             handler_cancellation=True,
             access_log=None,
@@ -293,6 +294,92 @@ def test_an_oversized_request_line_is_refused_without_a_500(gw: ThreadGateway) -
         sock.sendall(b"GET /v1/models?" + b"q" * 5000 + b" HTTP/1.1\r\nHost: gw\r\n\r\n")
         data = read_until_closed(sock, 5)
     assert int(data.split(b" ", 2)[1]) in (400, 414, 431), data[:200]
+
+
+DOORS = [CHAT, "/v1/responses", MESSAGES]
+
+
+@pytest.mark.parametrize("path", DOORS)
+@pytest.mark.parametrize("header", [b"Authorization: Bearer ", b"x-api-key: ", b"api-key: "])
+@pytest.mark.parametrize("credential", [b"\xff", b"\xc3\xa9", b"sk-gw-\xff\xfe", b"sk-gw-a\tb"])
+def test_a_credential_no_key_could_have_is_a_401_in_the_dialects_shape(
+    gw: ThreadGateway, path: str, header: bytes, credential: bytes
+) -> None:
+    body = orjson.dumps(HELLO)
+    head = f"POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Length: {len(body)}\r\n".encode()
+    with gw.raw() as sock:
+        sock.sendall(head + header + credential + b"\r\nConnection: close\r\n\r\n" + body)
+        data = read_until_closed(sock, 5)
+    status_line, _, rest = data.partition(b"\r\n")
+    status = int(status_line.split()[1])
+    assert status == 401, data[:300]
+    error = assert_dialect_error(path, status, rest.partition(b"\r\n\r\n")[2])
+    assert error["type"] == "authentication_error"
+
+
+def tool_request(path: str, name: object, schema: object) -> dict[str, Any]:
+    """HELLO with one tool of this name and schema, in the door's dialect."""
+    tool: dict[str, Any]
+    if path == MESSAGES:
+        tool = {"name": name, "input_schema": schema}
+    elif path == CHAT:
+        tool = {"type": "function", "function": {"name": name, "parameters": schema}}
+    else:
+        tool = {"type": "function", "name": name, "parameters": schema}
+    if path == "/v1/responses":
+        return {"model": "echo", "input": "hello", "tools": [tool]}
+    return HELLO | {"tools": [tool]}
+
+
+BAD_TOOLS: list[tuple[object, object, str]] = [  # name, schema, the param's last words
+    ("f", {"type": "object", "properties": ["q"]}, "properties"),
+    ("f", {"type": "object", "properties": "q"}, "properties"),
+    ("f", {"type": "object", "properties": {"q": 3}}, "properties.q"),
+    ("f", {"type": 7}, "type"),
+    ("f", {"type": "object", "properties": {"q": {"type": ["string", 1]}}}, "q.type"),
+    ("f", {"type": "object", "required": "q"}, "required"),
+    ("f", {"type": "array", "items": [1]}, "items[0]"),
+    ("f", {"type": "array", "minItems": "many"}, "minItems"),
+    ("f", {"anyOf": {"type": "string"}}, "anyOf"),
+    ("f", [{"type": "object"}], ""),
+    ("f", "object", ""),
+    (None, {"type": "object"}, "name"),
+    ("", {"type": "object"}, "name"),
+    (7, {"type": "object"}, "name"),
+    ("two words", {"type": "object"}, "name"),
+]
+
+
+@pytest.mark.parametrize("path", DOORS)
+def test_an_invalid_tool_definition_is_a_400_in_the_dialects_shape(
+    gw: ThreadGateway, path: str
+) -> None:
+    # A 'properties' that is not an object crashed the echo backend: a 502 and a traceback.
+    for name, schema, where in BAD_TOOLS:
+        status, _, raw = gw.post(path, orjson.dumps(tool_request(path, name, schema)))
+        assert status == 400, (name, schema, raw[:300])
+        error = assert_dialect_error(path, status, raw)
+        if path != MESSAGES:
+            assert error["param"].startswith("tools[0]") and error["param"].endswith(where), error
+
+
+@pytest.mark.parametrize("path", DOORS)
+def test_a_rich_valid_tool_schema_is_called(gw: ThreadGateway, path: str) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "q": {"type": ["string", "null"], "minLength": 2},
+            "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "minItems": 1_000_000_000},
+            "any": True,
+            "n": {"type": "integer", "exclusiveMinimum": 3},
+        },
+        "required": ["q", "tags", "n"],
+        "additionalProperties": False,
+        "$defs": {"x": {"oneOf": [{"type": "string"}, {"type": "number"}]}},
+    }
+    status, _, raw = gw.post(path, orjson.dumps(tool_request(path, "lookup_v2", schema)))
+    assert status == 200, raw[:300]
+    assert b"lookup_v2" in raw
 
 
 # The bound on requests in flight

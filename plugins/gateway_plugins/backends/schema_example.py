@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 _MAX_DEPTH = 8
+# A client may ask for minItems: 1e9; the echo answers with at most this many (the
+# arguments then fall short of the schema, which is better than a billion-item list).
+_MOST = 256
 
 
 def example(schema: Mapping[str, Any] | None, depth: int = 0) -> Any:
@@ -34,10 +37,10 @@ def example(schema: Mapping[str, Any] | None, depth: int = 0) -> Any:
         }
     if kind == "array":
         count = schema.get("minItems", 0)
-        return [example(schema.get("items"), depth + 1) for _ in range(int(count))]
+        return [example(schema.get("items"), depth + 1) for _ in range(min(int(count), _MOST))]
     if kind == "string":
         text = "echo"
-        min_len = int(schema.get("minLength", 0))
+        min_len = min(int(schema.get("minLength", 0)), _MOST)
         length = max(min_len, len(text))
         max_len = schema.get("maxLength")
         if isinstance(max_len, int):
