@@ -176,17 +176,21 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
     ("node-ai-openai-chat", "reasoning_stream"): _CHAT_REASONING,
 }
 
+# Known failures 1 and 2 of issue 17, being fixed in the gateway's renderers.
 CITATIONS_NULL = (
-    'known failure 1: the gateway writes `"citations": null` in non-streamed text blocks; '
-    "the AI SDK's schema wants an array (AI_TypeValidationError on content[0].citations)"
+    'the gateway writes `"citations": null` in non-streamed text blocks, where the AI '
+    "SDK's schema wants an array or nothing: `generateText` throws AI_APICallError "
+    '"Invalid JSON response" (cause AI_TypeValidationError: content[0].citations: '
+    "expected array, received null)"
 )
 REASONING_EVENT = (
-    "known failure 2: the gateway streams `response.reasoning.delta`, not the spec's "
-    "`response.reasoning_text.delta`; the openai SDKs' stream helpers drop those deltas "
-    "(openai-node 7 raises `Unhandled response stream event: response.reasoning.delta`)"
+    "the gateway streams `response.reasoning.delta`, not the spec's "
+    "`response.reasoning_text.delta`: the openai SDKs' `responses.stream()` drop those "
+    "deltas, so no reasoning reaches the caller (openai-node 7 raises `Unhandled response "
+    "stream event: response.reasoning.delta`)"
 )
 REASONING_SUMMARY = (
-    "found by the matrix: the gateway's reasoning items carry the text in `content` "
+    "the gateway's reasoning items carry the text in `content` "
     "(`reasoning_text`) with an empty `summary`; this client reads only `summary` (as "
     "OpenAI's API fills it) and reports no reasoning"
 )
@@ -203,6 +207,21 @@ KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
     ("py-langchain-responses", "reasoning", "*"): REASONING_SUMMARY,
     ("py-langchain-responses", "reasoning_stream", "*"): REASONING_SUMMARY,
 }
+
+
+# (client, operation) -> how it works (shown in the table beside "works")
+WORKS_WITH: dict[tuple[str, str], str] = {
+    ("py-agents-chat", "usage_stream"): (
+        "with `ModelSettings(include_usage=True)`: over Chat Completions the Agents SDK asks "
+        "for streamed usage only from api.openai.com, and reports 0 tokens otherwise"
+    ),
+    ("py-openai-chat", "reasoning"): (
+        "as `reasoning_content`, a field the SDK keeps but does not type (`model_extra`)"
+    ),
+    ("node-openai-chat", "reasoning"): "as `reasoning_content`, a field the SDK's types lack",
+}
+WORKS_WITH[("py-openai-chat", "reasoning_stream")] = WORKS_WITH[("py-openai-chat", "reasoning")]
+WORKS_WITH[("node-openai-chat", "reasoning_stream")] = WORKS_WITH[("node-openai-chat", "reasoning")]
 
 
 @dataclass(frozen=True)
