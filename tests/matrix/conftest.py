@@ -24,7 +24,7 @@ import pytest
 import redis as sync_redis
 
 from tests.conftest import free_port
-from tests.matrix.cases import MOCK_TEXT
+from tests.matrix.cases import MOCK_TEXT, Case
 from tests.matrix.python_clients import Profile
 
 FULL = os.environ.get("GATEWAY_MATRIX") == "full"
@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         callspec = getattr(item, "callspec", None)
         case = callspec.params.get("case") if callspec else None
-        (drop if case is not None and case.upstream == "litellm" else keep).append(item)
+        (drop if isinstance(case, Case) and case.upstream == "litellm" else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
