@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = Path(__file__).resolve().parent / "node"
 
@@ -258,6 +260,15 @@ def cases(language: str | None = None, upstream: str | None = None) -> list[Case
         for op in OPERATIONS
         if op in models and (client.id, op) not in NOT_APPLICABLE
     ]
+
+
+def param(case: Case) -> Any:
+    """``case`` as a pytest parameter, a strict xfail when it is a known failure."""
+    marks = []
+    if case.known_failure:
+        hint = " [fixed? delete its KNOWN_FAILURES entry, run python -m tests.matrix.table]"
+        marks.append(pytest.mark.xfail(strict=True, reason=case.known_failure + hint))
+    return pytest.param(case, id=case.id, marks=marks)
 
 
 def expected_text(case: Case) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.matrix import node_clients
-from tests.matrix.cases import Case, cases, check
+from tests.matrix.cases import Case, cases, check, param
 from tests.matrix.python_clients import Profile
 
 Results = dict[tuple[str, str], dict[str, Any]]
@@ -27,13 +27,7 @@ def node_results() -> Results:
     return {}
 
 
-def _param(case: Case) -> object:
-    reason = case.known_failure
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(case, id=case.id, marks=marks)
-
-
-@pytest.mark.parametrize("case", [_param(c) for c in cases("node")])
+@pytest.mark.parametrize("case", [param(c) for c in cases("node")])
 def test_node_client(case: Case, matrix: Profile, node: str, node_results: Results) -> None:
     group = (case.client.id, case.upstream)
     if group not in node_results:
