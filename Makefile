@@ -9,7 +9,15 @@ PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --no-deps --
 # The project itself, built with the locked hatchling (an isolated build would pull the newest).
 PIP_PROJECT := $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 
-.PHONY: run test lock bench bench-peers bench-capacity soak clean
+.PHONY: run test test-matrix lock bench bench-peers bench-capacity soak clean
+
+# Node.js and npm from Debian when missing and we are root (the client matrix's Node
+# clients, tests/matrix/node, and the Portkey peer need them); true when npm is there.
+ENSURE_NPM := command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = "0" ] && \
+	command -v apt-get >/dev/null 2>&1 && \
+	echo "npm not found: installing Debian's nodejs and npm packages" >&2 && \
+	apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y -qq --no-install-recommends nodejs npm >&2; }
 
 $(BIN)/python: requirements/build.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +42,17 @@ run: $(VENV)/.run
 
 ## test: lint, type-check, and run the tests against a real redis-server on loopback
 test: $(VENV)/.test
+	@$(ENSURE_NPM) || echo "npm not found: the matrix's Node clients will be skipped" >&2
 	$(BIN)/ruff check gateway plugins tests bench
 	$(BIN)/ruff format --check gateway plugins tests bench
 	$(BIN)/mypy gateway plugins/gateway_plugins
 	tests/with-redis.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-matrix: the client matrix (tests/matrix) in full: every client over the echo backend
+## (as in `make test`) and over the LiteLLM proxy, installed once into .bench-peers/ (minutes)
+test-matrix: $(VENV)/.test
+	@$(ENSURE_NPM) || echo "npm not found: the matrix's Node clients will be skipped" >&2
+	GATEWAY_MATRIX=full tests/with-redis.sh $(BIN)/python -m pytest tests/matrix $(PYTEST_ARGS)
 
 ## bench: direct vs through-the-gateway throughput and latency (not a test; not in CI)
 bench: $(VENV)/.test
@@ -46,11 +61,7 @@ bench: $(VENV)/.test
 ## bench-peers: `make bench` plus the LiteLLM proxy (PyPI) and the Portkey gateway (npm), installed
 ## once into .bench-peers/; a peer that cannot be installed or started is reported absent
 bench-peers: $(VENV)/.test
-	@command -v npm >/dev/null 2>&1 || [ "$$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1 || { \
-	  echo "npm not found: installing Debian's nodejs and npm packages" >&2; \
-	  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends nodejs npm >&2 || \
-	  echo "could not install npm: Portkey will be absent" >&2; }
+	@$(ENSURE_NPM) || echo "could not install npm: Portkey will be absent" >&2
 	tests/with-redis.sh $(BIN)/python -m bench --peers $(BENCH_ARGS)
 
 ## bench-capacity: 10,000 open slow streams on one worker, then RSS over 1,000,000 requests
