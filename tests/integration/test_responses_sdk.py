@@ -15,7 +15,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import StartGateway
+from tests.conftest import ECHO_CONFIG, StartGateway
 from tests.integration.responses_support import (
     Clients,
     check_response,
@@ -74,7 +74,12 @@ async def test_create(start_gateway: StartGateway, clients: Clients, prefix: str
 
 
 async def test_create_echoes_request_fields(start_gateway: StartGateway, clients: Clients) -> None:
-    gw = await start_gateway()
+    # service_tier "flex" changes the upstream's price: this route must allow it.
+    allowing = ECHO_CONFIG.replace(
+        "    max_output_tokens: 200\n  free:",
+        "    max_output_tokens: 200\n    allow_price_fields: [service_tier]\n  free:",
+    )
+    gw = await start_gateway(allowing)
     client = clients(gw, await gw.new_key())
     response = await client.responses.create(
         model="echo",
