@@ -22,7 +22,7 @@ import yaml
 from gateway.dialects import limits as request_limits
 from gateway.errors import ConfigError, Problem
 from gateway.plugin import BACKENDS_GROUP, FILTERS_GROUP, BackendPlugin, FilterPlugin
-from gateway.route import Route, output_cap
+from gateway.route import Route, output_cap, reasoning_events
 from gateway.typed import Report, build, non_negative, positive, problems_collector
 
 EMBEDDED = "embedded"
@@ -125,9 +125,12 @@ class AuthSettings:
 
 @dataclass(frozen=True, slots=True)
 class ResponsesSettings:
-    """Stored Open Responses responses (``store: true``) live this long in Redis."""
+    """Stored Open Responses responses (``store: true``) live ``retention_seconds``
+    in Redis. ``reasoning_events`` is how streams carry reasoning, unless a route
+    says otherwise (``gateway.dialects.responses_render`` says why there are three)."""
 
     retention_seconds: int = field(default=30 * 24 * 3600, metadata={"check": positive})
+    reasoning_events: str = field(default="summary", metadata={"check": reasoning_events})
 
 
 _EXPORTERS = ("none", "console", "otlp")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from gateway.amounts import MAX_CREDITS, MAX_TOKENS
+from gateway.dialects.responses_render import REASONING_EVENTS
 from gateway.typed import positive
 
 MAX_PRICE = Decimal(1_000_000)  # USD per 1M tokens: a dollar a token
@@ -24,6 +25,19 @@ def output_cap(value: int) -> str | None:
 def limit(value: int) -> str | None:
     """A ``check``: a route limit from 0 (none) to the bound of every amount."""
     return None if 0 <= value <= MAX_CREDITS else f"must be between 0 and {MAX_CREDITS:,}"
+
+
+def reasoning_events(value: str) -> str | None:
+    """A ``check``: one of the wire forms of reasoning in Open Responses streams."""
+    return None if value in REASONING_EVENTS else f"must be one of {', '.join(REASONING_EVENTS)}"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResponses:
+    """How ``/v1/responses`` answers for this route; unset keys take the top-level
+    ``responses`` settings."""
+
+    reasoning_events: str | None = field(default=None, metadata={"check": reasoning_events})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,7 @@ class Route:
     pricing: Pricing = field(default_factory=Pricing)
     max_output_tokens: int | None = field(default=None, metadata={"check": output_cap})
     limits: RouteLimits = field(default_factory=RouteLimits)
+    responses: RouteResponses = field(default_factory=RouteResponses)
 
     @property
     def targets(self) -> tuple[Target, ...]:

@@ -145,6 +145,37 @@ def test_check_out_of_range() -> None:
     assert "65535" in problem.message
 
 
+def test_reasoning_events_default_top_level_and_per_route() -> None:
+    assert parse_config("").responses.reasoning_events == "summary"
+    config = parse_config(
+        "responses: {reasoning_events: spec}\n"
+        "backends: {e: {type: echo}}\n"
+        "routes:\n"
+        "  a: {backend: e}\n"
+        "  b: {backend: e, responses: {reasoning_events: openai}}\n"
+    )
+    assert config.responses.reasoning_events == "spec"
+    assert config.routes["a"].responses.reasoning_events is None  # takes the top level
+    assert config.routes["b"].responses.reasoning_events == "openai"
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("responses: {reasoning_events: raw}\n", "responses.reasoning_events"),
+        (
+            "backends: {e: {type: echo}}\n"
+            "routes: {a: {backend: e, responses: {reasoning_events: both}}}\n",
+            "routes.a.responses.reasoning_events",
+        ),
+    ],
+)
+def test_reasoning_events_must_be_known(text: str, path: str) -> None:
+    problem = only(text)
+    assert problem.path == path
+    assert "summary, spec, openai" in problem.message
+
+
 @pytest.mark.parametrize("price", ["-0.5", "1000000.01"])
 def test_a_price_out_of_range(price: str) -> None:
     text = (
