@@ -173,7 +173,7 @@ async def test_instructions_first_system_message(
         ("user", "ahoy"),
     ]
     assert body["model"] == "upstream-model-x"
-    assert body["max_tokens"] == 100
+    assert body["max_completion_tokens"] == 100
     assert body["temperature"] == 0.2
     assert body["reasoning_effort"] == "high"
     assert body["response_format"] == {

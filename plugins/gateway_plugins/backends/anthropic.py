@@ -36,6 +36,7 @@ from gateway.plugin import BackendPlugin, CallContext
 from gateway.typed import positive
 from gateway_plugins.backends.anthropic_wire import EventParser, messages_body
 from gateway_plugins.backends.http import HttpOptions, Upstream, batches, json_object
+from gateway_plugins.backends.unsupported import refuse_logprobs
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class AnthropicBackend:
         return headers
 
     def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
+        refuse_logprobs(invocation, "anthropic")
         max_tokens = (
             invocation.max_output_tokens
             or ctx.route.max_output_tokens

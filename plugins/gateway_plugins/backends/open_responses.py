@@ -27,6 +27,7 @@ from gateway.plugin import BackendPlugin, CallContext
 from gateway.sse import ServerSentEvent
 from gateway_plugins.backends.http import HttpOptions, Upstream, batches, json_object
 from gateway_plugins.backends.open_responses_wire import EventParser, responses_body
+from gateway_plugins.backends.unsupported import refuse_logprobs
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class OpenResponsesBackend:
         return headers
 
     def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
+        refuse_logprobs(invocation, "open_responses")
         return responses_body(invocation, ctx.model)
 
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:

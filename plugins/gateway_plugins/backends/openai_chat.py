@@ -15,14 +15,23 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.events import Batch, Event
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
 from gateway.sse import ServerSentEvent
 from gateway_plugins.backends.http import HttpOptions, Upstream, batches, json_object
-from gateway_plugins.backends.openai_wire import ChunkParser, chat_body, completion_as_chunk
+from gateway_plugins.backends.openai_wire import (
+    MAX_TOKENS_FIELDS,
+    ChunkParser,
+    chat_body,
+    completion_as_chunk,
+)
+
+
+def _max_tokens_field(value: str) -> str | None:
+    return None if value in MAX_TOKENS_FIELDS else f"must be one of {', '.join(MAX_TOKENS_FIELDS)}"
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,10 @@ class OpenAIChatOptions(HttpOptions):
     """``base_url`` e.g. https://api.openai.com/v1 or http://vllm:8000/v1."""
 
     always_stream: bool = False  # stream upstream even when the client did not ask to
+    # The request field of the output cap; max_tokens for servers without the other.
+    max_tokens_field: str = field(
+        default="max_completion_tokens", metadata={"check": _max_tokens_field}
+    )
 
 
 class OpenAIChatBackend:
@@ -37,6 +50,7 @@ class OpenAIChatBackend:
         self.name = name
         self.upstream = Upstream(name, options)
         self.always_stream = options.always_stream
+        self.max_tokens_field = options.max_tokens_field
 
     def headers(self, ctx: CallContext) -> dict[str, str]:
         headers = {"X-Request-Id": ctx.request_id}
@@ -45,7 +59,7 @@ class OpenAIChatBackend:
         return headers
 
     def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
-        return chat_body(invocation, ctx.model)
+        return chat_body(invocation, ctx.model, self.max_tokens_field)
 
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
         body = self.body(invocation, ctx)
