@@ -310,6 +310,37 @@ async def test_a_backend_without_logprobs_refuses_them(
     assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "top_logprobs"
 
 
+@pytest.mark.parametrize("always_stream", [False, True])
+async def test_a_json_answer_to_a_streaming_request_is_read_whole(
+    start_gateway: StartGateway,
+    sdk: MakeClient,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_env: str,
+    always_stream: bool,
+) -> None:
+    fake_upstream.script = Script(
+        content=("a", "b"),
+        tool_calls=(ToolCallScript("f", ('{"x":', "1}")),),
+        json_answer=True,
+    )
+    config = upstream_config(fake_upstream.base_url, always_stream=str(always_stream).lower())
+    gw = await start_gateway(config)
+    client = sdk(gw, await gw.new_key())
+    async with client.chat.completions.stream(
+        model="up", messages=HELLO, stream_options={"include_usage": True}
+    ) as events:
+        final = await events.get_final_completion()
+    assert fake_upstream.last.body["stream"] is True
+    [choice] = final.choices
+    assert choice.message.content == "ab" and choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert (call.function.name, call.function.arguments) == ("f", '{"x":1}')
+    assert final.usage is not None and final.usage.prompt_tokens == 11
+    if always_stream:  # a non-streaming client request, streamed upstream: the same answer
+        reply = await client.chat.completions.create(model="up", messages=HELLO)
+        assert reply.choices[0].message.content == "ab"
+
+
 async def test_streamed_upstream_answer(
     start_gateway: StartGateway,
     sdk: MakeClient,
