@@ -269,6 +269,12 @@ class Settings:
     metering: MeteringSettings = field(default_factory=MeteringSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    # One log line per request (the request_log filter) unless turned off; an
+    # explicit request_log entry in ``filters`` replaces it rather than doubling it.
+    access_log: bool = True
+
+
+ACCESS_LOG_FILTER = "request_log"
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +323,10 @@ def parse_config(
     raw_routes = data.get("routes")
     routes = _routes(raw_routes, report)
     filters = _filters(data.get("filters"), report)
+    if (settings is None or settings.access_log) and not any(
+        f.type == ACCESS_LOG_FILTER for f in filters
+    ):
+        filters = _access_log(report) + filters
     raw_backends = data.get("backends")
     declared = raw_backends if isinstance(raw_backends, dict) else {}
     if require_routes and (raw_routes is None or raw_routes == {}):
@@ -472,6 +482,17 @@ def _filters(raw: object, report: Report) -> tuple[FilterSpec, ...]:
         if built is not None:
             specs.append(FilterSpec(body["type"], plugin, built))
     return tuple(specs)
+
+
+def _access_log(report: Report) -> tuple[FilterSpec, ...]:
+    """The default access log: a ``request_log`` filter with its default options,
+    first in the chain (closest to the client, so it logs what the client got)."""
+    available = _installed(FILTERS_GROUP)
+    plugin = _plugin(FILTERS_GROUP, available, ACCESS_LOG_FILTER, "access_log", report)
+    if plugin is None:
+        return ()
+    options = build(plugin.options, {}, "access_log", report)
+    return () if options is None else (FilterSpec(ACCESS_LOG_FILTER, plugin, options),)
 
 
 def _routes(raw: object, report: Report) -> dict[str, Route]:

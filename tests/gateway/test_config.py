@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from pathlib import Path
 
@@ -110,8 +111,20 @@ def test_prices_as_strings_and_integers() -> None:
 
 def test_empty_file_is_all_defaults() -> None:
     config = parse_config("")
-    assert config == GatewayConfig(source="<string>")
+    assert dataclasses.replace(config, filters=()) == GatewayConfig(source="<string>")
     assert config.redis.url == EMBEDDED
+    assert config.access_log is True
+    assert [f.type for f in config.filters] == ["request_log"]  # the access log
+
+
+def test_the_access_log_is_on_unless_turned_off() -> None:
+    assert parse_config("access_log: false\n").filters == ()
+    config = parse_config("filters: [{type: request_log, level: debug}]\n")
+    [spec] = config.filters  # an explicit entry replaces the default, never doubles it
+    assert spec.type == "request_log" and spec.options.level == "debug"
+    config = parse_config("access_log: false\nfilters: [{type: request_log}]\n")
+    assert [f.type for f in config.filters] == ["request_log"]  # asked for explicitly
+    assert only("access_log: yes please\n").path == "access_log"
 
 
 def test_unknown_top_level_key() -> None:
