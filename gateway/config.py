@@ -22,7 +22,7 @@ import yaml
 from gateway.dialects import limits as request_limits
 from gateway.errors import ConfigError, Problem
 from gateway.plugin import BACKENDS_GROUP, FILTERS_GROUP, BackendPlugin, FilterPlugin
-from gateway.route import Route, output_cap
+from gateway.route import Route, output_cap, reasoning_events
 from gateway.typed import Report, build, non_negative, positive, problems_collector
 
 EMBEDDED = "embedded"
@@ -125,9 +125,12 @@ class AuthSettings:
 
 @dataclass(frozen=True, slots=True)
 class ResponsesSettings:
-    """Stored Open Responses responses (``store: true``) live this long in Redis."""
+    """Stored Open Responses responses (``store: true``) live ``retention_seconds``
+    in Redis. ``reasoning_events`` is how streams carry reasoning, unless a route
+    says otherwise (``gateway.dialects.responses_render`` says why there are three)."""
 
     retention_seconds: int = field(default=30 * 24 * 3600, metadata={"check": positive})
+    reasoning_events: str = field(default="summary", metadata={"check": reasoning_events})
 
 
 _EXPORTERS = ("none", "console", "otlp")
@@ -268,6 +271,12 @@ class Settings:
     metering: MeteringSettings = field(default_factory=MeteringSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    # One log line per request (the request_log filter) unless turned off; an
+    # explicit request_log entry in ``filters`` replaces it rather than doubling it.
+    access_log: bool = True
+
+
+ACCESS_LOG_FILTER = "request_log"
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +325,10 @@ def parse_config(
     raw_routes = data.get("routes")
     routes = _routes(raw_routes, report)
     filters = _filters(data.get("filters"), report)
+    if (settings is None or settings.access_log) and not any(
+        f.type == ACCESS_LOG_FILTER for f in filters
+    ):
+        filters = _access_log(report) + filters
     raw_backends = data.get("backends")
     declared = raw_backends if isinstance(raw_backends, dict) else {}
     if require_routes and (raw_routes is None or raw_routes == {}):
@@ -471,6 +484,17 @@ def _filters(raw: object, report: Report) -> tuple[FilterSpec, ...]:
         if built is not None:
             specs.append(FilterSpec(body["type"], plugin, built))
     return tuple(specs)
+
+
+def _access_log(report: Report) -> tuple[FilterSpec, ...]:
+    """The default access log: a ``request_log`` filter with its default options,
+    first in the chain (closest to the client, so it logs what the client got)."""
+    available = _installed(FILTERS_GROUP)
+    plugin = _plugin(FILTERS_GROUP, available, ACCESS_LOG_FILTER, "access_log", report)
+    if plugin is None:
+        return ()
+    options = build(plugin.options, {}, "access_log", report)
+    return () if options is None else (FilterSpec(ACCESS_LOG_FILTER, plugin, options),)
 
 
 def _routes(raw: object, report: Report) -> dict[str, Route]:

@@ -140,7 +140,10 @@ class AgentInvocation:
     reasoning_effort: str | None = None
     reasoning_summary: str | None = None
     text_verbosity: str | None = None
-    top_logprobs: int | None = None
+    # Chat Completions' ``logprobs``: a backend that cannot return them refuses the
+    # request (400) rather than answer without them.
+    logprobs: bool = False
+    top_logprobs: int | None = None  # with ``logprobs``; Open Responses' is only echoed
     max_tool_calls: int | None = None
     service_tier: str | None = None
     speed: str | None = None  # Anthropic's fast mode (see gateway.price_fields)

@@ -28,8 +28,18 @@ from gateway.pipeline import Gateway
 log = logging.getLogger(__name__)
 
 RESTART_ONLY = (
-    "listen", "redis", "auth", "limits", "responses", "metering", "admin", "shutdown", "tracing"
+    "listen", "redis", "auth", "limits", "responses.retention_seconds", "metering", "admin",
+    "shutdown", "tracing",
 )  # fmt: skip
+# responses.reasoning_events and access_log are read per request (or rebuilt with
+# the filters), so they change at once.
+
+
+def _setting(config: GatewayConfig, path: str) -> object:
+    value: object = config
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
 
 
 def _digest(data: bytes) -> str:
@@ -117,7 +127,7 @@ class ConfigWatcher:
 
     def _apply(self, config: GatewayConfig, digest: str) -> None:
         current = self._gateway.config
-        later = [name for name in RESTART_ONLY if getattr(config, name) != getattr(current, name)]
+        later = [p for p in RESTART_ONLY if _setting(config, p) != _setting(current, p)]
         if later:
             log.warning("configuration: %s changed; takes effect at the next restart", later)
         logs.protect(redaction.configured_secrets(config))  # a new backend's key, say

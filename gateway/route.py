@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from gateway import price_fields
 from gateway.amounts import MAX_CREDITS, MAX_TOKENS
+from gateway.dialects.responses_render import REASONING_EVENTS
 from gateway.typed import positive
 
 MAX_PRICE = Decimal(1_000_000)  # USD per 1M tokens: a dollar a token
@@ -25,6 +26,19 @@ def output_cap(value: int) -> str | None:
 def limit(value: int) -> str | None:
     """A ``check``: a route limit from 0 (none) to the bound of every amount."""
     return None if 0 <= value <= MAX_CREDITS else f"must be between 0 and {MAX_CREDITS:,}"
+
+
+def reasoning_events(value: str) -> str | None:
+    """A ``check``: one of the wire forms of reasoning in Open Responses streams."""
+    return None if value in REASONING_EVENTS else f"must be one of {', '.join(REASONING_EVENTS)}"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResponses:
+    """How ``/v1/responses`` answers for this route; unset keys take the top-level
+    ``responses`` settings."""
+
+    reasoning_events: str | None = field(default=None, metadata={"check": reasoning_events})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +98,7 @@ class Route:
     limits: RouteLimits = field(default_factory=RouteLimits)
     # Request fields that change the upstream's price, let through (gateway.price_fields).
     allow_price_fields: tuple[str, ...] = field(default=(), metadata={"check": price_fields.known})
+    responses: RouteResponses = field(default_factory=RouteResponses)
 
     @property
     def targets(self) -> tuple[Target, ...]:

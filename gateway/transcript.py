@@ -11,6 +11,7 @@ from gateway.events import (
     FinishReason,
     ReasoningDelta,
     TextDelta,
+    TokenLogprob,
     ToolCallArgumentsDelta,
     ToolCallStarted,
     Usage,
@@ -27,6 +28,7 @@ class ToolCall:
 @dataclass(slots=True)
 class Transcript:
     text: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None  # when any text delta carried some
     reasoning: list[str] = field(default_factory=list)
     tool_calls: dict[str, ToolCall] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
@@ -36,6 +38,10 @@ class Transcript:
     def add(self, event: Event) -> None:
         if isinstance(event, TextDelta):
             self.text.append(event.text)
+            if event.logprobs is not None:
+                if self.logprobs is None:
+                    self.logprobs = []
+                self.logprobs.extend(event.logprobs)
         elif isinstance(event, ReasoningDelta):
             self.reasoning.append(event.text)
         elif isinstance(event, ToolCallStarted):

@@ -10,6 +10,7 @@ import logging
 import resource
 import signal
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from gateway.server.app import create_app
 from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY, WATCHER
 from gateway.server.limits import runner_kwargs
+from gateway.server.listen import PortUnavailable, start_site
 
 log = logging.getLogger("gateway")
 
@@ -45,6 +47,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--workers", type=int, default=1, help="worker processes sharing the port (default 1)"
     )
+    # Set by the supervisor for its workers only: a lone gateway owns its port, so
+    # a second one started by mistake fails instead of taking half the requests.
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=run)
 
 
@@ -64,15 +69,24 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CommandError("--workers must be at least 1")
     try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(config, host, port))
-    else:
-        uvloop.run(serve(config, host, port))
+        _run_loop(serve(config, host, port, reuse_port=args.reuse_port))
+    except PortUnavailable as exc:
+        raise CommandError(str(exc)) from None
     return 0
 
 
-async def serve(config: GatewayConfig, host: str, port: int) -> None:
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+async def serve(config: GatewayConfig, host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Serve until a signal. ``reuse_port`` (SO_REUSEPORT) is for the workers of one
+    supervisor; without it a port another process holds is a start-up error."""
     demo: list[str] = []
 
     async def on_ready(gateway: Gateway) -> None:
@@ -93,9 +107,16 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
     # Workers share the admin port as they share the public one. It starts first, so
     # that an admin listener that cannot start (port taken, empty token) stops the
     # start-up before the public listener takes any request.
-    admin_runner = await admin.start_admin_site(gateway, config, reuse_port=True)
-    site = web.TCPSite(runner, host, port, reuse_port=True)
-    await site.start()
+    admin_runner: web.AppRunner | None = None
+    try:
+        admin_runner = await admin.start_admin_site(gateway, config, reuse_port=reuse_port)
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
+        await start_site(site, host, port)
+    except BaseException:
+        if admin_runner is not None:
+            await admin_runner.cleanup()
+        await runner.cleanup()
+        raise
     log.info("listening on http://%s:%d (%d routes)", host, port, len(config.routes))
     _open_files(config)
     _tune_gc()

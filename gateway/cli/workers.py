@@ -109,5 +109,5 @@ def worker_command(config: str, host: str, port: int, log_level: str, log_format
     return [
         sys.executable, "-m", "gateway", "serve", "--config", config,
         "--host", host, "--port", str(port), "--log-level", log_level,
-        "--log-format", log_format, "--workers", "1",
+        "--log-format", log_format, "--workers", "1", "--reuse-port",
     ]  # fmt: skip

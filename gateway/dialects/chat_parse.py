@@ -74,6 +74,10 @@ def parse_chat_request(body: object, limits: RequestLimits = DEFAULTS) -> ChatRe
     max_tokens = opt_int(req, "max_completion_tokens", lo=1, hi=MAX_TOKENS)
     if max_tokens is None:
         max_tokens = opt_int(req, "max_tokens", lo=1, hi=MAX_TOKENS)
+    logprobs = bool(opt_bool(req, "logprobs"))
+    top_logprobs = opt_int(req, "top_logprobs", lo=0, hi=20)
+    if top_logprobs is not None and not logprobs:
+        raise invalid("top_logprobs", "requires 'logprobs' to be true")
     tools = tuple(_tool(t, f"tools[{i}]") for i, t in enumerate(opt_list(req, "tools") or ()))
     stream = bool(opt_bool(req, "stream"))
     stream_options = opt_object(req, "stream_options") or {}
@@ -96,6 +100,8 @@ def parse_chat_request(body: object, limits: RequestLimits = DEFAULTS) -> ChatRe
         max_output_tokens=max_tokens,
         response_format=_response_format(opt_object(req, "response_format")),
         reasoning_effort=opt_str(req, "reasoning_effort"),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
         user=opt_str(req, "user"),
         safety_identifier=opt_str(req, "safety_identifier"),
         prompt_cache_key=opt_str(req, "prompt_cache_key"),

@@ -1,7 +1,9 @@
 """Render canonical events as Chat Completions chunks or one completion object.
 
 The only code that knows chunk shapes. A chunk's fixed parts are encoded once
-per request; each event costs one small ``orjson.dumps`` of its delta.
+per request; each event costs one small ``orjson.dumps`` of its delta. A text
+delta that carries logprobs puts them on its choice, as OpenAI does:
+``"logprobs": {"content": [...], "refusal": null}``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from gateway.events import (
     Failed,
     ReasoningDelta,
     TextDelta,
+    TokenLogprob,
     ToolCallArgumentsDelta,
     ToolCallStarted,
     Usage,
@@ -30,6 +33,28 @@ def usage_object(usage: Usage) -> dict[str, object]:
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def logprobs_object(tokens: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> dict[str, object]:
+    return {
+        "content": [
+            {
+                "token": t.token,
+                "logprob": t.logprob,
+                "bytes": list(t.bytes) if t.bytes is not None else None,
+                "top_logprobs": [
+                    {
+                        "token": top.token,
+                        "logprob": top.logprob,
+                        "bytes": list(top.bytes) if top.bytes is not None else None,
+                    }
+                    for top in t.top_logprobs
+                ],
+            }
+            for t in tokens
+        ],
+        "refusal": None,
     }
 
 
@@ -57,10 +82,12 @@ class ChatChunks:
     def _chunk(self, delta: bytes, finish_reason: bytes = b"null") -> bytes:
         return self._prefix + self._end(delta, finish_reason)
 
-    def _end(self, delta: bytes, finish_reason: bytes) -> bytes:
+    def _end(self, delta: bytes, finish_reason: bytes, logprobs: bytes = b"null") -> bytes:
         return (
             delta
-            + b',"logprobs":null,"finish_reason":'
+            + b',"logprobs":'
+            + logprobs
+            + b',"finish_reason":'
             + finish_reason
             + b"}]"
             + self._usage_null
@@ -72,6 +99,9 @@ class ChatChunks:
 
     def render(self, event: Event) -> bytes:
         if isinstance(event, TextDelta):
+            if event.logprobs is not None:
+                logprobs = orjson.dumps(logprobs_object(event.logprobs))
+                return self._text + orjson.dumps(event.text) + self._end(b"}", b"null", logprobs)
             return self._text + orjson.dumps(event.text) + self._text_end
         if isinstance(event, ReasoningDelta):
             return self._chunk(b'{"reasoning_content":' + orjson.dumps(event.text) + b"}")
@@ -134,7 +164,11 @@ def completion_object(
             {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                "logprobs": (
+                    logprobs_object(transcript.logprobs)
+                    if transcript.logprobs is not None
+                    else None
+                ),
                 "finish_reason": transcript.finish_reason or "stop",
             }
         ],

@@ -28,6 +28,11 @@ at a stop sequence is ``stop_sequence`` when the backend says which one matched
 (the anthropic backend does; Chat Completions upstreams do not, so there it is
 ``end_turn``). Thinking blocks carry an empty ``signature`` (no canonical
 event carries one).
+
+Blocks carry exactly the keys Anthropic sends: a key the SDK types mark
+optional (``citations``, ``caller``...) is left out, never written as null,
+because clients that validate (the Vercel AI SDK) accept a missing key but
+reject ``null`` where they expect an array.
 """
 
 from __future__ import annotations
@@ -98,7 +103,7 @@ class _Block:
     def json(self) -> Json:
         text = "".join(self.parts)
         if self.kind == "text":
-            return {"type": "text", "text": text, "citations": None}
+            return {"type": "text", "text": text}
         if self.kind == "thinking":
             return {"type": "thinking", "thinking": text, "signature": ""}
         return {"type": "tool_use", "id": self.call_id, "name": self.name, "input": _input(text)}

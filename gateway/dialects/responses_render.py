@@ -10,12 +10,26 @@ with no gaps; item ids are stable from added to completed.
 
 An item starts when the kind of content changes (reasoning, text, a new tool
 call) and is finished when the next one starts or the stream ends.
+
+Reasoning has three wire forms, because clients disagree on which one they read
+(``reasoning_events``, set per route in ``gateway.yaml``):
+
+- ``summary`` (the default): the reasoning is the item's one summary part,
+  ``reasoning_summary_part.added``, ``reasoning_summary_text.delta``...,
+  ``reasoning_summary_text.done``, ``reasoning_summary_part.done``. These events
+  are in the Open Responses spec and in OpenAI's API alike, so the compliance
+  suite, OpenAI's Python and Node stream helpers and the Vercel AI SDK (which
+  reads nothing but summaries) all accept and show it.
+- ``spec``: a ``reasoning_text`` content part with the spec's
+  ``response.reasoning.delta`` / ``.done``, which OpenAI's SDKs do not know.
+- ``openai``: the same part with OpenAI's ``response.reasoning_text.delta`` /
+  ``.done``, which the spec (and its compliance suite) does not know.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 
@@ -38,6 +52,11 @@ Json = dict[str, Any]
 
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
+ReasoningEvents = Literal["summary", "spec", "openai"]
+REASONING_EVENTS: tuple[str, ...] = get_args(ReasoningEvents)
+_REASONING_DELTA = {"spec": "response.reasoning.delta", "openai": "response.reasoning_text.delta"}
+_REASONING_DONE = {"spec": "response.reasoning.done", "openai": "response.reasoning_text.done"}
+
 
 def usage_json(usage: Usage) -> Json:
     return {
@@ -52,14 +71,24 @@ def usage_json(usage: Usage) -> Json:
 class _Item:
     """One output item under construction."""
 
-    __slots__ = ("call_id", "id", "index", "kind", "name", "text")
+    __slots__ = ("call_id", "id", "index", "kind", "name", "summary", "text")
 
-    def __init__(self, kind: str, item_id: str, index: int, call_id: str = "", name: str = ""):
+    def __init__(
+        self,
+        kind: str,
+        item_id: str,
+        index: int,
+        call_id: str = "",
+        name: str = "",
+        *,
+        summary: bool = False,
+    ):
         self.kind = kind  # "message", "reasoning" or "function_call"
         self.id = item_id
         self.index = index
         self.call_id = call_id
         self.name = name
+        self.summary = summary  # reasoning carried as a summary part, not content
         self.text: list[str] = []
 
     def json(self, status: str) -> Json:
@@ -82,14 +111,18 @@ class _Item:
                 "arguments": text,
                 "status": status,
             }
-        content = [{"type": "reasoning_text", "text": text}] if status != "in_progress" else []
+        parts = [_reasoning_part(self.summary, text)] if status != "in_progress" else []
         return {
             "type": "reasoning",
             "id": self.id,
             "status": status,
-            "summary": [],
-            "content": content,
+            "summary": parts if self.summary else [],
+            "content": [] if self.summary else parts,
         }
+
+
+def _reasoning_part(summary: bool, text: str) -> Json:
+    return {"type": "summary_text" if summary else "reasoning_text", "text": text}
 
 
 def _output_text(text: str) -> Json:
@@ -107,9 +140,11 @@ class ResponseBuilder:
         store: bool,
         background: bool = False,
         stream: bool = True,
+        reasoning_events: ReasoningEvents = "summary",
     ) -> None:
         self.response_id = response_id
         self._stream = stream
+        self._reasoning = reasoning_events
         self._seq = 0
         self._items: list[_Item] = []
         self._open: _Item | None = None
@@ -181,15 +216,26 @@ class ResponseBuilder:
         elif isinstance(event, ReasoningDelta):
             item = self._item("reasoning", out)
             item.text.append(event.text)
-            out.append(
-                self._event(
-                    "response.reasoning.delta",
-                    item_id=item.id,
-                    output_index=item.index,
-                    content_index=0,
-                    delta=event.text,
+            if item.summary:
+                out.append(
+                    self._event(
+                        "response.reasoning_summary_text.delta",
+                        item_id=item.id,
+                        output_index=item.index,
+                        summary_index=0,
+                        delta=event.text,
+                    )
                 )
-            )
+            else:
+                out.append(
+                    self._event(
+                        _REASONING_DELTA[self._reasoning],
+                        item_id=item.id,
+                        output_index=item.index,
+                        content_index=0,
+                        delta=event.text,
+                    )
+                )
         elif isinstance(event, ToolCallStarted):
             if self._open is not None and self._open.kind == "function_call":
                 # Items stream one at a time, but an upstream may interleave the
@@ -248,7 +294,14 @@ class ResponseBuilder:
 
     def _add(self, kind: str, out: list[Json], call_id: str = "", name: str = "") -> _Item:
         index = len(self._items)
-        item = _Item(kind, item_id(kind, self.response_id, str(index)), index, call_id, name)
+        item = _Item(
+            kind,
+            item_id(kind, self.response_id, str(index)),
+            index,
+            call_id,
+            name,
+            summary=kind == "reasoning" and self._reasoning == "summary",
+        )
         if call_id:
             self._calls[call_id] = item
         self._items.append(item)
@@ -260,9 +313,13 @@ class ResponseBuilder:
         )
         if kind == "message":
             out.append(self._part_event("response.content_part.added", item, _output_text("")))
+        elif item.summary:
+            part = _reasoning_part(True, "")
+            out.append(self._summary_event("response.reasoning_summary_part.added", item, part))
         elif kind == "reasoning":
-            part = {"type": "reasoning_text", "text": ""}
-            out.append(self._part_event("response.content_part.added", item, part))
+            out.append(
+                self._part_event("response.content_part.added", item, _reasoning_part(False, ""))
+            )
         return item
 
     def _close(self, out: list[Json], status: str) -> None:
@@ -300,17 +357,29 @@ class ResponseBuilder:
                 )
             )
             out.append(self._part_event("response.content_part.done", item, _output_text(text)))
+        elif item.summary:
+            out.append(
+                self._event(
+                    "response.reasoning_summary_text.done",
+                    item_id=item.id,
+                    output_index=item.index,
+                    summary_index=0,
+                    text=text,
+                )
+            )
+            part = _reasoning_part(True, text)
+            out.append(self._summary_event("response.reasoning_summary_part.done", item, part))
         elif item.kind == "reasoning":
             out.append(
                 self._event(
-                    "response.reasoning.done",
+                    _REASONING_DONE[self._reasoning],
                     item_id=item.id,
                     output_index=item.index,
                     content_index=0,
                     text=text,
                 )
             )
-            part = {"type": "reasoning_text", "text": text}
+            part = _reasoning_part(False, text)
             out.append(self._part_event("response.content_part.done", item, part))
         else:
             out.append(
@@ -328,6 +397,11 @@ class ResponseBuilder:
     def _part_event(self, kind: str, item: _Item, part: Json) -> Json:
         return self._event(
             kind, item_id=item.id, output_index=item.index, content_index=0, part=part
+        )
+
+    def _summary_event(self, kind: str, item: _Item, part: Json) -> Json:
+        return self._event(
+            kind, item_id=item.id, output_index=item.index, summary_index=0, part=part
         )
 
     def _event(self, kind: str, **fields: Any) -> Json:

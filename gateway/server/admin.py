@@ -33,6 +33,7 @@ from gateway.server.api import JSON, Operation, Param, Reply, Table, json_reply
 from gateway.server.body import json_response, read_json, whole_number
 from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY, REQUEST_ID
+from gateway.server.listen import start_site
 from gateway.store import ledger_export
 from gateway.store.records import LIMIT_FIELDS, Limits
 from gateway.store.store import DEFAULT_GRACE_SECONDS
@@ -108,7 +109,8 @@ async def start_admin_site(
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, listen.host, listen.port, reuse_port=reuse_port).start()
+        site = web.TCPSite(runner, listen.host, listen.port, reuse_port=reuse_port)
+        await start_site(site, listen.host, listen.port, " (admin API)")
     except BaseException:
         await runner.cleanup()
         raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import cast
 
 from aiohttp import web
 
@@ -24,7 +25,7 @@ from gateway.dialects.responses_items import (
     response_of,
 )
 from gateway.dialects.responses_parse import ResponsesRequest, parse_responses_request
-from gateway.dialects.responses_render import ResponseBuilder, frames
+from gateway.dialects.responses_render import ReasoningEvents, ResponseBuilder, frames
 from gateway.errors import NotFound
 from gateway.invocation import AgentInvocation, InputItem
 from gateway.pipeline import Call, Gateway
@@ -45,6 +46,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         raise invalid("store", "a background response must be stored to be retrieved")
     invocation = await _with_context(gateway, key, req)
     call = await gateway.open(invocation, key, request[REQUEST_ID], budget(request))
+    reasoning = (
+        call.ctx.route.responses.reasoning_events or gateway.config.responses.reasoning_events
+    )
     builder = ResponseBuilder(
         f"resp_{call.ctx.charge_id}",
         invocation.agent,
@@ -53,6 +57,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         store=req.store,
         background=req.background,
         stream=invocation.stream,
+        reasoning_events=cast(ReasoningEvents, reasoning),  # checked when the config was read
     )
     saver = _Saver(gateway, key, req, invocation, builder)
     if invocation.stream:

@@ -123,6 +123,8 @@ SCHEMAS: dict[str, Schema] = {
             "max_tokens": {"type": "integer", "minimum": 1},
             "max_completion_tokens": {"type": "integer", "minimum": 1},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "logprobs": {"type": "boolean"},
+            "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20},
             "tools": {"type": "array", "items": {"type": "object"}},
             "metadata": {"type": "object"},
         },

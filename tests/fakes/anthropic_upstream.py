@@ -119,6 +119,7 @@ class Script:
     error_type: str = "overloaded_error"
     ping: bool = True  # Anthropic sends a ping after message_start
     send_message_stop: bool = True  # False: end the HTTP body cleanly without message_stop
+    json_answer: bool = False  # answer one message even to stream: true (LiteLLM may)
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ class FakeAnthropicUpstream:
             if script.status >= 400:
                 finished = True
                 return error_response(script.status, script.error_body)
-            if not body.get("stream"):
+            if not body.get("stream") or script.json_answer:
                 finished = True
                 return web.json_response(_message(script, body), dumps=_dumps)
             response = web.StreamResponse(

@@ -63,6 +63,7 @@ class ChatScript:
     status: int = 200  # >= 400: answer with this status and ``error_body``
     error_body: bytes | None = None
     chunk_delay: float = 0.0
+    json_answer: bool = False  # one chat.completion even to stream: true (streaming off)
 
 
 class FakeLibreChat(FakeResponsesUpstream):
@@ -116,6 +117,8 @@ class FakeLibreChat(FakeResponsesUpstream):
         if script.status >= 400:
             error = script.error_body or orjson.dumps({"error": {"message": "provider failed"}})
             return web.Response(status=script.status, body=error, content_type="application/json")
+        if script.json_answer:
+            return web.json_response(_completion(script, str(body.get("model"))))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for n, chunk in enumerate(_chunks(script, str(body.get("model")))):
@@ -130,6 +133,22 @@ class FakeLibreChat(FakeResponsesUpstream):
 def _error(status: int, message: str, code: str | None = None) -> web.Response:
     body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def _completion(script: ChatScript, model: str) -> Json:
+    message: Json = {"role": "assistant", "content": "".join(script.content)}
+    if script.reasoning:
+        message["reasoning"] = "".join(script.reasoning)
+    out: Json = {
+        "id": "chatcmpl-lc1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": script.finish_reason}],
+    }
+    if script.usage is not None:
+        out["usage"] = script.usage
+    return out
 
 
 def _chunks(script: ChatScript, model: str) -> list[Json]:

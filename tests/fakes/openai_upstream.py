@@ -4,7 +4,10 @@ It speaks the real streaming wire format (``data: {chunk}\\n\\n`` frames: a
 first chunk with the role, content deltas, tool-call deltas, a chunk with the
 finish reason, a usage chunk with ``choices: []`` when
 ``stream_options.include_usage`` is set, then ``data: [DONE]``) and answers
-non-streaming requests with one ``chat.completion`` object.
+non-streaming requests with one ``chat.completion`` object (streaming ones too,
+with ``json_answer``, as LiteLLM and LibreChat agents without streaming do).
+With ``logprobs: true`` in the request, each content piece comes with the
+logprobs of one token (itself) and ``top_logprobs`` alternatives.
 
 Each test scripts it: set ``upstream.script`` (every request) or
 ``upstream.enqueue(...)`` (the next requests, in order). It records every
@@ -63,6 +66,7 @@ class Script:
     send_finish: bool = True  # send the chunk with the finish reason
     send_done: bool = True  # end with data: [DONE]
     set_cookie: str | None = None  # a Set-Cookie header on the answer
+    json_answer: bool = False  # answer one chat.completion even to a streaming request
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ class FakeOpenAIUpstream:
                     body=script.error_body or _error(script.status),
                     content_type="application/json",
                 )
-            if not body.get("stream"):
+            if not body.get("stream") or script.json_answer:
                 finished = True
                 answer = web.Response(
                     body=dumps(_completion(script, body)), content_type="application/json"
@@ -241,18 +245,26 @@ def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
     }
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
         c: dict[str, Any] = {
             **head,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+            ],
         }
         if include_usage:
             c["usage"] = None
         return b"data: " + orjson.dumps(c) + b"\n\n"
 
     frames: list[tuple[str, bytes]] = [("role", chunk({"role": "assistant", "content": ""}))]
-    for text in script.content:
-        frames.append(("content", chunk({"content": text})))
+    for i, text in enumerate(script.content):
+        logprobs = {"content": [_logprob(text, i, body)], "refusal": None}
+        frames.append(
+            (
+                "content",
+                chunk({"content": text}, logprobs=logprobs if body.get("logprobs") else None),
+            )
+        )
     for index, call in enumerate(script.tool_calls):
         first = {
             "index": index,
@@ -278,6 +290,20 @@ def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
     return frames
 
 
+def _logprob(text: str, i: int, body: dict[str, Any]) -> dict[str, Any]:
+    """The logprobs of content piece ``i`` as one token, and its alternatives."""
+    top = [
+        {"token": f"alt{j}", "logprob": -1.0 - j, "bytes": list(f"alt{j}".encode())}
+        for j in range(body.get("top_logprobs") or 0)
+    ]
+    return {
+        "token": text,
+        "logprob": -0.25 * i,
+        "bytes": list(text.encode()),
+        "top_logprobs": top,
+    }
+
+
 def _completion(script: Script, body: dict[str, Any]) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
@@ -293,13 +319,22 @@ def _completion(script: Script, body: dict[str, Any]) -> dict[str, Any]:
             }
             for call in script.tool_calls
         ]
+    logprobs = None
+    if body.get("logprobs"):
+        tokens = [_logprob(text, i, body) for i, text in enumerate(script.content)]
+        logprobs = {"content": tokens, "refusal": None}
     out: dict[str, Any] = {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": 1700000000,
         "model": body.get("model", ""),
         "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish(script)}
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": logprobs,
+                "finish_reason": _finish(script),
+            }
         ],
     }
     if script.usage is not None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from pathlib import Path
 
@@ -110,8 +111,20 @@ def test_prices_as_strings_and_integers() -> None:
 
 def test_empty_file_is_all_defaults() -> None:
     config = parse_config("")
-    assert config == GatewayConfig(source="<string>")
+    assert dataclasses.replace(config, filters=()) == GatewayConfig(source="<string>")
     assert config.redis.url == EMBEDDED
+    assert config.access_log is True
+    assert [f.type for f in config.filters] == ["request_log"]  # the access log
+
+
+def test_the_access_log_is_on_unless_turned_off() -> None:
+    assert parse_config("access_log: false\n").filters == ()
+    config = parse_config("filters: [{type: request_log, level: debug}]\n")
+    [spec] = config.filters  # an explicit entry replaces the default, never doubles it
+    assert spec.type == "request_log" and spec.options.level == "debug"
+    config = parse_config("access_log: false\nfilters: [{type: request_log}]\n")
+    assert [f.type for f in config.filters] == ["request_log"]  # asked for explicitly
+    assert only("access_log: yes please\n").path == "access_log"
 
 
 def test_unknown_top_level_key() -> None:
@@ -143,6 +156,37 @@ def test_check_out_of_range() -> None:
     problem = only("listen:\n  port: 70000\n")
     assert (problem.path, problem.line) == ("listen.port", 2)
     assert "65535" in problem.message
+
+
+def test_reasoning_events_default_top_level_and_per_route() -> None:
+    assert parse_config("").responses.reasoning_events == "summary"
+    config = parse_config(
+        "responses: {reasoning_events: spec}\n"
+        "backends: {e: {type: echo}}\n"
+        "routes:\n"
+        "  a: {backend: e}\n"
+        "  b: {backend: e, responses: {reasoning_events: openai}}\n"
+    )
+    assert config.responses.reasoning_events == "spec"
+    assert config.routes["a"].responses.reasoning_events is None  # takes the top level
+    assert config.routes["b"].responses.reasoning_events == "openai"
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("responses: {reasoning_events: raw}\n", "responses.reasoning_events"),
+        (
+            "backends: {e: {type: echo}}\n"
+            "routes: {a: {backend: e, responses: {reasoning_events: both}}}\n",
+            "routes.a.responses.reasoning_events",
+        ),
+    ],
+)
+def test_reasoning_events_must_be_known(text: str, path: str) -> None:
+    problem = only(text)
+    assert problem.path == path
+    assert "summary, spec, openai" in problem.message
 
 
 @pytest.mark.parametrize("price", ["-0.5", "1000000.01"])

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
+
+import pytest
 
 from gateway.config import NO_ROUTES, load_config
 from gateway.pipeline import Gateway
@@ -63,3 +66,22 @@ async def test_a_file_emptied_is_rejected_as_serve_would_refuse_it(
     assert not await watcher.check()
     assert set(gateway.config.routes) == {"a"}
     assert watcher.problems == (f"{path}:1: routes: {NO_ROUTES}",)
+
+
+async def test_reasoning_events_and_access_log_change_at_once(
+    tmp_path: Path, fake_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(FIRST)
+    gateway = Gateway.build(load_config(path), fake_store, BackgroundTasks())
+    watcher = ConfigWatcher(gateway, str(path))
+    path.write_text("responses: {reasoning_events: spec}\naccess_log: false\n" + FIRST)
+    with caplog.at_level(logging.WARNING, logger="gateway.reload"):
+        assert await watcher.check()
+    assert gateway.config.responses.reasoning_events == "spec"
+    assert gateway.generation.filters == ()  # the default access log is gone
+    assert "next restart" not in caplog.text
+    path.write_text("responses: {retention_seconds: 60}\n" + FIRST)
+    with caplog.at_level(logging.WARNING, logger="gateway.reload"):
+        assert await watcher.check()
+    assert "responses.retention_seconds" in caplog.text and "next restart" in caplog.text

@@ -221,6 +221,9 @@ class _Open:
     parts: dict[int, list[str]] = field(default_factory=dict)  # content_index -> deltas
     parts_open: set[int] = field(default_factory=set)
     parts_done: dict[int, Json] = field(default_factory=dict)
+    summary: dict[int, list[str]] = field(default_factory=dict)  # summary_index -> deltas
+    summary_open: set[int] = field(default_factory=set)
+    summary_done: dict[int, Json] = field(default_factory=dict)
     arguments: list[str] = field(default_factory=list)
     done: Json | None = None
 
@@ -281,6 +284,24 @@ def _check_items(events: list[Json], final: Json) -> None:
             text_key = "refusal" if part["type"] == "refusal" else "text"
             assert part[text_key] == "".join(current.parts[ci])
             current.parts_done[ci] = part
+        elif kind == "response.reasoning_summary_part.added":
+            si = event["summary_index"]
+            assert current.item["type"] == "reasoning"
+            assert si not in current.summary and si == len(current.summary)
+            assert event["part"] == {"type": "summary_text", "text": ""}
+            current.summary[si] = []
+            current.summary_open.add(si)
+        elif kind == "response.reasoning_summary_text.delta":
+            assert event["summary_index"] in current.summary_open, "a delta needs an open part"
+            current.summary[event["summary_index"]].append(event["delta"])
+        elif kind == "response.reasoning_summary_text.done":
+            assert "".join(current.summary[event["summary_index"]]) == event["text"]
+        elif kind == "response.reasoning_summary_part.done":
+            si = event["summary_index"]
+            assert si in current.summary_open
+            current.summary_open.discard(si)
+            assert event["part"] == {"type": "summary_text", "text": "".join(current.summary[si])}
+            current.summary_done[si] = event["part"]
         elif kind == "response.function_call_arguments.delta":
             assert current.item["type"] == "function_call"
             current.arguments.append(event["delta"])
@@ -289,6 +310,7 @@ def _check_items(events: list[Json], final: Json) -> None:
             assert event["arguments"] == "".join(current.arguments)
         elif kind == "response.output_item.done":
             assert not current.parts_open, "parts are done before their item"
+            assert not current.summary_open, "summary parts are done before their item"
             done = event["item"]
             assert done["id"] == current.item["id"] and done["type"] == current.item["type"]
             assert done["status"] in ("completed", "incomplete")
@@ -298,6 +320,7 @@ def _check_items(events: list[Json], final: Json) -> None:
                 assert done.get("content", []) == [
                     current.parts_done[i] for i in sorted(current.parts)
                 ]
+                assert done["summary"] == [current.summary_done[i] for i in sorted(current.summary)]
             else:
                 assert done["arguments"] == "".join(current.arguments)
                 assert (done["name"], done["call_id"]) == (

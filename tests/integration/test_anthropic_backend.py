@@ -513,3 +513,36 @@ async def test_invalid_tool_arguments_are_a_400(
     with pytest.raises(openai.BadRequestError):
         await client.chat.completions.create(model="claude", messages=messages)
     assert fake.requests == []
+
+
+# An upstream that answers JSON to a streaming request (LiteLLM's /v1/messages may)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_json_answer_to_a_streaming_request_is_read_whole(
+    gw: RunningGateway, sdk: MakeClient, fake: FakeAnthropicUpstream, stream: bool
+) -> None:
+    fake.script = Script(
+        blocks=(
+            thinking("Let me ", "think."),
+            text("Calling", " it."),
+            tool_use("lookup", '{"q":', '"x"}'),
+        ),
+        json_answer=True,
+    )
+    client = sdk(gw, await gw.new_key())
+    if stream:
+        async with client.chat.completions.stream(
+            model="claude", messages=HELLO, stream_options={"include_usage": True}
+        ) as events:
+            reply = await events.get_final_completion()
+    else:
+        reply = await client.chat.completions.create(model="claude", messages=HELLO)
+    assert fake.last.body["stream"] is True  # asked for a stream, got one JSON message
+    [choice] = reply.choices
+    assert choice.message.content == "Calling it."
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert call.function.name == "lookup" and json.loads(call.function.arguments) == {"q": "x"}
+    assert reply.usage is not None
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (25, 15)

@@ -376,3 +376,30 @@ async def test_responses_endpoint_usage_billed(
     await sdk(gw, secret).chat.completions.create(model="research-responses", messages=HELLO)
     (entry,) = await usage_entries(gw, key.id)
     assert entry.amount == -math.ceil(400 * Decimal("0.15") + 100 * Decimal("0.60")) == -120
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_agent_with_streaming_off_answers_json_to_a_stream(
+    start_gateway: StartGateway, sdk: MakeClient, librechat: FakeLibreChat, stream: bool
+) -> None:
+    librechat.chat = ChatScript(reasoning=("Hmm.",), content=("Hi", " there"), json_answer=True)
+    gw = await gateway(start_gateway, librechat)
+    key, secret = await gw.new_key_record()
+    client = sdk(gw, secret)
+    if stream:
+        chunks = [
+            c
+            async for c in await client.chat.completions.create(
+                model="support", messages=HELLO, stream=True
+            )
+        ]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert chunks[-1].choices[0].finish_reason == "stop"
+    else:
+        reply = await client.chat.completions.create(model="support", messages=HELLO)
+        text = reply.choices[0].message.content or ""
+    assert text == "Hi there"
+    assert librechat.last.body["stream"] is True  # LibreChat is always asked for a stream
+    (entry,) = await usage_entries(gw, key.id)
+    assert entry.usage is not None
+    assert (entry.usage.input_tokens, entry.usage.output_tokens) == (21, 4)

@@ -221,13 +221,124 @@ async def test_parameters_reach_the_upstream(
         {"role": "developer", "content": "be brief"},
         {"role": "user", "content": "hi"},
     ]
-    assert body["max_tokens"] == 77
+    # What OpenAI documents, and its reasoning models require (they refuse max_tokens).
+    assert body["max_completion_tokens"] == 77 and "max_tokens" not in body
     assert body["temperature"] == 0.3
     assert body["top_p"] == 0.5
     assert body["stop"] == ["END"]
     assert body["response_format"] == {"type": "json_object"}
     assert body["tool_choice"] == "required"
     assert body["tools"][0]["function"]["name"] == "lookup"
+
+
+async def test_max_tokens_field_for_servers_that_only_take_max_tokens(
+    start_gateway: StartGateway,
+    sdk: MakeClient,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_env: str,
+) -> None:
+    config = upstream_config(fake_upstream.base_url, max_tokens_field="max_tokens")
+    gw = await start_gateway(config)
+    client = sdk(gw, await gw.new_key())
+    await client.chat.completions.create(model="up", messages=HELLO, max_completion_tokens=55)
+    body = fake_upstream.last.body
+    assert body["max_tokens"] == 55 and "max_completion_tokens" not in body
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_logprobs_come_back_from_the_upstream(
+    start_gateway: StartGateway,
+    sdk: MakeClient,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_env: str,
+    stream: bool,
+) -> None:
+    fake_upstream.script = Script(content=("Hi", " there"))
+    gw = await start_gateway(upstream_config(fake_upstream.base_url))
+    client = sdk(gw, await gw.new_key())
+    if stream:
+        async with client.chat.completions.stream(
+            model="up", messages=HELLO, logprobs=True, top_logprobs=2
+        ) as events:
+            final = await events.get_final_completion()
+    else:
+        final = await client.chat.completions.create(
+            model="up", messages=HELLO, logprobs=True, top_logprobs=2
+        )
+    body = fake_upstream.last.body
+    assert body["logprobs"] is True and body["top_logprobs"] == 2
+    [choice] = final.choices
+    assert choice.message.content == "Hi there"
+    assert choice.logprobs is not None and choice.logprobs.content is not None
+    tokens = choice.logprobs.content
+    assert [(t.token, t.logprob, t.bytes) for t in tokens] == [
+        ("Hi", 0.0, list(b"Hi")),
+        (" there", -0.25, list(b" there")),
+    ]
+    assert [[(a.token, a.logprob) for a in t.top_logprobs] for t in tokens] == [
+        [("alt0", -1.0), ("alt1", -2.0)]
+    ] * 2
+
+
+async def test_no_logprobs_unless_asked(
+    start_gateway: StartGateway,
+    sdk: MakeClient,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_env: str,
+) -> None:
+    gw = await start_gateway(upstream_config(fake_upstream.base_url))
+    client = sdk(gw, await gw.new_key())
+    reply = await client.chat.completions.create(model="up", messages=HELLO)
+    assert reply.choices[0].logprobs is None
+    assert "logprobs" not in fake_upstream.last.body
+    assert "top_logprobs" not in fake_upstream.last.body
+
+
+async def test_a_backend_without_logprobs_refuses_them(
+    start_gateway: StartGateway, sdk: MakeClient
+) -> None:
+    gw = await start_gateway()  # the echo backend
+    client = sdk(gw, await gw.new_key())
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="echo", messages=HELLO, logprobs=True)
+    assert caught.value.status_code == 400
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert error["param"] == "logprobs" and "logprobs" in error["message"]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="echo", messages=HELLO, top_logprobs=2)
+    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "top_logprobs"
+
+
+@pytest.mark.parametrize("always_stream", [False, True])
+async def test_a_json_answer_to_a_streaming_request_is_read_whole(
+    start_gateway: StartGateway,
+    sdk: MakeClient,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_env: str,
+    always_stream: bool,
+) -> None:
+    fake_upstream.script = Script(
+        content=("a", "b"),
+        tool_calls=(ToolCallScript("f", ('{"x":', "1}")),),
+        json_answer=True,
+    )
+    config = upstream_config(fake_upstream.base_url, always_stream=str(always_stream).lower())
+    gw = await start_gateway(config)
+    client = sdk(gw, await gw.new_key())
+    async with client.chat.completions.stream(
+        model="up", messages=HELLO, stream_options={"include_usage": True}
+    ) as events:
+        final = await events.get_final_completion()
+    assert fake_upstream.last.body["stream"] is True
+    [choice] = final.choices
+    assert choice.message.content == "ab" and choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert (call.function.name, call.function.arguments) == ("f", '{"x":1}')
+    assert final.usage is not None and final.usage.prompt_tokens == 11
+    if always_stream:  # a non-streaming client request, streamed upstream: the same answer
+        reply = await client.chat.completions.create(model="up", messages=HELLO)
+        assert reply.choices[0].message.content == "ab"
 
 
 async def test_streamed_upstream_answer(

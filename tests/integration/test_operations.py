@@ -4,6 +4,8 @@ Kubernetes ConfigMap updates it, by swapping a symlink) and draining on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,10 +13,12 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from redis import asyncio as aioredis
 
+from gateway.logs import JsonFormatter
 from gateway.store import Store
-from tests.conftest import free_port
+from tests.conftest import StartGateway, free_port
 from tests.integration.processes import serve
 from tests.integration.support import eventually
 
@@ -210,3 +214,35 @@ async def test_serve_puts_the_admin_api_on_its_own_listener(
     finally:
         proc.terminate()
         assert proc.wait(timeout=15) == 0
+
+
+async def test_an_access_log_line_per_request_by_default(
+    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = await start_gateway()  # no filters in the file
+    key, secret = await gw.new_key_record()
+    chat = f"{gw.url}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {secret}"}
+    with caplog.at_level(logging.INFO, logger="gateway.requests"):
+        async with aiohttp.ClientSession() as http:
+            for stream in (False, True):
+                body = {
+                    "model": "echo",
+                    "stream": stream,
+                    "messages": [{"role": "user", "content": "secret plans"}],
+                }
+                async with http.post(chat, json=body, headers=headers) as r:
+                    assert r.status == 200
+                    await r.read()
+        await asyncio.sleep(0.1)  # the line is written when the stream ends
+    records = [r for r in caplog.records if r.name == "gateway.requests"]
+    assert len(records) == 2  # one each, not doubled
+    for record in records:
+        raw = JsonFormatter().format(record)
+        assert "\n" not in raw and secret not in raw and "plans" not in raw
+        line = json.loads(raw)
+        assert line["key_id"] == key.id and line["agent"] == "echo"
+        assert (line["backend"], line["status"], line["outcome"]) == ("echo", 200, "completed")
+        assert line["request_id"] and line["duration_ms"] >= 0
+        assert line["input_tokens"] > 0 and line["output_tokens"] == 2
+        assert line["credits"] > 0

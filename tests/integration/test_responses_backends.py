@@ -173,7 +173,7 @@ async def test_instructions_first_system_message(
         ("user", "ahoy"),
     ]
     assert body["model"] == "upstream-model-x"
-    assert body["max_tokens"] == 100
+    assert body["max_completion_tokens"] == 100
     assert body["temperature"] == 0.2
     assert body["reasoning_effort"] == "high"
     assert body["response_format"] == {
@@ -363,7 +363,7 @@ async def test_reasoning_text_and_calls_from_chat_upstream(
         "function_call",
     ]
     reasoning, message, weather, time_call = final["output"]
-    assert reasoning["content"] == [{"type": "reasoning_text", "text": "Let me think."}]
+    assert reasoning["summary"] == [{"type": "summary_text", "text": "Let me think."}]
     assert message["content"][0]["text"] == "Checking both."
     assert (weather["call_id"], weather["name"], weather["arguments"]) == (
         "call_w",
@@ -372,7 +372,8 @@ async def test_reasoning_text_and_calls_from_chat_upstream(
     )
     assert (time_call["call_id"], time_call["arguments"]) == ("call_t", '{"zone":"CET"}')
     assert [e["output_index"] for e in stream.of("response.output_item.added")] == [0, 1, 2, 3]
-    assert "".join(e["delta"] for e in stream.of("response.reasoning.delta")) == "Let me think."
+    deltas = stream.of("response.reasoning_summary_text.delta")
+    assert "".join(e["delta"] for e in deltas) == "Let me think."
     assert final["usage"]["output_tokens_details"]["reasoning_tokens"] == 2
     assert final["usage"]["input_tokens"] == 9
     # the same items without streaming, and through the SDK
@@ -466,9 +467,9 @@ routes:
     assert [i["type"] for i in stream.final["output"]] == ["reasoning", "message"]
     assert stream.types[2:6] == [
         "response.output_item.added",
-        "response.content_part.added",
-        "response.reasoning.delta",
-        "response.reasoning.delta",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.delta",
     ]
     assert stream.final["usage"]["output_tokens_details"]["reasoning_tokens"] > 0
 

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from tests.conftest import ECHO_CONFIG, StartGateway
+from tests.integration.conftest import MakeClient
 from tests.integration.responses_support import (
     Clients,
     check_response,
@@ -515,3 +516,78 @@ async def test_deleted_background_response_stays_deleted(
     await asyncio.sleep(0.5)  # the run ends (5 words at 0.05 s) after the delete
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve(started.id)
+
+
+REASONING_CONFIG = """
+responses: {reasoning_events: %s}
+backends:
+  thinker: {type: echo, reasoning: true}
+routes:
+  thinker: {backend: thinker}
+  raw-thinker:
+    backend: thinker
+    responses: {reasoning_events: openai}
+"""
+
+
+async def test_stream_helper_sees_reasoning_as_a_summary_by_default(
+    start_gateway: StartGateway, clients: Clients
+) -> None:
+    # Summary events are the ones the spec, OpenAI's stream helpers and the
+    # Vercel AI SDK all know; ``clients`` checks every event against the spec.
+    gw = await start_gateway(REASONING_CONFIG.replace("responses: {reasoning_events: %s}", ""))
+    client = clients(gw, await gw.new_key())
+    deltas: list[str] = []
+    async with client.responses.stream(model="thinker", input="hi there") as stream:
+        async for event in stream:
+            assert event.type not in ("response.reasoning.delta", "response.reasoning_text.delta")
+            if event.type == "response.reasoning_summary_text.delta":
+                assert isinstance(
+                    event, openai.types.responses.ResponseReasoningSummaryTextDeltaEvent
+                )
+                deltas.append(event.delta)
+        final = await stream.get_final_response()
+    reasoning, message = final.output
+    assert reasoning.type == "reasoning" and message.type == "message"
+    [summary] = reasoning.summary
+    assert summary.type == "summary_text" and summary.text == "".join(deltas)
+    assert summary.text.startswith("The user wants")
+    assert final.output_text == "hi there"
+    assert clients.check() == 1
+
+
+async def test_stream_helper_sees_openai_reasoning_text_when_the_route_asks(
+    start_gateway: StartGateway, sdk: MakeClient
+) -> None:
+    gw = await start_gateway(REASONING_CONFIG % "spec")  # the route overrides the default
+    client = sdk(gw, await gw.new_key())
+    deltas: list[str] = []
+    async with client.responses.stream(model="raw-thinker", input="hi there") as stream:
+        async for event in stream:
+            if event.type == "response.reasoning_text.delta":
+                assert isinstance(event, openai.types.responses.ResponseReasoningTextDeltaEvent)
+                deltas.append(event.delta)
+            elif event.type == "response.reasoning_text.done":
+                assert event.text == "".join(deltas)
+        final = await stream.get_final_response()
+    reasoning = final.output[0]
+    assert reasoning.type == "reasoning" and reasoning.summary == []
+    assert reasoning.content is not None
+    assert [c.text for c in reasoning.content] == ["".join(deltas)]
+    assert deltas and final.output_text == "hi there"
+
+
+async def test_spec_reasoning_events_from_the_top_level_setting(
+    start_gateway: StartGateway, clients: Clients
+) -> None:
+    gw = await start_gateway(REASONING_CONFIG % "spec")
+    client = clients(gw, await gw.new_key())
+    stream = await client.responses.create(model="thinker", input="hi", stream=True)
+    types = [event.type async for event in stream]
+    assert "response.reasoning.delta" in types and "response.reasoning.done" in types
+    assert not [t for t in types if "summary" in t or "reasoning_text" in t]
+    response = await client.responses.create(model="thinker", input="hi")
+    reasoning = response.output[0]
+    assert reasoning.type == "reasoning" and reasoning.summary == []
+    assert reasoning.content and reasoning.content[0].text.startswith("The user wants")
+    assert clients.check() == 2

@@ -14,6 +14,7 @@ from redis import asyncio as aioredis
 
 from gateway.store import Store
 from tests.conftest import free_port
+from tests.integration.processes import StartProcess
 from tests.integration.support import eventually
 
 CONFIG = """
@@ -94,3 +95,36 @@ def test_workers_refuse_the_embedded_store(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "embedded store is per process" in done.stderr
+
+
+async def test_a_second_gateway_on_a_busy_port_fails_to_start(
+    tmp_path: Path, gateway_processes: StartProcess, redis_url: str
+) -> None:
+    # Without --workers a gateway owns its port: with SO_REUSEPORT a second one would
+    # start silently and answer half the requests.
+    first = await gateway_processes(CONFIG)
+    port = int(first.url.rsplit(":", 1)[1])
+    path = tmp_path / "second.yaml"
+    path.write_text(CONFIG)
+    second = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", "--config", str(path),
+        "--port", str(port), "--log-level", "WARNING",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "GATEWAY_REDIS_URL": redis_url},
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(second.communicate(), timeout=30)
+    finally:
+        if second.returncode is None:
+            second.kill()
+            await second.wait()
+    assert second.returncode == 1
+    assert err.decode().splitlines() == [
+        f"gateway: cannot listen on 127.0.0.1:{port}: address already in use"
+    ]
+    assert out == b""
+    async with aiohttp.ClientSession() as http:  # the first one still has the port alone
+        for _ in range(5):
+            async with http.get(f"{first.url}/readyz") as response:
+                assert response.status == 200
+    assert first.proc.poll() is None

@@ -2,8 +2,10 @@
 
 ``POST {base_url}/v1/messages``, always streamed, with ``x-api-key`` read from
 the environment variable ``api_key_env`` (never the client's key) and
-``anthropic-version``. How an invocation maps to the request, and the stream
-back to canonical events, is documented in ``anthropic_wire``. Usage comes
+``anthropic-version``; an upstream that answers one JSON ``message`` instead of
+a stream (LiteLLM's ``/v1/messages`` in some modes) is understood too. How an
+invocation maps to the request, and the stream back to canonical events, is
+documented in ``anthropic_wire``. Usage comes
 from ``message_start`` (input, cache writes, cache reads) and the last
 ``message_delta`` (output); ``cache_read_input_tokens`` are the canonical
 cached input and ``cache_creation_input_tokens`` the cache writes, both
@@ -34,8 +36,9 @@ from gateway.events import Batch
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
 from gateway.typed import positive
-from gateway_plugins.backends.anthropic_wire import EventParser, messages_body
-from gateway_plugins.backends.http import HttpOptions, Upstream, batches, json_object
+from gateway_plugins.backends.anthropic_wire import EventParser, message_as_events, messages_body
+from gateway_plugins.backends.http import HttpOptions, Upstream, json_object
+from gateway_plugins.backends.unsupported import refuse_logprobs
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class AnthropicBackend:
         return headers
 
     def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
+        refuse_logprobs(invocation, "anthropic")
         max_tokens = (
             invocation.max_output_tokens
             or ctx.route.max_output_tokens
@@ -73,9 +77,13 @@ class AnthropicBackend:
 
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
         parser = EventParser()
-        reads = self.upstream.sse("/v1/messages", self.body(invocation, ctx), self.headers(ctx))
-        stream = batches(
-            reads, lambda frame: parser.feed(json_object(frame.data)), lambda: parser.done
+        stream = self.upstream.answer(
+            "/v1/messages",
+            self.body(invocation, ctx),
+            self.headers(ctx),
+            parse=lambda frame: parser.feed(json_object(frame.data)),
+            finished=lambda: parser.done,
+            whole=lambda message: parser.feed_all(message_as_events(message)),
         )
         with self.upstream.redacting():
             async with contextlib.aclosing(stream):

@@ -365,6 +365,30 @@ class _ToolBlock:
         self.streamed = False
 
 
+def message_as_events(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A whole (non-streamed) ``message`` as the stream that would have carried it.
+
+    Each block is one ``content_block_start`` holding all of it (the parser
+    reads a start's text, thinking and tool input) and its stop; an ``error``
+    object stays itself, which the parser raises.
+    """
+    if message.get("type") == "error":
+        return [message]
+    blocks = message.get("content")
+    if message.get("type") != "message" or not isinstance(blocks, list):
+        raise UpstreamError("The upstream sent a malformed message.")
+    events: list[Mapping[str, Any]] = [
+        {"type": "message_start", "message": {**message, "content": []}}
+    ]
+    for index, block in enumerate(blocks):
+        events.append({"type": "content_block_start", "index": index, "content_block": block})
+        events.append({"type": "content_block_stop", "index": index})
+    delta = {k: message.get(k) for k in ("stop_reason", "stop_sequence")}
+    events.append({"type": "message_delta", "delta": delta, "usage": {}})
+    events.append({"type": "message_stop"})
+    return events
+
+
 class EventParser:
     """Feed the upstream's events in order; ``finish`` closes the stream.
 
@@ -417,6 +441,10 @@ class EventParser:
             else:
                 message = str(error)
             raise UpstreamError(f"The upstream failed mid-stream: {message}")
+
+    def feed_all(self, events: list[Mapping[str, Any]]) -> Iterator[Event]:
+        for data in events:
+            yield from self.feed(data)
 
     def _index(self, data: Mapping[str, Any]) -> int:
         index = data.get("index")

@@ -33,6 +33,7 @@ from gateway.events import (
 from gateway.invocation import AgentInvocation, ForcedFunction, FunctionCallOutput, FunctionTool
 from gateway.plugin import BackendPlugin, CallContext
 from gateway_plugins.backends.schema_example import example
+from gateway_plugins.backends.unsupported import refuse_logprobs
 
 _WORD = re.compile(r"\S+\s*|\s+")
 EMPTY_REPLY = "Hello from the echo agent. Say something and I will repeat it."
@@ -50,6 +51,7 @@ class EchoBackend:
         self.options = options
 
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
+        refuse_logprobs(invocation, "echo")
         limit = invocation.max_output_tokens or ctx.route.max_output_tokens
         produced = 0
         reasoning = 0

@@ -1,15 +1,21 @@
 """What every HTTP backend shares: its options, one pooled client, error mapping.
 
-``Upstream.sse`` posts a JSON body and yields the server-sent events of the
-answer, a list per read (``batches`` turns them into the pipeline's batches of
-events); any failure on the way is raised as a ``GatewayError`` with the right
-status (the pipeline turns it into the stream's ``Failed`` event):
+``Upstream.answer`` posts a JSON body and yields the events of the answer, a
+batch per read of its server-sent events (``batches``); any failure on the way
+is raised as a ``GatewayError`` with the right status (the pipeline turns it
+into the stream's ``Failed`` event):
 
 - connection refused, reset, or a broken body -> ``UpstreamError`` (502);
 - no answer within ``timeout`` (or between two chunks) -> ``UpstreamTimeout`` (504);
 - an upstream 400/422 -> ``InvalidRequest`` (400) with the upstream's message;
   413 -> ``PayloadTooLarge``; 429 -> ``RateLimited``; anything else >= 400 ->
   ``UpstreamError``.
+
+A backend streams from ``Upstream.answer``: the events of a streamed answer,
+or, when the upstream answers one JSON body instead (Content-Type
+``application/json``: it ignored ``stream``, as LiteLLM's ``/v1/messages`` does
+in some modes and a LibreChat agent with streaming off does), that whole answer
+read at once and turned into the same events by the backend's ``whole``.
 
 Closing the generator (the client went away) releases the response, which
 closes its connection: the upstream sees the disconnect at once.
@@ -137,14 +143,26 @@ class Upstream:
                 f"The upstream of backend '{self.backend}' failed: {exc.__class__.__name__}."
             ) from None
 
-    async def sse(
-        self, path: str, payload: object, headers: Mapping[str, str]
-    ) -> AsyncGenerator[list[ServerSentEvent], None]:
-        """The server-sent events of a streamed answer to ``payload`` (see ``events``)."""
+    async def answer(
+        self,
+        path: str,
+        payload: object,
+        headers: Mapping[str, str],
+        *,
+        parse: Callable[[ServerSentEvent], Iterable[Event]],
+        finished: Callable[[], bool],
+        whole: Callable[[dict[str, object]], Iterable[Event]],
+    ) -> AsyncGenerator[Batch, None]:
+        """The events of the answer to ``payload``, a batch per read: ``parse`` makes
+        them of each server-sent event (until ``finished()``, see ``batches``), or
+        ``whole`` of a JSON answer (one batch)."""
         async with self.post(path, payload, headers) as resp:
-            reads = self.events(resp)
-            async with contextlib.aclosing(reads):
-                async for events in reads:
+            if resp.content_type == "application/json":
+                yield list(whole(json_object(await self.read_body(resp))))
+                return
+            stream = batches(self.events(resp), parse, finished)
+            async with contextlib.aclosing(stream):
+                async for events in stream:
                     yield events
 
     async def events(

@@ -49,6 +49,7 @@ from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
 from gateway_plugins.backends.http import MAX_ERROR_MESSAGE
 from gateway_plugins.backends.openai_chat import OpenAIChatBackend, OpenAIChatOptions
+from gateway_plugins.backends.unsupported import refuse_logprobs
 
 ERROR_PREFIX = "\n\nError: "
 SENT_FIELDS = ("model", "messages", "stream", "stream_options")
@@ -69,6 +70,7 @@ class LibreChatBackend(OpenAIChatBackend):
         super().__init__(name, options)
 
     def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
+        refuse_logprobs(invocation, "librechat")
         body = super().body(invocation, ctx)
         out = {k: body[k] for k in SENT_FIELDS if k in body}
         messages = body["messages"]

@@ -25,8 +25,9 @@ from gateway.events import Batch, Event
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
 from gateway.sse import ServerSentEvent
-from gateway_plugins.backends.http import HttpOptions, Upstream, batches, json_object
+from gateway_plugins.backends.http import HttpOptions, Upstream, json_object
 from gateway_plugins.backends.open_responses_wire import EventParser, responses_body
+from gateway_plugins.backends.unsupported import refuse_logprobs
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class OpenResponsesBackend:
         return headers
 
     def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
+        refuse_logprobs(invocation, "open_responses")
         return responses_body(invocation, ctx.model)
 
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
@@ -67,17 +69,18 @@ class OpenResponsesBackend:
             kind = data.get("type")
             return parser.feed(kind if isinstance(kind, str) else frame.event, data)
 
+        stream = self.upstream.answer(
+            "/responses",
+            body,
+            self.headers(ctx),
+            parse=parse,
+            finished=lambda: done or parser.terminal is not None,
+            whole=parser.response,  # the upstream ignored "stream"
+        )
         with self.upstream.redacting():
-            async with self.upstream.post("/responses", body, self.headers(ctx)) as resp:
-                if resp.content_type == "application/json":  # the upstream ignored "stream"
-                    yield list(parser.response(json_object(await self.upstream.read_body(resp))))
-                    return
-                stream = batches(
-                    self.upstream.events(resp), parse, lambda: done or parser.terminal is not None
-                )
-                async with contextlib.aclosing(stream):
-                    async for events in stream:
-                        yield events
+            async with contextlib.aclosing(stream):
+                async for events in stream:
+                    yield events
         parser.finish()
 
     async def aclose(self) -> None:

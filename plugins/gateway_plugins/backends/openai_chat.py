@@ -15,14 +15,23 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.events import Batch, Event
 from gateway.invocation import AgentInvocation
 from gateway.plugin import BackendPlugin, CallContext
 from gateway.sse import ServerSentEvent
-from gateway_plugins.backends.http import HttpOptions, Upstream, batches, json_object
-from gateway_plugins.backends.openai_wire import ChunkParser, chat_body, completion_as_chunk
+from gateway_plugins.backends.http import HttpOptions, Upstream
+from gateway_plugins.backends.openai_wire import (
+    MAX_TOKENS_FIELDS,
+    ChunkParser,
+    chat_body,
+    completion_as_chunk,
+)
+
+
+def _max_tokens_field(value: str) -> str | None:
+    return None if value in MAX_TOKENS_FIELDS else f"must be one of {', '.join(MAX_TOKENS_FIELDS)}"
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,10 @@ class OpenAIChatOptions(HttpOptions):
     """``base_url`` e.g. https://api.openai.com/v1 or http://vllm:8000/v1."""
 
     always_stream: bool = False  # stream upstream even when the client did not ask to
+    # The request field of the output cap; max_tokens for servers without the other.
+    max_tokens_field: str = field(
+        default="max_completion_tokens", metadata={"check": _max_tokens_field}
+    )
 
 
 class OpenAIChatBackend:
@@ -37,6 +50,7 @@ class OpenAIChatBackend:
         self.name = name
         self.upstream = Upstream(name, options)
         self.always_stream = options.always_stream
+        self.max_tokens_field = options.max_tokens_field
 
     def headers(self, ctx: CallContext) -> dict[str, str]:
         headers = {"X-Request-Id": ctx.request_id}
@@ -45,39 +59,42 @@ class OpenAIChatBackend:
         return headers
 
     def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
-        return chat_body(invocation, ctx.model)
+        return chat_body(invocation, ctx.model, self.max_tokens_field)
 
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
         body = self.body(invocation, ctx)
+        if not (invocation.stream or self.always_stream):
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        parser = ChunkParser()
+        done = False
+
+        def parse(frame: ServerSentEvent) -> list[Event]:
+            nonlocal done
+            if frame.data == "[DONE]":
+                done = True
+                return []
+            return parser.feed_data(frame.data)
+
+        def whole(completion: dict[str, object]) -> list[Event]:
+            # A non-streamed answer, asked for or not: the events a stream of it gives.
+            nonlocal done
+            done = True
+            return parser.feed(completion_as_chunk(completion))
+
+        stream = self.upstream.answer(
+            "/chat/completions",
+            body,
+            self.headers(ctx),
+            parse=parse,
+            finished=lambda: done,
+            whole=whole,
+        )
         with self.upstream.redacting():
-            if not (invocation.stream or self.always_stream):
-                yield await self._whole(body, ctx)
-                return
-            parser = ChunkParser()
-            done = False
-
-            def parse(frame: ServerSentEvent) -> list[Event]:
-                nonlocal done
-                if frame.data == "[DONE]":
-                    done = True
-                    return []
-                return parser.feed_data(frame.data)
-
-            reads = self.upstream.sse("/chat/completions", body, self.headers(ctx))
-            async with contextlib.aclosing(batches(reads, parse, lambda: done)) as stream:
+            async with contextlib.aclosing(stream):
                 async for events in stream:
                     yield events
         yield list(parser.finish(done=done))
-
-    async def _whole(self, body: dict[str, object], ctx: CallContext) -> list[Event]:
-        """The events of a non-streamed answer: the same a stream of it would give."""
-        body.pop("stream", None)
-        body.pop("stream_options", None)
-        async with self.upstream.post("/chat/completions", body, self.headers(ctx)) as resp:
-            raw = await self.upstream.read_body(resp)
-        parser = ChunkParser()
-        events = list(parser.feed(completion_as_chunk(json_object(raw))))
-        return [*events, *parser.finish(done=True)]
 
     async def aclose(self) -> None:
         await self.upstream.aclose()

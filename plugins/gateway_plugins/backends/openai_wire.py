@@ -19,8 +19,10 @@ from gateway.events import (
     FinishReason,
     ReasoningDelta,
     TextDelta,
+    TokenLogprob,
     ToolCallArgumentsDelta,
     ToolCallStarted,
+    TopLogprob,
     Usage,
 )
 from gateway.invocation import (
@@ -44,8 +46,19 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 
-def chat_body(invocation: AgentInvocation, model: str) -> dict[str, Any]:
-    """The streamed Chat Completions request for ``invocation`` (usage always requested)."""
+MAX_TOKENS_FIELDS = ("max_completion_tokens", "max_tokens")
+
+
+def chat_body(
+    invocation: AgentInvocation, model: str, max_tokens_field: str = "max_completion_tokens"
+) -> dict[str, Any]:
+    """The streamed Chat Completions request for ``invocation`` (usage always requested).
+
+    The output cap goes in ``max_tokens_field``: ``max_completion_tokens``, what
+    OpenAI documents and its reasoning models require (they refuse
+    ``max_tokens``), and what vLLM and LiteLLM take too; ``max_tokens`` for
+    servers that know only that one (Ollama's OpenAI API ignores the other).
+    """
     body: dict[str, Any] = {
         "model": model,
         "messages": messages(invocation),
@@ -83,8 +96,10 @@ def chat_body(invocation: AgentInvocation, model: str) -> dict[str, Any]:
         "frequency_penalty": s.frequency_penalty,
         "seed": s.seed,
         "stop": list(s.stop) or None,
-        "max_tokens": invocation.max_output_tokens,
+        max_tokens_field: invocation.max_output_tokens,
         "reasoning_effort": invocation.reasoning_effort,
+        "logprobs": True if invocation.logprobs else None,
+        "top_logprobs": invocation.top_logprobs if invocation.logprobs else None,
         # Sent only when the client set them; OpenAI-compatible servers ignore what they lack.
         "service_tier": invocation.service_tier,
         "safety_identifier": invocation.safety_identifier,
@@ -181,11 +196,50 @@ def completion_as_chunk(completion: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(choice, dict):
         raise UpstreamError("The upstream sent a malformed answer.")
     chunk = {
-        "choices": [{"delta": choice.get("message"), "finish_reason": choice.get("finish_reason")}]
+        "choices": [
+            {
+                "delta": choice.get("message"),
+                "logprobs": choice.get("logprobs"),
+                "finish_reason": choice.get("finish_reason"),
+            }
+        ]
     }
     if "usage" in completion:
         chunk["usage"] = completion["usage"]
     return chunk
+
+
+def logprobs_from(raw: object) -> tuple[TokenLogprob, ...] | None:
+    """A choice's ``logprobs.content``, checked; ``None`` if it carries none."""
+    content = raw.get("content") if isinstance(raw, dict) else None
+    if content is None:
+        return None
+    if not isinstance(content, list):
+        raise UpstreamError("The upstream sent malformed logprobs.")
+    return tuple(_token_logprob(t) for t in content)
+
+
+def _token_logprob(raw: object) -> TokenLogprob:
+    if not isinstance(raw, dict):
+        raise UpstreamError("The upstream sent malformed logprobs.")
+    top = raw.get("top_logprobs") or ()
+    if not isinstance(top, list | tuple):
+        raise UpstreamError("The upstream sent malformed logprobs.")
+    return TokenLogprob(*_token(raw), top_logprobs=tuple(TopLogprob(*_token(t)) for t in top))
+
+
+def _token(raw: object) -> tuple[str, float, tuple[int, ...] | None]:
+    if not isinstance(raw, dict):
+        raise UpstreamError("The upstream sent malformed logprobs.")
+    token, logprob, data = raw.get("token"), raw.get("logprob"), raw.get("bytes")
+    if (
+        not isinstance(token, str)
+        or not isinstance(logprob, int | float)
+        or isinstance(logprob, bool)
+        or not (data is None or (isinstance(data, list) and all(type(b) is int for b in data)))
+    ):
+        raise UpstreamError("The upstream sent malformed logprobs.")
+    return token, float(logprob), None if data is None else tuple(data)
 
 
 SHAPE_TRIES = 3  # chunks a stream may learn a text shape from (see ``ChunkParser.feed_data``)
@@ -249,7 +303,11 @@ class ChunkParser:
             events.append(ReasoningDelta(reasoning))
         content = delta.get("content")
         if isinstance(content, str) and content:
-            events.append(TextDelta(content))
+            logprobs = choice.get("logprobs")
+            if logprobs is None:
+                events.append(TextDelta(content))
+            else:
+                events.append(TextDelta(content, logprobs_from(logprobs)))
         for call in delta.get("tool_calls") or ():
             events.extend(self._tool_call(call))
         reason = choice.get("finish_reason")

@@ -6,7 +6,9 @@ fallback). Its message is ``request <outcome>``; its fields (``extra=``, so the
 JSON log format puts them in the line's object, the text format appends them as
 ``key=value``): request id, key id (never the key), agent, backend, upstream
 model, outcome (``completed``, ``failed``, or ``abandoned`` when the client
-left), finish reason or error code and the error's HTTP status, token counts
+left), finish reason or error code, the HTTP status (200 when completed, the
+error's when failed, 499 when abandoned, as nginx logs a client that closed
+the connection), token counts
 (``estimated`` when the upstream did not report them), credits charged for that
 usage at the route's prices, time to the first event and total time in
 milliseconds.
@@ -23,6 +25,7 @@ from gateway.events import Batch, Completed, Failed, Usage
 from gateway.plugin import CallContext, FilterPlugin
 
 _LEVELS = ("debug", "info", "warning")
+CLIENT_CLOSED = 499  # nginx's status for a client that left before the answer ended
 
 
 def _level(value: str) -> str | None:
@@ -46,7 +49,7 @@ class RequestLog:
         started = time.monotonic()
         first: float | None = None
         usage: Usage | None = None
-        line: dict[str, object] = {"outcome": "abandoned"}
+        line: dict[str, object] = {"outcome": "abandoned", "status": CLIENT_CLOSED}
         try:
             async for batch in batches:
                 if first is None:
@@ -56,6 +59,7 @@ class RequestLog:
                         usage = event
                     elif isinstance(event, Completed):
                         line = {"outcome": "completed", "finish_reason": event.finish_reason}
+                        line["status"] = 200
                     elif isinstance(event, Failed):
                         error = event.error
                         line = {"outcome": "failed", "error": error.code or error.type}

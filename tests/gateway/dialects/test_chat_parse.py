@@ -188,6 +188,27 @@ def test_max_tokens_and_max_completion_tokens() -> None:
     assert both.max_output_tokens == 20  # the newer field wins
 
 
+def test_logprobs_reach_the_invocation() -> None:
+    inv = parse(logprobs=True, top_logprobs=5).invocation
+    assert (inv.logprobs, inv.top_logprobs) == (True, 5)
+    inv = parse().invocation
+    assert (inv.logprobs, inv.top_logprobs) == (False, None)
+    assert parse(logprobs=False).invocation.logprobs is False
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"top_logprobs": 2}, "top_logprobs"),  # OpenAI requires logprobs: true with it
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": -1}, "top_logprobs"),
+        ({"logprobs": "yes"}, "logprobs"),
+    ],
+)
+def test_bad_logprobs(fields: dict[str, Any], expected: str) -> None:
+    assert param(**fields) == expected
+
+
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
 def test_an_output_cap_beyond_the_token_bound_is_a_400(field: str) -> None:
     """Metering holds its cap in Redis, whose scripts are exact only to 2**53."""

@@ -16,8 +16,10 @@ from gateway.events import (
     Failed,
     ReasoningDelta,
     TextDelta,
+    TokenLogprob,
     ToolCallArgumentsDelta,
     ToolCallStarted,
+    TopLogprob,
     Usage,
 )
 from gateway.sse import SSEDecoder
@@ -219,6 +221,39 @@ def test_completion_object_tool_calls_and_reasoning() -> None:
         ("call_2", "g", ""),
     ]
     assert obj["choices"][0]["message"]["reasoning_content"] == "hmm"  # type: ignore[index]
+
+
+LOGPROBS = (TokenLogprob("Hi", -0.5, (72, 105), (TopLogprob("Yo", -2.0, None),)),)
+
+
+def test_logprobs_on_a_text_chunk() -> None:
+    events: list[Event] = [TextDelta("Hi", LOGPROBS), TextDelta("!"), Completed()]
+    chunks = chunks_of(render(events, include_usage=True))
+    lp = [c["choices"][0]["logprobs"] for c in chunks if c.get("choices")]
+    assert lp[0] is None  # the role chunk
+    assert lp[1] == {
+        "content": [
+            {
+                "token": "Hi",
+                "logprob": -0.5,
+                "bytes": [72, 105],
+                "top_logprobs": [{"token": "Yo", "logprob": -2.0, "bytes": None}],
+            }
+        ],
+        "refusal": None,
+    }
+    assert lp[2:] == [None, None]
+    assert deltas(chunks)[1] == {"content": "Hi"}
+    assert all("usage" in c for c in chunks)
+
+
+def test_completion_object_logprobs() -> None:
+    t = transcript([TextDelta("Hi", LOGPROBS), TextDelta("!", ()), Completed()])
+    sdk = ChatCompletion.model_validate(completion_object(ID, CREATED, MODEL, t))
+    logprobs = sdk.choices[0].logprobs
+    assert logprobs is not None and logprobs.content is not None
+    assert [(t.token, t.bytes) for t in logprobs.content] == [("Hi", [72, 105])]
+    assert logprobs.content[0].top_logprobs[0].token == "Yo"
 
 
 def test_completion_object_defaults_finish_reason() -> None:

@@ -215,3 +215,43 @@ def test_rate_limit_mid_stream() -> None:
         "type": "error",
         "error": {"type": "rate_limit_error", "message": "slow down"},
     }
+
+
+def _nulls(value: Any, path: str = "") -> list[str]:
+    """Paths of every ``null`` inside a JSON value."""
+    if value is None:
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nulls(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nulls(v, f"{path}[{i}]")]
+    return []
+
+
+def test_blocks_carry_exactly_anthropics_keys_and_no_null() -> None:
+    # Anthropic omits ``citations`` on a plain text block; the Vercel AI SDK's
+    # Anthropic provider rejects ``"citations": null`` (expected array).
+    events: list[Event] = [
+        ReasoningDelta("hmm"),
+        TextDelta("Hi"),
+        ToolCallStarted("toolu_1", "f"),
+        ToolCallArgumentsDelta("toolu_1", "{}"),
+        Completed("tool_calls"),
+    ]
+    message, frames = render(events)
+    assert message["content"] == [
+        {"type": "thinking", "thinking": "hmm", "signature": ""},
+        {"type": "text", "text": "Hi"},
+        {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}},
+    ]
+    assert _nulls(message["content"]) == []
+    starts = [d["content_block"] for n, d in frames if n == "content_block_start"]
+    assert starts == [
+        {"type": "thinking", "thinking": "", "signature": ""},
+        {"type": "text", "text": ""},
+        {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}},
+    ]
+    allowed: dict[str, list[str]] = {"message_delta": [".delta.stop_sequence"]}
+    for name, data in frames:
+        if name != "message_start":  # its stop_reason/stop_sequence are null by design
+            assert _nulls(data) == allowed.get(name, [])

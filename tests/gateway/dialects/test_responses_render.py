@@ -6,8 +6,15 @@ from typing import Any
 import openresponses_types as ort
 import orjson
 import pytest
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
 
-from gateway.dialects.responses_render import ResponseBuilder, frames, usage_json
+from gateway.dialects.responses_render import (
+    ReasoningEvents,
+    ResponseBuilder,
+    frames,
+    usage_json,
+)
 from gateway.errors import RateLimited, UpstreamError
 from gateway.events import (
     Completed,
@@ -21,17 +28,30 @@ from gateway.events import (
 )
 from tests.integration.responses_support import Stream, check_response, check_sse
 
+OPENAI_EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 RID = "resp_0011aabb"
 USAGE = Usage(input_tokens=10, output_tokens=5, cached_input_tokens=2, reasoning_tokens=1)
 
 
-def builder(stream: bool = True, **echo: Any) -> ResponseBuilder:
-    return ResponseBuilder(RID, "echo", echo, previous_response_id=None, store=True, stream=stream)
+def builder(
+    stream: bool = True, reasoning_events: ReasoningEvents = "summary", **echo: Any
+) -> ResponseBuilder:
+    return ResponseBuilder(
+        RID,
+        "echo",
+        echo,
+        previous_response_id=None,
+        store=True,
+        stream=stream,
+        reasoning_events=reasoning_events,
+    )
 
 
-def render(events: Sequence[Event], **echo: Any) -> Stream:
+def render(
+    events: Sequence[Event], reasoning_events: ReasoningEvents = "summary", **echo: Any
+) -> Stream:
     """The whole stream as bytes, checked like the gateway's output (framing, models, ids)."""
-    b = builder(**echo)
+    b = builder(reasoning_events=reasoning_events, **echo)
     out = b.start()
     for event in events:
         out += b.feed(event)
@@ -39,7 +59,7 @@ def render(events: Sequence[Event], **echo: Any) -> Stream:
     stream = check_sse(frames(out) + b"data: [DONE]\n\n")
     assert stream.final == b.response
     # The non-streaming builder ends with the same response, and returns no events.
-    plain = builder(stream=False, **echo)
+    plain = builder(stream=False, reasoning_events=reasoning_events, **echo)
     assert all(plain.feed(e) == [] for e in events)
     assert {**plain.response, "created_at": 0, "completed_at": 0} == {
         **b.response,
@@ -87,10 +107,60 @@ def test_text() -> None:
     assert stream.events[0]["response"]["output"] == []
 
 
-def test_reasoning_then_text() -> None:
-    stream = render(
-        [ReasoningDelta("Think"), ReasoningDelta("ing."), TextDelta("Answer"), USAGE, Completed()]
-    )
+REASONING_THEN_TEXT: list[Event] = [
+    ReasoningDelta("Think"),
+    ReasoningDelta("ing."),
+    TextDelta("Answer"),
+    USAGE,
+    Completed(),
+]
+TEXT_ITEM_EVENTS = [
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+def test_reasoning_is_a_summary_by_default() -> None:
+    # Summary events are both in the spec and in OpenAI's API: the compliance
+    # suite, OpenAI's stream helpers and the Vercel AI SDK all read them.
+    stream = render(REASONING_THEN_TEXT)
+    assert stream.types == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "response.output_item.done",
+        *TEXT_ITEM_EVENTS,
+    ]
+    reasoning, message = stream.final["output"]
+    assert reasoning["type"] == "reasoning" and reasoning["id"].startswith("rs_")
+    assert reasoning["summary"] == [{"type": "summary_text", "text": "Thinking."}]
+    assert reasoning["content"] == []
+    assert message["content"][0]["text"] == "Answer"
+    added = stream.of("response.reasoning_summary_part.added")[0]
+    assert added["summary_index"] == 0 and added["item_id"] == reasoning["id"]
+    assert [e["delta"] for e in stream.of("response.reasoning_summary_text.delta")] == [
+        "Think",
+        "ing.",
+    ]
+    assert all(e["summary_index"] == 0 for e in stream.events if "summary_index" in e)
+    # OpenAI's own models of these events take them too.
+    for event in stream.events:
+        if "reasoning" in event["type"]:
+            assert OPENAI_EVENT.validate_python(event).type == event["type"]
+
+
+def test_reasoning_spec_events() -> None:
+    stream = render(REASONING_THEN_TEXT, reasoning_events="spec")
     assert stream.types == [
         "response.created",
         "response.in_progress",
@@ -101,23 +171,40 @@ def test_reasoning_then_text() -> None:
         "response.reasoning.done",
         "response.content_part.done",
         "response.output_item.done",
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.output_text.delta",
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
-        "response.completed",
+        *TEXT_ITEM_EVENTS,
     ]
-    reasoning, message = stream.final["output"]
-    assert reasoning["type"] == "reasoning" and reasoning["id"].startswith("rs_")
+    reasoning = stream.final["output"][0]
     assert reasoning["summary"] == []
     assert reasoning["content"] == [{"type": "reasoning_text", "text": "Thinking."}]
-    assert message["content"][0]["text"] == "Answer"
     assert stream.of("response.content_part.added")[0]["part"] == {
         "type": "reasoning_text",
         "text": "",
     }
+
+
+def test_reasoning_openai_events() -> None:
+    b = builder(reasoning_events="openai")
+    out = b.start()
+    for event in REASONING_THEN_TEXT:
+        out += b.feed(event)
+    types = [e["type"] for e in out]
+    assert types[2:9] == [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+    ]
+    assert [e["sequence_number"] for e in out] == list(range(len(out)))
+    for event in out[2:9]:  # not spec events: checked against OpenAI's own models instead
+        assert OPENAI_EVENT.validate_python(event).type == event["type"]
+    done = next(e for e in out if e["type"] == "response.reasoning_text.done")
+    assert done["text"] == "Thinking." and done["content_index"] == 0
+    reasoning = b.response["output"][0]
+    assert reasoning["summary"] == []
+    assert reasoning["content"] == [{"type": "reasoning_text", "text": "Thinking."}]
 
 
 def test_two_tool_calls() -> None:

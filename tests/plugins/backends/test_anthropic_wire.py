@@ -12,7 +12,12 @@ from typing import Any
 
 import orjson
 import pytest
-from gateway_plugins.backends.anthropic_wire import EventParser, messages_body, usage_from
+from gateway_plugins.backends.anthropic_wire import (
+    EventParser,
+    message_as_events,
+    messages_body,
+    usage_from,
+)
 
 from gateway.errors import InvalidRequest, UpstreamError
 from gateway.events import (
@@ -745,3 +750,39 @@ def test_anthropic_service_tier_and_speed_are_sent_openai_tiers_are_not() -> Non
     assert (sent["service_tier"], sent["speed"]) == ("standard_only", "fast")
     assert "service_tier" not in body(service_tier="priority")
     assert "speed" not in body() and "service_tier" not in body()
+
+
+def test_a_whole_message_gives_the_events_its_stream_would() -> None:
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude",
+        "content": [
+            {"type": "thinking", "thinking": "hm", "signature": "s"},
+            {"type": "text", "text": "Done."},
+            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}},
+        ],
+        "stop_reason": "stop_sequence",
+        "stop_sequence": "END",
+        "usage": {"input_tokens": 5, "cache_read_input_tokens": 2, "output_tokens": 7},
+    }
+    parser = EventParser()
+    events = list(parser.feed_all(message_as_events(message)))
+    assert events == [
+        ReasoningDelta("hm"),
+        TextDelta("Done."),
+        ToolCallStarted("toolu_1", "f"),
+        ToolCallArgumentsDelta("toolu_1", '{"a":1}'),
+        Usage(input_tokens=7, output_tokens=7, cached_input_tokens=2),
+        Completed("stop", "END"),
+    ]
+    assert parser.done and list(parser.finish()) == []
+
+
+def test_a_whole_error_or_malformed_message_is_the_upstreams_fault() -> None:
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
+    with pytest.raises(UpstreamError, match="busy"):
+        list(EventParser().feed_all(message_as_events(error)))
+    with pytest.raises(UpstreamError):
+        message_as_events({"type": "message", "content": "text"})

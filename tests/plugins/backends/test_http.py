@@ -1,5 +1,5 @@
 """Upstream.events: an upstream's SSE body as events, a malformed one as an UpstreamError;
-batches: each read's frames as a backend's events."""
+batches: each read's frames as a backend's events; Upstream.answer: a stream or a JSON answer."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 import aiohttp
+import orjson
 import pytest
+from aiohttp import web
 from gateway_plugins.backends.http import HttpOptions, Upstream, batches
 
 from gateway.errors import UpstreamError
 from gateway.events import Event, TextDelta
 from gateway.sse import ServerSentEvent
+from tests.fakes.loopback import serve
 
 
 class _Body:
@@ -97,3 +100,62 @@ async def test_batches_keep_what_came_before_a_broken_frame_and_close_when_close
     assert await anext(stream) == [TextDelta("a")]
     await stream.aclose()  # the client left: the upstream's reads end now, not when collected
     assert closed == [True]
+
+
+# Upstream.answer: a stream, or one JSON answer to a request that asked for a stream
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/event-stream", b'data: {"t": "a"}\n\ndata: {"t": "b"}\n\ndata: [DONE]\n\n'),
+        ("application/json", b'{"t": "ab"}'),
+        ("application/json; charset=utf-8", b'{"t": "ab"}'),
+    ],
+)
+async def test_answer_reads_a_stream_or_one_json_answer(content_type: str, body: bytes) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_post("/x", handle)
+    runner, url = await serve(app)
+    up = Upstream("up", HttpOptions(base_url=url))
+    done = False
+
+    def parse(frame: ServerSentEvent) -> list[Event]:
+        nonlocal done
+        if frame.data == "[DONE]":
+            done = True
+            return []
+        return [TextDelta(orjson.loads(frame.data)["t"])]
+
+    def whole(answer: dict[str, object]) -> list[Event]:
+        assert isinstance(answer["t"], str)
+        return [TextDelta(answer["t"])]
+
+    try:
+        stream = up.answer("/x", {}, {}, parse=parse, finished=lambda: done, whole=whole)
+        texts = [e.text for batch in [b async for b in stream] for e in batch]  # type: ignore[union-attr]
+    finally:
+        await up.aclose()
+        await runner.cleanup()
+    assert "".join(texts) == "ab"
+    assert len(texts) == (1 if "json" in content_type else 2)
+
+
+async def test_a_json_answer_that_is_not_an_object_is_the_upstreams_fault() -> None:
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response([1, 2])
+
+    app = web.Application()
+    app.router.add_post("/x", handle)
+    runner, url = await serve(app)
+    up = Upstream("up", HttpOptions(base_url=url))
+    try:
+        stream = up.answer("/x", {}, {}, parse=list, finished=bool, whole=list)  # type: ignore[arg-type]
+        with pytest.raises(UpstreamError):
+            [b async for b in stream]
+    finally:
+        await up.aclose()
+        await runner.cleanup()

@@ -25,8 +25,10 @@ from gateway.events import (
     Failed,
     ReasoningDelta,
     TextDelta,
+    TokenLogprob,
     ToolCallArgumentsDelta,
     ToolCallStarted,
+    TopLogprob,
     Usage,
 )
 from gateway.invocation import (
@@ -91,7 +93,8 @@ def test_every_field_is_mapped() -> None:
     assert body["parallel_tool_calls"] is False
     assert (body["temperature"], body["top_p"]) == (0.2, 0.9)
     assert (body["presence_penalty"], body["frequency_penalty"]) == (0.1, -0.1)
-    assert (body["seed"], body["stop"], body["max_tokens"]) == (7, ["END", "STOP"], 64)
+    assert (body["seed"], body["stop"], body["max_completion_tokens"]) == (7, ["END", "STOP"], 64)
+    assert "max_tokens" not in body
     assert body["reasoning_effort"] == "low"
     assert [body[k] for k in ("service_tier", "safety_identifier", "prompt_cache_key", "user")] == [
         "flex",
@@ -110,6 +113,22 @@ def test_every_field_is_mapped() -> None:
     }
     assert "metadata" not in body
     orjson.dumps(body)  # it must be serialisable as is
+
+
+def test_the_output_cap_field_is_chosen_by_the_backend() -> None:
+    inv = invocation(max_output_tokens=64)
+    assert chat_body(inv, "m")["max_completion_tokens"] == 64
+    body = chat_body(inv, "m", "max_tokens")
+    assert body["max_tokens"] == 64 and "max_completion_tokens" not in body
+
+
+def test_logprobs_are_asked_for_only_with_logprobs() -> None:
+    body = chat_body(invocation(logprobs=True, top_logprobs=3), "m")
+    assert (body["logprobs"], body["top_logprobs"]) == (True, 3)
+    body = chat_body(invocation(logprobs=True), "m")
+    assert body["logprobs"] is True and "top_logprobs" not in body
+    # Open Responses' top_logprobs alone is only echoed: OpenAI refuses it without logprobs.
+    assert "top_logprobs" not in chat_body(invocation(top_logprobs=3), "m")
 
 
 def test_unset_fields_are_left_out() -> None:
@@ -284,6 +303,56 @@ def test_openai_text_stream_with_usage_chunk() -> None:
         Usage(input_tokens=19, output_tokens=10, cached_input_tokens=8, reasoning_tokens=3),
         Completed("stop"),
     ]
+
+
+def test_logprobs_ride_on_their_text_delta() -> None:
+    logprobs = {
+        "content": [
+            {
+                "token": "Hel",
+                "logprob": -0.5,
+                "bytes": [72, 101, 108],
+                "top_logprobs": [{"token": "Hi", "logprob": -1, "bytes": None}],
+            }
+        ],
+        "refusal": None,
+    }
+    chunks = [chunk({"content": "Hel"}), chunk({"content": "lo"}), chunk({}, "stop")]
+    chunks[0]["choices"][0]["logprobs"] = logprobs
+    ChatCompletionChunk.model_validate(chunks[0])
+    assert parse(chunks) == [
+        TextDelta(
+            "Hel",
+            (TokenLogprob("Hel", -0.5, (72, 101, 108), (TopLogprob("Hi", -1.0),)),),
+        ),
+        TextDelta("lo"),
+        Completed("stop"),
+    ]
+    # A whole completion carries them too.
+    completion = {
+        "choices": [
+            {"message": {"content": "Hello"}, "logprobs": logprobs, "finish_reason": "stop"}
+        ]
+    }
+    [delta] = ChunkParser().feed(completion_as_chunk(completion))
+    assert isinstance(delta, TextDelta) and delta.logprobs is not None
+    assert delta.logprobs[0].token == "Hel"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"content": "x"},
+        {"content": [{"token": 1, "logprob": -1}]},
+        {"content": [{"token": "a", "logprob": "low"}]},
+        {"content": [{"token": "a", "logprob": -1, "bytes": ["x"]}]},
+        {"content": [{"token": "a", "logprob": -1, "top_logprobs": [{"token": "b"}]}]},
+    ],
+)
+def test_malformed_logprobs_are_the_upstreams_fault(bad: dict[str, Any]) -> None:
+    data = {"choices": [{"delta": {"content": "a"}, "logprobs": bad}]}
+    with pytest.raises(UpstreamError):
+        ChunkParser().feed(data)
 
 
 def test_openai_parallel_tool_calls() -> None:
@@ -587,8 +656,12 @@ def chunk_stream(draw: st.DrawFn) -> list[str]:
             extra["obfuscation"] = draw(st.sampled_from(["a", "bb"]))
         choice: dict[str, Any] = {"index": 0, "delta": {"content": text}, "finish_reason": None}
         kind = draw(
-            st.sampled_from(["text", "text", "text", "finish", "usage", "ascii", "raw", "cut"])
+            st.sampled_from(
+                ["text", "text", "text", "finish", "usage", "logprobs", "ascii", "raw", "cut"]
+            )
         )
+        if kind == "logprobs":  # a text chunk in every way but its logprobs
+            choice["logprobs"] = {"content": [{"token": text, "logprob": -0.5, "bytes": None}]}
         if kind == "finish":
             choice["finish_reason"] = draw(st.sampled_from(["stop", "length"]))
         chunk = {**extra, "choices": [choice]}

@@ -28,7 +28,7 @@ async def test_one_line_per_request_without_the_key(caplog: pytest.LogCaptureFix
     assert record.getMessage() == "request completed"
     line = fields(record)
     assert line["request_id"] == "req_test" and line["key_id"] == "key_test"
-    assert (line["outcome"], line["finish_reason"]) == ("completed", "length")
+    assert (line["outcome"], line["finish_reason"], line["status"]) == ("completed", "length", 200)
     assert (line["input_tokens"], line["output_tokens"], line["estimated"]) == (5, 2, False)
     assert line["credits"] == 9
     assert line["duration_ms"] >= 0 and line["first_event_ms"] is not None
@@ -50,4 +50,5 @@ async def test_failed_and_abandoned(caplog: pytest.LogCaptureFixture) -> None:
         502,
     )
     assert abandoned["outcome"] == "abandoned" and abandoned["credits"] is None
+    assert abandoned["status"] == 499  # nginx's "client closed request"
     assert all(r.levelno == logging.WARNING for r in caplog.records)
