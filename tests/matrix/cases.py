@@ -178,37 +178,10 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
     ("node-ai-openai-chat", "reasoning_stream"): _CHAT_REASONING,
 }
 
-# Known failures 1 and 2 of issue 17, being fixed in the gateway's renderers.
-CITATIONS_NULL = (
-    'the gateway writes `"citations": null` in non-streamed text blocks, where the AI '
-    "SDK's schema wants an array or nothing: `generateText` throws AI_APICallError "
-    '"Invalid JSON response" (cause AI_TypeValidationError: content[0].citations: '
-    "expected array, received null)"
-)
-REASONING_EVENT = (
-    "the gateway streams `response.reasoning.delta`, not the spec's "
-    "`response.reasoning_text.delta`: the openai SDKs' `responses.stream()` drop those "
-    "deltas, so no reasoning reaches the caller (openai-node 7 raises `Unhandled response "
-    "stream event: response.reasoning.delta`)"
-)
-REASONING_SUMMARY = (
-    "the gateway's reasoning items carry the text in `content` "
-    "(`reasoning_text`) with an empty `summary`; this client reads only `summary` (as "
-    "OpenAI's API fills it) and reports no reasoning"
-)
-# (client, operation, upstream or "*") -> why it fails today
-KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
-    ("node-ai-anthropic", "text", "*"): CITATIONS_NULL,
-    ("node-ai-anthropic", "tools", "*"): CITATIONS_NULL,
-    ("node-ai-anthropic", "reasoning", "*"): CITATIONS_NULL,
-    ("node-ai-anthropic", "usage", "*"): CITATIONS_NULL,
-    ("node-openai-responses", "reasoning_stream", "*"): REASONING_EVENT,
-    ("py-openai-responses", "reasoning_stream", "*"): REASONING_EVENT,
-    ("node-ai-openai-responses", "reasoning", "*"): REASONING_SUMMARY,
-    ("node-ai-openai-responses", "reasoning_stream", "*"): REASONING_SUMMARY,
-    ("py-langchain-responses", "reasoning", "*"): REASONING_SUMMARY,
-    ("py-langchain-responses", "reasoning_stream", "*"): REASONING_SUMMARY,
-}
+# (client, operation, upstream or "*") -> why it fails today. Empty: the failures the
+# matrix found (`"citations": null` in Messages text blocks; reasoning streamed as
+# `response.reasoning.delta` and never as a summary) are fixed in the renderers.
+KNOWN_FAILURES: dict[tuple[str, str, str], str] = {}
 
 
 # (client, operation) -> how it works (shown in the table beside "works")

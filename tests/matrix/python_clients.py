@@ -175,9 +175,13 @@ def responses_tools(base: str, key: str, model: str) -> Result:
 
 
 def responses_reasoning(base: str, key: str, model: str) -> Result:
+    """Reasoning as OpenAI's docs read it: the item's summary, else its reasoning text."""
     r = _oai(base, key).responses.create(model=model, input=PROMPT)
     reasoning = "".join(
-        part.text for item in r.output if item.type == "reasoning" for part in item.content or ()
+        part.text
+        for item in r.output
+        if item.type == "reasoning"
+        for part in [*(item.summary or ()), *(item.content or ())]
     )
     return {"text": r.output_text, "reasoning": reasoning}
 
@@ -188,7 +192,10 @@ def responses_reasoning_stream(base: str, key: str, model: str) -> Result:
         for event in stream:
             if event.type == "response.output_text.delta":
                 text += event.delta
-            elif event.type == "response.reasoning_text.delta":
+            elif event.type in (
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_text.delta",
+            ):
                 reasoning += event.delta
         stream.get_final_response()
     return {"text": text, "reasoning": reasoning}

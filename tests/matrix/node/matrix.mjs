@@ -168,7 +168,7 @@ const openaiResponses = {
     const r = await openaiClient(profile.key).responses.create({ model, input: profile.prompt });
     const reasoning = r.output
       .filter((item) => item.type === "reasoning")
-      .flatMap((item) => (item.content ?? []).map((part) => part.text))
+      .flatMap((item) => [...(item.summary ?? []), ...(item.content ?? [])].map((part) => part.text))
       .join("");
     return { text: r.output_text, reasoning };
   },
@@ -177,7 +177,11 @@ const openaiResponses = {
     let reasoning = "";
     let text = "";
     for await (const event of stream) {
-      if (event.type === "response.reasoning_text.delta") reasoning += event.delta;
+      if (
+        event.type === "response.reasoning_summary_text.delta" ||
+        event.type === "response.reasoning_text.delta"
+      )
+        reasoning += event.delta;
       if (event.type === "response.output_text.delta") text += event.delta;
     }
     await stream.finalResponse();
