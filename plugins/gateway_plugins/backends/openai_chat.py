@@ -61,6 +61,8 @@ class OpenAIChatBackend:
                 if frame.data == "[DONE]":
                     done = True
                     return []
+                if frame.event != "message":  # a named event is not a chunk (LibreChat's own)
+                    return []
                 return parser.feed_data(frame.data)
 
             reads = self.upstream.sse("/chat/completions", body, self.headers(ctx))
