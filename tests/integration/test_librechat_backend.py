@@ -14,7 +14,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
+import orjson
 import pytest
 
 from gateway.config import parse_config
@@ -394,3 +396,60 @@ async def test_responses_endpoint_usage_billed(
     await sdk(gw, secret).chat.completions.create(model="research-responses", messages=HELLO)
     (entry,) = await usage_entries(gw, key.id)
     assert entry.amount == -math.ceil(400 * Decimal("0.15") + 100 * Decimal("0.60")) == -120
+
+
+# The /api/agents/v1 alias, for LibreChat's own clients
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_alias_reasoning_is_where_librechat_clients_read_it(
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    librechat: FakeLibreChat,
+    stream: bool,
+) -> None:
+    """LibreChat's openai.js streams ``delta.reasoning`` and answers ``message.reasoning``;
+    /v1 keeps ``reasoning_content``."""
+    librechat.chat = ChatScript(reasoning=("Let me think.",), content=("Hi",))
+    gw = await gateway(start_gateway, librechat)
+    headers = {"Authorization": f"Bearer {await gw.new_key()}"}
+    body = {"model": "support", "messages": HELLO, "stream": stream}
+    for prefix, field in (("/api/agents/v1", "reasoning"), ("/v1", "reasoning_content")):
+        async with http.post(
+            f"{gw.url}{prefix}/chat/completions", json=body, headers=headers
+        ) as resp:
+            assert resp.status == 200
+            raw = await resp.read()
+        if stream:
+            chunks = [
+                orjson.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: {")
+            ]
+            deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+            assert "".join(d.get(field, "") for d in deltas) == "Let me think."
+            assert not any(set(d) & {"reasoning", "reasoning_content"} - {field} for d in deltas)
+        else:
+            message = orjson.loads(raw)["choices"][0]["message"]
+            assert message[field] == "Let me think."
+
+
+async def test_alias_models_as_librechat_serves_them(
+    start_gateway: StartGateway, http: aiohttp.ClientSession, librechat: FakeLibreChat
+) -> None:
+    """LibreChat serves GET /models/:model (openai.js GetModelController) and
+    GET /responses/models (routes/agents/responses.js); so does the alias."""
+    gw = await gateway(start_gateway, librechat)
+    headers = {"Authorization": f"Bearer {await gw.new_key(agents=('support',))}"}
+    base = f"{gw.url}/api/agents/v1"
+    async with http.get(f"{base}/models/support", headers=headers) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["id"] == "support"
+    async with http.get(f"{base}/models/research", headers=headers) as resp:
+        assert resp.status == 404  # not this key's: as if it did not exist
+        assert (await resp.json())["error"]["code"] == "model_not_found"
+    async with http.get(f"{gw.url}/v1/models/support", headers=headers) as resp:
+        assert resp.status == 200
+    async with http.get(f"{base}/responses/models", headers=headers) as resp:
+        assert resp.status == 200
+        assert [m["id"] for m in (await resp.json())["data"]] == ["support"]
+    async with http.get(f"{base}/responses/models") as resp:
+        assert resp.status == 401
