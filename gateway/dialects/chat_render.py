@@ -36,6 +36,13 @@ def usage_object(usage: Usage) -> dict[str, object]:
     }
 
 
+REASONING = "reasoning_content"
+"""Where reasoning goes (DeepSeek's and vLLM's name). LibreChat's clients read
+``reasoning`` instead (its api/server/controllers/agents/openai.js streams
+``delta.reasoning`` and answers ``message.reasoning``): the ``/api/agents/v1``
+alias passes ``reasoning_key="reasoning"``."""
+
+
 def logprobs_object(tokens: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> dict[str, object]:
     return {
         "content": [
@@ -61,7 +68,14 @@ def logprobs_object(tokens: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> di
 class ChatChunks:
     """Turns one request's events into SSE frames, in order."""
 
-    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool) -> None:
+    def __init__(
+        self,
+        completion_id: str,
+        created: int,
+        model: str,
+        include_usage: bool,
+        reasoning_key: str = REASONING,
+    ) -> None:
         head = (
             orjson.dumps(
                 {"id": completion_id, "object": "chat.completion.chunk", "created": created}
@@ -78,6 +92,7 @@ class ChatChunks:
         self._include_usage = include_usage
         self._tool_index: dict[str, int] = {}
         self._usage = Usage()
+        self._reasoning = b'{"' + reasoning_key.encode() + b'":'
 
     def _chunk(self, delta: bytes, finish_reason: bytes = b"null") -> bytes:
         return self._prefix + self._end(delta, finish_reason)
@@ -104,7 +119,7 @@ class ChatChunks:
                 return self._text + orjson.dumps(event.text) + self._end(b"}", b"null", logprobs)
             return self._text + orjson.dumps(event.text) + self._text_end
         if isinstance(event, ReasoningDelta):
-            return self._chunk(b'{"reasoning_content":' + orjson.dumps(event.text) + b"}")
+            return self._chunk(self._reasoning + orjson.dumps(event.text) + b"}")
         if isinstance(event, ToolCallStarted):
             index = self._tool_index.setdefault(event.call_id, len(self._tool_index))
             call = {
@@ -137,7 +152,11 @@ class ChatChunks:
 
 
 def completion_object(
-    completion_id: str, created: int, model: str, transcript: Transcript
+    completion_id: str,
+    created: int,
+    model: str,
+    transcript: Transcript,
+    reasoning_key: str = REASONING,
 ) -> dict[str, object]:
     message: dict[str, object] = {
         "role": "assistant",
@@ -145,7 +164,7 @@ def completion_object(
         "refusal": None,
     }
     if transcript.reasoning:
-        message["reasoning_content"] = "".join(transcript.reasoning)
+        message[reasoning_key] = "".join(transcript.reasoning)
     if transcript.tool_calls:
         message["tool_calls"] = [
             {

@@ -8,12 +8,19 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.dialects.chat_parse import parse_chat_request
-from gateway.dialects.chat_render import ChatChunks, completion_object
+from gateway.dialects.chat_render import REASONING, ChatChunks, completion_object
 from gateway.pipeline import Call
 from gateway.server.body import budget, json_response, read_request
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.server.streaming import send_sse
 from gateway.transcript import Transcript
+
+LIBRECHAT_PREFIX = "/api/agents/v1/"
+
+
+def _reasoning_key(request: web.Request) -> str:
+    """LibreChat's clients, on its own prefix, read reasoning as ``reasoning``."""
+    return "reasoning" if request.path.startswith(LIBRECHAT_PREFIX) else REASONING
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -34,9 +41,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                     transcript.add(event)
             if transcript.failure is not None:
                 raise transcript.failure.error
-            body = completion_object(completion_id, created, invocation.agent, transcript)
+            body = completion_object(
+                completion_id, created, invocation.agent, transcript, _reasoning_key(request)
+            )
             return json_response(body, headers=call.hold.headers() | call.hold.billing_headers())
-        chunks = ChatChunks(completion_id, created, invocation.agent, chat.include_usage)
+        chunks = ChatChunks(
+            completion_id, created, invocation.agent, chat.include_usage, _reasoning_key(request)
+        )
         return await send_sse(request, _frames(chunks, call), call.hold.headers())
 
 

@@ -1,4 +1,5 @@
-"""``GET /v1/models`` and the health endpoints."""
+"""``GET /v1/models`` (and one model, and LibreChat's ``/responses/models``), and the
+health endpoints."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from aiohttp import web
 
 from gateway import metrics as prometheus
+from gateway.errors import NotFound
 from gateway.server.body import json_response
 from gateway.server.keys import GATEWAY, WATCHER
 
@@ -16,11 +18,22 @@ _STARTED = int(time.time())
 async def models(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     key = await gateway.auth.authenticate(request.headers.get("Authorization"))
-    data = [
-        {"id": agent, "object": "model", "created": _STARTED, "owned_by": "gateway"}
-        for agent in gateway.agents(key)
-    ]
+    data = [_model(agent) for agent in gateway.agents(key)]
     return json_response({"object": "list", "data": data})
+
+
+async def model(request: web.Request) -> web.Response:
+    """One agent this key may call; any other is 404, as OpenAI and LibreChat answer."""
+    gateway = request.app[GATEWAY]
+    key = await gateway.auth.authenticate(request.headers.get("Authorization"))
+    agent = request.match_info["model"]
+    if agent not in gateway.agents(key):
+        raise NotFound(f"The model '{agent}' does not exist.", code="model_not_found")
+    return json_response(_model(agent))
+
+
+def _model(agent: str) -> dict[str, object]:
+    return {"id": agent, "object": "model", "created": _STARTED, "owned_by": "gateway"}
 
 
 async def healthz(request: web.Request) -> web.Response:

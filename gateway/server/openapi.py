@@ -51,7 +51,8 @@ _SECURITY_SCHEMES = {
 }
 
 _ALIAS_NOTE = (
-    "Every /v1 endpoint is also served under /api/agents/v1 (LibreChat's Agents API prefix)."
+    "Every /v1 endpoint is also served under /api/agents/v1 (LibreChat's Agents API prefix),"
+    " where Chat Completions carry reasoning as `reasoning`, as LibreChat's clients read it."
 )
 
 

@@ -46,6 +46,17 @@ V1 = Table(
             errors=AUTH_ERRORS,
         ),
         Operation(
+            "GET",
+            "/models/{model}",
+            misc.model,
+            "retrieveModel",
+            "One agent this key may call",
+            "models",
+            params=(Param("model", "path", description="an agent id"),),
+            replies=(json_reply(200, "the agent", "Model"),),
+            errors=(*AUTH_ERRORS, 404),
+        ),
+        Operation(
             "POST",
             "/responses",
             responses.create_response,
@@ -160,4 +171,22 @@ ROOT = Table(
     ),
 )
 
-PUBLIC = (V1, ROOT)
+# LibreChat's own Responses route lists its agents here too (its
+# api/server/routes/agents/responses.js); registered before /responses/{response_id}.
+LIBRECHAT = Table(
+    ("/api/agents/v1",),
+    (
+        Operation(
+            "GET",
+            "/responses/models",
+            misc.models,
+            "listResponsesModels",
+            "The agents this key may call (LibreChat's path for them)",
+            "models",
+            replies=(json_reply(200, "the agents", "ModelList"),),
+            errors=AUTH_ERRORS,
+        ),
+    ),
+)
+
+PUBLIC = (LIBRECHAT, V1, ROOT)

@@ -230,19 +230,17 @@ SCHEMAS: dict[str, Schema] = {
         "required": ["input_tokens"],
         "properties": {"input_tokens": {"type": "integer", "minimum": 0}},
     },
+    "Model": {
+        "type": "object",
+        "required": ["id", "object"],
+        "properties": {"id": {"type": "string"}, "object": {"const": "model"}},
+    },
     "ModelList": {
         "type": "object",
         "required": ["object", "data"],
         "properties": {
             "object": {"const": "list"},
-            "data": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["id", "object"],
-                    "properties": {"id": {"type": "string"}, "object": {"const": "model"}},
-                },
-            },
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
         },
     },
     "Health": {

@@ -1,4 +1,4 @@
-"""The Kubernetes manifests in deploy/k8s, rendered without kubectl and checked statically.
+"""The Kubernetes manifests in deploy/k8s, rendered by real kustomize and checked statically.
 
 Every object each kustomization renders is validated against the Kubernetes OpenAPI
 schemas shipped in the ``kubernetes-validate`` package (strict: unknown fields are
@@ -21,7 +21,7 @@ import yaml
 
 from gateway.config import GatewayConfig, parse_config
 from gateway.server.app import SHUTDOWN_DRAIN_SECONDS
-from tests.deploy.kustomize import Unsupported, render
+from tests.deploy.kustomize import KustomizeError, render
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -135,20 +135,24 @@ def test_strict_validation_rejects_a_misspelt_field() -> None:
 
 
 def test_the_overlays_render_what_the_docs_describe() -> None:
-    for name in OVERLAYS:
-        kinds = sorted(o["kind"] for o in render(OVERLAYS[name]))
-        assert kinds == sorted(
-            ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
-        ), name
+    kinds = sorted(o["kind"] for o in render(OVERLAYS["standalone"]))
+    assert kinds == sorted(
+        ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
+    )
+    # LibreChat runs once: no autoscaler, no budget; its config and its files.
+    kinds = sorted(o["kind"] for o in render(OVERLAYS["sidecar"]))
+    assert kinds == sorted(
+        ["ConfigMap", "ConfigMap", "Deployment", "PersistentVolumeClaim", "Service"]
+    )
     assert sorted(o["kind"] for o in render(TARGETS["redis"])) == ["Deployment", "Service"]
     standalone = render(OVERLAYS["standalone"])
     hpa = one(standalone, "HorizontalPodAutoscaler")
     assert one(standalone, "Deployment")["spec"]["replicas"] == 2 == hpa["spec"]["minReplicas"]
 
 
-def test_the_renderer_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
-    (tmp_path / "kustomization.yaml").write_text("resources: []\nnamespace: x\n")
-    with pytest.raises(Unsupported):
+def test_kustomize_errors_fail_the_render(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text("resources: [missing.yaml]\n")
+    with pytest.raises(KustomizeError, match=r"missing\.yaml"):
         render(tmp_path)
 
 
@@ -162,9 +166,11 @@ def test_selectors_and_references_meet(overlay: tuple[str, list[Obj]]) -> None:
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= pod_labels.items()
     assert one(objects, "Service")["spec"]["selector"] == selector
-    assert one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == selector
-    ref = one(objects, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
-    assert (ref["kind"], ref["name"]) == ("Deployment", deployment["metadata"]["name"])
+    for pdb in (o for o in objects if o["kind"] == "PodDisruptionBudget"):
+        assert pdb["spec"]["selector"]["matchLabels"] == selector
+    for hpa in (o for o in objects if o["kind"] == "HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        assert (ref["kind"], ref["name"]) == ("Deployment", deployment["metadata"]["name"])
     for c in pod_spec(objects)["containers"]:
         image = c["image"]
         assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), image
@@ -295,3 +301,30 @@ def test_the_sidecar_service_exposes_only_the_gateway() -> None:
     for backend in backends.values():
         url = urlsplit(backend["base_url"])
         assert (url.hostname, url.port) == ("127.0.0.1", int(env["PORT"])), backend
+
+
+def test_the_sidecar_runs_a_librechat_with_the_agents_api() -> None:
+    """LibreChat's Agents API shipped in v0.8.3 (before it, /api/agents/* wants a login
+    token); images come from LibreChat's own registry; remoteAgents must be enabled in the
+    librechat.yaml it reads at /app/librechat.yaml; its files need volumes; one replica."""
+    objects = render(OVERLAYS["sidecar"])
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # ReadWriteOnce volume
+    pod = pod_spec(objects)
+    app = container(pod, "librechat")
+    image, tag = app["image"].rsplit(":", 1)
+    assert image == "registry.librechat.ai/danny-avila/librechat"
+    version = tuple(int(n) for n in re.findall(r"\d+", tag)[:3])
+    assert version >= (0, 8, 3), tag
+    mounts = {m["mountPath"]: m for m in app["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    config = mounts["/app/librechat.yaml"]
+    name = volumes[config["name"]]["configMap"]["name"]
+    (cm,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name]
+    librechat_yaml = yaml.safe_load(cm["data"][config["subPath"]])
+    assert librechat_yaml["interface"]["remoteAgents"] == {"use": True, "create": True}
+    claims = {o["metadata"]["name"] for o in objects if o["kind"] == "PersistentVolumeClaim"}
+    for path in ("/app/uploads", "/app/client/public/images"):
+        assert volumes[mounts[path]["name"]]["persistentVolumeClaim"]["claimName"] in claims
+    assert "/app/api/logs" in mounts

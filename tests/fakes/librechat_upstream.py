@@ -1,21 +1,44 @@
-"""A fake LibreChat Agents API on loopback (``/api/agents/v1/...``).
+"""A fake LibreChat Agents API on loopback (``/api/agents/v1/...``), rebuilt from its source.
 
-It behaves as LibreChat v0.8.x does (``../shared/reference/librechat.md``):
+Every behaviour names the LibreChat file it reproduces. Files were read at
+danny-avila/LibreChat main of 2026 (controllers at commit 001d494c, the
+``packages/api`` helpers alongside; the facts are summarised in
+``shared/reference/librechat.md``, v0.8.4 and v0.8.8-rc1):
 
-- auth: only ``Authorization: Bearer <its key>``; otherwise 401
-  ``{"error": {"code": "invalid_api_key"}}``; a key without the remoteAgents
-  permission (``forbidden=True``) gets LibreChat's non-OpenAI 403
-  ``{"message": "Forbidden: Insufficient permissions"}``;
-- ``model`` must be one of its agent ids (404 ``model_not_found`` otherwise);
-- ``POST /chat/completions``: a ``developer`` message is a 400; the stream is
-  ``data:`` frames only: a first chunk with the role, ``reasoning`` deltas,
-  content deltas, tool-call chunks for tools the agent runs itself, and a
-  FINAL chunk that carries ``finish_reason`` AND ``usage`` with non-empty
-  ``choices`` (whatever ``stream_options`` says), then ``[DONE]``. An error
-  after the stream began is a content chunk ``"\\n\\nError: ..."`` with
-  ``finish_reason: "stop"``;
-- ``POST /responses``: the Open Responses fake in LibreChat mode
-  (``ResponsesScript(librechat=True)``).
+- routes (``api/server/routes/agents/index.js``): ``/v1/responses`` and ``/v1`` are
+  mounted before the login-token middleware; ``legacy=True`` is a LibreChat before
+  v0.8.3, where every ``/api/agents/*`` route wants a login token (401);
+- auth (``packages/api/src/apiKeys/middleware.ts``, ``createRequireApiKeyAuth``): a
+  missing or non-Bearer header, an empty key, an unknown key, a key whose user is
+  gone: four 401 shapes;
+- the ``remoteAgents.use`` role permission (``packages/api/src/middleware/access.ts``,
+  ``generateCheckAccess``): 403 ``{"message": "Forbidden: Insufficient permissions"}``;
+- per agent (``middleware.ts``, ``createCheckRemoteAgentAccess``): no model 400
+  ``missing_model``, unknown agent 404 ``model_not_found``, no VIEW on the remote
+  agent 403 ``permission_error``/``access_denied``;
+- chat (``api/server/controllers/agents/openai.js``, ``packages/api/src/agents/openai/
+  service.ts`` ``validateRequest``, ``handlers.ts`` ``sendFinalChunk``): roles other than
+  system/user/assistant/tool are a 400; client sampling fields, tools and
+  ``stream_options`` are ignored; the stream is a role chunk, ``delta.reasoning``,
+  tool-call chunks for tools the agent runs itself, text, LibreChat's own named events
+  (``event: attachment``, ``event: on_summarize_*``, ``callbacks.js``), and a final chunk
+  with ``finish_reason`` AND ``usage`` (prompt/completion/total only: never
+  ``prompt_tokens_details``), then ``[DONE]``; a provider failure after the headers is a
+  content chunk ``"\\n\\nError: <message>"`` with finish ``stop``, then ``[DONE]``, and no
+  usage; before them the provider's status is forwarded; an agent with
+  ``disableStreaming`` answers JSON even to ``stream: true``;
+- the agent's own instructions become the first system message and request ``system``
+  messages stay where they are (``formatAgentMessages``): Anthropic and Google providers
+  reject a system message that is not first;
+- responses (``api/server/controllers/agents/responses.js``, ``packages/api/src/agents/
+  responses/handlers.ts``, ``service.ts``): the Open Responses fake in LibreChat mode
+  (``ResponsesScript(librechat=True)``): a tool the agent ran is a ``function_call``
+  whose ``.done`` never comes and which gets no ``function_call_output`` (the
+  controller replaces the handlers' ``on_tool_end``); a failure after the headers is a
+  bare ``[DONE]``; ``previous_response_id`` is a conversation id (404 unless a request
+  stored one with ``store: true``);
+- ``GET /models``, ``GET /models/{id}`` (``openai.js``) and ``GET /responses/models``
+  (``responses.js``).
 """
 
 from __future__ import annotations
@@ -35,7 +58,23 @@ Json = dict[str, Any]
 
 LIBRECHAT_KEY = "sk-" + "ab" * 32  # its keys: sk- and 64 hex digits
 AGENT_ID = "agent_Xk2mT9qLp4Rz"
+# access.ts, generateCheckAccess: the one answer that is not OpenAI-shaped.
 FORBIDDEN = b'{"message":"Forbidden: Insufficient permissions"}'
+ROLES = ("system", "user", "assistant", "tool")  # service.ts, validateRequest
+# @langchain/anthropic's converter, thrown inside the run (no HTTP status of its own).
+SYSTEM_NOT_FIRST = "System messages are only permitted as the first passed message."
+
+
+@dataclass(frozen=True)
+class Agent:
+    """One LibreChat agent as the fake knows it."""
+
+    id: str
+    provider: str = "openAI"  # "anthropic"/"google": a system message must come first
+    instructions: str | None = "You are the support agent."
+    disable_streaming: bool = False  # model_parameters.disableStreaming
+    remote_access: bool = True  # VIEW on the REMOTE_AGENT resource for the key's user
+    name: str = "Support"
 
 
 @dataclass(frozen=True)
@@ -53,28 +92,36 @@ class ChatScript:
 
     reasoning: tuple[str, ...] = ()
     tools: tuple[LibreChatTool, ...] = ()  # run before the answer
+    attachments: tuple[Json, ...] = ()  # ``event: attachment`` frames after the tools
+    summarize: bool = False  # on_summarize_start/delta/complete frames before the answer
     content: tuple[str, ...] = ("Hello", " from", " LibreChat")
-    error: str | None = None  # after the content: "\n\nError: <error>"
-    usage: Any = field(  # sent as given (any JSON value); None: no usage
+    # A provider failure after the headers (the SDKs' messages start with the status):
+    # the chunk "\n\nError: <error>" with finish stop, [DONE], never usage (openai.js).
+    error: str | None = None
+    usage: Any = field(  # the final chunk's usage, sent as given (any JSON value)
         default_factory=lambda: {"prompt_tokens": 21, "completion_tokens": 4, "total_tokens": 25}
     )
-    usage_on_error: bool = True  # the error chunk ends the stream; with usage or not
-    finish_reason: str = "stop"
-    status: int = 200  # >= 400: answer with this status and ``error_body``
+    # A failure before the headers: this status (openai.js forwards a provider's
+    # error.status) with createErrorResponse's body, or ``error_body`` as given.
+    status: int = 200
     error_body: bytes | None = None
     chunk_delay: float = 0.0
-    json_answer: bool = False  # one chat.completion even to stream: true (streaming off)
 
 
 class FakeLibreChat(FakeResponsesUpstream):
-    def __init__(self, key: str = LIBRECHAT_KEY, agents: tuple[str, ...] = (AGENT_ID,)) -> None:
+    def __init__(
+        self, key: str = LIBRECHAT_KEY, agents: tuple[str | Agent, ...] = (AGENT_ID,)
+    ) -> None:
         super().__init__()
         self.key = key
         self.agents = agents
-        self.forbidden = False
+        self.forbidden = False  # the key's user's role lacks remoteAgents.use
+        self.user_missing = False  # the key's user was deleted
+        self.legacy = False  # before v0.8.3: /api/agents/* wants a login token
         self.script = ResponsesScript(librechat=True)
         self.chat = ChatScript()
         self._chat_queue: deque[ChatScript] = deque()
+        self.conversations: set[str] = set()  # responses stored with store: true
 
     @property
     def base_url(self) -> str:
@@ -83,76 +130,224 @@ class FakeLibreChat(FakeResponsesUpstream):
     def enqueue_chat(self, *scripts: ChatScript) -> None:
         self._chat_queue.extend(scripts)
 
+    def agent(self, agent_id: object) -> Agent | None:
+        for agent in self.agents:
+            found = agent if isinstance(agent, Agent) else Agent(agent)
+            if found.id == agent_id:
+                return found
+        return None
+
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/agents/v1/responses", self.handle)
+        app.router.add_get("/api/agents/v1/responses/models", self._models)
         app.router.add_post("/api/agents/v1/chat/completions", self._chat)
+        app.router.add_get("/api/agents/v1/models", self._models)
+        app.router.add_get("/api/agents/v1/models/{model}", self._model)
 
-    def _refusal(self, request: web.Request, body: Json) -> web.Response | None:
-        """LibreChat's answers to a request it will not run."""
-        if request.headers.get("Authorization") != f"Bearer {self.key}":
+    # The middlewares, in LibreChat's order: key, role permission, agent access.
+
+    def _key_refusal(self, request: web.Request) -> web.Response | None:
+        if self.legacy:  # requireJwtAuth (passport) on every /api/agents route
+            return web.Response(status=401, text="Unauthorized")
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return _error(
+                401,
+                "Missing or invalid Authorization header. Expected: Bearer <api_key>",
+                code="missing_api_key",
+            )
+        key = header[len("Bearer ") :]
+        if not key.strip():
+            return _error(401, "API key is required", code="missing_api_key")
+        if key != self.key:
             return _error(401, "Invalid API key", code="invalid_api_key")
+        if self.user_missing:
+            return _error(401, "User not found for this API key", code="invalid_api_key")
         if self.forbidden:
             return web.Response(status=403, body=FORBIDDEN, content_type="application/json")
-        if body.get("model") not in self.agents:
-            return _error(404, f"Agent not found: {body.get('model')}", code="model_not_found")
         return None
+
+    def _refusal(self, request: web.Request, body: Json) -> web.Response | None:
+        refusal = self._key_refusal(request)
+        if refusal is not None:
+            return refusal
+        model = body.get("model")
+        if not isinstance(model, str) or not model.strip():
+            return _error(400, "Model (agent ID) is required", code="missing_model")
+        agent = self.agent(model)
+        if agent is None:
+            return _error(404, f"Agent not found: {model}", code="model_not_found")
+        if not agent.remote_access:
+            return _error(
+                403,
+                f"No remote access to agent: {model}",
+                kind="permission_error",
+                code="access_denied",
+            )
+        return None
+
+    # Models (openai.js ListModelsController / GetModelController; responses.js listModels)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        refusal = self._key_refusal(request)
+        if refusal is not None:
+            return refusal
+        data = [
+            _model(a) for a in (self.agent(_id(a)) for a in self.agents) if a and a.remote_access
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _model(self, request: web.Request) -> web.Response:
+        refusal = self._key_refusal(request)
+        if refusal is not None:
+            return refusal
+        model = request.match_info["model"]
+        agent = self.agent(model)
+        if agent is None:
+            return _error(404, f"Model not found: {model}", code="model_not_found")
+        if not agent.remote_access:
+            return _error(
+                403,
+                f"No remote access to model: {model}",
+                kind="permission_error",
+                code="access_denied",
+            )
+        return web.json_response(_model(agent))
+
+    # Open Responses
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
         refusal = self._refusal(request, body)
         if refusal is not None:
             return refusal
+        previous = body.get("previous_response_id")
+        if previous is not None and previous not in self.conversations:
+            # responses.js: previous_response_id is a conversation id, known only if stored.
+            return _responses_error(404, "Conversation not found", "not_found")
         script = self._queue.popleft() if self._queue else self.script
+        agent = self.agent(body.get("model"))
+        assert agent is not None
+        if body.get("store") is True:
+            self.conversations.add(f"conv_{len(self.requests)}")
+        if agent.disable_streaming:  # responses.js: actuallyStreaming = stream && !disabled
+            body = {**body, "stream": False}
         return await self.answer(request, script, body)
+
+    # Chat Completions
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
         refusal = self._refusal(request, body)
         if refusal is not None:
             return refusal
-        for message in body.get("messages") or ():
-            if message.get("role") not in ("system", "user", "assistant", "tool"):
-                return _error(400, f"Invalid role: {message.get('role')}")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return _error(400, "messages array cannot be empty")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or message.get("role") not in ROLES:
+                return _error(
+                    400, f"messages[{i}].role must be one of: system, user, assistant, tool"
+                )
+        agent = self.agent(body.get("model"))
+        assert agent is not None
         script = self._chat_queue.popleft() if self._chat_queue else self.chat
-        if script.status >= 400:
-            error = script.error_body or orjson.dumps({"error": {"message": "provider failed"}})
+        if script.status >= 400:  # a failure before the headers: the provider's status
+            kind = "invalid_request_error" if script.status < 500 else "server_error"
+            message = script.error or "provider failed"
+            error = script.error_body or orjson.dumps(
+                {"error": {"message": message, "type": kind, "param": None, "code": None}}
+            )
             return web.Response(status=script.status, body=error, content_type="application/json")
-        if script.json_answer:
-            return web.json_response(_completion(script, str(body.get("model"))))
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        failure = script.error
+        if agent.provider in ("anthropic", "google") and _system_not_first(agent, messages):
+            failure = SYSTEM_NOT_FIRST
+        if body.get("stream") is not True or agent.disable_streaming:
+            return self._whole(script, agent, failure)
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await response.prepare(request)
-        for n, chunk in enumerate(_chunks(script, str(body.get("model")))):
+        for n, frame in enumerate(_frames(script, agent.id, failure)):
             if script.chunk_delay and n:
                 await asyncio.sleep(script.chunk_delay)
-            await response.write(b"data: " + dumps(chunk) + b"\n\n")
-        await response.write(b"data: [DONE]\n\n")
+            await response.write(frame)
         await response.write_eof()
         return response
 
+    def _whole(self, script: ChatScript, agent: Agent, failure: str | None) -> web.Response:
+        """openai.js without streaming: buildNonStreamingResponse, or the error's status."""
+        if failure is not None:  # before any header: a thrown Error without status is a 500
+            return _error(500, failure, kind="server_error")
+        text = "".join(script.content)
+        message: Json = {"role": "assistant", "content": text or None}
+        if script.reasoning:
+            message["reasoning"] = "".join(script.reasoning)
+        if script.tools:
+            message["tool_calls"] = [
+                {
+                    "id": t.call_id,
+                    "type": "function",
+                    "function": {"name": t.name, "arguments": t.arguments},
+                }
+                for t in script.tools
+            ]
+        completion = {
+            "id": "chatcmpl-lc1",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": agent.id,
+            "choices": [{"index": 0, "message": message, "finish_reason": _finish(script)}],
+            "usage": script.usage,
+        }
+        return web.Response(body=dumps(completion), content_type="application/json")
 
-def _error(status: int, message: str, code: str | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+
+def _id(agent: str | Agent) -> str:
+    return agent.id if isinstance(agent, Agent) else agent
+
+
+def _model(agent: Agent) -> Json:
+    return {
+        "id": agent.id,
+        "object": "model",
+        "created": 1700000000,
+        "owned_by": "librechat",
+        "permission": [],
+        "root": agent.id,
+        "parent": None,
+        "name": agent.name,
+        "description": None,
+        "provider": agent.provider,
+    }
+
+
+def _error(
+    status: int, message: str, code: str | None = None, kind: str = "invalid_request_error"
+) -> web.Response:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
-def _completion(script: ChatScript, model: str) -> Json:
-    message: Json = {"role": "assistant", "content": "".join(script.content)}
-    if script.reasoning:
-        message["reasoning"] = "".join(script.reasoning)
-    out: Json = {
-        "id": "chatcmpl-lc1",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": script.finish_reason}],
-    }
-    if script.usage is not None:
-        out["usage"] = script.usage
-    return out
+def _responses_error(status: int, message: str, kind: str, code: str | None = None) -> web.Response:
+    """``sendResponsesErrorResponse`` (packages/api/src/agents/responses/service.ts)."""
+    body = {"error": {"type": kind, "message": message, "code": code, "param": None}}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
-def _chunks(script: ChatScript, model: str) -> list[Json]:
-    def chunk(delta: Json, finish: str | None = None, usage: Any = None) -> Json:
+def _system_not_first(agent: Agent, messages: list[Json]) -> bool:
+    """Whether the provider sees a system message after the first one it is given."""
+    roles = (["system"] if agent.instructions else []) + [m["role"] for m in messages]
+    return "system" in roles[1:]
+
+
+def _finish(script: ChatScript) -> str:
+    # handlers.ts sendFinalChunk / buildNonStreamingResponse: tools and no text
+    return "tool_calls" if script.tools and not "".join(script.content) else "stop"
+
+
+def _frames(script: ChatScript, model: str, failure: str | None) -> list[bytes]:
+    def chunk(delta: Json, finish: str | None = None, usage: Any = None) -> bytes:
         out: Json = {
             "id": "chatcmpl-lc1",
             "object": "chat.completion.chunk",
@@ -162,24 +357,34 @@ def _chunks(script: ChatScript, model: str) -> list[Json]:
         }
         if usage is not None:
             out["usage"] = usage
-        return out
+        return b"data: " + dumps(out) + b"\n\n"
 
-    chunks = [chunk({"role": "assistant"})]
+    def named(event: str, data: Json) -> bytes:
+        return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+    frames = [chunk({"role": "assistant"})]
+    if failure is not None and failure == SYSTEM_NOT_FIRST:  # the provider refused at once
+        frames.append(chunk({"content": f"\n\nError: {failure}"}, "stop"))
+        return [*frames, b"data: [DONE]\n\n"]
+    if script.summarize:
+        frames.append(named("on_summarize_start", {"agentId": model}))
+        frames.append(named("on_summarize_delta", {"delta": {"summary": "Earlier: ..."}}))
+        frames.append(named("on_summarize_complete", {"agentId": model}))
     for piece in script.reasoning:
-        chunks.append(chunk({"reasoning": piece}))
+        frames.append(chunk({"reasoning": piece}))
     for index, tool in enumerate(script.tools):
-        call = {
-            "index": index,
-            "id": tool.call_id,
-            "type": "function",
-            "function": {"name": tool.name, "arguments": tool.arguments},
-        }
-        chunks.append(chunk({"tool_calls": [call]}))
+        start = {"index": index, "id": tool.call_id, "type": "function"}
+        start["function"] = {"name": tool.name, "arguments": ""}
+        frames.append(chunk({"tool_calls": [start]}))
+        frames.append(
+            chunk({"tool_calls": [{"index": index, "function": {"arguments": tool.arguments}}]})
+        )
+    for attachment in script.attachments:
+        frames.append(named("attachment", attachment))
     for piece in script.content:
-        chunks.append(chunk({"content": piece}))
-    if script.error is not None:
-        usage = script.usage if script.usage_on_error else None
-        chunks.append(chunk({"content": f"\n\nError: {script.error}"}, "stop", usage))
-        return chunks
-    chunks.append(chunk({}, script.finish_reason, script.usage))
-    return chunks
+        frames.append(chunk({"content": piece}))
+    if failure is not None:
+        frames.append(chunk({"content": f"\n\nError: {failure}"}, "stop"))
+        return [*frames, b"data: [DONE]\n\n"]
+    frames.append(chunk({}, _finish(script), script.usage))
+    return [*frames, b"data: [DONE]\n\n"]

@@ -12,10 +12,13 @@ mid-stream is an ``error`` event (nested payload) and ``response.failed``.
 (``/api/agents/v1/responses``, read from its ``handlers.ts``): reasoning as
 ``response.reasoning.delta``, each frame written as two writes (the ``event:``
 line, then the ``data:`` line), ``librechat:attachment`` events, function calls
-LibreChat ran itself followed by their ``function_call_output`` items, no
-``function_call_arguments.done`` nor ``output_item.done`` for function calls,
-and an error mid-stream that ends with a bare ``[DONE]`` and no
-``response.completed``/``response.failed``.
+LibreChat ran itself with no ``function_call_arguments.done``, no
+``output_item.done`` and no ``function_call_output`` (its controller
+``api/server/controllers/agents/responses.js`` replaces the handlers'
+``on_tool_end``, which would have sent them: the call's item stays
+``in_progress``), and a failure mid-stream that is a bare ``[DONE]``: no ``error``
+event, no ``response.completed``/``response.failed`` (the controller's catch calls
+``writeDone`` only).
 
 ``frames(script, body)`` builds the wire bytes; ``FakeResponsesUpstream``
 serves them and records every request, like ``FakeOpenAIUpstream``.
@@ -155,6 +158,8 @@ class _Builder:
     def fail(self) -> None:
         """An ``error`` event, then ``response.failed`` (LibreChat: nothing, a bare [DONE])."""
         s = self.script
+        if s.librechat:  # responses.js: `if (res.headersSent) { writeDone(res); }`
+            return
         error = {"type": s.error_type, "code": "fake_error", "message": s.error_message}
         if not s.librechat:
             error["param"] = None
@@ -256,7 +261,10 @@ class _Builder:
                     {"type": "response.function_call_arguments.delta", **where, "delta": piece}
                 )
         final = item | {"arguments": arguments, "status": "completed"}
-        if s.argument_done and not s.librechat:
+        if s.librechat:  # handlers.ts: the deltas fill the item, which is never closed
+            self.output[index] = item | {"arguments": arguments}
+            return
+        if s.argument_done:
             self.emit(
                 {"type": "response.function_call_arguments.done", **where, "arguments": arguments}
             )

@@ -14,13 +14,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
+import orjson
 import pytest
 
 from gateway.config import parse_config
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes.librechat_upstream import (
     LIBRECHAT_KEY,
+    Agent,
     ChatScript,
     FakeLibreChat,
     LibreChatTool,
@@ -130,11 +133,9 @@ async def test_chat_request_is_normalised(
     )
     assert reply.choices[0].message.content == "Hello from LibreChat"
     body = librechat.last.body
-    assert body["messages"] == [
-        {"role": "system", "content": "be brief"},
-        {"role": "user", "content": "hi"},
-    ]
-    assert set(body) == {"model", "messages", "stream", "stream_options"}
+    # LibreChat would refuse developer (400), and an Anthropic agent a late system message.
+    assert body["messages"] == [{"role": "user", "content": "be brief\n\nhi"}]
+    assert set(body) == {"model", "messages", "stream"}
 
 
 async def test_responses_client_over_the_chat_endpoint(
@@ -180,11 +181,12 @@ async def test_librechat_tools_never_reach_the_client(
 async def test_usage_from_the_final_chunk_is_billed_exactly(
     start_gateway: StartGateway, sdk: MakeClient, librechat: FakeLibreChat, stream: bool
 ) -> None:
+    # LibreChat's final chunk (handlers.ts sendFinalChunk): never prompt_tokens_details.
     usage = {
         "prompt_tokens": 2000,
         "completion_tokens": 300,
         "total_tokens": 2300,
-        "prompt_tokens_details": {"cached_tokens": 500},
+        "completion_tokens_details": {"reasoning_tokens": 100},
     }
     librechat.chat = ChatScript(usage=usage)
     gw = await gateway(start_gateway, librechat)
@@ -205,11 +207,12 @@ async def test_usage_from_the_final_chunk_is_billed_exactly(
         seen = (await client.chat.completions.create(model="support", messages=HELLO)).usage
     assert seen is not None and (seen.prompt_tokens, seen.completion_tokens) == (2000, 300)
     (entry,) = await usage_entries(gw, key.id)
-    # support: input 3.0, cached_input 0.30, output 15.0 credits per token
-    exact = 1500 * Decimal("3.0") + 500 * Decimal("0.30") + 300 * Decimal("15.0")
-    assert entry.amount == -math.ceil(exact) == -9150
+    # support: input 3.0, output 15.0 credits per token; no cached input is reported
+    exact = 2000 * Decimal("3.0") + 300 * Decimal("15.0")
+    assert entry.amount == -math.ceil(exact) == -10500
     assert entry.usage is not None and not entry.usage.estimated
-    assert entry.usage.cached_input_tokens == 500
+    assert entry.usage.cached_input_tokens == 0
+    assert entry.usage.reasoning_tokens == 100
     assert entry.backend == "librechat" and entry.agent == "support"
 
 
@@ -233,9 +236,27 @@ async def test_error_text_is_a_failure(
         await client.chat.completions.create(model="support", messages=HELLO)
     assert status.value.status_code == 502
     assert "Provider overloaded" in status.value.message
-    # The usage LibreChat reported with the failure is billed (the tokens were spent).
+    # LibreChat reports no usage with a failure: what was delivered is billed by estimate.
     entries = await usage_entries(gw, key.id, count=2)
-    assert all(e.usage is not None and e.usage.input_tokens == 21 for e in entries)
+    for entry in entries:
+        assert entry.usage is not None and entry.usage.estimated
+        assert entry.usage.input_tokens > 0 and entry.usage.output_tokens > 0
+        assert entry.amount < 0
+
+
+async def test_provider_rate_limit_after_the_headers_is_a_429(
+    start_gateway: StartGateway, sdk: MakeClient, librechat: FakeLibreChat
+) -> None:
+    """Streaming, LibreChat has sent its headers before the provider answers 429: the
+    error text keeps the status, so the client gets a 429 (and a route may fall back)."""
+    librechat.chat = ChatScript(content=(), error="429 Rate limit reached for requests")
+    gw = await gateway(start_gateway, librechat)
+    key, secret = await gw.new_key_record()
+    client = sdk(gw, secret)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.chat.completions.create(model="support", messages=HELLO)
+    assert "Rate limit reached" in caught.value.message
+    assert [e.kind for e in await gw.store.ledger(key.id)] == ["credit"]  # nothing delivered
 
 
 @pytest.mark.parametrize(
@@ -344,7 +365,7 @@ async def test_responses_endpoint_client_tool_call(
 async def test_responses_endpoint_error_mid_stream(
     start_gateway: StartGateway, sdk: MakeClient, librechat: FakeLibreChat
 ) -> None:
-    """LibreChat's failed run: an ``error`` event, then a bare ``[DONE]``."""
+    """LibreChat's failed run (responses.js): a bare ``[DONE]``, no error event."""
     librechat.script = ResponsesScript(librechat=True, content=("a ", "b ", "c "), error_after=2)
     gw = await gateway(start_gateway, librechat)
     client = sdk(gw, await gw.new_key())
@@ -357,7 +378,7 @@ async def test_responses_endpoint_error_mid_stream(
             if chunk.choices:
                 received.append(chunk.choices[0].delta.content or "")
     assert "".join(received) == "a b "
-    assert "fake upstream exploded" in caught.value.message
+    assert "no response.completed" in caught.value.message
 
 
 async def test_responses_endpoint_usage_billed(
@@ -382,7 +403,10 @@ async def test_responses_endpoint_usage_billed(
 async def test_an_agent_with_streaming_off_answers_json_to_a_stream(
     start_gateway: StartGateway, sdk: MakeClient, librechat: FakeLibreChat, stream: bool
 ) -> None:
-    librechat.chat = ChatScript(reasoning=("Hmm.",), content=("Hi", " there"), json_answer=True)
+    """openai.js: ``isStreaming = request.stream === true && !streamingDisabled``; the
+    backend reads the JSON answer as the stream it asked for, and bills it."""
+    librechat.agents = (Agent(SUPPORT_AGENT, disable_streaming=True),)
+    librechat.chat = ChatScript(reasoning=("Hmm.",), content=("Hi", " there"))
     gw = await gateway(start_gateway, librechat)
     key, secret = await gw.new_key_record()
     client = sdk(gw, secret)
@@ -401,5 +425,62 @@ async def test_an_agent_with_streaming_off_answers_json_to_a_stream(
     assert text == "Hi there"
     assert librechat.last.body["stream"] is True  # LibreChat is always asked for a stream
     (entry,) = await usage_entries(gw, key.id)
-    assert entry.usage is not None
-    assert (entry.usage.input_tokens, entry.usage.output_tokens) == (21, 4)
+    assert entry.usage is not None and not entry.usage.estimated
+    assert entry.amount < 0
+
+
+# The /api/agents/v1 alias, for LibreChat's own clients
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_alias_reasoning_is_where_librechat_clients_read_it(
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    librechat: FakeLibreChat,
+    stream: bool,
+) -> None:
+    """LibreChat's openai.js streams ``delta.reasoning`` and answers ``message.reasoning``;
+    /v1 keeps ``reasoning_content``."""
+    librechat.chat = ChatScript(reasoning=("Let me think.",), content=("Hi",))
+    gw = await gateway(start_gateway, librechat)
+    headers = {"Authorization": f"Bearer {await gw.new_key()}"}
+    body = {"model": "support", "messages": HELLO, "stream": stream}
+    for prefix, field in (("/api/agents/v1", "reasoning"), ("/v1", "reasoning_content")):
+        async with http.post(
+            f"{gw.url}{prefix}/chat/completions", json=body, headers=headers
+        ) as resp:
+            assert resp.status == 200
+            raw = await resp.read()
+        if stream:
+            chunks = [
+                orjson.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: {")
+            ]
+            deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+            assert "".join(d.get(field, "") for d in deltas) == "Let me think."
+            assert not any(set(d) & {"reasoning", "reasoning_content"} - {field} for d in deltas)
+        else:
+            message = orjson.loads(raw)["choices"][0]["message"]
+            assert message[field] == "Let me think."
+
+
+async def test_alias_models_as_librechat_serves_them(
+    start_gateway: StartGateway, http: aiohttp.ClientSession, librechat: FakeLibreChat
+) -> None:
+    """LibreChat serves GET /models/:model (openai.js GetModelController) and
+    GET /responses/models (routes/agents/responses.js); so does the alias."""
+    gw = await gateway(start_gateway, librechat)
+    headers = {"Authorization": f"Bearer {await gw.new_key(agents=('support',))}"}
+    base = f"{gw.url}/api/agents/v1"
+    async with http.get(f"{base}/models/support", headers=headers) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["id"] == "support"
+    async with http.get(f"{base}/models/research", headers=headers) as resp:
+        assert resp.status == 404  # not this key's: as if it did not exist
+        assert (await resp.json())["error"]["code"] == "model_not_found"
+    async with http.get(f"{gw.url}/v1/models/support", headers=headers) as resp:
+        assert resp.status == 200
+    async with http.get(f"{base}/responses/models", headers=headers) as resp:
+        assert resp.status == 200
+        assert [m["id"] for m in (await resp.json())["data"]] == ["support"]
+    async with http.get(f"{base}/responses/models") as resp:
+        assert resp.status == 401

@@ -9,10 +9,10 @@ of the answer are parsed by ``open_responses_wire.EventParser``; an upstream
 that answers with a JSON response object instead of a stream is understood
 too.
 
-Set ``hold_tool_calls`` for an upstream that runs tools itself and reports
-them as ``function_call`` + ``function_call_output`` items (LibreChat's
-agents): function calls are then passed on when the response ends, and only
-those the upstream did not run.
+Set ``hold_tool_calls`` for an upstream that runs tools itself and shows them
+as ``function_call`` items (LibreChat's agents): function calls are then passed
+on when the response ends, and only the client's: calls to a tool the request
+declared, without a ``function_call_output`` from the upstream.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class OpenResponsesBackend:
         return responses_body(invocation, ctx.model)
 
     async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
-        parser = EventParser(hold_tool_calls=self.options.hold_tool_calls)
+        declared = frozenset(tool.name for tool in invocation.tools)
+        parser = EventParser(hold_tool_calls=self.options.hold_tool_calls, client_tools=declared)
         body = self.body(invocation, ctx)
         done = False
 

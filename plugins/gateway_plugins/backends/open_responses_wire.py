@@ -20,11 +20,13 @@ What the parser accepts, beyond the specification's happy path:
   or ``response.failed``, which counts as failed (LibreChat ends a run that
   failed mid-stream with a bare ``[DONE]``).
 
-With ``hold_tool_calls`` (an upstream that runs some function calls itself and
-reports each with a ``function_call_output`` item, as LibreChat's agents do)
-function calls are held until the response ends, and only those without an
-output reach the client: a call the upstream already ran is not the client's
-to execute.
+With ``hold_tool_calls`` (an upstream that runs some function calls itself, as
+LibreChat's agents do) function calls are held until the response ends, and only
+the client's reach it: a call to a tool the client declared (``client_tools``)
+for which the upstream reported no ``function_call_output``. LibreChat reports
+no output for the tools it ran (its ``api/server/controllers/agents/
+responses.js`` replaces the handler that would send one), so a call to a tool
+the client never declared is the upstream's own, never the client's to execute.
 """
 
 from __future__ import annotations
@@ -199,8 +201,11 @@ class _Call:
 class EventParser:
     """Feed ``(type, data)`` of each upstream event in order; then ``finish``."""
 
-    def __init__(self, *, hold_tool_calls: bool = False) -> None:
+    def __init__(
+        self, *, hold_tool_calls: bool = False, client_tools: frozenset[str] | None = None
+    ) -> None:
         self.hold_tool_calls = hold_tool_calls
+        self.client_tools = client_tools  # held calls to other names are the upstream's
         self._calls: dict[str, _Call] = {}  # by call_id, in order of arrival
         self._item_calls: dict[str, str] = {}  # item id -> call_id
         self._index_calls: dict[int, str] = {}  # output_index -> call_id
@@ -318,11 +323,10 @@ class EventParser:
         for item in output if isinstance(output, list) else ():
             yield from self._final_item(item)
         if self.hold_tool_calls:
-            for call in self._calls.values():
-                if call.call_id not in self._ran:
-                    yield ToolCallStarted(call.call_id, call.name)
-                    if call.arguments:
-                        yield ToolCallArgumentsDelta(call.call_id, call.arguments)
+            for call in self._clients_calls():
+                yield ToolCallStarted(call.call_id, call.name)
+                if call.arguments:
+                    yield ToolCallArgumentsDelta(call.call_id, call.arguments)
         usage = response.get("usage")
         if isinstance(usage, Mapping):
             yield usage_from(usage)
@@ -347,6 +351,17 @@ class EventParser:
         if kind == "response.incomplete" or status == "incomplete":
             reason = _str(_get(response.get("incomplete_details"), "reason"))
             return _INCOMPLETE.get(reason, "length")
+        if self.hold_tool_calls:
+            return "tool_calls" if self._clients_calls() else "stop"
         if any(call_id not in self._ran for call_id in self._calls):
             return "tool_calls"
         return "stop"
+
+    def _clients_calls(self) -> list[_Call]:
+        """The held calls that are the client's to execute."""
+        known = self.client_tools
+        return [
+            call
+            for call in self._calls.values()
+            if call.call_id not in self._ran and (known is None or call.name in known)
+        ]

@@ -74,6 +74,8 @@ class OpenAIChatBackend:
             if frame.data == "[DONE]":
                 done = True
                 return []
+            if frame.event != "message":  # a named event is not a chunk (LibreChat's own)
+                return []
             return parser.feed_data(frame.data)
 
         def whole(completion: dict[str, object]) -> list[Event]:

@@ -10,14 +10,12 @@ from gateway_plugins.backends.librechat import LibreChatBackend, LibreChatOption
 from gateway_plugins.backends.openai_wire import ChunkParser
 
 from gateway.config import parse_config
-from gateway.errors import ConfigError, RateLimited, UpstreamError
+from gateway.errors import ConfigError, InvalidRequest, RateLimited, UpstreamError
 from gateway.events import (
     Completed,
     Event,
     ReasoningDelta,
     TextDelta,
-    ToolCallArgumentsDelta,
-    ToolCallStarted,
     Usage,
 )
 from gateway.invocation import (
@@ -37,6 +35,8 @@ from tests.conftest import invocation
 from tests.fakes.librechat_upstream import (
     AGENT_ID,
     LIBRECHAT_KEY,
+    SYSTEM_NOT_FIRST,
+    Agent,
     ChatScript,
     FakeLibreChat,
     LibreChatTool,
@@ -59,14 +59,19 @@ def ctx(inv: AgentInvocation) -> CallContext:
     )
 
 
-def backend(base_url: str = "http://127.0.0.1:9/api/agents/v1") -> LibreChatBackend:
-    return LibreChatBackend("librechat", LibreChatOptions(base_url=base_url, api_key_env=ENV))
+def backend(
+    base_url: str = "http://127.0.0.1:9/api/agents/v1", *, fold_system: bool = True
+) -> LibreChatBackend:
+    options = LibreChatOptions(base_url=base_url, api_key_env=ENV, fold_system=fold_system)
+    return LibreChatBackend("librechat", options)
 
 
 # The request
 
 
-def test_body_keeps_only_what_librechat_uses_and_rewrites_developer() -> None:
+def test_body_keeps_only_what_librechat_uses_and_folds_system_text() -> None:
+    """LibreChat reads model, messages and stream (api/server/controllers/agents/openai.js);
+    instructions, system and developer text opens the first user message."""
     schema = {"type": "object", "properties": {}}
     inv = invocation(
         input=(
@@ -74,6 +79,7 @@ def test_body_keeps_only_what_librechat_uses_and_rewrites_developer() -> None:
             Message("user", (TextPart("weather?"),)),
             FunctionCall("call_1", "get_weather", "{}"),
             FunctionCallOutput("call_1", "sunny"),
+            Message("system", (TextPart("in Celsius"),)),
         ),
         instructions="You are helpful.",
         tools=(FunctionTool("get_weather", None, schema),),
@@ -88,9 +94,7 @@ def test_body_keeps_only_what_librechat_uses_and_rewrites_developer() -> None:
     assert body == {
         "model": AGENT_ID,
         "messages": [
-            {"role": "system", "content": "You are helpful."},
-            {"role": "system", "content": "be terse"},
-            {"role": "user", "content": "weather?"},
+            {"role": "user", "content": "You are helpful.\n\nbe terse\n\nin Celsius\n\nweather?"},
             {
                 "role": "assistant",
                 "content": None,
@@ -105,8 +109,22 @@ def test_body_keeps_only_what_librechat_uses_and_rewrites_developer() -> None:
             {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
         ],
         "stream": True,
-        "stream_options": {"include_usage": True},
     }
+
+
+def test_system_text_without_a_user_message_is_one() -> None:
+    inv = invocation(input=(Message("developer", (TextPart("say hi"),)),))
+    assert backend().body(inv, ctx(inv))["messages"] == [{"role": "user", "content": "say hi"}]
+
+
+def test_fold_system_off_sends_system_messages() -> None:
+    inv = invocation(
+        input=(Message("developer", (TextPart("be terse"),)), Message("user", (TextPart("hi"),)))
+    )
+    assert backend(fold_system=False).body(inv, ctx(inv))["messages"] == [
+        {"role": "system", "content": "be terse"},
+        {"role": "user", "content": "hi"},
+    ]
 
 
 def test_headers_carry_the_service_key_and_request_id(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,29 +206,84 @@ async def test_text_reasoning_and_usage(librechat: FakeLibreChat) -> None:
 
 async def test_librechat_tool_calls_are_not_the_clients(librechat: FakeLibreChat) -> None:
     tools = (LibreChatTool("web_search", '{"q":"x"}'), LibreChatTool("calc", "{}", "call_2"))
-    librechat.chat = ChatScript(tools=tools, content=("Found it.",), finish_reason="tool_calls")
+    librechat.chat = ChatScript(tools=tools, content=("Found it.",))
     events = await run(librechat)
-    assert not [e for e in events if isinstance(e, ToolCallStarted | ToolCallArgumentsDelta)]
     assert events == [TextDelta("Found it."), Usage(21, 4), Completed("stop")]
+    # handlers.ts sendFinalChunk: tools and no text finish "tool_calls"; not the client's.
+    librechat.chat = ChatScript(tools=tools, content=())
+    assert await run(librechat) == [Usage(21, 4), Completed("stop")]
 
 
-async def test_error_text_is_a_failure_with_usage(librechat: FakeLibreChat) -> None:
-    librechat.chat = ChatScript(content=("Partial",), error="Provider overloaded (529)")
+async def test_error_text_is_a_failure(librechat: FakeLibreChat) -> None:
+    """openai.js: after the headers a failure is "\\n\\nError: ..." with finish stop,
+    [DONE], and no usage: the text never reaches the client (metering estimates)."""
+    librechat.chat = ChatScript(content=("Partial",), error="Provider overloaded")
     lc = backend(librechat.base_url)
     inv = invocation()
     events: list[Event] = []
-    with pytest.raises(UpstreamError, match=r"Provider overloaded \(529\)") as caught:
+    with pytest.raises(UpstreamError, match=r"Provider overloaded") as caught:
         async for batch in lc.invoke(inv, ctx(inv)):
             events += batch
     await lc.aclose()
     assert caught.value.status == 502
-    assert events == [TextDelta("Partial"), Usage(21, 4)]  # the error text never reaches the client
+    assert events == [TextDelta("Partial")]
 
 
-async def test_error_text_without_usage(librechat: FakeLibreChat) -> None:
-    librechat.chat = ChatScript(content=(), error="boom", usage_on_error=False)
-    with pytest.raises(UpstreamError, match="boom"):
+@pytest.mark.parametrize(
+    ("error", "kind", "status"),
+    [
+        ("429 Rate limit reached for requests", RateLimited, 429),
+        ("400 prompt is too long", InvalidRequest, 400),
+        ("529 Overloaded", UpstreamError, 502),
+        ("Connection error.", UpstreamError, 502),
+    ],
+)
+async def test_error_text_keeps_the_providers_status(
+    librechat: FakeLibreChat, error: str, kind: type[Exception], status: int
+) -> None:
+    """The provider SDKs' messages start with the status; a 429 stays a 429 (and, before
+    any content, lets the route fall back)."""
+    librechat.chat = ChatScript(content=(), error=error)
+    with pytest.raises(kind) as caught:
         await run(librechat)
+    assert getattr(caught.value, "status", None) == status
+    assert error in str(caught.value)
+
+
+async def test_librechats_named_events_are_not_chunks(librechat: FakeLibreChat) -> None:
+    """callbacks.js writes `event: attachment` and `event: on_summarize_*` into the stream."""
+    attachment = {"type": "web_search", "toolCallId": "call_lc_1", "usage": {"prompt_tokens": 9}}
+    librechat.chat = ChatScript(content=("Hi",), attachments=(attachment,), summarize=True)
+    assert await run(librechat) == [TextDelta("Hi"), Usage(21, 4), Completed("stop")]
+
+
+async def test_system_text_reaches_an_anthropic_agent(librechat: FakeLibreChat) -> None:
+    """An Anthropic-backed agent refuses a system message after its own instructions."""
+    librechat.agents = (Agent(AGENT_ID, provider="anthropic"),)
+    inv = invocation(
+        input=(Message("system", (TextPart("be terse"),)), Message("user", (TextPart("hi"),)))
+    )
+    events = await run(librechat, inv)
+    assert events[-1] == Completed("stop")
+    with pytest.raises(UpstreamError, match="only permitted as the first"):
+        lc = backend(librechat.base_url, fold_system=False)
+        try:
+            await collect(lc.invoke(inv, ctx(inv)))
+        finally:
+            await lc.aclose()
+    assert SYSTEM_NOT_FIRST.startswith("System messages")
+
+
+async def test_streaming_disabled_agent_answers_json(librechat: FakeLibreChat) -> None:
+    """openai.js: `isStreaming = request.stream === true && !streamingDisabled`."""
+    librechat.agents = (Agent(AGENT_ID, disable_streaming=True),)
+    librechat.chat = ChatScript(reasoning=("hm",), content=("Hi",))
+    assert await run(librechat) == [
+        ReasoningDelta("hm"),
+        TextDelta("Hi"),
+        Usage(21, 4),
+        Completed("stop"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -218,16 +291,29 @@ async def test_error_text_without_usage(librechat: FakeLibreChat) -> None:
     [
         ("forbidden", "403: Forbidden: Insufficient permissions"),
         ("wrong_key", "401: Invalid API key"),
+        ("no_key", "401: Missing or invalid Authorization header"),  # "Bearer " is trimmed
+        ("user_gone", "401: User not found for this API key"),
+        ("before_v0.8.3", "401: Unauthorized"),
         ("unknown_agent", "404: Agent not found"),
+        ("not_shared", "403: No remote access to agent"),
     ],
 )
 async def test_refusals_are_the_gateways_problem(
     librechat: FakeLibreChat, monkeypatch: pytest.MonkeyPatch, setup: str, message: str
 ) -> None:
+    """packages/api/src/apiKeys/middleware.ts and middleware/access.ts, in all their shapes."""
     if setup == "forbidden":
         librechat.forbidden = True
     elif setup == "wrong_key":
         monkeypatch.setenv(ENV, "sk-wrong")
+    elif setup == "no_key":
+        monkeypatch.setenv(ENV, "")
+    elif setup == "user_gone":
+        librechat.user_missing = True
+    elif setup == "before_v0.8.3":
+        librechat.legacy = True
+    elif setup == "not_shared":
+        librechat.agents = (Agent(AGENT_ID, remote_access=False),)
     else:
         librechat.agents = ("agent_other",)
     with pytest.raises(UpstreamError) as caught:
@@ -237,8 +323,8 @@ async def test_refusals_are_the_gateways_problem(
 
 
 async def test_provider_errors_keep_their_mapping(librechat: FakeLibreChat) -> None:
-    """A provider's 429 passed through by LibreChat is a rate limit (the route may fall back)."""
-    librechat.chat = ChatScript(status=429)
+    """Before the headers openai.js forwards the provider's status: a 429 is a rate limit."""
+    librechat.chat = ChatScript(status=429, error="429 Rate limit reached")
     with pytest.raises(RateLimited) as caught:
         await run(librechat)
     assert caught.value.status == 429

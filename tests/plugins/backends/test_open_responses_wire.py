@@ -229,10 +229,12 @@ def test_error_from(payload: Mapping[str, Any], kind: type[GatewayError], messag
 # The parser against the fake's real frames
 
 
-def parse(script: ResponsesScript, *, hold: bool = False) -> list[Event]:
+def parse(
+    script: ResponsesScript, *, hold: bool = False, client_tools: frozenset[str] | None = None
+) -> list[Event]:
     """Decode the fake's bytes with the gateway's SSE decoder and run the parser over them."""
     decoder = sse.SSEDecoder()
-    parser = EventParser(hold_tool_calls=hold)
+    parser = EventParser(hold_tool_calls=hold, client_tools=client_tools)
     out: list[Event] = []
     raw = b"".join(b"".join(writes) for _, writes in frames(script, {"model": "m"}))
     for frame in decoder.feed(raw):
@@ -353,20 +355,20 @@ def test_deltas_found_by_output_index_without_item_id() -> None:
 
 
 def test_librechat_variant() -> None:
-    """Reasoning events, an attachment event, calls without .done, a call LibreChat ran."""
+    """Reasoning events, an attachment event, calls that are never closed and get no
+    output, whether LibreChat ran them (web_search) or they are the client's."""
     calls = (
-        FunctionCallScript("web_search", ('{"q":', '"x"}'), call_id="call_ran", output="results"),
+        FunctionCallScript("web_search", ('{"q":', '"x"}'), call_id="call_ran"),
         FunctionCallScript("client_tool", ("{}",), call_id="call_client"),
     )
     script = ResponsesScript(librechat=True, reasoning=("hm",), function_calls=calls)
     streamed = parse(script)
     assert ReasoningDelta("hm") in streamed
     assert text(streamed) == "Hello from responses"
-    # Without holding, a call LibreChat ran has already gone out; the finish still
-    # says tool_calls because of the client's call.
+    # Without holding, every call has already gone out as it came.
     assert streamed[-1] == Completed("tool_calls")
 
-    held = parse(script, hold=True)
+    held = parse(script, hold=True, client_tools=frozenset({"client_tool"}))
     assert [e for e in held if isinstance(e, ToolCallStarted | ToolCallArgumentsDelta)] == [
         ToolCallStarted("call_client", "client_tool"),
         ToolCallArgumentsDelta("call_client", "{}"),
@@ -374,9 +376,13 @@ def test_librechat_variant() -> None:
     assert held[-2:] == [Usage(13, 5), Completed("tool_calls")]
 
 
-def test_held_calls_the_upstream_ran_are_dropped() -> None:
-    call = FunctionCallScript("web_search", ("{}",), call_id="call_ran", output="results")
-    events = parse(ResponsesScript(librechat=True, function_calls=(call,)), hold=True)
+def test_held_calls_to_tools_the_client_never_declared_are_the_upstreams() -> None:
+    """LibreChat shows a tool it ran as a function_call with no output and no .done:
+    only its name tells it from the client's (api/server/controllers/agents/responses.js)."""
+    call = FunctionCallScript("web_search", ("{}",), call_id="call_ran")
+    events = parse(
+        ResponsesScript(librechat=True, function_calls=(call,)), hold=True, client_tools=frozenset()
+    )
     assert events == [
         TextDelta("Hello"),
         TextDelta(" from"),
@@ -386,9 +392,21 @@ def test_held_calls_the_upstream_ran_are_dropped() -> None:
     ]
 
 
+def test_held_calls_the_upstream_ran_are_dropped() -> None:
+    """An upstream that reports a function_call_output for a call it ran, even to a
+    tool the client declared."""
+    call = FunctionCallScript("lookup", ("{}",), call_id="call_ran", output="results")
+    events = parse(
+        ResponsesScript(function_calls=(call,)), hold=True, client_tools=frozenset({"lookup"})
+    )
+    assert [e for e in events if isinstance(e, ToolCallStarted)] == []
+    assert events[-1] == Completed("stop")
+
+
 def test_librechat_error_ends_with_bare_done() -> None:
+    """responses.js: a failure after the headers writes [DONE] and nothing else."""
     script = ResponsesScript(librechat=True, content=("a", "b", "c"), error_after=2)
-    with pytest.raises(UpstreamError, match="fake upstream exploded"):
+    with pytest.raises(UpstreamError, match=r"no response\.completed"):
         parse(script)
 
 
