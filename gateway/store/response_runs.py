@@ -152,10 +152,6 @@ class ResponseRuns:
         async with guard():
             return bool(await self._redis.set(name, token, px=self._lease_ms, nx=True))
 
-    async def release(self, key_id: str, response_id: str, token: str) -> None:
-        """Give up a claimed run (nothing to finish after all)."""
-        await self.write(key_id, response_id, token, "final")
-
     async def running(self, key_id: str, response_id: str) -> bool:
         async with guard():
             return bool(await self._redis.exists(schema.response_run(key_id, response_id)))
