@@ -12,8 +12,8 @@ nothing, and every script runs on Redis Cluster:
 - ``…:response:{id}:run``: the token of the process running the response, with a
   lease that process renews (``LEASE_SECONDS``); deleted when the run ends, and
   gone by itself when its process dies.
-- ``…:response:{id}:cancel``: a cancel request; the runner sees it at its next
-  write or heartbeat (``HEARTBEAT_SECONDS``).
+- ``…:response:{id}:cancel``: a cancel request (kept 5 minutes); the runner sees
+  it at its next write or heartbeat (``HEARTBEAT_SECONDS``).
 
 Every write of a run goes through one script (``lua/response_write.lua``) that
 checks the run's token first: a process whose lease was lost writes nothing.
@@ -43,6 +43,7 @@ from gateway.store.store import Store, connect, guard, load_script
 LEASE_SECONDS = 10.0  # a run whose process stops renewing is taken as dead after this
 HEARTBEAT_SECONDS = 0.5  # a run with nothing to write checks for a cancel this often
 BLOCK_SECONDS = 5.0  # a follower waiting for events checks the run is alive this often
+CANCEL_FLAG_MS = 300_000  # a cancel request is dropped after this (ended runs delete it)
 READ_COUNT = 256  # events read in one go by a follower (what it holds in memory)
 
 Mode = Literal["begin", "step", "final"]
@@ -143,7 +144,10 @@ class ResponseRuns:
     async def request_cancel(self, key_id: str, response_id: str) -> bool:
         """Ask the run to stop; whether a process is running it (else no one will see it)."""
         async with guard():
-            await self._redis.set(schema.response_cancel(key_id, response_id), "1", px=self._ttl_ms)
+            # The run sees it within a heartbeat, or is dead and the canceller ends it:
+            # a flag left by a cancel that raced the run's end need not outlive that.
+            name = schema.response_cancel(key_id, response_id)
+            await self._redis.set(name, "1", px=CANCEL_FLAG_MS)
             return bool(await self._redis.exists(schema.response_run(key_id, response_id)))
 
     async def claim(self, key_id: str, response_id: str, token: str) -> bool:
