@@ -127,10 +127,20 @@ class AuthSettings:
 class ResponsesSettings:
     """Stored Open Responses responses (``store: true``) live ``retention_seconds``
     in Redis. ``reasoning_events`` is how streams carry reasoning, unless a route
-    says otherwise (``gateway.dialects.responses_render`` says why there are three)."""
+    says otherwise (``gateway.dialects.responses_render`` says why there are three).
+
+    A background response streamed (``background`` with ``stream``) keeps its
+    events in Redis for resuming: at most ``events_max`` of them and
+    ``events_max_bytes`` in all (the oldest go first), no longer than the response.
+    One process follows at most ``max_followers`` such streams at once, each on a
+    Redis connection of its own (a blocking read).
+    """
 
     retention_seconds: int = field(default=30 * 24 * 3600, metadata={"check": positive})
     reasoning_events: str = field(default="summary", metadata={"check": reasoning_events})
+    events_max: int = field(default=10_000, metadata={"check": positive})
+    events_max_bytes: int = field(default=8 * MIB, metadata={"check": positive})
+    max_followers: int = field(default=256, metadata={"check": positive})
 
 
 _EXPORTERS = ("none", "console", "otlp")

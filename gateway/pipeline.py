@@ -50,6 +50,7 @@ from gateway.plugin import Backend, BatchFilter, CallContext, Filter
 from gateway.route import Route, Target
 from gateway.store import ApiKey, Store
 from gateway.store.holds import Holds
+from gateway.store.response_runs import ResponseRuns
 from gateway.store.responses import ResponseStore
 from gateway.tasks import BackgroundTasks
 from gateway.watchdog import Watchdog
@@ -108,6 +109,7 @@ class Gateway:
             self.holds, tasks, config.metering, fail_open=config.redis.admission == "fail_open"
         )
         self.responses = ResponseStore(store.redis, config.responses.retention_seconds)
+        self.response_runs = ResponseRuns(store.redis, config.redis, config.responses)
         self.draining = False  # set at SIGTERM: readiness turns false
         self.interrupts = Interrupts()
         self._in_use: dict[int, int] = {}  # id(backend) -> calls using it
@@ -139,6 +141,7 @@ class Gateway:
     async def aclose(self) -> None:
         for backend in [*self.generation.backends.values(), *self._retired.values()]:
             await backend.aclose()
+        await self.response_runs.aclose()
 
     def route(self, key: ApiKey, agent: str) -> Route:
         route = self.generation.config.routes.get(agent)

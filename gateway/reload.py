@@ -6,9 +6,9 @@ never writes the file itself. A new file is checked completely first; an
 invalid one changes nothing, is logged with the same messages as ``gateway
 config check``, and shows in ``/readyz``. Backends, routes and filters change
 for new requests at once; requests in flight finish on the configuration they
-started with. ``listen``, ``redis``, ``auth``, ``limits``, ``responses``,
-``metering``, ``admin``, ``shutdown`` and ``tracing`` take effect at the next restart
-(a warning says so).
+started with. ``listen``, ``redis``, ``auth``, ``limits``, ``responses`` (but for
+``reasoning_events``), ``metering``, ``admin``, ``shutdown`` and ``tracing`` take effect
+at the next restart (a warning says so).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from gateway.pipeline import Gateway
 log = logging.getLogger(__name__)
 
 RESTART_ONLY = (
-    "listen", "redis", "auth", "limits", "responses.retention_seconds", "metering", "admin",
-    "shutdown", "tracing",
+    "listen", "redis", "auth", "limits", "responses.retention_seconds",
+    "responses.events_max", "responses.events_max_bytes", "responses.max_followers",
+    "metering", "admin", "shutdown", "tracing",
 )  # fmt: skip
 # responses.reasoning_events and access_log are read per request (or rebuilt with
 # the filters), so they change at once.

@@ -111,8 +111,6 @@ def parse_responses_request(body: object, limits: RequestLimits = DEFAULTS) -> R
     store = opt_bool(req, "store")
     background = bool(opt_bool(req, "background"))
     stream = bool(opt_bool(req, "stream"))
-    if background and stream:
-        raise invalid("background", "background responses cannot be streamed here")
 
     invocation = AgentInvocation(
         agent=agent,

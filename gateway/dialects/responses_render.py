@@ -286,6 +286,18 @@ class ResponseBuilder:
             out.append(self._event("response.failed", response=self._snapshot()))
         return out if self._stream else []
 
+    def cancel(self, usage: Usage | None) -> list[Json]:
+        """End the response as cancelled: the open item is finished ``incomplete``, the
+        output so far is kept, ``usage`` is what was billed; then ``response.failed``
+        (the stream's terminal event for a cancelled response, as OpenAI sends it)."""
+        out: list[Json] = []
+        self._close(out, "incomplete")
+        self.response["status"] = "cancelled"
+        if usage is not None:
+            self.response["usage"] = usage_json(usage)
+        out.append(self._event("response.failed", response=self._snapshot()))
+        return out if self._stream else []
+
     def _item(self, kind: str, out: list[Json]) -> _Item:
         if self._open is not None and self._open.kind == kind:
             return self._open

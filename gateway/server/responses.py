@@ -4,14 +4,17 @@ The gateway keeps the state backends lack: with ``store`` (the default) a
 response and the context that produced it are kept in Redis, so that
 ``previous_response_id`` and ``item_reference`` work over every backend, even
 one that only speaks Chat Completions. ``background`` runs the call in a
-tracked task and returns at once; ``GET`` shows its progress.
+tracked task that no client holds (``gateway.server.background``): it returns
+at once, or with ``stream`` streams the events, which any client can resume
+(``GET ...?stream=true&starting_after=N``) or cancel (``POST .../cancel``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -29,6 +32,7 @@ from gateway.dialects.responses_render import ReasoningEvents, ResponseBuilder, 
 from gateway.errors import NotFound
 from gateway.invocation import AgentInvocation, InputItem
 from gateway.pipeline import Call, Gateway
+from gateway.server import background
 from gateway.server.body import budget, json_response, read_request
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.server.streaming import send_sse
@@ -59,24 +63,49 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         stream=invocation.stream,
         reasoning_events=cast(ReasoningEvents, reasoning),  # checked when the config was read
     )
+    if req.background:
+        return await _background(request, gateway, key, call, builder, invocation)
     saver = _Saver(gateway, key, req, invocation, builder)
     if invocation.stream:
         async with call:
             return await send_sse(request, _stream(call, builder, saver), call.hold.headers())
-    if req.background:
-        try:
-            await saver.save()  # in progress, so that GET finds it at once
-        except BaseException:
-            await call.aclose()
-            raise
-        gateway.tasks.spawn(_run(call, builder, saver), name=f"background {builder.response_id}")
-        return json_response(builder.response, headers=call.hold.headers())
     await _run(call, builder, saver)
     if builder.failure is not None:
         raise builder.failure
     return json_response(
         builder.response, headers=call.hold.headers() | call.hold.billing_headers()
     )
+
+
+async def _background(
+    request: web.Request,
+    gateway: Gateway,
+    key: ApiKey,
+    call: Call,
+    builder: ResponseBuilder,
+    invocation: AgentInvocation,
+) -> web.StreamResponse:
+    """Start the run in a tracked task; answer with the response in progress, or with
+    its events as they come (read back from Redis, so a client that leaves stops nothing)."""
+    response_id = builder.response_id
+    context = stored_context(invocation, response_id)
+    run = background.Run(gateway, key, call, builder, context, streamed=invocation.stream)
+    runs = gateway.response_runs
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            if invocation.stream:  # a slot to follow it, before it starts
+                await stack.enter_async_context(runs.following())
+            await run.begin()  # stored in progress, so that GET finds it at once
+        except BaseException:
+            await call.aclose()
+            raise
+        gateway.tasks.spawn(run.main(), name=f"background {response_id}")
+        if not invocation.stream:
+            return json_response(builder.response, headers=call.hold.headers())
+        first = await runs.read(key.id, response_id, -1, block=False)
+        return await background.follow(
+            request, gateway, key, response_id, -1, first, call.hold.headers()
+        )
 
 
 async def _run(call: Call, builder: ResponseBuilder, saver: _Saver) -> None:
@@ -120,16 +149,22 @@ class _Saver:
         if not self._store:
             return
         response_id = self._builder.response_id
-        context = []
-        for n, item in enumerate(self._invocation.input):
-            raw = item_json(item)
-            raw["id"] = item_id(raw["type"], response_id, f"in{n}")
-            context.append(raw)
+        context = stored_context(self._invocation, response_id)
         stored = StoredResponse(self._builder.response, context)
         write = self._gateway.responses.save(self._key.id, stored, update=self._saved)
         self._saved = True
         # A client that leaves now must not cut the write short.
         await asyncio.shield(self._gateway.tasks.spawn(write, name=f"store {response_id}"))
+
+
+def stored_context(invocation: AgentInvocation, response_id: str) -> list[dict[str, Any]]:
+    """The input items of a response's context as stored, each with its id."""
+    context = []
+    for n, item in enumerate(invocation.input):
+        raw = item_json(item)
+        raw["id"] = item_id(raw["type"], response_id, f"in{n}")
+        context.append(raw)
+    return context
 
 
 async def _with_context(gateway: Gateway, key: ApiKey, req: ResponsesRequest) -> AgentInvocation:
@@ -169,11 +204,34 @@ async def _load(gateway: Gateway, key: ApiKey, response_id: str, param: str) -> 
     return stored
 
 
-async def get_response(request: web.Request) -> web.Response:
+async def get_response(request: web.Request) -> web.StreamResponse:
+    """The stored object; with ``stream=true`` its events after ``starting_after``, then live."""
     gateway = request.app[GATEWAY]
     key = await gateway.auth.authenticate(request.headers.get("Authorization"))
-    stored = await _load(gateway, key, request.match_info["response_id"], "response_id")
-    return json_response(stored.response)
+    response_id = request.match_info["response_id"]
+    stored = await _load(gateway, key, response_id, "response_id")
+    query = request.query
+    streamed = query.get("stream", "false")
+    if streamed not in ("true", "false"):
+        raise invalid("stream", "must be 'true' or 'false'")
+    after = query.get("starting_after")
+    if streamed == "false":
+        if after is not None:
+            raise invalid("starting_after", "applies only with 'stream=true'")
+        return json_response(stored.response)
+    start = -1
+    if after is not None:
+        if not (after.isascii() and after.isdigit()) or len(after) > 18:
+            raise invalid("starting_after", "must be a sequence number (an integer >= 0)")
+        start = int(after)
+    return await background.stream(request, gateway, key, response_id, start)
+
+
+async def cancel_response(request: web.Request) -> web.Response:
+    """``POST .../responses/{id}/cancel``: stop a background response in progress."""
+    gateway = request.app[GATEWAY]
+    key = await gateway.auth.authenticate(request.headers.get("Authorization"))
+    return await background.cancel(gateway, key, request.match_info["response_id"])
 
 
 async def delete_response(request: web.Request) -> web.Response:
@@ -182,6 +240,7 @@ async def delete_response(request: web.Request) -> web.Response:
     response_id = request.match_info["response_id"]
     if not await gateway.responses.delete(key.id, response_id):
         raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+    await gateway.response_runs.delete(key.id, response_id)  # a run still going stops
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 

@@ -72,11 +72,38 @@ V1 = Table(
             "/responses/{response_id}",
             responses.get_response,
             "getResponse",
-            "A stored response (only the key that created it sees it)",
+            "A stored response (only the key that created it sees it), or with `stream=true` "
+            "the events of a background streamed one, resumed after `starting_after`",
+            "responses",
+            params=(
+                _RESPONSE_ID,
+                Param("stream", "query", {"type": "string", "enum": ["true", "false"]}),
+                Param(
+                    "starting_after",
+                    "query",
+                    {"type": "integer", "minimum": 0},
+                    description="with `stream=true`: the sequence number to resume after",
+                ),
+            ),
+            replies=(
+                Reply(
+                    200,
+                    "the response, or with `stream=true` its events",
+                    {JSON: "Response", SSE: None},
+                ),
+            ),
+            errors=(*AUTH_ERRORS, 400, 404),
+        ),
+        Operation(
+            "POST",
+            "/responses/{response_id}/cancel",
+            responses.cancel_response,
+            "cancelResponse",
+            "Cancel a background response in progress",
             "responses",
             params=(_RESPONSE_ID,),
-            replies=(json_reply(200, "the response", "Response"),),
-            errors=(*AUTH_ERRORS, 404),
+            replies=(json_reply(200, "the response, cancelled", "Response"),),
+            errors=(*AUTH_ERRORS, 400, 404),
         ),
         Operation(
             "DELETE",

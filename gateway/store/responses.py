@@ -23,6 +23,15 @@ class StoredResponse:
     input: list[dict[str, Any]]  # every input item of its context, oldest first
 
 
+def encode(stored: StoredResponse) -> bytes:
+    """A stored response as its JSON string in Redis."""
+    return orjson.dumps({"response": stored.response, "input": stored.input})
+
+
+# The statuses of a response that has ended.
+TERMINAL = ("completed", "failed", "incomplete", "cancelled")
+
+
 class ResponseStore:
     def __init__(self, redis: aioredis.Redis, retention_seconds: int) -> None:
         self._redis = redis
@@ -30,7 +39,7 @@ class ResponseStore:
 
     async def save(self, key_id: str, stored: StoredResponse, *, update: bool = False) -> None:
         """Store a response; ``update`` only replaces one still stored (not deleted meanwhile)."""
-        blob = orjson.dumps({"response": stored.response, "input": stored.input})
+        blob = encode(stored)
         name = schema.stored_response(key_id, stored.response["id"])
         async with guard():
             await self._redis.set(name, blob, ex=self._ttl, xx=update)

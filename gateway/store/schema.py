@@ -42,6 +42,21 @@ def stored_response(key_id: str, response_id: str) -> str:
     return _of(key_id, f"response:{response_id}")
 
 
+def response_events(key_id: str, response_id: str) -> str:
+    """Stream of a streamed background response's events, entry id ``0-<sequence + 1>``."""
+    return _of(key_id, f"response:{response_id}:events")
+
+
+def response_run(key_id: str, response_id: str) -> str:
+    """The token of the process running a background response; expires unless renewed."""
+    return _of(key_id, f"response:{response_id}:run")
+
+
+def response_cancel(key_id: str, response_id: str) -> str:
+    """Set when a background response is to be cancelled; its runner stops when it sees it."""
+    return _of(key_id, f"response:{response_id}:cancel")
+
+
 # Metering. An "account" is an API key id, or "route:<agent>" for a route's shared
 # limits; everything of one account shares its hash tag.
 LEASES = f"{PREFIX}:leases"  # sorted set: "account charge_id" by lease expiry, for the reaper

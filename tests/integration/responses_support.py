@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import aiohttp
 import httpx2
@@ -65,7 +66,7 @@ def check_response(response: Json) -> Json:
         assert item["status"] in ("completed", "incomplete")
         if item["status"] == "incomplete":
             assert n == len(response["output"]) - 1, "an incomplete item must be the last"
-            assert response["status"] in ("incomplete", "failed")
+            assert response["status"] in ("incomplete", "failed", "cancelled")
         if item["type"] == "message":
             for part in item["content"]:
                 if part["type"] == "output_text":
@@ -179,12 +180,13 @@ def check_events(events: list[Json]) -> Stream:
     assert types[1] in ("response.in_progress", "response.queued")
     assert types[-1] in TERMINAL, types[-1]
     assert sum(t in TERMINAL for t in types) == 1
-    if types[-1] == "response.failed":
+    cancelled = events[-1]["response"]["status"] == "cancelled"
+    if types[-1] == "response.failed" and not cancelled:
         assert types[-2] == "error", "a failure is an error event, then response.failed"
         error = events[-2]["error"]
         assert isinstance(error["message"], str) and error["message"]
         assert isinstance(error["type"], str)
-    else:
+    else:  # a cancelled response ends with response.failed too, but without an error
         assert "error" not in types
 
     lifecycle = [e for e in events if e["type"] in LIFECYCLE]
@@ -203,7 +205,7 @@ def check_events(events: list[Json]) -> Stream:
         "response.failed": "failed",
         "response.incomplete": "incomplete",
     }[types[-1]]
-    assert final["status"] == expected_status
+    assert final["status"] == ("cancelled" if cancelled else expected_status)
     # Everything but the final snapshot's output and status-dependent fields is stable.
     stable = ("created_at", "model", "previous_response_id", "instructions", "tools", "tool_choice")
     for key in stable:
@@ -350,6 +352,19 @@ def check_sse(raw: bytes) -> Stream:
     return check_events(parse_frames(raw))
 
 
+def check_resumed(raw: bytes, after: int) -> list[Json]:
+    """A resumed stream (``GET ?stream=true&starting_after=N``): every event valid, numbered
+    on from ``after`` with no gap, the last one terminal (or none at all)."""
+    events = parse_frames(raw)
+    for event in events:
+        EVENT_MODELS[event["type"]].model_validate(event)
+    assert [e["sequence_number"] for e in events] == list(range(after + 1, after + 1 + len(events)))
+    if events:
+        assert events[-1]["type"] in TERMINAL
+        assert sum(e["type"] in TERMINAL for e in events) == 1
+    return events
+
+
 # Raw HTTP
 
 
@@ -402,6 +417,7 @@ async def get_json(
 class Exchange:
     method: str
     path: str
+    query: str
     status: int
     content_type: str
     body: bytearray = field(default_factory=bytearray)
@@ -433,6 +449,7 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
         exchange = Exchange(
             request.method,
             request.url.path,
+            request.url.query.decode(),
             response.status_code,
             response.headers.get("content-type", ""),
         )
@@ -454,7 +471,11 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
         for ex in self.exchanges:
             if "/responses" not in ex.path:
                 continue
-            if ex.content_type.startswith("text/event-stream"):
+            if ex.content_type.startswith("text/event-stream") and ex.method == "GET":
+                after = dict(parse_qsl(ex.query)).get("starting_after", "-1")
+                if ex.complete:
+                    check_resumed(bytes(ex.body), int(after))
+            elif ex.content_type.startswith("text/event-stream"):
                 if ex.complete or bytes(ex.body).endswith(b"data: [DONE]\n\n"):
                     check_sse(bytes(ex.body))
                 else:  # the SDK stopped reading (it raises on an error event)

@@ -1,0 +1,89 @@
+"""The Redis side of background responses: the write script's states, trimming, followers."""
+
+from __future__ import annotations
+
+import pytest
+from redis import asyncio as aioredis
+
+from gateway.config import RedisSettings, ResponsesSettings
+from gateway.errors import ServiceUnavailable
+from gateway.store import schema
+from gateway.store.response_runs import EventLog, ResponseRuns, entry_id
+
+
+def test_the_log_keeps_the_latest_events_within_both_bounds() -> None:
+    log = EventLog(max_events=3, max_bytes=100)
+    for _ in range(5):
+        log.add(10)
+    assert log.first == 2 and log.min_id() == entry_id(2) == "0-3"
+    log.add(90)  # four events, then 10 + 10 + 90 > 100: the two oldest go
+    assert log.first == 4
+    log.add(500)  # alone beyond the bound, the newest still stays
+    assert log.first == 6
+
+
+def test_nothing_trimmed_means_no_trim() -> None:
+    log = EventLog(max_events=3, max_bytes=100)
+    log.add(1)
+    assert log.min_id() == ""
+
+
+@pytest.fixture
+async def runs(redis_client: aioredis.Redis, redis_url: str) -> ResponseRuns:
+    settings = ResponsesSettings(retention_seconds=60, events_max=4, max_followers=1)
+    made = ResponseRuns(redis_client, RedisSettings(url=redis_url), settings)
+    yield made  # type: ignore[misc]
+    await made.aclose()
+
+
+def _events(first: int, n: int) -> list[tuple[int, str, bytes]]:
+    return [(seq, "response.output_text.delta", b'{"n":%d}' % seq) for seq in range(first, n)]
+
+
+async def test_a_run_writes_while_it_holds_its_token(
+    runs: ResponseRuns, redis_client: aioredis.Redis
+) -> None:
+    assert await runs.write("k", "r", "t1", "begin", _events(0, 2), b"{}") == "ok"
+    assert await runs.running("k", "r") and await runs.streamed("k", "r")
+    assert await runs.write("k", "r", "t2", "step", _events(2, 3)) == "lost"  # not its run
+    assert await runs.last_seq("k", "r") == 1
+    log = runs.log()
+    for _ in range(6):
+        log.add(1)
+    assert await runs.write("k", "r", "t1", "step", _events(2, 6), min_id=log.min_id()) == "ok"
+    kept = await runs.read("k", "r", -1, block=False)
+    assert [e.seq for e in kept] == [2, 3, 4, 5]
+    assert await runs.request_cancel("k", "r") is True
+    assert await runs.write("k", "r", "t1", "step") == "cancel"
+    assert await runs.write("k", "r", "t1", "final", (), b'{"done":1}') == "done"
+    assert not await runs.running("k", "r")
+    assert await redis_client.get(schema.stored_response("k", "r")) == '{"done":1}'
+    assert not await redis_client.exists(schema.response_cancel("k", "r"))
+    assert 0 < await redis_client.ttl(schema.response_events("k", "r")) <= 60
+
+
+async def test_a_deleted_response_ends_its_run(runs: ResponseRuns) -> None:
+    assert await runs.write("k", "r", "t1", "begin", (), b"{}") == "ok"
+    await runs.delete("k", "r")
+    await runs.write("k", "r", "t1", "step")  # the response itself is still there
+    await runs._redis.delete(schema.stored_response("k", "r"))
+    assert await runs.write("k", "r", "t1", "step", _events(0, 1)) == "gone"
+    assert not await runs.running("k", "r") and not await runs.streamed("k", "r")
+
+
+async def test_an_abandoned_run_can_be_claimed_once(runs: ResponseRuns) -> None:
+    assert await runs.write("k", "r", "t1", "begin", (), b"{}") == "ok"
+    assert not await runs.claim("k", "r", "t2")  # its runner holds it
+    await runs._redis.delete(schema.response_run("k", "r"))
+    assert await runs.claim("k", "r", "t2")
+    assert not await runs.claim("k", "r", "t3")
+    assert await runs.write("k", "r", "t1", "step") == "lost"
+
+
+async def test_followers_are_capped(runs: ResponseRuns) -> None:
+    async with runs.following():
+        with pytest.raises(ServiceUnavailable):
+            async with runs.following():
+                pass
+    async with runs.following():
+        pass
