@@ -152,7 +152,7 @@ def _exporter(value: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class TracingSettings:
-    """OpenTelemetry traces (``gateway.tracing``): off unless ``exporter`` says where."""
+    """OpenTelemetry traces (``gateway.server.tracing``): off unless ``exporter`` says where."""
 
     exporter: str = field(default="none", metadata={"check": _exporter})
     endpoint: str | None = None  # for otlp, e.g. http://collector:4318/v1/traces

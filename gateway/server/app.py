@@ -11,11 +11,21 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import tracing
 from gateway.config import EMBEDDED, GatewayConfig
 from gateway.pipeline import Gateway
 from gateway.reload import ConfigWatcher
-from gateway.server import admin, api, chat, messages, middlewares, misc, openapi, responses, routes
+from gateway.server import (
+    admin,
+    api,
+    chat,
+    messages,
+    middlewares,
+    misc,
+    openapi,
+    responses,
+    routes,
+    tracing,
+)
 from gateway.server.keys import GATEWAY, WATCHER
 from gateway.store import Store, connect
 from gateway.tasks import BackgroundTasks

@@ -9,9 +9,9 @@ import pytest
 from aiohttp import web
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway import tracing
 from gateway.config import TracingSettings, parse_config
 from gateway.errors import ConfigError
+from gateway.server import tracing
 from gateway.server.app import create_app
 from gateway.server.keys import GATEWAY
 from tests.conftest import free_port, make_config
