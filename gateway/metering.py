@@ -64,7 +64,7 @@ from gateway.outbox import Outbox, Pending
 from gateway.route import Pricing, Route
 from gateway.store import ApiKey
 from gateway.store.holds import WINDOW_SECONDS, Admitted, HoldRecord, Holds, Refusal
-from gateway.store.records import Limits
+from gateway.store.records import KeyLimits
 from gateway.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class Hold:
     pricing: Pricing
     output_cap: int
     admitted: Admitted
-    key_limits: Limits
+    key_limits: KeyLimits
     route_limited: bool
     tally: _Tally = field(default_factory=_Tally)
     settled: bool = False
@@ -267,7 +267,9 @@ class Meter:
                 record,
                 key.limits,
                 check_money=not pricing.free,
-                route_limits=Limits(route_limits.rpm, route_limits.tpm, route_limits.max_concurrent)
+                route_limits=KeyLimits(
+                    route_limits.rpm, route_limits.tpm, route_limits.max_concurrent
+                )
                 if route_limits.any
                 else None,
             )

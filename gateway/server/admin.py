@@ -35,7 +35,7 @@ from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.server.listen import start_site
 from gateway.store import ledger_export
-from gateway.store.records import LIMIT_FIELDS, Limits
+from gateway.store.records import LIMIT_FIELDS, KeyLimits
 from gateway.store.store import DEFAULT_GRACE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -363,7 +363,7 @@ def _int(value: object, param: str) -> int:
     return value
 
 
-def _limits(value: object, prefix: str | None) -> Limits:
+def _limits(value: object, prefix: str | None) -> KeyLimits:
     def where(name: str) -> str:
         return f"{prefix}.{name}" if prefix else name
 
@@ -375,7 +375,7 @@ def _limits(value: object, prefix: str | None) -> Limits:
     counts = [_int(value.get(name, 0), where(name)) for name in LIMIT_FIELDS]
     for name, count in zip(LIMIT_FIELDS, counts, strict=True):
         _check(where(name), key_rules.limit(count))
-    return Limits(*counts)
+    return KeyLimits(*counts)
 
 
 def _ledger_query(params: Mapping[str, str]) -> ledger_export.LedgerQuery:

@@ -27,7 +27,7 @@ from gateway.metering import Hold, Meter, _Tally, cost
 from gateway.route import Route, RouteLimits
 from gateway.store import ApiKey, Store, pipelining, schema
 from gateway.store.holds import Holds
-from gateway.store.records import LedgerEntry, Limits
+from gateway.store.records import KeyLimits, LedgerEntry
 from gateway.tasks import BackgroundTasks
 from gateway.tokens import estimate_input, reserve_input
 from tests.conftest import invocation
@@ -115,7 +115,7 @@ def meter(
     return Meter(Holds(store.redis), tasks if tasks is not None else BackgroundTasks(), settings)
 
 
-async def new_key(store: Store, balance: int = 100_000, limits: Limits | None = None) -> ApiKey:
+async def new_key(store: Store, balance: int = 100_000, limits: KeyLimits | None = None) -> ApiKey:
     key, _ = await store.create_key("k", balance=balance, limits=limits)
     return key
 
@@ -259,7 +259,7 @@ async def test_a_spend_budget_refusal_is_402_budget_exceeded(fake_store: Store, 
     m = meter(fake_store)
     inv = invocation()
     need = reservation(inv, 100)
-    limits = Limits(daily_budget=need) if kind == "daily" else Limits(monthly_budget=need)
+    limits = KeyLimits(daily_budget=need) if kind == "daily" else KeyLimits(monthly_budget=need)
     key = await new_key(fake_store, limits=limits)
     await m.admit(inv, key, route(), "first")
     with pytest.raises(InsufficientQuota) as info:
@@ -270,7 +270,7 @@ async def test_a_spend_budget_refusal_is_402_budget_exceeded(fake_store: Store, 
 
 async def test_requests_per_minute_refusal_is_429_with_headers(fake_store: Store) -> None:
     m = meter(fake_store)
-    key = await new_key(fake_store, limits=Limits(rpm=2))
+    key = await new_key(fake_store, limits=KeyLimits(rpm=2))
     first = await m.admit(invocation(), key, route(), "r")
     assert first.headers()["x-ratelimit-remaining-requests"] == "1"
     assert first.headers()["x-ratelimit-limit-requests"] == "2"
@@ -291,7 +291,7 @@ async def test_tokens_per_minute_refusal_is_429_with_headers(fake_store: Store) 
     m = meter(fake_store)
     inv = invocation()
     tokens = reserve_input(inv) + 100
-    key = await new_key(fake_store, limits=Limits(tpm=tokens + 10))
+    key = await new_key(fake_store, limits=KeyLimits(tpm=tokens + 10))
     first = await m.admit(inv, key, route(), "r")
     assert first.headers()["x-ratelimit-remaining-tokens"] == "10"
     with pytest.raises(RateLimited) as info:
@@ -305,7 +305,7 @@ async def test_tokens_per_minute_refusal_is_429_with_headers(fake_store: Store) 
 
 async def test_concurrency_refusal_is_429_with_retry_after(fake_store: Store) -> None:
     m = meter(fake_store)
-    key = await new_key(fake_store, limits=Limits(max_concurrent=1))
+    key = await new_key(fake_store, limits=KeyLimits(max_concurrent=1))
     await m.admit(invocation(), key, route(), "r")
     with pytest.raises(RateLimited) as info:
         await m.admit(invocation(), key, route(), "r")

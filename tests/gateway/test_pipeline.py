@@ -21,7 +21,7 @@ from gateway.invocation import AgentInvocation
 from gateway.pipeline import Gateway, Generation, _checked
 from gateway.plugin import CallContext
 from gateway.store import ApiKey, Store
-from gateway.store.records import Limits
+from gateway.store.records import KeyLimits
 from gateway.tasks import BackgroundTasks
 from gateway.tokens import reserve_input
 from tests.conftest import invocation
@@ -205,7 +205,7 @@ async def test_open_caps_a_request_by_its_budget(fake_store: Store) -> None:
 async def test_open_refuses_over_the_key_rate_limit_with_429(fake_store: Store) -> None:
     backend = scripted([Completed()])
     gw = gateway(fake_store, backend)
-    api_key, _ = await fake_store.create_key("k", balance=10_000, limits=Limits(rpm=1))
+    api_key, _ = await fake_store.create_key("k", balance=10_000, limits=KeyLimits(rpm=1))
     async with await gw.open(invocation(), api_key, "r"):
         pass
     with pytest.raises(RateLimited) as info:
