@@ -47,7 +47,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from gateway import amounts, metrics, tokens
-from gateway.config import MeteringSettings
 from gateway.errors import InsufficientQuota, RateLimited, ServiceUnavailable
 from gateway.events import (
     Batch,
@@ -62,6 +61,7 @@ from gateway.events import (
 from gateway.invocation import AgentInvocation
 from gateway.outbox import Outbox, Pending
 from gateway.route import Pricing, Route
+from gateway.settings import MeteringSettings
 from gateway.store import ApiKey
 from gateway.store.holds import WINDOW_SECONDS, Admitted, HoldRecord, Holds, Refusal
 from gateway.store.records import KeyLimits

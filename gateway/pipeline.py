@@ -24,7 +24,7 @@ from typing import cast
 from gateway import metrics, price_fields
 from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker
-from gateway.config import GatewayConfig, Timeouts
+from gateway.config import GatewayConfig
 from gateway.errors import (
     GatewayError,
     NotFound,
@@ -48,6 +48,7 @@ from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter
 from gateway.plugin import Backend, BatchFilter, CallContext, Filter
 from gateway.route import Route, Target
+from gateway.settings import Timeouts
 from gateway.store import ApiKey, Store
 from gateway.store.holds import Holds
 from gateway.store.response_runs import ResponseRuns

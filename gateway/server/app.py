@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.config import EMBEDDED, GatewayConfig
+from gateway.config import GatewayConfig
 from gateway.pipeline import Gateway
 from gateway.reload import ConfigWatcher
 from gateway.server import (
@@ -28,6 +28,7 @@ from gateway.server import (
 )
 from gateway.server.keys import GATEWAY, WATCHER
 from gateway.store import Store, connect
+from gateway.store.settings import EMBEDDED
 from gateway.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)

@@ -28,10 +28,10 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from gateway import amounts, apikeys, metrics
-from gateway.config import EMBEDDED, RedisSettings
 from gateway.errors import InvalidRequest, NotFound, ServiceUnavailable
 from gateway.store import schema
 from gateway.store.records import ApiKey, AuditEntry, KeyLimits, LedgerEntry
+from gateway.store.settings import EMBEDDED, RedisSettings
 
 log = logging.getLogger(__name__)
 

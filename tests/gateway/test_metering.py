@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from gateway.config import MeteringSettings
 from gateway.errors import InsufficientQuota, RateLimited, ServiceUnavailable
 from gateway.events import (
     Batch,
@@ -25,6 +24,7 @@ from gateway.events import (
 from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter, _Tally, cost
 from gateway.route import Route, RouteLimits
+from gateway.settings import MeteringSettings
 from gateway.store import ApiKey, Store, pipelining, schema
 from gateway.store.holds import Holds
 from gateway.store.records import KeyLimits, LedgerEntry

@@ -11,10 +11,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import metrics
-from gateway.config import Timeouts
 from gateway.errors import RateLimited
 from gateway.events import Completed, Event, Failed, TextDelta, Usage
 from gateway.pipeline import _checked
+from gateway.settings import Timeouts
 from tests.gateway.factories import collect, context, stream
 
 

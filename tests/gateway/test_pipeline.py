@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import pytest
 
 from gateway.breaker import CircuitBreaker
-from gateway.config import GatewayConfig, MeteringSettings, parse_config
+from gateway.config import GatewayConfig, parse_config
 from gateway.errors import (
     GatewayError,
     InsufficientQuota,
@@ -20,6 +20,7 @@ from gateway.events import Batch, Completed, Event, Failed, TextDelta, Usage
 from gateway.invocation import AgentInvocation
 from gateway.pipeline import Gateway, Generation, _checked
 from gateway.plugin import CallContext
+from gateway.settings import MeteringSettings
 from gateway.store import ApiKey, Store
 from gateway.store.records import KeyLimits
 from gateway.tasks import BackgroundTasks
@@ -322,8 +323,8 @@ async def test_an_exception_before_answering_is_a_502(fake_store: Store) -> None
 async def test_checked_enforces_first_byte_idle_and_total_limits() -> None:
     import asyncio
 
-    from gateway.config import Timeouts
     from gateway.errors import UpstreamTimeout
+    from gateway.settings import Timeouts
 
     async def slow(first: float, gap: float, count: int = 3) -> AsyncIterator[Event]:
         await asyncio.sleep(first)

@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 
 from gateway import apikeys
-from gateway.config import AdminListen
 from gateway.errors import AuthenticationFailed, ConfigError, ServiceUnavailable
 from gateway.server import admin
 from gateway.server.app import create_app
+from gateway.settings import AdminListen
 from gateway.store import LedgerEntry, ledger_export, schema
 from gateway.store.records import KeyLimits
 from tests.conftest import RunningGateway, StartGateway, free_port, make_config
