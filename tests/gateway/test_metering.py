@@ -22,7 +22,8 @@ from gateway.events import (
     Usage,
 )
 from gateway.invocation import AgentInvocation
-from gateway.metering import Hold, Meter, _Tally, cost
+from gateway.metering import Hold, Meter, cost
+from gateway.metering.tally import Tally
 from gateway.route import Route, RouteLimits
 from gateway.settings import MeteringSettings
 from gateway.store import ApiKey, Store, pipelining, schema
@@ -325,7 +326,7 @@ async def test_route_limits_are_shared_across_keys(fake_store: Store) -> None:
     await m.admit(invocation(), b, route(), "r")  # the same agent on an unlimited route
 
 
-# Meter.wrap and _Tally
+# Meter.wrap and Tally
 
 
 async def admitted(store: Store, cap: int = 100, **settings: Any) -> tuple[Meter, Hold, ApiKey]:
@@ -398,8 +399,8 @@ async def test_wrap_starts_a_fresh_tally_per_attempt(fake_store: Store) -> None:
     assert hold.tally.deltas == 1 and hold.tally.usage == hold.priced(Usage(1, 1))
 
 
-def tally(events: list[Event]) -> _Tally:
-    t = _Tally()
+def tally(events: list[Event]) -> Tally:
+    t = Tally()
     for event in events:
         t.add(event)
     return t
