@@ -35,14 +35,14 @@ async def metered(batches: AsyncIterator[Batch], hold: Hold) -> AsyncIterator[Ba
                 if tally.deltas >= cap:
                     # This delta (a token at least) would pass the cap, and what was reserved.
                     log.warning("request %s passed its output cap: ended", hold.record.request_id)
-                    yield [*batch[:index], *_end(hold, Completed("length"))]
+                    yield (*batch[:index], *_end(hold, Completed("length")))
                     return
             elif isinstance(event, Completed) and tally.usage is None:
-                batch = [*batch[:index], *_end(hold, event)]
+                batch = (*batch[:index], *_end(hold, event))
                 break
             elif isinstance(event, Usage):
                 event = hold.priced(event)
-                batch = [*batch[:index], event, *batch[index + 1 :]]
+                batch = (*batch[:index], event, *batch[index + 1 :])
             tally.add(event)
         yield batch
 
@@ -52,4 +52,4 @@ def _end(hold: Hold, completed: Completed) -> Batch:
     usage = hold.usage(answered=True)
     hold.tally.add(usage)
     hold.tally.add(completed)
-    return [usage, completed]
+    return (usage, completed)

@@ -373,7 +373,7 @@ async def test_wrap_ends_a_stream_at_the_output_cap(fake_store: Store) -> None:
         while True:
             event = TextDelta("w")
             read.append(event)
-            yield [event]
+            yield (event,)
 
     out = await collect(m.wrap(endless(), hold))
     assert out[:3] == deltas(3, "w")
@@ -463,10 +463,10 @@ async def test_wrap_reports_usage_before_completed_within_one_batch(fake_store: 
     m, hold, _ = await admitted(fake_store)
 
     async def one_read() -> AsyncIterator[Batch]:
-        yield [TextDelta("hello"), Completed()]
+        yield (TextDelta("hello"), Completed())
 
     (batch,) = [b async for b in m.wrap(one_read(), hold)]
-    assert batch == [TextDelta("hello"), hold.usage(), Completed()]
+    assert batch == (TextDelta("hello"), hold.usage(), Completed())
     assert hold.usage().estimated and hold.usage().output_tokens == 2
 
 
@@ -474,14 +474,14 @@ async def test_wrap_cuts_a_batch_at_the_output_cap(fake_store: Store) -> None:
     m, hold, _ = await admitted(fake_store, cap=3)
 
     async def one_read() -> AsyncIterator[Batch]:
-        yield [*deltas(5, "w"), Usage(1, 5), Completed()]
+        yield (*deltas(5, "w"), Usage(1, 5), Completed())
 
     (batch,) = [b async for b in m.wrap(one_read(), hold)]
-    assert batch == [
+    assert batch == (
         *deltas(3, "w"),
         hold.priced(Usage(estimate_input(hold.invocation), 3, estimated=True)),
         Completed("length"),
-    ]
+    )
 
 
 async def test_settle_of_a_stream_the_client_left_is_estimated(fake_store: Store) -> None:
