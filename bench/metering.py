@@ -17,7 +17,7 @@ from redis import asyncio as aioredis
 
 from gateway.store import Store
 from gateway.store.holds import HoldRecord, Holds
-from gateway.store.records import Limits
+from gateway.store.records import KeyLimits
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ async def _measure(redis_url: str, rounds: int) -> MeteringCost:
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     store = Store(redis)
     holds = Holds(redis)
-    key, _ = await store.create_key("bench-metering", balance=10**15, limits=Limits(rpm=10**9))
+    key, _ = await store.create_key("bench-metering", balance=10**15, limits=KeyLimits(rpm=10**9))
     admits: list[float] = []
     settles: list[float] = []
     for i in range(rounds):

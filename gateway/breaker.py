@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.config import BreakerSettings
+from gateway.settings import BreakerSettings
 
 MIN_KEYS = 2  # distinct keys whose failures open the backend's circuit
 MAX_TRACKED_KEYS = 10_000  # keys with failures remembered; the oldest are forgotten beyond

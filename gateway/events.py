@@ -7,10 +7,11 @@ a backend may report input tokens as soon as it knows them), and exactly one
 terminal event (``Completed`` or ``Failed``), which is always last. Tool calls
 are keyed by ``call_id``; each dialect assigns its own indices.
 
-Inside the gateway the stream moves in batches (``list[Event]``): the events
-that came from one read of the upstream travel together, so that each layer
-(time limits, metering, filters, rendering) takes one step per read instead of
-one per event, and the client gets them in one write.
+The stream moves in batches (``Batch``: a tuple of events), from the backend
+to the client: the events that came from one read of the upstream travel
+together, so that each layer (time limits, metering, filters, rendering) takes
+one step per read instead of one per event, and the client gets them in one
+write. A batch is immutable: a layer that changes one yields a new one.
 """
 
 from __future__ import annotations
@@ -107,4 +108,4 @@ Terminal = Completed | Failed
 Event = ContentEvent | Usage | Terminal
 
 
-Batch = list[Event]  # events that arrived together, in order
+Batch = tuple[Event, ...]  # events that arrived together, in order

@@ -123,13 +123,12 @@ class AgentInvocation:
     """One call of one agent, independent of the dialect it arrived in.
 
     ``agent`` is the gateway's agent id (a ``routes`` key); the upstream model
-    name is the route's business, not the client's.
+    name is the route's business, not the client's. Who calls, and the request's
+    id, travel beside it (``gateway.plugin.CallContext``), not in it.
     """
 
     agent: str
     input: tuple[InputItem, ...]
-    request_id: str = ""
-    key_id: str = ""
     instructions: str | None = None
     tools: tuple[FunctionTool, ...] = ()
     tool_choice: ToolChoice | None = None

@@ -19,12 +19,11 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import cast
 
 from gateway import metrics, price_fields
 from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker
-from gateway.config import GatewayConfig, Timeouts
+from gateway.config import GatewayConfig
 from gateway.errors import (
     GatewayError,
     NotFound,
@@ -37,7 +36,6 @@ from gateway.errors import (
 from gateway.events import (
     Batch,
     Completed,
-    Event,
     Failed,
     ReasoningDelta,
     TextDelta,
@@ -46,8 +44,9 @@ from gateway.events import (
 )
 from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter
-from gateway.plugin import Backend, BatchFilter, CallContext, Filter
+from gateway.plugin import Backend, CallContext, Filter
 from gateway.route import Route, Target
+from gateway.settings import Timeouts
 from gateway.store import ApiKey, Store
 from gateway.store.holds import Holds
 from gateway.store.response_runs import ResponseRuns
@@ -75,7 +74,7 @@ class Generation:
     config: GatewayConfig
     backends: Mapping[str, Backend]
     breakers: Mapping[str, CircuitBreaker]
-    filters: tuple[Filter | BatchFilter, ...]
+    filters: tuple[Filter, ...]
 
     @classmethod
     def build(cls, config: GatewayConfig, previous: Generation | None = None) -> Generation:
@@ -213,7 +212,6 @@ class Gateway:
                 backend=target.backend,
                 model=target.model or route.model or invocation.agent,
                 route=route,
-                invocation=invocation,
                 charge_id=charge_id if attempt == 0 else f"{charge_id}-{attempt}",
             )
             call = self._start(generation, invocation, ctx, hold)
@@ -276,15 +274,8 @@ class Gateway:
         batches = self.meter.wrap(checked, hold)
         layers: list[AsyncIterator[object]] = [batches, checked, upstream]  # outermost first
         for f in reversed(generation.filters):  # the first listed ends up closest to the client
-            wrap_batches = getattr(f, "wrap_batches", None)  # not isinstance: slow on 3.11
-            if wrap_batches is not None:
-                batches = wrap_batches(batches, ctx)
-                layers.insert(0, batches)
-            else:  # it takes the events one at a time
-                events = _events(batches)
-                filtered = cast(Filter, f).wrap(events, ctx)
-                batches = _batches(filtered)
-                layers[:0] = [batches, filtered, events]
+            batches = f.wrap(batches, ctx)
+            layers.insert(0, batches)
         return Call(ctx, batches, tuple(layers), self.meter, hold, lambda: self._done(backend))
 
     @property
@@ -394,7 +385,7 @@ def _shutting_down() -> ServiceUnavailable:
 
 
 async def _checked(
-    events: AsyncIterator[Event | Batch],
+    events: AsyncIterator[Batch],
     ctx: CallContext,
     timeouts: Timeouts = _DEFAULT_TIMEOUTS,
     interrupts: Interrupts | None = None,
@@ -404,15 +395,15 @@ async def _checked(
     One terminal event, last; an escaping error becomes ``Failed``; the first
     event must come within ``first_byte`` seconds, each next one within
     ``idle``, and the last within ``total``; a shutdown that cannot wait any
-    longer (``interrupts``) ends the stream with ``Failed`` too. What the
-    backend yields alone becomes a batch of one; an empty batch is dropped.
+    longer (``interrupts``) ends the stream with ``Failed`` too. Anything but a
+    batch (a tuple) is a broken backend, a logged 502; an empty batch is dropped.
     """
     interrupts = interrupts or Interrupts()
 
     def failed(error: GatewayError) -> Batch:
         """The terminal event of a failed upstream, counted (``gateway.metrics``)."""
         metrics.upstream_error(ctx.backend, error)
-        return [Failed(error)]
+        return (Failed(error),)
 
     loop = asyncio.get_running_loop()
     end = math.inf if timeouts.total is None else loop.time() + timeouts.total
@@ -424,7 +415,7 @@ async def _checked(
     try:
         while True:
             if interrupts.stopping:
-                yield [Failed(_shutting_down())]
+                yield (Failed(_shutting_down()),)
                 return
             waiting = time.perf_counter()
             dog.wait(min(loop.time() + wait, end))
@@ -436,7 +427,7 @@ async def _checked(
                 if not dog.timed_out():
                     raise
                 if interrupts.stopping:
-                    yield [Failed(_shutting_down())]
+                    yield (Failed(_shutting_down()),)
                     return
                 yield failed(
                     UpstreamTimeout(f"Backend '{ctx.backend}' timed out waiting for the {phase}.")
@@ -445,8 +436,8 @@ async def _checked(
             finally:
                 dog.deadline = None
                 obs.waited += time.perf_counter() - waiting
-            if not isinstance(batch, list):
-                batch = [batch]
+            if type(batch) is not tuple:  # the one check a batch costs, as cheap as it gets
+                raise TypeError(f"yielded {type(batch).__name__}, not a batch (a tuple of events)")
             for index, event in enumerate(batch):
                 if isinstance(event, _TERMINAL):
                     if isinstance(
@@ -469,16 +460,3 @@ async def _checked(
         dog.close()
         interrupts.waits.discard(dog)
     yield failed(UpstreamError("The upstream stream ended before the answer was complete."))
-
-
-async def _events(batches: AsyncIterator[Batch]) -> AsyncIterator[Event]:
-    """The events of ``batches`` one at a time, for filters."""
-    async for batch in batches:
-        for event in batch:
-            yield event
-
-
-async def _batches(events: AsyncIterator[Event]) -> AsyncIterator[Batch]:
-    """Each event of ``events`` as a batch of its own, after the filters."""
-    async for event in events:
-        yield [event]

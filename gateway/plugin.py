@@ -1,14 +1,21 @@
 """The plugin API: what a backend and a filter are. The only import a plugin needs.
 
-A **backend** turns one ``AgentInvocation`` into a stream of canonical events.
-The gateway creates it once per ``backends`` entry of ``gateway.yaml`` (so a
-connection pool lives as long as the backend), calls ``invoke`` once per
-request, and calls ``aclose`` at shutdown. ``invoke`` must:
+Everything a backend or a filter uses of the gateway is here (``__all__``): the
+two protocols and their entry-point wrappers, the request's ``CallContext``, the
+canonical invocation and events, the error tree, the server-sent events decoder
+and the checks options take. The built-in plugins (``gateway_plugins``) import
+nothing else of ``gateway``, as a third-party package would not.
 
-- yield content events and ``Usage`` (a later report replaces an earlier one),
-  then exactly one terminal event (``Completed`` or ``Failed``), nothing after;
-  each either alone or in a list of the events that arrived together (one read
-  of the upstream): a list costs the gateway one step instead of one per event;
+A **backend** turns one ``AgentInvocation`` into a stream of canonical events,
+in batches. The gateway creates it once per ``backends`` entry of
+``gateway.yaml`` (so a connection pool lives as long as the backend), calls
+``invoke`` once per request, and calls ``aclose`` at shutdown. ``invoke`` must:
+
+- yield ``Batch``es (tuples of events): the events that arrived together (one
+  read of the upstream), a tuple of one for an event alone; content events and
+  ``Usage`` (a later report replaces an earlier one), then exactly one terminal
+  event (``Completed`` or ``Failed``), nothing after. Anything but a tuple
+  breaks the contract: the gateway ends the answer with a logged 502;
 - report an upstream failure by raising a ``GatewayError`` (``UpstreamError``,
   ``UpstreamTimeout``, ``RateLimited``, ``InvalidRequest``...) or yielding
   ``Failed``; the gateway turns a raised ``GatewayError`` into ``Failed`` with
@@ -19,13 +26,11 @@ request, and calls ``aclose`` at shutdown. ``invoke`` must:
 - never forward the client's credentials: ``ctx`` carries a key *id* only;
   upstream secrets come from the environment, named in the backend's options.
 
-A **filter** wraps the event stream of one request (metering, limits,
-logging). It may observe, drop, add or rewrite events but must keep the
+A **filter** wraps the stream of one request (metering, limits, logging), in
+the same batches: a step per upstream read, not per event, which matters on
+streams of thousands of chunks. It may observe, drop, add or rewrite events
+(yielding new tuples: a batch is never changed in place) but must keep the
 stream's shape (one terminal event, last), and must let cancellation through.
-Its ``wrap`` sees the events one at a time, each taking a step of its own (a
-microsecond or so); a filter with ``wrap_batches`` instead takes the stream in
-batches, a step per upstream read, which matters on streams of thousands of
-chunks.
 
 Third-party packages register a ``BackendPlugin`` under the entry-point group
 ``agent_gateway.backends`` (a ``FilterPlugin`` under ``agent_gateway.filters``);
@@ -33,7 +38,8 @@ Third-party packages register a ``BackendPlugin`` under the entry-point group
 ``filters`` entry's) ``type``. Options are a frozen dataclass the gateway validates
 (unknown keys, wrong types, missing required values) before calling ``create``.
 A field whose metadata has ``{"env": True}`` names an environment variable
-that must be set when the configuration is loaded.
+that must be set when the configuration is loaded; one with ``{"check": f}``
+is refused when ``f(value)`` returns a message (``positive``, ``non_negative``).
 """
 
 from __future__ import annotations
@@ -42,9 +48,110 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from gateway.events import Batch, Event
-from gateway.invocation import AgentInvocation
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway.events import (
+    Batch,
+    Completed,
+    ContentEvent,
+    Event,
+    Failed,
+    FinishReason,
+    ReasoningDelta,
+    Terminal,
+    TextDelta,
+    TokenLogprob,
+    ToolCallArgumentsDelta,
+    ToolCallStarted,
+    TopLogprob,
+    Usage,
+)
+from gateway.invocation import (
+    AgentInvocation,
+    ContentPart,
+    FilePart,
+    ForcedFunction,
+    FunctionCall,
+    FunctionCallOutput,
+    FunctionTool,
+    ImagePart,
+    InputItem,
+    JsonObject,
+    Message,
+    Reasoning,
+    ResponseFormat,
+    Role,
+    Sampling,
+    TextPart,
+    ToolChoice,
+)
 from gateway.route import Route
+from gateway.sse import MAX_LINE, ServerSentEvent, SSEDecodeError, SSEDecoder
+from gateway.tokens import estimate_input
+from gateway.typed import non_negative, positive
+
+__all__ = [
+    "BACKENDS_GROUP",
+    "FILTERS_GROUP",
+    "MAX_LINE",
+    "AgentInvocation",
+    "Backend",
+    "BackendPlugin",
+    "Batch",
+    "CallContext",
+    "Completed",
+    "ContentEvent",
+    "ContentPart",
+    "Event",
+    "Failed",
+    "FilePart",
+    "Filter",
+    "FilterPlugin",
+    "FinishReason",
+    "ForcedFunction",
+    "FunctionCall",
+    "FunctionCallOutput",
+    "FunctionTool",
+    "GatewayError",
+    "ImagePart",
+    "InputItem",
+    "InvalidRequest",
+    "JsonObject",
+    "Message",
+    "PayloadTooLarge",
+    "RateLimited",
+    "Reasoning",
+    "ReasoningDelta",
+    "ResponseFormat",
+    "Role",
+    "Route",
+    "SSEDecodeError",
+    "SSEDecoder",
+    "Sampling",
+    "ServerSentEvent",
+    "ServiceUnavailable",
+    "Terminal",
+    "TextDelta",
+    "TextPart",
+    "TokenLogprob",
+    "ToolCallArgumentsDelta",
+    "ToolCallStarted",
+    "ToolChoice",
+    "TopLogprob",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "Usage",
+    "estimate_input",
+    "non_negative",
+    "positive",
+]
 
 BACKENDS_GROUP = "agent_gateway.backends"
 FILTERS_GROUP = "agent_gateway.filters"
@@ -60,13 +167,12 @@ class CallContext:
     backend: str  # the backend's name in ``gateway.yaml``
     model: str  # the upstream model name: the target's or route's ``model``, else the agent id
     route: Route
-    invocation: AgentInvocation
     charge_id: str = ""  # unique per attempt, whatever the client's request id
 
 
 @runtime_checkable
 class Backend(Protocol):
-    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event | Batch]:
+    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
         """Start the upstream call; the returned stream ends with one terminal event."""
         ...
 
@@ -78,21 +184,12 @@ class Backend(Protocol):
 class Filter(Protocol):
     """Created once at start-up; ``wrap`` is called once per request.
 
-    Filters see the events after metering (which bills what the upstream
+    Filters see the batches after metering (which bills what the upstream
     produced) and before the dialect renders them, in ``filters`` order, the
     first listed closest to the client.
     """
 
-    def wrap(self, events: AsyncIterator[Event], ctx: CallContext) -> AsyncIterator[Event]:
-        """Return a stream that yields (possibly changed) events of ``events``."""
-        ...
-
-
-class BatchFilter(Protocol):
-    """A filter that takes the stream in batches (``gateway.events``): the events of
-    one upstream read together. Used instead of ``wrap`` when a filter has it."""
-
-    def wrap_batches(self, batches: AsyncIterator[Batch], ctx: CallContext) -> AsyncIterator[Batch]:
+    def wrap(self, batches: AsyncIterator[Batch], ctx: CallContext) -> AsyncIterator[Batch]:
         """Return a stream that yields (possibly changed) batches of ``batches``."""
         ...
 
@@ -110,4 +207,4 @@ class FilterPlugin:
     """What a filter entry point refers to: its options type and its factory."""
 
     options: type[Any]
-    create: Callable[[Any], Filter | BatchFilter]  # (options instance)
+    create: Callable[[Any], Filter]  # (options instance)

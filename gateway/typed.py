@@ -117,6 +117,11 @@ def non_negative(value: Decimal | float) -> str | None:
     return None if value >= 0 else "must not be negative"
 
 
+def port(value: int) -> str | None:
+    """A ``check``: a TCP port number."""
+    return None if 0 <= value <= 65535 else "must be between 0 and 65535"
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 

@@ -186,8 +186,6 @@ def invocation(text: str = "hello there", **fields: object) -> AgentInvocation:
     base: dict[str, object] = {
         "agent": "echo",
         "input": (Message("user", (TextPart(text),)),),
-        "request_id": "req_test",
-        "key_id": "key_test",
     }
     base.update(fields)
     return AgentInvocation(**base)  # type: ignore[arg-type]

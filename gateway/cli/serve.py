@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway import logs, redaction
 from gateway.cli.output import CommandError
 from gateway.cli.workers import Supervisor, worker_command
-from gateway.config import EMBEDDED, GatewayConfig, load_config
+from gateway.config import GatewayConfig, load_config
 from gateway.pipeline import Gateway
 from gateway.server import admin
 from gateway.server.app import create_app
@@ -26,6 +26,7 @@ from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY, WATCHER
 from gateway.server.limits import runner_kwargs
 from gateway.server.listen import PortUnavailable, start_site
+from gateway.store.settings import EMBEDDED
 
 log = logging.getLogger("gateway")
 

@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 from gateway import key_rules
 from gateway.cli.output import CommandError, emit_json, emit_table
-from gateway.config import EMBEDDED, load_redis_settings, load_route_names
+from gateway.config import load_redis_settings, load_route_names
 from gateway.store import ApiKey, Store, connect, ledger_export
-from gateway.store.records import Limits
+from gateway.store.records import KeyLimits
+from gateway.store.settings import EMBEDDED
 from gateway.store.store import DEFAULT_GRACE_SECONDS
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
@@ -170,8 +171,10 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--monthly-budget", type=limit, default=0, help="credits per UTC month")
 
 
-def _limits_of(args: argparse.Namespace) -> Limits:
-    return Limits(args.rpm, args.tpm, args.max_concurrent, args.daily_budget, args.monthly_budget)
+def _limits_of(args: argparse.Namespace) -> KeyLimits:
+    return KeyLimits(
+        args.rpm, args.tpm, args.max_concurrent, args.daily_budget, args.monthly_budget
+    )
 
 
 Action = Callable[[Store, argparse.Namespace], Awaitable[None]]

@@ -11,13 +11,24 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import tracing
-from gateway.config import EMBEDDED, GatewayConfig
+from gateway.config import GatewayConfig
 from gateway.pipeline import Gateway
 from gateway.reload import ConfigWatcher
-from gateway.server import admin, api, chat, messages, middlewares, misc, openapi, responses, routes
+from gateway.server import (
+    admin,
+    api,
+    chat,
+    messages,
+    middlewares,
+    misc,
+    openapi,
+    responses,
+    routes,
+    tracing,
+)
 from gateway.server.keys import GATEWAY, WATCHER
 from gateway.store import Store, connect
+from gateway.store.settings import EMBEDDED
 from gateway.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)

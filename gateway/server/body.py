@@ -7,8 +7,8 @@ import asyncio
 import orjson
 from aiohttp import web
 
-from gateway.config import Limits
 from gateway.errors import InvalidRequest, PayloadTooLarge
+from gateway.settings import Limits
 
 BODY_READ_TIMEOUT = 30.0
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.config import Limits
+from gateway.settings import Limits
 
 
 def runner_kwargs(limits: Limits) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError
 
 from gateway.store import schema
 from gateway.store.pipelining import Command, Pipeliner
-from gateway.store.records import Limits
+from gateway.store.records import KeyLimits
 from gateway.store.store import ENTRY_MARKER_TTL, guard, load_script
 
 WINDOW_SECONDS = 60
@@ -148,7 +148,7 @@ class Holds:
         account: str,
         charge_id: str,
         record: HoldRecord,
-        limits: Limits,
+        limits: KeyLimits,
         check_money: bool,
     ) -> Command:
         window = window_of(record.started_at)
@@ -180,9 +180,9 @@ class Holds:
         self,
         charge_id: str,
         record: HoldRecord,
-        key_limits: Limits,
+        key_limits: KeyLimits,
         check_money: bool,
-        route_limits: Limits | None,
+        route_limits: KeyLimits | None,
     ) -> Admitted | Refusal:
         """Hold ``record`` for the key (and the route, if it has limits): one round trip.
 

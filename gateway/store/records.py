@@ -14,8 +14,9 @@ from gateway.events import Usage
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
-    """An account's limits; 0 means none."""
+class KeyLimits:
+    """An API key's limits (0: none). Admission checks a route's shared limits in this
+    form too; ``gateway.route.RouteLimits`` is how a route declares them."""
 
     rpm: int = 0  # requests per minute
     tpm: int = 0  # tokens (input + output) per minute
@@ -33,7 +34,7 @@ class Limits:
         return {name: str(getattr(self, name)) for name in LIMIT_FIELDS}
 
 
-LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(Limits))
+LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(KeyLimits))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ class ApiKey:
     expires_at: float | None = None
     revoked_at: float | None = None
     hint: str = ""  # the secret's first characters, to recognise it in a list
-    limits: Limits = field(default_factory=Limits)
+    limits: KeyLimits = field(default_factory=KeyLimits)
     note: str = ""  # free text for people: who it is for, a ticket number...
     # Rotation. Digests only, never a secret: the current secret's, and the one it
     # replaced, accepted until ``previous_expires_at`` (the grace period). A record
@@ -96,7 +97,7 @@ class ApiKey:
             expires_at=when("expires_at"),
             revoked_at=when("revoked_at"),
             hint=h.get("hint", ""),
-            limits=Limits(**{name: int(h.get(name) or 0) for name in LIMIT_FIELDS}),
+            limits=KeyLimits(**{name: int(h.get(name) or 0) for name in LIMIT_FIELDS}),
             note=h.get("note", ""),
             digest=h.get("digest", ""),
             previous_digest=h.get("previous_digest", ""),

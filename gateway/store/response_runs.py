@@ -35,9 +35,10 @@ from typing import Any, Literal, cast
 
 from redis import asyncio as aioredis
 
-from gateway.config import EMBEDDED, RedisSettings, ResponsesSettings
 from gateway.errors import ServiceUnavailable
+from gateway.settings import ResponsesSettings
 from gateway.store import schema
+from gateway.store.settings import EMBEDDED, RedisSettings
 from gateway.store.store import Store, connect, guard, load_script
 
 LEASE_SECONDS = 10.0  # a run whose process stops renewing is taken as dead after this

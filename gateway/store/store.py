@@ -28,10 +28,10 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from gateway import amounts, apikeys, metrics
-from gateway.config import EMBEDDED, RedisSettings
 from gateway.errors import InvalidRequest, NotFound, ServiceUnavailable
 from gateway.store import schema
-from gateway.store.records import ApiKey, AuditEntry, LedgerEntry, Limits
+from gateway.store.records import ApiKey, AuditEntry, KeyLimits, LedgerEntry
+from gateway.store.settings import EMBEDDED, RedisSettings
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class Store:
         balance: int = 0,
         agents: tuple[str, ...] = (),
         expires_at: float | None = None,
-        limits: Limits | None = None,
+        limits: KeyLimits | None = None,
         note: str = "",
         actor: str | None = None,
     ) -> tuple[ApiKey, str]:
@@ -200,7 +200,7 @@ class Store:
             created_at=time.time(),
             expires_at=expires_at,
             hint=secret[: len(apikeys.KEY_PREFIX) + 4],
-            limits=limits or Limits(),
+            limits=limits or KeyLimits(),
             note=note,
             digest=digest,
         )
@@ -298,7 +298,9 @@ class Store:
             keys = [await self._get(key_id) for key_id in ids]
         return sorted((k for k in keys if k is not None), key=lambda k: k.created_at)
 
-    async def set_limits(self, key_id: str, limits: Limits, *, actor: str | None = None) -> ApiKey:
+    async def set_limits(
+        self, key_id: str, limits: KeyLimits, *, actor: str | None = None
+    ) -> ApiKey:
         """Replace a key's limits; every process applies them within ``auth.cache_ttl``."""
         limits.check()
         key = await self.get_key(key_id)

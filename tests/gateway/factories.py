@@ -43,21 +43,20 @@ def context(
         backend="echo",
         model=inv.agent,
         route=route if route is not None else Route(backend="echo"),
-        invocation=inv,
         charge_id=charge_id,
     )
 
 
-async def stream(events: Iterable[Event]) -> AsyncIterator[Event]:
-    """A scripted backend stream yielding ``events`` in order."""
+async def stream(events: Iterable[Event]) -> AsyncIterator[Batch]:
+    """A scripted backend stream yielding ``events`` in order, a batch of one each."""
     for event in events:
-        yield event
+        yield (event,)
 
 
 async def batches(events: Iterable[Event]) -> AsyncIterator[Batch]:
     """A checked stream (``pipeline._checked``) of ``events``, a batch of one each."""
     for event in events:
-        yield [event]
+        yield (event,)
 
 
 async def close(events: AsyncIterator[object]) -> None:
@@ -66,12 +65,9 @@ async def close(events: AsyncIterator[object]) -> None:
     await events.aclose()
 
 
-async def collect(items: AsyncIterator[Event | Batch]) -> list[Event]:
-    """The events of a stream, whether it yields them alone or in batches."""
+async def collect(batches: AsyncIterator[Batch]) -> list[Event]:
+    """The events of a stream of batches, in order."""
     out: list[Event] = []
-    async for item in items:
-        if isinstance(item, list):
-            out += item
-        else:
-            out.append(item)
+    async for batch in batches:
+        out += batch
     return out

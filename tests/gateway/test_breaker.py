@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from gateway import breaker as breaker_module
 from gateway.breaker import CircuitBreaker
-from gateway.config import BreakerSettings
+from gateway.settings import BreakerSettings
 
 
 class Clock:

@@ -9,15 +9,14 @@ from gateway_plugins.backends.echo import EchoOptions
 from gateway_plugins.backends.openai_chat import OpenAIChatOptions
 
 from gateway.config import (
-    EMBEDDED,
     GatewayConfig,
-    RedisSettings,
     load_config,
     load_redis_settings,
     load_route_names,
     parse_config,
 )
 from gateway.errors import ConfigError, Problem
+from gateway.store.settings import EMBEDDED, RedisSettings
 from gateway.store.store import connection_options
 
 VALID = """\

@@ -608,8 +608,8 @@ async def _run(
     inv = invocation("hello", stream=stream)
     events: list[object] = []
     try:
-        async for item in backend.invoke(inv, context(inv)):
-            batch = item if isinstance(item, list) else [item]
+        async for batch in backend.invoke(inv, context(inv)):
+            assert isinstance(batch, tuple), batch
             for event in batch:
                 assert isinstance(event, EVENT_TYPES), event
             events += batch

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from gateway.config import MeteringSettings
 from gateway.errors import InsufficientQuota, RateLimited, ServiceUnavailable
 from gateway.events import (
     Batch,
@@ -23,11 +22,13 @@ from gateway.events import (
     Usage,
 )
 from gateway.invocation import AgentInvocation
-from gateway.metering import Hold, Meter, _Tally, cost
+from gateway.metering import Hold, Meter, cost
+from gateway.metering.tally import Tally
 from gateway.route import Route, RouteLimits
+from gateway.settings import MeteringSettings
 from gateway.store import ApiKey, Store, pipelining, schema
 from gateway.store.holds import Holds
-from gateway.store.records import LedgerEntry, Limits
+from gateway.store.records import KeyLimits, LedgerEntry
 from gateway.tasks import BackgroundTasks
 from gateway.tokens import estimate_input, reserve_input
 from tests.conftest import invocation
@@ -115,7 +116,7 @@ def meter(
     return Meter(Holds(store.redis), tasks if tasks is not None else BackgroundTasks(), settings)
 
 
-async def new_key(store: Store, balance: int = 100_000, limits: Limits | None = None) -> ApiKey:
+async def new_key(store: Store, balance: int = 100_000, limits: KeyLimits | None = None) -> ApiKey:
     key, _ = await store.create_key("k", balance=balance, limits=limits)
     return key
 
@@ -259,7 +260,7 @@ async def test_a_spend_budget_refusal_is_402_budget_exceeded(fake_store: Store, 
     m = meter(fake_store)
     inv = invocation()
     need = reservation(inv, 100)
-    limits = Limits(daily_budget=need) if kind == "daily" else Limits(monthly_budget=need)
+    limits = KeyLimits(daily_budget=need) if kind == "daily" else KeyLimits(monthly_budget=need)
     key = await new_key(fake_store, limits=limits)
     await m.admit(inv, key, route(), "first")
     with pytest.raises(InsufficientQuota) as info:
@@ -270,7 +271,7 @@ async def test_a_spend_budget_refusal_is_402_budget_exceeded(fake_store: Store, 
 
 async def test_requests_per_minute_refusal_is_429_with_headers(fake_store: Store) -> None:
     m = meter(fake_store)
-    key = await new_key(fake_store, limits=Limits(rpm=2))
+    key = await new_key(fake_store, limits=KeyLimits(rpm=2))
     first = await m.admit(invocation(), key, route(), "r")
     assert first.headers()["x-ratelimit-remaining-requests"] == "1"
     assert first.headers()["x-ratelimit-limit-requests"] == "2"
@@ -291,7 +292,7 @@ async def test_tokens_per_minute_refusal_is_429_with_headers(fake_store: Store) 
     m = meter(fake_store)
     inv = invocation()
     tokens = reserve_input(inv) + 100
-    key = await new_key(fake_store, limits=Limits(tpm=tokens + 10))
+    key = await new_key(fake_store, limits=KeyLimits(tpm=tokens + 10))
     first = await m.admit(inv, key, route(), "r")
     assert first.headers()["x-ratelimit-remaining-tokens"] == "10"
     with pytest.raises(RateLimited) as info:
@@ -305,7 +306,7 @@ async def test_tokens_per_minute_refusal_is_429_with_headers(fake_store: Store) 
 
 async def test_concurrency_refusal_is_429_with_retry_after(fake_store: Store) -> None:
     m = meter(fake_store)
-    key = await new_key(fake_store, limits=Limits(max_concurrent=1))
+    key = await new_key(fake_store, limits=KeyLimits(max_concurrent=1))
     await m.admit(invocation(), key, route(), "r")
     with pytest.raises(RateLimited) as info:
         await m.admit(invocation(), key, route(), "r")
@@ -325,7 +326,7 @@ async def test_route_limits_are_shared_across_keys(fake_store: Store) -> None:
     await m.admit(invocation(), b, route(), "r")  # the same agent on an unlimited route
 
 
-# Meter.wrap and _Tally
+# Meter.wrap and Tally
 
 
 async def admitted(store: Store, cap: int = 100, **settings: Any) -> tuple[Meter, Hold, ApiKey]:
@@ -372,7 +373,7 @@ async def test_wrap_ends_a_stream_at_the_output_cap(fake_store: Store) -> None:
         while True:
             event = TextDelta("w")
             read.append(event)
-            yield [event]
+            yield (event,)
 
     out = await collect(m.wrap(endless(), hold))
     assert out[:3] == deltas(3, "w")
@@ -398,8 +399,8 @@ async def test_wrap_starts_a_fresh_tally_per_attempt(fake_store: Store) -> None:
     assert hold.tally.deltas == 1 and hold.tally.usage == hold.priced(Usage(1, 1))
 
 
-def tally(events: list[Event]) -> _Tally:
-    t = _Tally()
+def tally(events: list[Event]) -> Tally:
+    t = Tally()
     for event in events:
         t.add(event)
     return t
@@ -462,10 +463,10 @@ async def test_wrap_reports_usage_before_completed_within_one_batch(fake_store: 
     m, hold, _ = await admitted(fake_store)
 
     async def one_read() -> AsyncIterator[Batch]:
-        yield [TextDelta("hello"), Completed()]
+        yield (TextDelta("hello"), Completed())
 
     (batch,) = [b async for b in m.wrap(one_read(), hold)]
-    assert batch == [TextDelta("hello"), hold.usage(), Completed()]
+    assert batch == (TextDelta("hello"), hold.usage(), Completed())
     assert hold.usage().estimated and hold.usage().output_tokens == 2
 
 
@@ -473,14 +474,14 @@ async def test_wrap_cuts_a_batch_at_the_output_cap(fake_store: Store) -> None:
     m, hold, _ = await admitted(fake_store, cap=3)
 
     async def one_read() -> AsyncIterator[Batch]:
-        yield [*deltas(5, "w"), Usage(1, 5), Completed()]
+        yield (*deltas(5, "w"), Usage(1, 5), Completed())
 
     (batch,) = [b async for b in m.wrap(one_read(), hold)]
-    assert batch == [
+    assert batch == (
         *deltas(3, "w"),
         hold.priced(Usage(estimate_input(hold.invocation), 3, estimated=True)),
         Completed("length"),
-    ]
+    )
 
 
 async def test_settle_of_a_stream_the_client_left_is_estimated(fake_store: Store) -> None:

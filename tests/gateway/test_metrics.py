@@ -11,10 +11,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import metrics
-from gateway.config import Timeouts
 from gateway.errors import RateLimited
-from gateway.events import Completed, Event, Failed, TextDelta, Usage
+from gateway.events import Batch, Completed, Failed, TextDelta, Usage
 from gateway.pipeline import _checked
+from gateway.settings import Timeouts
 from tests.gateway.factories import collect, context, stream
 
 
@@ -69,10 +69,10 @@ def test_settled_counts_tokens_by_kind_and_credits() -> None:
 
 
 async def test_checked_accumulates_the_wait_on_the_upstream() -> None:
-    async def slow() -> AsyncIterator[Event]:
+    async def slow() -> AsyncIterator[Batch]:
         for event in (TextDelta("a"), TextDelta("b"), Completed()):
             await asyncio.sleep(0.05)
-            yield event
+            yield (event,)
 
     obs = metrics.begin("chat_completions")
     await collect(_checked(slow(), context()))
@@ -87,13 +87,13 @@ async def test_checked_counts_upstream_errors_by_kind() -> None:
         for k in ("rate_limit_exceeded", "upstream_timeout", "upstream_error")
     }
 
-    async def hangs() -> AsyncIterator[Event]:
+    async def hangs() -> AsyncIterator[Batch]:
         await asyncio.sleep(10)
-        yield Completed()
+        yield (Completed(),)
 
-    async def raises() -> AsyncIterator[Event]:
+    async def raises() -> AsyncIterator[Batch]:
         raise RuntimeError("boom")
-        yield Completed()
+        yield (Completed(),)
 
     await collect(_checked(stream([Failed(RateLimited("busy"))]), ctx))
     await collect(_checked(hangs(), ctx, Timeouts(first_byte=0.01)))

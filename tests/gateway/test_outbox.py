@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from gateway.config import MeteringSettings
 from gateway.errors import ServiceUnavailable
 from gateway.events import Completed, TextDelta, Usage
 from gateway.metering import Meter, cost
 from gateway.outbox import Outbox, Pending
+from gateway.settings import MeteringSettings
 from gateway.store import Store
 from gateway.store.holds import Holds
 from gateway.tasks import BackgroundTasks

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import pytest
 
 from gateway.breaker import CircuitBreaker
-from gateway.config import GatewayConfig, MeteringSettings, parse_config
+from gateway.config import GatewayConfig, parse_config
 from gateway.errors import (
     GatewayError,
     InsufficientQuota,
@@ -20,8 +20,9 @@ from gateway.events import Batch, Completed, Event, Failed, TextDelta, Usage
 from gateway.invocation import AgentInvocation
 from gateway.pipeline import Gateway, Generation, _checked
 from gateway.plugin import CallContext
+from gateway.settings import MeteringSettings
 from gateway.store import ApiKey, Store
-from gateway.store.records import Limits
+from gateway.store.records import KeyLimits
 from gateway.tasks import BackgroundTasks
 from gateway.tokens import reserve_input
 from tests.conftest import invocation
@@ -40,11 +41,11 @@ routes:
 class Scripted:
     """A backend whose stream is given by the test; records what was closed."""
 
-    def __init__(self, make: Callable[[], AsyncIterator[Event | Batch]]) -> None:
+    def __init__(self, make: Callable[[], AsyncIterator[Batch]]) -> None:
         self.make = make
         self.invocations: list[AgentInvocation] = []
 
-    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event | Batch]:
+    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
         self.invocations.append(invocation)
         return self.make()
 
@@ -77,8 +78,8 @@ async def test_checked_passes_a_well_formed_stream() -> None:
 async def test_checked_turns_an_exception_into_upstream_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def broken() -> AsyncIterator[Event]:
-        yield TextDelta("a")
+    async def broken() -> AsyncIterator[Batch]:
+        yield (TextDelta("a"),)
         raise RuntimeError("bug in a plugin")
 
     with caplog.at_level(logging.ERROR, logger="gateway.pipeline"):
@@ -91,9 +92,9 @@ async def test_checked_turns_an_exception_into_upstream_error(
 
 
 async def test_checked_passes_a_raised_gateway_error_through() -> None:
-    async def limited() -> AsyncIterator[Event]:
+    async def limited() -> AsyncIterator[Batch]:
         raise RateLimited("slow down")
-        yield Completed()  # pragma: no cover
+        yield (Completed(),)  # pragma: no cover
 
     (out,) = await collect(_checked(limited(), context()))
     assert isinstance(out, Failed) and isinstance(out.error, RateLimited)
@@ -205,7 +206,7 @@ async def test_open_caps_a_request_by_its_budget(fake_store: Store) -> None:
 async def test_open_refuses_over_the_key_rate_limit_with_429(fake_store: Store) -> None:
     backend = scripted([Completed()])
     gw = gateway(fake_store, backend)
-    api_key, _ = await fake_store.create_key("k", balance=10_000, limits=Limits(rpm=1))
+    api_key, _ = await fake_store.create_key("k", balance=10_000, limits=KeyLimits(rpm=1))
     async with await gw.open(invocation(), api_key, "r"):
         pass
     with pytest.raises(RateLimited) as info:
@@ -250,10 +251,10 @@ async def test_open_refuses_before_invoking(fake_store: Store) -> None:
 async def test_prefetch_raises_the_error_of_a_failed_first_event(fake_store: Store) -> None:
     closed: list[bool] = []
 
-    async def refusing() -> AsyncIterator[Event]:
+    async def refusing() -> AsyncIterator[Batch]:
         try:
-            yield Failed(RateLimited("upstream says slow down"))
-            yield Completed()  # pragma: no cover - dropped by _checked
+            yield (Failed(RateLimited("upstream says slow down")),)
+            yield (Completed(),)  # pragma: no cover - dropped by _checked
         finally:
             closed.append(True)
 
@@ -283,10 +284,10 @@ async def test_failure_after_content_is_part_of_the_stream(fake_store: Store) ->
 async def test_closing_a_call_early_closes_the_backend_and_settles(fake_store: Store) -> None:
     closed: list[bool] = []
 
-    async def endless() -> AsyncIterator[Event]:
+    async def endless() -> AsyncIterator[Batch]:
         try:
             while True:
-                yield TextDelta("w ")
+                yield (TextDelta("w "),)
         finally:
             closed.append(True)
 
@@ -308,9 +309,9 @@ async def test_closing_a_call_early_closes_the_backend_and_settles(fake_store: S
 
 
 async def test_an_exception_before_answering_is_a_502(fake_store: Store) -> None:
-    async def raising() -> AsyncIterator[Event]:
+    async def raising() -> AsyncIterator[Batch]:
         raise ValueError("not a gateway error")
-        yield Completed()  # pragma: no cover
+        yield (Completed(),)  # pragma: no cover
 
     gw = gateway(fake_store, Scripted(raising))
     api_key, _ = await fake_store.create_key("k", balance=1_000)
@@ -322,16 +323,16 @@ async def test_an_exception_before_answering_is_a_502(fake_store: Store) -> None
 async def test_checked_enforces_first_byte_idle_and_total_limits() -> None:
     import asyncio
 
-    from gateway.config import Timeouts
     from gateway.errors import UpstreamTimeout
+    from gateway.settings import Timeouts
 
-    async def slow(first: float, gap: float, count: int = 3) -> AsyncIterator[Event]:
+    async def slow(first: float, gap: float, count: int = 3) -> AsyncIterator[Batch]:
         await asyncio.sleep(first)
         for i in range(count):
             if i:
                 await asyncio.sleep(gap)
-            yield TextDelta(str(i))
-        yield Completed()
+            yield (TextDelta(str(i)),)
+        yield (Completed(),)
 
     limits = Timeouts(first_byte=0.05, idle=0.05, total=None)
     (late,) = await collect(_checked(slow(0.2, 0), context(), limits))
@@ -356,14 +357,14 @@ async def test_interrupts_end_a_waiting_stream_with_a_terminal_event() -> None:
     from gateway.errors import ServiceUnavailable
     from gateway.pipeline import Interrupts
 
-    async def waits_forever() -> AsyncIterator[Event]:
-        yield TextDelta("a")
+    async def waits_forever() -> AsyncIterator[Batch]:
+        yield (TextDelta("a"),)
         await asyncio.sleep(60)
-        yield Completed()
+        yield (Completed(),)
 
     interrupts = Interrupts()
     checked = _checked(waits_forever(), context(), interrupts=interrupts)
-    assert await anext(checked) == [TextDelta("a")]
+    assert await anext(checked) == (TextDelta("a"),)
     later = asyncio.get_running_loop().call_later(0.05, interrupts.interrupt_all)
     (last,) = await collect(checked)
     later.cancel()
@@ -415,22 +416,35 @@ routes:
 """
 
 
-async def test_checked_makes_batches_and_cuts_one_after_its_terminal_event() -> None:
-    async def backend() -> AsyncIterator[Event | Batch]:
-        yield TextDelta("a")  # alone: a batch of one
-        yield []  # nothing: dropped
-        yield [TextDelta("b"), Completed(), TextDelta("late")]
-        yield [TextDelta("never read")]
+async def test_checked_passes_batches_and_cuts_one_after_its_terminal_event() -> None:
+    async def backend() -> AsyncIterator[Batch]:
+        yield (TextDelta("a"),)  # alone: a batch of one
+        yield ()  # nothing: dropped
+        yield (TextDelta("b"), Completed(), TextDelta("late"))
+        yield (TextDelta("never read"),)
 
     out = [batch async for batch in _checked(backend(), context())]
-    assert out == [[TextDelta("a")], [TextDelta("b"), Completed()]]
+    assert out == [(TextDelta("a"),), (TextDelta("b"), Completed())]
 
 
-TWO_READS: list[Batch] = [[TextDelta("a"), TextDelta("b")], [Usage(1, 2), Completed()]]
+@pytest.mark.parametrize("wrong", [TextDelta("a"), [TextDelta("a")]])
+async def test_checked_refuses_anything_but_a_batch(
+    wrong: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def backend() -> AsyncIterator[object]:
+        yield wrong
+
+    out = [batch async for batch in _checked(backend(), context())]  # type: ignore[arg-type]
+    ((failed,),) = out
+    assert isinstance(failed, Failed) and isinstance(failed.error, UpstreamError)
+    assert "not a batch" in caplog.text
+
+
+TWO_READS: list[Batch] = [(TextDelta("a"), TextDelta("b")), (Usage(1, 2), Completed())]
 # What filters and the client get of them: metering prices the usage it passes on.
 TWO_READS_PRICED: list[Batch] = [
-    [TextDelta("a"), TextDelta("b")],
-    [Usage(1, 2, credits=3), Completed()],
+    (TextDelta("a"), TextDelta("b")),
+    (Usage(1, 2, credits=3), Completed()),
 ]
 
 
@@ -448,30 +462,32 @@ async def through(store: Store, spy: object) -> list[Batch]:
         return [batch async for batch in call]
 
 
-async def test_filters_see_events_one_at_a_time_and_the_client_gets_them_all(
+async def test_a_filter_rewrites_events_with_new_batches_and_the_client_gets_them(
     fake_store: Store,
 ) -> None:
     seen: list[Event] = []
 
-    class Spy:
-        async def wrap(self, events: AsyncIterator[Event], _: CallContext) -> AsyncIterator[Event]:
-            async for event in events:
-                seen.append(event)
-                yield event
+    def shout(event: Event) -> Event:
+        return TextDelta(event.text.upper()) if isinstance(event, TextDelta) else event
 
-    out = await through(fake_store, Spy())
-    events = [event for batch in TWO_READS_PRICED for event in batch]
-    assert seen == events
-    assert out == [[event] for event in events]
+    class Shout:
+        async def wrap(self, batches: AsyncIterator[Batch], _: CallContext) -> AsyncIterator[Batch]:
+            async for batch in batches:
+                seen.extend(batch)
+                yield tuple(
+                    TextDelta(e.text.upper()) if isinstance(e, TextDelta) else e for e in batch
+                )
+
+    out = await through(fake_store, Shout())
+    assert seen == [event for batch in TWO_READS_PRICED for event in batch]
+    assert out == [(TextDelta("A"), TextDelta("B")), TWO_READS_PRICED[1]]
 
 
 async def test_a_batch_filter_sees_the_batches_as_they_come(fake_store: Store) -> None:
     seen: list[Batch] = []
 
     class Spy:
-        async def wrap_batches(
-            self, batches: AsyncIterator[Batch], _: CallContext
-        ) -> AsyncIterator[Batch]:
+        async def wrap(self, batches: AsyncIterator[Batch], _: CallContext) -> AsyncIterator[Batch]:
             async for batch in batches:
                 seen.append(batch)
                 yield batch

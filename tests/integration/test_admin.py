@@ -15,12 +15,12 @@ import aiohttp
 import pytest
 
 from gateway import apikeys
-from gateway.config import AdminListen
 from gateway.errors import AuthenticationFailed, ConfigError, ServiceUnavailable
 from gateway.server import admin
 from gateway.server.app import create_app
+from gateway.settings import AdminListen
 from gateway.store import LedgerEntry, ledger_export, schema
-from gateway.store.records import Limits
+from gateway.store.records import KeyLimits
 from tests.conftest import RunningGateway, StartGateway, free_port, make_config
 from tests.integration.support import usage_entries
 
@@ -431,7 +431,7 @@ async def test_an_old_secret_is_refused_when_its_grace_ends(gw: RunningGateway) 
     with pytest.raises(AuthenticationFailed):  # refused even from the auth cache
         await gw.gateway.auth.authenticate_secret(old)
     assert (await gw.gateway.auth.authenticate_secret(new)).id == key.id
-    await gw.store.set_limits(key.id, Limits(rpm=5))  # does not undo the rotation
+    await gw.store.set_limits(key.id, KeyLimits(rpm=5))  # does not undo the rotation
     assert (await gw.store.get_key(key.id)).digest == apikeys.digest(new)
 
 

@@ -17,7 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.server.app import create_app
 from gateway.server.keys import GATEWAY
-from gateway.store.records import Limits
+from gateway.store.records import KeyLimits
 from tests.conftest import ECHO_CONFIG, free_port, make_config
 
 
@@ -43,7 +43,7 @@ async def test_metering_and_limits_on_a_cluster(
     url, app = cluster_gateway
     store = app[GATEWAY].store
     keys = [await store.create_key(f"k{i}", balance=100_000) for i in range(4)]
-    limited, secret = await store.create_key("limited", balance=100_000, limits=Limits(rpm=3))
+    limited, secret = await store.create_key("limited", balance=100_000, limits=KeyLimits(rpm=3))
 
     async def ask(secret: str, stream: bool) -> None:
         async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0) as c:

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 
 from gateway.metering import cost
 from gateway.route import Pricing
-from gateway.store.records import Limits
+from gateway.store.records import KeyLimits
 from tests.conftest import ECHO_CONFIG, RunningGateway, StartGateway, free_port
 from tests.fakes.anthropic_upstream import FakeAnthropicUpstream, text, thinking, tool_use
 from tests.fakes.anthropic_upstream import Script as AnthropicScript
@@ -312,7 +312,7 @@ async def test_rate_limit_headers_and_429(
     start_gateway: StartGateway, claude: MakeAnthropic
 ) -> None:
     gw = await start_gateway()
-    _, secret = await gw.store.create_key("limited", balance=100_000, limits=Limits(rpm=2))
+    _, secret = await gw.store.create_key("limited", balance=100_000, limits=KeyLimits(rpm=2))
     client = claude(gw, secret)
     raw = await client.messages.with_raw_response.create(
         model="echo", max_tokens=50, messages=HELLO

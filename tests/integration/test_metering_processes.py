@@ -10,7 +10,7 @@ import aiohttp
 from redis import asyncio as aioredis
 
 from gateway.store import Store
-from gateway.store.records import Limits
+from gateway.store.records import KeyLimits
 from tests.integration.processes import GatewayProcess, StartProcess
 from tests.integration.support import eventually
 
@@ -122,7 +122,7 @@ async def test_rate_limit_holds_across_processes(
     config = CONFIG.format(delay=0, lease=30)
     a, b = await gateway_processes(config), await gateway_processes(config)
     store = Store(redis_client)
-    _, secret = await store.create_key("limited", balance=1_000_000, limits=Limits(rpm=10))
+    _, secret = await store.create_key("limited", balance=1_000_000, limits=KeyLimits(rpm=10))
     if time.time() % 60 > 50:  # keep the burst inside one window
         await asyncio.sleep(61 - time.time() % 60)
     async with aiohttp.ClientSession() as http:

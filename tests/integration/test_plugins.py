@@ -22,8 +22,7 @@ PACKAGE = "throwaway_gateway_plugin"
 BACKEND = """
 from dataclasses import dataclass
 
-from gateway.events import Completed, TextDelta, Usage
-from gateway.plugin import BackendPlugin, FilterPlugin
+from gateway.plugin import BackendPlugin, Completed, FilterPlugin, TextDelta, Usage
 
 
 @dataclass(frozen=True)
@@ -36,9 +35,8 @@ class Backend:
         self.options = options
 
     async def invoke(self, invocation, ctx):
-        yield TextDelta(f"{self.options.greeting}: {invocation.last_user_text()}")
-        yield Usage(input_tokens=3, output_tokens=1)
-        yield Completed()
+        yield (TextDelta(f"{self.options.greeting}: {invocation.last_user_text()}"),)
+        yield (Usage(input_tokens=3, output_tokens=1), Completed())
 
     async def aclose(self):
         pass
@@ -53,9 +51,13 @@ class Shout:
     def __init__(self, options):
         pass
 
-    async def wrap(self, events, ctx):
-        async for event in events:
-            yield TextDelta(event.text.upper()) if isinstance(event, TextDelta) else event
+    async def wrap(self, batches, ctx):
+        async for batch in batches:
+            yield tuple(shout(event) for event in batch)
+
+
+def shout(event):
+    return TextDelta(event.text.upper()) if isinstance(event, TextDelta) else event
 
 
 PLUGIN = BackendPlugin(options=Options, create=Backend)

@@ -14,8 +14,8 @@ import pytest
 from redis import asyncio as aioredis
 
 from gateway import apikeys
-from gateway.config import RedisSettings
 from gateway.store import Store
+from gateway.store.settings import RedisSettings
 from gateway.store.store import connect
 from tests.integration.processes import StartProcess
 from tests.integration.redis_server import RedisServer

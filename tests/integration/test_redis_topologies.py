@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import RedisSentinel, RedisSettings, RedisTLS
 from gateway.store import Store, connect
+from gateway.store.settings import RedisSentinel, RedisSettings, RedisTLS
 from tests.conftest import free_port
 from tests.integration.redis_server import RedisServer
 

@@ -32,10 +32,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from gateway.events import Batch
-from gateway.invocation import AgentInvocation
-from gateway.plugin import BackendPlugin, CallContext
-from gateway.typed import positive
+from gateway.plugin import AgentInvocation, BackendPlugin, Batch, CallContext, positive
 from gateway_plugins.backends.anthropic_wire import EventParser, message_as_events, messages_body
 from gateway_plugins.backends.http import HttpOptions, Upstream, json_object
 from gateway_plugins.backends.unsupported import refuse_logprobs
@@ -89,7 +86,7 @@ class AnthropicBackend:
             async with contextlib.aclosing(stream):
                 async for events in stream:
                     yield events
-        yield list(parser.finish())
+        yield tuple(parser.finish())
 
     async def aclose(self) -> None:
         await self.upstream.aclose()

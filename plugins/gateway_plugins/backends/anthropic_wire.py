@@ -59,27 +59,26 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import InvalidRequest, UpstreamError
-from gateway.events import (
+from gateway.plugin import (
+    AgentInvocation,
     Completed,
     Event,
     Failed,
-    FinishReason,
-    ReasoningDelta,
-    TextDelta,
-    ToolCallArgumentsDelta,
-    ToolCallStarted,
-    Usage,
-)
-from gateway.invocation import (
-    AgentInvocation,
     FilePart,
+    FinishReason,
     ForcedFunction,
     FunctionCall,
     FunctionCallOutput,
     ImagePart,
+    InvalidRequest,
     Message,
+    ReasoningDelta,
+    TextDelta,
     TextPart,
+    ToolCallArgumentsDelta,
+    ToolCallStarted,
+    UpstreamError,
+    Usage,
 )
 
 THINKING_BUDGETS: dict[str, int] = {

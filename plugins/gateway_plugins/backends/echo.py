@@ -19,19 +19,23 @@ from dataclasses import dataclass
 
 import orjson
 
-from gateway import tokens
-from gateway.events import (
+from gateway.plugin import (
+    AgentInvocation,
+    BackendPlugin,
+    Batch,
+    CallContext,
     Completed,
-    Event,
     FinishReason,
+    ForcedFunction,
+    FunctionCallOutput,
+    FunctionTool,
     ReasoningDelta,
     TextDelta,
     ToolCallArgumentsDelta,
     ToolCallStarted,
     Usage,
+    estimate_input,
 )
-from gateway.invocation import AgentInvocation, ForcedFunction, FunctionCallOutput, FunctionTool
-from gateway.plugin import BackendPlugin, CallContext
 from gateway_plugins.backends.schema_example import example
 from gateway_plugins.backends.unsupported import refuse_logprobs
 
@@ -50,7 +54,7 @@ class EchoBackend:
         self.name = name
         self.options = options
 
-    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Event]:
+    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
         refuse_logprobs(invocation, "echo")
         limit = invocation.max_output_tokens or ctx.route.max_output_tokens
         produced = 0
@@ -59,17 +63,17 @@ class EchoBackend:
             for word in _words(f"The user wants {len(invocation.input)} items echoed."):
                 await self._pause()
                 reasoning += 1
-                yield ReasoningDelta(word)
+                yield (ReasoningDelta(word),)
         tool = _tool_to_call(invocation)
         finish: FinishReason = "stop"
         if tool is not None:
             call_id = "call_" + hashlib.sha256(ctx.charge_id.encode()).hexdigest()[:24]
-            yield ToolCallStarted(call_id, tool.name)
+            yield (ToolCallStarted(call_id, tool.name),)
             arguments = orjson.dumps(example(tool.parameters)).decode()
             for piece in _split(arguments, 3):
                 await self._pause()
                 produced += 1
-                yield ToolCallArgumentsDelta(call_id, piece)
+                yield (ToolCallArgumentsDelta(call_id, piece),)
             finish = "tool_calls"
         else:
             for word in _words(_reply(invocation)):
@@ -78,13 +82,14 @@ class EchoBackend:
                     break
                 await self._pause()
                 produced += 1
-                yield TextDelta(word)
-        yield Usage(
-            input_tokens=tokens.estimate_input(invocation),
+                yield (TextDelta(word),)
+        usage = Usage(
+            input_tokens=estimate_input(invocation),
             output_tokens=produced + reasoning,
             reasoning_tokens=reasoning,
         )
-        yield Completed(finish)
+        yield (usage,)
+        yield (Completed(finish),)
 
     async def _pause(self) -> None:
         if self.options.chunk_delay:

@@ -35,18 +35,21 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 
-from gateway import sse
-from gateway.errors import (
+from gateway.plugin import (
+    MAX_LINE,
+    Batch,
+    Event,
     GatewayError,
     InvalidRequest,
     PayloadTooLarge,
     RateLimited,
+    ServerSentEvent,
+    SSEDecodeError,
+    SSEDecoder,
     UpstreamError,
     UpstreamTimeout,
+    positive,
 )
-from gateway.events import Batch, Event
-from gateway.sse import ServerSentEvent
-from gateway.typed import positive
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_RESPONSE_BODY = 16 * 1024 * 1024
@@ -65,7 +68,7 @@ class HttpOptions:
     connect_timeout: float = field(default=10.0, metadata={"check": positive})
     max_connections: int = field(default=100, metadata={"check": positive})
     # An SSE line longer than this is a broken stream (502), not a reason to buffer on.
-    max_line_bytes: int = field(default=sse.MAX_LINE, metadata={"check": positive})
+    max_line_bytes: int = field(default=MAX_LINE, metadata={"check": positive})
     # A whole (non-streamed) answer larger than this is refused (502) instead of read.
     max_response_bytes: int = field(default=MAX_RESPONSE_BODY, metadata={"check": positive})
 
@@ -158,7 +161,7 @@ class Upstream:
         ``whole`` of a JSON answer (one batch)."""
         async with self.post(path, payload, headers) as resp:
             if resp.content_type == "application/json":
-                yield list(whole(json_object(await self.read_body(resp))))
+                yield tuple(whole(json_object(await self.read_body(resp))))
                 return
             stream = batches(self.events(resp), parse, finished)
             async with contextlib.aclosing(stream):
@@ -171,7 +174,7 @@ class Upstream:
         """The server-sent events of ``resp``, a list per read of the body (never an
         empty one), the last event flushed at its end; ``UpstreamError`` if a line is
         longer than ``max_line_bytes``."""
-        decoder = sse.SSEDecoder(self.options.max_line_bytes)
+        decoder = SSEDecoder(self.options.max_line_bytes)
         try:
             async for chunk in resp.content.iter_any():
                 events = decoder.feed(chunk)
@@ -180,7 +183,7 @@ class Upstream:
             events = decoder.close()
             if events:
                 yield events
-        except sse.SSEDecodeError as exc:
+        except SSEDecodeError as exc:
             raise UpstreamError(f"The upstream stream is malformed: {exc}") from None
 
     async def read_body(self, resp: aiohttp.ClientResponse) -> bytes:
@@ -214,13 +217,13 @@ async def batches(
     parse: Callable[[ServerSentEvent], Iterable[Event]],
     finished: Callable[[], bool],
 ) -> AsyncGenerator[Batch, None]:
-    """The events ``parse`` makes of each read's frames, a list per read (the
-    pipeline's batches); stops reading once ``finished()``. Events made before a
-    frame that fails to parse still come out, ahead of its error. ``reads`` is
-    closed when this ends or is closed."""
+    """The events ``parse`` makes of each read's frames, a batch per read; stops
+    reading once ``finished()``. Events made before a frame that fails to parse
+    still come out, ahead of its error. ``reads`` is closed when this ends or is
+    closed."""
     async with contextlib.aclosing(reads):
         async for frames in reads:
-            events: Batch = []
+            events: list[Event] = []
             try:
                 for frame in frames:
                     events += parse(frame)
@@ -228,10 +231,10 @@ async def batches(
                         break
             except GatewayError:
                 if events:
-                    yield events
+                    yield tuple(events)
                 raise
             if events:
-                yield events
+                yield tuple(events)
             if finished():
                 return
 

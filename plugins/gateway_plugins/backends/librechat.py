@@ -51,17 +51,22 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
-from gateway.events import (
+from gateway.plugin import (
+    AgentInvocation,
+    BackendPlugin,
     Batch,
+    CallContext,
     Completed,
+    Event,
+    GatewayError,
+    InvalidRequest,
+    RateLimited,
     TextDelta,
     ToolCallArgumentsDelta,
     ToolCallStarted,
+    UpstreamError,
     Usage,
 )
-from gateway.invocation import AgentInvocation
-from gateway.plugin import BackendPlugin, CallContext
 from gateway_plugins.backends.http import MAX_ERROR_MESSAGE
 from gateway_plugins.backends.openai_chat import OpenAIChatBackend, OpenAIChatOptions
 from gateway_plugins.backends.unsupported import refuse_logprobs
@@ -108,7 +113,7 @@ class LibreChatBackend(OpenAIChatBackend):
         failure: GatewayError | None = None
         try:
             async for batch in reads:
-                events: Batch = []
+                events: list[Event] = []
                 for event in batch:
                     if isinstance(event, ToolCallStarted | ToolCallArgumentsDelta):
                         continue  # a tool LibreChat runs itself: not the client's to execute
@@ -123,7 +128,7 @@ class LibreChatBackend(OpenAIChatBackend):
                         event = Completed("stop")
                     events.append(event)
                 if events:
-                    yield events
+                    yield tuple(events)
         finally:
             if isinstance(reads, AsyncGenerator):  # release the upstream response now
                 await reads.aclose()

@@ -21,10 +21,14 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-from gateway.events import Batch, Event
-from gateway.invocation import AgentInvocation
-from gateway.plugin import BackendPlugin, CallContext
-from gateway.sse import ServerSentEvent
+from gateway.plugin import (
+    AgentInvocation,
+    BackendPlugin,
+    Batch,
+    CallContext,
+    Event,
+    ServerSentEvent,
+)
 from gateway_plugins.backends.http import HttpOptions, Upstream, json_object
 from gateway_plugins.backends.open_responses_wire import EventParser, responses_body
 from gateway_plugins.backends.unsupported import refuse_logprobs

@@ -35,18 +35,22 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gateway.dialects.responses_items import item_json
-from gateway.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
-from gateway.events import (
+from gateway.plugin import (
+    AgentInvocation,
     Completed,
     Event,
     FinishReason,
+    ForcedFunction,
+    GatewayError,
+    InvalidRequest,
+    RateLimited,
     ReasoningDelta,
     TextDelta,
     ToolCallArgumentsDelta,
     ToolCallStarted,
+    UpstreamError,
     Usage,
 )
-from gateway.invocation import AgentInvocation, ForcedFunction
 
 Json = dict[str, Any]
 

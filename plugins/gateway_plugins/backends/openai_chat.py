@@ -17,10 +17,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from gateway.events import Batch, Event
-from gateway.invocation import AgentInvocation
-from gateway.plugin import BackendPlugin, CallContext
-from gateway.sse import ServerSentEvent
+from gateway.plugin import (
+    AgentInvocation,
+    BackendPlugin,
+    Batch,
+    CallContext,
+    Event,
+    ServerSentEvent,
+)
 from gateway_plugins.backends.http import HttpOptions, Upstream
 from gateway_plugins.backends.openai_wire import (
     MAX_TOKENS_FIELDS,
@@ -96,7 +100,7 @@ class OpenAIChatBackend:
             async with contextlib.aclosing(stream):
                 async for events in stream:
                     yield events
-        yield list(parser.finish(done=done))
+        yield tuple(parser.finish(done=done))
 
     async def aclose(self) -> None:
         await self.upstream.aclose()

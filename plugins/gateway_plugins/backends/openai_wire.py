@@ -11,29 +11,28 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from gateway.errors import InvalidRequest, UpstreamError
-from gateway.events import (
+from gateway.plugin import (
+    AgentInvocation,
     Completed,
     Event,
     Failed,
-    FinishReason,
-    ReasoningDelta,
-    TextDelta,
-    TokenLogprob,
-    ToolCallArgumentsDelta,
-    ToolCallStarted,
-    TopLogprob,
-    Usage,
-)
-from gateway.invocation import (
-    AgentInvocation,
     FilePart,
+    FinishReason,
     ForcedFunction,
     FunctionCall,
     FunctionCallOutput,
     ImagePart,
+    InvalidRequest,
     Message,
+    ReasoningDelta,
+    TextDelta,
     TextPart,
+    TokenLogprob,
+    ToolCallArgumentsDelta,
+    ToolCallStarted,
+    TopLogprob,
+    UpstreamError,
+    Usage,
 )
 from gateway_plugins.backends.http import json_object
 

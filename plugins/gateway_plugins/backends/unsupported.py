@@ -7,8 +7,7 @@ without them cannot tell "none asked" from "none given".
 
 from __future__ import annotations
 
-from gateway.errors import InvalidRequest
-from gateway.invocation import AgentInvocation
+from gateway.plugin import AgentInvocation, InvalidRequest
 
 
 def refuse_logprobs(invocation: AgentInvocation, backend_type: str) -> None:

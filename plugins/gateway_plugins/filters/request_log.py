@@ -21,8 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from gateway.events import Batch, Completed, Failed, Usage
-from gateway.plugin import CallContext, FilterPlugin
+from gateway.plugin import Batch, CallContext, Completed, Failed, FilterPlugin, Usage
 
 _LEVELS = ("debug", "info", "warning")
 CLIENT_CLOSED = 499  # nginx's status for a client that left before the answer ended
@@ -43,9 +42,7 @@ class RequestLog:
         self._log = logging.getLogger(options.logger)
         self._level = logging.getLevelNamesMapping()[options.level.upper()]
 
-    async def wrap_batches(
-        self, batches: AsyncIterator[Batch], ctx: CallContext
-    ) -> AsyncIterator[Batch]:
+    async def wrap(self, batches: AsyncIterator[Batch], ctx: CallContext) -> AsyncIterator[Batch]:
         started = time.monotonic()
         first: float | None = None
         usage: Usage | None = None

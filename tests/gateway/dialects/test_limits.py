@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import Limits, parse_config
+from gateway.config import parse_config
 from gateway.dialects.limits import DefaultLimits, check_request
 from gateway.errors import GatewayError
 from gateway.server.limits import runner_kwargs
+from gateway.settings import Limits
 
 SMALL = DefaultLimits(max_json_depth=3, max_input_items=2, max_tools=1, max_text_chars=20)
 

@@ -14,7 +14,7 @@ import pytest
 from gateway.store import Store, schema
 from gateway.store import holds as holds_module
 from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal, window_of
-from gateway.store.records import Limits
+from gateway.store.records import KeyLimits
 
 ROUTE = schema.route_account("echo")
 
@@ -80,14 +80,14 @@ async def counter(store: Store, name: str) -> int:
 async def admit(
     holds: Holds,
     rec: HoldRecord,
-    limits: Limits | None = None,
+    limits: KeyLimits | None = None,
     *,
-    route: Limits | None = None,
+    route: KeyLimits | None = None,
     check_money: bool = True,
     charge_id: str | None = None,
 ) -> tuple[str, Admitted | Refusal]:
     charge_id = charge_id or uuid.uuid4().hex
-    result = await holds.admit(charge_id, rec, limits or Limits(), check_money, route)
+    result = await holds.admit(charge_id, rec, limits or KeyLimits(), check_money, route)
     return charge_id, result
 
 
@@ -141,7 +141,7 @@ async def test_admit_without_money_check_needs_no_balance(fake_store: Store) -> 
 async def test_admit_limits_concurrency(fake_store: Store) -> None:
     key = await new_key(fake_store)
     holds = Holds(fake_store.redis)
-    limits = Limits(max_concurrent=2)
+    limits = KeyLimits(max_concurrent=2)
     first, a = await admit(holds, record(key, credits=1), limits)
     _, b = await admit(holds, record(key, credits=1), limits)
     assert isinstance(a, Admitted) and isinstance(b, Admitted)
@@ -156,7 +156,7 @@ async def test_admit_limits_concurrency(fake_store: Store) -> None:
 async def test_admit_limits_requests_per_window(fake_store: Store) -> None:
     key = await new_key(fake_store)
     holds = Holds(fake_store.redis)
-    limits = Limits(rpm=2)
+    limits = KeyLimits(rpm=2)
     for _ in range(2):
         _, ok = await admit(holds, record(key, credits=1), limits)
         assert isinstance(ok, Admitted)
@@ -173,7 +173,7 @@ async def test_admit_limits_requests_per_window(fake_store: Store) -> None:
 async def test_admit_limits_tokens_per_window(fake_store: Store) -> None:
     key = await new_key(fake_store)
     holds = Holds(fake_store.redis)
-    limits = Limits(tpm=100)
+    limits = KeyLimits(tpm=100)
     _, a = await admit(holds, record(key, credits=1, tokens=60), limits)
     assert isinstance(a, Admitted) and a.tokens == 60
     _, b = await admit(holds, record(key, credits=1, tokens=41), limits)
@@ -186,7 +186,7 @@ async def test_admit_limits_tokens_per_window(fake_store: Store) -> None:
 async def test_admit_daily_budget_counts_spend_and_holds(fake_store: Store) -> None:
     key = await new_key(fake_store, 10_000)
     holds = Holds(fake_store.redis)
-    limits = Limits(daily_budget=500)
+    limits = KeyLimits(daily_budget=500)
     rec = record(key, credits=300)
     first, a = await admit(holds, rec, limits)
     assert isinstance(a, Admitted)
@@ -203,7 +203,7 @@ async def test_admit_daily_budget_counts_spend_and_holds(fake_store: Store) -> N
 async def test_admit_monthly_budget(fake_store: Store) -> None:
     key = await new_key(fake_store, 10_000)
     holds = Holds(fake_store.redis)
-    limits = Limits(daily_budget=1_000, monthly_budget=400)
+    limits = KeyLimits(daily_budget=1_000, monthly_budget=400)
     rec = record(key, credits=300)
     first, _ = await admit(holds, rec, limits)
     assert await holds.settle(rec, first, 300, 50, fields(), route=False)
@@ -217,7 +217,7 @@ async def test_a_route_refusal_leaves_nothing_held_for_the_key(fake_store: Store
     key = await new_key(fake_store)
     other = await new_key(fake_store)
     holds = Holds(fake_store.redis)
-    route = Limits(max_concurrent=1)
+    route = KeyLimits(max_concurrent=1)
     busy, a = await admit(holds, record(other, credits=10), route=route)
     assert isinstance(a, Admitted)
     assert list(await holds_of(fake_store, ROUTE)) == [busy]
@@ -236,7 +236,7 @@ async def test_a_route_refusal_leaves_nothing_held_for_the_key(fake_store: Store
 async def test_a_key_refusal_leaves_nothing_held_for_the_route(fake_store: Store) -> None:
     key = await new_key(fake_store, 5)
     holds = Holds(fake_store.redis)
-    route = Limits(rpm=2, tpm=1_000, max_concurrent=5)
+    route = KeyLimits(rpm=2, tpm=1_000, max_concurrent=5)
     charge, result = await admit(holds, record(key, credits=10, tokens=30), route=route)
     refused(result, "quota")
     assert await fake_store.held(ROUTE) == 0
@@ -255,7 +255,7 @@ async def test_a_key_refusal_leaves_nothing_held_for_the_route(fake_store: Store
 async def test_route_limits_are_shared_by_keys(fake_store: Store) -> None:
     a, b = await new_key(fake_store), await new_key(fake_store)
     holds = Holds(fake_store.redis)
-    route = Limits(tpm=100)
+    route = KeyLimits(tpm=100)
     first, ok = await admit(holds, record(a, tokens=70), route=route)
     assert isinstance(ok, Admitted)
     _, no = await admit(holds, record(b, tokens=70), route=route)
@@ -358,7 +358,7 @@ async def test_the_ledger_sums_to_the_balance_change(fake_store: Store) -> None:
             await fake_store.credit(key, rng.randint(1, 500))
         elif action < 0.6 or not open_:
             rec = record(key, credits=rng.randint(0, 80), tokens=rng.randint(0, 50))
-            charge, result = await admit(holds, rec, Limits(max_concurrent=6))
+            charge, result = await admit(holds, rec, KeyLimits(max_concurrent=6))
             if isinstance(result, Admitted):
                 open_.append((charge, rec))
         else:
@@ -427,7 +427,7 @@ async def test_expired_lists_expired_leases_with_their_record(fake_store: Store)
 async def test_a_settled_request_stays_counted_in_its_window(fake_store: Store) -> None:
     key = await new_key(fake_store)
     holds = Holds(fake_store.redis)
-    limits, route = Limits(rpm=1), Limits(rpm=1)
+    limits, route = KeyLimits(rpm=1), KeyLimits(rpm=1)
     rec = record(key, credits=10)
     charge, ok = await admit(holds, rec, limits, route=route)
     assert isinstance(ok, Admitted)
@@ -435,7 +435,7 @@ async def test_a_settled_request_stays_counted_in_its_window(fake_store: Store) 
     window = window_of(rec.started_at)
     assert await counter(fake_store, schema.requests_window(key, window)) == 1
     assert await counter(fake_store, schema.requests_window(ROUTE, window)) == 1
-    _, again = await admit(holds, record(key, credits=10), route=Limits(rpm=1))
+    _, again = await admit(holds, record(key, credits=10), route=KeyLimits(rpm=1))
     refused(again, "requests")
 
 
@@ -456,7 +456,7 @@ async def test_an_admission_sent_twice_holds_once(fake_store: Store) -> None:
     charge id's hold is found, answered as before, and nothing more is held or counted."""
     holds = Holds(fake_store.redis)
     key, _ = await fake_store.create_key("k", balance=1_000)
-    limits, now = Limits(rpm=10), time.time()
+    limits, now = KeyLimits(rpm=10), time.time()
     first = await holds.admit("c1", record(key.id, started_at=now), limits, True, limits)
     again = await holds.admit("c1", record(key.id, started_at=now), limits, True, limits)
     assert isinstance(first, Admitted) and again == first

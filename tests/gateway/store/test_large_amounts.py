@@ -10,11 +10,11 @@ import pytest
 from redis import asyncio as aioredis
 
 from gateway import amounts
-from gateway.config import MeteringSettings
 from gateway.errors import InvalidRequest, ServiceUnavailable
 from gateway.events import Completed, TextDelta, Usage
 from gateway.metering import Meter
 from gateway.route import Route
+from gateway.settings import MeteringSettings
 from gateway.store import Store, schema
 from gateway.store.holds import Admitted, HoldRecord, Holds
 from gateway.tasks import BackgroundTasks

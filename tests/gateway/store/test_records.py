@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from gateway.events import Usage
-from gateway.store.records import ApiKey, LedgerEntry, Limits
+from gateway.store.records import ApiKey, KeyLimits, LedgerEntry
 
 
 def test_api_key_hash_round_trip() -> None:
@@ -48,9 +48,9 @@ def test_ledger_entry_from_stream_fields() -> None:
 
 
 def test_api_key_limits_round_trip() -> None:
-    key = ApiKey("k", "n", limits=Limits(rpm=5, tpm=100, max_concurrent=2, daily_budget=7))
+    key = ApiKey("k", "n", limits=KeyLimits(rpm=5, tpm=100, max_concurrent=2, daily_budget=7))
     assert ApiKey.from_hash(key.to_hash()).limits == key.limits
-    assert ApiKey.from_hash({"id": "old"}).limits == Limits()  # keys made before limits existed
+    assert ApiKey.from_hash({"id": "old"}).limits == KeyLimits()  # keys made before limits existed
 
 
 def test_credit_entry_has_no_usage_and_keeps_its_note() -> None:

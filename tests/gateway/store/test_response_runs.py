@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from redis import asyncio as aioredis
 
-from gateway.config import RedisSettings, ResponsesSettings
 from gateway.errors import ServiceUnavailable
+from gateway.settings import ResponsesSettings
 from gateway.store import schema
 from gateway.store.response_runs import EventLog, ResponseRuns, entry_id
+from gateway.store.settings import RedisSettings
 
 
 def test_the_log_keeps_the_latest_events_within_both_bounds() -> None:

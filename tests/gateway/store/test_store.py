@@ -8,7 +8,7 @@ import pytest
 from gateway import apikeys
 from gateway.errors import InvalidRequest, NotFound
 from gateway.store import Store
-from gateway.store.records import Limits
+from gateway.store.records import KeyLimits
 
 
 async def everything_in(store: Store) -> list[str]:
@@ -124,10 +124,10 @@ async def test_balance_is_the_sum_of_the_ledger(fake_store: Store) -> None:
 
 
 async def test_limits_are_stored_with_the_key(fake_store: Store) -> None:
-    key, _ = await fake_store.create_key("lim", limits=Limits(rpm=3))
+    key, _ = await fake_store.create_key("lim", limits=KeyLimits(rpm=3))
     assert (await fake_store.get_key(key.id)).limits.rpm == 3
-    await fake_store.set_limits(key.id, Limits(tpm=9))
-    assert (await fake_store.get_key(key.id)).limits == Limits(tpm=9)
+    await fake_store.set_limits(key.id, KeyLimits(tpm=9))
+    assert (await fake_store.get_key(key.id)).limits == KeyLimits(tpm=9)
 
 
 async def test_ping(fake_store: Store) -> None:

@@ -216,7 +216,7 @@ async def test_chunk_delay_paces_the_stream_and_closes_cleanly() -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
     stream = backend.invoke(inv, context(inv))
-    assert await anext(stream) == TextDelta("a ")
-    assert await anext(stream) == TextDelta("b ")
+    assert await anext(stream) == (TextDelta("a "),)
+    assert await anext(stream) == (TextDelta("b "),)
     assert loop.time() - start >= 0.03
     await close(stream)

@@ -73,7 +73,7 @@ def text(frame: ServerSentEvent) -> list[Event]:
     return [TextDelta(frame.data)]
 
 
-async def test_batches_are_a_list_per_read_up_to_the_end_and_close_the_reads() -> None:
+async def test_batches_are_a_tuple_per_read_up_to_the_end_and_close_the_reads() -> None:
     closed: list[bool] = []
     seen: list[str] = []
 
@@ -83,21 +83,21 @@ async def test_batches_are_a_list_per_read_up_to_the_end_and_close_the_reads() -
 
     reads = reads_of(["a", "b"], [], ["end", "never"], ["never"], closed=closed)
     stream = batches(reads, parse, lambda: seen[-1] == "end")
-    assert [b async for b in stream] == [[TextDelta("a"), TextDelta("b")], [TextDelta("end")]]
+    assert [b async for b in stream] == [(TextDelta("a"), TextDelta("b")), (TextDelta("end"),)]
     assert "never" not in seen and closed == [True]
 
 
 async def test_batches_keep_what_came_before_a_broken_frame_and_close_when_closed() -> None:
     closed: list[bool] = []
     stream = batches(reads_of(["a", "bad", "c"], closed=closed), text, lambda: False)
-    assert await anext(stream) == [TextDelta("a")]
+    assert await anext(stream) == (TextDelta("a"),)
     with pytest.raises(UpstreamError):
         await anext(stream)
     assert closed == [True]
 
     closed.clear()
     stream = batches(reads_of(["a"], ["b"], closed=closed), text, lambda: False)
-    assert await anext(stream) == [TextDelta("a")]
+    assert await anext(stream) == (TextDelta("a"),)
     await stream.aclose()  # the client left: the upstream's reads end now, not when collected
     assert closed == [True]
 

@@ -54,7 +54,6 @@ def ctx(inv: AgentInvocation) -> CallContext:
         backend="librechat",
         model=AGENT_ID,
         route=Route(backend="librechat", model=AGENT_ID),
-        invocation=inv,
         charge_id="c1",
     )
 

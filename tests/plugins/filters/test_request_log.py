@@ -22,7 +22,7 @@ async def test_one_line_per_request_without_the_key(caplog: pytest.LogCaptureFix
     events: list[Event] = [TextDelta("a"), Usage(5, 2, credits=9), Completed("length")]
     ctx = context(route=Route(backend="echo", pricing=pricing("1", "2")))
     with caplog.at_level(logging.INFO, logger="gateway.requests"):
-        out = await collect(RequestLog(RequestLogOptions()).wrap_batches(batches(events), ctx))
+        out = await collect(RequestLog(RequestLogOptions()).wrap(batches(events), ctx))
     assert out == events
     (record,) = caplog.records
     assert record.getMessage() == "request completed"
@@ -37,10 +37,8 @@ async def test_one_line_per_request_without_the_key(caplog: pytest.LogCaptureFix
 async def test_failed_and_abandoned(caplog: pytest.LogCaptureFixture) -> None:
     log = RequestLog(RequestLogOptions(level="warning"))
     with caplog.at_level(logging.INFO, logger="gateway.requests"):
-        await collect(log.wrap_batches(batches([Failed(UpstreamError("x"))]), context()))
-        wrapped = log.wrap_batches(
-            batches([TextDelta("a"), TextDelta("b"), Completed()]), context()
-        )
+        await collect(log.wrap(batches([Failed(UpstreamError("x"))]), context()))
+        wrapped = log.wrap(batches([TextDelta("a"), TextDelta("b"), Completed()]), context())
         await anext(wrapped)
         await wrapped.aclose()  # type: ignore[attr-defined]
     failed, abandoned = (fields(r) for r in caplog.records)

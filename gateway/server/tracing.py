@@ -17,10 +17,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway import metrics
-from gateway.config import TracingSettings
 from gateway.errors import ConfigError, Problem
 from gateway.server.keys import REQUEST_ID
 from gateway.server.middlewares import DIALECTS, failed_status
+from gateway.settings import TracingSettings
 
 
 def tracer(settings: TracingSettings, exporter: Any = None) -> Any | None:

@@ -9,11 +9,12 @@ import pytest
 from aiohttp import web
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway import tracing
-from gateway.config import TracingSettings, parse_config
+from gateway.config import parse_config
 from gateway.errors import ConfigError
+from gateway.server import tracing
 from gateway.server.app import create_app
 from gateway.server.keys import GATEWAY
+from gateway.settings import TracingSettings
 from tests.conftest import free_port, make_config
 
 

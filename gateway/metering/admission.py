@@ -1,0 +1,163 @@
+"""Admission: hold the most a request can cost, and check its key's and route's limits,
+in one round trip; or refuse it (402, 429, or 503 while the store is away)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+import time
+
+from gateway import amounts, tokens
+from gateway.errors import ServiceUnavailable
+from gateway.events import Usage
+from gateway.invocation import AgentInvocation
+from gateway.metering import refusals
+from gateway.metering.health import StoreHealth
+from gateway.metering.hold import Hold
+from gateway.metering.pricing import cost
+from gateway.outbox import Outbox, Pending
+from gateway.route import Pricing, Route
+from gateway.settings import MeteringSettings
+from gateway.store import ApiKey
+from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal
+from gateway.store.records import KeyLimits
+from gateway.tasks import BackgroundTasks
+
+log = logging.getLogger("gateway.metering")
+
+
+class Admission:
+    def __init__(
+        self,
+        holds: Holds,
+        tasks: BackgroundTasks,
+        settings: MeteringSettings,
+        outbox: Outbox,
+        live: dict[str, Hold],
+        health: StoreHealth,
+        *,
+        fail_open: bool = False,
+    ) -> None:
+        self._holds = holds
+        self._tasks = tasks
+        self._settings = settings
+        self._outbox = outbox
+        self._live = live
+        self._health = health
+        self._fail_open = fail_open
+
+    async def admit(
+        self,
+        invocation: AgentInvocation,
+        key: ApiKey,
+        route: Route,
+        request_id: str,
+        budget: int | None = None,
+    ) -> Hold:
+        """Hold the most this request can cost, or refuse it (402 or 429)."""
+        pricing = route.pricing
+        caps = [c for c in (invocation.max_output_tokens, route.max_output_tokens) if c]
+        cap = min(caps) if caps else self._settings.default_max_output_tokens
+        input_tokens = tokens.reserve_input(invocation)
+        input_credits = cost(Usage(input_tokens=input_tokens), pricing)
+        if budget is not None:
+            cap = cap_for_budget(budget, input_credits, cap, pricing)
+        credits = cost(Usage(input_tokens=input_tokens, output_tokens=cap), pricing)
+        if credits > amounts.MAX_CREDITS:
+            raise refusals.too_costly(credits)
+        now = time.time()
+        charge_id = secrets.token_hex(16)
+        estimated_input = tokens.estimate_input(invocation)  # charged if the process dies
+        record = HoldRecord(
+            credits=credits,
+            tokens=input_tokens + cap,
+            lease_until=now + self._settings.lease_seconds,
+            request_id=request_id,
+            key_id=key.id,
+            agent=invocation.agent,
+            backend="",
+            started_at=now,
+            input_tokens=estimated_input,
+            progress_credits=cost(Usage(input_tokens=estimated_input), pricing),
+        )
+        route_limits = route.limits
+        reserved = True
+        try:
+            result = await self._holds.admit(
+                charge_id,
+                record,
+                key.limits,
+                check_money=not pricing.free,
+                route_limits=KeyLimits(
+                    route_limits.rpm, route_limits.tpm, route_limits.max_concurrent
+                )
+                if route_limits.any
+                else None,
+            )
+        except asyncio.CancelledError:  # the client left: Redis may have the hold already
+            self._tasks.spawn(
+                self._release_now(record, charge_id, route_limits.any),
+                name=f"release {charge_id}",
+            )
+            raise
+        except ServiceUnavailable:
+            self._health.failed()
+            if not self._fail_open:
+                self._unreserve(record, charge_id, route_limits.any)
+                raise refusals.store_unavailable() from None
+            # fail_open: run without a reservation; settled through the outbox. If the
+            # admission did reach Redis, settling this charge id releases its hold too.
+            log.warning("request %s admitted WITHOUT a reservation: store down", request_id)
+            result, reserved = Admitted(0, 0, 0, 0), False
+        if isinstance(result, Refusal):
+            if result.reason == "quota":
+                raise refusals.too_poor(result, credits, input_credits, cap, pricing)
+            raise refusals.refused(result, credits)
+        hold = Hold(
+            charge_id=charge_id,
+            record=record,
+            invocation=dataclasses.replace(invocation, max_output_tokens=cap),
+            pricing=pricing,
+            output_cap=cap,
+            admitted=result,
+            key_limits=key.limits,
+            route_limited=route_limits.any,
+            reserved=reserved,
+        )
+        self._live[charge_id] = hold
+        return hold
+
+    def _unreserve(self, record: HoldRecord, charge_id: str, route: bool) -> None:
+        """Release a hold whose admission failed, in case Redis applied it after all."""
+        self._outbox.put(
+            Pending(
+                charge_id,
+                f"release of refused request {record.request_id} (key {record.key_id})",
+                lambda: self._holds.release(record, charge_id, key=True, route=route),
+            )
+        )
+
+    async def _release_now(self, record: HoldRecord, charge_id: str, route: bool) -> None:
+        """Release the hold of a request whose client left during admission.
+
+        Written at once (queued after its admission by the pipeliner), not behind
+        the outbox: only a store failure sends it there.
+        """
+        try:
+            await self._holds.release(record, charge_id, key=True, route=route)
+        except ServiceUnavailable:
+            self._health.failed()
+            self._unreserve(record, charge_id, route)
+
+
+def cap_for_budget(budget: int, input_credits: int, cap: int, pricing: Pricing) -> int:
+    """The output cap a per-request budget (``X-Gateway-Budget``) allows."""
+    if budget < input_credits:
+        raise refusals.budget_too_small(budget, input_credits)
+    if pricing.output:
+        cap = min(cap, int((budget - input_credits) / pricing.output))
+    if cap < 1:
+        raise refusals.no_room_for_output(budget)
+    return cap

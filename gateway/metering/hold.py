@@ -1,0 +1,58 @@
+"""One admitted request, live in this process until it is settled."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from gateway.events import Usage
+from gateway.invocation import AgentInvocation
+from gateway.metering.headers import billing, rate_limits
+from gateway.metering.pricing import cost, sane
+from gateway.metering.tally import Tally
+from gateway.route import Pricing
+from gateway.store.holds import Admitted, HoldRecord
+from gateway.store.records import KeyLimits
+
+
+@dataclass(slots=True)
+class Hold:
+    """One admitted request, live in this process until it is settled."""
+
+    charge_id: str
+    record: HoldRecord
+    invocation: AgentInvocation  # as sent to backends: its output capped
+    pricing: Pricing
+    output_cap: int
+    admitted: Admitted
+    key_limits: KeyLimits
+    route_limited: bool
+    tally: Tally = field(default_factory=Tally)
+    settled: bool = False
+    credits: int | None = None  # the cost, once settled
+    reserved: bool = True  # False: admitted without a reservation (Redis down, fail_open)
+    final: Usage | None = None  # the usage settled, while the settlement waits in the outbox
+
+    def usage(self, *, answered: bool = False) -> Usage:
+        """What to charge for what the stream delivered so far (see ``Tally.final``)."""
+        return self.priced(
+            self.tally.final(self.invocation, answered=answered, cap=self.output_cap)
+        )
+
+    def priced(self, usage: Usage) -> Usage:
+        """``usage`` made consistent (``pricing.sane``), with its charge: its cost, but never
+        more than this request holds, so no upstream's report takes a balance below zero."""
+        usage = sane(usage)
+        return dataclasses.replace(
+            usage, credits=min(cost(usage, self.pricing), self.record.credits)
+        )
+
+    def headers(self) -> dict[str, str]:
+        """OpenAI-style ``x-ratelimit-*`` headers for the key's limits."""
+        return rate_limits(self.key_limits, self.admitted, self.record.started_at)
+
+    def billing_headers(self) -> dict[str, str]:
+        """The request's cost and the key's balance after it (for complete answers)."""
+        credits = self.usage().credits or 0
+        # Admitted without a reservation, the balance is unknown.
+        return billing(credits, self.admitted.balance - credits if self.reserved else None)

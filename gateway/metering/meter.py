@@ -1,0 +1,47 @@
+"""The meter: admission, the metered stream, settlement and leases, sharing the holds
+live in this process, the outbox and what the store last did."""
+
+from __future__ import annotations
+
+from gateway.metering.admission import Admission
+from gateway.metering.health import StoreHealth
+from gateway.metering.hold import Hold
+from gateway.metering.leases import Leases
+from gateway.metering.settlement import Settlement
+from gateway.metering.stream import metered
+from gateway.outbox import Outbox
+from gateway.settings import MeteringSettings
+from gateway.store.holds import Holds
+from gateway.tasks import BackgroundTasks
+
+
+class Meter:
+    """``admit`` a request, ``wrap`` its stream, ``settle`` it; ``keep_leases`` runs
+    for the life of the process. The per-request entry points are the parts' own
+    methods, bound here once: the meter adds no call of its own to a request."""
+
+    def __init__(
+        self,
+        holds: Holds,
+        tasks: BackgroundTasks,
+        settings: MeteringSettings,
+        *,
+        fail_open: bool = False,
+    ) -> None:
+        self._holds = holds
+        self._live: dict[str, Hold] = {}  # admitted here and not yet written as settled
+        self.health = StoreHealth(holds, tasks)
+        leases = Leases(holds, settings, self._live, self.health)
+        self.outbox = Outbox(
+            tasks, settings.outbox_size, before=leases.renew, on_failure=self.health.failed
+        )
+        admission = Admission(
+            holds, tasks, settings, self.outbox, self._live, self.health, fail_open=fail_open
+        )
+        settlement = Settlement(holds, tasks, self.outbox, self._live, self.health)
+        self.admit = admission.admit
+        self.wrap = metered
+        self.settle = settlement.settle
+        self.keep_leases = leases.keep
+        self.renew = leases.renew
+        self.reap = leases.reap

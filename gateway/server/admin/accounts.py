@@ -1,0 +1,95 @@
+"""The admin API's money handlers: a key's balance, credits added, and its ledger."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gateway import key_rules
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.server.admin.request import (
+    actor,
+    check,
+    gateway_of,
+    json_object,
+    ledger_query,
+    note,
+    whole,
+)
+from gateway.server.body import json_response
+from gateway.server.keys import REQUEST_ID
+from gateway.store import ledger_export
+
+log = logging.getLogger("gateway.server.admin")
+
+_CONTENT_TYPES = {
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+    "csv": "text/csv",
+}
+
+
+async def balance(request: web.Request) -> web.Response:
+    store = gateway_of(request).store
+    key = await store.get_key(request.match_info["id"])
+    balance_, held = await store.balance(key.id), await store.held(key.id)
+    return json_response(
+        {"id": key.id, "balance": balance_, "held": held, "available": balance_ - held}
+    )
+
+
+async def credit(request: web.Request) -> web.Response:
+    body = await json_object(request, {"credits", "note"})
+    if "credits" not in body:
+        raise InvalidRequest("credits is required", param="credits")
+    credits = whole(body["credits"], "credits")
+    check("credits", key_rules.credit(credits))
+    key_id = request.match_info["id"]
+    new_balance = await gateway_of(request).store.credit(
+        key_id, credits, note=note(body), actor=actor(request)
+    )
+    return json_response({"id": key_id, "balance": new_balance})
+
+
+async def ledger(request: web.Request) -> web.StreamResponse:
+    """The key's ledger, streamed page by page as ``json``, ``jsonl`` or ``csv``."""
+    store = gateway_of(request).store
+    fmt = request.query.get("format", "json")
+    if fmt not in ledger_export.FORMATS:
+        raise InvalidRequest(
+            f"format must be one of {', '.join(ledger_export.FORMATS)}", param="format"
+        )
+    query = ledger_query(request.query)
+    key = await store.get_key(request.match_info["id"])
+    chunks = ledger_export.render(ledger_export.entries(store, key.id, query), fmt)
+    first = await anext(chunks, "")  # a store failure before any byte is still a clean 503
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": _CONTENT_TYPES[fmt] + "; charset=utf-8",
+            "Cache-Control": "no-store",
+            "X-Request-Id": request[REQUEST_ID],
+        }
+    )
+    if fmt == "csv":
+        response.headers["Content-Disposition"] = f'attachment; filename="ledger-{key.id}.csv"'
+    await response.prepare(request)
+    try:
+        await response.write(first.encode())
+        async for chunk in chunks:
+            await response.write(chunk.encode())
+    except ConnectionResetError:
+        log.debug("client went away during request %s", request[REQUEST_ID])
+        return response
+    except Exception as exc:
+        # Headers are gone: cut the connection so the client sees a truncated body, never
+        # an export that looks complete (nor a second response inside this one's body).
+        unexpected = not isinstance(exc, GatewayError)
+        log.warning(
+            "ledger export of request %s broke off", request[REQUEST_ID], exc_info=unexpected
+        )
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
