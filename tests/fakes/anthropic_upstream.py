@@ -118,6 +118,7 @@ class Script(Faults):
     # status >= 400: an Anthropic error body; the content frames the faults count are deltas
     error_after: int | None = None  # send ``event: error`` after this many deltas
     error_type: str = "overloaded_error"
+    error_message: str = "Overloaded"
     ping: bool = True  # Anthropic sends a ping after message_start
     send_message_stop: bool = True  # False: end the HTTP body cleanly without message_stop
     # json_answer: answer one message even to stream: true (LiteLLM may)
@@ -280,7 +281,7 @@ def _frames(script: Script, body: dict[str, Any]) -> list[Frame]:
     if script.send_message_stop:
         frames.append(("meta", _event("message_stop", {"type": "message_stop"})))
     # Overloaded mid-stream: an error event where the next delta would be, then the end.
-    error = {"type": "error", "error": {"type": script.error_type, "message": "Overloaded"}}
+    error = {"type": "error", "error": {"type": script.error_type, "message": script.error_message}}
     return fail_after(frames, script.error_after, [("error", _event("error", error))])
 
 

@@ -51,8 +51,9 @@ class Faults:
     cut_after: int | None = None  # drop the connection after this many content frames
     stall_after: int | None = None  # go silent (connection open) after this many
     end_after: int | None = None  # end the body cleanly after this many: no terminal frame
-    garbage_after: int | None = None  # write ``garbage`` after this many, then go on
-    garbage: bytes = GARBAGE  # e.g. a frame that is not JSON, or a line without end
+    # Write ``garbage`` after this many (then go on, or cut, stall or end there as asked).
+    garbage_after: int | None = None
+    garbage: bytes = GARBAGE  # e.g. a frame that is not JSON, or a line with no end
     keepalive: bool = False  # an SSE comment line before every frame
     crlf: bool = False  # CRLF line endings
     write_size: int | None = None  # split every write into writes of this many bytes
@@ -189,6 +190,8 @@ class FakeUpstream(Generic[S]):
             content = 0
             for kind, writes in frames():
                 if kind == "content":
+                    if content == script.garbage_after:
+                        await send(script.garbage)
                     if content == script.cut_after:
                         # An abrupt end: no terminal frame, no chunked terminator.
                         assert request.transport is not None
@@ -199,8 +202,6 @@ class FakeUpstream(Generic[S]):
                         await asyncio.sleep(3600)  # silent, connection open
                     if content == script.end_after:
                         break
-                    if content == script.garbage_after:
-                        await send(script.garbage)
                 if script.chunk_delay and sent:
                     await asyncio.sleep(script.chunk_delay)
                 if script.keepalive:

@@ -49,6 +49,9 @@ class ToolCallScript:
 class Script(Faults):
     """What the fake does with one request (and the ``Faults`` every fake takes)."""
 
+    # vLLM's reasoning parsers (and DeepSeek's API) stream ``delta.reasoning_content``
+    # before the content, and answer ``message.reasoning_content``.
+    reasoning: tuple[str, ...] = ()
     content: tuple[str, ...] = ("Hello", " from", " upstream")
     tool_calls: tuple[ToolCallScript, ...] = ()
     finish_reason: str | None = None  # default: tool_calls if any, else stop
@@ -117,6 +120,8 @@ def _frames(script: Script, body: dict[str, Any]) -> list[Frame]:
         return sse(c)
 
     frames: list[Frame] = [("role", [chunk({"role": "assistant", "content": ""})])]
+    for piece in script.reasoning:
+        frames.append(("content", [chunk({"reasoning_content": piece})]))
     for i, text in enumerate(script.content):
         logprobs = {"content": [_logprob(text, i, body)], "refusal": None}
         frames.append(
@@ -167,6 +172,8 @@ def _completion(script: Script, body: dict[str, Any]) -> dict[str, Any]:
         "content": "".join(script.content) or None,
         "refusal": None,
     }
+    if script.reasoning:
+        message["reasoning_content"] = "".join(script.reasoning)
     if script.tool_calls:
         message["tool_calls"] = [
             {
