@@ -33,17 +33,24 @@ the answer is complete (``upstream.disconnected``).
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict
 
-from tests.fakes.loopback import dumps, serve
+from tests.fakes.base import (
+    Disconnect,
+    FakeUpstream,
+    Faults,
+    Frame,
+    Received,
+    fail_after,
+    json_response,
+    sse,
+)
+
+__all__ = ["Disconnect", "FakeAnthropicUpstream", "Received", "Script"]
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -88,8 +95,8 @@ def tool_use(
 
 
 @dataclass(frozen=True)
-class Script:
-    """What the fake does with one request."""
+class Script(Faults):
+    """What the fake does with one request (and the ``Faults`` every fake takes)."""
 
     blocks: tuple[Block, ...] = (text("Hello", " from", " Claude"),)
     stop_reason: str | None = None  # default: tool_use if any tool_use block, else end_turn
@@ -108,138 +115,43 @@ class Script:
     # The message_delta's whole usage instead of {"output_tokens": output_tokens}: Anthropic's
     # also repeats the input and cache counts there, cumulative (they replace the early ones).
     delta_usage: Any = None
-    status: int = 200  # >= 400: answer with this status and an Anthropic error body
-    error_body: bytes | None = None
-    first_byte_delay: float = 0.0
-    chunk_delay: float = 0.0  # seconds between events
-    hang: bool = False  # never answer (until the client goes away)
-    cut_after: int | None = None  # drop the connection after this many deltas
-    stall_after: int | None = None  # go silent (connection open) after this many deltas
+    # status >= 400: an Anthropic error body; the content frames the faults count are deltas
     error_after: int | None = None  # send ``event: error`` after this many deltas
     error_type: str = "overloaded_error"
+    error_message: str = "Overloaded"
     ping: bool = True  # Anthropic sends a ping after message_start
     send_message_stop: bool = True  # False: end the HTTP body cleanly without message_stop
-    json_answer: bool = False  # answer one message even to stream: true (LiteLLM may)
+    # json_answer: answer one message even to stream: true (LiteLLM may)
 
 
-@dataclass(frozen=True)
-class Received:
-    path: str
-    headers: CIMultiDict[str]
-    body: dict[str, Any]
-    at: float
+class FakeAnthropicUpstream(FakeUpstream[Script]):
+    """``url`` is the backend's base_url (no /v1)."""
 
-
-@dataclass
-class Disconnect:
-    path: str
-    at: float  # time.monotonic() when the fake noticed
-    events_sent: int
-
-
-class FakeAnthropicUpstream:
     def __init__(self) -> None:
-        self.script = Script()
-        self._queue: deque[Script] = deque()
-        self.requests: list[Received] = []
-        self.disconnects: list[Disconnect] = []
-        self.disconnected = asyncio.Event()
-        self.completed = 0
-        self._runner: web.AppRunner | None = None
-        self.url = ""  # http://127.0.0.1:PORT: the backend's base_url (no /v1)
+        super().__init__(Script())
 
-    def enqueue(self, *scripts: Script) -> None:
-        self._queue.extend(scripts)
-
-    @property
-    def last(self) -> Received:
-        assert self.requests, "the fake upstream received no request"
-        return self.requests[-1]
-
-    async def start(self) -> FakeAnthropicUpstream:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
-        self._runner, self.url = await serve(app)
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def wait_disconnect(self, timeout: float) -> Disconnect:  # noqa: ASYNC109
-        await asyncio.wait_for(self.disconnected.wait(), timeout)
-        return self.disconnects[-1]
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = {"_raw": raw.decode("utf-8", "replace")}
-        if not isinstance(body, dict):
-            body = {"_raw": body}
-        self.requests.append(
-            Received(request.path, CIMultiDict(request.headers), body, time.monotonic())
+        body = await self.record(request)
+        script = self.next_script()
+        return await self.answer(
+            request,
+            script,
+            stream=bool(body.get("stream")),
+            whole=lambda: json_response(_message(script, body)),
+            frames=lambda: _frames(script, body),
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "request-id": "req_fake_stream",
+            },
+            refusal=_refuse(request, body),
         )
-        script = self._queue.popleft() if self._queue else self.script
-        sent = 0
-        finished = False
-        try:
-            if script.hang:
-                await asyncio.sleep(3600)
-            if script.first_byte_delay:
-                await asyncio.sleep(script.first_byte_delay)
-            refusal = _refuse(request, body)
-            if refusal is not None:
-                finished = True
-                return refusal
-            if script.status >= 400:
-                finished = True
-                return error_response(script.status, script.error_body)
-            if not body.get("stream") or script.json_answer:
-                finished = True
-                return web.json_response(_message(script, body), dumps=_dumps)
-            response = web.StreamResponse(
-                headers={
-                    "Content-Type": "text/event-stream; charset=utf-8",
-                    "Cache-Control": "no-cache",
-                    "request-id": "req_fake_stream",
-                }
-            )
-            await response.prepare(request)
-            deltas = 0
-            for kind, frame in _frames(script, body):
-                if kind == "delta" and deltas == script.cut_after:
-                    assert request.transport is not None
-                    request.transport.abort()  # no message_stop, no chunked terminator
-                    finished = True
-                    return response
-                if kind == "delta" and deltas == script.stall_after:
-                    await asyncio.sleep(3600)
-                if kind == "delta" and deltas == script.error_after:
-                    error = {
-                        "type": "error",
-                        "error": {"type": script.error_type, "message": "Overloaded"},
-                    }
-                    await response.write(_event("error", error))
-                    break
-                if script.chunk_delay and sent:
-                    await asyncio.sleep(script.chunk_delay)
-                await response.write(frame)
-                sent += 1
-                deltas += kind == "delta"
-            await response.write_eof()
-            finished = True
-            self.completed += 1
-            return response
-        finally:
-            if not finished:
-                self.disconnects.append(Disconnect(request.path, time.monotonic(), sent))
-                self.disconnected.set()
 
-
-def _dumps(value: Any) -> str:
-    return dumps(value).decode()
+    def error_response(self, script: Script) -> web.Response:
+        return error_response(script.status, script.error_body)
 
 
 def error_body(status: int, message: str | None = None) -> bytes:
@@ -290,8 +202,8 @@ def _refuse(request: web.Request, body: dict[str, Any]) -> web.Response | None:
     return None
 
 
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+def _event(name: str, data: dict[str, Any]) -> list[bytes]:
+    return [sse(data, name)]
 
 
 def _stop_reason(script: Script) -> str:
@@ -327,9 +239,9 @@ def _delta(block: Block, piece: str) -> dict[str, Any]:
     return {"type": "input_json_delta", "partial_json": piece}
 
 
-def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
-    """``(kind, frame)`` in wire order; kind is ``delta`` for a content_block_delta."""
-    frames: list[tuple[str, bytes]] = []
+def _frames(script: Script, body: dict[str, Any]) -> list[Frame]:
+    """The frames in wire order; kind ``content`` for a content_block_delta."""
+    frames: list[Frame] = []
     message = {
         **_head(script, body),
         "content": [],
@@ -353,7 +265,7 @@ def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
             pieces = block.pieces
         for piece in pieces:
             delta = {"type": "content_block_delta", "index": index, "delta": _delta(block, piece)}
-            frames.append(("delta", _event("content_block_delta", delta)))
+            frames.append(("content", _event("content_block_delta", delta)))
         if block.type == "thinking":
             signature = {"type": "signature_delta", "signature": SIGNATURE}
             delta = {"type": "content_block_delta", "index": index, "delta": signature}
@@ -368,7 +280,9 @@ def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
     frames.append(("meta", _event("message_delta", message_delta)))
     if script.send_message_stop:
         frames.append(("meta", _event("message_stop", {"type": "message_stop"})))
-    return frames
+    # Overloaded mid-stream: an error event where the next delta would be, then the end.
+    error = {"type": "error", "error": {"type": script.error_type, "message": script.error_message}}
+    return fail_after(frames, script.error_after, [("error", _event("error", error))])
 
 
 def _message(script: Script, body: dict[str, Any]) -> dict[str, Any]:

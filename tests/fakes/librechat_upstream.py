@@ -43,18 +43,16 @@ danny-avila/LibreChat main of 2026 (controllers at commit 001d494c, the
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from tests.fakes.loopback import dumps
+from tests.fakes.base import DONE, Faults, Frame, Json, json_response, sse
 from tests.fakes.open_responses_upstream import FakeResponsesUpstream, ResponsesScript
-
-Json = dict[str, Any]
 
 LIBRECHAT_KEY = "sk-" + "ab" * 32  # its keys: sk- and 64 hex digits
 AGENT_ID = "agent_Xk2mT9qLp4Rz"
@@ -87,8 +85,9 @@ class LibreChatTool:
 
 
 @dataclass(frozen=True)
-class ChatScript:
-    """What the fake's chat endpoint does with one request."""
+class ChatScript(Faults):
+    """What the fake's chat endpoint does with one request (and the ``Faults`` every
+    fake takes; ``status`` and ``error_body`` as below)."""
 
     reasoning: tuple[str, ...] = ()
     tools: tuple[LibreChatTool, ...] = ()  # run before the answer
@@ -101,11 +100,8 @@ class ChatScript:
     usage: Any = field(  # the final chunk's usage, sent as given (any JSON value)
         default_factory=lambda: {"prompt_tokens": 21, "completion_tokens": 4, "total_tokens": 25}
     )
-    # A failure before the headers: this status (openai.js forwards a provider's
+    # A failure before the headers: ``status`` >= 400 (openai.js forwards a provider's
     # error.status) with createErrorResponse's body, or ``error_body`` as given.
-    status: int = 200
-    error_body: bytes | None = None
-    chunk_delay: float = 0.0
 
 
 class FakeLibreChat(FakeResponsesUpstream):
@@ -232,7 +228,7 @@ class FakeLibreChat(FakeResponsesUpstream):
             self.conversations.add(f"conv_{len(self.requests)}")
         if agent.disable_streaming:  # responses.js: actuallyStreaming = stream && !disabled
             body = {**body, "stream": False}
-        return await self.answer(request, script, body)
+        return await self.respond(request, script, body)
 
     # Chat Completions
 
@@ -252,28 +248,26 @@ class FakeLibreChat(FakeResponsesUpstream):
         agent = self.agent(body.get("model"))
         assert agent is not None
         script = self._chat_queue.popleft() if self._chat_queue else self.chat
+        failed: web.Response | None = None
         if script.status >= 400:  # a failure before the headers: the provider's status
             kind = "invalid_request_error" if script.status < 500 else "server_error"
             message = script.error or "provider failed"
             error = script.error_body or orjson.dumps(
                 {"error": {"message": message, "type": kind, "param": None, "code": None}}
             )
-            return web.Response(status=script.status, body=error, content_type="application/json")
+            failed = web.Response(status=script.status, body=error, content_type="application/json")
         failure = script.error
         if agent.provider in ("anthropic", "google") and _system_not_first(agent, messages):
             failure = SYSTEM_NOT_FIRST
-        if body.get("stream") is not True or agent.disable_streaming:
-            return self._whole(script, agent, failure)
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        return await self.answer(
+            request,
+            script,
+            stream=body.get("stream") is True and not agent.disable_streaming,
+            whole=lambda: self._whole(script, agent, failure),
+            frames=lambda: _frames(script, agent.id, failure),
+            headers={"Cache-Control": "no-cache"},
+            refusal=failed,
         )
-        await response.prepare(request)
-        for n, frame in enumerate(_frames(script, agent.id, failure)):
-            if script.chunk_delay and n:
-                await asyncio.sleep(script.chunk_delay)
-            await response.write(frame)
-        await response.write_eof()
-        return response
 
     def _whole(self, script: ChatScript, agent: Agent, failure: str | None) -> web.Response:
         """openai.js without streaming: buildNonStreamingResponse, or the error's status."""
@@ -300,7 +294,7 @@ class FakeLibreChat(FakeResponsesUpstream):
             "choices": [{"index": 0, "message": message, "finish_reason": _finish(script)}],
             "usage": script.usage,
         }
-        return web.Response(body=dumps(completion), content_type="application/json")
+        return json_response(completion)
 
 
 def _id(agent: str | Agent) -> str:
@@ -346,8 +340,10 @@ def _finish(script: ChatScript) -> str:
     return "tool_calls" if script.tools and not "".join(script.content) else "stop"
 
 
-def _frames(script: ChatScript, model: str, failure: str | None) -> list[bytes]:
-    def chunk(delta: Json, finish: str | None = None, usage: Any = None) -> bytes:
+def _frames(script: ChatScript, model: str, failure: str | None) -> list[Frame]:
+    """The frames in wire order; kind ``content`` for a text delta."""
+
+    def chunk(delta: Json, finish: str | None = None, usage: Any = None) -> Sequence[bytes]:
         out: Json = {
             "id": "chatcmpl-lc1",
             "object": "chat.completion.chunk",
@@ -357,34 +353,33 @@ def _frames(script: ChatScript, model: str, failure: str | None) -> list[bytes]:
         }
         if usage is not None:
             out["usage"] = usage
-        return b"data: " + dumps(out) + b"\n\n"
+        return [sse(out)]
 
-    def named(event: str, data: Json) -> bytes:
-        return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
-
-    frames = [chunk({"role": "assistant"})]
+    done: Frame = ("done", [DONE])
+    frames: list[Frame] = [("role", chunk({"role": "assistant"}))]
     if failure is not None and failure == SYSTEM_NOT_FIRST:  # the provider refused at once
-        frames.append(chunk({"content": f"\n\nError: {failure}"}, "stop"))
-        return [*frames, b"data: [DONE]\n\n"]
+        frames.append(("error", chunk({"content": f"\n\nError: {failure}"}, "stop")))
+        return [*frames, done]
     if script.summarize:
-        frames.append(named("on_summarize_start", {"agentId": model}))
-        frames.append(named("on_summarize_delta", {"delta": {"summary": "Earlier: ..."}}))
-        frames.append(named("on_summarize_complete", {"agentId": model}))
+        frames.append(("event", [sse({"agentId": model}, "on_summarize_start")]))
+        frames.append(
+            ("event", [sse({"delta": {"summary": "Earlier: ..."}}, "on_summarize_delta")])
+        )
+        frames.append(("event", [sse({"agentId": model}, "on_summarize_complete")]))
     for piece in script.reasoning:
-        frames.append(chunk({"reasoning": piece}))
+        frames.append(("content", chunk({"reasoning": piece})))
     for index, tool in enumerate(script.tools):
         start = {"index": index, "id": tool.call_id, "type": "function"}
         start["function"] = {"name": tool.name, "arguments": ""}
-        frames.append(chunk({"tool_calls": [start]}))
-        frames.append(
-            chunk({"tool_calls": [{"index": index, "function": {"arguments": tool.arguments}}]})
-        )
+        frames.append(("content", chunk({"tool_calls": [start]})))
+        arguments = {"index": index, "function": {"arguments": tool.arguments}}
+        frames.append(("content", chunk({"tool_calls": [arguments]})))
     for attachment in script.attachments:
-        frames.append(named("attachment", attachment))
+        frames.append(("event", [sse(attachment, "attachment")]))
     for piece in script.content:
-        frames.append(chunk({"content": piece}))
+        frames.append(("content", chunk({"content": piece})))
     if failure is not None:
-        frames.append(chunk({"content": f"\n\nError: {failure}"}, "stop"))
-        return [*frames, b"data: [DONE]\n\n"]
-    frames.append(chunk({}, _finish(script), script.usage))
-    return [*frames, b"data: [DONE]\n\n"]
+        frames.append(("error", chunk({"content": f"\n\nError: {failure}"}, "stop")))
+        return [*frames, done]
+    frames.append(("finish", chunk({}, _finish(script), script.usage)))
+    return [*frames, done]

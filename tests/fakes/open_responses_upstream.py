@@ -26,20 +26,20 @@ serves them and records every request, like ``FakeOpenAIUpstream``.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
 from aiohttp import web
-from multidict import CIMultiDict
 
-from tests.fakes.loopback import dumps, serve
-from tests.fakes.openai_upstream import Disconnect, Received
-
-Json = dict[str, Any]
+from tests.fakes.base import (
+    DONE,
+    FakeUpstream,
+    Faults,
+    Frame,
+    Json,
+    json_response,
+    sse,
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class FunctionCallScript:
 
 
 @dataclass(frozen=True)
-class ResponsesScript:
-    """What the fake does with one request."""
+class ResponsesScript(Faults):
+    """What the fake does with one request (and the ``Faults`` every fake takes)."""
 
     reasoning: tuple[str, ...] = ()
     # response.reasoning.delta (spec), response.reasoning_text.delta (OpenAI), or a summary
@@ -79,11 +79,6 @@ class ResponsesScript:
     send_done: bool = True  # end with data: [DONE]
     librechat: bool = False  # LibreChat's variant (see the module docstring)
     attachments: bool = False  # librechat:attachment events (implied by librechat)
-    status: int = 200  # >= 400: answer with this status and ``error_body``
-    error_body: bytes | None = None
-    json_answer: bool = False  # answer with a JSON response object even when asked to stream
-    chunk_delay: float = 0.0
-    hang: bool = False
 
 
 def _response_object(response_id: str, body: Json, status: str) -> Json:
@@ -320,15 +315,15 @@ class _Builder:
         return self.response("failed")
 
 
-def frames(script: ResponsesScript, body: Json) -> list[tuple[str, list[bytes]]]:
-    """``(kind, writes)`` in wire order; ``kind`` is ``content`` for a text delta."""
-    out: list[tuple[str, list[bytes]]] = []
+def frames(script: ResponsesScript, body: Json) -> list[Frame]:
+    """The frames in wire order; kind ``content`` for a text delta."""
+    out: list[Frame] = []
     for kind, event in _Builder(script, body).build():
         head = b"event: " + event["type"].encode() + b"\n"
-        data = b"data: " + dumps(event) + b"\n\n"
+        data = sse(event)
         out.append((kind, [head, data] if script.librechat else [head + data]))
     if script.send_done:
-        out.append(("done", [b"data: [DONE]\n\n"]))
+        out.append(("done", [DONE]))
     return out
 
 
@@ -338,108 +333,27 @@ def final_response(script: ResponsesScript, body: Json) -> Json:
     return builder.final()
 
 
-def error_json(status: int, message: str | None = None) -> bytes:
-    kinds = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error"}
-    return orjson.dumps(
-        {
-            "error": {
-                "message": message or f"fake upstream error {status}",
-                "type": kinds.get(status, "server_error"),
-                "param": None,
-                "code": None,
-            }
-        }
-    )
-
-
-class FakeResponsesUpstream:
+class FakeResponsesUpstream(FakeUpstream[ResponsesScript]):
     """Serves ``POST /v1/responses`` (and LibreChat's ``/api/agents/v1/responses``)."""
 
     def __init__(self) -> None:
-        self.script = ResponsesScript()
-        self._queue: deque[ResponsesScript] = deque()
-        self.requests: list[Received] = []
-        self.disconnects: list[Disconnect] = []
-        self._runner: web.AppRunner | None = None
-        self.url = ""
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
-
-    @property
-    def last(self) -> Received:
-        assert self.requests, "the fake upstream received no request"
-        return self.requests[-1]
-
-    def enqueue(self, *scripts: ResponsesScript) -> None:
-        self._queue.extend(scripts)
+        super().__init__(ResponsesScript())
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/responses", self.handle)
         app.router.add_post("/api/agents/v1/responses", self.handle)
 
-    async def start(self) -> FakeResponsesUpstream:
-        app = web.Application()
-        self.routes(app)
-        self._runner, self.url = await serve(app)
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def record(self, request: web.Request) -> Json:
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = {"_raw": raw.decode("utf-8", "replace")}
-        if not isinstance(body, dict):
-            body = {"_raw": body}
-        self.requests.append(
-            Received(request.path, CIMultiDict(request.headers), body, time.monotonic())
-        )
-        return body
-
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
-        script = self._queue.popleft() if self._queue else self.script
-        return await self.answer(request, script, body)
+        return await self.respond(request, self.next_script(), body)
 
-    async def answer(
+    async def respond(
         self, request: web.Request, script: ResponsesScript, body: Json
     ) -> web.StreamResponse:
-        sent = 0
-        finished = False
-        try:
-            if script.hang:
-                await asyncio.sleep(3600)
-            if script.status >= 400:
-                finished = True
-                return web.Response(
-                    status=script.status,
-                    body=script.error_body or error_json(script.status),
-                    content_type="application/json",
-                )
-            if script.json_answer or not body.get("stream"):
-                finished = True
-                return web.json_response(final_response(script, body), dumps=_dumps)
-            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            await response.prepare(request)
-            for _, writes in frames(script, body):
-                if script.chunk_delay and sent:
-                    await asyncio.sleep(script.chunk_delay)
-                for write in writes:
-                    await response.write(write)
-                sent += 1
-            await response.write_eof()
-            finished = True
-            return response
-        finally:
-            if not finished:
-                self.disconnects.append(Disconnect(request.path, time.monotonic(), sent))
-
-
-def _dumps(value: object) -> str:
-    return dumps(value).decode()
+        return await self.answer(
+            request,
+            script,
+            stream=bool(body.get("stream")),
+            whole=lambda: json_response(final_response(script, body)),
+            frames=lambda: frames(script, body),
+        )

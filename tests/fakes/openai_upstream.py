@@ -17,18 +17,25 @@ away before the answer is complete (``upstream.disconnected``).
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiohttp import web
-from multidict import CIMultiDict
 
-from tests.fakes.loopback import dumps, serve
+from tests.fakes.base import (
+    DONE,
+    Disconnect,
+    FakeUpstream,
+    Faults,
+    Frame,
+    Received,
+    fail_after,
+    json_response,
+    sse,
+)
+
+__all__ = ["Disconnect", "FakeOpenAIUpstream", "Received", "Script", "ToolCallScript"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +46,12 @@ class ToolCallScript:
 
 
 @dataclass(frozen=True)
-class Script:
-    """What the fake does with one request."""
+class Script(Faults):
+    """What the fake does with one request (and the ``Faults`` every fake takes)."""
 
+    # vLLM's reasoning parsers (and DeepSeek's API) stream ``delta.reasoning_content``
+    # before the content, and answer ``message.reasoning_content``.
+    reasoning: tuple[str, ...] = ()
     content: tuple[str, ...] = ("Hello", " from", " upstream")
     tool_calls: tuple[ToolCallScript, ...] = ()
     finish_reason: str | None = None  # default: tool_calls if any, else stop
@@ -50,182 +60,35 @@ class Script:
     usage: Any = field(
         default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
     )
-    status: int = 200  # >= 400: answer with this status and ``error_body``
-    error_body: bytes | None = None  # default: an OpenAI-shaped error
-    first_byte_delay: float = 0.0  # seconds before the response starts
-    chunk_delay: float = 0.0  # seconds between chunks
-    hang: bool = False  # never answer (until the client goes away)
-    cut_after: int | None = None  # drop the connection after this many content chunks
-    stall_after: int | None = None  # go silent (connection open) after this many
     error_after: int | None = None  # send an ``{"error": ...}`` chunk after this many
     error_message: str = "fake upstream overloaded"  # that chunk's message
-    keepalive: bool = False  # an SSE comment line before every frame
-    crlf: bool = False  # CRLF line endings
-    write_size: int | None = None  # split every frame into writes of this many bytes
-    one_write: bool = False  # the whole stream in one write: the gateway reads it at once
     send_finish: bool = True  # send the chunk with the finish reason
     send_done: bool = True  # end with data: [DONE]
     set_cookie: str | None = None  # a Set-Cookie header on the answer
-    json_answer: bool = False  # answer one chat.completion even to a streaming request
 
 
-@dataclass(frozen=True)
-class Received:
-    path: str
-    headers: CIMultiDict[str]  # case-insensitive, as HTTP headers are
-    body: dict[str, Any]
-    at: float
-
-
-@dataclass
-class Disconnect:
-    path: str
-    at: float  # time.monotonic() when the fake noticed
-    chunks_sent: int
-
-
-class FakeOpenAIUpstream:
+class FakeOpenAIUpstream(FakeUpstream[Script]):
     def __init__(self) -> None:
-        self.script = Script()
+        super().__init__(Script())
         # If set, picks the script for each request body (None: the usual one).
         self.choose: Callable[[dict[str, Any]], Script | None] | None = None
-        self._queue: deque[Script] = deque()
-        self.requests: list[Received] = []
-        self.disconnects: list[Disconnect] = []
-        self.disconnected = asyncio.Event()
-        self.completed = 0
-        self._runner: web.AppRunner | None = None
-        self.url = ""  # http://127.0.0.1:PORT
 
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
-
-    def enqueue(self, *scripts: Script) -> None:
-        self._queue.extend(scripts)
-
-    @property
-    def last(self) -> Received:
-        assert self.requests, "the fake upstream received no request"
-        return self.requests[-1]
-
-    async def start(self) -> FakeOpenAIUpstream:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner, self.url = await serve(app)
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def wait_disconnect(self, timeout: float) -> Disconnect:  # noqa: ASYNC109
-        await asyncio.wait_for(self.disconnected.wait(), timeout)
-        return self.disconnects[-1]
-
-    # The handler
-
-    @staticmethod
-    async def _write(response: web.StreamResponse, script: Script, frame: bytes) -> None:
-        if script.crlf:
-            frame = frame.replace(b"\n", b"\r\n")
-        size = script.write_size or len(frame)
-        for start in range(0, len(frame), size):
-            await response.write(frame[start : start + size])
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = {"_raw": raw.decode("utf-8", "replace")}
-        if not isinstance(body, dict):
-            body = {"_raw": body}
-        self.requests.append(
-            Received(request.path, CIMultiDict(request.headers), body, time.monotonic())
-        )
+        body = await self.record(request)
         chosen = self.choose(body) if self.choose is not None else None
-        script = chosen or (self._queue.popleft() if self._queue else self.script)
-        sent = 0
-        finished = False
-        try:
-            if script.hang:
-                await asyncio.sleep(3600)
-            if script.first_byte_delay:
-                await asyncio.sleep(script.first_byte_delay)
-            if script.status >= 400:
-                finished = True
-                return web.Response(
-                    status=script.status,
-                    body=script.error_body or _error(script.status),
-                    content_type="application/json",
-                )
-            if not body.get("stream") or script.json_answer:
-                finished = True
-                answer = web.Response(
-                    body=dumps(_completion(script, body)), content_type="application/json"
-                )
-                if script.set_cookie:
-                    answer.headers["Set-Cookie"] = script.set_cookie
-                return answer
-            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            if script.set_cookie:
-                response.headers["Set-Cookie"] = script.set_cookie
-            await response.prepare(request)
-            pending: list[bytes] = []  # held for one write (``one_write``)
-
-            async def send(frame: bytes) -> None:
-                if script.one_write:
-                    pending.append(frame)
-                else:
-                    await self._write(response, script, frame)
-
-            content_sent = 0
-            for kind, frame in _frames(script, body):
-                if kind == "content" and content_sent == script.cut_after:
-                    # An abrupt end: no final chunk, no [DONE], no chunked terminator.
-                    assert request.transport is not None
-                    request.transport.abort()
-                    finished = True
-                    return response
-                if kind == "content" and content_sent == script.stall_after:
-                    await asyncio.sleep(3600)  # silent, connection open
-                if kind == "content" and content_sent == script.error_after:
-                    error = {"error": {"message": script.error_message, "type": "server_error"}}
-                    await send(b"data: " + orjson.dumps(error) + b"\n\n")
-                    await send(b"data: [DONE]\n\n")
-                    break
-                if script.chunk_delay and sent:
-                    await asyncio.sleep(script.chunk_delay)
-                if script.keepalive:
-                    await send(b": keep-alive\n\n")
-                await send(frame)
-                sent += 1
-                content_sent += kind == "content"
-            if pending:
-                await self._write(response, script, b"".join(pending))
-            await response.write_eof()
-            finished = True
-            self.completed += 1
-            return response
-        finally:
-            if not finished:
-                self.disconnects.append(Disconnect(request.path, time.monotonic(), sent))
-                self.disconnected.set()
-
-
-def _error(status: int) -> bytes:
-    kinds = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error"}
-    return orjson.dumps(
-        {
-            "error": {
-                "message": f"fake upstream error {status}",
-                "type": kinds.get(status, "server_error"),
-                "param": None,
-                "code": None,
-            }
-        }
-    )
+        script = chosen or self.next_script()
+        cookie = {"Set-Cookie": script.set_cookie} if script.set_cookie else {}
+        return await self.answer(
+            request,
+            script,
+            stream=bool(body.get("stream")),
+            whole=lambda: json_response(_completion(script, body), cookie),
+            frames=lambda: _frames(script, body),
+            headers=cookie,
+        )
 
 
 def _finish(script: Script) -> str:
@@ -234,8 +97,8 @@ def _finish(script: Script) -> str:
     return "tool_calls" if script.tool_calls else "stop"
 
 
-def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
-    """``(kind, frame)`` in wire order; kind is ``content`` for a delta chunk."""
+def _frames(script: Script, body: dict[str, Any]) -> list[Frame]:
+    """The frames in wire order; kind ``content`` for a delta chunk."""
     head = {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
@@ -254,15 +117,17 @@ def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
         }
         if include_usage:
             c["usage"] = None
-        return b"data: " + orjson.dumps(c) + b"\n\n"
+        return sse(c)
 
-    frames: list[tuple[str, bytes]] = [("role", chunk({"role": "assistant", "content": ""}))]
+    frames: list[Frame] = [("role", [chunk({"role": "assistant", "content": ""})])]
+    for piece in script.reasoning:
+        frames.append(("content", [chunk({"reasoning_content": piece})]))
     for i, text in enumerate(script.content):
         logprobs = {"content": [_logprob(text, i, body)], "refusal": None}
         frames.append(
             (
                 "content",
-                chunk({"content": text}, logprobs=logprobs if body.get("logprobs") else None),
+                [chunk({"content": text}, logprobs=logprobs if body.get("logprobs") else None)],
             )
         )
     for index, call in enumerate(script.tool_calls):
@@ -272,22 +137,19 @@ def _frames(script: Script, body: dict[str, Any]) -> list[tuple[str, bytes]]:
             "type": "function",
             "function": {"name": call.name, "arguments": ""},
         }
-        frames.append(("content", chunk({"tool_calls": [first]})))
+        frames.append(("content", [chunk({"tool_calls": [first]})]))
         for piece in call.arguments:
             delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
-            frames.append(("content", chunk(delta)))
+            frames.append(("content", [chunk(delta)]))
     if script.send_finish:
-        frames.append(("finish", chunk({}, _finish(script))))
+        frames.append(("finish", [chunk({}, _finish(script))]))
     if include_usage and script.usage is not None:
-        frames.append(
-            (
-                "usage",
-                b"data: " + dumps({**head, "choices": [], "usage": script.usage}) + b"\n\n",
-            )
-        )
+        frames.append(("usage", [sse({**head, "choices": [], "usage": script.usage})]))
     if script.send_done:
-        frames.append(("done", b"data: [DONE]\n\n"))
-    return frames
+        frames.append(("done", [DONE]))
+    # A failure mid-stream: an error chunk where the next content would be, then [DONE].
+    error = {"error": {"message": script.error_message, "type": "server_error"}}
+    return fail_after(frames, script.error_after, [("error", [sse(error)]), ("done", [DONE])])
 
 
 def _logprob(text: str, i: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -310,6 +172,8 @@ def _completion(script: Script, body: dict[str, Any]) -> dict[str, Any]:
         "content": "".join(script.content) or None,
         "refusal": None,
     }
+    if script.reasoning:
+        message["reasoning_content"] = "".join(script.reasoning)
     if script.tool_calls:
         message["tool_calls"] = [
             {

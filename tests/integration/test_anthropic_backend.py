@@ -1,4 +1,9 @@
-"""The ``anthropic`` backend end to end: openai SDK -> gateway -> fake Anthropic Messages API."""
+"""The ``anthropic`` backend end to end: openai SDK -> gateway -> fake Anthropic Messages API.
+
+What every backend does (text, tools, error statuses, failures mid-stream, timeouts, a
+JSON answer to a stream request) is the backend contract's (``tests/contract``); the
+gateway's side of it is tested once, over ``openai_chat``
+(``test_openai_chat_backend.py``). Here: what is Anthropic's own."""
 
 from __future__ import annotations
 
@@ -110,23 +115,6 @@ async def test_chat_answer_and_what_the_upstream_receives(
     }
 
 
-async def test_chat_streamed(
-    gw: RunningGateway, sdk: MakeClient, fake: FakeAnthropicUpstream
-) -> None:
-    fake.script = Script(blocks=(text("a", "b", "c", "d"),), chunk_delay=0.005)
-    client = sdk(gw, await gw.new_key())
-    stream = await client.chat.completions.create(
-        model="claude", messages=HELLO, stream=True, stream_options={"include_usage": True}
-    )
-    chunks = [c async for c in stream]
-    assert chunks[0].choices[0].delta.role == "assistant"
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "abcd"
-    assert chunks[-2].choices[0].finish_reason == "stop"
-    assert chunks[-1].usage is not None
-    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (25, 15)
-    assert fake.last.headers["x-api-key"] != ""
-
-
 async def test_request_mapping(
     gw: RunningGateway, sdk: MakeClient, fake: FakeAnthropicUpstream
 ) -> None:
@@ -230,47 +218,6 @@ async def test_thinking_comes_back_as_reasoning(
     assert fake.last.body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
 
 
-# Tools
-
-
-async def test_tool_calls_come_back(
-    gw: RunningGateway, sdk: MakeClient, fake: FakeAnthropicUpstream
-) -> None:
-    fake.script = Script(
-        blocks=(
-            text("Let me check."),
-            tool_use("get_weather", "", '{"ci', 'ty": "Pa', 'ris"}', call_id="toolu_01A"),
-            tool_use("get_weather", '{"city": "Rome"}', call_id="toolu_01B"),
-        )
-    )
-    client = sdk(gw, await gw.new_key())
-    async with client.chat.completions.stream(
-        model="claude", messages=HELLO, tools=[WEATHER]
-    ) as stream:
-        final = await stream.get_final_completion()
-    choice = final.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    assert choice.message.content == "Let me check."
-    assert choice.message.tool_calls is not None
-    got = [
-        (c.id, c.function.name, json.loads(c.function.arguments)) for c in choice.message.tool_calls
-    ]
-    assert got == [
-        ("toolu_01A", "get_weather", {"city": "Paris"}),
-        ("toolu_01B", "get_weather", {"city": "Rome"}),
-    ]
-
-    reply = await client.chat.completions.create(model="claude", messages=HELLO, tools=[WEATHER])
-    assert reply.choices[0].finish_reason == "tool_calls"
-    assert reply.choices[0].message.tool_calls is not None
-    calls = reply.choices[0].message.tool_calls
-    assert [c.function.arguments for c in calls if c.type == "function"] == [
-        '{"city": "Paris"}',
-        '{"city": "Rome"}',
-    ]
-    assert fake.last.body["tools"][0]["name"] == "get_weather"
-
-
 # Open Responses
 
 
@@ -370,90 +317,10 @@ async def test_cache_usage_is_billed_exactly(
 # Failures
 
 
-@pytest.mark.parametrize(
-    ("upstream_status", "status", "error_class"),
-    [
-        (400, 400, openai.BadRequestError),
-        (429, 429, openai.RateLimitError),
-        (401, 502, openai.InternalServerError),  # the gateway's own upstream key is wrong
-        (403, 502, openai.InternalServerError),
-        (404, 502, openai.InternalServerError),
-        (413, 413, openai.APIStatusError),
-        (500, 502, openai.InternalServerError),
-        (529, 502, openai.InternalServerError),
-    ],
-)
-async def test_upstream_error_statuses_are_mapped(
-    gw: RunningGateway,
-    sdk: MakeClient,
-    fake: FakeAnthropicUpstream,
-    upstream_status: int,
-    status: int,
-    error_class: type[openai.APIStatusError],
-) -> None:
-    fake.script = Script(status=upstream_status)
-    key, secret = await gw.new_key_record(balance=100_000)
-    client = sdk(gw, secret)
-    for stream in (False, True):
-        with pytest.raises(error_class) as caught:
-            await client.chat.completions.create(model="claude", messages=HELLO, stream=stream)
-        assert caught.value.status_code == status
-        body = caught.value.response.json()
-        assert set(body["error"]) == {"message", "type", "param", "code"}
-        assert "fake anthropic" in body["error"]["message"]  # Anthropic's own message
-    await asyncio.sleep(0.1)
-    assert [e.kind for e in await gw.store.ledger(key.id)] == ["credit"]  # nothing billed
-
-
-async def test_upstream_timeout_is_504(
-    start_gateway: StartGateway, sdk: MakeClient, fake: FakeAnthropicUpstream, upstream_env: str
-) -> None:
-    fake.script = Script(first_byte_delay=5)
-    gw = await start_gateway(anthropic_config(fake.url, timeout=0.3))
-    client = sdk(gw, await gw.new_key())
-    started = time.monotonic()
-    with pytest.raises(openai.APIStatusError) as caught:
-        await client.chat.completions.create(model="claude", messages=HELLO)
-    assert caught.value.status_code == 504
-    assert time.monotonic() - started < 3
-
-
-async def test_error_event_mid_stream(
+async def test_a_missing_message_stop_is_an_error(
     gw: RunningGateway, sdk: MakeClient, fake: FakeAnthropicUpstream
 ) -> None:
-    fake.script = Script(blocks=(text("a ", "b ", "c "),), error_after=2)
     client = sdk(gw, await gw.new_key())
-    stream = await client.chat.completions.create(model="claude", messages=HELLO, stream=True)
-    received: list[str] = []
-    with pytest.raises(openai.APIError) as caught:
-        async for chunk in stream:
-            received.append(chunk.choices[0].delta.content or "")
-    assert "".join(received) == "a b "
-    assert "Overloaded" in caught.value.message
-    assert not isinstance(caught.value, openai.APIStatusError)  # the 200 stream had begun
-
-    # Before any content, the same event is an HTTP error.
-    fake.script = Script(error_after=0)
-    with pytest.raises(openai.InternalServerError) as status:
-        await client.chat.completions.create(model="claude", messages=HELLO)
-    assert status.value.status_code == 502
-    assert "overloaded_error" in status.value.message
-
-
-async def test_cut_stream_and_missing_message_stop_are_errors(
-    gw: RunningGateway, sdk: MakeClient, fake: FakeAnthropicUpstream
-) -> None:
-    fake.script = Script(blocks=(text("one ", "two ", "three "),), cut_after=2)
-    client = sdk(gw, await gw.new_key())
-    stream = await client.chat.completions.create(model="claude", messages=HELLO, stream=True)
-    received: list[str] = []
-    with pytest.raises(openai.APIError):
-        async for chunk in stream:
-            if chunk.choices:
-                received.append(chunk.choices[0].delta.content or "")
-                assert chunk.choices[0].finish_reason is None
-    assert "".join(received) == "one two "
-
     fake.script = Script(send_message_stop=False)  # a clean HTTP end, but no message_stop
     with pytest.raises(openai.InternalServerError) as caught:
         await client.chat.completions.create(model="claude", messages=HELLO)
@@ -513,36 +380,3 @@ async def test_invalid_tool_arguments_are_a_400(
     with pytest.raises(openai.BadRequestError):
         await client.chat.completions.create(model="claude", messages=messages)
     assert fake.requests == []
-
-
-# An upstream that answers JSON to a streaming request (LiteLLM's /v1/messages may)
-
-
-@pytest.mark.parametrize("stream", [False, True])
-async def test_a_json_answer_to_a_streaming_request_is_read_whole(
-    gw: RunningGateway, sdk: MakeClient, fake: FakeAnthropicUpstream, stream: bool
-) -> None:
-    fake.script = Script(
-        blocks=(
-            thinking("Let me ", "think."),
-            text("Calling", " it."),
-            tool_use("lookup", '{"q":', '"x"}'),
-        ),
-        json_answer=True,
-    )
-    client = sdk(gw, await gw.new_key())
-    if stream:
-        async with client.chat.completions.stream(
-            model="claude", messages=HELLO, stream_options={"include_usage": True}
-        ) as events:
-            reply = await events.get_final_completion()
-    else:
-        reply = await client.chat.completions.create(model="claude", messages=HELLO)
-    assert fake.last.body["stream"] is True  # asked for a stream, got one JSON message
-    [choice] = reply.choices
-    assert choice.message.content == "Calling it."
-    assert choice.finish_reason == "tool_calls"
-    [call] = choice.message.tool_calls or []
-    assert call.function.name == "lookup" and json.loads(call.function.arguments) == {"q": "x"}
-    assert reply.usage is not None
-    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (25, 15)

@@ -2,7 +2,9 @@
 
 Clients speak both dialects (Chat Completions and Open Responses, through the
 official SDK); every ``/responses`` answer the SDK receives is validated
-(``responses_support.Clients``).
+(``responses_support.Clients``). Error statuses and a JSON answer to a stream request
+are the backend contract's (``tests/contract``), and the gateway's side of them is
+tested over ``openai_chat`` (``test_openai_chat_backend.py``).
 """
 
 from __future__ import annotations
@@ -313,37 +315,6 @@ async def test_usage_is_billed_exactly(
     assert await gw.store.balance(key.id) == 1_000_000 - 451
 
 
-@pytest.mark.parametrize(
-    ("upstream_status", "status", "error_class"),
-    [
-        (400, 400, openai.BadRequestError),
-        (429, 429, openai.RateLimitError),
-        (401, 502, openai.InternalServerError),  # the gateway's upstream secret is wrong
-        (403, 502, openai.InternalServerError),
-        (500, 502, openai.InternalServerError),
-    ],
-)
-async def test_upstream_error_statuses(
-    start_gateway: StartGateway,
-    sdk: MakeClient,
-    upstream: FakeResponsesUpstream,
-    upstream_env: str,
-    upstream_status: int,
-    status: int,
-    error_class: type[openai.APIStatusError],
-) -> None:
-    upstream.script = ResponsesScript(status=upstream_status)
-    gw = await start_gateway(responses_config(upstream.base_url))
-    client = sdk(gw, await gw.new_key())
-    with pytest.raises(error_class) as caught:
-        await client.responses.create(model="up", input="x")
-    assert caught.value.status_code == status
-    with pytest.raises(error_class) as caught:
-        await client.chat.completions.create(model="up", messages=HELLO)
-    assert caught.value.status_code == status
-    assert f"fake upstream error {upstream_status}" in caught.value.message
-
-
 @pytest.mark.parametrize("librechat", [False, True], ids=["spec", "librechat"])
 async def test_error_mid_stream(
     start_gateway: StartGateway,
@@ -445,28 +416,6 @@ async def test_vendor_events_are_ignored(
     types = [e["type"] for e in stream.events]
     assert not [t for t in types if ":" in t]  # nothing vendor-specific reaches the client
     assert stream.events[-1]["response"]["output"][0]["content"][0]["text"] == "fine"
-
-
-async def test_upstream_answering_json_instead_of_a_stream(
-    start_gateway: StartGateway,
-    sdk: MakeClient,
-    upstream: FakeResponsesUpstream,
-    upstream_env: str,
-) -> None:
-    call = FunctionCallScript("get_weather", ('{"city":"Oslo"}',), call_id="call_j")
-    upstream.script = ResponsesScript(
-        content=("Let me check.",), function_calls=(call,), json_answer=True
-    )
-    gw = await start_gateway(responses_config(upstream.base_url))
-    reply = await sdk(gw, await gw.new_key()).chat.completions.create(
-        model="up", messages=HELLO, tools=[WEATHER_CHAT]
-    )
-    message = reply.choices[0].message
-    assert message.content == "Let me check."
-    assert message.tool_calls is not None
-    assert message.tool_calls[0].id == "call_j"
-    assert reply.choices[0].finish_reason == "tool_calls"
-    assert reply.usage is not None and reply.usage.prompt_tokens == 13
 
 
 async def test_client_going_away_releases_the_upstream(

@@ -437,8 +437,10 @@ async def test_upstream_usage_is_billed_exactly(
     [
         (400, 400, openai.BadRequestError),
         (422, 400, openai.BadRequestError),
+        (413, 413, openai.APIStatusError),
         (429, 429, openai.RateLimitError),
         (401, 502, openai.InternalServerError),  # the gateway's upstream secret is wrong
+        (403, 502, openai.InternalServerError),
         (404, 502, openai.InternalServerError),
         (500, 502, openai.InternalServerError),
         (503, 502, openai.InternalServerError),
@@ -453,17 +455,27 @@ async def test_upstream_error_statuses_are_mapped(
     status: int,
     error_class: type[openai.APIStatusError],
 ) -> None:
+    """The gateway's side of a backend's error status (which status a backend reports is
+    the backend contract's, tests/contract): in both dialects, streamed or not."""
     fake_upstream.script = Script(status=upstream_status)
     gw = await start_gateway(upstream_config(fake_upstream.base_url))
-    _, secret = await gw.new_key_record()
+    key, secret = await gw.new_key_record()
     client = sdk(gw, secret)
+    for stream in (False, True):
+        with pytest.raises(error_class) as caught:
+            await client.chat.completions.create(model="up", messages=HELLO, stream=stream)
+        assert caught.value.status_code == status
+        body = caught.value.response.json()
+        assert set(body["error"]) == {"message", "type", "param", "code"}
+        # The upstream's own message, and an upstream's authentication failure must not
+        # look like the client's own.
+        assert f"fake upstream error {upstream_status}" in caught.value.message
+        assert caught.value.status_code != 401
     with pytest.raises(error_class) as caught:
-        await client.chat.completions.create(model="up", messages=HELLO)
+        await client.responses.create(model="up", input="x")
     assert caught.value.status_code == status
-    body = caught.value.response.json()
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    # An upstream's authentication failure must not look like the client's own.
-    assert caught.value.status_code != 401
+    await asyncio.sleep(0.1)
+    assert [e.kind for e in await gw.store.ledger(key.id)] == ["credit"]  # nothing billed
 
 
 async def test_the_upstream_secret_never_reaches_an_error_message(
@@ -645,10 +657,19 @@ async def test_mid_stream_error_chunk(
             received.append(chunk.choices[0].delta.content or "")
     assert "".join(received) == "a b "
     assert "overloaded" in caught.value.message
+    assert not isinstance(caught.value, openai.APIStatusError)  # the 200 stream had begun
 
     with pytest.raises(openai.InternalServerError) as status:
         await client.chat.completions.create(model="up", messages=HELLO)
     assert status.value.status_code == 502
+
+    # Before any content, the same error is an HTTP error, streamed or not.
+    fake_upstream.script = Script(error_after=0)
+    for stream in (False, True):
+        with pytest.raises(openai.InternalServerError) as status:
+            await client.chat.completions.create(model="up", messages=HELLO, stream=stream)
+        assert status.value.status_code == 502
+        assert "overloaded" in status.value.message
 
 
 async def test_wire_variations_decode(

@@ -1,5 +1,9 @@
 """The ``librechat`` backend: its request normalisation, options, and its stream
-against the fake LibreChat (``tests/fakes/librechat_upstream.py``) without a gateway."""
+against the fake LibreChat (``tests/fakes/librechat_upstream.py``) without a gateway.
+
+What every backend does is the backend contract's (``tests/contract``: there, LibreChat's
+error text after the headers is its failure mid-stream, and a status it forwards before
+them its error status); here, what only LibreChat does."""
 
 from __future__ import annotations
 
@@ -213,21 +217,6 @@ async def test_librechat_tool_calls_are_not_the_clients(librechat: FakeLibreChat
     assert await run(librechat) == [Usage(21, 4), Completed("stop")]
 
 
-async def test_error_text_is_a_failure(librechat: FakeLibreChat) -> None:
-    """openai.js: after the headers a failure is "\\n\\nError: ..." with finish stop,
-    [DONE], and no usage: the text never reaches the client (metering estimates)."""
-    librechat.chat = ChatScript(content=("Partial",), error="Provider overloaded")
-    lc = backend(librechat.base_url)
-    inv = invocation()
-    events: list[Event] = []
-    with pytest.raises(UpstreamError, match=r"Provider overloaded") as caught:
-        async for batch in lc.invoke(inv, ctx(inv)):
-            events += batch
-    await lc.aclose()
-    assert caught.value.status == 502
-    assert events == [TextDelta("Partial")]
-
-
 @pytest.mark.parametrize(
     ("error", "kind", "status"),
     [
@@ -319,11 +308,3 @@ async def test_refusals_are_the_gateways_problem(
         await run(librechat)
     assert caught.value.status == 502  # never a 401/403 that looks like the client's key
     assert message in caught.value.message
-
-
-async def test_provider_errors_keep_their_mapping(librechat: FakeLibreChat) -> None:
-    """Before the headers openai.js forwards the provider's status: a 429 is a rate limit."""
-    librechat.chat = ChatScript(status=429, error="429 Rate limit reached")
-    with pytest.raises(RateLimited) as caught:
-        await run(librechat)
-    assert caught.value.status == 429
