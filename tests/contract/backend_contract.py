@@ -35,21 +35,27 @@ from typing import Any, Literal, Protocol
 
 import pytest
 
-from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
-from gateway.events import (
+# Only the plugin API, as a third-party backend's tests would import it.
+from gateway.plugin import (
+    AgentInvocation,
+    Backend,
+    CallContext,
     Completed,
     Event,
     Failed,
     FinishReason,
+    GatewayError,
+    Message,
     ReasoningDelta,
+    Route,
     TextDelta,
+    TextPart,
     ToolCallArgumentsDelta,
     ToolCallStarted,
+    UpstreamError,
+    UpstreamTimeout,
     Usage,
 )
-from gateway.invocation import AgentInvocation, Message, TextPart
-from gateway.plugin import Backend, CallContext
-from gateway.route import Route
 
 Feature = Literal["upstream", "tools", "reasoning", "length", "streaming"]
 FEATURES: frozenset[Feature] = frozenset(("upstream", "tools", "reasoning", "length", "streaming"))
