@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from gateway.dialects import limits as request_limits
+from gateway.dialects import request_limits
 from gateway.errors import ConfigError, Problem
 from gateway.plugin import BACKENDS_GROUP, FILTERS_GROUP, BackendPlugin, FilterPlugin
 from gateway.route import Route, output_cap, reasoning_events

@@ -62,7 +62,7 @@ from gateway.dialects.fields import (
     opt_str,
     req_str,
 )
-from gateway.dialects.limits import DEFAULTS, RequestLimits, check_request
+from gateway.dialects.request_limits import DEFAULTS, RequestLimits, check_request
 from gateway.dialects.tools import tool_name, tool_schema
 from gateway.errors import InvalidRequest
 from gateway.invocation import (

@@ -32,7 +32,7 @@ from gateway.dialects.fields import (
     req_str,
     str_map,
 )
-from gateway.dialects.limits import DEFAULTS, RequestLimits, check_request
+from gateway.dialects.request_limits import DEFAULTS, RequestLimits, check_request
 from gateway.dialects.responses_items import ItemReference, parse_item
 from gateway.dialects.tools import tool_name, tool_schema
 from gateway.invocation import (
