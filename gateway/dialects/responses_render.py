@@ -35,7 +35,6 @@ import orjson
 
 from gateway import sse
 from gateway.dialects.openai_errors import error_object
-from gateway.dialects.responses_items import item_id
 from gateway.errors import GatewayError
 from gateway.events import (
     Completed,
@@ -47,6 +46,7 @@ from gateway.events import (
     ToolCallStarted,
     Usage,
 )
+from gateway.wire.responses_items import item_id
 
 Json = dict[str, Any]
 

@@ -23,7 +23,6 @@ import orjson
 from aiohttp import web
 
 from gateway import sse
-from gateway.dialects.fields import invalid
 from gateway.dialects.responses_render import Json, ResponseBuilder
 from gateway.errors import InvalidRequest, NotFound, ServiceUnavailable
 from gateway.pipeline import Call, Gateway
@@ -40,6 +39,7 @@ from gateway.store.response_runs import (
     new_token,
 )
 from gateway.store.responses import TERMINAL, StoredResponse, encode
+from gateway.wire.fields import invalid
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,6 @@ from typing import Any, cast
 from aiohttp import web
 
 from gateway import sse
-from gateway.dialects.fields import invalid
-from gateway.dialects.responses_items import (
-    ItemReference,
-    item_id,
-    item_json,
-    parse_item,
-    response_of,
-)
 from gateway.dialects.responses_parse import ResponsesRequest, parse_responses_request
 from gateway.dialects.responses_render import ReasoningEvents, ResponseBuilder, frames
 from gateway.errors import NotFound
@@ -38,6 +30,14 @@ from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.server.streaming import send_sse
 from gateway.store import ApiKey
 from gateway.store.responses import StoredResponse
+from gateway.wire.fields import invalid
+from gateway.wire.responses_items import (
+    ItemReference,
+    item_id,
+    item_json,
+    parse_item,
+    response_of,
+)
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:

@@ -34,7 +34,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from gateway.dialects.responses_items import item_json
 from gateway.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
 from gateway.events import (
     Completed,
@@ -47,6 +46,7 @@ from gateway.events import (
     Usage,
 )
 from gateway.invocation import AgentInvocation, ForcedFunction
+from gateway.wire.responses_items import item_json
 
 Json = dict[str, Any]
 
