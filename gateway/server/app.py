@@ -15,7 +15,18 @@ from gateway import tracing
 from gateway.config import EMBEDDED, GatewayConfig
 from gateway.pipeline import Gateway
 from gateway.reload import ConfigWatcher
-from gateway.server import admin, api, chat, messages, middlewares, misc, openapi, responses, routes
+from gateway.server import (
+    admin,
+    api,
+    chat,
+    credentials,
+    messages,
+    middlewares,
+    misc,
+    openapi,
+    responses,
+    routes,
+)
 from gateway.server.keys import GATEWAY, WATCHER
 from gateway.store import Store, connect
 from gateway.tasks import BackgroundTasks
@@ -39,6 +50,7 @@ def create_app(
     ``span_exporter`` receives the trace spans (tests); else ``tracing`` decides.
     """
     spans = tracing.tracer(config.tracing, span_exporter)
+    key_rules: credentials.KeyRules = {}  # filled as the routes are registered
     app = web.Application(
         middlewares=[
             middlewares.request_id,
@@ -46,11 +58,12 @@ def create_app(
             middlewares.observe,
             middlewares.errors,
             middlewares.in_flight_limit(config.limits.max_connections),
+            credentials.middleware(key_rules),
         ],
         client_max_size=config.limits.max_body_bytes,
     )
     tables = [*routes.PUBLIC]
-    api.register(app.router, tables)
+    api.register(app.router, tables, key_rules)
     # Anthropic's error shape for everything at or under .../messages (401, 413, 404s too).
     shapes: dict[str, middlewares.ErrorShape] = {
         f"{prefix}/messages": middlewares.anthropic_shape for prefix in routes.PREFIXES

@@ -11,7 +11,7 @@ from gateway.dialects.chat_parse import parse_chat_request
 from gateway.dialects.chat_render import REASONING, ChatChunks, completion_object
 from gateway.pipeline import Call
 from gateway.server.body import budget, json_response, read_request
-from gateway.server.keys import GATEWAY, REQUEST_ID
+from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID
 from gateway.server.streaming import send_sse
 from gateway.transcript import Transcript
 
@@ -25,7 +25,7 @@ def _reasoning_key(request: web.Request) -> str:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    key = await gateway.auth.authenticate(request.headers.get("Authorization"))
+    key = request[API_KEY]
     limits = gateway.config.limits
     body = await read_request(request, limits)
     chat = parse_chat_request(body, limits)

@@ -1,9 +1,9 @@
 """``POST /v1/messages`` and ``/v1/messages/count_tokens``: the Anthropic Messages front door.
 
 The key comes in ``x-api-key`` (as Anthropic's SDKs send it) or in
-``Authorization: Bearer``; ``anthropic-version`` and ``anthropic-beta`` are
-accepted whatever their value. Admission, metering, limits and their headers
-are the other dialects'. Errors come out in Anthropic's shape because the
+``Authorization: Bearer`` (``credentials.api_key_or_bearer``); ``anthropic-version``
+and ``anthropic-beta`` are accepted whatever their value. Admission, metering,
+limits and their headers are the other dialects'. Errors come out in Anthropic's shape because the
 application lists ``/v1/messages`` in ``middlewares.ERROR_SHAPES``.
 """
 
@@ -16,34 +16,15 @@ from aiohttp import web
 from gateway import tokens
 from gateway.dialects.messages_parse import parse_messages_request
 from gateway.dialects.messages_render import MessageBuilder
-from gateway.errors import AuthenticationFailed
 from gateway.pipeline import Call
 from gateway.server.body import budget, json_response, read_request
-from gateway.server.keys import GATEWAY, REQUEST_ID
+from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID
 from gateway.server.streaming import send_sse
-from gateway.store import ApiKey
-
-API_KEY_HEADER = "x-api-key"
-
-
-async def authenticate(request: web.Request) -> ApiKey:
-    """The key in ``x-api-key``, else in ``Authorization: Bearer``."""
-    auth = request.app[GATEWAY].auth
-    api_key = request.headers.get(API_KEY_HEADER)
-    if api_key is not None:
-        return await auth.authenticate_secret(api_key.strip())
-    authorization = request.headers.get("Authorization")
-    if not authorization:
-        raise AuthenticationFailed(
-            "missing API key: send 'x-api-key: <key>' or 'Authorization: Bearer <key>'",
-            code="missing_api_key",
-        )
-    return await auth.authenticate(authorization)
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    key = await authenticate(request)
+    key = request[API_KEY]
     limits = gateway.config.limits
     body = await read_request(request, limits)
     invocation = parse_messages_request(body, limits)
@@ -82,7 +63,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     reports no usage. The agent must exist and be open to the key.
     """
     gateway = request.app[GATEWAY]
-    key = await authenticate(request)
+    key = request[API_KEY]
     limits = gateway.config.limits
     body = await read_request(request, limits)
     invocation = parse_messages_request(body, limits, count_only=True)

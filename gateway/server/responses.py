@@ -26,7 +26,7 @@ from gateway.invocation import AgentInvocation, InputItem
 from gateway.pipeline import Call, Gateway
 from gateway.server import background
 from gateway.server.body import budget, json_response, read_request
-from gateway.server.keys import GATEWAY, REQUEST_ID
+from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID
 from gateway.server.streaming import send_sse
 from gateway.store import ApiKey
 from gateway.store.responses import StoredResponse
@@ -42,7 +42,7 @@ from gateway.wire.responses_items import (
 
 async def create_response(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    key = await gateway.auth.authenticate(request.headers.get("Authorization"))
+    key = request[API_KEY]
     limits = gateway.config.limits
     body = await read_request(request, limits)
     req = parse_responses_request(body, limits)
@@ -207,7 +207,7 @@ async def _load(gateway: Gateway, key: ApiKey, response_id: str, param: str) -> 
 async def get_response(request: web.Request) -> web.StreamResponse:
     """The stored object; with ``stream=true`` its events after ``starting_after``, then live."""
     gateway = request.app[GATEWAY]
-    key = await gateway.auth.authenticate(request.headers.get("Authorization"))
+    key = request[API_KEY]
     response_id = request.match_info["response_id"]
     stored = await _load(gateway, key, response_id, "response_id")
     query = request.query
@@ -230,13 +230,13 @@ async def get_response(request: web.Request) -> web.StreamResponse:
 async def cancel_response(request: web.Request) -> web.Response:
     """``POST .../responses/{id}/cancel``: stop a background response in progress."""
     gateway = request.app[GATEWAY]
-    key = await gateway.auth.authenticate(request.headers.get("Authorization"))
+    key = request[API_KEY]
     return await background.cancel(gateway, key, request.match_info["response_id"])
 
 
 async def delete_response(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
-    key = await gateway.auth.authenticate(request.headers.get("Authorization"))
+    key = request[API_KEY]
     response_id = request.match_info["response_id"]
     if not await gateway.responses.delete(key.id, response_id):
         raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
@@ -247,7 +247,7 @@ async def delete_response(request: web.Request) -> web.Response:
 async def list_input_items(request: web.Request) -> web.Response:
     """``GET .../responses/{id}/input_items``: ``limit`` (1-100, 20), ``order``, ``after``."""
     gateway = request.app[GATEWAY]
-    key = await gateway.auth.authenticate(request.headers.get("Authorization"))
+    key = request[API_KEY]
     stored = await _load(gateway, key, request.match_info["response_id"], "response_id")
     query = request.query
     try:

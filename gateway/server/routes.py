@@ -14,6 +14,7 @@ from gateway.server.api import (
     Table,
     json_reply,
 )
+from gateway.server.credentials import api_key_or_bearer
 
 # LibreChat serves its Agents API under this prefix; clients pointed at it keep working.
 PREFIXES = ("/v1", "/api/agents/v1")
@@ -143,6 +144,7 @@ V1 = Table(
             replies=(Reply(200, _STREAMED, {JSON: "Message", SSE: None}),),
             errors=(*CALL_ERRORS, 529),
             error_dialect="anthropic",
+            key_rule=api_key_or_bearer,
         ),
         Operation(
             "POST",
@@ -155,6 +157,7 @@ V1 = Table(
             replies=(json_reply(200, "the estimate", "TokenCount"),),
             errors=(*AUTH_ERRORS, 400, 403, 404, 408, 413, 529),
             error_dialect="anthropic",
+            key_rule=api_key_or_bearer,
         ),
     ),
 )
