@@ -71,26 +71,22 @@ def stored_context(invocation: AgentInvocation, response_id: str) -> list[dict[s
 
 
 class Saver:
-    """Writes a response and its context to the store, if the request asked for it."""
+    """Writes a response and its context to the store (for a request with ``store``)."""
 
     def __init__(
         self,
         gateway: Gateway,
         key: ApiKey,
-        store: bool,
         invocation: AgentInvocation,
         builder: ResponseBuilder,
     ) -> None:
         self._gateway = gateway
         self._key = key
-        self._store = store
         self._invocation = invocation
         self._builder = builder
         self._saved = False  # a later save must not bring back a response deleted meanwhile
 
     async def save(self) -> None:
-        if not self._store:
-            return
         response_id = self._builder.response_id
         context = stored_context(self._invocation, response_id)
         stored = StoredResponse(self._builder.response, context)

@@ -1,8 +1,9 @@
 """Render canonical events as an Open Responses response and its event stream.
 
 ``ResponseBuilder`` is fed the events of one call and keeps the response
-object up to date; ``stream=True`` makes it also return the semantic events
-in the spec's order: ``response.created`` and ``response.in_progress``; for
+object up to date (``gateway.dialects.dialect``'s ``Folder``, and with
+``stream=True`` its ``Streamer``); ``stream=True`` makes it also return the
+semantic events in the spec's order: ``response.created`` and ``response.in_progress``; for
 each output item ``output_item.added``, its content events, ``output_item.done``;
 then exactly one of ``response.completed``, ``response.incomplete`` or
 (after an ``error`` event) ``response.failed``. Sequence numbers start at 0
@@ -37,6 +38,7 @@ from gateway import sse
 from gateway.dialects.openai_errors import error_object
 from gateway.errors import GatewayError
 from gateway.events import (
+    Batch,
     Completed,
     Event,
     Failed,
@@ -190,6 +192,26 @@ class ResponseBuilder:
     @property
     def finished(self) -> bool:
         return bool(self.response["status"] != "in_progress")
+
+    def head(self) -> bytes:
+        return frames(self.start())
+
+    def frames(self, batch: Batch) -> bytes:
+        """The SSE frames of ``batch``'s events; after the terminal one, ``[DONE]``."""
+        feed = self.feed
+        out = [json for event in batch for json in feed(event)]
+        data = frames(out) if out else b""
+        return data + sse.DONE if self.finished else data
+
+    def fold(self, batch: Batch) -> None:
+        feed = self.feed
+        for event in batch:
+            feed(event)
+
+    def body(self) -> Json:
+        if self.failure is not None:
+            raise self.failure
+        return self.response
 
     def start(self) -> list[Json]:
         return [

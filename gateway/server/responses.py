@@ -12,61 +12,58 @@ or cancel (``POST .../cancel``). This module is the HTTP side of it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from typing import cast
 
 from aiohttp import web
 
-from gateway import sse
 from gateway.conversation import runs
 from gateway.conversation.context import Saver, load, stored_context, with_context
-from gateway.dialects.responses_parse import parse_responses_request
-from gateway.dialects.responses_render import ReasoningEvents, ResponseBuilder, frames
+from gateway.dialects.responses import RESPONSES
+from gateway.dialects.responses_parse import ResponsesRequest
+from gateway.dialects.responses_render import ResponseBuilder
 from gateway.errors import NotFound
 from gateway.invocation import AgentInvocation
 from gateway.pipeline import Call, Gateway
-from gateway.server.body import budget, json_response, read_request
-from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID
+from gateway.server.body import json_response
+from gateway.server.door import send_folded, send_stream
+from gateway.server.keys import API_KEY, GATEWAY
 from gateway.server.streaming import send_sse
 from gateway.store import ApiKey
 from gateway.wire.fields import invalid
 
 
-async def create_response(request: web.Request) -> web.StreamResponse:
-    gateway = request.app[GATEWAY]
-    key = request[API_KEY]
-    limits = gateway.config.limits
-    body = await read_request(request, limits)
-    req = parse_responses_request(body, limits)
-    if req.background and not req.store:
-        raise invalid("store", "a background response must be stored to be retrieved")
-    invocation = await with_context(gateway, key, req)
-    call = await gateway.open(invocation, key, request[REQUEST_ID], budget(request))
-    reasoning = (
-        call.ctx.route.responses.reasoning_events or gateway.config.responses.reasoning_events
-    )
-    builder = ResponseBuilder(
-        f"resp_{call.ctx.charge_id}",
-        invocation.agent,
-        dict(req.echo),
-        previous_response_id=req.previous_response_id,
-        store=req.store,
-        background=req.background,
-        stream=invocation.stream,
-        reasoning_events=cast(ReasoningEvents, reasoning),  # checked when the config was read
-    )
-    if req.background:
-        return await _background(request, gateway, key, call, builder, invocation)
-    saver = Saver(gateway, key, req.store, invocation, builder)
-    if invocation.stream:
+class _Conversation:
+    """The stored context in, and the answer kept (``Saver``) or run in the background."""
+
+    async def invocation(
+        self, gateway: Gateway, key: ApiKey, parsed: ResponsesRequest
+    ) -> AgentInvocation:
+        return await with_context(gateway, key, parsed)
+
+    async def answer(
+        self,
+        request: web.Request,
+        parsed: ResponsesRequest,
+        invocation: AgentInvocation,
+        call: Call,
+    ) -> web.StreamResponse:
+        gateway = request.app[GATEWAY]
+        key = request[API_KEY]
+        builder = RESPONSES.builder(parsed, call.ctx, gateway.config, stream=invocation.stream)
+        if parsed.background:
+            return await _background(request, gateway, key, call, builder, invocation)
+        keep = Saver(gateway, key, invocation, builder).save if parsed.store else None
+        if invocation.stream:
+            async with call:
+                return await send_stream(request, call, builder, keep)
         async with call:
-            return await send_sse(request, _stream(call, builder, saver), call.hold.headers())
-    await _run(call, builder, saver)
-    if builder.failure is not None:
-        raise builder.failure
-    return json_response(
-        builder.response, headers=call.hold.headers() | call.hold.billing_headers()
-    )
+            async for batch in call:
+                builder.fold(batch)
+        if keep is not None:
+            await keep()
+        return send_folded(call, builder)
+
+
+CONVERSATION = _Conversation()
 
 
 async def _background(
@@ -96,25 +93,6 @@ async def _background(
         first = await gateway.response_runs.read(key.id, response_id, -1, block=False)
         following = runs.follow(gateway, key, response_id, -1, first)
         return await send_sse(request, following, call.hold.headers())
-
-
-async def _run(call: Call, builder: ResponseBuilder, saver: Saver) -> None:
-    async with call:
-        async for batch in call:
-            for event in batch:
-                builder.feed(event)
-    await saver.save()
-
-
-async def _stream(call: Call, builder: ResponseBuilder, saver: Saver) -> AsyncIterator[bytes]:
-    yield frames(builder.start())
-    async for batch in call:
-        out = [json for event in batch for json in builder.feed(event)]
-        if builder.finished:  # stored before the client hears it is done, so it can chain at once
-            await saver.save()
-        if out:
-            yield frames(out)
-    yield sse.DONE
 
 
 async def get_response(request: web.Request) -> web.StreamResponse:
