@@ -80,7 +80,7 @@ def front_door(dialect: Dialect[P], conversation: Conversation[P] | None = None)
         async with call:  # closing it settles what was delivered
             if invocation.stream:
                 streamer = dialect.streamer(parsed, call.ctx, gateway.config, request.path)
-                return await send_stream(request, call, streamer)
+                return await send_sse(request, _frames(streamer, call), call.hold.headers())
             folder = dialect.folder(parsed, call.ctx, gateway.config, request.path)
             async for batch in call:
                 folder.fold(batch)
