@@ -24,7 +24,8 @@ import orjson
 
 from gateway import sse
 from gateway.conversation.context import load
-from gateway.dialects.responses_render import Json, ResponseBuilder
+from gateway.dialects.responses_output import Json
+from gateway.dialects.responses_render import ResponseBuilder
 from gateway.errors import InvalidRequest, NotFound, ServiceUnavailable
 from gateway.pipeline import Call, Gateway
 from gateway.store import ApiKey
