@@ -2,8 +2,9 @@
 
 Everything a backend or a filter uses of the gateway is here (``__all__``): the
 two protocols and their entry-point wrappers, the request's ``CallContext``, the
-canonical invocation and events, the error tree, the server-sent events decoder
-and the checks options take. The built-in plugins (``gateway_plugins``) import
+canonical invocation and events, the error tree, the server-sent events decoder,
+the Open Responses item codec (``item_json``, for a backend that speaks that wire
+format) and the checks options take. The built-in plugins (``gateway_plugins``) import
 nothing else of ``gateway``, as a third-party package would not.
 
 A **backend** turns one ``AgentInvocation`` into a stream of canonical events,
@@ -96,6 +97,7 @@ from gateway.route import Route
 from gateway.sse import MAX_LINE, ServerSentEvent, SSEDecodeError, SSEDecoder
 from gateway.tokens import estimate_input
 from gateway.typed import non_negative, positive
+from gateway.wire.responses_items import item_json
 
 __all__ = [
     "BACKENDS_GROUP",
@@ -149,6 +151,7 @@ __all__ = [
     "UpstreamTimeout",
     "Usage",
     "estimate_input",
+    "item_json",
     "non_negative",
     "positive",
 ]

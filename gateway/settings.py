@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.dialects import limits as request_limits
+from gateway.dialects import request_limits
 from gateway.route import output_cap, reasoning_events
 from gateway.store.settings import RedisSettings
 from gateway.typed import non_negative, port, positive

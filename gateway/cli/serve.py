@@ -24,8 +24,8 @@ from gateway.server import admin
 from gateway.server.app import create_app
 from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY, WATCHER
-from gateway.server.limits import runner_kwargs
 from gateway.server.listen import PortUnavailable, start_site
+from gateway.server.runner_limits import runner_kwargs
 from gateway.store.settings import EMBEDDED
 
 log = logging.getLogger("gateway")

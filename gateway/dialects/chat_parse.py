@@ -11,24 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.amounts import MAX_TOKENS
-from gateway.dialects.fields import (
-    JsonMap,
-    as_list,
-    as_object,
-    as_str,
-    invalid,
-    join,
-    missing,
-    opt_bool,
-    opt_int,
-    opt_list,
-    opt_number,
-    opt_object,
-    opt_str,
-    req_str,
-    str_map,
-)
-from gateway.dialects.limits import DEFAULTS, RequestLimits, check_request
+from gateway.dialects.request_limits import DEFAULTS, RequestLimits, check_request
 from gateway.dialects.tools import tool_name, tool_schema
 from gateway.errors import InvalidRequest
 from gateway.invocation import (
@@ -46,6 +29,23 @@ from gateway.invocation import (
     Sampling,
     TextPart,
     ToolChoice,
+)
+from gateway.wire.fields import (
+    JsonMap,
+    as_list,
+    as_object,
+    as_str,
+    invalid,
+    join,
+    missing,
+    opt_bool,
+    opt_int,
+    opt_list,
+    opt_number,
+    opt_object,
+    opt_str,
+    req_str,
+    str_map,
 )
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")

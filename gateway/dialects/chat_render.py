@@ -1,8 +1,9 @@
 """Render canonical events as Chat Completions chunks or one completion object.
 
-The only code that knows chunk shapes. A chunk's fixed parts are encoded once
-per request; each event costs one small ``orjson.dumps`` of its delta. A text
-delta that carries logprobs puts them on its choice, as OpenAI does:
+``ChatChunks`` is the streamed answer's renderer, ``ChatCompletion`` the whole one's
+(``gateway.dialects.dialect``). The only code that knows chunk shapes. A chunk's fixed
+parts are encoded once per request; each event costs one small ``orjson.dumps`` of its
+delta. A text delta that carries logprobs puts them on its choice, as OpenAI does:
 ``"logprobs": {"content": [...], "refusal": null}``.
 """
 
@@ -13,6 +14,7 @@ import orjson
 from gateway import sse
 from gateway.dialects.openai_errors import error_object
 from gateway.events import (
+    Batch,
     Completed,
     Event,
     Failed,
@@ -112,6 +114,12 @@ class ChatChunks:
     def start(self) -> bytes:
         return self._chunk(b'{"role":"assistant","content":""}')
 
+    head = start
+
+    def frames(self, batch: Batch) -> bytes:
+        render = self.render
+        return b"".join([render(event) for event in batch])
+
     def render(self, event: Event) -> bytes:
         if isinstance(event, TextDelta):
             if event.logprobs is not None:
@@ -149,6 +157,33 @@ class ChatChunks:
         if isinstance(event, Failed):
             return sse.data_frame(orjson.dumps({"error": error_object(event.error)})) + sse.DONE
         return b""
+
+
+class ChatCompletion(Transcript):
+    """The whole answer: the events folded into a transcript, then one completion object."""
+
+    __slots__ = ("_completion_id", "_created", "_model", "_reasoning_key")
+
+    def __init__(
+        self, completion_id: str, created: int, model: str, reasoning_key: str = REASONING
+    ) -> None:
+        super().__init__()
+        self._completion_id = completion_id
+        self._created = created
+        self._model = model
+        self._reasoning_key = reasoning_key
+
+    def fold(self, batch: Batch) -> None:
+        add = self.add
+        for event in batch:
+            add(event)
+
+    def body(self) -> dict[str, object]:
+        if self.failure is not None:
+            raise self.failure.error
+        return completion_object(
+            self._completion_id, self._created, self._model, self, self._reasoning_key
+        )
 
 
 def completion_object(

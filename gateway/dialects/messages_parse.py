@@ -46,23 +46,7 @@ from typing import Any
 import orjson
 
 from gateway.amounts import MAX_TOKENS
-from gateway.dialects.fields import (
-    JsonMap,
-    as_list,
-    as_object,
-    as_str,
-    invalid,
-    join,
-    missing,
-    opt_bool,
-    opt_int,
-    opt_list,
-    opt_number,
-    opt_object,
-    opt_str,
-    req_str,
-)
-from gateway.dialects.limits import DEFAULTS, RequestLimits, check_request
+from gateway.dialects.request_limits import DEFAULTS, RequestLimits, check_request
 from gateway.dialects.tools import tool_name, tool_schema
 from gateway.errors import InvalidRequest
 from gateway.invocation import (
@@ -81,6 +65,22 @@ from gateway.invocation import (
     Sampling,
     TextPart,
     ToolChoice,
+)
+from gateway.wire.fields import (
+    JsonMap,
+    as_list,
+    as_object,
+    as_str,
+    invalid,
+    join,
+    missing,
+    opt_bool,
+    opt_int,
+    opt_list,
+    opt_number,
+    opt_object,
+    opt_str,
+    req_str,
 )
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")

@@ -1,8 +1,9 @@
 """Render canonical events as an Anthropic ``message`` and its event stream.
 
 ``MessageBuilder`` is fed the events of one call and keeps the ``message``
-object up to date; with ``stream=True`` it also returns the SSE frames
-Anthropic sends, in its order::
+object up to date (a ``Folder``, ``gateway.dialects.dialect``); with
+``stream=True`` it also returns the SSE frames Anthropic sends (a ``Streamer``),
+in its order::
 
     message_start   (the message with empty content; usage with the input counts)
     ping
@@ -45,6 +46,7 @@ from gateway import sse
 from gateway.dialects.anthropic_errors import error_object
 from gateway.errors import GatewayError
 from gateway.events import (
+    Batch,
     Completed,
     Event,
     Failed,
@@ -141,6 +143,23 @@ class MessageBuilder:
             "stop_sequence": None,
             "usage": usage_json(Usage(input_tokens=input_estimate)),
         }
+
+    def head(self) -> bytes:
+        return b""  # message_start comes with the first event, so it can carry its usage
+
+    def frames(self, batch: Batch) -> bytes:
+        feed = self.feed
+        return b"".join([feed(event) for event in batch])
+
+    def fold(self, batch: Batch) -> None:
+        feed = self.feed
+        for event in batch:
+            feed(event)
+
+    def body(self) -> Json:
+        if self.failure is not None:
+            raise self.failure
+        return self.message
 
     def feed(self, event: Event) -> bytes:
         """Apply one canonical event; return the SSE frames it produces (if streaming)."""

@@ -16,7 +16,20 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from gateway.amounts import MAX_TOKENS
-from gateway.dialects.fields import (
+from gateway.dialects.request_limits import DEFAULTS, RequestLimits, check_request
+from gateway.dialects.tools import tool_name, tool_schema
+from gateway.invocation import (
+    AgentInvocation,
+    ForcedFunction,
+    FunctionTool,
+    InputItem,
+    Message,
+    ResponseFormat,
+    Sampling,
+    TextPart,
+    ToolChoice,
+)
+from gateway.wire.fields import (
     JsonMap,
     as_list,
     as_object,
@@ -32,20 +45,7 @@ from gateway.dialects.fields import (
     req_str,
     str_map,
 )
-from gateway.dialects.limits import DEFAULTS, RequestLimits, check_request
-from gateway.dialects.responses_items import ItemReference, parse_item
-from gateway.dialects.tools import tool_name, tool_schema
-from gateway.invocation import (
-    AgentInvocation,
-    ForcedFunction,
-    FunctionTool,
-    InputItem,
-    Message,
-    ResponseFormat,
-    Sampling,
-    TextPart,
-    ToolChoice,
-)
+from gateway.wire.responses_items import ItemReference, parse_item
 
 _EFFORTS = ("none", "low", "medium", "high", "xhigh")
 _SUMMARIES = ("auto", "concise", "detailed")

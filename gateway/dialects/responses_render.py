@@ -1,8 +1,9 @@
 """Render canonical events as an Open Responses response and its event stream.
 
 ``ResponseBuilder`` is fed the events of one call and keeps the response
-object up to date; ``stream=True`` makes it also return the semantic events
-in the spec's order: ``response.created`` and ``response.in_progress``; for
+object up to date (``gateway.dialects.dialect``'s ``Folder``, and with
+``stream=True`` its ``Streamer``); ``stream=True`` makes it also return the
+semantic events in the spec's order: ``response.created`` and ``response.in_progress``; for
 each output item ``output_item.added``, its content events, ``output_item.done``;
 then exactly one of ``response.completed``, ``response.incomplete`` or
 (after an ``error`` event) ``response.failed``. Sequence numbers start at 0
@@ -29,15 +30,26 @@ Reasoning has three wire forms, because clients disagree on which one they read
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, get_args
+from typing import Any
 
 import orjson
 
 from gateway import sse
 from gateway.dialects.openai_errors import error_object
-from gateway.dialects.responses_items import item_id
+from gateway.dialects.responses_output import (
+    REASONING_DELTA,
+    REASONING_DONE,
+    Json,
+    OutputItem,
+    output_text,
+    reasoning_part,
+    usage_json,
+)
+from gateway.dialects.responses_output import REASONING_EVENTS as REASONING_EVENTS
+from gateway.dialects.responses_output import ReasoningEvents as ReasoningEvents
 from gateway.errors import GatewayError
 from gateway.events import (
+    Batch,
     Completed,
     Event,
     Failed,
@@ -47,86 +59,9 @@ from gateway.events import (
     ToolCallStarted,
     Usage,
 )
-
-Json = dict[str, Any]
+from gateway.wire.responses_items import item_id
 
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
-
-ReasoningEvents = Literal["summary", "spec", "openai"]
-REASONING_EVENTS: tuple[str, ...] = get_args(ReasoningEvents)
-_REASONING_DELTA = {"spec": "response.reasoning.delta", "openai": "response.reasoning_text.delta"}
-_REASONING_DONE = {"spec": "response.reasoning.done", "openai": "response.reasoning_text.done"}
-
-
-def usage_json(usage: Usage) -> Json:
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
-
-
-class _Item:
-    """One output item under construction."""
-
-    __slots__ = ("call_id", "id", "index", "kind", "name", "summary", "text")
-
-    def __init__(
-        self,
-        kind: str,
-        item_id: str,
-        index: int,
-        call_id: str = "",
-        name: str = "",
-        *,
-        summary: bool = False,
-    ):
-        self.kind = kind  # "message", "reasoning" or "function_call"
-        self.id = item_id
-        self.index = index
-        self.call_id = call_id
-        self.name = name
-        self.summary = summary  # reasoning carried as a summary part, not content
-        self.text: list[str] = []
-
-    def json(self, status: str) -> Json:
-        text = "".join(self.text)
-        if self.kind == "message":
-            content = [_output_text(text)] if status != "in_progress" else []
-            return {
-                "type": "message",
-                "id": self.id,
-                "status": status,
-                "role": "assistant",
-                "content": content,
-            }
-        if self.kind == "function_call":
-            return {
-                "type": "function_call",
-                "id": self.id,
-                "call_id": self.call_id,
-                "name": self.name,
-                "arguments": text,
-                "status": status,
-            }
-        parts = [_reasoning_part(self.summary, text)] if status != "in_progress" else []
-        return {
-            "type": "reasoning",
-            "id": self.id,
-            "status": status,
-            "summary": parts if self.summary else [],
-            "content": [] if self.summary else parts,
-        }
-
-
-def _reasoning_part(summary: bool, text: str) -> Json:
-    return {"type": "summary_text" if summary else "reasoning_text", "text": text}
-
-
-def _output_text(text: str) -> Json:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
 class ResponseBuilder:
@@ -146,11 +81,11 @@ class ResponseBuilder:
         self._stream = stream
         self._reasoning = reasoning_events
         self._seq = 0
-        self._items: list[_Item] = []
-        self._open: _Item | None = None
-        self._calls: dict[str, _Item] = {}
+        self._items: list[OutputItem] = []
+        self._open: OutputItem | None = None
+        self._calls: dict[str, OutputItem] = {}
         # Calls started while another call streams: announced when it is done.
-        self._pending: list[_Item] = []
+        self._pending: list[OutputItem] = []
         self.failure: GatewayError | None = None
         self.response: Json = {
             "id": response_id,
@@ -191,6 +126,26 @@ class ResponseBuilder:
     def finished(self) -> bool:
         return bool(self.response["status"] != "in_progress")
 
+    def head(self) -> bytes:
+        return frames(self.start())
+
+    def frames(self, batch: Batch) -> bytes:
+        """The SSE frames of ``batch``'s events; after the terminal one, ``[DONE]``."""
+        feed = self.feed
+        out = [json for event in batch for json in feed(event)]
+        data = frames(out) if out else b""
+        return data + sse.DONE if self.finished else data
+
+    def fold(self, batch: Batch) -> None:
+        feed = self.feed
+        for event in batch:
+            feed(event)
+
+    def body(self) -> Json:
+        if self.failure is not None:
+            raise self.failure
+        return self.response
+
     def start(self) -> list[Json]:
         return [
             self._event("response.created", response=self._snapshot()),
@@ -229,7 +184,7 @@ class ResponseBuilder:
             else:
                 out.append(
                     self._event(
-                        _REASONING_DELTA[self._reasoning],
+                        REASONING_DELTA[self._reasoning],
                         item_id=item.id,
                         output_index=item.index,
                         content_index=0,
@@ -240,7 +195,7 @@ class ResponseBuilder:
             if self._open is not None and self._open.kind == "function_call":
                 # Items stream one at a time, but an upstream may interleave the
                 # arguments of parallel calls: hold this one until the open one is done.
-                held = _Item("function_call", "", -1, event.call_id, event.name)
+                held = OutputItem("function_call", "", -1, event.call_id, event.name)
                 self._pending.append(held)
                 self._calls[event.call_id] = held
             else:
@@ -298,15 +253,15 @@ class ResponseBuilder:
         out.append(self._event("response.failed", response=self._snapshot()))
         return out if self._stream else []
 
-    def _item(self, kind: str, out: list[Json]) -> _Item:
+    def _item(self, kind: str, out: list[Json]) -> OutputItem:
         if self._open is not None and self._open.kind == kind:
             return self._open
         self._close(out, "completed")
         return self._add(kind, out)
 
-    def _add(self, kind: str, out: list[Json], call_id: str = "", name: str = "") -> _Item:
+    def _add(self, kind: str, out: list[Json], call_id: str = "", name: str = "") -> OutputItem:
         index = len(self._items)
-        item = _Item(
+        item = OutputItem(
             kind,
             item_id(kind, self.response_id, str(index)),
             index,
@@ -324,13 +279,13 @@ class ResponseBuilder:
             )
         )
         if kind == "message":
-            out.append(self._part_event("response.content_part.added", item, _output_text("")))
+            out.append(self._part_event("response.content_part.added", item, output_text("")))
         elif item.summary:
-            part = _reasoning_part(True, "")
+            part = reasoning_part(True, "")
             out.append(self._summary_event("response.reasoning_summary_part.added", item, part))
         elif kind == "reasoning":
             out.append(
-                self._part_event("response.content_part.added", item, _reasoning_part(False, ""))
+                self._part_event("response.content_part.added", item, reasoning_part(False, ""))
             )
         return item
 
@@ -355,7 +310,7 @@ class ResponseBuilder:
             self._open = None
             self._finish(item, out, status)
 
-    def _finish(self, item: _Item, out: list[Json], status: str) -> None:
+    def _finish(self, item: OutputItem, out: list[Json], status: str) -> None:
         text = "".join(item.text)
         if item.kind == "message":
             out.append(
@@ -368,7 +323,7 @@ class ResponseBuilder:
                     logprobs=[],
                 )
             )
-            out.append(self._part_event("response.content_part.done", item, _output_text(text)))
+            out.append(self._part_event("response.content_part.done", item, output_text(text)))
         elif item.summary:
             out.append(
                 self._event(
@@ -379,19 +334,19 @@ class ResponseBuilder:
                     text=text,
                 )
             )
-            part = _reasoning_part(True, text)
+            part = reasoning_part(True, text)
             out.append(self._summary_event("response.reasoning_summary_part.done", item, part))
         elif item.kind == "reasoning":
             out.append(
                 self._event(
-                    _REASONING_DONE[self._reasoning],
+                    REASONING_DONE[self._reasoning],
                     item_id=item.id,
                     output_index=item.index,
                     content_index=0,
                     text=text,
                 )
             )
-            part = _reasoning_part(False, text)
+            part = reasoning_part(False, text)
             out.append(self._part_event("response.content_part.done", item, part))
         else:
             out.append(
@@ -406,12 +361,12 @@ class ResponseBuilder:
         self.response["output"].append(done)
         out.append(self._event("response.output_item.done", output_index=item.index, item=done))
 
-    def _part_event(self, kind: str, item: _Item, part: Json) -> Json:
+    def _part_event(self, kind: str, item: OutputItem, part: Json) -> Json:
         return self._event(
             kind, item_id=item.id, output_index=item.index, content_index=0, part=part
         )
 
-    def _summary_event(self, kind: str, item: _Item, part: Json) -> Json:
+    def _summary_event(self, kind: str, item: OutputItem, part: Json) -> Json:
         return self._event(
             kind, item_id=item.id, output_index=item.index, summary_index=0, part=part
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 
-from gateway.dialects.fields import JsonMap, as_object, invalid, join, kind, opt_object, req_str
+from gateway.wire.fields import JsonMap, as_object, invalid, join, kind, opt_object, req_str
 
 # OpenAI documents this rule for function names (64 characters at most); the Messages
 # door allows 128, the length Anthropic is believed to accept (its SDK does not say).

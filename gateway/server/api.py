@@ -16,6 +16,8 @@ from typing import Literal
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.server.credentials import KeyRule, KeyRules, bearer
+
 JSON = "application/json"
 SSE = "text/event-stream"
 
@@ -52,6 +54,7 @@ class Operation:
     summary: str
     tag: str
     security: Security = "api_key"
+    key_rule: KeyRule = bearer  # with "api_key": the headers that carry the key (credentials)
     body: str | None = None  # a schema name in gateway.server.schemas
     params: tuple[Param, ...] = ()
     replies: tuple[Reply, ...] = ()
@@ -72,10 +75,15 @@ class Table:
                 yield prefix + op.path, op
 
 
-def register(router: web.UrlDispatcher, tables: Iterable[Table]) -> None:
+def register(
+    router: web.UrlDispatcher, tables: Iterable[Table], key_rules: KeyRules | None = None
+) -> None:
+    """Add every operation's routes; record each API-key route's rule in ``key_rules``."""
     for table in tables:
         for path, op in table.routes():
-            router.add_route(op.method, path, op.handler)
+            route = router.add_route(op.method, path, op.handler)
+            if key_rules is not None and op.security == "api_key":
+                key_rules[route] = op.key_rule
 
 
 def json_reply(status: int, description: str, schema: str) -> Reply:

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from gateway.config import GatewayConfig
 from gateway.pipeline import Gateway
@@ -17,12 +16,10 @@ from gateway.reload import ConfigWatcher
 from gateway.server import (
     admin,
     api,
-    chat,
-    messages,
+    credentials,
     middlewares,
     misc,
     openapi,
-    responses,
     routes,
     tracing,
 )
@@ -50,6 +47,7 @@ def create_app(
     ``span_exporter`` receives the trace spans (tests); else ``tracing`` decides.
     """
     spans = tracing.tracer(config.tracing, span_exporter)
+    key_rules: credentials.KeyRules = {}  # filled as the routes are registered
     app = web.Application(
         middlewares=[
             middlewares.request_id,
@@ -57,22 +55,24 @@ def create_app(
             middlewares.observe,
             middlewares.errors,
             middlewares.in_flight_limit(config.limits.max_connections),
+            credentials.middleware(key_rules),
         ],
         client_max_size=config.limits.max_body_bytes,
     )
     tables = [*routes.PUBLIC]
-    api.register(app.router, tables)
-    # Anthropic's error shape for everything at or under .../messages (401, 413, 404s too).
+    api.register(app.router, tables, key_rules)
+    doors = {door.handler: door.dialect for door in routes.DOORS}
+    # Each dialect's error shape for everything at or under its endpoints (401, 413, 404s
+    # too): Anthropic's under .../messages; OpenAI's is every other path's anyway.
     shapes: dict[str, middlewares.ErrorShape] = {
-        f"{prefix}/messages": middlewares.anthropic_shape for prefix in routes.PREFIXES
+        path: doors[op.handler].error
+        for table in routes.PUBLIC
+        for path, op in table.routes()
+        if op.handler in doors
     }
     app[middlewares.ERROR_SHAPES] = shapes
-    dialects: dict[Handler, str] = {  # the requests that gateway.metrics measures
-        chat.chat_completions: "chat_completions",
-        responses.create_response: "responses",
-        messages.create_message: "messages",
-    }
-    app[middlewares.DIALECTS] = dialects
+    # The requests that gateway.metrics measures, by the dialect they speak.
+    app[middlewares.DIALECTS] = {handler: dialect.name for handler, dialect in doors.items()}
     app.router.add_get("/metrics", misc.metrics)
     if config.admin.token_env and config.admin.listen is None:
         # The admin API exists only with a token; without one, /admin/... is a 404. With

@@ -1,11 +1,11 @@
 """Request-level work: request ids, and mapping every failure to an error body.
 
-Handlers raise ``GatewayError`` (or let aiohttp raise its HTTP exceptions);
-only ``errors`` below turns them into responses, so no handler repeats a
-try/except. The body's shape is the dialect's: OpenAI's by default, another
-for the path prefixes the application lists in ``ERROR_SHAPES`` (Anthropic's
-under ``/v1/messages``), so that even a 401, a 413 or an unknown path under a
-prefix answers in that prefix's dialect. An unexpected exception is logged with the
+Handlers raise ``GatewayError`` (or let aiohttp raise its HTTP exceptions); only
+``errors`` below turns them into responses, so no handler repeats a try/except. The
+body's shape is the dialect's: OpenAI's by default, another for the path prefixes the
+application lists in ``ERROR_SHAPES`` (each dialect's ``error`` under its endpoints:
+Anthropic's under ``/v1/messages``), so that even a 401, a 413 or an unknown path under
+a prefix answers in that prefix's dialect. An unexpected exception is logged with the
 request id and answered with a generic 500 that leaks nothing.
 """
 
@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway import metrics
-from gateway.dialects import anthropic_errors, openai_errors
+from gateway.dialects import openai_errors
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -41,10 +41,6 @@ ErrorShape = Callable[[GatewayError, str], tuple[int, bytes]]
 
 def openai_shape(error: GatewayError, request_id: str) -> tuple[int, bytes]:
     return error.status, openai_errors.error_body(error)
-
-
-def anthropic_shape(error: GatewayError, request_id: str) -> tuple[int, bytes]:
-    return anthropic_errors.status(error), anthropic_errors.error_body(error, request_id)
 
 
 # Path prefix -> the error shape of every path at or under it; others get OpenAI's.

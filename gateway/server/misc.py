@@ -10,14 +10,14 @@ from aiohttp import web
 from gateway import metrics as prometheus
 from gateway.errors import NotFound
 from gateway.server.body import json_response
-from gateway.server.keys import GATEWAY, WATCHER
+from gateway.server.keys import API_KEY, GATEWAY, WATCHER
 
 _STARTED = int(time.time())
 
 
 async def models(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
-    key = await gateway.auth.authenticate(request.headers.get("Authorization"))
+    key = request[API_KEY]
     data = [_model(agent) for agent in gateway.agents(key)]
     return json_response({"object": "list", "data": data})
 
@@ -25,7 +25,7 @@ async def models(request: web.Request) -> web.Response:
 async def model(request: web.Request) -> web.Response:
     """One agent this key may call; any other is 404, as OpenAI and LibreChat answer."""
     gateway = request.app[GATEWAY]
-    key = await gateway.auth.authenticate(request.headers.get("Authorization"))
+    key = request[API_KEY]
     agent = request.match_info["model"]
     if agent not in gateway.agents(key):
         raise NotFound(f"The model '{agent}' does not exist.", code="model_not_found")

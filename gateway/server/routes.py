@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from gateway.server import chat, messages, misc, openapi, responses
+from typing import Any
+
+from gateway.dialects.chat import CHAT
+from gateway.dialects.messages import MESSAGES
+from gateway.dialects.responses import RESPONSES
+from gateway.server import messages, misc, openapi, responses
 from gateway.server.api import (
     AUTH_ERRORS,
     CALL_ERRORS,
@@ -14,9 +19,18 @@ from gateway.server.api import (
     Table,
     json_reply,
 )
+from gateway.server.credentials import api_key_or_bearer
+from gateway.server.door import Door, front_door
 
 # LibreChat serves its Agents API under this prefix; clients pointed at it keep working.
 PREFIXES = ("/v1", "/api/agents/v1")
+
+# The dialects' front doors (gateway.server.door): a new dialect is one more here, and
+# its operation below.
+CHAT_DOOR = front_door(CHAT)
+RESPONSES_DOOR = front_door(RESPONSES, responses.CONVERSATION)
+MESSAGES_DOOR = front_door(MESSAGES)
+DOORS: tuple[Door[Any], ...] = (CHAT_DOOR, RESPONSES_DOOR, MESSAGES_DOOR)
 
 _RESPONSE_ID = Param("response_id", "path", description="a stored response's id")
 _STREAMED = "the answer: JSON, or with `stream: true` server-sent events"
@@ -27,7 +41,7 @@ V1 = Table(
         Operation(
             "POST",
             "/chat/completions",
-            chat.chat_completions,
+            CHAT_DOOR.handler,
             "createChatCompletion",
             "Chat Completions, streaming or not",
             "chat",
@@ -59,7 +73,7 @@ V1 = Table(
         Operation(
             "POST",
             "/responses",
-            responses.create_response,
+            RESPONSES_DOOR.handler,
             "createResponse",
             "Open Responses, streaming, not, or in the background",
             "responses",
@@ -135,7 +149,7 @@ V1 = Table(
         Operation(
             "POST",
             "/messages",
-            messages.create_message,
+            MESSAGES_DOOR.handler,
             "createMessage",
             "Anthropic Messages, streaming or not",
             "messages",
@@ -143,6 +157,7 @@ V1 = Table(
             replies=(Reply(200, _STREAMED, {JSON: "Message", SSE: None}),),
             errors=(*CALL_ERRORS, 529),
             error_dialect="anthropic",
+            key_rule=api_key_or_bearer,
         ),
         Operation(
             "POST",
@@ -155,6 +170,7 @@ V1 = Table(
             replies=(json_reply(200, "the estimate", "TokenCount"),),
             errors=(*AUTH_ERRORS, 400, 403, 404, 408, 413, 529),
             error_dialect="anthropic",
+            key_rule=api_key_or_bearer,
         ),
     ),
 )

@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.dialects.chat_parse import parse_chat_request
-from gateway.dialects.limits import DefaultLimits
 from gateway.dialects.messages_parse import parse_messages_request
+from gateway.dialects.request_limits import DefaultRequestLimits
 from gateway.dialects.responses_parse import parse_responses_request
 from gateway.errors import GatewayError
 from gateway.events import (
@@ -368,7 +368,7 @@ def test_deep_nesting_is_a_400(dialect: str, depth: int) -> None:
 @pytest.mark.parametrize("dialect", ["chat", "messages", "responses"])
 def test_huge_arrays_are_refused(dialect: str) -> None:
     parse, base = PARSERS[dialect]
-    limits = DefaultLimits()
+    limits = DefaultRequestLimits()
     items = "input" if dialect == "responses" else "messages"
     one = base[items][0]
     body = base | {items: [one] * (limits.max_input_items + 1)}

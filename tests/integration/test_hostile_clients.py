@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from gateway.server.app import create_app
 from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY
-from gateway.server.limits import runner_kwargs
+from gateway.server.runner_limits import runner_kwargs
 from tests.conftest import free_port, make_config
 from tests.gateway.test_hostile_input import (
     CHAT_BASE,

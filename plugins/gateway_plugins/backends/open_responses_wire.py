@@ -34,7 +34,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from gateway.dialects.responses_items import item_json
 from gateway.plugin import (
     AgentInvocation,
     Completed,
@@ -50,6 +49,7 @@ from gateway.plugin import (
     ToolCallStarted,
     UpstreamError,
     Usage,
+    item_json,
 )
 
 Json = dict[str, Any]

@@ -4,7 +4,6 @@ from typing import Any
 
 import pytest
 
-from gateway.dialects.responses_items import ItemReference
 from gateway.dialects.responses_parse import ResponsesRequest, parse_responses_request
 from gateway.errors import InvalidRequest
 from gateway.invocation import (
@@ -17,6 +16,7 @@ from gateway.invocation import (
     Sampling,
     TextPart,
 )
+from gateway.wire.responses_items import ItemReference
 
 WEATHER: Any = {
     "type": "function",

@@ -3,7 +3,8 @@
 The same item shapes serve three purposes: a client's ``input`` array, the
 ``output`` array of a response, and the context the gateway stores to rebuild a
 conversation for ``previous_response_id``. An output item is a valid input
-item, so stored output is parsed back with the same code.
+item, so stored output is parsed back with the same code. The ingress dialect
+(``gateway.dialects.responses_*``) and the ``open_responses`` backend both use it.
 """
 
 from __future__ import annotations
@@ -11,16 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.dialects.fields import (
-    JsonMap,
-    as_list,
-    as_object,
-    as_str,
-    invalid,
-    join,
-    opt_str,
-    req_str,
-)
 from gateway.invocation import (
     ContentPart,
     FilePart,
@@ -31,6 +22,16 @@ from gateway.invocation import (
     Message,
     Reasoning,
     TextPart,
+)
+from gateway.wire.fields import (
+    JsonMap,
+    as_list,
+    as_object,
+    as_str,
+    invalid,
+    join,
+    opt_str,
+    req_str,
 )
 
 _ROLES = ("user", "system", "developer", "assistant")

@@ -14,7 +14,7 @@ bytes), and the connection is closed:
   "slowloris" client trickling its headers is cut off after it).
 
 The request body's own limits (size, read time, depth, counts) are the
-application's; see ``gateway.server.body`` and ``gateway.dialects.limits``.
+application's; see ``gateway.server.body`` and ``gateway.dialects.request_limits``.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 A background response runs in a tracked task (``Run``) that writes its progress
 to Redis (``gateway.store.response_runs``): with ``stream``, every event goes to
 the response's event stream, and every client, the one that created it
-included, reads the events from there (``follow``), from whichever gateway
-process it reaches. A client that leaves stops nothing.
+included, reads the events from there (``resumable``, ``events_after``, then
+``follow``), from whichever gateway process it reaches. A client that leaves
+stops nothing.
 
 A cancel (``cancel``), from any process, sets the response's cancel flag; the
 run sees it at its next write or heartbeat, stops its upstream call (settled
@@ -20,15 +21,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from gateway import sse
-from gateway.dialects.fields import invalid
-from gateway.dialects.responses_render import Json, ResponseBuilder
+from gateway.conversation.context import load
+from gateway.dialects.responses_output import Json
+from gateway.dialects.responses_render import ResponseBuilder
 from gateway.errors import InvalidRequest, NotFound, ServiceUnavailable
 from gateway.pipeline import Call, Gateway
-from gateway.server.body import json_response
-from gateway.server.streaming import send_sse
 from gateway.store import ApiKey
 from gateway.store.response_runs import (
     HEARTBEAT_SECONDS,
@@ -40,6 +39,7 @@ from gateway.store.response_runs import (
     new_token,
 )
 from gateway.store.responses import TERMINAL, StoredResponse, encode
+from gateway.wire.fields import invalid
 
 log = logging.getLogger(__name__)
 
@@ -159,49 +159,40 @@ class Run:
         return state
 
 
-async def stream(
-    request: web.Request, gateway: Gateway, key: ApiKey, response_id: str, after: int
-) -> web.StreamResponse:
-    """The events of a streamed background response after sequence number ``after``, then
-    its live events until it ends. A point no longer buffered is a 400 before any event."""
-    runs = gateway.response_runs
-    if not await runs.streamed(key.id, response_id):
+async def resumable(gateway: Gateway, key: ApiKey, response_id: str) -> None:
+    """Raise a 400 unless the response keeps its events to stream (background and stream)."""
+    if not await gateway.response_runs.streamed(key.id, response_id):
         raise invalid(
             "stream",
             "this response keeps no events to stream: only a response created with "
             "'background' and 'stream' does (while it is stored).",
         )
-    async with runs.following():
-        first = await runs.read(key.id, response_id, after, block=False)
-        if first and first[0].seq != after + 1:
-            raise InvalidRequest(
-                f"Invalid 'starting_after': the events after {after} are no longer buffered "
-                f"(a response keeps its latest {runs.settings.events_max} events, "
-                f"{runs.settings.events_max_bytes} bytes at most); the earliest kept is "
-                f"{first[0].seq}: resume from {first[0].seq - 1} or later, or GET the "
-                "response without 'stream'.",
-                param="starting_after",
-                code="events_expired",
-            )
-        return await follow(request, gateway, key, response_id, after, first)
+
+
+async def events_after(
+    gateway: Gateway, key: ApiKey, response_id: str, after: int
+) -> list[StreamEvent]:
+    """The buffered events after sequence number ``after`` (read while holding a
+    ``following`` slot); a point no longer buffered is a 400 before any event."""
+    runs = gateway.response_runs
+    first = await runs.read(key.id, response_id, after, block=False)
+    if first and first[0].seq != after + 1:
+        raise InvalidRequest(
+            f"Invalid 'starting_after': the events after {after} are no longer buffered "
+            f"(a response keeps its latest {runs.settings.events_max} events, "
+            f"{runs.settings.events_max_bytes} bytes at most); the earliest kept is "
+            f"{first[0].seq}: resume from {first[0].seq - 1} or later, or GET the "
+            "response without 'stream'.",
+            param="starting_after",
+            code="events_expired",
+        )
+    return first
 
 
 async def follow(
-    request: web.Request,
-    gateway: Gateway,
-    key: ApiKey,
-    response_id: str,
-    after: int,
-    first: list[StreamEvent],
-    headers: dict[str, str] | None = None,
-) -> web.StreamResponse:
-    """Stream ``first`` (the events after ``after``), then what follows, to the end."""
-    return await send_sse(request, _follow(gateway, key, response_id, after, first), headers)
-
-
-async def _follow(
     gateway: Gateway, key: ApiKey, response_id: str, after: int, events: list[StreamEvent]
 ) -> AsyncIterator[bytes]:
+    """SSE frames: ``events`` (those after ``after``), then what follows, to the end."""
     runs = gateway.response_runs
     last = after
     while True:
@@ -227,10 +218,10 @@ async def _follow(
         events = await runs.read(key.id, response_id, last, block=True)
 
 
-async def cancel(gateway: Gateway, key: ApiKey, response_id: str) -> web.Response:
+async def cancel(gateway: Gateway, key: ApiKey, response_id: str) -> Json:
     """Cancel a background response in progress; its object once it has stopped."""
     runs = gateway.response_runs
-    stored = await _load(gateway, key, response_id)
+    stored = await load(gateway, key, response_id, "response_id")
     if not stored.response.get("background"):
         raise InvalidRequest("Cannot cancel a synchronous response.", param="response_id")
     if stored.response["status"] in TERMINAL:
@@ -244,26 +235,26 @@ async def cancel(gateway: Gateway, key: ApiKey, response_id: str) -> web.Respons
             if await runs.claim(key.id, response_id, token):
                 return await _finish_orphan(runs, key, stored, token)
         await asyncio.sleep(CANCEL_POLL_SECONDS)
-        stored = await _load(gateway, key, response_id)
+        stored = await load(gateway, key, response_id, "response_id")
         if stored.response["status"] in TERMINAL:
             return _cancelled(stored)
         if loop.time() > deadline:  # the run has not stopped yet; it will
-            return json_response(stored.response)
+            return stored.response
         running = await runs.running(key.id, response_id)
 
 
-def _cancelled(stored: StoredResponse) -> web.Response:
+def _cancelled(stored: StoredResponse) -> Json:
     """A response that ended: itself if cancelled; a 400 as OpenAI answers otherwise."""
     status = stored.response["status"]
     if status == "cancelled":
-        return json_response(stored.response)
+        return stored.response
     article = "an" if status == "incomplete" else "a"
     raise InvalidRequest(f"Cannot cancel {article} {status} response.", param="response_id")
 
 
 async def _finish_orphan(
     runs: ResponseRuns, key: ApiKey, stored: StoredResponse, token: str
-) -> web.Response:
+) -> Json:
     """End, as cancelled, a response whose process died (its bill was settled by the
     metering reaper); its stream ends with ``response.failed`` as a live run's would."""
     response_id = stored.response["id"]
@@ -277,11 +268,4 @@ async def _finish_orphan(
     state = await runs.write(key.id, response_id, token, "final", events, blob)
     if state == "gone":
         raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
-    return json_response(response)
-
-
-async def _load(gateway: Gateway, key: ApiKey, response_id: str) -> StoredResponse:
-    stored = await gateway.responses.load(key.id, response_id)
-    if stored is None:
-        raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
-    return stored
+    return response

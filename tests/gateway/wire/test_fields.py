@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.dialects.fields import join, kind, opt_int, opt_number, req_str, str_map
 from gateway.errors import InvalidRequest
+from gateway.wire.fields import join, kind, opt_int, opt_number, req_str, str_map
 
 
 def test_join() -> None:

@@ -31,7 +31,7 @@ MAX_TEXT_CHARS = 4 * MIB
 
 
 class RequestLimits(Protocol):
-    """What ``check_request`` reads; ``gateway.config.Limits`` provides it."""
+    """What ``check_request`` reads; ``gateway.settings.Limits`` provides it."""
 
     @property
     def max_json_depth(self) -> int: ...
@@ -44,14 +44,14 @@ class RequestLimits(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class DefaultLimits:
+class DefaultRequestLimits:
     max_json_depth: int = MAX_JSON_DEPTH
     max_input_items: int = MAX_INPUT_ITEMS
     max_tools: int = MAX_TOOLS
     max_text_chars: int = MAX_TEXT_CHARS
 
 
-DEFAULTS: RequestLimits = DefaultLimits()
+DEFAULTS: RequestLimits = DefaultRequestLimits()
 
 
 def check_request(body: object, limits: RequestLimits, *, items: str, tools: str = "tools") -> None:

@@ -6,13 +6,6 @@ import openresponses_types as ort
 import pytest
 from pydantic import BaseModel
 
-from gateway.dialects.responses_items import (
-    ItemReference,
-    item_id,
-    item_json,
-    parse_item,
-    response_of,
-)
 from gateway.errors import InvalidRequest
 from gateway.invocation import (
     FilePart,
@@ -23,6 +16,13 @@ from gateway.invocation import (
     Message,
     Reasoning,
     TextPart,
+)
+from gateway.wire.responses_items import (
+    ItemReference,
+    item_id,
+    item_json,
+    parse_item,
+    response_of,
 )
 
 PARAM_MODELS: dict[str, type[BaseModel]] = {

@@ -1,16 +1,13 @@
-"""``gateway.dialects.limits``: one walk, four limits, each a clear 4xx."""
+"""``gateway.dialects.request_limits``: one walk, four limits, each a clear 4xx."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.config import parse_config
-from gateway.dialects.limits import DefaultLimits, check_request
+from gateway.dialects.request_limits import DefaultRequestLimits, check_request
 from gateway.errors import GatewayError
-from gateway.server.limits import runner_kwargs
-from gateway.settings import Limits
 
-SMALL = DefaultLimits(max_json_depth=3, max_input_items=2, max_tools=1, max_text_chars=20)
+SMALL = DefaultRequestLimits(max_json_depth=3, max_input_items=2, max_tools=1, max_text_chars=20)
 
 
 def refusal(body: object, items: str = "messages") -> GatewayError:
@@ -48,15 +45,3 @@ def test_too_many_items_and_tools_name_the_field() -> None:
 def test_too_much_text_is_a_413_and_keys_count() -> None:
     assert refusal({"m": "x" * 20}).status == 413
     assert refusal({"k" * 21: 1}).status == 413
-
-
-def test_limits_are_configurable_with_defaults() -> None:
-    assert Limits().max_json_depth == 64 and Limits().max_connections == 1024
-    config = parse_config("limits: {max_tools: 3, max_headers: 50, keepalive_timeout: 5}")
-    assert config.limits.max_tools == 3
-    assert runner_kwargs(config.limits) == {
-        "max_line_size": 8190,
-        "max_field_size": 8190,
-        "max_headers": 50,
-        "keepalive_timeout": 5.0,
-    }
