@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Literal, get_args
 
 from gateway import price_fields
 from gateway.amounts import MAX_CREDITS, MAX_TOKENS
-from gateway.dialects.responses_render import REASONING_EVENTS
 from gateway.typed import positive
 
 MAX_PRICE = Decimal(1_000_000)  # USD per 1M tokens: a dollar a token
+# The wire forms of reasoning in Open Responses streams (gateway.dialects.responses_render).
+ReasoningEvents = Literal["summary", "spec", "openai"]
+REASONING_EVENTS: tuple[str, ...] = get_args(ReasoningEvents)
 
 
 def price(value: Decimal) -> str | None:

@@ -4,14 +4,14 @@ their JSON, usage, and the three wire forms of reasoning (``ResponseBuilder`` in
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any
 
 from gateway.events import Usage
+from gateway.route import REASONING_EVENTS as REASONING_EVENTS
+from gateway.route import ReasoningEvents as ReasoningEvents
 
 Json = dict[str, Any]
 
-ReasoningEvents = Literal["summary", "spec", "openai"]
-REASONING_EVENTS: tuple[str, ...] = get_args(ReasoningEvents)
 REASONING_DELTA = {"spec": "response.reasoning.delta", "openai": "response.reasoning_text.delta"}
 REASONING_DONE = {"spec": "response.reasoning.done", "openai": "response.reasoning_text.done"}
 
