@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import random
 import time
 from collections import deque
@@ -20,7 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from types import TracebackType
 
-from gateway import metrics, price_fields
+from gateway import metrics, price_fields, stream_contract
 from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker
 from gateway.config import GatewayConfig
@@ -31,7 +30,6 @@ from gateway.errors import (
     RateLimited,
     ServiceUnavailable,
     UpstreamError,
-    UpstreamTimeout,
 )
 from gateway.events import (
     Batch,
@@ -46,20 +44,16 @@ from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter
 from gateway.plugin import Backend, CallContext, Filter
 from gateway.route import Route, Target
-from gateway.settings import Timeouts
 from gateway.store import ApiKey, Store
 from gateway.store.holds import Holds
 from gateway.store.response_runs import ResponseRuns
 from gateway.store.responses import ResponseStore
 from gateway.tasks import BackgroundTasks
-from gateway.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
 # The first event that shows the upstream is answering (or has finished).
 _ANSWERING = (TextDelta, ReasoningDelta, ToolCallStarted, ToolCallArgumentsDelta, Completed)
-_TERMINAL = (Completed, Failed)
-_DEFAULT_TIMEOUTS = Timeouts()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +104,7 @@ class Gateway:
         self.responses = ResponseStore(store.redis, config.responses.retention_seconds)
         self.response_runs = ResponseRuns(store.redis, config.redis, config.responses)
         self.draining = False  # set at SIGTERM: readiness turns false
-        self.interrupts = Interrupts()
+        self.interrupts = stream_contract.Interrupts()
         self._in_use: dict[int, int] = {}  # id(backend) -> calls using it
         self._retired: dict[int, Backend] = {}  # replaced backends, closed when unused
 
@@ -270,7 +264,7 @@ class Gateway:
         metrics.OPEN_STREAMS.inc()
         upstream = backend.invoke(invocation, ctx)
         timeouts = generation.config.backends[ctx.backend].timeouts
-        checked = _checked(upstream, ctx, timeouts, self.interrupts)
+        checked = stream_contract.checked(upstream, ctx, timeouts, self.interrupts)
         batches = self.meter.wrap(checked, hold)
         layers: list[AsyncIterator[object]] = [batches, checked, upstream]  # outermost first
         for f in reversed(generation.filters):  # the first listed ends up closest to the client
@@ -361,102 +355,3 @@ class Call:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-class Interrupts:
-    """Lets shutdown end every stream in flight cleanly, with a terminal event.
-
-    Each stream registers its ``Watchdog``; ``interrupt_all`` makes every one of
-    them expire now (a stream busy elsewhere expires at its next wait).
-    """
-
-    def __init__(self) -> None:
-        self.stopping = False
-        self.waits: set[Watchdog] = set()
-
-    def interrupt_all(self) -> None:
-        self.stopping = True
-        for wait in list(self.waits):
-            wait.expire()
-
-
-def _shutting_down() -> ServiceUnavailable:
-    return ServiceUnavailable("The gateway is shutting down; the answer was cut short.")
-
-
-async def _checked(
-    events: AsyncIterator[Batch],
-    ctx: CallContext,
-    timeouts: Timeouts = _DEFAULT_TIMEOUTS,
-    interrupts: Interrupts | None = None,
-) -> AsyncIterator[Batch]:
-    """Hold a backend to the stream contract and its time limits, in batches.
-
-    One terminal event, last; an escaping error becomes ``Failed``; the first
-    event must come within ``first_byte`` seconds, each next one within
-    ``idle``, and the last within ``total``; a shutdown that cannot wait any
-    longer (``interrupts``) ends the stream with ``Failed`` too. Anything but a
-    batch (a tuple) is a broken backend, a logged 502; an empty batch is dropped.
-    """
-    interrupts = interrupts or Interrupts()
-
-    def failed(error: GatewayError) -> Batch:
-        """The terminal event of a failed upstream, counted (``gateway.metrics``)."""
-        metrics.upstream_error(ctx.backend, error)
-        return (Failed(error),)
-
-    loop = asyncio.get_running_loop()
-    end = math.inf if timeouts.total is None else loop.time() + timeouts.total
-    wait, phase = timeouts.first_byte, "answer"
-    iterator = aiter(events)
-    obs = metrics.observation()
-    dog = Watchdog()
-    interrupts.waits.add(dog)
-    try:
-        while True:
-            if interrupts.stopping:
-                yield (Failed(_shutting_down()),)
-                return
-            waiting = time.perf_counter()
-            dog.wait(min(loop.time() + wait, end))
-            try:
-                batch = await anext(iterator)
-            except StopAsyncIteration:
-                break
-            except asyncio.CancelledError:
-                if not dog.timed_out():
-                    raise
-                if interrupts.stopping:
-                    yield (Failed(_shutting_down()),)
-                    return
-                yield failed(
-                    UpstreamTimeout(f"Backend '{ctx.backend}' timed out waiting for the {phase}.")
-                )
-                return
-            finally:
-                dog.deadline = None
-                obs.waited += time.perf_counter() - waiting
-            if type(batch) is not tuple:  # the one check a batch costs, as cheap as it gets
-                raise TypeError(f"yielded {type(batch).__name__}, not a batch (a tuple of events)")
-            for index, event in enumerate(batch):
-                if isinstance(event, _TERMINAL):
-                    if isinstance(
-                        event, Failed
-                    ):  # counted first: the consumer may stop at the yield
-                        metrics.upstream_error(ctx.backend, event.error)
-                    yield batch[: index + 1]
-                    return
-            if batch:
-                yield batch
-            wait, phase = timeouts.idle, "next chunk"
-    except GatewayError as exc:
-        yield failed(exc)
-        return
-    except Exception:
-        log.exception("backend %r failed on request %s", ctx.backend, ctx.request_id)
-        yield failed(UpstreamError(f"The backend for agent '{ctx.agent}' failed."))
-        return
-    finally:
-        dog.close()
-        interrupts.waits.discard(dog)
-    yield failed(UpstreamError("The upstream stream ended before the answer was complete."))

@@ -24,7 +24,7 @@ _DELTAS = (TextDelta, ReasoningDelta, ToolCallArgumentsDelta)  # each a token at
 async def metered(batches: AsyncIterator[Batch], hold: Hold) -> AsyncIterator[Batch]:
     """Count what passes, report usage with every answer, and stop at the output cap.
 
-    ``batches`` keep to the stream contract (``pipeline._checked``): the
+    ``batches`` keep to the stream contract (``stream_contract.checked``): the
     terminal event comes last.
     """
     tally = hold.tally = Tally()  # a fallback attempt starts afresh

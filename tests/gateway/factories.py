@@ -54,7 +54,7 @@ async def stream(events: Iterable[Event]) -> AsyncIterator[Batch]:
 
 
 async def batches(events: Iterable[Event]) -> AsyncIterator[Batch]:
-    """A checked stream (``pipeline._checked``) of ``events``, a batch of one each."""
+    """A checked stream (``stream_contract.checked``) of ``events``, a batch of one each."""
     for event in events:
         yield (event,)
 

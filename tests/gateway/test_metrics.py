@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway import metrics
 from gateway.errors import RateLimited
 from gateway.events import Batch, Completed, Failed, TextDelta, Usage
-from gateway.pipeline import _checked
 from gateway.settings import Timeouts
+from gateway.stream_contract import checked
 from tests.gateway.factories import collect, context, stream
 
 
@@ -75,7 +75,7 @@ async def test_checked_accumulates_the_wait_on_the_upstream() -> None:
             yield (event,)
 
     obs = metrics.begin("chat_completions")
-    await collect(_checked(slow(), context()))
+    await collect(checked(slow(), context()))
     assert 0.15 <= obs.waited < 0.5
 
 
@@ -95,11 +95,11 @@ async def test_checked_counts_upstream_errors_by_kind() -> None:
         raise RuntimeError("boom")
         yield (Completed(),)
 
-    await collect(_checked(stream([Failed(RateLimited("busy"))]), ctx))
-    await collect(_checked(hangs(), ctx, Timeouts(first_byte=0.01)))
-    await collect(_checked(raises(), ctx))
-    await collect(_checked(stream([TextDelta("cut")]), ctx))  # no terminal event
-    await collect(_checked(stream([TextDelta("a"), Completed()]), ctx))  # fine: not counted
+    await collect(checked(stream([Failed(RateLimited("busy"))]), ctx))
+    await collect(checked(hangs(), ctx, Timeouts(first_byte=0.01)))
+    await collect(checked(raises(), ctx))
+    await collect(checked(stream([TextDelta("cut")]), ctx))  # no terminal event
+    await collect(checked(stream([TextDelta("a"), Completed()]), ctx))  # fine: not counted
     after = {
         k: sample("gateway_upstream_errors_total", **kind, kind=k) - v for k, v in before.items()
     }
@@ -108,10 +108,10 @@ async def test_checked_counts_upstream_errors_by_kind() -> None:
 
 async def test_a_failure_is_counted_even_when_the_consumer_stops_at_it() -> None:
     before = sample("gateway_upstream_errors_total", backend="echo", kind="rate_limit_exceeded")
-    checked = _checked(stream([Failed(RateLimited("busy")), Completed()]), context())
-    (failed,) = await anext(checked)
+    held = checked(stream([Failed(RateLimited("busy")), Completed()]), context())
+    (failed,) = await anext(held)
     assert isinstance(failed, Failed)
-    await checked.aclose()  # type: ignore[attr-defined]
+    await held.aclose()  # type: ignore[attr-defined]
     after = sample("gateway_upstream_errors_total", backend="echo", kind="rate_limit_exceeded")
     assert after - before == 1
 

@@ -1,0 +1,121 @@
+"""The stream contract a backend is held to: one terminal event, last; batches only;
+its time limits; and a shutdown that ends it cleanly (``checked``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+
+from gateway import metrics
+from gateway.errors import GatewayError, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from gateway.events import Batch, Completed, Failed
+from gateway.plugin import CallContext
+from gateway.settings import Timeouts
+from gateway.watchdog import Watchdog
+
+log = logging.getLogger("gateway.pipeline")  # where operators have always found these lines
+
+_TERMINAL = (Completed, Failed)
+_DEFAULT_TIMEOUTS = Timeouts()
+
+
+class Interrupts:
+    """Lets shutdown end every stream in flight cleanly, with a terminal event.
+
+    Each stream registers its ``Watchdog``; ``interrupt_all`` makes every one of
+    them expire now (a stream busy elsewhere expires at its next wait).
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.waits: set[Watchdog] = set()
+
+    def interrupt_all(self) -> None:
+        self.stopping = True
+        for wait in list(self.waits):
+            wait.expire()
+
+
+def shutting_down() -> ServiceUnavailable:
+    return ServiceUnavailable("The gateway is shutting down; the answer was cut short.")
+
+
+async def checked(
+    events: AsyncIterator[Batch],
+    ctx: CallContext,
+    timeouts: Timeouts = _DEFAULT_TIMEOUTS,
+    interrupts: Interrupts | None = None,
+) -> AsyncIterator[Batch]:
+    """Hold a backend to the stream contract and its time limits, in batches.
+
+    One terminal event, last; an escaping error becomes ``Failed``; the first
+    event must come within ``first_byte`` seconds, each next one within
+    ``idle``, and the last within ``total``; a shutdown that cannot wait any
+    longer (``interrupts``) ends the stream with ``Failed`` too. Anything but a
+    batch (a tuple) is a broken backend, a logged 502; an empty batch is dropped.
+    """
+    interrupts = interrupts or Interrupts()
+
+    def failed(error: GatewayError) -> Batch:
+        """The terminal event of a failed upstream, counted (``gateway.metrics``)."""
+        metrics.upstream_error(ctx.backend, error)
+        return (Failed(error),)
+
+    loop = asyncio.get_running_loop()
+    end = math.inf if timeouts.total is None else loop.time() + timeouts.total
+    wait, phase = timeouts.first_byte, "answer"
+    iterator = aiter(events)
+    obs = metrics.observation()
+    dog = Watchdog()
+    interrupts.waits.add(dog)
+    try:
+        while True:
+            if interrupts.stopping:
+                yield (Failed(shutting_down()),)
+                return
+            waiting = time.perf_counter()
+            dog.wait(min(loop.time() + wait, end))
+            try:
+                batch = await anext(iterator)
+            except StopAsyncIteration:
+                break
+            except asyncio.CancelledError:
+                if not dog.timed_out():
+                    raise
+                if interrupts.stopping:
+                    yield (Failed(shutting_down()),)
+                    return
+                yield failed(
+                    UpstreamTimeout(f"Backend '{ctx.backend}' timed out waiting for the {phase}.")
+                )
+                return
+            finally:
+                dog.deadline = None
+                obs.waited += time.perf_counter() - waiting
+            if type(batch) is not tuple:  # the one check a batch costs, as cheap as it gets
+                raise TypeError(f"yielded {type(batch).__name__}, not a batch (a tuple of events)")
+            for index, event in enumerate(batch):
+                if isinstance(event, _TERMINAL):
+                    if isinstance(
+                        event, Failed
+                    ):  # counted first: the consumer may stop at the yield
+                        metrics.upstream_error(ctx.backend, event.error)
+                    yield batch[: index + 1]
+                    return
+            if batch:
+                yield batch
+            wait, phase = timeouts.idle, "next chunk"
+    except GatewayError as exc:
+        yield failed(exc)
+        return
+    except Exception:
+        log.exception("backend %r failed on request %s", ctx.backend, ctx.request_id)
+        yield failed(UpstreamError(f"The backend for agent '{ctx.agent}' failed."))
+        return
+    finally:
+        dog.close()
+        interrupts.waits.discard(dog)
+    yield failed(UpstreamError("The upstream stream ended before the answer was complete."))
