@@ -141,3 +141,14 @@ def access_log(report: Report) -> tuple[FilterSpec, ...]:
         return ()
     options = build(plugin.options, {}, "access_log", report)
     return () if options is None else (FilterSpec(ACCESS_LOG_FILTER, plugin, options),)
+
+
+def access_log_target(filters: tuple[FilterSpec, ...]) -> tuple[str, str] | None:
+    """The logger and level of the access log (the ``request_log`` filter), if any: where
+    the gateway itself writes the line of a request refused before any backend ran."""
+    for spec in filters:
+        if spec.type == ACCESS_LOG_FILTER:
+            return getattr(spec.options, "logger", "gateway.requests"), getattr(
+                spec.options, "level", "info"
+            )
+    return None

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import re
 import secrets
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from gateway import metrics
 from gateway.dialects import openai_errors
+from gateway.discovery import access_log_target
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -29,7 +31,7 @@ from gateway.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
-from gateway.server.keys import REQUEST_ID
+from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
     return response
 
 
+ERROR = web.RequestKey("error", GatewayError)  # what ``errors`` answered, for the access log
+
 # Handler -> the dialect it speaks; only these requests are measured (``metrics``).
 DIALECTS: web.AppKey[dict[Handler, str]] = web.AppKey("dialects")
 
@@ -89,7 +93,8 @@ def failed_status(exc: BaseException) -> int:
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Measure a request to an agent endpoint (``gateway.metrics``); others pass."""
+    """Measure a request to an agent endpoint (``gateway.metrics``), and write the access
+    log line of one refused before any backend ran; others pass."""
     dialect = request.config_dict.get(DIALECTS, {}).get(request.match_info.route.handler)
     if dialect is None:
         return await handler(request)
@@ -98,9 +103,36 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except BaseException as exc:
         metrics.finish(obs, failed_status(exc))
+        if not obs.backend:
+            _log_refused(request, obs, failed_status(exc))
         raise
     metrics.finish(obs, response.status)
+    if not obs.backend:  # else the access log filter, which saw the backend's stream, did
+        _log_refused(request, obs, response.status)
     return response
+
+
+def _log_refused(request: web.Request, obs: metrics.Observation, status: int) -> None:
+    """The access log line of a request no backend saw: refused (401, 402, 404, 429...),
+    or abandoned before it was admitted. Ids and codes only, never content."""
+    target = access_log_target(request.config_dict[GATEWAY].config.filters)
+    if target is None:
+        return
+    logger, level = logging.getLogger(target[0]), logging.getLevelName(target[1].upper())
+    if not logger.isEnabledFor(level):
+        return
+    key = request.get(API_KEY)
+    error = request.get(ERROR)
+    fields = {
+        "request_id": request.get(REQUEST_ID, ""),
+        "key_id": key.id if key is not None else None,
+        "agent": obs.route or None,
+        "outcome": "abandoned" if status == CLIENT_CLOSED else "refused",
+        "status": status,
+        "error": (error.code or error.type) if error is not None else None,
+        "duration_ms": round((time.perf_counter() - obs.started) * 1000, 2),
+    }
+    logger.log(level, "request %s", fields["outcome"], extra=fields)
 
 
 @web.middleware
@@ -108,6 +140,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as exc:
+        request[ERROR] = exc
         return error_response(exc, request)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -157,8 +157,15 @@ async def test_a_body_that_times_out_is_a_408_without_a_traceback(served: Served
     answer, lines = await answered_and_logged(served, raw + b'{"model": "echo"')
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     # It was logged as "Unhandled exception" with a ConnectionAbortedError traceback. The
-    # 408 is an answer like any other: the request metric counts it, the log is quiet.
-    assert lines == []
+    # 408 is an answer like any other: the request metric counts it, and the access log
+    # has its line, as for any request refused before a backend ran; nothing else.
+    (line,) = lines
+    assert (line["logger"], line["message"], line["status"]) == (
+        "gateway.requests",
+        "request refused",
+        408,
+    )
+    assert "exception" not in line
     assert 'status="408"' in await metrics(served)
 
 

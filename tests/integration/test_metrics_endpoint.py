@@ -335,7 +335,14 @@ filters:
     assert b"[redacted]" in answers[2] and UPSTREAM_SECRET.encode() not in answers[2]
     lines = [f.format(r) for r in caplog.records for f in (JsonFormatter(), TextFormatter())]
     requests = [r for r in caplog.records if r.name == "gateway.requests"]
-    assert len(requests) == 3
+    # Three ran (completed, completed, failed), two were refused (401) before any backend.
+    assert [r.getMessage() for r in requests] == [
+        "request completed",
+        "request completed",
+        "request failed",
+        "request refused",
+        "request refused",
+    ]
     line = json.loads(JsonFormatter().format(requests[0]))
     key = await gw.key_of(secret)
     assert (line["message"], line["key_id"], line["agent"]) == (

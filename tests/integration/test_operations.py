@@ -246,3 +246,47 @@ async def test_an_access_log_line_per_request_by_default(
         assert line["request_id"] and line["duration_ms"] >= 0
         assert line["input_tokens"] > 0 and line["output_tokens"] == 2
         assert line["credits"] > 0
+
+
+async def test_a_request_refused_before_any_backend_has_its_access_log_line(
+    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """401, 404, 402: no backend ran, so the gateway writes the line itself (once)."""
+    gw = await start_gateway()
+    key, secret = await gw.new_key_record()
+    poor, poor_secret = await gw.new_key_record(balance=1)
+    chat = f"{gw.url}/v1/chat/completions"
+    hello = [{"role": "user", "content": "secret plans"}]
+    cases = [
+        ("sk-gw-not-a-key", "echo", 401),
+        (secret, "no-such-agent", 404),
+        (poor_secret, "echo", 402),
+    ]
+    with caplog.at_level(logging.INFO, logger="gateway.requests"):
+        async with aiohttp.ClientSession() as http:
+            for bearer, model, status in cases:
+                body = {"model": model, "messages": hello}
+                headers = {"Authorization": f"Bearer {bearer}"}
+                async with http.post(chat, json=body, headers=headers) as r:
+                    assert r.status == status
+    lines = [
+        json.loads(JsonFormatter().format(r))
+        for r in caplog.records
+        if r.name == "gateway.requests"
+    ]
+    assert [(line["status"], line["outcome"]) for line in lines] == [
+        (401, "refused"),
+        (404, "refused"),
+        (402, "refused"),
+    ]
+    unknown, missing, broke = lines
+    assert unknown["key_id"] is None and unknown["error"] == "invalid_api_key"
+    assert missing["key_id"] == key.id and missing["agent"] is None  # never the client's name
+    assert (broke["key_id"], broke["agent"], broke["error"]) == (
+        poor.id,
+        "echo",
+        "insufficient_quota",
+    )
+    for record in caplog.records:
+        raw = JsonFormatter().format(record)
+        assert secret not in raw and poor_secret not in raw and "plans" not in raw
