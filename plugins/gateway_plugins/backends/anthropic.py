@@ -4,8 +4,8 @@
 the environment variable ``api_key_env`` (never the client's key) and
 ``anthropic-version``; an upstream that answers one JSON ``message`` instead of
 a stream (LiteLLM's ``/v1/messages`` in some modes) is understood too. How an
-invocation maps to the request, and the stream back to canonical events, is
-documented in ``anthropic_wire``. Usage comes
+invocation maps to the request is documented in ``anthropic_request``, the stream
+back to canonical events in ``anthropic_stream``. Usage comes
 from ``message_start`` (input, cache writes, cache reads) and the last
 ``message_delta`` (output); ``cache_read_input_tokens`` are the canonical
 cached input and ``cache_creation_input_tokens`` the cache writes, both
@@ -33,7 +33,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from gateway.plugin import AgentInvocation, BackendPlugin, Batch, CallContext, positive
-from gateway_plugins.backends.anthropic_wire import EventParser, message_as_events, messages_body
+from gateway_plugins.backends.anthropic_request import messages_body
+from gateway_plugins.backends.anthropic_stream import EventParser, message_as_events
 from gateway_plugins.backends.http import HttpOptions, Upstream, json_object
 from gateway_plugins.backends.unsupported import refuse_logprobs
 
