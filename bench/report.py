@@ -1,4 +1,4 @@
-"""The side-by-side table, the budget checks of DESIGN.md, and the JSON file."""
+"""The side-by-side table, the checks against the performance budget, and the JSON file."""
 
 from __future__ import annotations
 
@@ -120,38 +120,68 @@ def ttfb_table(direct: TtfbResult, gateway: TtfbResult) -> str:
     )
 
 
+# The performance budget of the project's design (docs/performance.md quotes it).
+ADDED_P50_MS, ADDED_P99_MS, ADDED_TTFT_MS = 0.6, 2.0, 0.7
+NON_STREAM_SHARE = 0.25  # of the direct call's non-streaming throughput at c64
+LONG_STREAM_POINTS = 0.05  # lost by a 1,000-chunk stream beyond what the floor loses
+IDLE_RSS_MB = 60
+
+
 def checks(
     rows: list[Row], ttfb: tuple[TtfbResult, TtfbResult], idle_rss_mb: float | None
 ) -> list[Check]:
-    """The Performance budget of DESIGN.md, as far as this run measures it."""
+    """The performance budget, as far as this run measures it (the floor's figures
+    only with ``--peers``)."""
     out: list[Check] = []
     for r in rows:
         if r.concurrency == 1 and r.chunks < 100:
             out.append(
                 Check(
                     f"added latency, {r.scenario}",
-                    "p50 <= 0.5 ms, p99 <= 2 ms",
+                    f"p50 <= {ADDED_P50_MS} ms, p99 <= {ADDED_P99_MS:.0f} ms",
                     f"p50 {r.added_p50_ms:+.3f} ms, p99 {r.added_p99_ms:+.3f} ms",
-                    r.added_p50_ms <= 0.5 and r.added_p99_ms <= 2.0,
+                    r.added_p50_ms <= ADDED_P50_MS and r.added_p99_ms <= ADDED_P99_MS,
                 )
             )
-        if r.concurrency >= 64:
+        if r.concurrency >= 64 and not r.stream:
             out.append(
                 Check(
                     f"throughput, {r.scenario}",
-                    ">= 25% of direct",
+                    f">= {NON_STREAM_SHARE:.0%} of direct",
                     f"{r.ratio:.1%}",
-                    r.ratio >= 0.25,
+                    r.ratio >= NON_STREAM_SHARE,
                 )
             )
         if r.chunks >= 1000:
             lost = 1 - r.ratio
-            out.append(Check(f"throughput lost, {r.scenario}", "< 5%", f"{lost:.1%}", lost < 0.05))
+            floor = r.peers.get("floor")
+            if floor is not None and r.direct.rps:
+                allowed = 1 - floor.rps / r.direct.rps + LONG_STREAM_POINTS
+                target = f"<= the floor's {1 - floor.rps / r.direct.rps:.1%} + 5 points"
+            else:
+                allowed, target = LONG_STREAM_POINTS, "< 5% (no floor in this run)"
+            out.append(
+                Check(f"throughput lost, {r.scenario}", target, f"{lost:.1%}", lost <= allowed)
+            )
     d, g = ttfb
     added = g.first_token_p50_ms - d.first_token_p50_ms
-    out.append(Check("added time to first token (p50)", "<= 1 ms", f"{added:+.3f} ms", added <= 1))
+    out.append(
+        Check(
+            "added time to first token (p50)",
+            f"<= {ADDED_TTFT_MS} ms",
+            f"{added:+.3f} ms",
+            added <= ADDED_TTFT_MS,
+        )
+    )
     if idle_rss_mb is not None:
-        out.append(Check("idle RSS", "<= 60 MB", f"{idle_rss_mb:.1f} MB", idle_rss_mb <= 60))
+        out.append(
+            Check(
+                "idle RSS",
+                f"<= {IDLE_RSS_MB} MB",
+                f"{idle_rss_mb:.1f} MB",
+                idle_rss_mb <= IDLE_RSS_MB,
+            )
+        )
     return out
 
 
