@@ -159,10 +159,9 @@ class ResponseBuilder:
             item = self._item("message", out)
             item.text.append(event.text)
             out.append(
-                self._event(
+                self._item_event(
                     "response.output_text.delta",
-                    item_id=item.id,
-                    output_index=item.index,
+                    item,
                     content_index=0,
                     delta=event.text,
                     logprobs=[],
@@ -173,20 +172,18 @@ class ResponseBuilder:
             item.text.append(event.text)
             if item.summary:
                 out.append(
-                    self._event(
+                    self._item_event(
                         "response.reasoning_summary_text.delta",
-                        item_id=item.id,
-                        output_index=item.index,
+                        item,
                         summary_index=0,
                         delta=event.text,
                     )
                 )
             else:
                 out.append(
-                    self._event(
+                    self._item_event(
                         REASONING_DELTA[self._reasoning],
-                        item_id=item.id,
-                        output_index=item.index,
+                        item,
                         content_index=0,
                         delta=event.text,
                     )
@@ -300,10 +297,9 @@ class ResponseBuilder:
             if call.text:
                 item.text = call.text
                 out.append(
-                    self._event(
+                    self._item_event(
                         "response.function_call_arguments.delta",
-                        item_id=item.id,
-                        output_index=item.index,
+                        item,
                         delta="".join(call.text),
                     )
                 )
@@ -314,10 +310,9 @@ class ResponseBuilder:
         text = "".join(item.text)
         if item.kind == "message":
             out.append(
-                self._event(
+                self._item_event(
                     "response.output_text.done",
-                    item_id=item.id,
-                    output_index=item.index,
+                    item,
                     content_index=0,
                     text=text,
                     logprobs=[],
@@ -326,10 +321,9 @@ class ResponseBuilder:
             out.append(self._part_event("response.content_part.done", item, output_text(text)))
         elif item.summary:
             out.append(
-                self._event(
+                self._item_event(
                     "response.reasoning_summary_text.done",
-                    item_id=item.id,
-                    output_index=item.index,
+                    item,
                     summary_index=0,
                     text=text,
                 )
@@ -338,10 +332,9 @@ class ResponseBuilder:
             out.append(self._summary_event("response.reasoning_summary_part.done", item, part))
         elif item.kind == "reasoning":
             out.append(
-                self._event(
+                self._item_event(
                     REASONING_DONE[self._reasoning],
-                    item_id=item.id,
-                    output_index=item.index,
+                    item,
                     content_index=0,
                     text=text,
                 )
@@ -350,10 +343,9 @@ class ResponseBuilder:
             out.append(self._part_event("response.content_part.done", item, part))
         else:
             out.append(
-                self._event(
+                self._item_event(
                     "response.function_call_arguments.done",
-                    item_id=item.id,
-                    output_index=item.index,
+                    item,
                     arguments=text,
                 )
             )
@@ -362,14 +354,14 @@ class ResponseBuilder:
         out.append(self._event("response.output_item.done", output_index=item.index, item=done))
 
     def _part_event(self, kind: str, item: OutputItem, part: Json) -> Json:
-        return self._event(
-            kind, item_id=item.id, output_index=item.index, content_index=0, part=part
-        )
+        return self._item_event(kind, item, content_index=0, part=part)
 
     def _summary_event(self, kind: str, item: OutputItem, part: Json) -> Json:
-        return self._event(
-            kind, item_id=item.id, output_index=item.index, summary_index=0, part=part
-        )
+        return self._item_event(kind, item, summary_index=0, part=part)
+
+    def _item_event(self, kind: str, item: OutputItem, **fields: Any) -> Json:
+        """An event about one output item: its id and index, then ``fields``."""
+        return self._event(kind, item_id=item.id, output_index=item.index, **fields)
 
     def _event(self, kind: str, **fields: Any) -> Json:
         event = {"type": kind, "sequence_number": self._seq, **fields}
