@@ -94,9 +94,11 @@ class CircuitBreaker:
         return mine is not None and not mine.allows(self._clock())
 
     def success(self, key: str) -> None:
-        self._backend = _Circuit()
-        self._run.clear()
-        self._keys.pop(key, None)
+        if self._run or self._backend.open_until is not None:  # else nothing to forget
+            self._backend = _Circuit()
+            self._run.clear()
+        if self._keys:
+            self._keys.pop(key, None)
 
     def failure(self, key: str) -> None:
         now = self._clock()

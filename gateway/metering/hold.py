@@ -35,9 +35,10 @@ class Hold:
 
     def usage(self, *, answered: bool = False) -> Usage:
         """What to charge for what the stream delivered so far (see ``Tally.final``)."""
-        return self.priced(
-            self.tally.final(self.invocation, answered=answered, cap=self.output_cap)
-        )
+        final = self.tally.final(self.invocation, answered=answered, cap=self.output_cap)
+        if final is self.tally.usage and final.credits is not None:
+            return final  # the upstream's report as ``metered`` priced it: not again
+        return self.priced(final)
 
     def priced(self, usage: Usage) -> Usage:
         """``usage`` made consistent (``pricing.sane``), with its charge: its cost, but never

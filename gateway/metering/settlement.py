@@ -42,7 +42,8 @@ class Settlement:
         hold.settled = True
         usage = hold.usage()
         credits = hold.credits = usage.credits or 0
-        unbilled = cost(usage, hold.pricing) - credits
+        # Below the hold the charge is the cost; only at it may the cost have been more.
+        unbilled = cost(usage, hold.pricing) - credits if credits >= hold.record.credits else 0
         metrics.settled(hold.record.agent, usage, credits, unbilled)
         if unbilled:
             log.warning(

@@ -65,5 +65,5 @@ class Tally:
             return Usage(estimated=True)  # the upstream failed before answering
         base = self.usage or Usage(input_tokens=tokens.estimate_input(invocation))
         return dataclasses.replace(
-            base, output_tokens=max(base.output_tokens, delivered), estimated=True
+            base, output_tokens=max(base.output_tokens, delivered), estimated=True, credits=None
         )
