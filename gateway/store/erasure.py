@@ -1,0 +1,75 @@
+"""Erasing what is stored of one key's conversations; its record, balance and ledger stay.
+
+``purge_key`` walks the key's index of stored responses (``schema.stored_responses``)
+``batch`` ids at a time: each batch deletes those responses with their event
+streams, run tokens and cancel flags, then takes their ids off the index. So
+memory holds one batch whatever the key stored, a run that stops half-way
+(a crash, a dropped connection) is resumed by running it again, and a second
+run finds nothing left: idempotent. Every run is audited (``key.purge``) with
+the count it erased. A background run still going finds its response gone at
+its next write and stops.
+
+Revoke first (``gateway keys revoke --purge``) so that no new request stores
+more meanwhile: a request already past authentication can still store its answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from gateway.store import schema
+from gateway.store.store import Store, guard
+
+BATCH = 500  # responses per batch: four keys each
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    key_id: str
+    responses: int  # the stored responses this run erased (0: nothing was left; one
+    # that expired meanwhile is not counted)
+
+    def to_json(self) -> dict[str, object]:
+        return {"id": self.key_id, "purged": {"responses": self.responses}, "complete": True}
+
+
+def _names(key_id: str, response_id: str) -> tuple[str, ...]:
+    return (
+        schema.stored_response(key_id, response_id),
+        schema.response_events(key_id, response_id),
+        schema.response_run(key_id, response_id),
+        schema.response_cancel(key_id, response_id),
+    )
+
+
+async def purge_key(
+    store: Store,
+    key_id: str,
+    *,
+    actor: str | None,
+    batch: int = BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> PurgeResult:
+    """Erase every stored response of ``key_id`` (a 404 for an unknown key); ``progress``
+    is told the running count after each batch."""
+    await store.get_key(key_id)
+    redis = store.redis
+    index = schema.stored_responses(key_id)
+    erased = 0
+    while True:
+        async with guard():
+            ids = cast(list[str], await redis.zrange(index, 0, batch - 1))
+        if not ids:
+            break
+        streams = [name for response_id in ids for name in _names(key_id, response_id)[1:]]
+        async with guard():
+            # Every name shares the key's hash tag: multi-key DELs work on Redis Cluster too.
+            erased += await redis.delete(*(schema.stored_response(key_id, r) for r in ids))
+            await redis.delete(*streams)
+            await redis.zrem(index, *ids)
+        if progress is not None:
+            progress(erased)
+    await store.audit(actor, "key.purge", key_id, {"responses": erased})
+    return PurgeResult(key_id, erased)
