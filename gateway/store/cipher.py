@@ -88,7 +88,7 @@ class ContentCipher:
         kid, aead = self._current
         nonce = os.urandom(NONCE_BYTES)
         sealed = aead.encrypt(nonce, data, binding.encode())
-        return f"{PREFIX}{kid}:{base64.b64encode(nonce + sealed).decode()}"
+        return f"{PREFIX}{kid}:{binascii.b2a_base64(nonce + sealed, newline=False).decode()}"
 
     def open(self, value: str, binding: str) -> bytes:
         """What ``seal`` was given; ``UnreadableContent`` if this cipher cannot tell."""
@@ -103,7 +103,7 @@ class ContentCipher:
                 "(responses.encryption.key_env, previous_key_envs)."
             )
         try:
-            raw = base64.b64decode(body, validate=True)
+            raw = binascii.a2b_base64(body, strict_mode=True)
             return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], binding.encode())
         except (binascii.Error, ValueError, InvalidTag):
             raise UnreadableContent(
