@@ -87,6 +87,12 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         help="erase a key's stored conversations (not its ledger); resumable, idempotent",
     )
     purge.add_argument("id")
+    purge.add_argument(
+        "--scan",
+        action="store_true",
+        help="also SCAN Redis for responses stored before the per-key index existed "
+        "(as long as the keyspace is large)",
+    )
     purge.set_defaults(run=_runner(_purge))
     rotate = ks.add_parser(
         "rotate", parents=[common], help="a new secret; the old one works for a grace period"
@@ -311,7 +317,8 @@ async def _erase(store: Store, args: argparse.Namespace) -> erasure.PurgeResult:
         if not args.json and erased % (erasure.BATCH * 20) == 0:  # every 10,000
             print(f"... {erased} erased", file=sys.stderr)
 
-    return await erasure.purge_key(store, args.id, actor=actor(), progress=progress)
+    scan = getattr(args, "scan", False)  # `keys revoke --purge` walks the index only
+    return await erasure.purge_key(store, args.id, actor=actor(), progress=progress, scan=scan)
 
 
 async def _rotate(store: Store, args: argparse.Namespace) -> None:

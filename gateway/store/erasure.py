@@ -11,6 +11,10 @@ its next write and stops.
 
 Revoke first (``gateway keys revoke --purge``) so that no new request stores
 more meanwhile: a request already past authentication can still store its answer.
+
+Responses stored before the index existed are not listed in it; ``scan`` also
+finds them with a SCAN of the whole keyspace (``MATCH`` on the key's names), as
+bounded in memory but as long as the keyspace is large.
 """
 
 from __future__ import annotations
@@ -51,9 +55,11 @@ async def purge_key(
     actor: str | None,
     batch: int = BATCH,
     progress: Callable[[int], None] | None = None,
+    scan: bool = False,
 ) -> PurgeResult:
     """Erase every stored response of ``key_id`` (a 404 for an unknown key); ``progress``
-    is told the running count after each batch."""
+    is told the running count after each batch; ``scan`` also erases what the index
+    does not list."""
     await store.get_key(key_id)
     redis = store.redis
     index = schema.stored_responses(key_id)
@@ -71,5 +77,41 @@ async def purge_key(
             await redis.zrem(index, *ids)
         if progress is not None:
             progress(erased)
-    await store.audit(actor, "key.purge", key_id, {"responses": erased})
+    details: dict[str, object] = {"responses": erased}
+    if scan:
+        unindexed = await _erase_unindexed(store, key_id, batch)
+        erased += unindexed
+        details |= {"scan": True, "unindexed": unindexed}
+    await store.audit(actor, "key.purge", key_id, details)
     return PurgeResult(key_id, erased)
+
+
+_NOT_RESPONSES = (":events", ":run", ":cancel")
+
+
+async def _erase_unindexed(store: Store, key_id: str, batch: int) -> int:
+    """Erase the key's response names a SCAN finds, ``batch`` at a time; how many were
+    stored responses (not their streams, runs or flags)."""
+    redis = store.redis
+    erased = 0
+    names: list[str] = []
+
+    async def flush() -> int:
+        responses = [n for n in names if not n.endswith(_NOT_RESPONSES)]
+        others = [n for n in names if n.endswith(_NOT_RESPONSES)]
+        names.clear()
+        async with guard():
+            deleted = await redis.delete(*responses) if responses else 0
+            if others:
+                await redis.delete(*others)
+        return int(deleted)
+
+    pattern = schema.stored_response_pattern(key_id)
+    async with guard():
+        async for name in redis.scan_iter(match=pattern, count=1000):
+            names.append(str(name))
+            if len(names) >= batch:
+                erased += await flush()
+    if names:
+        erased += await flush()
+    return erased

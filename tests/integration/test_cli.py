@@ -491,6 +491,14 @@ def test_keys_purge_erases_stored_conversations_not_the_ledger(redis_url: str) -
     entries = gateway_json("audit", "--limit", "50", redis_url=redis_url)
     purges = [e for e in entries if e["key_id"] == key_id and e["action"] == "key.purge"]
     assert [e["details"] for e in purges] == [{"responses": 0}, {"responses": 3}]
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    try:  # stored by a version before the index: only --scan finds it
+        client.set(schema.stored_response(key_id, "resp_old"), "{}", ex=600)
+    finally:
+        client.close()
+    assert gateway_json("keys", "purge", key_id, redis_url=redis_url)["purged"]["responses"] == 0
+    scanned = gateway_json("keys", "purge", key_id, "--scan", redis_url=redis_url)
+    assert scanned["purged"] == {"responses": 1} and _stored_count(redis_url, key_id) == 0
     missing = gateway(
         "keys", "purge", "key_nope", "--config", str(REPO_CONFIG), redis_url=redis_url
     )

@@ -97,3 +97,26 @@ async def test_memory_is_bounded_by_the_batch_not_by_what_is_stored(
     assert await redis_client.exists(index) == 0
     # 50,000 ids with their four key names would take several MB; one batch, a few hundred KB.
     assert peak < 1_500_000, peak
+
+
+async def test_scan_also_erases_what_was_stored_before_the_index(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = Store(redis_client)
+    key, _ = await store.create_key("old")
+    other, _ = await store.create_key("other")
+    for n in range(5):  # as an older version stored them: no index entry
+        await redis_client.set(schema.stored_response(key.id, f"resp_{n}"), "{}")
+    await redis_client.xadd(schema.response_events(key.id, "resp_0"), {"t": "x", "e": "{}"})
+    await redis_client.set(schema.stored_response(other.id, "resp_0"), "{}")
+    await ResponseStore(redis_client).save(key.id, _stored("resp_new"), TTL)
+
+    indexed = await purge_key(store, key.id, actor="cli:ops")
+    assert indexed.responses == 1
+    assert len(await redis_client.keys(f"*{key.id}*response:*")) == 6  # the index alone misses them
+    scanned = await purge_key(store, key.id, actor="cli:ops", batch=2, scan=True)
+    assert scanned.responses == 5
+    assert await redis_client.keys(f"*{key.id}*response*") == []
+    assert await redis_client.exists(schema.stored_response(other.id, "resp_0"))
+    [latest, *_] = [e for e in await store.audit_log() if e.action == "key.purge"]
+    assert latest.details == {"responses": 0, "scan": True, "unindexed": 5}
