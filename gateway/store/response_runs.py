@@ -140,9 +140,10 @@ class ResponseRuns:
         value = "" if response is None else self.cipher.seal(encode(response), keys[0])
         args: list[Any] = [token, mode, retention_ms, self._lease_ms, min_id, value]
         args += [now_ms(), response_id]
+        seal = self.cipher.encrypts  # else the JSON goes as it is, as bytes
         for seq, kind, data in events:
             entry = entry_id(seq)
-            args += [entry, kind, self.cipher.seal(data, f"{keys[1]}/{entry}")]
+            args += [entry, kind, self.cipher.seal(data, f"{keys[1]}/{entry}") if seal else data]
         async with guard():
             return cast(State, await self._write(keys=keys, args=args))
 
