@@ -24,9 +24,11 @@ from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker
 from gateway.config import GatewayConfig
 from gateway.errors import (
+    ConfigError,
     GatewayError,
     NotFound,
     PermissionDenied,
+    Problem,
     RateLimited,
     ServiceUnavailable,
     UpstreamError,
@@ -45,7 +47,7 @@ from gateway.metering import Hold, Meter
 from gateway.plugin import Backend, CallContext, Filter
 from gateway.route import Route, Target
 from gateway.store import ApiKey, Store
-from gateway.store.cipher import cipher_from_env
+from gateway.store.cipher import PLAINTEXT, ContentCipher, KeyProblem, cipher_from_env
 from gateway.store.holds import Holds
 from gateway.store.policy import StoragePolicy, storage_policy
 from gateway.store.response_runs import ResponseRuns
@@ -87,6 +89,18 @@ class Generation:
         return cls(config, backends, breakers, filters)
 
 
+def _cipher(config: GatewayConfig) -> ContentCipher:
+    """The cipher of stored content; a key gone bad since the file was checked is a
+    ``ConfigError`` here too, never a fall back to plain text."""
+    encryption = config.responses.encryption
+    if encryption is None:
+        return PLAINTEXT
+    try:
+        return cipher_from_env(encryption.key_env, encryption.previous_key_envs)
+    except KeyProblem as problem:
+        raise ConfigError([Problem(problem.setting, problem.message, config.source)]) from None
+
+
 class Gateway:
     def __init__(self, generation: Generation, store: Store, tasks: BackgroundTasks) -> None:
         config = generation.config
@@ -104,12 +118,7 @@ class Gateway:
             self.holds, tasks, config.metering, fail_open=config.redis.admission == "fail_open"
         )
         # Keys are read once: encryption changes at the next restart (gateway.reload).
-        encryption = config.responses.encryption
-        self.cipher = (
-            cipher_from_env(encryption.key_env, encryption.previous_key_envs)
-            if encryption is not None
-            else cipher_from_env(None)
-        )
+        self.cipher = _cipher(config)
         self.responses = ResponseStore(store.redis, self.cipher)
         self.response_runs = ResponseRuns(store.redis, config.redis, config.responses, self.cipher)
         self.draining = False  # set at SIGTERM: readiness turns false
