@@ -52,9 +52,12 @@ class _Conversation:
         key = request[API_KEY]
         policy = gateway.storage(invocation.agent)
         if not policy.allowed:  # served, and answered with store: false
+            if parsed.background:  # storage turned off by a reload since ``invocation``
+                await call.aclose()
+                raise policy.refusal("background", "a background response is kept")
             parsed = dataclasses.replace(parsed, store=False)
         builder = RESPONSES.builder(parsed, call.ctx, gateway.config, stream=invocation.stream)
-        if parsed.background and policy.allowed:  # else refused before the call was opened
+        if parsed.background:
             return await _background(request, gateway, key, call, builder, invocation, policy)
         keep = Saver(gateway, key, invocation, builder, policy).save if parsed.store else None
         if invocation.stream:

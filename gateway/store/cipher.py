@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -33,7 +34,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.errors import GatewayError
 
+log = logging.getLogger(__name__)
+
 PREFIX = "gwe1:"
+UNREADABLE = "Stored content cannot be decrypted by this gateway (its log says why)."
 NONCE_BYTES = 12  # 96 bits, random per value: GCM's recommended nonce
 KEY_BYTES = 32
 
@@ -97,19 +101,22 @@ class ContentCipher:
         kid, _, body = value[len(PREFIX) :].partition(":")
         aead = self._keys.get(kid)
         if aead is None:
-            configured = "no key is" if not self._keys else f"keys {sorted(self._keys)} are"
-            raise UnreadableContent(
-                f"Stored content was encrypted with key id {kid}, and {configured} configured "
-                "(responses.encryption.key_env, previous_key_envs)."
+            configured = sorted(self._keys) or "none"
+            # The operator's detail goes to the log; the client learns only that it failed.
+            log.error(
+                "%s was encrypted with key id %s, which is not configured (key ids "
+                "configured: %s; responses.encryption.key_env, previous_key_envs)",
+                binding,
+                kid,
+                configured,
             )
+            raise UnreadableContent(UNREADABLE)
         try:
             raw = binascii.a2b_base64(body, strict_mode=True)
             return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], binding.encode())
         except (binascii.Error, ValueError, InvalidTag):
-            raise UnreadableContent(
-                f"Stored content sealed with key id {kid} does not open: altered, or moved "
-                "from where it was written."
-            ) from None
+            log.error("%s does not open with key id %s: altered, or moved there", binding, kid)
+            raise UnreadableContent(UNREADABLE) from None
 
     def open_text(self, value: str, binding: str) -> str:
         """``open`` for text: a value that is not sealed comes back as it is."""

@@ -6,6 +6,7 @@ streams of background responses)."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from typing import Any
 
@@ -13,6 +14,7 @@ import openai
 import pytest
 from redis import asyncio as aioredis
 
+from gateway.store.policy import StoragePolicy
 from tests.conftest import ECHO_CONFIG, StartGateway, make_config
 from tests.integration.responses_support import Clients, check_events
 
@@ -151,3 +153,29 @@ async def test_encrypted_at_rest_chains_resumes_and_rotates(
     assert isinstance(unreadable.value.body, dict)
     assert unreadable.value.body["code"] == "stored_content_unreadable"
     assert (await clients(only_new, secret).responses.retrieve(second.id)).id == second.id
+
+
+async def test_background_refused_after_a_reload_turned_storage_off_mid_request(
+    start_gateway: StartGateway, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage turned off between the context check and the answer: still a 400, and the
+    call already opened is closed (nothing held, nothing run in the background)."""
+    gw = await start_gateway(CONFIG)
+    client = clients(gw, await gw.new_key())
+    real = gw.gateway.storage
+    seen: list[str] = []
+
+    def flipped(agent: str) -> StoragePolicy:
+        seen.append(agent)
+        policy = real(agent)
+        return policy if len(seen) == 1 else dataclasses.replace(policy, allowed=False)
+
+    monkeypatch.setattr(gw.gateway, "storage", flipped)
+    with pytest.raises(openai.BadRequestError) as bad:
+        await client.responses.create(model="echo", input="x", background=True)
+    assert isinstance(bad.value.body, dict) and bad.value.body["param"] == "background"
+    assert len(seen) == 2
+    await gw.gateway.tasks.drain()
+    assert gw.gateway.active_calls == 0
+    key_id = (await gw.key_of(client.api_key)).id
+    assert await gw.store.held(key_id) == 0

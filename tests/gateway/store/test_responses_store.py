@@ -120,5 +120,5 @@ async def test_a_ciphertext_moved_to_another_place_does_not_open(redis: Any) -> 
 
 async def test_without_the_key_sealed_content_is_an_error_not_garbage(redis: Any) -> None:
     await ResponseStore(redis, ContentCipher(KEY)).save("key1", stored(), 60_000)
-    with pytest.raises(UnreadableContent, match="key id"):
+    with pytest.raises(UnreadableContent):
         await ResponseStore(redis).load("key1", "resp_1")
