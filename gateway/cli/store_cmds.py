@@ -78,7 +78,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     revoke.add_argument(
         "--purge",
         action="store_true",
-        help="then erase its stored conversations (as `keys purge`), revoked already or not",
+        help="then erase its stored conversations (as keys purge), revoked already or not",
     )
     revoke.set_defaults(run=_runner(_revoke))
     purge = ks.add_parser(
@@ -313,9 +313,11 @@ async def _purge(store: Store, args: argparse.Namespace) -> None:
 
 
 async def _erase(store: Store, args: argparse.Namespace) -> erasure.PurgeResult:
-    def progress(erased: int) -> None:
-        if not args.json and erased % (erasure.BATCH * 20) == 0:  # every 10,000
-            print(f"... {erased} erased", file=sys.stderr)
+    step = erasure.BATCH * 20  # a line every 10,000 listed responses
+
+    def progress(walked: int) -> None:
+        if not args.json and walked // step > (walked - erasure.BATCH) // step:
+            print(f"... {walked // step * step} listed responses erased", file=sys.stderr)
 
     scan = getattr(args, "scan", False)  # `keys revoke --purge` walks the index only
     return await erasure.purge_key(store, args.id, actor=actor(), progress=progress, scan=scan)

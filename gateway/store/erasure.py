@@ -32,8 +32,9 @@ BATCH = 500  # responses per batch: four keys each
 @dataclass(frozen=True, slots=True)
 class PurgeResult:
     key_id: str
-    responses: int  # the stored responses this run erased (0: nothing was left; one
-    # that expired meanwhile is not counted)
+    # The stored responses this run erased (0: nothing was left); one the index listed
+    # that had expired already is not counted.
+    responses: int
 
     def to_json(self) -> dict[str, object]:
         return {"id": self.key_id, "purged": {"responses": self.responses}, "complete": True}
@@ -58,12 +59,12 @@ async def purge_key(
     scan: bool = False,
 ) -> PurgeResult:
     """Erase every stored response of ``key_id`` (a 404 for an unknown key); ``progress``
-    is told the running count after each batch; ``scan`` also erases what the index
-    does not list."""
+    is told after each batch how many index entries this run has walked; ``scan`` also
+    erases what the index does not list."""
     await store.get_key(key_id)
     redis = store.redis
     index = schema.stored_responses(key_id)
-    erased = 0
+    erased = walked = 0
     while True:
         async with guard():
             ids = cast(list[str], await redis.zrange(index, 0, batch - 1))
@@ -75,8 +76,9 @@ async def purge_key(
             erased += await redis.delete(*(schema.stored_response(key_id, r) for r in ids))
             await redis.delete(*streams)
             await redis.zrem(index, *ids)
+        walked += len(ids)
         if progress is not None:
-            progress(erased)
+            progress(walked)
     details: dict[str, object] = {"responses": erased}
     if scan:
         unindexed = await _erase_unindexed(store, key_id, batch)
