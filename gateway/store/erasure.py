@@ -1,13 +1,13 @@
 """Erasing what is stored of one key's conversations; its record, balance and ledger stay.
 
-``purge_key`` walks the key's index of stored responses (``schema.stored_responses``)
-``batch`` ids at a time: each batch deletes those responses with their event
-streams, run tokens and cancel flags, then takes their ids off the index. So
-memory holds one batch whatever the key stored, a run that stops half-way
-(a crash, a dropped connection) is resumed by running it again, and a second
-run finds nothing left: idempotent. Every run is audited (``key.purge``) with
-the count it erased. A background run still going finds its response gone at
-its next write and stops.
+``purge_key`` walks the key's index of each ``StoredKind`` (stored responses:
+``schema.stored_responses``) ``batch`` ids at a time: each batch deletes those
+values with what goes with them (a response's event stream, run token and
+cancel flag), then takes their ids off the index. So memory holds one batch
+whatever the key stored, a run that stops half-way (a crash, a dropped
+connection) is resumed by running it again, and a second run finds nothing
+left: idempotent. Every run is audited (``key.purge``) with the counts it
+erased. A background run still going loses its run token and stops.
 
 Revoke first (``gateway keys revoke --purge``) so that no new request stores
 more meanwhile: a request already past authentication can still store its answer.
@@ -26,27 +26,49 @@ from typing import cast
 from gateway.store import schema
 from gateway.store.store import Store, guard
 
-BATCH = 500  # responses per batch: four keys each
+BATCH = 500  # ids per batch (a response: four Redis keys)
 
 
 @dataclass(frozen=True, slots=True)
-class PurgeResult:
-    key_id: str
-    # The stored responses this run erased (0: nothing was left); one the index listed
-    # that had expired already is not counted.
-    responses: int
+class StoredKind:
+    """One kind of content a key stores, each value listed in a per-key index (a sorted
+    set of ids by expiry, written with the value by ``lua/save_indexed.lua``).
 
-    def to_json(self) -> dict[str, object]:
-        return {"id": self.key_id, "purged": {"responses": self.responses}, "complete": True}
+    Stored responses are the one kind today; another store of content (A2A tasks and
+    contexts, say) adds its own to ``KINDS`` and is erased with them."""
+
+    name: str  # as counted in a purge's result and audit record
+    index: Callable[[str], str]  # key id -> the index
+    # key id, id -> the value's Redis key, then what goes with it (a response's stream)
+    names: Callable[[str, str], tuple[str, ...]]
 
 
-def _names(key_id: str, response_id: str) -> tuple[str, ...]:
+def _response_names(key_id: str, response_id: str) -> tuple[str, ...]:
     return (
         schema.stored_response(key_id, response_id),
         schema.response_events(key_id, response_id),
         schema.response_run(key_id, response_id),
         schema.response_cancel(key_id, response_id),
     )
+
+
+RESPONSES = StoredKind("responses", schema.stored_responses, _response_names)
+KINDS: tuple[StoredKind, ...] = (RESPONSES,)
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    key_id: str
+    # Per kind, the values this run erased (0: nothing was left); one the index listed
+    # that had expired already is not counted.
+    erased: tuple[tuple[str, int], ...]
+
+    @property
+    def responses(self) -> int:
+        return dict(self.erased).get(RESPONSES.name, 0)
+
+    def to_json(self) -> dict[str, object]:
+        return {"id": self.key_id, "purged": dict(self.erased), "complete": True}
 
 
 async def purge_key(
@@ -57,35 +79,51 @@ async def purge_key(
     batch: int = BATCH,
     progress: Callable[[int], None] | None = None,
     scan: bool = False,
+    kinds: tuple[StoredKind, ...] = KINDS,
 ) -> PurgeResult:
     """Erase every stored response of ``key_id`` (a 404 for an unknown key); ``progress``
     is told after each batch how many index entries this run has walked; ``scan`` also
     erases what the index does not list."""
     await store.get_key(key_id)
+    walked = 0
+
+    def walk(n: int) -> None:
+        nonlocal walked
+        walked += n
+        if progress is not None:
+            progress(walked)
+
+    counts = {kind.name: await _erase_kind(store, key_id, kind, batch, walk) for kind in kinds}
+    details: dict[str, object] = dict(counts)
+    if scan:
+        unindexed = await _erase_unindexed(store, key_id, batch)
+        counts[RESPONSES.name] = counts.get(RESPONSES.name, 0) + unindexed
+        details |= {"scan": True, "unindexed": unindexed}
+    await store.audit(actor, "key.purge", key_id, details)
+    return PurgeResult(key_id, tuple(counts.items()))
+
+
+async def _erase_kind(
+    store: Store, key_id: str, kind: StoredKind, batch: int, walk: Callable[[int], None]
+) -> int:
+    """Erase every value of ``kind`` the key's index lists, ``batch`` at a time."""
     redis = store.redis
-    index = schema.stored_responses(key_id)
-    erased = walked = 0
+    index = kind.index(key_id)
+    erased = 0
     while True:
         async with guard():
             ids = cast(list[str], await redis.zrange(index, 0, batch - 1))
         if not ids:
-            break
-        streams = [name for response_id in ids for name in _names(key_id, response_id)[1:]]
+            return erased
+        names = [kind.names(key_id, one) for one in ids]
         async with guard():
             # Every name shares the key's hash tag: multi-key DELs work on Redis Cluster too.
-            erased += await redis.delete(*(schema.stored_response(key_id, r) for r in ids))
-            await redis.delete(*streams)
+            erased += await redis.delete(*(n[0] for n in names))
+            companions = [name for n in names for name in n[1:]]
+            if companions:
+                await redis.delete(*companions)
             await redis.zrem(index, *ids)
-        walked += len(ids)
-        if progress is not None:
-            progress(walked)
-    details: dict[str, object] = {"responses": erased}
-    if scan:
-        unindexed = await _erase_unindexed(store, key_id, batch)
-        erased += unindexed
-        details |= {"scan": True, "unindexed": unindexed}
-    await store.audit(actor, "key.purge", key_id, details)
-    return PurgeResult(key_id, erased)
+        walk(len(ids))
 
 
 _NOT_RESPONSES = (":events", ":run", ":cancel")

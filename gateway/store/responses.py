@@ -45,7 +45,7 @@ class ResponseStore:
     def __init__(self, redis: aioredis.Redis, cipher: ContentCipher = PLAINTEXT) -> None:
         self._redis = redis
         self.cipher = cipher
-        self._save = load_script(redis, "response_save")
+        self._save = load_script(redis, "save_indexed")
 
     def seal(self, key_id: str, stored: StoredResponse) -> str:
         """``stored`` as its value in Redis (sealed to its place when encryption is on)."""

@@ -22,7 +22,7 @@ else
 end
 if ARGV[6] ~= '' then
   redis.call('SET', KEYS[1], ARGV[6], 'PX', ARGV[3])
-  -- Listed for erasure as response_save.lua does.
+  -- Listed for erasure as save_indexed.lua does.
   redis.call('ZADD', KEYS[5], tonumber(ARGV[7]) + tonumber(ARGV[3]), ARGV[8])
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[7])
   if redis.call('PTTL', KEYS[5]) < tonumber(ARGV[3]) then

@@ -11,7 +11,7 @@ from redis import asyncio as aioredis
 from gateway.errors import NotFound
 from gateway.settings import ResponsesSettings
 from gateway.store import Store, schema
-from gateway.store.erasure import purge_key
+from gateway.store.erasure import RESPONSES, StoredKind, purge_key
 from gateway.store.response_runs import ResponseRuns
 from gateway.store.responses import ResponseStore, StoredResponse
 from gateway.store.settings import RedisSettings
@@ -120,3 +120,23 @@ async def test_scan_also_erases_what_was_stored_before_the_index(
     assert await redis_client.exists(schema.stored_response(other.id, "resp_0"))
     [latest, *_] = [e for e in await store.audit_log() if e.action == "key.purge"]
     assert latest.details == {"responses": 0, "scan": True, "unindexed": 5}
+
+
+async def test_another_kind_of_content_is_erased_with_the_responses(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The seam a new store of content (A2A tasks, say) uses: its own index, one kind."""
+    tasks = StoredKind(
+        "tasks", lambda key_id: f"gw:{{{key_id}}}:tasks", lambda k, i: (f"gw:{{{k}}}:task:{i}",)
+    )
+    store = Store(redis_client)
+    key, _ = await store.create_key("a2a")
+    await ResponseStore(redis_client).save(key.id, _stored("resp_1"), TTL)
+    for n in range(3):
+        await redis_client.set(f"gw:{{{key.id}}}:task:t{n}", "{}")
+        await redis_client.zadd(tasks.index(key.id), {f"t{n}": 10**13})
+    result = await purge_key(store, key.id, actor="cli:ops", kinds=(RESPONSES, tasks))
+    assert result.to_json()["purged"] == {"responses": 1, "tasks": 3}
+    assert await redis_client.keys(f"*{key.id}*task*") == []
+    [audit] = [e for e in await store.audit_log() if e.action == "key.purge"]
+    assert audit.details == {"responses": 1, "tasks": 3}

@@ -1,8 +1,9 @@
--- Store a response and list it in its key's index of stored responses.
--- KEYS[1] the stored response   KEYS[2] the key's index (sorted set, by expiry in ms)
--- ARGV[1] the value   ARGV[2] retention (ms)   ARGV[3] now (ms)   ARGV[4] the response id
--- ARGV[5] '1': only replace a response still stored (one deleted meanwhile stays deleted)
--- Returns 1 when stored, 0 when not (ARGV[5] and the response was gone).
+-- Store a piece of content and list it in its key's index of that kind, which is
+-- what erasure walks (gateway/store/erasure.py): stored responses, and any other kind.
+-- KEYS[1] the value's key   KEYS[2] the key's index (sorted set of ids, by expiry in ms)
+-- ARGV[1] the value   ARGV[2] retention (ms)   ARGV[3] now (ms)   ARGV[4] its id
+-- ARGV[5] '1': only replace a value still stored (one deleted meanwhile stays deleted)
+-- Returns 1 when stored, 0 when not (ARGV[5] and the value was gone).
 if ARGV[5] == '1' then
   if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'XX') then return 0 end
 else
