@@ -26,6 +26,7 @@ from bench import metering as bench_metering
 from bench import peers as bench_peers
 from bench import procs as p
 from bench import report
+from bench import storage as bench_storage
 from bench.load import (
     LoadResult,
     Target,
@@ -355,6 +356,9 @@ def _run(args: argparse.Namespace, children: p.Processes, others: p.Processes) -
     metering_cost = bench_metering.measure(setup.redis_url) if setup.redis_url else None
     if metering_cost is not None:
         print(bench_metering.line(metering_cost))
+    storage_cost = bench_storage.measure(setup.redis_url) if setup.redis_url else None
+    if storage_cost is not None:
+        print(bench_storage.line(storage_cost))
     print()
     print(report.checks_table(found))
 
@@ -366,6 +370,7 @@ def _run(args: argparse.Namespace, children: p.Processes, others: p.Processes) -
         peers={x.name: _peer_json(x, ttfb.get(x.name), peak.get(x.name)) for x in peers},
         billing=billing,
         metering_cost=asdict(metering_cost) if metering_cost else None,
+        storage_cost=asdict(storage_cost) if storage_cost else None,
         checks=[asdict(c) for c in found],
         machine=_machine(loadgen, busy),
         settings={

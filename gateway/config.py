@@ -23,7 +23,8 @@ from gateway import discovery
 from gateway.discovery import ACCESS_LOG_FILTER, BackendSpec, FilterSpec
 from gateway.errors import ConfigError, Problem
 from gateway.route import Route
-from gateway.settings import Settings
+from gateway.settings import ResponsesSettings, Settings
+from gateway.store.cipher import KeyProblem, cipher_from_env
 from gateway.store.settings import RedisSettings, check_redis, with_env
 from gateway.typed import Report, build, problems_collector
 
@@ -70,6 +71,7 @@ def parse_config(
     settings = build(Settings, plain, "", report)
     if settings is not None:
         check_redis(with_env(settings.redis), report)
+        check_encryption(settings.responses, report)
     backends = discovery.backends(data.get("backends"), report)
     raw_routes = data.get("routes")
     routes = _routes(raw_routes, report)
@@ -90,6 +92,8 @@ def parse_config(
                     f"backends[{i}].backend" if route.backends else "backend"
                 )
                 report(where, f"no backend named {target.backend!r}")
+        if settings is not None:
+            _check_storage(agent, route, settings.responses, report)
     if problems or settings is None:
         raise ConfigError(problems)
 
@@ -102,6 +106,32 @@ def parse_config(
         source=file,
         sha256=sha256,
     )
+
+
+def check_encryption(settings: ResponsesSettings, report: Report) -> None:
+    """Every key of ``responses.encryption`` present and usable: a missing or malformed
+    key stops the start (and ``config check``), never a silent fall back to plain text."""
+    encryption = settings.encryption
+    if encryption is None:
+        return
+    try:
+        cipher_from_env(encryption.key_env, encryption.previous_key_envs)
+    except KeyProblem as problem:
+        report(problem.setting, problem.message)
+
+
+def _check_storage(agent: str, route: Route, settings: ResponsesSettings, report: Report) -> None:
+    """A route may restrict what the global policy lets be stored, never widen it."""
+    path = f"routes.{agent}"
+    if route.store == "allowed" and settings.store == "never":
+        report(f"{path}.store", "cannot be 'allowed' while responses.store is 'never'")
+    retention = route.retention_seconds
+    if retention is not None and retention > settings.retention_seconds:
+        report(
+            f"{path}.retention_seconds",
+            f"must not exceed responses.retention_seconds ({settings.retention_seconds}): "
+            "a route can only shorten the retention",
+        )
 
 
 NO_ROUTES = "no routes: map at least one agent id to a backend (every request would fail)"

@@ -24,9 +24,11 @@ from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker
 from gateway.config import GatewayConfig
 from gateway.errors import (
+    ConfigError,
     GatewayError,
     NotFound,
     PermissionDenied,
+    Problem,
     RateLimited,
     ServiceUnavailable,
     UpstreamError,
@@ -45,7 +47,9 @@ from gateway.metering import Hold, Meter
 from gateway.plugin import Backend, CallContext, Filter
 from gateway.route import Route, Target
 from gateway.store import ApiKey, Store
+from gateway.store.cipher import PLAINTEXT, ContentCipher, KeyProblem, cipher_from_env
 from gateway.store.holds import Holds
+from gateway.store.policy import StoragePolicy, storage_policy
 from gateway.store.response_runs import ResponseRuns
 from gateway.store.responses import ResponseStore
 from gateway.tasks import BackgroundTasks
@@ -85,6 +89,18 @@ class Generation:
         return cls(config, backends, breakers, filters)
 
 
+def _cipher(config: GatewayConfig) -> ContentCipher:
+    """The cipher of stored content; a key gone bad since the file was checked is a
+    ``ConfigError`` here too, never a fall back to plain text."""
+    encryption = config.responses.encryption
+    if encryption is None:
+        return PLAINTEXT
+    try:
+        return cipher_from_env(encryption.key_env, encryption.previous_key_envs)
+    except KeyProblem as problem:
+        raise ConfigError([Problem(problem.setting, problem.message, config.source)]) from None
+
+
 class Gateway:
     def __init__(self, generation: Generation, store: Store, tasks: BackgroundTasks) -> None:
         config = generation.config
@@ -101,8 +117,10 @@ class Gateway:
         self.meter = Meter(
             self.holds, tasks, config.metering, fail_open=config.redis.admission == "fail_open"
         )
-        self.responses = ResponseStore(store.redis, config.responses.retention_seconds)
-        self.response_runs = ResponseRuns(store.redis, config.redis, config.responses)
+        # Keys are read once: encryption changes at the next restart (gateway.reload).
+        self.cipher = _cipher(config)
+        self.responses = ResponseStore(store.redis, self.cipher)
+        self.response_runs = ResponseRuns(store.redis, config.redis, config.responses, self.cipher)
         self.draining = False  # set at SIGTERM: readiness turns false
         self.interrupts = stream_contract.Interrupts()
         self._in_use: dict[int, int] = {}  # id(backend) -> calls using it
@@ -147,6 +165,11 @@ class Gateway:
         if not key.allows(agent):
             raise PermissionDenied(f"This API key may not call the agent '{agent}'.", param="model")
         return route
+
+    def storage(self, agent: str) -> StoragePolicy:
+        """What may be kept of ``agent``'s conversations, by the configuration served now."""
+        config = self.generation.config
+        return storage_policy(config.responses, config.routes.get(agent), agent)
 
     def agents(self, key: ApiKey) -> list[str]:
         return [agent for agent in self.config.routes if key.allows(agent)]

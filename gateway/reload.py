@@ -6,9 +6,12 @@ never writes the file itself. A new file is checked completely first; an
 invalid one changes nothing, is logged with the same messages as ``gateway
 config check``, and shows in ``/readyz``. Backends, routes and filters change
 for new requests at once; requests in flight finish on the configuration they
-started with. ``listen``, ``redis``, ``auth``, ``limits``, ``responses`` (but for
-``reasoning_events``), ``metering``, ``admin``, ``shutdown`` and ``tracing`` take effect
-at the next restart (a warning says so).
+started with, and so does the storage policy (``responses.store``,
+``responses.retention_seconds`` and the routes' ``store`` and ``retention_seconds``):
+a response is stored, or not, as the configuration its request started with says.
+``listen``, ``redis``, ``auth``, ``limits``, the rest of ``responses`` (its
+``encryption`` keys are read once, at start-up), ``metering``, ``admin``,
+``shutdown`` and ``tracing`` take effect at the next restart (a warning says so).
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from gateway.pipeline import Gateway
 log = logging.getLogger(__name__)
 
 RESTART_ONLY = (
-    "listen", "redis", "auth", "limits", "responses.retention_seconds",
+    "listen", "redis", "auth", "limits", "responses.encryption",
     "responses.events_max", "responses.events_max_bytes", "responses.max_followers",
     "metering", "admin", "shutdown", "tracing",
 )  # fmt: skip
-# responses.reasoning_events and access_log are read per request (or rebuilt with
+# responses.reasoning_events, responses.store, responses.retention_seconds (the
+# storage policy) and access_log are read per request (or rebuilt with
 # the filters), so they change at once.
 
 

@@ -36,6 +36,16 @@ def reasoning_events(value: str) -> str | None:
     return None if value in REASONING_EVENTS else f"must be one of {', '.join(REASONING_EVENTS)}"
 
 
+# What may be kept of an agent's conversations (gateway.store.policy).
+StoreMode = Literal["allowed", "never"]
+STORE_MODES: tuple[str, ...] = get_args(StoreMode)
+
+
+def store_mode(value: str) -> str | None:
+    """A ``check``: whether conversations may be stored (``allowed``) or not (``never``)."""
+    return None if value in STORE_MODES else f"must be one of {', '.join(STORE_MODES)}"
+
+
 @dataclass(frozen=True, slots=True)
 class RouteResponses:
     """How ``/v1/responses`` answers for this route; unset keys take the top-level
@@ -102,6 +112,10 @@ class Route:
     # Request fields that change the upstream's price, let through (gateway.price_fields).
     allow_price_fields: tuple[str, ...] = field(default=(), metadata={"check": price_fields.known})
     responses: RouteResponses = field(default_factory=RouteResponses)
+    # Storage of this agent's conversations: unset keys take ``responses.store`` and
+    # ``responses.retention_seconds``; a route may only restrict them (gateway.config).
+    store: str | None = field(default=None, metadata={"check": store_mode})
+    retention_seconds: int | None = field(default=None, metadata={"check": positive})
 
     @property
     def targets(self) -> tuple[Target, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.dialects import request_limits
-from gateway.route import output_cap, reasoning_events
+from gateway.route import output_cap, reasoning_events, store_mode
 from gateway.store.settings import RedisSettings
 from gateway.typed import non_negative, port, positive
 
@@ -51,9 +51,22 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EncryptionSettings:
+    """Stored content is sealed (AES-256-GCM, ``gateway.store.cipher``) with the key in
+    the environment variable ``key_env`` (32 bytes in base64); values sealed with an
+    older key still open while its variable is listed in ``previous_key_envs``."""
+
+    key_env: str = field(metadata={"env": True})
+    previous_key_envs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ResponsesSettings:
     """Stored Open Responses responses (``store: true``) live ``retention_seconds``
-    in Redis. ``reasoning_events`` is how streams carry reasoning, unless a route
+    in Redis. ``store: never`` keeps nothing, whatever a request asks; a route can
+    say so for its agent alone, or shorten the retention (``gateway.store.policy``).
+    With ``encryption`` every stored piece of content is sealed before it is written.
+    ``reasoning_events`` is how streams carry reasoning, unless a route
     says otherwise (``gateway.dialects.responses_render`` says why there are three).
 
     A background response streamed (``background`` with ``stream``) keeps its
@@ -68,6 +81,8 @@ class ResponsesSettings:
     events_max: int = field(default=10_000, metadata={"check": positive})
     events_max_bytes: int = field(default=8 * MIB, metadata={"check": positive})
     max_followers: int = field(default=256, metadata={"check": positive})
+    store: str = field(default="allowed", metadata={"check": store_mode})
+    encryption: EncryptionSettings | None = None
 
 
 _EXPORTERS = ("none", "console", "otlp")

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from gateway import key_rules
 from gateway.cli.output import CommandError, emit_json, emit_table
 from gateway.config import load_redis_settings, load_route_names
-from gateway.store import ApiKey, Store, connect, ledger_export
+from gateway.errors import GatewayError
+from gateway.store import ApiKey, Store, connect, erasure, ledger_export
 from gateway.store.records import KeyLimits
 from gateway.store.settings import EMBEDDED
 from gateway.store.store import DEFAULT_GRACE_SECONDS
@@ -74,7 +75,25 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "revoke", parents=[common], help="revoke a key (refused everywhere within auth.cache_ttl)"
     )
     revoke.add_argument("id")
+    revoke.add_argument(
+        "--purge",
+        action="store_true",
+        help="then erase its stored conversations (as keys purge), revoked already or not",
+    )
     revoke.set_defaults(run=_runner(_revoke))
+    purge = ks.add_parser(
+        "purge",
+        parents=[common],
+        help="erase a key's stored conversations (not its ledger); resumable, idempotent",
+    )
+    purge.add_argument("id")
+    purge.add_argument(
+        "--scan",
+        action="store_true",
+        help="also SCAN Redis for responses stored before the per-key index existed "
+        "(as long as the keyspace is large)",
+    )
+    purge.set_defaults(run=_runner(_purge))
     rotate = ks.add_parser(
         "rotate", parents=[common], help="a new secret; the old one works for a grace period"
     )
@@ -269,11 +288,39 @@ async def _limits(store: Store, args: argparse.Namespace) -> None:
 
 
 async def _revoke(store: Store, args: argparse.Namespace) -> None:
-    key = await store.revoke_key(args.id, actor=actor())
+    try:
+        key = await store.revoke_key(args.id, actor=actor())
+    except GatewayError as exc:
+        if not (args.purge and exc.code == "key_revoked"):
+            raise
+        key = await store.get_key(args.id)  # revoked already: the purge still runs
+    purged = await _erase(store, args) if args.purge else None
     if args.json:
-        emit_json(key.to_json())
+        erased = {} if purged is None else {"purged": purged.to_json()["purged"]}
+        emit_json(key.to_json() | erased)
+        return
+    print(f"Revoked key {key.id} ({key.name}).")
+    if purged is not None:
+        print(f"Erased its {purged.responses} stored responses.")
+
+
+async def _purge(store: Store, args: argparse.Namespace) -> None:
+    purged = await _erase(store, args)
+    if args.json:
+        emit_json(purged.to_json())
     else:
-        print(f"Revoked key {key.id} ({key.name}).")
+        print(f"Erased {purged.responses} stored responses of {purged.key_id}; its ledger stays.")
+
+
+async def _erase(store: Store, args: argparse.Namespace) -> erasure.PurgeResult:
+    step = erasure.BATCH * 20  # a line every 10,000 listed responses
+
+    def progress(walked: int) -> None:
+        if not args.json and walked // step > (walked - erasure.BATCH) // step:
+            print(f"... {walked // step * step} listed responses erased", file=sys.stderr)
+
+    scan = getattr(args, "scan", False)  # `keys revoke --purge` walks the index only
+    return await erasure.purge_key(store, args.id, actor=actor(), progress=progress, scan=scan)
 
 
 async def _rotate(store: Store, args: argparse.Namespace) -> None:

@@ -38,7 +38,7 @@ from gateway.store.response_runs import (
     StreamEvent,
     new_token,
 )
-from gateway.store.responses import TERMINAL, StoredResponse, encode
+from gateway.store.responses import TERMINAL, StoredResponse
 from gateway.wire.fields import invalid
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,10 @@ class Run:
         context: list[dict[str, Any]],
         *,
         streamed: bool,
+        retention_ms: int,
     ) -> None:
         self._runs = gateway.response_runs
+        self._retention_ms = retention_ms  # the agent's StoragePolicy's, when it started
         self._key_id = key.id
         self._call = call
         self._builder = builder
@@ -143,14 +145,13 @@ class Run:
             data = orjson.dumps(event)
             self._log.add(len(data))
             encoded.append((event["sequence_number"], event["type"], data))
-        stored = (
-            encode(StoredResponse(self._builder.response, self._context)) if with_response else None
-        )
+        stored = StoredResponse(self._builder.response, self._context) if with_response else None
         state = await self._runs.write(
             self._key_id,
             self._builder.response_id,
             self._token,
             mode,
+            self._retention_ms,
             encoded,
             stored,
             self._log.min_id(),
@@ -233,7 +234,8 @@ async def cancel(gateway: Gateway, key: ApiKey, response_id: str) -> Json:
         if not running:  # no process runs it (it died): finish it here
             token = new_token()
             if await runs.claim(key.id, response_id, token):
-                return await _finish_orphan(runs, key, stored, token)
+                retention_ms = gateway.storage(stored.response["model"]).retention_ms
+                return await _finish_orphan(runs, key, stored, token, retention_ms)
         await asyncio.sleep(CANCEL_POLL_SECONDS)
         stored = await load(gateway, key, response_id, "response_id")
         if stored.response["status"] in TERMINAL:
@@ -253,7 +255,7 @@ def _cancelled(stored: StoredResponse) -> Json:
 
 
 async def _finish_orphan(
-    runs: ResponseRuns, key: ApiKey, stored: StoredResponse, token: str
+    runs: ResponseRuns, key: ApiKey, stored: StoredResponse, token: str, retention_ms: int
 ) -> Json:
     """End, as cancelled, a response whose process died (its bill was settled by the
     metering reaper); its stream ends with ``response.failed`` as a live run's would."""
@@ -264,8 +266,8 @@ async def _finish_orphan(
         seq = await runs.last_seq(key.id, response_id) + 1
         event: Json = {"type": "response.failed", "sequence_number": seq, "response": response}
         events.append((seq, "response.failed", orjson.dumps(event)))
-    blob = encode(StoredResponse(response, stored.input))
-    state = await runs.write(key.id, response_id, token, "final", events, blob)
+    kept = StoredResponse(response, stored.input)
+    state = await runs.write(key.id, response_id, token, "final", retention_ms, events, kept)
     if state == "gone":
         raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
     return response

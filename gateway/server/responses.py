@@ -12,6 +12,7 @@ or cancel (``POST .../cancel``). This module is the HTTP side of it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from aiohttp import web
 
@@ -28,6 +29,7 @@ from gateway.server.door import send_folded, send_stream
 from gateway.server.keys import API_KEY, GATEWAY
 from gateway.server.streaming import send_sse
 from gateway.store import ApiKey
+from gateway.store.policy import StoragePolicy
 from gateway.wire.fields import invalid
 
 
@@ -48,10 +50,16 @@ class _Conversation:
     ) -> web.StreamResponse:
         gateway = request.app[GATEWAY]
         key = request[API_KEY]
+        policy = gateway.storage(invocation.agent)
+        if not policy.allowed:  # served, and answered with store: false
+            if parsed.background:  # storage turned off by a reload since ``invocation``
+                await call.aclose()
+                raise policy.refusal("background", "a background response is kept")
+            parsed = dataclasses.replace(parsed, store=False)
         builder = RESPONSES.builder(parsed, call.ctx, gateway.config, stream=invocation.stream)
         if parsed.background:
-            return await _background(request, gateway, key, call, builder, invocation)
-        keep = Saver(gateway, key, invocation, builder).save if parsed.store else None
+            return await _background(request, gateway, key, call, builder, invocation, policy)
+        keep = Saver(gateway, key, invocation, builder, policy).save if parsed.store else None
         if invocation.stream:
             async with call:
                 return await send_stream(request, call, builder, keep)
@@ -73,12 +81,21 @@ async def _background(
     call: Call,
     builder: ResponseBuilder,
     invocation: AgentInvocation,
+    policy: StoragePolicy,
 ) -> web.StreamResponse:
     """Start the run in a tracked task; answer with the response in progress, or with
     its events as they come (read back from Redis, so a client that leaves stops nothing)."""
     response_id = builder.response_id
     context = stored_context(invocation, response_id)
-    run = runs.Run(gateway, key, call, builder, context, streamed=invocation.stream)
+    run = runs.Run(
+        gateway,
+        key,
+        call,
+        builder,
+        context,
+        streamed=invocation.stream,
+        retention_ms=policy.retention_ms,
+    )
     async with contextlib.AsyncExitStack() as stack:
         try:
             if invocation.stream:  # a slot to follow it, before it starts

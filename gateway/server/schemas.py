@@ -309,6 +309,25 @@ SCHEMAS: dict[str, Schema] = {
         },
         "additionalProperties": False,
     },
+    "Purge": {
+        "type": "object",
+        "required": ["id", "purged", "complete"],
+        "properties": {
+            "id": {"type": "string"},
+            "purged": {
+                "type": "object",
+                "required": ["responses"],
+                "properties": {
+                    "responses": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "stored responses erased by this call",
+                    }
+                },
+            },
+            "complete": {"type": "boolean", "enum": [True]},
+        },
+    },
     "RotateKey": {
         "type": "object",
         "properties": {

@@ -5,10 +5,11 @@ nothing, and every script runs on Redis Cluster:
 
 - ``…:response:{id}:events``: a stream with one entry per Open Responses event,
   entry id ``0-<sequence_number + 1>``, fields ``t`` (the event type) and ``e``
-  (its JSON). Only a response created with ``background`` and ``stream`` has one.
+  (its JSON, sealed by the store's ``ContentCipher``, bound to the stream and entry).
+  Only a response created with ``background`` and ``stream`` has one.
   Trimmed to the latest ``responses.events_max`` events and
   ``responses.events_max_bytes`` bytes (the newest event always stays), it
-  expires ``responses.retention_seconds`` after its last event, as the response.
+  expires with the response, after the retention of its agent's ``StoragePolicy``.
 - ``…:response:{id}:run``: the token of the process running the response, with a
   lease that process renews (``LEASE_SECONDS``); deleted when the run ends, and
   gone by itself when its process dies.
@@ -38,6 +39,8 @@ from redis import asyncio as aioredis
 from gateway.errors import ServiceUnavailable
 from gateway.settings import ResponsesSettings
 from gateway.store import schema
+from gateway.store.cipher import PLAINTEXT, ContentCipher
+from gateway.store.responses import StoredResponse, encode, now_ms
 from gateway.store.settings import EMBEDDED, RedisSettings
 from gateway.store.store import Store, connect, guard, load_script
 
@@ -101,12 +104,16 @@ class EventLog:
 
 class ResponseRuns:
     def __init__(
-        self, redis: aioredis.Redis, redis_settings: RedisSettings, settings: ResponsesSettings
+        self,
+        redis: aioredis.Redis,
+        redis_settings: RedisSettings,
+        settings: ResponsesSettings,
+        cipher: ContentCipher = PLAINTEXT,
     ) -> None:
         self._redis = redis
         self._redis_settings = redis_settings
         self.settings = settings
-        self._ttl_ms = settings.retention_seconds * 1000
+        self.cipher = cipher
         self._lease_ms = int(LEASE_SECONDS * 1000)
         self._write = load_script(redis, "response_write")
         self._followers: Store | None = None  # made at the first follow
@@ -121,16 +128,22 @@ class ResponseRuns:
         response_id: str,
         token: str,
         mode: Mode,
+        retention_ms: int,
         events: Sequence[tuple[int, str, bytes]] = (),
-        response: bytes | None = None,
+        response: StoredResponse | None = None,
         min_id: str = "",
     ) -> State:
         """Append ``events`` (sequence number, type, JSON), store ``response``, renew the
-        lease (``begin`` takes it, ``final`` ends it); the run's state (see the script)."""
-        args: list[Any] = [token, mode, self._ttl_ms, self._lease_ms, min_id, response or b""]
-        for seq, kind, data in events:
-            args += [entry_id(seq), kind, data]
+        lease (``begin`` takes it, ``final`` ends it), all kept ``retention_ms``; the
+        run's state (see the script). Content is sealed here, bound to where it goes."""
         keys = self._keys(key_id, response_id)
+        value = "" if response is None else self.cipher.seal(encode(response), keys[0])
+        args: list[Any] = [token, mode, retention_ms, self._lease_ms, min_id, value]
+        args += [now_ms(), response_id]
+        seal = self.cipher.encrypts  # else the JSON goes as it is, as bytes
+        for seq, kind, data in events:
+            entry = entry_id(seq)
+            args += [entry, kind, self.cipher.seal(data, f"{keys[1]}/{entry}") if seal else data]
         async with guard():
             return cast(State, await self._write(keys=keys, args=args))
 
@@ -140,6 +153,7 @@ class ResponseRuns:
             schema.response_events(key_id, response_id),
             schema.response_run(key_id, response_id),
             schema.response_cancel(key_id, response_id),
+            schema.stored_responses(key_id),
         ]
 
     async def request_cancel(self, key_id: str, response_id: str) -> bool:
@@ -210,7 +224,13 @@ class ResponseRuns:
         if not got:
             return []
         [(_, entries)] = got  # one stream read: [[name, [(id, fields), ...]]]
-        return [StreamEvent(_seq(entry), fields["t"], fields["e"]) for entry, fields in entries]
+        return [
+            StreamEvent(_seq(entry), fields["t"], self._open(fields["e"], f"{name}/{entry}"))
+            for entry, fields in entries
+        ]
+
+    def _open(self, value: str, binding: str) -> str:
+        return self.cipher.open_text(value, binding)
 
     def _follower(self) -> aioredis.Redis:
         if self._followers is None:

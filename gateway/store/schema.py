@@ -42,6 +42,18 @@ def stored_response(key_id: str, response_id: str) -> str:
     return _of(key_id, f"response:{response_id}")
 
 
+def stored_responses(key_id: str) -> str:
+    """Sorted set of the ids of a key's stored responses, scored by when they expire
+    (ms): what erasing the key's conversations deletes, in batches."""
+    return _of(key_id, "responses")
+
+
+def stored_response_pattern(key_id: str) -> str:
+    """A SCAN pattern for every stored response of a key, with its stream, run and
+    cancel flag (erasure's way to what was stored before the index existed)."""
+    return _of(key_id, "response:*")
+
+
 def response_events(key_id: str, response_id: str) -> str:
     """Stream of a streamed background response's events, entry id ``0-<sequence + 1>``."""
     return _of(key_id, f"response:{response_id}:events")

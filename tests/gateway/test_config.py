@@ -188,6 +188,72 @@ def test_reasoning_events_must_be_known(text: str, path: str) -> None:
     assert "summary, spec, openai" in problem.message
 
 
+def test_storage_policy_defaults_and_per_route() -> None:
+    config = parse_config("")
+    assert config.responses.store == "allowed" and config.responses.encryption is None
+    config = parse_config(
+        "responses: {retention_seconds: 3600}\n"
+        "backends: {e: {type: echo}}\n"
+        "routes:\n"
+        "  a: {backend: e, store: never}\n"
+        "  b: {backend: e, retention_seconds: 60}\n"
+    )
+    assert config.routes["a"].store == "never" and config.routes["b"].retention_seconds == 60
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "message"),
+    [
+        ("responses: {store: sometimes}\n", "responses.store", "allowed, never"),
+        (
+            "routes: {a: {backend: e, store: always}}\n",
+            "routes.a.store",
+            "must be one of allowed, never",
+        ),
+        (
+            "responses: {store: never}\nroutes: {a: {backend: e, store: allowed}}\n",
+            "routes.a.store",
+            "cannot be 'allowed' while responses.store is 'never'",
+        ),
+        (
+            "responses: {retention_seconds: 60}\n"
+            "routes: {a: {backend: e, retention_seconds: 61}}\n",
+            "routes.a.retention_seconds",
+            "must not exceed responses.retention_seconds (60): a route can only shorten",
+        ),
+        (
+            "routes: {a: {backend: e, retention_seconds: 0}}\n",
+            "routes.a.retention_seconds",
+            "greater than 0",
+        ),
+    ],
+)
+def test_storage_policy_problems(text: str, path: str, message: str) -> None:
+    problem = only("backends: {e: {type: echo}}\n" + text)
+    assert problem.path == path and message in problem.message
+
+
+def test_encryption_keys_are_checked_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing or malformed key stops the start; the key itself is never quoted."""
+    text = "responses: {encryption: {key_env: GW_KEY, previous_key_envs: [GW_OLD]}}\n"
+    monkeypatch.delenv("GW_KEY", raising=False)
+    problem = only(text)
+    assert problem.path == "responses.encryption.key_env"
+    assert problem.message == "environment variable GW_KEY is not set"
+    monkeypatch.setenv("GW_KEY", "dGhpcyBpcyBub3QgMzIgYnl0ZXM=")
+    monkeypatch.setenv("GW_OLD", "A" * 43 + "=")
+    problem = only(text)
+    assert problem.path == "responses.encryption.key_env"
+    assert "decodes to 20 bytes; an AES-256 key is 32" in problem.message
+    assert "dGhpcyBp" not in str(problem)
+    monkeypatch.setenv("GW_KEY", "A" * 43 + "=")
+    monkeypatch.setenv("GW_OLD", "")
+    assert only(text).path == "responses.encryption.previous_key_envs[0]"
+    monkeypatch.setenv("GW_OLD", "B" * 43 + "=")
+    encryption = parse_config(text).responses.encryption
+    assert encryption is not None and encryption.previous_key_envs == ("GW_OLD",)
+
+
 @pytest.mark.parametrize("price", ["-0.5", "1000000.01"])
 def test_a_price_out_of_range(price: str) -> None:
     text = (

@@ -8,6 +8,7 @@ import pytest
 from gateway.breaker import CircuitBreaker
 from gateway.config import GatewayConfig, parse_config
 from gateway.errors import (
+    ConfigError,
     GatewayError,
     InsufficientQuota,
     NotFound,
@@ -370,3 +371,24 @@ async def test_a_batch_filter_sees_the_batches_as_they_come(fake_store: Store) -
 
     out = await through(fake_store, Spy())
     assert seen == out == TWO_READS_PRICED
+
+
+def test_the_storage_policy_and_cipher_come_from_the_configuration(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (
+        "responses: {retention_seconds: 600, encryption: {key_env: GW_TEST_PIPELINE_KEY}}\n"
+        "backends: {e: {type: echo}}\n"
+        "routes: {a: {backend: e, retention_seconds: 60}, b: {backend: e, store: never}}\n"
+    )
+    monkeypatch.setenv("GW_TEST_PIPELINE_KEY", "A" * 43 + "=")
+    config = parse_config(text)
+    gw = Gateway.build(config, fake_store, BackgroundTasks())
+    assert gw.cipher.encrypts and gw.responses.cipher is gw.cipher is gw.response_runs.cipher
+    assert (gw.storage("a").allowed, gw.storage("a").retention_seconds) == (True, 60)
+    assert not gw.storage("b").allowed and gw.storage("c").retention_seconds == 600
+    # A key gone bad after the file was checked still stops the start, never plain text.
+    monkeypatch.setenv("GW_TEST_PIPELINE_KEY", "not a key")
+    with pytest.raises(ConfigError) as info:
+        Gateway.build(config, fake_store, BackgroundTasks())
+    assert info.value.problems[0].path == "responses.encryption.key_env"

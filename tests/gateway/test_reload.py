@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,7 +83,35 @@ async def test_reasoning_events_and_access_log_change_at_once(
     assert gateway.config.responses.reasoning_events == "spec"
     assert gateway.generation.filters == ()  # the default access log is gone
     assert "next restart" not in caplog.text
-    path.write_text("responses: {retention_seconds: 60}\n" + FIRST)
+    path.write_text("responses: {events_max: 60}\n" + FIRST)
     with caplog.at_level(logging.WARNING, logger="gateway.reload"):
         assert await watcher.check()
-    assert "responses.retention_seconds" in caplog.text and "next restart" in caplog.text
+    assert "responses.events_max" in caplog.text and "next restart" in caplog.text
+
+
+async def test_the_storage_policy_changes_at_once_and_encryption_at_restart(
+    tmp_path: Path, fake_store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    """A reload that turns storage off for an agent applies to the next request; the
+    encryption keys are read once, at start-up."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(FIRST)
+    gateway = Gateway.build(load_config(path), fake_store, BackgroundTasks())
+    watcher = ConfigWatcher(gateway, str(path))
+    assert gateway.storage("a").allowed and gateway.storage("a").retention_seconds == 2592000
+    routes = "  a: {backend: echo, store: never}\n  b: {backend: echo, retention_seconds: 60}\n"
+    path.write_text("backends:\n  echo: {type: echo}\nroutes:\n" + routes)
+    with caplog.at_level(logging.WARNING, logger="gateway.reload"):
+        assert await watcher.check()
+    assert not gateway.storage("a").allowed
+    assert gateway.storage("b").allowed and gateway.storage("b").retention_seconds == 60
+    path.write_text("responses: {retention_seconds: 30, store: never}\n" + FIRST)
+    assert await watcher.check()
+    assert not gateway.storage("a").allowed and gateway.storage("a").retention_seconds == 30
+    assert "next restart" not in caplog.text
+    monkeypatch.setenv("GW_TEST_CONTENT_KEY", base64.b64encode(bytes(32)).decode())
+    path.write_text("responses: {encryption: {key_env: GW_TEST_CONTENT_KEY}}\n" + FIRST)
+    with caplog.at_level(logging.WARNING, logger="gateway.reload"):
+        assert await watcher.check()
+    assert "responses.encryption" in caplog.text and "next restart" in caplog.text
+    assert not gateway.cipher.encrypts

@@ -234,6 +234,36 @@ async def test_keys_lifecycle(gw: RunningGateway, http: aiohttp.ClientSession) -
     assert actions.count("key.revoke") == 1
 
 
+async def test_purge_erases_a_keys_stored_responses_not_its_ledger(
+    gw: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    key, secret = await gw.new_key_record()
+    user = {"Authorization": f"Bearer {secret}"}
+    ids = []
+    for text in ("first", "second"):
+        body = {"model": "echo", "input": f"{text} private question"}
+        async with http.post(gw.url + "/v1/responses", json=body, headers=user) as r:
+            assert r.status == 200
+            ids.append((await r.json())["id"])
+    await gw.gateway.tasks.drain()
+    ledger = await gw.store.ledger(key.id)
+    assert len(ledger) == 3  # the credit and two charges
+
+    purged = await call(http, gw, "POST", f"/admin/keys/{key.id}/purge")
+    assert purged == {"id": key.id, "purged": {"responses": 2}, "complete": True}
+    for response_id in ids:
+        async with http.get(f"{gw.url}/v1/responses/{response_id}", headers=user) as r:
+            assert r.status == 404
+    again = await call(http, gw, "POST", f"/admin/keys/{key.id}/purge")
+    assert again["purged"] == {"responses": 0}  # idempotent
+    assert await gw.store.ledger(key.id) == ledger
+    audit = [e for e in await gw.store.audit_log() if e.action == "key.purge"]
+    assert [e.details for e in audit] == [{"responses": 0}, {"responses": 2}]
+    assert all(e.actor.startswith("admin-api:") and e.key_id == key.id for e in audit)
+    await call(http, gw, "POST", "/admin/keys/key_nope/purge", status=404)
+    await call(http, gw, "POST", f"/admin/keys/{key.id}/purge", headers={}, status=401)
+
+
 async def test_a_key_for_an_agent_no_route_serves_is_created_with_a_warning(
     gw: RunningGateway, http: aiohttp.ClientSession
 ) -> None:

@@ -455,6 +455,73 @@ def test_revoking_a_revoked_key_says_so_and_audits_nothing(redis_url: str) -> No
     assert [e["action"] for e in entries if e["key_id"] == key_id] == ["key.revoke", "key.create"]
 
 
+def _store_responses(redis_url: str, key_id: str, n: int) -> None:
+    """``n`` stored responses of ``key_id`` as the gateway writes them: value and index."""
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for i in range(n):
+            client.set(schema.stored_response(key_id, f"resp_{i}"), "{}", ex=600)
+            client.zadd(schema.stored_responses(key_id), {f"resp_{i}": time.time() * 1000 + 6e5})
+        client.xadd(schema.response_events(key_id, "resp_0"), {"t": "x", "e": "{}"})
+    finally:
+        client.close()
+
+
+def _stored_count(redis_url: str, key_id: str) -> int:
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return len(client.keys(f"gw:{{{key_id}}}:response*"))
+    finally:
+        client.close()
+
+
+def test_keys_purge_erases_stored_conversations_not_the_ledger(redis_url: str) -> None:
+    key_id = gateway_json("keys", "create", "--name", "p", "--balance", "7", redis_url=redis_url)[
+        "id"
+    ]
+    _store_responses(redis_url, key_id, 3)
+    done = gateway("keys", "purge", key_id, "--config", str(REPO_CONFIG), redis_url=redis_url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"Erased 3 stored responses of {key_id}; its ledger stays.\n"
+    assert _stored_count(redis_url, key_id) == 0
+    again = gateway_json("keys", "purge", key_id, redis_url=redis_url)
+    assert again == {"id": key_id, "purged": {"responses": 0}, "complete": True}
+    assert gateway_json("balance", "show", key_id, redis_url=redis_url)["balance"] == 7
+    assert len(gateway_json("usage", key_id, redis_url=redis_url)) == 1  # the credit stays
+    entries = gateway_json("audit", "--limit", "50", redis_url=redis_url)
+    purges = [e for e in entries if e["key_id"] == key_id and e["action"] == "key.purge"]
+    assert [e["details"] for e in purges] == [{"responses": 0}, {"responses": 3}]
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    try:  # stored by a version before the index: only --scan finds it
+        client.set(schema.stored_response(key_id, "resp_old"), "{}", ex=600)
+    finally:
+        client.close()
+    assert gateway_json("keys", "purge", key_id, redis_url=redis_url)["purged"]["responses"] == 0
+    scanned = gateway_json("keys", "purge", key_id, "--scan", redis_url=redis_url)
+    assert scanned["purged"] == {"responses": 1} and _stored_count(redis_url, key_id) == 0
+    missing = gateway(
+        "keys", "purge", "key_nope", "--config", str(REPO_CONFIG), redis_url=redis_url
+    )
+    assert missing.returncode == 1 and "no key with id 'key_nope'" in missing.stderr
+
+
+def test_keys_revoke_purge_revokes_then_erases_even_if_revoked_already(redis_url: str) -> None:
+    key_id = gateway_json("keys", "create", "--name", "rp", redis_url=redis_url)["id"]
+    _store_responses(redis_url, key_id, 2)
+    revoked = gateway_json("keys", "revoke", key_id, "--purge", redis_url=redis_url)
+    assert revoked["revoked_at"] and revoked["purged"] == {"responses": 2}
+    assert _stored_count(redis_url, key_id) == 0
+    _store_responses(redis_url, key_id, 1)  # a request already past authentication
+    done = gateway(
+        "keys", "revoke", key_id, "--purge", "--config", str(REPO_CONFIG), redis_url=redis_url
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"Revoked key {key_id} (rp).\nErased its 1 stored responses.\n"
+    entries = gateway_json("audit", "--limit", "50", redis_url=redis_url)
+    actions = [e["action"] for e in entries if e["key_id"] == key_id]
+    assert actions == ["key.purge", "key.purge", "key.revoke", "key.create"]
+
+
 def test_bad_key_values_are_usage_errors_before_redis_is_touched(redis_url: str) -> None:
     before = gateway_json("keys", "list", redis_url=redis_url)
     for args in (

@@ -17,6 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.server.app import create_app
 from gateway.server.keys import GATEWAY
+from gateway.store import erasure
 from gateway.store.records import KeyLimits
 from tests.conftest import ECHO_CONFIG, free_port, make_config
 
@@ -72,3 +73,30 @@ async def test_metering_and_limits_on_a_cluster(
     refused = [r for r in results if isinstance(r, openai.RateLimitError)]
     assert len(refused) == 2 and results.count(None) == 3
     assert limited.limits.rpm == 3
+
+
+async def test_stored_responses_background_runs_and_purge_on_a_cluster(
+    cluster_gateway: tuple[str, web.Application],
+) -> None:
+    """The save and write scripts touch a response, its stream and the key's index, and
+    a purge deletes them in multi-key DELs: all under one hash tag, on any node."""
+    url, app = cluster_gateway
+    store = app[GATEWAY].store
+    keys = [await store.create_key(f"r{i}", balance=100_000) for i in range(3)]
+    for key, secret in keys:
+        async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0) as c:
+            first = await c.responses.create(model="echo", input="hello cluster")
+            second = await c.responses.create(
+                model="echo", input="again", previous_response_id=first.id
+            )
+            stream = await c.responses.create(
+                model="echo", input="in the background", background=True, stream=True
+            )
+            assert [e.type async for e in stream][-1] == "response.completed"
+            assert (await c.responses.retrieve(second.id)).status == "completed"
+        await app[GATEWAY].tasks.drain()
+        result = await erasure.purge_key(store, key.id, actor=None)
+        assert result.responses == 3
+        async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0) as c:
+            with pytest.raises(openai.NotFoundError):
+                await c.responses.retrieve(first.id)

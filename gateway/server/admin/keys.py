@@ -1,7 +1,9 @@
-"""The admin API's key handlers: list, create, show, revoke, rotate, and set limits."""
+"""The admin API's key handlers: list, create, show, revoke, rotate, set limits, and
+erase a key's stored conversations."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
@@ -19,6 +21,7 @@ from gateway.server.admin.request import (
     whole,
 )
 from gateway.server.body import json_response
+from gateway.store import erasure
 from gateway.store.records import LIMIT_FIELDS
 from gateway.store.store import DEFAULT_GRACE_SECONDS
 
@@ -107,3 +110,15 @@ async def set_limits(request: web.Request) -> web.Response:
         request.match_info["id"], limits, actor=actor(request)
     )
     return json_response(key.to_json())
+
+
+async def purge_key(request: web.Request) -> web.Response:
+    """Erase the key's stored conversations (``gateway.store.erasure``); its ledger stays.
+
+    Run in a tracked task: a client that leaves does not cut it short between a
+    batch's deletes, and the shutdown drains it. Asking again resumes it."""
+    gateway = gateway_of(request)
+    key = await gateway.store.get_key(request.match_info["id"])  # a 404 here, not in the task
+    purge = erasure.purge_key(gateway.store, key.id, actor=actor(request))
+    result = await asyncio.shield(gateway.tasks.spawn(purge, name="purge key"))
+    return json_response(result.to_json())

@@ -10,6 +10,7 @@ from gateway.server.admin.audit import MAX_AUDIT_LIMIT, audit
 from gateway.server.admin.keys import (
     create_key,
     list_keys,
+    purge_key,
     revoke_key,
     rotate_key,
     set_limits,
@@ -77,6 +78,17 @@ ADMIN = Table(
             params=(_ID,),
             replies=(json_reply(200, "the record", "Key"),),
             errors=(*_KEY_ERRORS, 409),
+        ),
+        _admin_op(
+            "POST",
+            "/keys/{id}/purge",
+            purge_key,
+            "adminPurgeKey",
+            "Erase the key's stored conversations (responses and their event streams), "
+            "not its ledger; idempotent, and asking again resumes one cut short",
+            params=(_ID,),
+            replies=(json_reply(200, "what was erased", "Purge"),),
+            errors=_KEY_ERRORS,
         ),
         _admin_op(
             "POST",

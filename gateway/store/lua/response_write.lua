@@ -1,11 +1,12 @@
 -- Write the progress of a background response: its events, its object, its lease.
 -- KEYS[1] the stored response   KEYS[2] its event stream   KEYS[3] its run token
--- KEYS[4] its cancel flag
+-- KEYS[4] its cancel flag   KEYS[5] the key's index of stored responses
 -- ARGV[1] the writer's token   ARGV[2] mode: begin | step | final
 -- ARGV[3] retention (ms)   ARGV[4] the run's lease (ms)
 -- ARGV[5] trim the stream below this id ('' keeps it whole)
 -- ARGV[6] the response object to store ('' keeps the stored one)
--- ARGV[7..] events, three arguments each: stream entry id, type, JSON
+-- ARGV[7] now (ms)   ARGV[8] the response id
+-- ARGV[9..] events, three arguments each: stream entry id, type, JSON
 -- Returns 'ok'; 'cancel' when a cancel is requested; 'done' after 'final';
 -- 'lost' when another process owns the run now (nothing written); 'gone' when the
 -- response was deleted (nothing written, and the run ends).
@@ -21,9 +22,15 @@ else
 end
 if ARGV[6] ~= '' then
   redis.call('SET', KEYS[1], ARGV[6], 'PX', ARGV[3])
+  -- Listed for erasure as save_indexed.lua does.
+  redis.call('ZADD', KEYS[5], tonumber(ARGV[7]) + tonumber(ARGV[3]), ARGV[8])
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[7])
+  if redis.call('PTTL', KEYS[5]) < tonumber(ARGV[3]) then
+    redis.call('PEXPIRE', KEYS[5], ARGV[3])
+  end
 end
-if #ARGV >= 9 then
-  for i = 7, #ARGV, 3 do
+if #ARGV >= 11 then
+  for i = 9, #ARGV, 3 do
     redis.call('XADD', KEYS[2], ARGV[i], 't', ARGV[i + 1], 'e', ARGV[i + 2])
   end
   if ARGV[5] ~= '' then

@@ -1,0 +1,142 @@
+"""``gateway.store.erasure``: a key's stored conversations erased in batches, resumable and
+idempotent, in bounded memory; its record, balance and ledger stay."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+from redis import asyncio as aioredis
+
+from gateway.errors import NotFound
+from gateway.settings import ResponsesSettings
+from gateway.store import Store, schema
+from gateway.store.erasure import RESPONSES, StoredKind, purge_key
+from gateway.store.response_runs import ResponseRuns
+from gateway.store.responses import ResponseStore, StoredResponse
+from gateway.store.settings import RedisSettings
+
+TTL = 60_000
+
+
+def _stored(response_id: str) -> StoredResponse:
+    return StoredResponse({"id": response_id, "output": ["private"]}, [])
+
+
+class Stop(Exception):
+    pass
+
+
+async def test_a_purge_erases_in_batches_resumes_and_leaves_the_ledger(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    store = Store(redis_client)
+    key, _ = await store.create_key("alice", balance=1000)
+    other, _ = await store.create_key("bob")
+    responses = ResponseStore(redis_client)
+    for n in range(7):
+        await responses.save(key.id, _stored(f"resp_{n}"), TTL)
+    await responses.save(other.id, _stored("resp_bob"), TTL)
+    runs = ResponseRuns(redis_client, RedisSettings(url=redis_url), ResponsesSettings())
+    event = [(0, "response.created", b"{}")]
+    assert await runs.write(key.id, "resp_bg", "t", "begin", TTL, event, _stored("resp_bg")) == "ok"
+    ledger = await store.ledger(key.id)
+
+    def stop_after_the_first_batch(erased: int) -> None:
+        raise Stop(erased)  # a crash, a lost connection
+
+    with pytest.raises(Stop) as stopped:
+        await purge_key(
+            store, key.id, actor="cli:ops", batch=3, progress=stop_after_the_first_batch
+        )
+    assert stopped.value.args == (3,)
+    assert await redis_client.zcard(schema.stored_responses(key.id)) == 5
+
+    seen: list[int] = []
+    result = await purge_key(store, key.id, actor="cli:ops", batch=3, progress=seen.append)
+    assert result.responses == 5 and seen == [3, 5]  # resumed where it stopped
+    assert result.to_json() == {"id": key.id, "purged": {"responses": 5}, "complete": True}
+    assert await redis_client.keys(f"*{key.id}*response*") == []  # streams, runs too
+    assert (await purge_key(store, key.id, actor="cli:ops")).responses == 0  # idempotent
+
+    assert await responses.load(other.id, "resp_bob") is not None  # another key's stays
+    assert await store.ledger(key.id) == ledger and await store.balance(key.id) == 1000
+    audit = [e for e in await store.audit_log() if e.action == "key.purge"]
+    assert [e.details for e in audit] == [{"responses": 0}, {"responses": 5}]
+    assert {e.actor for e in audit} == {"cli:ops"}
+    # A background run of a purged response has lost its run token: it stops, writing nothing.
+    assert await runs.write(key.id, "resp_bg", "t", "step", TTL, event) == "lost"
+    assert await redis_client.keys(f"*{key.id}*response*") == []
+    await runs.aclose()
+
+
+async def test_an_unknown_key_is_404(redis_client: aioredis.Redis) -> None:
+    with pytest.raises(NotFound):
+        await purge_key(Store(redis_client), "key_nope", actor=None)
+
+
+async def test_memory_is_bounded_by_the_batch_not_by_what_is_stored(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A key with many stored responses (here 50,000 listed) is erased holding one
+    batch of ids at a time."""
+    store = Store(redis_client)
+    key, _ = await store.create_key("busy")
+    index = schema.stored_responses(key.id)
+    total = 50_000
+    for start in range(0, total, 5000):
+        await redis_client.zadd(
+            index, {f"resp_{n:08d}": 10**13 for n in range(start, start + 5000)}
+        )
+    tracemalloc.start()
+    try:
+        await purge_key(store, key.id, actor=None, batch=500)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert await redis_client.exists(index) == 0
+    # 50,000 ids with their four key names would take several MB; one batch, a few hundred KB.
+    assert peak < 1_500_000, peak
+
+
+async def test_scan_also_erases_what_was_stored_before_the_index(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = Store(redis_client)
+    key, _ = await store.create_key("old")
+    other, _ = await store.create_key("other")
+    for n in range(5):  # as an older version stored them: no index entry
+        await redis_client.set(schema.stored_response(key.id, f"resp_{n}"), "{}")
+    await redis_client.xadd(schema.response_events(key.id, "resp_0"), {"t": "x", "e": "{}"})
+    await redis_client.set(schema.stored_response(other.id, "resp_0"), "{}")
+    await ResponseStore(redis_client).save(key.id, _stored("resp_new"), TTL)
+
+    indexed = await purge_key(store, key.id, actor="cli:ops")
+    assert indexed.responses == 1
+    assert len(await redis_client.keys(f"*{key.id}*response:*")) == 6  # the index alone misses them
+    scanned = await purge_key(store, key.id, actor="cli:ops", batch=2, scan=True)
+    assert scanned.responses == 5
+    assert await redis_client.keys(f"*{key.id}*response*") == []
+    assert await redis_client.exists(schema.stored_response(other.id, "resp_0"))
+    [latest, *_] = [e for e in await store.audit_log() if e.action == "key.purge"]
+    assert latest.details == {"responses": 0, "scan": True, "unindexed": 5}
+
+
+async def test_another_kind_of_content_is_erased_with_the_responses(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The seam a new store of content (A2A tasks, say) uses: its own index, one kind."""
+    tasks = StoredKind(
+        "tasks", lambda key_id: f"gw:{{{key_id}}}:tasks", lambda k, i: (f"gw:{{{k}}}:task:{i}",)
+    )
+    store = Store(redis_client)
+    key, _ = await store.create_key("a2a")
+    await ResponseStore(redis_client).save(key.id, _stored("resp_1"), TTL)
+    for n in range(3):
+        await redis_client.set(f"gw:{{{key.id}}}:task:t{n}", "{}")
+        await redis_client.zadd(tasks.index(key.id), {f"t{n}": 10**13})
+    result = await purge_key(store, key.id, actor="cli:ops", kinds=(RESPONSES, tasks))
+    assert result.to_json()["purged"] == {"responses": 1, "tasks": 3}
+    assert await redis_client.keys(f"*{key.id}*task*") == []
+    [audit] = [e for e in await store.audit_log() if e.action == "key.purge"]
+    assert audit.details == {"responses": 1, "tasks": 3}
