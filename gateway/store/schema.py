@@ -8,6 +8,10 @@ from __future__ import annotations
 
 PREFIX = "gw"
 KEY_INDEX = f"{PREFIX}:keys"  # set of every key id (for listing)
+# The key catalogue (gateway/store/catalogue.py): the console's search, sort and pages.
+KEYS_BY_CREATED = f"{PREFIX}:keys:created"  # sorted set: key id by creation time
+KEYS_BY_TEXT = f"{PREFIX}:keys:text"  # sorted set (lex): "<lowercased name or id>\0<id>"
+KEYS_LIMITED = f"{PREFIX}:keys:limited"  # set of the key ids with a limit or a budget
 AUDIT = f"{PREFIX}:audit"  # stream of admin actions (who, what, which key, when)
 
 
@@ -90,3 +94,36 @@ def spend_month(account: str, month: str) -> str:
 
 def route_account(agent: str) -> str:
     return f"route:{agent}"
+
+
+# Aggregates (gateway/store/aggregates.py). A key's are under its hash tag, written by
+# the settlement script itself; the gateway-wide ones share the tag {gw:agg}.
+def aggregate_hour(key_id: str, hour: str) -> str:
+    """Hash of a key's totals in one UTC hour (``YYYYMMDDHH``)."""
+    return _of(key_id, f"agg:h:{hour}")
+
+
+def aggregate_day(key_id: str, day: str) -> str:
+    """Hash of a key's totals, and each agent's, in one UTC day (``YYYYMMDD``)."""
+    return _of(key_id, f"agg:d:{day}")
+
+
+GLOBAL = "agg"  # the hash tag of the gateway-wide aggregates
+
+
+def global_hour(hour: str) -> str:
+    return _of(GLOBAL, f"h:{hour}")
+
+
+def global_day(day: str) -> str:
+    return _of(GLOBAL, f"d:{day}")
+
+
+def global_top_keys(day: str) -> str:
+    """Sorted set: each key's credits spent in one UTC day."""
+    return _of(GLOBAL, f"top:d:{day}")
+
+
+def global_marker(charge_id: str) -> str:
+    """Set once a charge is counted in the gateway-wide aggregates."""
+    return _of(GLOBAL, f"done:{charge_id}")
