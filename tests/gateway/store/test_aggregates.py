@@ -9,7 +9,6 @@ import pytest
 from redis import asyncio as aioredis
 
 from gateway.errors import ServiceUnavailable
-
 from gateway.store import Store, aggregates, schema
 from gateway.store.holds import HoldRecord, Holds
 
