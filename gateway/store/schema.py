@@ -15,6 +15,11 @@ KEYS_LIMITED = f"{PREFIX}:keys:limited"  # set of the key ids with a limit or a 
 AUDIT = f"{PREFIX}:audit"  # stream of admin actions (who, what, which key, when)
 
 
+def console_session(digest: str) -> str:
+    """A console session, by the SHA-256 of its cookie: its CSRF token; expires."""
+    return f"{PREFIX}:console:session:{digest}"
+
+
 def _of(account: str, name: str) -> str:
     """A key of ``account`` under its hash tag: the one place that spells the tag."""
     return f"{PREFIX}:{{{account}}}:{name}"

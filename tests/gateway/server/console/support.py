@@ -1,0 +1,66 @@
+"""A gateway with its admin listener (and so its console) on loopback, for the
+console's tests: HTTP ones and the browser's."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from gateway.server import admin
+from tests.conftest import RunningGateway, StartGateway, free_port, make_config
+
+TOKEN = "console-admin-token-0123456789abcdef"
+ENV = "GW_TEST_CONSOLE_TOKEN"
+CONFIG = """
+admin:
+  token_env: {env}
+  listen: {{port: {port}}}
+backends:
+  echo: {{type: echo}}
+filters:
+  - type: request_log
+routes:
+  echo:
+    backend: echo
+    pricing: {{input: 3, output: 5}}
+    max_output_tokens: 50
+  helper:
+    backend: echo
+    pricing: {{input: 1, output: 1}}
+    max_output_tokens: 50
+"""
+
+
+@dataclass
+class Console:
+    gw: RunningGateway  # the public listener
+    url: str  # the admin listener, e.g. http://127.0.0.1:PORT
+    runner: web.AppRunner
+
+    async def sign_in(self, http: aiohttp.ClientSession) -> str:
+        """Sign ``http`` in (its cookie jar keeps the session); the page's CSRF token."""
+        async with http.post(self.url + "/console/login", data={"token": TOKEN}) as r:
+            assert r.status == 200, await r.text()
+            page = await r.text()
+        found = re.search(r'name="csrf-token" content="([^"]+)"', page)
+        assert found, page
+        return found.group(1)
+
+    async def spend(self, http: aiohttp.ClientSession, secret: str, agent: str = "echo") -> None:
+        body = {"model": agent, "messages": [{"role": "user", "content": "one two three"}]}
+        headers = {"Authorization": f"Bearer {secret}"}
+        async with http.post(self.gw.url + "/v1/chat/completions", json=body, headers=headers) as r:
+            assert r.status == 200, await r.text()
+        await self.gw.gateway.tasks.drain()
+
+
+async def start_console(start_gateway: StartGateway) -> Console:
+    port = free_port()
+    text = CONFIG.format(env=ENV, port=port)
+    gw = await start_gateway(text)
+    runner = await admin.start_admin_site(gw.gateway, make_config(text))
+    assert runner is not None
+    return Console(gw, f"http://127.0.0.1:{port}", runner)
