@@ -90,7 +90,7 @@ def page(title: str, body: Html, *, csrf: str | None, current: str = "") -> Html
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="referrer" content="no-referrer">{meta}'
+        '<link rel="icon" href="data:,">{meta}'
         "<title>{title} · gateway console</title>"
         '<link rel="stylesheet" href="/console/static/console.css">'
         '<script src="/console/static/console.js" defer></script>'

@@ -10,6 +10,9 @@ import aiohttp
 from aiohttp import web
 
 from gateway.server import admin
+from gateway.server.app import create_app
+from gateway.server.connection import GatewayRunner
+from gateway.server.keys import GATEWAY
 from tests.conftest import RunningGateway, StartGateway, free_port, make_config
 
 TOKEN = "console-admin-token-0123456789abcdef"
@@ -38,7 +41,11 @@ routes:
 class Console:
     gw: RunningGateway  # the public listener
     url: str  # the admin listener, e.g. http://127.0.0.1:PORT
-    runner: web.AppRunner
+    runners: list[web.AppRunner]
+
+    async def stop(self) -> None:
+        for runner in reversed(self.runners):
+            await runner.cleanup()
 
     async def sign_in(self, http: aiohttp.ClientSession) -> str:
         """Sign ``http`` in (its cookie jar keeps the session); the page's CSRF token."""
@@ -58,9 +65,25 @@ class Console:
 
 
 async def start_console(start_gateway: StartGateway) -> Console:
+    """A console whose public listener ``start_gateway`` started (and stops)."""
     port = free_port()
     text = CONFIG.format(env=ENV, port=port)
     gw = await start_gateway(text)
     runner = await admin.start_admin_site(gw.gateway, make_config(text))
     assert runner is not None
-    return Console(gw, f"http://127.0.0.1:{port}", runner)
+    return Console(gw, f"http://127.0.0.1:{port}", [runner])
+
+
+async def serve_console(redis_url: str) -> Console:
+    """A console and its gateway on loopback, started here; ``await console.stop()``."""
+    port = free_port()
+    config = make_config(CONFIG.format(env=ENV, port=port), redis_url)
+    app = create_app(config)
+    runner = GatewayRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    public = free_port()
+    await web.TCPSite(runner, "127.0.0.1", public).start()
+    gw = RunningGateway(f"http://127.0.0.1:{public}", app[GATEWAY])
+    admin_runner = await admin.start_admin_site(gw.gateway, config)
+    assert admin_runner is not None
+    return Console(gw, f"http://127.0.0.1:{port}", [runner, admin_runner])

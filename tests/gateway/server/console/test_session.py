@@ -23,7 +23,7 @@ async def console(
     monkeypatch.setenv(ENV, TOKEN)
     running = await start_console(start_gateway)
     yield running
-    await running.runner.cleanup()
+    await running.stop()
 
 
 @pytest.fixture
