@@ -176,7 +176,7 @@ async def key_page(request: web.Request) -> web.Response:
     balance, held = await store.balance(key.id), await store.held(key.id)
     days = await aggregates.read(store.redis, key.id, "day", 30, now=now, top=0)
     hours = await aggregates.read(store.redis, key.id, "hour", 48, now=now, top=0)
-    entries = await ledger_export.latest(store, key.id, query, most=min(query.limit or 100, 500))
+    entries = await ledger_export.latest(store, key.id, query, most=min(query.limit or 50, 500))
     audit = [e for e in await store.audit_log(limit=10_000) if e.key_id == key.id][:50]
     facts = table(
         ("", ""),
@@ -213,9 +213,10 @@ async def key_page(request: web.Request) -> web.Response:
     ]  # fmt: skip
     params = {k: v for k, v in request.query.items() if k in ("agent", "kind", "since", "until")}
     exports = join(
-        render('<a href="{href}" download>{fmt}</a>', fmt=fmt.upper(),
-               href=f"{API}/keys/{key.id}/ledger?" + urlencode({**params, "format": fmt}))
-        for fmt in ledger_export.FORMATS
+        (render('<a href="{href}" download>{fmt}</a>', fmt=fmt.upper(),
+                href=f"{API}/keys/{key.id}/ledger?" + urlencode({**params, "format": fmt}))
+         for fmt in ledger_export.FORMATS),
+        " · ",
     )  # fmt: skip
     audit_rows = [(when(a.at), a.actor, a.action, str(dict(a.details))) for a in audit]
     kinds = join(
@@ -236,7 +237,8 @@ async def key_page(request: web.Request) -> web.Response:
         '<label>until <input name="until" value="{until}"></label>'
         '<label>limit <input name="limit" type="number" min="1" value="{limit}"></label>'
         '<button type="submit">Filter</button></form>'
-        '<p class="exports">Export (all matching): {exports}</p>{ledger}'
+        '<p class="exports">The latest {shown} matching (at most 500 here); export all '
+        "that match: {exports}</p>{ledger}"
         "<h2>Audit trail</h2>{audit}",
         facts=facts,
         agents_share=shares([(a, t.credits) for a, t in days.by_agent[:10]]),
@@ -252,6 +254,7 @@ async def key_page(request: web.Request) -> web.Response:
         until=request.query.get("until", ""),
         limit=request.query.get("limit", ""),
         exports=exports,
+        shown=len(entries),
         ledger=table(("at", "kind", "agent", "amount", "balance", "tokens in/out", "note",
                       "request"), ledger_rows, empty="no entries match"),
         audit=table(("at", "who", "action", "details"), audit_rows, empty="no audited actions"),

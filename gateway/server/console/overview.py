@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway.server.admin.request import gateway_of
 from gateway.server.console.charts import bars, shares
-from gateway.server.console.html import Html, credits, join, page, render, table
+from gateway.server.console.html import Html, credits, join, page, render, table, usd
 from gateway.server.console.session import session_of
 from gateway.store import aggregates, catalogue, schema
 from gateway.store.store import guard
@@ -66,9 +66,21 @@ async def overview(request: web.Request) -> web.Response:
     today = days.buckets[-1].totals
     cards = join(
         [
-            card("Spend today", credits(today.credits), f"{today.requests:,} requests"),
-            card("This month", credits(month.total.credits), f"{month.total.requests:,} requests"),
-            card("Last 30 days", credits(days.total.credits), f"{days.total.requests:,} requests"),
+            card(
+                "Spend today",
+                credits(today.credits),
+                f"{usd(today.credits)} · {today.requests:,} requests",
+            ),
+            card(
+                "This month",
+                credits(month.total.credits),
+                f"{usd(month.total.credits)} · {month.total.requests:,} requests",
+            ),
+            card(
+                "Last 30 days",
+                credits(days.total.credits),
+                f"{usd(days.total.credits)} · {days.total.requests:,} requests",
+            ),
             card("Errors today", f"{today.errors:,}", f"{days.total.errors:,} in 30 days"),
             card("Held in flight", credits(held), f"{flying:,} requests"),
         ]
