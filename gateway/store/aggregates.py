@@ -23,6 +23,8 @@ Period = Literal["hour", "day"]
 PERIODS: tuple[Period, ...] = ("hour", "day")
 MAX_BUCKETS: dict[Period, int] = {"hour": 192, "day": 400}  # what the retention keeps
 TOP_KEYS = 10
+TOP_CACHE_SECONDS = 60
+TOP_CACHE_FROM = 5000  # members of the days' sets, summed
 
 METRICS = (
     "credits",
@@ -163,7 +165,7 @@ async def read(
         if key_id is None and top:
             days = bucket_starts("day", count if period == "day" else count // 24 + 2, now)
             zsets = [schema.global_top_keys(bucket_name("day", at)) for at in days]
-            ranked = cast(list[tuple[str, float]], await redis.zunion(zsets, withscores=True))
+            ranked = await _top(redis, zsets, top)
     buckets: list[Bucket] = []
     total = Totals()
     agents: dict[str, Totals] = {}
@@ -183,6 +185,23 @@ async def read(
         tuple(order),
         top_keys,
     )
+
+
+async def _top(redis: aioredis.Redis, zsets: list[str], top: int) -> list[tuple[str, float]]:
+    """The ``top`` members of the union of ``zsets``. Beyond ``TOP_CACHE_FROM`` members
+    Redis sums them into a key kept ``TOP_CACHE_SECONDS`` (then the top keys may be that
+    stale), of which only ``top`` come back, however many keys spent."""
+    pipe: Any = redis.pipeline(transaction=False)
+    for name in zsets:
+        pipe.zcard(name)
+    if sum(await pipe.execute()) < TOP_CACHE_FROM:
+        ranked = cast(list[tuple[str, float]], await redis.zunion(zsets, withscores=True))
+        return sorted(ranked, key=lambda r: (-r[1], r[0]))[:top]
+    union = schema.global_top_union(zsets[0], len(zsets), top)
+    if not await redis.exists(union):
+        await redis.zunionstore(union, zsets)
+        await redis.expire(union, TOP_CACHE_SECONDS)
+    return cast(list[tuple[str, float]], await redis.zrevrange(union, 0, top - 1, withscores=True))
 
 
 def month_to_date(aggregates: Aggregates, now: float) -> Totals:

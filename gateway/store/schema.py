@@ -129,6 +129,11 @@ def global_top_keys(day: str) -> str:
     return _of(GLOBAL, f"top:d:{day}")
 
 
+def global_top_union(first: str, days: int, top: int) -> str:
+    """The union of ``days`` days' spend by key from the day key ``first``, kept a minute."""
+    return f"{first}:union:{days}:{top}"
+
+
 def global_marker(charge_id: str) -> str:
     """Set once a charge is counted in the gateway-wide aggregates."""
     return _of(GLOBAL, f"done:{charge_id}")

@@ -92,3 +92,19 @@ async def test_the_real_redis_agrees_and_a_bad_count_writes_nothing(
 def test_parse_ignores_what_it_does_not_know() -> None:
     total, agents = aggregates.parse({"credits": "5", "credits|a|b": "3", "junk": "x"})
     assert total.credits == 5 and agents == {"a|b": aggregates.Totals(credits=3)}
+
+
+async def test_a_large_top_is_summed_by_redis_and_kept_a_minute(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aggregates, "TOP_CACHE_FROM", 0)
+    holds = Holds(fake_store.redis)
+    a, _ = await fake_store.create_key("a", balance=1000)
+    b, _ = await fake_store.create_key("b", balance=1000)
+    await settle(holds, a.id, "c1", "echo", 5)
+    await settle(holds, b.id, "c2", "echo", 9)
+    read = await aggregates.read(fake_store.redis, None, "day", 30, top=1)
+    assert read.top_keys == ((b.id, 9),)
+    await settle(holds, a.id, "c3", "echo", 50)
+    stale = await aggregates.read(fake_store.redis, None, "day", 30, top=1)
+    assert stale.top_keys == ((b.id, 9),) and stale.total.credits == 64  # totals are fresh
