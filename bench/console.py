@@ -29,8 +29,8 @@ import random
 import socket
 import statistics
 import sys
+import tempfile
 import time
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.config import parse_config
+from gateway.config import load_config
 from gateway.server import admin
 from gateway.server.app import create_app
 from gateway.server.connection import GatewayRunner
-from gateway.server.keys import GATEWAY
+from gateway.server.keys import GATEWAY, WATCHER
 from gateway.store import schema
 from gateway.store.aggregates import bucket_name
 from gateway.store.holds import DAY_AGGREGATE_TTL
@@ -249,15 +249,17 @@ async def main(argv: list[str] | None = None) -> int:
         parser.error("run it through tests/with-redis.sh (a scratch Redis it may empty)")
     os.environ["GATEWAY_BENCH_ADMIN_TOKEN"] = TOKEN
     port = free_port()
-    config = parse_config(CONFIG.replace("ADMIN_PORT", str(port)), "bench-console.yaml")
-    config = replace(config, redis=replace(config.redis, url=redis_url))
+    os.environ["GATEWAY_REDIS_URL"] = redis_url
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as file:
+        file.write(CONFIG.replace("ADMIN_PORT", str(port)))
+    config = load_config(file.name)
     app = create_app(config)
     runner = GatewayRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     public_port = free_port()
     await web.TCPSite(runner, "127.0.0.1", public_port).start()
     await app[GATEWAY].store.redis.flushdb()
-    admin_runner = await admin.start_admin_site(app[GATEWAY], config)
+    admin_runner = await admin.start_admin_site(app[GATEWAY], config, watcher=app[WATCHER])
     assert admin_runner is not None
     url = f"http://127.0.0.1:{port}"
     try:
@@ -300,6 +302,7 @@ async def main(argv: list[str] | None = None) -> int:
     finally:
         await admin_runner.cleanup()
         await runner.cleanup()
+        os.unlink(file.name)
     return 0
 
 

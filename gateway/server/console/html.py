@@ -51,11 +51,14 @@ def when(at: float | None) -> str:
 
 def table(headers: Iterable[str], rows: Iterable[Iterable[object]], *, empty: str = "none") -> Html:
     """A table; each cell escaped unless it is ``Html``."""
+    headers = tuple(headers)
     head = join(render("<th>{h}</th>", h=h) for h in headers)
     body = [join(render("<td>{c}</td>", c=cell) for cell in row) for row in rows]
     if not body:
         return render('<p class="empty">{empty}</p>', empty=empty)
     lines = join(render("<tr>{cells}</tr>", cells=cells) for cells in body)
+    if not any(headers):  # a list of facts: no header row
+        return render('<table class="facts"><tbody>{lines}</tbody></table>', lines=lines)
     return render("<table><thead><tr>{head}</tr></thead><tbody>{lines}</tbody></table>",
                   head=head, lines=lines)  # fmt: skip
 

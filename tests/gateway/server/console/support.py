@@ -4,15 +4,17 @@ console's tests: HTTP ones and the browser's."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from gateway.config import load_config
 from gateway.server import admin
 from gateway.server.app import create_app
 from gateway.server.connection import GatewayRunner
-from gateway.server.keys import GATEWAY
+from gateway.server.keys import GATEWAY, WATCHER
 from tests.conftest import RunningGateway, StartGateway, free_port, make_config
 
 TOKEN = "console-admin-token-0123456789abcdef"
@@ -74,16 +76,20 @@ async def start_console(start_gateway: StartGateway) -> Console:
     return Console(gw, f"http://127.0.0.1:{port}", [runner])
 
 
-async def serve_console(redis_url: str) -> Console:
-    """A console and its gateway on loopback, started here; ``await console.stop()``."""
+async def serve_console(redis_url: str, folder: Path) -> Console:
+    """A console and its gateway on loopback, its configuration a file in ``folder``
+    (watched, as ``gateway serve`` does), started here; ``await console.stop()``."""
     port = free_port()
-    config = make_config(CONFIG.format(env=ENV, port=port), redis_url)
+    path = folder / "gateway.yaml"
+    path.write_text(CONFIG.format(env=ENV, port=port))
+    config = load_config(path)
+    config = replace(config, redis=replace(config.redis, url=redis_url))
     app = create_app(config)
     runner = GatewayRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     public = free_port()
     await web.TCPSite(runner, "127.0.0.1", public).start()
     gw = RunningGateway(f"http://127.0.0.1:{public}", app[GATEWAY])
-    admin_runner = await admin.start_admin_site(gw.gateway, config)
+    admin_runner = await admin.start_admin_site(gw.gateway, config, watcher=app[WATCHER])
     assert admin_runner is not None
     return Console(gw, f"http://127.0.0.1:{port}", [runner, admin_runner])

@@ -69,7 +69,7 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(redis_url: str) -> Iterator[Served]:
+def served(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="console", daemon=True)
     thread.start()
@@ -83,7 +83,7 @@ def served(redis_url: str) -> Iterator[Served]:
             redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
             await redis.flushdb()
             await redis.aclose()
-            console = await serve_console(redis_url)
+            console = await serve_console(redis_url, tmp_path_factory.mktemp("console"))
             store = console.gw.store
             for i in range(MANY):
                 await store.create_key(f"team-{i:04d}", balance=1000)
@@ -285,8 +285,10 @@ def test_routes_show_the_active_configuration(page: Any, served: Served) -> None
     sign_in(page, served)
     page.click("nav >> text=Routes")
     text = page.inner_text("main")
-    assert served.console.gw.gateway.config.sha256 in text
-    assert "helper" in text and "closed" in text
+    config = served.console.gw.gateway.config
+    assert len(config.sha256) == 64 and config.sha256 in text
+    assert "helper" in text and "closed" in text and "gateway.yaml" in text
+    assert re.search(r"loaded\s+\d{4}-\d\d-\d\d", text)
 
 
 def test_the_console_is_not_on_the_public_listener(page: Any, served: Served) -> None:
