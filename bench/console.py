@@ -8,7 +8,7 @@ the database is emptied first), one gateway and its admin listener in this proce
    over 30 days (pipelined ``XADD``s of the fields settlement writes), with the
    aggregates those entries make: each key's day and hour hashes of today and the
    gateway's day hashes and top-key sets of 30 days, the names and fields that
-   ``settle.lua`` and ``aggregate.lua`` write. Then a few real requests, settled.
+   ``settle.lua`` and ``gateway_totals`` write. Then a few real requests, settled.
 2. Each page, signed in, ``--runs`` times over HTTP: the median time to the whole
    answer and its bytes (the answer is the whole page: its charts are inline SVG,
    its one script and one stylesheet are the same for every page, counted once).
@@ -135,7 +135,6 @@ async def seed(app: web.Application, keys: int, entries: int) -> list[str]:
                 ("input_tokens", tokens_in),
                 ("output_tokens", tokens_out),
             ):
-                totals[name] = totals.get(name, 0) + value
                 totals[f"{name}|{agent}"] = totals.get(f"{name}|{agent}", 0) + value
             if now - at < 48 * 3600:
                 hour = per_hour.setdefault(bucket_name("hour", int(at)), {})
@@ -143,12 +142,7 @@ async def seed(app: web.Application, keys: int, entries: int) -> list[str]:
                 hour["requests"] = hour.get("requests", 0) + 1
             if n % len(ids) < 100:
                 mine = history.setdefault((key_id, day), {})
-                for name, value in (
-                    ("credits", credits),
-                    (f"credits|{agent}", credits),
-                    ("requests", 1),
-                    (f"requests|{agent}", 1),
-                ):
+                for name, value in ((f"credits|{agent}", credits), (f"requests|{agent}", 1)):
                     mine[name] = mine.get(name, 0) + value
             spenders = top.setdefault(day, {})
             spenders[key_id] = spenders.get(key_id, 0) + credits
@@ -163,7 +157,7 @@ async def seed(app: web.Application, keys: int, entries: int) -> list[str]:
     for hour, totals in per_hour.items():
         pipe.hset(schema.global_hour(hour), mapping=totals)
     for key_id, credits in per_key_today.items():
-        pipe.hset(schema.aggregate_day(key_id, today), mapping={"credits": credits})
+        pipe.hset(schema.aggregate_day(key_id, today), mapping={f"credits|{AGENTS[0]}": credits})
         pipe.incrby(schema.spend_day(key_id, today), credits)
     for (key_id, day), totals in history.items():
         pipe.hset(schema.aggregate_day(key_id, day), mapping=totals)

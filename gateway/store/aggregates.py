@@ -2,7 +2,7 @@
 one key or for the whole gateway, by agent, and the gateway's top keys.
 
 Settlement writes them (``lua/settle.lua`` for a key's, exact and atomic with its
-ledger entry; ``lua/aggregate.lua`` for the gateway's, best-effort) and credits
+ledger entry; ``gateway_totals`` for the gateway's, best-effort) and credits
 (``lua/post_entry.lua``) count in a key's day as ``credited`` and ``debited``. Reading
 is one pipelined round trip of a hash per bucket, whatever the ledgers hold: a
 gateway with a million ledger entries reads as fast as one with ten.
@@ -120,7 +120,9 @@ def _label(period: Period, at: int) -> str:
 
 
 def parse(fields: dict[str, str]) -> tuple[Totals, dict[str, Totals]]:
-    """A bucket's hash: its totals, and each agent's (fields ``<metric>|<agent>``)."""
+    """A bucket's hash: its totals, and each agent's. An hour has its totals as fields
+    ``<metric>``; a day has each agent's, ``<metric>|<agent>``, and they add up to its
+    totals (with ``credited`` and ``debited``, which are no agent's)."""
     total: dict[str, int] = {}
     agents: dict[str, dict[str, int]] = {}
     for name, value in fields.items():
@@ -132,9 +134,9 @@ def parse(fields: dict[str, str]) -> tuple[Totals, dict[str, Totals]]:
         except ValueError:
             continue
         if bar:
-            agents.setdefault(agent, {})[metric] = n
-        else:
-            total[metric] = n
+            mine = agents.setdefault(agent, {})
+            mine[metric] = mine.get(metric, 0) + n
+        total[metric] = total.get(metric, 0) + n
     return Totals(**total), {a: Totals(**counts) for a, counts in agents.items()}
 
 

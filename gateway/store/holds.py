@@ -21,6 +21,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from gateway.store import schema
+from gateway.store.gateway_totals import GatewayTotals
 from gateway.store.pipelining import Command, Pipeliner
 from gateway.store.records import KeyLimits
 from gateway.store.store import DAY_AGGREGATE_TTL, ENTRY_MARKER_TTL, guard, load_script
@@ -28,14 +29,6 @@ from gateway.store.store import DAY_AGGREGATE_TTL, ENTRY_MARKER_TTL, guard, load
 WINDOW_SECONDS = 60
 SPEND_TTL = 40 * 24 * 3600  # a month's spend counter outlives the month
 HOUR_AGGREGATE_TTL = 8 * 24 * 3600  # a key's (and the gateway's) hourly aggregates
-GLOBAL_MARKER_TTL = 3600  # a resent settlement comes within seconds; a reaper's within a lease
-_AGGREGATE_TOKENS = (
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-)
 
 
 def window_of(at: float) -> int:
@@ -147,8 +140,9 @@ class Holds:
         self._settle = load_script(redis, "settle")
         self._release = load_script(redis, "release")
         self._renew = load_script(redis, "renew")
-        self._aggregate = load_script(redis, "aggregate")
-        self._scripts = [self._admit, self._settle, self._release, self._renew, self._aggregate]
+        self._scripts = [self._admit, self._settle, self._release, self._renew]
+        # The gateway-wide aggregates: counted here, flushed by ``totals.run()``.
+        self.totals = GatewayTotals(redis, HOUR_AGGREGATE_TTL, DAY_AGGREGATE_TTL)
 
     def _batch(self, *, defer: bool = False) -> _Batch:
         return _Batch(self.redis, self._pipeliner, self._scripts, defer)
@@ -245,7 +239,7 @@ class Holds:
         """Charge ``credits`` once for this charge id, release the holds; False if done before.
 
         The key's aggregates (exact, in the same script) and the gateway's (best-effort,
-        ``lua/aggregate.lua``) count the request, and an error if it ``failed``.
+        ``gateway_totals``) count the request, and an error if it ``failed``.
         """
         key_id = record.key_id
         window = window_of(record.started_at)
@@ -275,18 +269,10 @@ class Holds:
             batch.add(_script_step(self._release, route_keys, [charge_id, tokens, 0]))
         member = _lease_member(key_id, charge_id)
         batch.add(("ZREM", schema.LEASES, member))
-        global_keys = [
-            schema.global_marker(charge_id),
-            schema.global_hour(hour),
-            schema.global_day(day),
-            schema.global_top_keys(day),
-        ]
-        global_args: list[str | int] = [GLOBAL_MARKER_TTL, HOUR_AGGREGATE_TTL, DAY_AGGREGATE_TTL]
-        global_args += [key_id, record.agent, error, max(credits, 0)]
-        global_args += [fields.get(name, "0") for name in _AGGREGATE_TOKENS]
-        batch.add(_script_step(self._aggregate, global_keys, global_args))
         async with guard():
             results = await batch.run()
+        if results[0][0]:
+            self.totals.add(key_id, record.agent, credits, failed, fields, hour, day)
         return bool(results[0][0])
 
     async def renew(self, leases: list[tuple[str, HoldRecord]]) -> None:

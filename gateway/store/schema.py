@@ -102,14 +102,16 @@ def route_account(agent: str) -> str:
 
 
 # Aggregates (gateway/store/aggregates.py). A key's are under its hash tag, written by
-# the settlement script itself; the gateway-wide ones share the tag {gw:agg}.
+# the settlement script itself; the gateway-wide ones (gateway/store/gateway_totals.py)
+# share the tag {agg}.
 def aggregate_hour(key_id: str, hour: str) -> str:
     """Hash of a key's totals in one UTC hour (``YYYYMMDDHH``)."""
     return _of(key_id, f"agg:h:{hour}")
 
 
 def aggregate_day(key_id: str, day: str) -> str:
-    """Hash of a key's totals, and each agent's, in one UTC day (``YYYYMMDD``)."""
+    """Hash of each agent's counts (``<metric>|<agent>``) of a key in one UTC day
+    (``YYYYMMDD``), and the credits added and removed by hand that day."""
     return _of(key_id, f"agg:d:{day}")
 
 
@@ -132,8 +134,3 @@ def global_top_keys(day: str) -> str:
 def global_top_union(first: str, days: int, top: int) -> str:
     """The union of ``days`` days' spend by key from the day key ``first``, kept a minute."""
     return f"{first}:union:{days}:{top}"
-
-
-def global_marker(charge_id: str) -> str:
-    """Set once a charge is counted in the gateway-wide aggregates."""
-    return _of(GLOBAL, f"done:{charge_id}")

@@ -80,6 +80,7 @@ async def test_metering_and_limits_on_a_cluster(
         spent = -sum(e.amount for e in ledger if e.kind == "usage")
         mine = await aggregates.read(store.redis, key.id, "day", 2)
         assert mine.total.credits == spent and mine.total.requests == 3
+    await app[GATEWAY].holds.totals.flush()
     overall = await aggregates.read(store.redis, None, "day", 30)
     assert overall.total.requests >= 12 and len(overall.top_keys) >= 4
     found = await catalogue.page(store.redis, query="k", sort="name")

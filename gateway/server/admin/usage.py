@@ -29,7 +29,9 @@ def aggregate_query(params: Mapping[str, str]) -> tuple[aggregates.Period, int]:
 
 async def gateway_aggregates(request: web.Request) -> web.Response:
     period, count = aggregate_query(request.query)
-    found = await aggregates.read(gateway_of(request).store.redis, None, period, count)
+    gateway = gateway_of(request)
+    await gateway.holds.totals.flush()  # this process's are current; others' within a second
+    found = await aggregates.read(gateway.store.redis, None, period, count)
     return json_response(found.to_json())
 
 

@@ -53,7 +53,9 @@ def card(label: str, value: Html | str, detail: Html | str = "") -> Html:
 
 
 async def overview(request: web.Request) -> web.Response:
-    redis = gateway_of(request).store.redis
+    gateway = gateway_of(request)
+    redis = gateway.store.redis
+    await gateway.holds.totals.flush()  # this process's settlements, counted now
     now = time.time()
     days = await aggregates.read(redis, None, "day", 30, now=now)
     day_of_month = time.gmtime(now).tm_mday

@@ -21,8 +21,8 @@
 -- refused before anything is written, so the script never half-applies.
 --
 -- Aggregates (gateway/store/aggregates.py): the hour's hash counts the key's totals,
--- the day's the totals and each agent's ("<metric>|<agent>"); metrics are credits,
--- requests, errors and the token counts, a zero never written.
+-- the day's each agent's ("<metric>|<agent>"); metrics are credits, requests, errors
+-- and the token counts, a zero never written.
 local function whole(text)
   if #text > 17 or not string.match(text, '^%-?%d+$') then return nil end
   local n = tonumber(text)
@@ -72,14 +72,18 @@ if amount ~= 0 then
     redis.call('EXPIRE', KEYS[i], ARGV[5])
   end
 end
+-- The hour counts the key's totals; the day each agent's (its totals are their sum).
+-- A bucket's first request (its count now 1) gives the hash its retention: once per
+-- hour and per agent and day, not once per request.
 for _, count in ipairs(counts) do
   local n = string.format('%d', count[2])
-  redis.call('HINCRBY', KEYS[9], count[1], n)
-  redis.call('HINCRBY', KEYS[10], count[1], n)
-  redis.call('HINCRBY', KEYS[10], count[1] .. '|' .. agent, n)
+  local hour = redis.call('HINCRBY', KEYS[9], count[1], n)
+  local day = redis.call('HINCRBY', KEYS[10], count[1] .. '|' .. agent, n)
+  if count[1] == 'requests' then
+    if hour == 1 then redis.call('EXPIRE', KEYS[9], ARGV[8]) end
+    if day == 1 then redis.call('EXPIRE', KEYS[10], ARGV[9]) end
+  end
 end
-redis.call('EXPIRE', KEYS[9], ARGV[8])
-redis.call('EXPIRE', KEYS[10], ARGV[9])
 if ARGV[6] == '1' then
   local fields = {}
   for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end

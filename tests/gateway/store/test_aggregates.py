@@ -61,6 +61,14 @@ async def test_settlement_counts_in_the_keys_hour_and_day_and_by_agent(fake_stor
     )
     assert 0 < ttl <= 8 * 86400
 
+    assert await aggregates.read(fake_store.redis, None, "day", 30) == aggregates.Aggregates(
+        "gateway",
+        "day",
+        (await aggregates.read(fake_store.redis, None, "day", 30)).buckets,
+        aggregates.Totals(),
+        (),
+    )  # the gateway's totals wait for their flush
+    await holds.totals.flush()
     gateway = await aggregates.read(fake_store.redis, None, "day", 30)
     assert gateway.total.credits == 75 and gateway.total.requests == 2
     assert gateway.top_keys == ((key.id, 75),)
@@ -89,9 +97,11 @@ async def test_the_real_redis_agrees_and_a_bad_count_writes_nothing(
     assert read.total.credits == 7 and read.total.requests == 1
 
 
-def test_parse_ignores_what_it_does_not_know() -> None:
-    total, agents = aggregates.parse({"credits": "5", "credits|a|b": "3", "junk": "x"})
-    assert total.credits == 5 and agents == {"a|b": aggregates.Totals(credits=3)}
+def test_parse_sums_the_agents_and_ignores_what_it_does_not_know() -> None:
+    fields = {"credits|a|b": "3", "credits|c": "4", "credited": "9", "junk": "x", "errors": "?"}
+    total, agents = aggregates.parse(fields)
+    assert (total.credits, total.credited) == (7, 9)
+    assert agents == {"a|b": aggregates.Totals(credits=3), "c": aggregates.Totals(credits=4)}
 
 
 async def test_a_large_top_is_summed_by_redis_and_kept_a_minute(
@@ -103,8 +113,10 @@ async def test_a_large_top_is_summed_by_redis_and_kept_a_minute(
     b, _ = await fake_store.create_key("b", balance=1000)
     await settle(holds, a.id, "c1", "echo", 5)
     await settle(holds, b.id, "c2", "echo", 9)
+    await holds.totals.flush()
     read = await aggregates.read(fake_store.redis, None, "day", 30, top=1)
     assert read.top_keys == ((b.id, 9),)
     await settle(holds, a.id, "c3", "echo", 50)
+    await holds.totals.flush()
     stale = await aggregates.read(fake_store.redis, None, "day", 30, top=1)
     assert stale.top_keys == ((b.id, 9),) and stale.total.credits == 64  # totals are fresh
