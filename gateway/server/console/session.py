@@ -17,6 +17,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import cast
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -57,8 +58,13 @@ class Session:
 SESSION = web.RequestKey("console_session", Session)
 
 
+def _bytes(text: str) -> bytes:
+    """Header text as the bytes sent (aiohttp decodes them with surrogateescape)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def _stored(session_id: str) -> str:
-    return schema.console_session(hashlib.sha256(session_id.encode()).hexdigest())
+    return schema.console_session(hashlib.sha256(_bytes(session_id)).hexdigest())
 
 
 def token_matches(request: web.Request, token: str) -> bool:
@@ -105,8 +111,10 @@ def session_of(request: web.Request) -> Session:
 
 
 def _same_origin(request: web.Request) -> bool:
+    """No ``Origin`` (an older browser, a tool), or this site's host. The scheme is not
+    compared: behind a proxy that ends TLS this listener sees http."""
     origin = request.headers.get("Origin")
-    return origin is None or origin == f"{request.scheme}://{request.host}"
+    return origin is None or urlsplit(origin).netloc == request.host
 
 
 @web.middleware
@@ -143,7 +151,8 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
         given = request.headers.get("X-CSRF-Token", "")
         if not given and request.content_type == "application/x-www-form-urlencoded":
             given = str((await request.post()).get("csrf", ""))
-        if not (given and hmac.compare_digest(given, session.csrf)) or not _same_origin(request):
+        valid = given and hmac.compare_digest(_bytes(given), _bytes(session.csrf))
+        if not valid or not _same_origin(request):
             raise PermissionDenied(
                 "the console's CSRF token is missing or wrong: reload the page",
                 code="csrf_failed",

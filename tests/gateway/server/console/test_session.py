@@ -99,6 +99,12 @@ async def test_a_change_needs_the_csrf_token_and_this_origin(
         assert r.status == 403
     async with http.post(console.url + "/console/logout", data={"csrf": "forged"}) as r:
         assert r.status == 403
+    for odd in ("null", "http://127.0.0.1.evil.example"):
+        async with http.post(url, json={}, headers={"X-CSRF-Token": csrf, "Origin": odd}) as r:
+            assert r.status == 403, odd
+    raw = {"X-CSRF-Token": "\u00e9t\u00e9".encode().decode("latin-1")}  # not ASCII: no 500
+    async with http.post(url, json={"name": "x"}, headers=raw) as r:
+        assert r.status == 403
     async with http.post(url, json={"name": "<b>x</b>"}, headers={"X-CSRF-Token": csrf}) as r:
         assert r.status == 201
         made = await r.json()
