@@ -15,6 +15,11 @@ KEYS_LIMITED = f"{PREFIX}:keys:limited"  # set of the key ids with a limit or a 
 AUDIT = f"{PREFIX}:audit"  # stream of admin actions (who, what, which key, when)
 
 
+def console_sign_ins(address: str) -> str:
+    """Failed console sign-ins from one client address; expires."""
+    return f"{PREFIX}:console:failed:{address}"
+
+
 def console_session(digest: str) -> str:
     """A console session, by the SHA-256 of its cookie: its CSRF token; expires."""
     return f"{PREFIX}:console:session:{digest}"

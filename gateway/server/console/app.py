@@ -54,7 +54,12 @@ async def login_form(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     form = await request.post()
     token = form.get("token")
+    if wait := await session.refused_for(request):
+        response = _login_page(f"Too many wrong tokens: try again in {wait} s.", status=429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     if not isinstance(token, str) or not token.strip() or not session.token_matches(request, token):
+        await session.failed(request)
         return _login_page("That is not the admin token.", status=401)
     response = web.HTTPSeeOther(f"{PREFIX}/")
     await session.begin(request, response)

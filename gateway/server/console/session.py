@@ -48,6 +48,8 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 PUBLIC_PATHS = frozenset({"/console/login"})  # and /console/static/...
+MAX_FAILED_SIGN_INS = 10  # from one address, within FAILED_SIGN_IN_SECONDS
+FAILED_SIGN_IN_SECONDS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,27 @@ def _stored(session_id: str) -> str:
 def token_matches(request: web.Request, token: str) -> bool:
     """Whether ``token`` is the admin token, in constant time."""
     return hmac.compare_digest(digest(token.strip()), request.app[ADMIN_TOKEN_DIGEST])
+
+
+async def refused_for(request: web.Request) -> int:
+    """Seconds this client must wait before signing in again (0: it may now): after
+    ``MAX_FAILED_SIGN_INS`` wrong tokens, until the oldest of them is forgotten."""
+    redis = gateway_of(request).store.redis
+    name = schema.console_sign_ins(request.remote or "unknown")
+    async with guard():
+        failed = int(await redis.get(name) or 0)
+        if failed < MAX_FAILED_SIGN_INS:
+            return 0
+        return max(1, int(await redis.ttl(name)))
+
+
+async def failed(request: web.Request) -> None:
+    """Count a wrong token from this client."""
+    redis = gateway_of(request).store.redis
+    name = schema.console_sign_ins(request.remote or "unknown")
+    async with guard():
+        if await redis.incr(name) == 1:
+            await redis.expire(name, FAILED_SIGN_IN_SECONDS)
 
 
 async def begin(request: web.Request, response: web.StreamResponse) -> None:

@@ -145,3 +145,16 @@ async def test_pages_render_with_data(
         assert r.status == 200 and r.content_type == "text/javascript"
     async with http.get(console.url + "/console/static/nope.js") as r:
         assert r.status == 404
+
+
+async def test_sign_ins_stop_after_ten_wrong_tokens(
+    console: Console, http: aiohttp.ClientSession
+) -> None:
+    for _ in range(session.MAX_FAILED_SIGN_INS):
+        async with http.post(console.url + "/console/login", data={"token": "guess"}) as r:
+            assert r.status == 401
+    async with http.post(console.url + "/console/login", data={"token": TOKEN}) as r:
+        assert r.status == 429 and 0 < int(r.headers["Retry-After"]) <= 300
+        assert "Too many wrong tokens" in await r.text()
+    await console.gw.store.redis.delete(schema.console_sign_ins("127.0.0.1"))
+    await console.sign_in(http)  # once forgotten
