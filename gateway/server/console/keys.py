@@ -239,7 +239,9 @@ async def key_page(request: web.Request) -> web.Response:
         '<button type="submit">Filter</button></form>'
         '<p class="exports">The latest {shown} matching (at most 500 here); export all '
         "that match: {exports}</p>{ledger}"
-        "<h2>Audit trail</h2>{audit}",
+        "<h2>Audit trail</h2>"
+        '<p class="note">This key\'s actions among the latest 10,000 of the audit log '
+        "(<code>gateway audit</code> has them all).</p>{audit}",
         facts=facts,
         agents_share=shares([(a, t.credits) for a, t in days.by_agent[:10]]),
         actions=_actions(key),
