@@ -19,6 +19,15 @@ ENSURE_NPM := command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = "0" ] && \
 	apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive \
 	apt-get install -y -qq --no-install-recommends nodejs npm >&2; }
 
+# Debian's Chromium when missing and we are root: the console's browser tests
+# (tests/gateway/server/console/test_browser.py) drive it through Playwright, which is
+# never asked to download a browser of its own. True when it is there.
+ENSURE_CHROMIUM := test -x /usr/bin/chromium || { [ "$$(id -u)" = "0" ] && \
+	command -v apt-get >/dev/null 2>&1 && \
+	echo "chromium not found: installing Debian's chromium package" >&2 && \
+	apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y -qq --no-install-recommends chromium >&2; }
+
 $(BIN)/python: requirements/build.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_LOCKED) -r requirements/build.txt
@@ -43,6 +52,7 @@ run: $(VENV)/.run
 ## test: lint, type-check, and run the tests against a real redis-server on loopback
 test: $(VENV)/.test
 	@$(ENSURE_NPM) || echo "npm not found: the matrix's Node clients will be skipped" >&2
+	@$(ENSURE_CHROMIUM) || echo "chromium not found: the console's browser tests will be skipped" >&2
 	$(BIN)/ruff check gateway plugins tests bench
 	$(BIN)/ruff format --check gateway plugins tests bench
 	$(BIN)/mypy gateway plugins/gateway_plugins

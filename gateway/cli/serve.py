@@ -110,7 +110,9 @@ async def serve(config: GatewayConfig, host: str, port: int, *, reuse_port: bool
     # start-up before the public listener takes any request.
     admin_runner: web.AppRunner | None = None
     try:
-        admin_runner = await admin.start_admin_site(gateway, config, reuse_port=reuse_port)
+        admin_runner = await admin.start_admin_site(
+            gateway, config, reuse_port=reuse_port, watcher=watcher
+        )
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
         await start_site(site, host, port)
     except BaseException:

@@ -97,7 +97,7 @@ class Leases:
             fields["reaped"] = "1"
             credits = min(record.progress_credits, record.credits)  # never beyond the hold
             if await self._holds.settle(
-                record, charge_id, credits, usage.total_tokens, fields, route=True
+                record, charge_id, credits, usage.total_tokens, fields, route=True, failed=True
             ):
                 settled += 1
                 log.warning(

@@ -11,7 +11,7 @@ from gateway.metering.settlement import Settlement
 from gateway.metering.stream import metered
 from gateway.outbox import Outbox
 from gateway.settings import MeteringSettings
-from gateway.store.holds import Holds
+from gateway.store.holds import HoldRecord, Holds
 from gateway.tasks import BackgroundTasks
 
 
@@ -45,3 +45,7 @@ class Meter:
         self.keep_leases = leases.keep
         self.renew = leases.renew
         self.reap = leases.reap
+
+    def in_flight(self) -> list[HoldRecord]:
+        """The holds of this process's requests not yet settled (the console's Live page)."""
+        return [hold.record for hold in list(self._live.values()) if not hold.settled]

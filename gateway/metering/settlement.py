@@ -72,6 +72,7 @@ class Settlement:
                 usage.total_tokens,
                 fields,
                 route=hold.route_limited,
+                failed=not hold.tally.completed,
             )
             self._live.pop(hold.charge_id, None)
 

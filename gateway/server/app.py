@@ -101,7 +101,10 @@ def create_app(
         watcher = app[WATCHER] = ConfigWatcher(gateway, config.source)
         if on_ready is not None:
             await on_ready(gateway)
-        loops = [asyncio.create_task(gateway.meter.keep_leases(), name="leases")]
+        loops = [
+            asyncio.create_task(gateway.meter.keep_leases(), name="leases"),
+            asyncio.create_task(gateway.holds.totals.run(), name="gateway totals"),
+        ]
         if watch:
             loops.append(asyncio.create_task(watcher.run(), name="config watcher"))
         try:
@@ -112,6 +115,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop
             await tasks.drain(SHUTDOWN_DRAIN_SECONDS)  # settlements finish before we go
+            with contextlib.suppress(Exception):  # and what they added to the gateway's totals
+                await gateway.holds.totals.flush()
             gateway.meter.outbox.abandon()  # logs each settlement Redis never took
             await gateway.aclose()
             await store.aclose()

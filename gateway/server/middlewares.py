@@ -145,7 +145,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(_from_http(exc), request)
+        return error_response(from_http(exc), request)
     except Exception:
         log.exception("unhandled error on request %s", request.get(REQUEST_ID, "-"))
         return error_response(GatewayError("The gateway failed to handle the request."), request)
@@ -204,7 +204,7 @@ def error_response(error: GatewayError, request: web.Request) -> web.Response:
     return response
 
 
-def _from_http(exc: web.HTTPException) -> GatewayError:
+def from_http(exc: web.HTTPException) -> GatewayError:
     if exc.status == 413:
         return PayloadTooLarge("The request body is larger than this gateway accepts.")
     if exc.status == 404:

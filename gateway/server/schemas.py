@@ -55,6 +55,19 @@ _KEY_PROPERTIES: Schema = {
         "description": "until when the secret replaced by the last rotation is accepted",
     },
 }
+# What a bucket of the aggregates counts (gateway.store.aggregates.Totals).
+_TOTALS: Schema = {
+    "credits": {"type": "integer", "description": "credits charged by requests settled"},
+    "requests": _COUNT,
+    "errors": {**_COUNT, "description": "requests that did not complete"},
+    "input_tokens": _COUNT,
+    "output_tokens": _COUNT,
+    "cached_input_tokens": _COUNT,
+    "cache_write_tokens": _COUNT,
+    "reasoning_tokens": _COUNT,
+    "credited": {**_COUNT, "description": "a key's: credits added by hand"},
+    "debited": {**_COUNT, "description": "a key's: credits removed by hand"},
+}
 _KEY_REQUIRED = ["id", "name", "agents", "created_at", "hint", "limits"]
 
 _MESSAGE: Schema = {
@@ -394,6 +407,48 @@ SCHEMAS: dict[str, Schema] = {
         },
     },
     "AuditLog": {"type": "array", "items": ref("AuditEntry")},
+    "Aggregates": {
+        "type": "object",
+        "required": ["scope", "period", "buckets", "total", "by_agent", "top_keys"],
+        "properties": {
+            "scope": {"type": "string", "description": "a key id, or `gateway`"},
+            "period": {"type": "string", "enum": ["hour", "day"]},
+            "buckets": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["at", "start", *_TOTALS],
+                    "properties": {
+                        "at": {"type": "integer", "description": "the UTC start, UNIX seconds"},
+                        "start": {
+                            "type": "string",
+                            "examples": ["2026-01-31", "2026-01-31T13:00Z"],
+                        },
+                        **_TOTALS,
+                    },
+                },
+            },
+            "total": {"type": "object", "required": list(_TOTALS), "properties": _TOTALS},
+            "by_agent": {
+                "type": "array",
+                "description": "each agent's totals over the buckets, most credits first",
+                "items": {
+                    "type": "object",
+                    "required": ["agent", *_TOTALS],
+                    "properties": {"agent": _AGENT_ID, **_TOTALS},
+                },
+            },
+            "top_keys": {
+                "type": "array",
+                "description": "the gateway's: the keys that spent most over the days covered",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "credits"],
+                    "properties": {"id": {"type": "string"}, "credits": {"type": "integer"}},
+                },
+            },
+        },
+    },
     "Runtime": {
         "type": "object",
         "required": ["asyncio_tasks", "active_calls"],

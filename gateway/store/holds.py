@@ -21,12 +21,14 @@ from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from gateway.store import schema
+from gateway.store.gateway_totals import GatewayTotals
 from gateway.store.pipelining import Command, Pipeliner
 from gateway.store.records import KeyLimits
-from gateway.store.store import ENTRY_MARKER_TTL, guard, load_script
+from gateway.store.store import DAY_AGGREGATE_TTL, ENTRY_MARKER_TTL, guard, load_script
 
 WINDOW_SECONDS = 60
 SPEND_TTL = 40 * 24 * 3600  # a month's spend counter outlives the month
+HOUR_AGGREGATE_TTL = 8 * 24 * 3600  # a key's (and the gateway's) hourly aggregates
 
 
 def window_of(at: float) -> int:
@@ -139,6 +141,8 @@ class Holds:
         self._release = load_script(redis, "release")
         self._renew = load_script(redis, "renew")
         self._scripts = [self._admit, self._settle, self._release, self._renew]
+        # The gateway-wide aggregates: counted here, flushed by ``totals.run()``.
+        self.totals = GatewayTotals(redis, HOUR_AGGREGATE_TTL, DAY_AGGREGATE_TTL)
 
     def _batch(self, *, defer: bool = False) -> _Batch:
         return _Batch(self.redis, self._pipeliner, self._scripts, defer)
@@ -230,10 +234,17 @@ class Holds:
         fields: dict[str, str],
         *,
         route: bool,
+        failed: bool = False,
     ) -> bool:
-        """Charge ``credits`` once for this charge id, release the holds; False if done before."""
+        """Charge ``credits`` once for this charge id, release the holds; False if done before.
+
+        The key's aggregates (exact, in the same script) and the gateway's (best-effort,
+        ``gateway_totals``) count the request, and an error if it ``failed``.
+        """
         key_id = record.key_id
         window = window_of(record.started_at)
+        now = time.time()  # spend counts on the day (and hour) it is settled
+        hour, day = aggregate_hour(now), _day_and_month(int(now // 86400))[0]
         keys = [
             schema.balance(key_id),
             schema.holds(key_id),
@@ -241,10 +252,14 @@ class Holds:
             schema.ledger(key_id),
             schema.entry_marker(key_id, charge_id),
             schema.tokens_window(key_id, window),
-            *_spend_keys(key_id, time.time()),  # spend counts on the day it is settled
+            *_spend_keys(key_id, now),
+            schema.aggregate_hour(key_id, hour),
+            schema.aggregate_day(key_id, day),
         ]
         post = 1 if credits or tokens else 0
+        error = 1 if failed else 0
         args: list[str | int] = [charge_id, credits, tokens, ENTRY_MARKER_TTL, SPEND_TTL, post]
+        args += [error, HOUR_AGGREGATE_TTL, DAY_AGGREGATE_TTL]
         for name, value in fields.items():
             args += [name, value]
         batch = self._batch(defer=True)  # the answer has gone out: nobody waits on this
@@ -256,6 +271,8 @@ class Holds:
         batch.add(("ZREM", schema.LEASES, member))
         async with guard():
             results = await batch.run()
+        if results[0][0]:
+            self.totals.add(key_id, record.agent, credits, failed, fields, hour, day)
         return bool(results[0][0])
 
     async def renew(self, leases: list[tuple[str, HoldRecord]]) -> None:
@@ -294,6 +311,16 @@ class Holds:
         if pool is not None:
             with contextlib.suppress(Exception):
                 await pool.disconnect(inuse_connections=False)
+
+
+def aggregate_hour(at: float) -> str:
+    """``YYYYMMDDHH``: the UTC hour of ``at``."""
+    return _hour(int(at // 3600))
+
+
+@functools.lru_cache(maxsize=4)
+def _hour(hour: int) -> str:
+    return time.strftime("%Y%m%d%H", time.gmtime(hour * 3600))
 
 
 def _spend_keys(account: str, at: float) -> list[str]:

@@ -228,3 +228,30 @@ def _csv_line(cells: Iterable[str]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerow(list(cells))
     return out.getvalue()
+
+
+async def latest(
+    store: Store, key_id: str, query: LedgerQuery, *, most: int = 100, scan: int = 10_000
+) -> list[LedgerEntry]:
+    """The key's ``most`` newest matching entries, newest first, reading back at most
+    ``scan`` entries (what a page shows; an export reads everything)."""
+    start, end = query.id_range()
+    found: list[LedgerEntry] = []
+    read = 0
+    while read < scan:
+        async with guard():
+            rows = cast(
+                list[tuple[str, dict[str, str]]],
+                await store.redis.xrevrange(schema.ledger(key_id), end, start, count=PAGE_SIZE),
+            )
+        read += len(rows)
+        for entry_id, fields in rows:
+            entry = LedgerEntry.from_stream(entry_id, fields)
+            if query.matches(entry):
+                found.append(entry)
+                if len(found) >= most:
+                    return found
+        if len(rows) < PAGE_SIZE:
+            break
+        end = "(" + rows[-1][0]
+    return found

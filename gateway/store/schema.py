@@ -8,7 +8,21 @@ from __future__ import annotations
 
 PREFIX = "gw"
 KEY_INDEX = f"{PREFIX}:keys"  # set of every key id (for listing)
+# The key catalogue (gateway/store/catalogue.py): the console's search, sort and pages.
+KEYS_BY_CREATED = f"{PREFIX}:keys:created"  # sorted set: key id by creation time
+KEYS_BY_TEXT = f"{PREFIX}:keys:text"  # sorted set (lex): "<lowercased name or id>\0<id>"
+KEYS_LIMITED = f"{PREFIX}:keys:limited"  # set of the key ids with a limit or a budget
 AUDIT = f"{PREFIX}:audit"  # stream of admin actions (who, what, which key, when)
+
+
+def console_sign_ins(address: str) -> str:
+    """Failed console sign-ins from one client address; expires."""
+    return f"{PREFIX}:console:failed:{address}"
+
+
+def console_session(digest: str) -> str:
+    """A console session, by the SHA-256 of its cookie: its CSRF token; expires."""
+    return f"{PREFIX}:console:session:{digest}"
 
 
 def _of(account: str, name: str) -> str:
@@ -102,3 +116,38 @@ def spend_month(account: str, month: str) -> str:
 
 def route_account(agent: str) -> str:
     return f"route:{agent}"
+
+
+# Aggregates (gateway/store/aggregates.py). A key's are under its hash tag, written by
+# the settlement script itself; the gateway-wide ones (gateway/store/gateway_totals.py)
+# share the tag {agg}.
+def aggregate_hour(key_id: str, hour: str) -> str:
+    """Hash of a key's totals in one UTC hour (``YYYYMMDDHH``)."""
+    return _of(key_id, f"agg:h:{hour}")
+
+
+def aggregate_day(key_id: str, day: str) -> str:
+    """Hash of each agent's counts (``<metric>|<agent>``) of a key in one UTC day
+    (``YYYYMMDD``), and the credits added and removed by hand that day."""
+    return _of(key_id, f"agg:d:{day}")
+
+
+GLOBAL = "agg"  # the hash tag of the gateway-wide aggregates
+
+
+def global_hour(hour: str) -> str:
+    return _of(GLOBAL, f"h:{hour}")
+
+
+def global_day(day: str) -> str:
+    return _of(GLOBAL, f"d:{day}")
+
+
+def global_top_keys(day: str) -> str:
+    """Sorted set: each key's credits spent in one UTC day."""
+    return _of(GLOBAL, f"top:d:{day}")
+
+
+def global_top_union(first: str, days: int, top: int) -> str:
+    """The union of ``days`` days' spend by key from the day key ``first``, kept a minute."""
+    return f"{first}:union:{days}:{top}"

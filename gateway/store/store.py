@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 ENTRY_MARKER_TTL = 7 * 24 * 3600  # a request id can be settled again after a week at most
 AUDIT_MAX_ENTRIES = 1_000_000  # the audit stream keeps (about) this many latest actions
 DEFAULT_GRACE_SECONDS = 24 * 3600.0  # a rotated-out secret works this long by default
+DAY_AGGREGATE_TTL = 400 * 24 * 3600  # a key's daily aggregate (gateway/store/aggregates.py)
+
+
+def text_member(key: ApiKey) -> str:
+    """A key's member in ``schema.KEYS_BY_TEXT``: its name, lowercased, then its id."""
+    return f"{key.name.lower()}\0{key.id}"
 
 
 def connect(settings: RedisSettings) -> aioredis.Redis:
@@ -208,6 +214,7 @@ class Store:
             await self.redis.hset(schema.key_record(key.id), mapping=key.to_hash())  # type: ignore[arg-type]  # invariant stub
             await self.redis.sadd(schema.KEY_INDEX, key.id)
             await self.redis.set(schema.digest_index(digest), key.id)
+            await self._catalogue(key)
         if balance:
             await self.credit(key.id, balance, note="initial balance")
         details = {"name": name, "balance": balance, "agents": list(agents), "note": note}
@@ -272,6 +279,18 @@ class Store:
         await self.audit(actor, "key.rotate", key_id, {"grace_seconds": grace_seconds})
         return rotated, secret
 
+    async def _catalogue(self, key: ApiKey) -> None:
+        """Index a key for the console's search and pages (``gateway.store.catalogue``)."""
+        await self.redis.zadd(schema.KEYS_BY_CREATED, {key.id: key.created_at})
+        await self.redis.zadd(schema.KEYS_BY_TEXT, {text_member(key): 0})
+        await self._mark_limited(key.id, key.limits)
+
+    async def _mark_limited(self, key_id: str, limits: KeyLimits) -> None:
+        if limits != KeyLimits():
+            await self.redis.sadd(schema.KEYS_LIMITED, key_id)
+        else:
+            await self.redis.srem(schema.KEYS_LIMITED, key_id)
+
     async def _legacy_digest(self, key_id: str) -> str | None:
         """The digest of a key recorded before records kept it: a scan of the index."""
         prefix = schema.digest_index("")
@@ -307,6 +326,7 @@ class Store:
         updated = dataclasses.replace(key, limits=limits)
         async with guard():  # only these fields: a rotation meanwhile is not undone
             await self.redis.hset(schema.key_record(key_id), mapping=limits.to_hash())  # type: ignore[arg-type]  # invariant stub
+            await self._mark_limited(key_id, limits)
         await self.audit(actor, "key.limits", key_id, {"limits": updated.to_json()["limits"]})
         return updated
 
@@ -396,12 +416,14 @@ class Store:
     async def _post(
         self, key_id: str, entry_id: str, amount: int, fields: dict[str, str]
     ) -> tuple[bool, int]:
+        day = time.strftime("%Y%m%d", time.gmtime())
         keys = [
             schema.balance(key_id),
             schema.ledger(key_id),
             schema.entry_marker(key_id, entry_id),
+            schema.aggregate_day(key_id, day),
         ]
-        args: list[str | int] = [amount, ENTRY_MARKER_TTL]
+        args: list[str | int] = [amount, ENTRY_MARKER_TTL, DAY_AGGREGATE_TTL]
         for name, value in fields.items():
             args += [name, value]
         async with guard():

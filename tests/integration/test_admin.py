@@ -542,3 +542,30 @@ async def test_a_separate_admin_listener_serves_the_admin_api_only_there(
     finally:
         await runner.cleanup()
     assert await admin.start_admin_site(gw.gateway, make_config(CONFIG)) is None  # no listen
+
+
+async def test_aggregates_count_what_was_just_spent(
+    gw: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    made = await call(
+        http, gw, "POST", "/admin/keys", {"name": "spender", "balance": 10_000}, status=201
+    )
+    assert await chat(http, gw, made["key"], "echo") == 200
+    assert await chat(http, gw, made["key"], "other") == 200
+    ledger = await call(http, gw, "GET", f"/admin/keys/{made['id']}/ledger?kind=usage")
+    spent = -sum(e["amount"] for e in ledger)
+    mine = await call(http, gw, "GET", f"/admin/keys/{made['id']}/aggregates")
+    assert mine["period"] == "day" and len(mine["buckets"]) == 30
+    today = mine["buckets"][-1]
+    assert (today["credits"], today["requests"], today["errors"]) == (spent, 2, 0)
+    assert today["credited"] == 10_000 and spent > 0
+    assert sorted(a["agent"] for a in mine["by_agent"]) == ["echo", "other"]
+    hours = await call(http, gw, "GET", f"/admin/keys/{made['id']}/aggregates?period=hour&count=3")
+    assert len(hours["buckets"]) == 3 and hours["total"]["credits"] == spent
+    overall = await call(http, gw, "GET", "/admin/aggregates?count=7")
+    assert overall["total"]["credits"] == spent and overall["top_keys"][0]["id"] == made["id"]
+    for bad in ("period=week", "count=0", "period=hour&count=193", "count=x"):
+        error = await call(http, gw, "GET", f"/admin/aggregates?{bad}", status=400)
+        assert error["error"]["param"] in ("period", "count")
+    await call(http, gw, "GET", "/admin/keys/key_nope/aggregates", status=404)
+    await call(http, gw, "GET", "/admin/aggregates", status=401, headers={})

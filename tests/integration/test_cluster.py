@@ -17,7 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.server.app import create_app
 from gateway.server.keys import GATEWAY
-from gateway.store import erasure
+from gateway.store import aggregates, catalogue, erasure
 from gateway.store.records import KeyLimits
 from tests.conftest import ECHO_CONFIG, free_port, make_config
 
@@ -73,6 +73,20 @@ async def test_metering_and_limits_on_a_cluster(
     refused = [r for r in results if isinstance(r, openai.RateLimitError)]
     assert len(refused) == 2 and results.count(None) == 3
     assert limited.limits.rpm == 3
+
+    # The aggregates and the key catalogue read on a cluster too (one slot per script).
+    for key, _ in keys:
+        ledger = await store.ledger(key.id)
+        spent = -sum(e.amount for e in ledger if e.kind == "usage")
+        mine = await aggregates.read(store.redis, key.id, "day", 2)
+        assert mine.total.credits == spent and mine.total.requests == 3
+    await app[GATEWAY].holds.totals.flush()
+    overall = await aggregates.read(store.redis, None, "day", 30)
+    assert overall.total.requests >= 12 and len(overall.top_keys) >= 4
+    found = await catalogue.page(store.redis, query="k", sort="name")
+    assert [r.key.name for r in found.rows][:4] == ["k0", "k1", "k2", "k3"]
+    near = await catalogue.near_limits(store.redis)  # its minute may have turned: at most it
+    assert {n.key_id for n in near} <= {limited.id}
 
 
 async def test_stored_responses_background_runs_and_purge_on_a_cluster(

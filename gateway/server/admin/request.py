@@ -16,6 +16,8 @@ from gateway.store import ledger_export
 from gateway.store.records import LIMIT_FIELDS, KeyLimits
 
 MAX_BODY_BYTES = 64 * 1024
+# Who acts, as the audit log names it: "admin-api" unless the console set "console".
+ACTOR_KIND = web.RequestKey("actor_kind", str)
 MAX_TEXT = key_rules.MAX_TEXT
 
 
@@ -24,8 +26,9 @@ def gateway_of(request: web.Request) -> Gateway:
 
 
 def actor(request: web.Request) -> str:
-    """Who the audit log names: the client's address, never the token."""
-    return f"admin-api:{request.remote or 'unknown'}"
+    """Who the audit log names: the API or the console, and the client's address, never
+    the token."""
+    return f"{request.get(ACTOR_KIND, 'admin-api')}:{request.remote or 'unknown'}"
 
 
 async def json_object(

@@ -17,8 +17,9 @@ from gateway.server.admin.keys import (
     show_key,
 )
 from gateway.server.admin.runtime import runtime
+from gateway.server.admin.usage import gateway_aggregates, key_aggregates
 from gateway.server.api import JSON, Operation, Param, Reply, Table, json_reply
-from gateway.store import ledger_export
+from gateway.store import aggregates, ledger_export
 
 ADMIN_PREFIX = "/admin"
 
@@ -35,6 +36,21 @@ _LEDGER_PARAMS = (
     Param("since", "query", description="from this time (UNIX seconds or ISO-8601)"),
     Param("until", "query", description="before this time (UNIX seconds or ISO-8601)"),
     Param("limit", "query", {"type": "integer", "minimum": 1}),
+)
+_AGGREGATE_PARAMS = (
+    Param(
+        "period",
+        "query",
+        {"type": "string", "enum": list(aggregates.PERIODS)},
+        "hour or day (the default), UTC",
+    ),
+    Param(
+        "count",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": max(aggregates.MAX_BUCKETS.values())},
+        "how many of the latest buckets (48 hours or 30 days by default; at most 192 "
+        "hours or 400 days, what is kept)",
+    ),
 )
 
 ADMIN = Table(
@@ -148,6 +164,27 @@ ADMIN = Table(
                 ),
             ),
             errors=(400, *_KEY_ERRORS),
+        ),
+        _admin_op(
+            "GET",
+            "/keys/{id}/aggregates",
+            key_aggregates,
+            "adminKeyAggregates",
+            "A key's credits, requests, errors and tokens by hour or day, and by agent",
+            params=(_ID, *_AGGREGATE_PARAMS),
+            replies=(json_reply(200, "the buckets, oldest first", "Aggregates"),),
+            errors=(400, *_KEY_ERRORS),
+        ),
+        _admin_op(
+            "GET",
+            "/aggregates",
+            gateway_aggregates,
+            "adminAggregates",
+            "The gateway's credits, requests, errors and tokens by hour or day, by agent, "
+            "and its top keys (best-effort: see docs/metering.md)",
+            params=_AGGREGATE_PARAMS,
+            replies=(json_reply(200, "the buckets, oldest first", "Aggregates"),),
+            errors=(400, 401, 503),
         ),
         _admin_op(
             "GET",

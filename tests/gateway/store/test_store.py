@@ -25,6 +25,8 @@ async def everything_in(store: Store) -> list[str]:
                 out += [k, v]
         elif kind == "set":
             out += list(await r.smembers(name))
+        elif kind == "zset":
+            out += list(await r.zrange(name, 0, -1))
         elif kind == "stream":
             for entry_id, fields in await r.xrange(name):
                 out.append(entry_id)

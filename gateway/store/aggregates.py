@@ -1,0 +1,216 @@
+"""Reading the aggregates: credits, requests, errors and tokens by hour and by day, for
+one key or for the whole gateway, by agent, and the gateway's top keys.
+
+Settlement writes them (``lua/settle.lua`` for a key's, exact and atomic with its
+ledger entry; ``gateway_totals`` for the gateway's, best-effort) and credits
+(``lua/post_entry.lua``) count in a key's day as ``credited`` and ``debited``. Reading
+is one pipelined round trip of a hash per bucket, whatever the ledgers hold: a
+gateway with a million ledger entries reads as fast as one with ten.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from redis import asyncio as aioredis
+
+from gateway.store import schema
+from gateway.store.store import guard
+
+Period = Literal["hour", "day"]
+PERIODS: tuple[Period, ...] = ("hour", "day")
+MAX_BUCKETS: dict[Period, int] = {"hour": 192, "day": 400}  # what the retention keeps
+TOP_KEYS = 10
+TOP_CACHE_SECONDS = 60
+TOP_CACHE_FROM = 5000  # members of the days' sets, summed
+
+METRICS = (
+    "credits",
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "credited",
+    "debited",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Counts over some time: credits charged, requests settled, errors (requests that did
+    not complete), tokens by kind; for a key also credits added and removed by hand."""
+
+    credits: int = 0
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    credited: int = 0
+    debited: int = 0
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(*(getattr(self, m) + getattr(other, m) for m in METRICS))
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_json(self) -> dict[str, int]:
+        return {m: getattr(self, m) for m in METRICS}
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One hour or day: its UTC start (UNIX seconds and ``YYYY-MM-DD[THH]``) and totals."""
+
+    at: int
+    label: str
+    totals: Totals
+
+    def to_json(self) -> dict[str, object]:
+        return {"at": self.at, "start": self.label, **self.totals.to_json()}
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregates:
+    """The last ``len(buckets)`` hours or days, oldest first, of a key (``scope`` its id)
+    or of the gateway (``scope`` ``"gateway"``), their sum, by agent, and (the gateway's)
+    the keys that spent most."""
+
+    scope: str
+    period: Period
+    buckets: tuple[Bucket, ...]
+    total: Totals
+    by_agent: tuple[tuple[str, Totals], ...]  # most credits first
+    top_keys: tuple[tuple[str, int], ...] = ()  # (key id, credits), most first
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "scope": self.scope,
+            "period": self.period,
+            "buckets": [b.to_json() for b in self.buckets],
+            "total": self.total.to_json(),
+            "by_agent": [{"agent": a, **t.to_json()} for a, t in self.by_agent],
+            "top_keys": [{"id": k, "credits": c} for k, c in self.top_keys],
+        }
+
+
+def bucket_starts(period: Period, count: int, now: float) -> list[int]:
+    """The UTC starts of the last ``count`` hours or days up to ``now``, oldest first."""
+    size = 3600 if period == "hour" else 86400
+    last = int(now // size) * size
+    return [last - size * i for i in range(count - 1, -1, -1)]
+
+
+def bucket_name(period: Period, at: int) -> str:
+    """The bucket's part of a key name: ``YYYYMMDDHH`` or ``YYYYMMDD``."""
+    return time.strftime("%Y%m%d%H" if period == "hour" else "%Y%m%d", time.gmtime(at))
+
+
+def _label(period: Period, at: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:00Z" if period == "hour" else "%Y-%m-%d", time.gmtime(at))
+
+
+def parse(fields: dict[str, str]) -> tuple[Totals, dict[str, Totals]]:
+    """A bucket's hash: its totals, and each agent's. An hour has its totals as fields
+    ``<metric>``; a day has each agent's, ``<metric>|<agent>``, and they add up to its
+    totals (with ``credited`` and ``debited``, which are no agent's)."""
+    total: dict[str, int] = {}
+    agents: dict[str, dict[str, int]] = {}
+    for name, value in fields.items():
+        metric, bar, agent = name.partition("|")
+        if metric not in METRICS:
+            continue
+        try:
+            n = int(value)
+        except ValueError:
+            continue
+        if bar:
+            mine = agents.setdefault(agent, {})
+            mine[metric] = mine.get(metric, 0) + n
+        total[metric] = total.get(metric, 0) + n
+    return Totals(**total), {a: Totals(**counts) for a, counts in agents.items()}
+
+
+async def read(
+    redis: aioredis.Redis,
+    key_id: str | None,
+    period: Period,
+    count: int,
+    *,
+    now: float | None = None,
+    top: int = TOP_KEYS,
+) -> Aggregates:
+    """The last ``count`` buckets of a key (or, with ``key_id`` None, of the gateway)."""
+    now = time.time() if now is None else now
+    starts = bucket_starts(period, count, now)
+    if key_id is None:
+        of = schema.global_hour if period == "hour" else schema.global_day
+        names = [of(bucket_name(period, at)) for at in starts]
+    else:
+        each = schema.aggregate_hour if period == "hour" else schema.aggregate_day
+        names = [each(key_id, bucket_name(period, at)) for at in starts]
+    async with guard():
+        pipe: Any = redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(name)
+        hashes = cast(list[dict[str, str]], await pipe.execute())
+        ranked: list[tuple[str, float]] = []
+        if key_id is None and top:
+            days = bucket_starts("day", count if period == "day" else count // 24 + 2, now)
+            zsets = [schema.global_top_keys(bucket_name("day", at)) for at in days]
+            ranked = await _top(redis, zsets, top)
+    buckets: list[Bucket] = []
+    total = Totals()
+    agents: dict[str, Totals] = {}
+    for at, fields in zip(starts, hashes, strict=True):
+        totals, by_agent = parse(fields)
+        buckets.append(Bucket(at, _label(period, at), totals))
+        total += totals
+        for agent, t in by_agent.items():
+            agents[agent] = agents.get(agent, Totals()) + t
+    order = sorted(agents.items(), key=lambda item: (-item[1].credits, -item[1].requests, item[0]))
+    top_keys = tuple((k, int(c)) for k, c in sorted(ranked, key=lambda r: (-r[1], r[0]))[:top])
+    return Aggregates(
+        "gateway" if key_id is None else key_id,
+        period,
+        tuple(buckets),
+        total,
+        tuple(order),
+        top_keys,
+    )
+
+
+async def _top(redis: aioredis.Redis, zsets: list[str], top: int) -> list[tuple[str, float]]:
+    """The ``top`` members of the union of ``zsets``. Beyond ``TOP_CACHE_FROM`` members
+    Redis sums them into a key kept ``TOP_CACHE_SECONDS`` (then the top keys may be that
+    stale), of which only ``top`` come back, however many keys spent."""
+    pipe: Any = redis.pipeline(transaction=False)
+    for name in zsets:
+        pipe.zcard(name)
+    if sum(await pipe.execute()) < TOP_CACHE_FROM:
+        ranked = cast(list[tuple[str, float]], await redis.zunion(zsets, withscores=True))
+        return sorted(ranked, key=lambda r: (-r[1], r[0]))[:top]
+    union = schema.global_top_union(zsets[0], len(zsets), top)
+    if not await redis.exists(union):
+        await redis.zunionstore(union, zsets)
+        await redis.expire(union, TOP_CACHE_SECONDS)
+    return cast(list[tuple[str, float]], await redis.zrevrange(union, 0, top - 1, withscores=True))
+
+
+def month_to_date(aggregates: Aggregates, now: float) -> Totals:
+    """The sum of a daily ``aggregates``' buckets in the UTC month of ``now``."""
+    month = time.strftime("%Y-%m", time.gmtime(now))
+    total = Totals()
+    for bucket in aggregates.buckets:
+        if bucket.label.startswith(month):
+            total += bucket.totals
+    return total

@@ -1,0 +1,112 @@
+"""The gateway-wide aggregates: what this process settled, summed in memory and added to
+Redis about once a second, for the overview and ``GET /admin/aggregates``.
+
+Why not in the settlement script, as a key's are: on Redis Cluster one script touches
+one slot, and the gateway's totals cannot live in every key's slot. A second script per
+settlement would double the Redis work of the hot path. So each process counts a
+request here once its settlement reports it settled now (so never twice, even when the
+reaper and the request's own process race), and ``flush`` adds the sums with a few
+``HINCRBY`` per bucket, not per request. Best-effort by design: what a process had
+not flushed when it died, or a flush that failed, is missing from the gateway's view;
+each key's aggregates (exact, in its settlement script) and ledger are the authority.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from redis import asyncio as aioredis
+
+from gateway.errors import ServiceUnavailable
+from gateway.store import schema
+from gateway.store.store import guard
+
+log = logging.getLogger("gateway.store")
+
+FLUSH_SECONDS = 1.0
+TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+
+
+class GatewayTotals:
+    def __init__(self, redis: aioredis.Redis, hour_ttl: int, day_ttl: int) -> None:
+        self._redis = redis
+        self._ttl = {"hour": hour_ttl, "day": day_ttl}
+        self._counts: dict[tuple[str, str], dict[str, int]] = {}  # (ttl kind, key) -> fields
+        self._spenders: dict[str, dict[str, int]] = {}  # day's top-key set -> key -> credits
+
+    def add(
+        self,
+        key_id: str,
+        agent: str,
+        credits: int,
+        failed: bool,
+        fields: Mapping[str, str],
+        hour: str,
+        day: str,
+    ) -> None:
+        """Count one request settled now: its hour's totals and its day's, by agent."""
+        counts = [("requests", 1)]
+        if failed:
+            counts.append(("errors", 1))
+        if credits:
+            counts.append(("credits", credits))
+        for name in TOKEN_FIELDS:
+            value = fields.get(name, "")
+            if value.isdigit() and value != "0":
+                counts.append((name, int(value)))
+        hours = self._counts.setdefault(("hour", schema.global_hour(hour)), {})
+        days = self._counts.setdefault(("day", schema.global_day(day)), {})
+        for name, n in counts:
+            hours[name] = hours.get(name, 0) + n
+            field = f"{name}|{agent}"
+            days[field] = days.get(field, 0) + n
+        if credits:
+            spent = self._spenders.setdefault(schema.global_top_keys(day), {})
+            spent[key_id] = spent.get(key_id, 0) + credits
+
+    async def flush(self) -> None:
+        """Add what was counted since the last flush to Redis (once: a failed flush is
+        dropped, since Redis may have applied part of it)."""
+        counts, spenders = self._counts, self._spenders
+        if not counts and not spenders:
+            return
+        self._counts, self._spenders = {}, {}
+        pipe: Any = self._redis.pipeline(transaction=False)
+        for (kind, name), fields in counts.items():
+            for field, n in fields.items():
+                pipe.hincrby(name, field, n)
+            pipe.expire(name, self._ttl[kind])
+        for name, spent in spenders.items():
+            for key_id, credits in spent.items():
+                pipe.zincrby(name, credits, key_id)
+            pipe.expire(name, self._ttl["day"])
+        try:
+            async with guard():
+                await pipe.execute()
+        except ServiceUnavailable:
+            requests = sum(f.get("requests", 0) for (k, _), f in counts.items() if k == "hour")
+            log.warning(
+                "the gateway-wide aggregates missed %d requests (Redis unavailable); each "
+                "key's own are complete",
+                requests,
+            )
+
+    async def run(self) -> None:
+        """Flush every ``FLUSH_SECONDS``, until cancelled (then once more)."""
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_SECONDS)
+                await self.flush()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.flush())
