@@ -45,6 +45,7 @@ from gateway.metering import Hold, Meter
 from gateway.plugin import Backend, CallContext, Filter
 from gateway.route import Route, Target
 from gateway.store import ApiKey, Store
+from gateway.store.a2a_tasks import TaskStore
 from gateway.store.holds import Holds
 from gateway.store.response_runs import ResponseRuns
 from gateway.store.responses import ResponseStore
@@ -103,6 +104,8 @@ class Gateway:
         )
         self.responses = ResponseStore(store.redis, config.responses.retention_seconds)
         self.response_runs = ResponseRuns(store.redis, config.redis, config.responses)
+        # A2A tasks and contexts (the /a2a door), kept as long as stored responses.
+        self.a2a_tasks = TaskStore(store.redis, config.responses.retention_seconds)
         self.draining = False  # set at SIGTERM: readiness turns false
         self.interrupts = stream_contract.Interrupts()
         self._in_use: dict[int, int] = {}  # id(backend) -> calls using it

@@ -45,6 +45,28 @@ class RouteResponses:
 
 
 @dataclass(frozen=True, slots=True)
+class A2ASkill:
+    """One skill the route's A2A agent card lists (``gateway.server.a2a``)."""
+
+    id: str
+    name: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteA2A:
+    """What the route's A2A agent card says of it; unset, the agent id and a default skill."""
+
+    name: str | None = None
+    description: str | None = None
+    skills: tuple[A2ASkill, ...] = ()
+    input_modes: tuple[str, ...] = ("text/plain",)
+    output_modes: tuple[str, ...] = ("text/plain",)
+
+
+@dataclass(frozen=True, slots=True)
 class Pricing:
     """USD per 1M tokens, which is credits per token (1,000,000 credits = 1 USD).
 
@@ -102,6 +124,7 @@ class Route:
     # Request fields that change the upstream's price, let through (gateway.price_fields).
     allow_price_fields: tuple[str, ...] = field(default=(), metadata={"check": price_fields.known})
     responses: RouteResponses = field(default_factory=RouteResponses)
+    a2a: RouteA2A = field(default_factory=RouteA2A)
 
     @property
     def targets(self) -> tuple[Target, ...]:

@@ -1,0 +1,211 @@
+"""``/a2a/{agent}``: every route as an A2A 1.0 agent (its card, and the JSON-RPC binding).
+
+``GET /a2a/{agent}/.well-known/agent-card.json`` is the agent card: public (it
+says what the route's ``a2a`` settings say, and how to authenticate), and a 404
+to a key that may not call the agent. ``POST /a2a/{agent}`` takes the JSON-RPC
+methods ``SendMessage``, ``SendStreamingMessage``, ``GetTask``, ``ListTasks``,
+``CancelTask`` and ``SubscribeToTask``; every error of a method is a JSON-RPC
+error with A2A's codes (HTTP 200), while a missing or bad key is an HTTP 401 (and
+an agent the key may not call a 404), with a JSON-RPC error as the body. The tasks
+themselves are ``gateway.conversation.a2a_tasks``'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway import __version__, sse
+from gateway.conversation import a2a_tasks
+from gateway.dialects import a2a_wire as wire
+from gateway.dialects.a2a_task import STATES, TERMINAL, trimmed
+from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
+from gateway.pipeline import Gateway
+from gateway.route import Route
+from gateway.server.body import budget, json_response, read_request
+from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID
+from gateway.server.streaming import send_sse
+from gateway.store import ApiKey
+
+Json = dict[str, Any]
+PREFIX = "/a2a"
+CARD_PATH = "/.well-known/agent-card.json"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+
+async def agent_card(request: web.Request) -> web.Response:
+    """The agent card; with an ``Authorization`` header, only for a key that may call it."""
+    gateway = request.app[GATEWAY]
+    agent = request.match_info["agent"]
+    authorization = request.headers.get("Authorization")
+    route = gateway.config.routes.get(agent)
+    if authorization is not None:
+        key = await gateway.auth.authenticate(authorization)
+        if not key.allows(agent):
+            route = None
+    if route is None:
+        raise NotFound(f"No agent '{agent}' here.", code="agent_not_found")
+    base = f"{request.scheme}://{request.host}{PREFIX}/{agent}"
+    return json_response(card(agent, route, base))
+
+
+def card(agent: str, route: Route, url: str) -> Json:
+    a2a = route.a2a
+    skills = [
+        {
+            "id": s.id,
+            "name": s.name,
+            "description": s.description or s.name,
+            "tags": list(s.tags),
+            **({"examples": list(s.examples)} if s.examples else {}),
+        }
+        for s in a2a.skills
+    ] or [
+        {
+            "id": agent,
+            "name": a2a.name or agent,
+            "description": a2a.description or f"Talk to the agent '{agent}'.",
+            "tags": ["chat"],
+        }
+    ]
+    return {
+        "name": a2a.name or agent,
+        "description": a2a.description or f"The agent '{agent}', served by the agent gateway.",
+        "supportedInterfaces": [
+            {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": wire.VERSION}
+        ],
+        "version": __version__,
+        "capabilities": {"streaming": True, "pushNotifications": False},
+        "securitySchemes": {
+            "bearer": {
+                "httpAuthSecurityScheme": {
+                    "scheme": "Bearer",
+                    "description": "The gateway's API key: 'Authorization: Bearer <key>'.",
+                }
+            }
+        },
+        "securityRequirements": [{"schemes": {"bearer": {"list": []}}}],
+        "defaultInputModes": list(a2a.input_modes),
+        "defaultOutputModes": list(a2a.output_modes),
+        "skills": skills,
+    }
+
+
+async def rpc(request: web.Request) -> web.StreamResponse:
+    """One JSON-RPC request to the agent; its errors as JSON-RPC errors."""
+    gateway = request.app[GATEWAY]
+    key = request[API_KEY]
+    agent = request.match_info["agent"]
+    try:
+        gateway.route(key, agent)
+    except PermissionDenied:  # as for the card: what this key may not call does not exist
+        raise NotFound(f"No agent '{agent}' here.", code="agent_not_found") from None
+    try:
+        body = await read_request(request, gateway.config.limits)
+    except InvalidRequest as exc:
+        if exc.status != 400:
+            raise  # 408: answered with its status by the middleware
+        return json_response(wire.error(None, wire.A2AError(wire.PARSE_ERROR, exc.message)))
+    rid = wire.request_id_of(body)
+    try:
+        req = wire.rpc_request(body)
+        wire.check_version(request.headers.get(wire.VERSION_HEADER))
+        return await _method(request, gateway, key, agent, req)
+    except GatewayError as exc:
+        return json_response(wire.error(rid, exc), headers=exc.headers)
+
+
+async def _method(
+    request: web.Request, gateway: Gateway, key: ApiKey, agent: str, req: wire.RpcRequest
+) -> web.StreamResponse:
+    params = req.params
+    match req.method:
+        case "SendMessage":
+            send = wire.send_params(params)
+            run = await a2a_tasks.start(
+                gateway, key, agent, send, request[REQUEST_ID], budget(request)
+            )
+            if not send.return_immediately:
+                async for _ in a2a_tasks.follow(gateway, key, run.task_id):
+                    pass  # until the task ends, or asks for input
+            stored = await a2a_tasks.load(gateway, key, agent, run.task_id)
+            task = trimmed(stored.task, send.history_length)
+            return json_response(wire.result(req.id, {"task": task}))
+        case "SendStreamingMessage":
+            send = wire.send_params(params)
+            run = await a2a_tasks.start(
+                gateway, key, agent, send, request[REQUEST_ID], budget(request)
+            )
+            events = a2a_tasks.follow(gateway, key, run.task_id)
+            return await send_sse(request, _frames(req.id, events))
+        case "GetTask":
+            stored = await a2a_tasks.load(gateway, key, agent, wire.task_id_param(params))
+            task = trimmed(stored.task, wire.history_length(params))
+            return json_response(wire.result(req.id, task))
+        case "ListTasks":
+            return json_response(wire.result(req.id, await _list(gateway, key, agent, params)))
+        case "CancelTask":
+            task = await a2a_tasks.cancel(gateway, key, agent, wire.task_id_param(params))
+            return json_response(wire.result(req.id, task))
+        case "SubscribeToTask":
+            task_id = wire.task_id_param(params)
+            stored = await a2a_tasks.load(gateway, key, agent, task_id)
+            state = stored.task["status"]["state"]
+            if state in TERMINAL:
+                raise wire.A2AError(
+                    wire.UNSUPPORTED_OPERATION,
+                    f"Task '{task_id}' is {state}: there is nothing to subscribe to.",
+                )
+            events = _subscribed(stored.task, a2a_tasks.follow(gateway, key, task_id))
+            return await send_sse(request, _frames(req.id, events))
+        case _:
+            raise wire.A2AError(wire.METHOD_NOT_FOUND, f"Method '{req.method}' not found.")
+
+
+async def _subscribed(task: Json, events: AsyncIterator[Json]) -> AsyncIterator[Json]:
+    """The task as it is now, then its stream responses from the start (all of its
+    artifact so far), but the task as submitted."""
+    yield {"task": task}
+    async for event in events:
+        if "task" not in event:
+            yield event
+
+
+async def _frames(rid: str | int | None, events: AsyncIterator[Json]) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield sse.data_frame(orjson.dumps(wire.result(rid, event)))
+
+
+async def _list(gateway: Gateway, key: ApiKey, agent: str, params: Json) -> Json:
+    tasks = await gateway.a2a_tasks.listed(key.id, agent)
+    context_id = params.get("contextId")
+    if context_id:
+        tasks = [t for t in tasks if t.get("contextId") == context_id]
+    status = params.get("status")
+    if status not in (None, "", "TASK_STATE_UNSPECIFIED"):
+        if status not in STATES:
+            raise InvalidRequest(f"'status' must be one of {', '.join(STATES)}.", param="status")
+        tasks = [t for t in tasks if t["status"]["state"] == status]
+    size = params.get("pageSize") or DEFAULT_PAGE_SIZE
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE:
+        raise InvalidRequest(
+            f"'pageSize' must be an integer from 1 to {MAX_PAGE_SIZE}.", param="pageSize"
+        )
+    token = params.get("pageToken") or "0"
+    if not (isinstance(token, str) and token.isascii() and token.isdigit()):
+        raise InvalidRequest("'pageToken' is not a token this agent gave.", param="pageToken")
+    start = int(token)
+    page = tasks[start : start + size]
+    history = wire.history_length(params)
+    artifacts = bool(params.get("includeArtifacts", False))
+    more = start + size < len(tasks)
+    return {
+        "tasks": [trimmed(t, history, artifacts=artifacts) for t in page],
+        "nextPageToken": str(start + size) if more else "",
+        "pageSize": size,
+        "totalSize": len(tasks),
+    }
