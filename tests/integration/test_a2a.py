@@ -7,7 +7,6 @@ context; the bill (the task's metadata, the ledger, the balance); auth.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,14 +14,18 @@ import aiohttp
 import httpx
 import pytest
 from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory
-from a2a.client.errors import A2AClientError
+from a2a.client.errors import AgentCardResolutionError
 from a2a.types import a2a_pb2 as a2a
-from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
+from a2a.utils.errors import (
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
 from google.protobuf.json_format import MessageToDict
 
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
-from tests.integration.support import upstream_config, usage_entries
+from tests.integration.support import settled, upstream_config, usage_entries
 
 CONFIG = """
 backends:
@@ -146,3 +149,178 @@ async def test_send_get_and_list_over_the_echo_backend(
     assert [t.id for t in listed.tasks] == [task.id] and listed.total_size == 1
     with pytest.raises(TaskNotFoundError):
         await client.get_task(a2a.GetTaskRequest(id="task-nope"))
+
+
+LONG = " ".join(f"w{i}" for i in range(60))  # 60 chunks, 50 ms apart on the slow route
+
+
+async def test_a_task_is_cancelled_while_it_streams_and_billed_for_what_it_produced(
+    start_gateway: StartGateway, a2a_client: MakeA2A
+) -> None:
+    gw = await start_gateway(CONFIG)
+    key = await gw.new_key()
+    client = await a2a_client(gw, key, "slow")
+    events = []
+    async for event in client.send_message(message(LONG)):
+        events.append(event)
+        if len(events) == 3:  # the task, working, a first chunk
+            canceled = await client.cancel_task(a2a.CancelTaskRequest(id=events[0].task.id))
+            assert canceled.status.state == a2a.TASK_STATE_CANCELED
+    assert events[-1].status_update.status.state == a2a.TASK_STATE_CANCELED
+    text = "".join(p.text for e in events for p in e.artifact_update.artifact.parts)
+    assert 0 < len(text) < len(LONG)
+    task = await client.get_task(a2a.GetTaskRequest(id=events[0].task.id))
+    assert task.status.state == a2a.TASK_STATE_CANCELED
+    assert task.metadata["cost"]["credits"] > 0
+    with pytest.raises(TaskNotCancelableError):
+        await client.cancel_task(a2a.CancelTaskRequest(id=task.id))
+    key_id = (await gw.key_of(key)).id
+    [entry] = await usage_entries(gw, key_id)
+    assert -entry.amount == task.metadata["cost"]["credits"]
+
+
+async def test_a_dropped_stream_is_resubscribed_and_nothing_is_lost(
+    start_gateway: StartGateway, a2a_client: MakeA2A
+) -> None:
+    gw = await start_gateway(CONFIG)
+    key = await gw.new_key()
+    client = await a2a_client(gw, key, "slow")
+    text = " ".join(f"w{i}" for i in range(12))
+    stream = client.send_message(message(text))
+    first = [await anext(stream), await anext(stream), await anext(stream)]
+    await stream.aclose()  # the client drops the connection: the task goes on
+    task_id = first[0].task.id
+    events = await collect(client.subscribe(a2a.SubscribeToTaskRequest(id=task_id)))
+    assert events[0].task.id == task_id  # first, the task as it is now
+    assert events[0].task.status.state == a2a.TASK_STATE_WORKING
+    resent = "".join(p.text for e in events for p in e.artifact_update.artifact.parts)
+    assert resent == text  # every chunk, those sent before the drop too
+    assert events[-1].status_update.status.state == a2a.TASK_STATE_COMPLETED
+    # Nothing is left to subscribe to once it has ended.
+    with pytest.raises(UnsupportedOperationError):
+        await collect(client.subscribe(a2a.SubscribeToTaskRequest(id=task_id)))
+
+
+async def test_a_context_continues_over_a_chat_only_upstream(
+    start_gateway: StartGateway,
+    a2a_client: MakeA2A,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_env: str,
+) -> None:
+    gw = await start_gateway(upstream_config(fake_upstream.base_url))
+    key = await gw.new_key()
+    client = await a2a_client(gw, key, "up")
+    events = await collect(client.send_message(message("my name is Ada")))
+    first = events[0].task
+    assert events[-1].status_update.status.state == a2a.TASK_STATE_COMPLETED
+    assert "".join(p.text for e in events for p in e.artifact_update.artifact.parts) == (
+        "Hello from upstream"
+    )
+    assert fake_upstream.last.body["messages"] == [{"role": "user", "content": "my name is Ada"}]
+    second = await collect(client.send_message(message("what is my name?", first.context_id)))
+    assert second[0].task.context_id == first.context_id and second[0].task.id != first.id
+    # The gateway rebuilt the conversation: the upstream keeps no state.
+    assert fake_upstream.last.body["messages"] == [
+        {"role": "user", "content": "my name is Ada"},
+        {"role": "assistant", "content": "Hello from upstream"},
+        {"role": "user", "content": "what is my name?"},
+    ]
+    listed = await client.list_tasks(a2a.ListTasksRequest(context_id=first.context_id))
+    assert {t.id for t in listed.tasks} == {first.id, second[0].task.id}
+    # Non-streaming too, and the upstream's usage is the bill (not an estimate).
+    plain = await a2a_client(gw, key, "up", streaming=False)
+    [done] = await collect(plain.send_message(message("and now?", first.context_id)))
+    assert len(fake_upstream.last.body["messages"]) == 5
+    assert done.task.metadata["usage"]["inputTokens"] == 11
+    assert done.task.metadata["usage"]["estimated"] is False
+    assert done.task.metadata["cost"]["credits"] == 11 * 1 + 3 * 2
+
+
+async def test_the_bill_is_exact_and_each_task_shows_its_cost(
+    start_gateway: StartGateway, a2a_client: MakeA2A
+) -> None:
+    gw = await start_gateway(CONFIG)
+    balance = 1_000_000
+    key = await gw.new_key(balance=balance)
+    key_id = (await gw.key_of(key)).id
+    streamed = await a2a_client(gw, key)
+    plain = await a2a_client(gw, key, streaming=False)
+    costs = []
+    for i in range(3):
+        events = await collect(streamed.send_message(message(f"count {i} of three")))
+        costs.append(events[-1].status_update.metadata["cost"]["credits"])
+        [event] = await collect(plain.send_message(message(f"plain {i} words here")))
+        costs.append(event.task.metadata["cost"]["credits"])
+    await settled(gw, key_id)
+    entries = await usage_entries(gw, key_id, count=6)
+    assert sorted(-e.amount for e in entries) == sorted(costs)
+    assert all(c > 0 for c in costs)
+    assert balance - sum(costs) == await gw.store.balance(key_id)
+    assert {e.agent for e in entries} == {"echo"}
+
+
+async def test_auth_is_a_401_and_an_agent_a_key_may_not_call_does_not_exist_for_it(
+    start_gateway: StartGateway, a2a_client: MakeA2A, http: aiohttp.ClientSession
+) -> None:
+    gw = await start_gateway(CONFIG)
+    only_other = await gw.new_key(agents=("other",))
+    rpc = {"jsonrpc": "2.0", "id": 1, "method": "ListTasks", "params": {}}
+    for headers in ({}, {"Authorization": "Bearer sk-not-a-key"}):
+        async with http.post(f"{gw.url}/a2a/echo", json=rpc, headers=headers) as r:
+            assert r.status == 401
+            body = await r.json()
+            assert body["jsonrpc"] == "2.0" and body["error"]["code"] == -32603
+            assert body["error"]["data"][0]["metadata"]["status"] == "401"
+    card = f"{gw.url}/a2a/echo/.well-known/agent-card.json"
+    async with http.get(card, headers={"Authorization": f"Bearer {only_other}"}) as r:
+        assert r.status == 404
+    async with http.get(card, headers={"Authorization": "Bearer sk-not-a-key"}) as r:
+        assert r.status == 401
+    async with http.get(f"{gw.url}/a2a/nope/.well-known/agent-card.json") as r:
+        assert r.status == 404
+    auth = {"Authorization": f"Bearer {only_other}"}
+    async with http.post(f"{gw.url}/a2a/echo", json=rpc, headers=auth) as r:
+        assert r.status == 404
+    async with http.get(card.replace("/echo/", "/other/"), headers=auth) as r:
+        assert r.status == 200
+    with pytest.raises(AgentCardResolutionError):
+        await a2a_client(gw, only_other, "echo")
+
+
+async def test_protocol_errors_are_json_rpc_errors_with_a2a_codes(
+    start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    gw = await start_gateway(CONFIG)
+    key = await gw.new_key()
+    poor = await gw.new_key(balance=0)
+    url = f"{gw.url}/a2a/echo"
+
+    async def call(body: object, secret: str = key, **headers: str) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {secret}", "A2A-Version": "1.0", **headers}
+        data = body if isinstance(body, bytes) else None
+        json = None if isinstance(body, bytes) else body
+        async with http.post(url, data=data, json=json, headers=headers) as r:
+            assert r.status == 200
+            reply: dict[str, Any] = await r.json()
+            return reply
+
+    def rpc(method: str, params: object = None, rid: object = 5) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}}
+
+    send = {"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}]}}
+    assert (await call(b"{not json"))["error"]["code"] == -32700
+    assert (await call({"id": 1, "method": "GetTask"}))["error"]["code"] == -32600
+    reply = await call(rpc("message/send", send))
+    assert reply["error"]["code"] == -32601 and reply["id"] == 5
+    assert (await call(rpc("GetTask", {"id": "task-x"})))["error"]["code"] == -32001
+    assert (await call(rpc("GetTask", {})))["error"]["code"] == -32602
+    assert (await call(rpc("SendMessage", {"message": {}})))["error"]["code"] == -32602
+    reply = await call(rpc("SendMessage", send), **{"A2A-Version": "0.3"})
+    assert reply["error"]["code"] == -32009
+    broke = await call(rpc("SendMessage", send, rid="r-1"), poor)
+    assert broke["id"] == "r-1" and broke["error"]["code"] == -32603
+    assert broke["error"]["data"][0]["reason"] == "INSUFFICIENT_QUOTA"
+    done = await call(rpc("SendMessage", send, rid="ok"))
+    assert done["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
+    nowait = await call(rpc("SendMessage", {**send, "configuration": {"returnImmediately": True}}))
+    assert nowait["result"]["task"]["status"]["state"] == "TASK_STATE_WORKING"
