@@ -27,6 +27,7 @@ from gateway.dialects.a2a_wire import (
     task_not_found,
 )
 from gateway.errors import InvalidRequest
+from gateway.events import Usage
 from gateway.invocation import AgentInvocation, InputItem
 from gateway.pipeline import Call, Gateway
 from gateway.store import ApiKey
@@ -114,6 +115,7 @@ class TaskRun:
         self._context = context
         self.builder = builder
         self._canceled = False
+        self.run_start = ""  # its first entry in the task's stream, once begun
 
     @property
     def task_id(self) -> str:
@@ -122,8 +124,12 @@ class TaskRun:
     async def begin(self) -> None:
         """Store the task, working, and its first stream responses, before anyone asks."""
         events = self.builder.begin()
-        await self._store.save(self._key_id, StoredTask(self._agent, self.builder.task))
-        await self._store.append(self._key_id, self.task_id, events)
+        [self.run_start, *_] = await self._store.append(self._key_id, self.task_id, events)
+        await self._save()
+
+    async def _save(self) -> None:
+        stored = StoredTask(self._agent, self.builder.task, self.run_start)
+        await self._store.save(self._key_id, stored)
 
     async def main(self) -> None:
         task = asyncio.current_task()
@@ -146,7 +152,7 @@ class TaskRun:
         usage = self._call.hold.usage()
         final = self.builder.final(usage, canceled=self._canceled)
         await self._store.append(self._key_id, self.task_id, final)
-        await self._store.save(self._key_id, StoredTask(self._agent, self.builder.task))
+        await self._save()
         if self.builder.task["status"]["state"] not in ("TASK_STATE_FAILED", "TASK_STATE_CANCELED"):
             items = [*self._context, *self.builder.output_items()]
             await self._store.save_context(
@@ -168,19 +174,22 @@ class TaskRun:
                 return
 
 
-async def follow(gateway: Gateway, key: ApiKey, task_id: str) -> AsyncIterator[Json]:
-    """The task's stream responses from its first (the task as submitted), to its final."""
+async def follow(
+    gateway: Gateway, key: ApiKey, task_id: str, run_start: str
+) -> AsyncIterator[Json]:
+    """The stream responses of the task's run that starts at entry ``run_start`` (its
+    first: the task as submitted), to its final."""
     store = gateway.a2a_tasks
-    last = "0"
+    last, inclusive = run_start, True
     while True:
         changed = store.changed(task_id)
-        events = await store.events_after(key.id, task_id, last)
+        events = await store.events_after(key.id, task_id, last, inclusive=inclusive)
         for event in events:
             yield event.data
             if is_final(event.data):
                 return
         if events:
-            last = events[-1].entry
+            last, inclusive = events[-1].entry, False
             continue
         stored = await store.load(key.id, task_id)
         if stored is None or stored.task["status"]["state"] in FINAL:
@@ -196,6 +205,12 @@ async def cancel(gateway: Gateway, key: ApiKey, agent: str, task_id: str) -> Jso
     if state in TERMINAL:
         raise A2AError(-32002, f"Task '{task_id}' is {state} and cannot be canceled.")
     store = gateway.a2a_tasks
+    if state == INPUT_REQUIRED:  # no run: it waits for the client, who gives up
+        builder = TaskBuilder(agent, {}, None, stored.task, continued=False)
+        final = builder.final(Usage(), canceled=True)
+        await store.append(key.id, task_id, final)
+        await store.save(key.id, StoredTask(agent, builder.task, stored.run_start))
+        return builder.task
     await store.request_cancel(key.id, task_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CANCEL_WAIT_SECONDS

@@ -74,10 +74,20 @@ class TaskBuilder:
     """One run of a task, from its message to its final status."""
 
     def __init__(
-        self, agent: str, message: Json, context_id: str | None, previous: Json | None = None
+        self,
+        agent: str,
+        message: Json,
+        context_id: str | None,
+        previous: Json | None = None,
+        *,
+        continued: bool = True,
     ) -> None:
+        """A run of a new task, or (``previous``) of one that asked for input, which
+        ``message`` answers; ``continued=False`` only ends it (a cancel)."""
         if previous is not None:  # an input-required task the client answered
             self.task = copy.deepcopy(previous)
+            if continued:  # working again from the start: its stream opens with it so
+                self.task["status"] = {"state": WORKING, "timestamp": now()}
         else:
             self.task = {
                 "id": new_id("task"),
@@ -162,7 +172,7 @@ class TaskBuilder:
             state = COMPLETED
             if isinstance(terminal, Completed):
                 self.task["metadata"]["finishReason"] = terminal.finish_reason
-        self.task["metadata"].update(cost_metadata(usage))
+        self.task["metadata"].update(cost_metadata(usage, self.task["metadata"]))
         status: Json = {"state": state, "timestamp": now()}
         if parts:
             message = {
@@ -198,14 +208,16 @@ class TaskBuilder:
         return items
 
 
-def cost_metadata(usage: Usage) -> Json:
-    """A task's usage and cost, as its metadata shows them (credits: 1,000,000 = 1 USD)."""
-    credits = usage.credits or 0
+def cost_metadata(usage: Usage, before: Json) -> Json:
+    """A task's usage and cost, as its metadata shows them (credits: 1,000,000 = 1 USD),
+    added to those of its earlier runs (``before``: its metadata so far)."""
+    used = before.get("usage", {})
+    credits = (usage.credits or 0) + before.get("cost", {}).get("credits", 0)
     return {
         "usage": {
-            "inputTokens": usage.input_tokens,
-            "outputTokens": usage.output_tokens,
-            "estimated": usage.estimated,
+            "inputTokens": usage.input_tokens + used.get("inputTokens", 0),
+            "outputTokens": usage.output_tokens + used.get("outputTokens", 0),
+            "estimated": usage.estimated or used.get("estimated", False),
         },
         "cost": {
             "credits": credits,

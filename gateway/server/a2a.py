@@ -130,7 +130,7 @@ async def _method(
                 gateway, key, agent, send, request[REQUEST_ID], budget(request)
             )
             if not send.return_immediately:
-                async for _ in a2a_tasks.follow(gateway, key, run.task_id):
+                async for _ in a2a_tasks.follow(gateway, key, run.task_id, run.run_start):
                     pass  # until the task ends, or asks for input
             stored = await a2a_tasks.load(gateway, key, agent, run.task_id)
             task = trimmed(stored.task, send.history_length)
@@ -140,7 +140,7 @@ async def _method(
             run = await a2a_tasks.start(
                 gateway, key, agent, send, request[REQUEST_ID], budget(request)
             )
-            events = a2a_tasks.follow(gateway, key, run.task_id)
+            events = a2a_tasks.follow(gateway, key, run.task_id, run.run_start)
             return await send_sse(request, _frames(req.id, events))
         case "GetTask":
             stored = await a2a_tasks.load(gateway, key, agent, wire.task_id_param(params))
@@ -160,7 +160,8 @@ async def _method(
                     wire.UNSUPPORTED_OPERATION,
                     f"Task '{task_id}' is {state}: there is nothing to subscribe to.",
                 )
-            events = _subscribed(stored.task, a2a_tasks.follow(gateway, key, task_id))
+            following = a2a_tasks.follow(gateway, key, task_id, stored.run_start)
+            events = _subscribed(stored.task, following)
             return await send_sse(request, _frames(req.id, events))
         case _:
             raise wire.A2AError(wire.METHOD_NOT_FOUND, f"Method '{req.method}' not found.")

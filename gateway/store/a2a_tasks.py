@@ -39,6 +39,7 @@ CANCEL_FLAG_MS = 300_000  # a cancel request is dropped after this (ended runs d
 class StoredTask:
     agent: str
     task: Json  # the A2A Task object
+    run_start: str = "0"  # the entry of its stream its latest run starts at
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,8 @@ class TaskStore:
         task_id = stored.task["id"]
         index = schema.a2a_tasks(key_id, stored.agent)
         async with guard(), self._redis.pipeline(transaction=False) as pipe:
-            blob = self._seal({"agent": stored.agent, "task": stored.task})
+            record = {"agent": stored.agent, "task": stored.task, "run_start": stored.run_start}
+            blob = self._seal(record)
             pipe.set(schema.a2a_task(key_id, task_id), blob, ex=self._ttl)
             pipe.zadd(index, {task_id: time.time_ns() // 1_000_000})
             pipe.expire(index, self._ttl)
@@ -78,7 +80,7 @@ class TaskStore:
         if blob is None:
             return None
         data = self._open(cast(str, blob))
-        return StoredTask(data["agent"], data["task"])
+        return StoredTask(data["agent"], data["task"], data["run_start"])
 
     async def listed(self, key_id: str, agent: str) -> list[Json]:
         """The key's tasks at ``agent``, most recently updated first."""
@@ -93,24 +95,29 @@ class TaskStore:
                 await self._redis.zrem(index, *gone)
         return [self._open(blob)["task"] for blob in blobs if blob is not None]
 
-    async def append(self, key_id: str, task_id: str, events: Sequence[Json]) -> None:
-        """Add stream responses to the task's stream, and wake its followers here."""
+    async def append(self, key_id: str, task_id: str, events: Sequence[Json]) -> list[str]:
+        """Add stream responses to the task's stream, and wake its followers here; their
+        entry ids."""
         name = schema.a2a_task_events(key_id, task_id)
         async with guard(), self._redis.pipeline(transaction=False) as pipe:
             for event in events:
                 pipe.xadd(name, {"e": self._seal(event)})
             pipe.expire(name, self._ttl)
-            await pipe.execute()
+            done = await pipe.execute()
         changed = self._changed.pop(task_id, None)
         if changed is not None:
             changed.set()
+        return [str(entry) for entry in done[:-1]]
 
-    async def events_after(self, key_id: str, task_id: str, after: str) -> list[TaskEvent]:
-        """The stream responses after entry ``after`` ("0" for all)."""
+    async def events_after(
+        self, key_id: str, task_id: str, after: str, *, inclusive: bool = False
+    ) -> list[TaskEvent]:
+        """The stream responses after entry ``after`` ("0" for all), or from it."""
         name = schema.a2a_task_events(key_id, task_id)
+        start = after if inclusive else f"({after}"
         async with guard():
             entries = cast(
-                list[tuple[str, dict[str, str]]], await self._redis.xrange(name, f"({after}", "+")
+                list[tuple[str, dict[str, str]]], await self._redis.xrange(name, start, "+")
             )
         return [TaskEvent(entry, self._open(fields["e"])) for entry, fields in entries]
 

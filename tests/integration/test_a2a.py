@@ -24,7 +24,7 @@ from a2a.utils.errors import (
 from google.protobuf.json_format import MessageToDict
 
 from tests.conftest import RunningGateway, StartGateway
-from tests.fakes.openai_upstream import FakeOpenAIUpstream
+from tests.fakes.openai_upstream import FakeOpenAIUpstream, Script, ToolCallScript
 from tests.integration.support import settled, upstream_config, usage_entries
 
 CONFIG = """
@@ -324,3 +324,46 @@ async def test_protocol_errors_are_json_rpc_errors_with_a2a_codes(
     assert done["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
     nowait = await call(rpc("SendMessage", {**send, "configuration": {"returnImmediately": True}}))
     assert nowait["result"]["task"]["status"]["state"] == "TASK_STATE_WORKING"
+
+
+async def test_a_function_call_asks_for_input_and_the_answer_continues_the_task(
+    start_gateway: StartGateway,
+    a2a_client: MakeA2A,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_env: str,
+) -> None:
+    gw = await start_gateway(upstream_config(fake_upstream.base_url))
+    key = await gw.new_key()
+    client = await a2a_client(gw, key, "up", streaming=False)
+    asks = Script(content=(), tool_calls=(ToolCallScript("lookup", ('{"q":', "1}"), "c1"),))
+    fake_upstream.enqueue(asks, Script(), asks)
+    [event] = await collect(client.send_message(message("look it up")))
+    task = event.task
+    assert task.status.state == a2a.TASK_STATE_INPUT_REQUIRED
+    [part] = task.status.message.parts
+    call = MessageToDict(part)["data"]["functionCall"]
+    assert call == {"callId": "c1", "name": "lookup", "arguments": '{"q":1}'}
+    answer = a2a.Message(
+        message_id="m-answer",
+        role=a2a.ROLE_USER,
+        task_id=task.id,
+        context_id=task.context_id,
+    )
+    answer.parts.add().data.struct_value.update(
+        {"functionCallOutput": {"callId": "c1", "output": "42"}}
+    )
+    [event] = await collect(client.send_message(a2a.SendMessageRequest(message=answer)))
+    assert event.task.id == task.id and event.task.status.state == a2a.TASK_STATE_COMPLETED
+    sent = fake_upstream.last.body["messages"]
+    assert sent[0] == {"role": "user", "content": "look it up"}
+    assert sent[1]["tool_calls"][0]["id"] == "c1"
+    assert sent[2] == {"role": "tool", "tool_call_id": "c1", "content": "42"}
+    assert event.task.metadata["cost"]["credits"] == 2 * (11 + 3 * 2)  # both runs
+    # An ended task takes no more messages; one waiting for input can be cancelled.
+    with pytest.raises(UnsupportedOperationError):
+        await collect(client.send_message(a2a.SendMessageRequest(message=answer)))
+    [event] = await collect(client.send_message(message("again")))
+    waiting = event.task
+    assert waiting.status.state == a2a.TASK_STATE_INPUT_REQUIRED
+    canceled = await client.cancel_task(a2a.CancelTaskRequest(id=waiting.id))
+    assert canceled.status.state == a2a.TASK_STATE_CANCELED

@@ -36,10 +36,13 @@ async def test_events_are_read_back_in_order_after_an_entry_and_wake_followers(
 ) -> None:
     tasks = TaskStore(fake_store.redis, 60)
     changed = tasks.changed("t1")
-    await tasks.append("k1", "t1", [{"n": 1}, {"n": 2}])
+    ids = await tasks.append("k1", "t1", [{"n": 1}, {"n": 2}])
     assert changed.is_set()
     events = await tasks.events_after("k1", "t1", "0")
     assert [e.data for e in events] == [{"n": 1}, {"n": 2}]
+    assert [e.entry for e in events] == ids
+    from_second = await tasks.events_after("k1", "t1", ids[1], inclusive=True)
+    assert [e.data for e in from_second] == [{"n": 2}]
     await tasks.append("k1", "t1", [{"n": 3}])
     later = await tasks.events_after("k1", "t1", events[-1].entry)
     assert [e.data for e in later] == [{"n": 3}]
