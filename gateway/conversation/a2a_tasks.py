@@ -181,6 +181,7 @@ async def follow(
     first: the task as submitted), to its final."""
     store = gateway.a2a_tasks
     last, inclusive = run_start, True
+    ended = False
     while True:
         changed = store.changed(task_id)
         events = await store.events_after(key.id, task_id, last, inclusive=inclusive)
@@ -191,9 +192,15 @@ async def follow(
         if events:
             last, inclusive = events[-1].entry, False
             continue
+        if ended:
+            return  # its final event is not among them: another run's, or gone
         stored = await store.load(key.id, task_id)
-        if stored is None or stored.task["status"]["state"] in FINAL:
-            return  # ended (its final event read already) or gone
+        if stored is None:
+            return
+        if stored.task["status"]["state"] in FINAL:
+            # The run stores its final event before the task: read once more.
+            ended = True
+            continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), FOLLOW_POLL_SECONDS)
 

@@ -33,6 +33,8 @@ from gateway.store import ApiKey
 Json = dict[str, Any]
 PREFIX = "/a2a"
 CARD_PATH = "/.well-known/agent-card.json"
+# TaskState by its protobuf number.
+PROTO_STATES = ("TASK_STATE_UNSPECIFIED", *STATES, "TASK_STATE_AUTH_REQUIRED")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 
@@ -187,9 +189,11 @@ async def _list(gateway: Gateway, key: ApiKey, agent: str, params: Json) -> Json
     if context_id:
         tasks = [t for t in tasks if t.get("contextId") == context_id]
     status = params.get("status")
-    if status not in (None, "", "TASK_STATE_UNSPECIFIED"):
-        if status not in STATES:
-            raise InvalidRequest(f"'status' must be one of {', '.join(STATES)}.", param="status")
+    if isinstance(status, int) and not isinstance(status, bool):  # the enum's number
+        status = PROTO_STATES[status] if 0 <= status < len(PROTO_STATES) else None
+    # An unknown value filters nothing, as protobuf reads it (UNSPECIFIED): the Node SDK
+    # sends "UNRECOGNIZED" for a request that leaves the status out.
+    if status in STATES:
         tasks = [t for t in tasks if t["status"]["state"] == status]
     size = params.get("pageSize") or DEFAULT_PAGE_SIZE
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE:
