@@ -64,6 +64,8 @@ class RouteA2A:
     skills: tuple[A2ASkill, ...] = ()
     input_modes: tuple[str, ...] = ("text/plain",)
     output_modes: tuple[str, ...] = ("text/plain",)
+    # Its card is also the origin's /.well-known/agent-card.json (one route at most).
+    well_known: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,7 +81,9 @@ async def start(
     context = await _context(gateway, key, builder.context_id)
     invocation = AgentInvocation(agent=agent, input=(*context, *message.items), stream=True)
     call = await gateway.open(invocation, key, request_id, budget)
-    run = TaskRun(gateway, key, call, builder, [*context, *message.items])
+    run = TaskRun(
+        gateway, key, call, builder, [*context, *message.items], continued=previous is not None
+    )
     try:
         await run.begin()
     except BaseException:
@@ -107,6 +109,8 @@ class TaskRun:
         call: Call,
         builder: TaskBuilder,
         context: list[InputItem],
+        *,
+        continued: bool = False,
     ) -> None:
         self._store = gateway.a2a_tasks
         self._key_id = key.id
@@ -115,7 +119,8 @@ class TaskRun:
         self._context = context
         self.builder = builder
         self._canceled = False
-        self.run_start = ""  # its first entry in the task's stream, once begun
+        self.run_start = "0"  # its events are those after this entry of the task's stream
+        self.continued = continued
 
     @property
     def task_id(self) -> str:
@@ -124,12 +129,13 @@ class TaskRun:
     async def begin(self) -> None:
         """Store the task, working, and its first stream responses, before anyone asks."""
         events = self.builder.begin()
-        [self.run_start, *_] = await self._store.append(self._key_id, self.task_id, events)
-        await self._save()
+        if self.continued:
+            self.run_start = await self._store.last_entry(self._key_id, self.task_id)
+        await self._save(events)
 
-    async def _save(self) -> None:
+    async def _save(self, events: list[Json]) -> None:
         stored = StoredTask(self._agent, self.builder.task, self.run_start)
-        await self._store.save(self._key_id, stored)
+        await self._store.save(self._key_id, stored, events)
 
     async def main(self) -> None:
         task = asyncio.current_task()
@@ -151,13 +157,14 @@ class TaskRun:
             watch.cancel()
         usage = self._call.hold.usage()
         final = self.builder.final(usage, canceled=self._canceled)
-        await self._store.append(self._key_id, self.task_id, final)
-        await self._save()
+        # In this order: a client that saw the end sends its next turn at once, and a
+        # follower that finds the task ended reads its final event.
         if self.builder.task["status"]["state"] not in ("TASK_STATE_FAILED", "TASK_STATE_CANCELED"):
             items = [*self._context, *self.builder.output_items()]
             await self._store.save_context(
                 self._key_id, self.builder.context_id, [item_json(i) for i in items]
             )
+        await self._save(final)
         if self._canceled:
             await self._store.forget_cancel(self._key_id, self.task_id)
 
@@ -177,28 +184,28 @@ class TaskRun:
 async def follow(
     gateway: Gateway, key: ApiKey, task_id: str, run_start: str
 ) -> AsyncIterator[Json]:
-    """The stream responses of the task's run that starts at entry ``run_start`` (its
-    first: the task as submitted), to its final."""
+    """The stream responses of the task's run whose events follow entry ``run_start``
+    (its first: the task as submitted), to its final."""
     store = gateway.a2a_tasks
-    last, inclusive = run_start, True
+    last = run_start
     ended = False
     while True:
         changed = store.changed(task_id)
-        events = await store.events_after(key.id, task_id, last, inclusive=inclusive)
+        events = await store.events_after(key.id, task_id, last)
         for event in events:
             yield event.data
             if is_final(event.data):
                 return
         if events:
-            last, inclusive = events[-1].entry, False
+            last = events[-1].entry
             continue
         if ended:
-            return  # its final event is not among them: another run's, or gone
+            return  # no final event of this run: the task has ended another way
         stored = await store.load(key.id, task_id)
         if stored is None:
             return
         if stored.task["status"]["state"] in FINAL:
-            # The run stores its final event before the task: read once more.
+            # It ended since the read above: its final event was stored with it.
             ended = True
             continue
         with contextlib.suppress(TimeoutError):
@@ -215,8 +222,7 @@ async def cancel(gateway: Gateway, key: ApiKey, agent: str, task_id: str) -> Jso
     if state == INPUT_REQUIRED:  # no run: it waits for the client, who gives up
         builder = TaskBuilder(agent, {}, None, stored.task, continued=False)
         final = builder.final(Usage(), canceled=True)
-        await store.append(key.id, task_id, final)
-        await store.save(key.id, StoredTask(agent, builder.task, stored.run_start))
+        await store.save(key.id, StoredTask(agent, builder.task, stored.run_start), final)
         return builder.task
     await store.request_cancel(key.id, task_id)
     loop = asyncio.get_running_loop()

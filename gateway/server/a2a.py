@@ -27,6 +27,7 @@ from gateway.pipeline import Gateway
 from gateway.route import Route
 from gateway.server.body import budget, json_response, read_request
 from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID
+from gateway.server.middlewares import ERROR
 from gateway.server.streaming import send_sse
 from gateway.store import ApiKey
 
@@ -39,10 +40,23 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 
 
+async def well_known_card(request: web.Request) -> web.Response:
+    """``/.well-known/agent-card.json``: the card of the route with ``a2a.well_known``
+    (the spec's recommended place, where a client given only the host looks)."""
+    routes = request.app[GATEWAY].config.routes
+    agent = next((a for a, route in routes.items() if route.a2a.well_known), None)
+    if agent is None:
+        raise NotFound("No agent is served at this origin's well-known place.")
+    return await _card(request, agent)
+
+
 async def agent_card(request: web.Request) -> web.Response:
     """The agent card; with an ``Authorization`` header, only for a key that may call it."""
+    return await _card(request, request.match_info["agent"])
+
+
+async def _card(request: web.Request, agent: str) -> web.Response:
     gateway = request.app[GATEWAY]
-    agent = request.match_info["agent"]
     authorization = request.headers.get("Authorization")
     route = gateway.config.routes.get(agent)
     if authorization is not None:
@@ -118,6 +132,7 @@ async def rpc(request: web.Request) -> web.StreamResponse:
         wire.check_version(request.headers.get(wire.VERSION_HEADER))
         return await _method(request, gateway, key, agent, req)
     except GatewayError as exc:
+        request[ERROR] = exc  # the status the metrics and the access log record
         return json_response(wire.error(rid, exc), headers=exc.headers)
 
 

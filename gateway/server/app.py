@@ -72,7 +72,8 @@ def create_app(
         for path, op in table.routes()
         if op.handler in doors
     }
-    shapes[a2a.PREFIX] = a2a_wire.error_body  # a JSON-RPC error, with the HTTP status
+    # A JSON-RPC error, with the HTTP status, under /a2a and at the well-known card.
+    shapes[a2a.PREFIX] = shapes[a2a.CARD_PATH] = a2a_wire.error_body
     app[middlewares.ERROR_SHAPES] = shapes
     # The requests that gateway.metrics measures, by the dialect they speak.
     app[middlewares.DIALECTS] = {handler: dialect.name for handler, dialect in doors.items()}

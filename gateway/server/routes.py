@@ -205,6 +205,17 @@ ROOT = Table(
         ),
         Operation(
             "GET",
+            a2a.CARD_PATH,
+            a2a.well_known_card,
+            "getWellKnownAgentCard",
+            "The A2A agent card of the route with `a2a.well_known` (404 without one)",
+            "a2a",
+            security="none",
+            replies=(Reply(200, "the agent card", {JSON: None}),),
+            errors=(401, 404),
+        ),
+        Operation(
+            "GET",
             "/openapi.json",
             openapi.serve_document,
             "openapi",

@@ -39,7 +39,7 @@ CANCEL_FLAG_MS = 300_000  # a cancel request is dropped after this (ended runs d
 class StoredTask:
     agent: str
     task: Json  # the A2A Task object
-    run_start: str = "0"  # the entry of its stream its latest run starts at
+    run_start: str = "0"  # its latest run's events are those after this entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +63,19 @@ class TaskStore:
     def _open(self, blob: str | bytes) -> Any:
         return orjson.loads(blob)
 
-    async def save(self, key_id: str, stored: StoredTask) -> None:
+    async def save(self, key_id: str, stored: StoredTask, events: Sequence[Json] = ()) -> None:
+        """Store the task, and add ``events`` to its stream, at once (one transaction: a
+        reader sees the task ended only with its final event there)."""
         task_id = stored.task["id"]
         index = schema.a2a_tasks(key_id, stored.agent)
-        async with guard(), self._redis.pipeline(transaction=False) as pipe:
-            record = {"agent": stored.agent, "task": stored.task, "run_start": stored.run_start}
-            blob = self._seal(record)
-            pipe.set(schema.a2a_task(key_id, task_id), blob, ex=self._ttl)
+        record = {"agent": stored.agent, "task": stored.task, "run_start": stored.run_start}
+        async with guard(), self._redis.pipeline(transaction=True) as pipe:
+            self._add(pipe, key_id, task_id, events)
+            pipe.set(schema.a2a_task(key_id, task_id), self._seal(record), ex=self._ttl)
             pipe.zadd(index, {task_id: time.time_ns() // 1_000_000})
             pipe.expire(index, self._ttl)
             await pipe.execute()
+        self._wake(task_id)
 
     async def load(self, key_id: str, task_id: str) -> StoredTask | None:
         async with guard():
@@ -95,29 +98,37 @@ class TaskStore:
                 await self._redis.zrem(index, *gone)
         return [self._open(blob)["task"] for blob in blobs if blob is not None]
 
-    async def append(self, key_id: str, task_id: str, events: Sequence[Json]) -> list[str]:
-        """Add stream responses to the task's stream, and wake its followers here; their
-        entry ids."""
-        name = schema.a2a_task_events(key_id, task_id)
+    async def append(self, key_id: str, task_id: str, events: Sequence[Json]) -> None:
+        """Add stream responses to the task's stream, and wake its followers here."""
         async with guard(), self._redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(name, {"e": self._seal(event)})
-            pipe.expire(name, self._ttl)
-            done = await pipe.execute()
+            self._add(pipe, key_id, task_id, events)
+            await pipe.execute()
+        self._wake(task_id)
+
+    def _add(self, pipe: Any, key_id: str, task_id: str, events: Sequence[Json]) -> None:
+        name = schema.a2a_task_events(key_id, task_id)
+        for event in events:
+            pipe.xadd(name, {"e": self._seal(event)})
+        pipe.expire(name, self._ttl)
+
+    def _wake(self, task_id: str) -> None:
         changed = self._changed.pop(task_id, None)
         if changed is not None:
             changed.set()
-        return [str(entry) for entry in done[:-1]]
 
-    async def events_after(
-        self, key_id: str, task_id: str, after: str, *, inclusive: bool = False
-    ) -> list[TaskEvent]:
-        """The stream responses after entry ``after`` ("0" for all), or from it."""
+    async def last_entry(self, key_id: str, task_id: str) -> str:
+        """The id of the task's latest stream response; "0" if it has none."""
         name = schema.a2a_task_events(key_id, task_id)
-        start = after if inclusive else f"({after}"
+        async with guard():
+            last = cast(list[Any], await self._redis.xrevrange(name, count=1))
+        return str(last[0][0]) if last else "0"
+
+    async def events_after(self, key_id: str, task_id: str, after: str) -> list[TaskEvent]:
+        """The stream responses after entry ``after`` ("0" for all)."""
+        name = schema.a2a_task_events(key_id, task_id)
         async with guard():
             entries = cast(
-                list[tuple[str, dict[str, str]]], await self._redis.xrange(name, start, "+")
+                list[tuple[str, dict[str, str]]], await self._redis.xrange(name, f"({after}", "+")
             )
         return [TaskEvent(entry, self._open(fields["e"])) for entry, fields in entries]
 

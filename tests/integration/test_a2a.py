@@ -367,3 +367,44 @@ async def test_a_function_call_asks_for_input_and_the_answer_continues_the_task(
     assert waiting.status.state == a2a.TASK_STATE_INPUT_REQUIRED
     canceled = await client.cancel_task(a2a.CancelTaskRequest(id=waiting.id))
     assert canceled.status.state == a2a.TASK_STATE_CANCELED
+
+
+async def test_the_origins_well_known_card_is_the_chosen_routes(
+    start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    gw = await start_gateway(CONFIG)
+    async with http.get(f"{gw.url}/.well-known/agent-card.json") as r:
+        assert r.status == 404  # no route chose to be there
+        assert (await r.json())["jsonrpc"] == "2.0"  # a JSON-RPC error, as under /a2a
+    gw = await start_gateway(CONFIG.replace("    a2a:\n", "    a2a:\n      well_known: true\n"))
+    async with http.get(f"{gw.url}/.well-known/agent-card.json") as r:
+        assert r.status == 200
+        card = await r.json()
+    assert card["supportedInterfaces"][0]["url"] == f"{gw.url}/a2a/echo"
+
+
+async def test_a_refused_send_is_counted_and_logged_with_its_status(
+    start_gateway: StartGateway, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = await start_gateway(CONFIG)
+    poor = await gw.new_key(balance=0)
+    send = {"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}]}}
+    rpc = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": send}
+    with caplog.at_level("INFO", logger="gateway.requests"):
+        async with http.post(
+            f"{gw.url}/a2a/echo", json=rpc, headers={"Authorization": f"Bearer {poor}"}
+        ) as r:
+            assert r.status == 200 and (await r.json())["error"]["code"] == -32603
+        get = {**rpc, "method": "GetTask", "params": {"id": "task-x"}}
+        async with http.post(
+            f"{gw.url}/a2a/echo", json=get, headers={"Authorization": f"Bearer {poor}"}
+        ) as r:
+            assert r.status == 200
+    refused = [r for r in caplog.records if r.getMessage() == "request refused"]
+    assert [(r.status, r.error) for r in refused] == [  # type: ignore[attr-defined]
+        (402, "insufficient_quota"),
+        (404, "a2a_32001"),
+    ]
+    async with http.get(f"{gw.url}/metrics") as r:
+        text = await r.text()
+    assert 'gateway_requests_total{backend="",dialect="a2a",route="echo",status="402"}' in text

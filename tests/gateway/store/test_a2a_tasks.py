@@ -36,14 +36,16 @@ async def test_events_are_read_back_in_order_after_an_entry_and_wake_followers(
 ) -> None:
     tasks = TaskStore(fake_store.redis, 60)
     changed = tasks.changed("t1")
-    ids = await tasks.append("k1", "t1", [{"n": 1}, {"n": 2}])
+    assert await tasks.last_entry("k1", "t1") == "0"
+    await tasks.append("k1", "t1", [{"n": 1}, {"n": 2}])
     assert changed.is_set()
     events = await tasks.events_after("k1", "t1", "0")
     assert [e.data for e in events] == [{"n": 1}, {"n": 2}]
-    assert [e.entry for e in events] == ids
-    from_second = await tasks.events_after("k1", "t1", ids[1], inclusive=True)
-    assert [e.data for e in from_second] == [{"n": 2}]
-    await tasks.append("k1", "t1", [{"n": 3}])
+    assert await tasks.last_entry("k1", "t1") == events[-1].entry
+    after_first = await tasks.events_after("k1", "t1", events[0].entry)
+    assert [e.data for e in after_first] == [{"n": 2}]
+    # A task saved with its events: both at once.
+    await tasks.save("k1", StoredTask("echo", task("t1", "TASK_STATE_COMPLETED")), [{"n": 3}])
     later = await tasks.events_after("k1", "t1", events[-1].entry)
     assert [e.data for e in later] == [{"n": 3}]
     assert await tasks.events_after("k2", "t1", "0") == []
