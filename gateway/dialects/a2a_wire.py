@@ -58,6 +58,8 @@ ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 class A2AError(GatewayError):
     """An error A2A names with a code of its own (answered with HTTP 200, as JSON-RPC)."""
 
+    type = "invalid_request_error"
+
     def __init__(self, rpc_code: int, message: str, *, status: int = 400) -> None:
         super().__init__(message, status=status, code=f"a2a_{-rpc_code}")
         self.rpc_code = rpc_code

@@ -13,6 +13,7 @@ themselves are ``gateway.conversation.a2a_tasks``'.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -34,6 +35,9 @@ from gateway.store import ApiKey
 Json = dict[str, Any]
 PREFIX = "/a2a"
 CARD_PATH = "/.well-known/agent-card.json"
+# A status filter that filters nothing: unset, as protobuf writes it, or as the Node SDK
+# does for a request that leaves it out ("UNRECOGNIZED").
+_NO_STATUS = (None, "", "TASK_STATE_UNSPECIFIED", "UNRECOGNIZED")
 # TaskState by its protobuf number.
 PROTO_STATES = ("TASK_STATE_UNSPECIFIED", *STATES, "TASK_STATE_AUTH_REQUIRED")
 DEFAULT_PAGE_SIZE = 50
@@ -205,12 +209,18 @@ async def _list(gateway: Gateway, key: ApiKey, agent: str, params: Json) -> Json
         tasks = [t for t in tasks if t.get("contextId") == context_id]
     status = params.get("status")
     if isinstance(status, int) and not isinstance(status, bool):  # the enum's number
-        status = PROTO_STATES[status] if 0 <= status < len(PROTO_STATES) else None
-    # An unknown value filters nothing, as protobuf reads it (UNSPECIFIED): the Node SDK
-    # sends "UNRECOGNIZED" for a request that leaves the status out.
-    if status in STATES:
+        status = PROTO_STATES[status] if 0 <= status < len(PROTO_STATES) else str(status)
+    if status in PROTO_STATES[1:]:
         tasks = [t for t in tasks if t["status"]["state"] == status]
-    size = params.get("pageSize") or DEFAULT_PAGE_SIZE
+    elif status not in _NO_STATUS:
+        known = ", ".join(PROTO_STATES[1:])
+        raise InvalidRequest(f"'status' must be one of {known}.", param="status")
+    after = params.get("statusTimestampAfter")
+    if after is not None:
+        since = _timestamp(after)
+        tasks = [t for t in tasks if _timestamp(t["status"]["timestamp"]) > since]
+    size = params.get("pageSize")
+    size = DEFAULT_PAGE_SIZE if size is None else size
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE:
         raise InvalidRequest(
             f"'pageSize' must be an integer from 1 to {MAX_PAGE_SIZE}.", param="pageSize"
@@ -226,6 +236,21 @@ async def _list(gateway: Gateway, key: ApiKey, agent: str, params: Json) -> Json
     return {
         "tasks": [trimmed(t, history, artifacts=artifacts) for t in page],
         "nextPageToken": str(start + size) if more else "",
-        "pageSize": size,
+        "pageSize": len(page),
         "totalSize": len(tasks),
     }
+
+
+def _timestamp(value: object) -> datetime:
+    """An RFC 3339 timestamp (protobuf's JSON form of one)."""
+    try:
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if parsed.tzinfo is not None:
+                return parsed
+    except ValueError:
+        pass
+    raise InvalidRequest(
+        "'statusTimestampAfter' must be an RFC 3339 timestamp (e.g. 2026-01-01T00:00:00Z).",
+        param="statusTimestampAfter",
+    )

@@ -408,3 +408,50 @@ async def test_a_refused_send_is_counted_and_logged_with_its_status(
     async with http.get(f"{gw.url}/metrics") as r:
         text = await r.text()
     assert 'gateway_requests_total{backend="",dialect="a2a",route="echo",status="402"}' in text
+
+
+async def test_list_tasks_pages_filters_and_refuses_bad_params(
+    start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    gw = await start_gateway(CONFIG)
+    key = await gw.new_key()
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def call(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        rpc = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+        async with http.post(f"{gw.url}/a2a/echo", json=rpc, headers=headers) as r:
+            reply: dict[str, Any] = await r.json()
+            return reply
+
+    empty = (await call("ListTasks", {}))["result"]
+    assert empty == {"tasks": [], "nextPageToken": "", "pageSize": 0, "totalSize": 0}
+    ids = []
+    for i in range(3):
+        msg = {"messageId": f"m{i}", "role": "ROLE_USER", "parts": [{"text": f"n {i}"}]}
+        ids.append((await call("SendMessage", {"message": msg}))["result"]["task"]["id"])
+    first = (await call("ListTasks", {"pageSize": 2, "historyLength": 0}))["result"]
+    assert [t["id"] for t in first["tasks"]] == ids[:0:-1]  # newest first
+    assert first["pageSize"] == 2 and first["totalSize"] == 3 and first["nextPageToken"]
+    assert all(t["history"] == [] and "artifacts" not in t for t in first["tasks"])
+    rest = await call("ListTasks", {"pageSize": 2, "pageToken": first["nextPageToken"]})
+    assert [t["id"] for t in rest["result"]["tasks"]] == ids[:1]
+    assert rest["result"]["nextPageToken"] == ""
+    full = await call("ListTasks", {"includeArtifacts": True, "status": "TASK_STATE_COMPLETED"})
+    assert len(full["result"]["tasks"]) == 3 and full["result"]["tasks"][0]["artifacts"]
+    assert (await call("ListTasks", {"status": "TASK_STATE_WORKING"}))["result"]["tasks"] == []
+    assert (await call("ListTasks", {"status": "UNRECOGNIZED"}))["result"]["totalSize"] == 3
+    later = {"statusTimestampAfter": "2999-01-01T00:00:00Z"}
+    assert (await call("ListTasks", later))["result"]["totalSize"] == 0
+    since = {"statusTimestampAfter": "2000-01-01T00:00:00.000Z"}
+    assert (await call("ListTasks", since))["result"]["totalSize"] == 3
+    for bad in (
+        {"pageSize": 0},
+        {"pageSize": 101},
+        {"pageSize": -1},
+        {"status": "INVALID_STATUS"},
+        {"status": 42},
+        {"statusTimestampAfter": "yesterday"},
+        {"pageToken": "not-a-token"},
+        {"historyLength": -1},
+    ):
+        assert (await call("ListTasks", bad))["error"]["code"] == -32602, bad
