@@ -32,7 +32,6 @@ RESPONSES_DOOR = front_door(RESPONSES, responses.CONVERSATION)
 MESSAGES_DOOR = front_door(MESSAGES)
 DOORS: tuple[Door[Any], ...] = (CHAT_DOOR, RESPONSES_DOOR, MESSAGES_DOOR)
 
-_JSON_OR_SSE: dict[str, str | None] = {JSON: None, SSE: None}
 _AGENT = Param("agent", "path", description="an agent id (a route)", required=True)
 _RESPONSE_ID = Param("response_id", "path", description="a stored response's id")
 _STREAMED = "the answer: JSON, or with `stream: true` server-sent events"
@@ -211,8 +210,9 @@ ROOT = Table(
             "The A2A agent card of the route with `a2a.well_known` (404 without one)",
             "a2a",
             security="none",
-            replies=(Reply(200, "the agent card", {JSON: None}),),
+            replies=(json_reply(200, "the agent card", "AgentCard"),),
             errors=(401, 404),
+            error_dialect="a2a",
         ),
         Operation(
             "GET",
@@ -258,8 +258,9 @@ A2A = Table(
             "a2a",
             security="none",
             params=(_AGENT,),
-            replies=(Reply(200, "the agent card", {JSON: None}),),
+            replies=(json_reply(200, "the agent card", "AgentCard"),),
             errors=(401, 404),
+            error_dialect="a2a",
         ),
         Operation(
             "POST",
@@ -271,9 +272,14 @@ A2A = Table(
             "a2a",
             params=(_AGENT,),
             replies=(
-                Reply(200, "a JSON-RPC response, or a stream of them", {JSON: None, SSE: None}),
+                Reply(
+                    200,
+                    "a JSON-RPC response, or a stream of them",
+                    {JSON: "JsonRpcResponse", SSE: None},
+                ),
             ),
             errors=(*AUTH_ERRORS, 404, 408, 413),
+            error_dialect="a2a",
         ),
     ),
 )
