@@ -8,6 +8,16 @@ methods ``SendMessage``, ``SendStreamingMessage``, ``GetTask``, ``ListTasks``,
 error with A2A's codes (HTTP 200), while a missing or bad key is an HTTP 401 (and
 an agent the key may not call a 404), with a JSON-RPC error as the body. The tasks
 themselves are ``gateway.conversation.a2a_tasks``'.
+
+Why not a ``Dialect`` behind ``gateway.server.door.front_door``: that seam answers a
+request with its own call's events, while an A2A method may start no call (GetTask,
+ListTasks, CancelTask, SubscribeToTask share one endpoint with the sends) and a send
+answers with a task that outlives the request: its events are rendered once, by the
+run, into Redis (``TaskBuilder`` is the renderer), and every client follows them
+from there. What the door does for every dialect it does here too, through the same
+parts: the key (``credentials``), the body's limits (``read_request``), the call
+(``Gateway.open``: route, admission, fallback), the budget header, the error shape
+of the path (``middlewares.ERROR_SHAPES``) and the metrics (``middlewares.DIALECTS``).
 """
 
 from __future__ import annotations

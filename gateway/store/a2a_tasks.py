@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -54,7 +55,11 @@ class TaskStore:
     def __init__(self, redis: aioredis.Redis, retention_seconds: int) -> None:
         self._redis = redis
         self._ttl = retention_seconds
-        self._changed: dict[str, asyncio.Event] = {}  # task id -> set at each append here
+        # Task id -> set at its next append here; held by its followers only (weakly
+        # here), so that a task nobody follows any more leaves nothing behind.
+        self._changed: weakref.WeakValueDictionary[str, asyncio.Event] = (
+            weakref.WeakValueDictionary()
+        )
 
     # The one place content enters and leaves Redis (see the module docstring).
     def _seal(self, value: object) -> bytes:
@@ -136,7 +141,10 @@ class TaskStore:
         """Set at the task's next append in this process; a follower takes it before it
         reads, then waits on it with a timeout (a runner in another process appends
         unseen: its followers poll)."""
-        return self._changed.setdefault(task_id, asyncio.Event())
+        changed = self._changed.get(task_id)
+        if changed is None:
+            changed = self._changed[task_id] = asyncio.Event()
+        return changed
 
     async def save_context(self, key_id: str, context_id: str, items: list[Json]) -> None:
         async with guard():

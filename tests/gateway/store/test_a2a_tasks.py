@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from gateway.store import Store
 from gateway.store.a2a_tasks import StoredTask, TaskStore
@@ -48,6 +49,12 @@ async def test_events_are_read_back_in_order_after_an_entry_and_wake_followers(
     await tasks.save("k1", StoredTask("echo", task("t1", "TASK_STATE_COMPLETED")), [{"n": 3}])
     later = await tasks.events_after("k1", "t1", events[-1].entry)
     assert [e.data for e in later] == [{"n": 3}]
+    # A follower's wake-up stays only while someone holds it (no append may ever come).
+    waiting = tasks.changed("t2")
+    assert tasks.changed("t2") is waiting  # followers of one task share it
+    del waiting
+    gc.collect()
+    assert "t2" not in tasks._changed
     assert await tasks.events_after("k2", "t1", "0") == []
 
 
