@@ -40,6 +40,7 @@ Json = dict[str, Any]
 CANCEL_POLL_SECONDS = 0.2  # how often a run looks for a cancel request
 FOLLOW_POLL_SECONDS = 0.5  # how often a follower reads a run it is not woken for
 CANCEL_WAIT_SECONDS = 10.0  # how long CancelTask waits for the run to stop
+RENEW_SECONDS = 2.0  # how often a run renews its lease (gateway.store.a2a_tasks.LEASE_MS)
 
 
 async def load(gateway: Gateway, key: ApiKey, agent: str, task_id: str) -> StoredTask:
@@ -135,7 +136,7 @@ class TaskRun:
 
     async def _save(self, events: list[Json]) -> None:
         stored = StoredTask(self._agent, self.builder.task, self.run_start)
-        await self._store.save(self._key_id, stored, events)
+        await self._store.save(self._key_id, stored, events, running=not self.builder.ended)
 
     async def main(self) -> None:
         task = asyncio.current_task()
@@ -169,9 +170,15 @@ class TaskRun:
             await self._store.forget_cancel(self._key_id, self.task_id)
 
     async def _watch(self, task: asyncio.Task[Any]) -> None:
+        """Look for a cancel request, and renew the run's lease, until the run ends."""
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
         while True:
             await asyncio.sleep(CANCEL_POLL_SECONDS)
             try:
+                if loop.time() - renewed >= RENEW_SECONDS:
+                    await self._store.renew(self._key_id, self.task_id)
+                    renewed = loop.time()
                 asked = await self._store.cancel_requested(self._key_id, self.task_id)
             except Exception:  # a store outage: look again at the next poll
                 continue
@@ -204,8 +211,9 @@ async def follow(
         stored = await store.load(key.id, task_id)
         if stored is None:
             return
-        if stored.task["status"]["state"] in FINAL:
-            # It ended since the read above: its final event was stored with it.
+        if stored.task["status"]["state"] in FINAL or not await store.running(key.id, task_id):
+            # It ended since the read above (its final event was stored with it), or
+            # the process running it died: read once more, then stop.
             ended = True
             continue
         with contextlib.suppress(TimeoutError):
@@ -214,12 +222,12 @@ async def follow(
 
 async def cancel(gateway: Gateway, key: ApiKey, agent: str, task_id: str) -> Json:
     """Ask the task's run to stop; the task once it has (or as it is after a wait)."""
-    stored = await load(gateway, key, agent, task_id)
-    state = stored.task["status"]["state"]
-    if state in TERMINAL:
-        raise A2AError(-32002, f"Task '{task_id}' is {state} and cannot be canceled.")
     store = gateway.a2a_tasks
-    if state == INPUT_REQUIRED:  # no run: it waits for the client, who gives up
+    stored = await _cancelable(gateway, key, agent, task_id)
+    if stored.task["status"]["state"] == INPUT_REQUIRED or not await store.running(key.id, task_id):
+        # No run to stop: it waits for the client, who gives up, or its process died.
+        # (Read again: a run that just ended stored its end before its lease went.)
+        stored = await _cancelable(gateway, key, agent, task_id)
         builder = TaskBuilder(agent, {}, None, stored.task, continued=False)
         final = builder.final(Usage(), canceled=True)
         await store.save(key.id, StoredTask(agent, builder.task, stored.run_start), final)
@@ -235,3 +243,11 @@ async def cancel(gateway: Gateway, key: ApiKey, agent: str, task_id: str) -> Jso
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), CANCEL_POLL_SECONDS)
     return stored.task
+
+
+async def _cancelable(gateway: Gateway, key: ApiKey, agent: str, task_id: str) -> StoredTask:
+    stored = await load(gateway, key, agent, task_id)
+    state = stored.task["status"]["state"]
+    if state in TERMINAL:
+        raise A2AError(-32002, f"Task '{task_id}' is {state} and cannot be canceled.")
+    return stored

@@ -7,6 +7,7 @@ Under the creating key's hash tag (``schema``), so another key finds nothing:
 - ``…:a2a:task:{id}:events``: its stream responses in order (the first is the task
   as submitted), which ``SubscribeToTask`` replays and follows;
 - ``…:a2a:task:{id}:cancel``: a cancel request its runner polls for;
+- ``…:a2a:task:{id}:run``: the lease of the process running it (gone when it died);
 - ``…:a2a:tasks:{agent}``: the key's task ids at an agent by last update, for
   ``ListTasks``;
 - ``…:a2a:context:{id}``: a context's conversation, as Open Responses items, which
@@ -34,6 +35,7 @@ from gateway.store.store import guard
 
 Json = dict[str, Any]
 CANCEL_FLAG_MS = 300_000  # a cancel request is dropped after this (ended runs delete it)
+LEASE_MS = 10_000  # a run whose process stops renewing it is taken as dead after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +70,24 @@ class TaskStore:
     def _open(self, blob: str | bytes) -> Any:
         return orjson.loads(blob)
 
-    async def save(self, key_id: str, stored: StoredTask, events: Sequence[Json] = ()) -> None:
+    async def save(
+        self,
+        key_id: str,
+        stored: StoredTask,
+        events: Sequence[Json] = (),
+        *,
+        running: bool | None = None,
+    ) -> None:
         """Store the task, and add ``events`` to its stream, at once (one transaction: a
-        reader sees the task ended only with its final event there)."""
+        reader sees the task ended only with its final event there); ``running`` takes
+        (``True``) or gives up (``False``) the lease of the process that runs it."""
         task_id = stored.task["id"]
         index = schema.a2a_tasks(key_id, stored.agent)
         record = {"agent": stored.agent, "task": stored.task, "run_start": stored.run_start}
         async with guard(), self._redis.pipeline(transaction=True) as pipe:
             self._add(pipe, key_id, task_id, events)
+            if running is not None:
+                self._lease(pipe, key_id, task_id, running)
             pipe.set(schema.a2a_task(key_id, task_id), self._seal(record), ex=self._ttl)
             pipe.zadd(index, {task_id: time.time_ns() // 1_000_000})
             pipe.expire(index, self._ttl)
@@ -120,6 +132,23 @@ class TaskStore:
         changed = self._changed.pop(task_id, None)
         if changed is not None:
             changed.set()
+
+    def _lease(self, pipe: Any, key_id: str, task_id: str, running: bool) -> None:
+        name = schema.a2a_task_run(key_id, task_id)
+        if running:
+            pipe.set(name, "1", px=LEASE_MS)
+        else:
+            pipe.delete(name)
+
+    async def renew(self, key_id: str, task_id: str) -> None:
+        """Keep the lease of a run in progress (``LEASE_MS``)."""
+        async with guard():
+            await self._redis.set(schema.a2a_task_run(key_id, task_id), "1", px=LEASE_MS)
+
+    async def running(self, key_id: str, task_id: str) -> bool:
+        """Whether a live process runs the task (it renews its lease)."""
+        async with guard():
+            return bool(await self._redis.exists(schema.a2a_task_run(key_id, task_id)))
 
     async def last_entry(self, key_id: str, task_id: str) -> str:
         """The id of the task's latest stream response; "0" if it has none."""

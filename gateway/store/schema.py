@@ -72,6 +72,11 @@ def a2a_task_cancel(key_id: str, task_id: str) -> str:
     return _of(key_id, f"a2a:task:{task_id}:cancel")
 
 
+def a2a_task_run(key_id: str, task_id: str) -> str:
+    """Set while a process runs the A2A task; expires unless that process renews it."""
+    return _of(key_id, f"a2a:task:{task_id}:run")
+
+
 def a2a_tasks(key_id: str, agent: str) -> str:
     """Sorted set of a key's A2A task ids at one agent, by last update (ms)."""
     return _of(key_id, f"a2a:tasks:{agent}")

@@ -7,6 +7,7 @@ context; the bill (the task's metadata, the ledger, the balance); auth.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from a2a.utils.errors import (
 )
 from google.protobuf.json_format import MessageToDict
 
+from gateway.store.a2a_tasks import StoredTask
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, Script, ToolCallScript
 from tests.integration.support import settled, upstream_config, usage_entries
@@ -455,3 +457,31 @@ async def test_list_tasks_pages_filters_and_refuses_bad_params(
         {"historyLength": -1},
     ):
         assert (await call("ListTasks", bad))["error"]["code"] == -32602, bad
+
+
+async def test_a_task_whose_process_died_is_not_waited_for_and_can_be_cancelled(
+    start_gateway: StartGateway, a2a_client: MakeA2A
+) -> None:
+    """A run that stops renewing its lease (its process died) leaves its task WORKING:
+    a follower stops instead of waiting forever, and a cancel ends it."""
+    gw = await start_gateway(CONFIG)
+    key = await gw.new_key()
+    key_id = (await gw.key_of(key)).id
+    client = await a2a_client(gw, key)
+    plain = await a2a_client(gw, key, streaming=False)
+    [event] = await collect(plain.send_message(message("a task")))
+    task = MessageToDict(event.task)
+    orphan = {**task, "id": "task-orphan", "status": {"state": "TASK_STATE_WORKING"}}
+    submitted = {"task": {**orphan, "status": {"state": "TASK_STATE_SUBMITTED"}}}
+    tasks = gw.gateway.a2a_tasks
+    await tasks.save(key_id, StoredTask("echo", orphan), [submitted], running=True)
+    assert await tasks.running(key_id, "task-orphan")
+    await gw.store.redis.delete(f"gw:{{{key_id}}}:a2a:task:task-orphan:run")  # the lease ran out
+    events = await asyncio.wait_for(
+        collect(client.subscribe(a2a.SubscribeToTaskRequest(id="task-orphan"))), 5
+    )
+    assert [e.WhichOneof("payload") for e in events] == ["task"]  # as it is; then the end
+    canceled = await client.cancel_task(a2a.CancelTaskRequest(id="task-orphan"))
+    assert canceled.status.state == a2a.TASK_STATE_CANCELED
+    with pytest.raises(TaskNotCancelableError):
+        await client.cancel_task(a2a.CancelTaskRequest(id="task-orphan"))
