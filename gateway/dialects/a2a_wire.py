@@ -38,6 +38,17 @@ METHODS = (
     "SubscribeToTask",
 )
 
+# A2A 0.3's names of the methods, answered "not found" with the 1.0 name: a 0.3 client
+# also sends 0.3's payloads, another wire format (docs/a2a.md).
+V03_METHODS = {
+    "message/send": "SendMessage",
+    "message/stream": "SendStreamingMessage",
+    "tasks/get": "GetTask",
+    "tasks/list": "ListTasks",
+    "tasks/cancel": "CancelTask",
+    "tasks/resubscribe": "SubscribeToTask",
+}
+
 # JSON-RPC's own codes and A2A's (its errors section); the gateway's other errors
 # (402, 403, 429, 5xx) are internal errors carrying the gateway's status and code.
 PARSE_ERROR = -32700

@@ -195,7 +195,9 @@ async def _method(
             events = _subscribed(stored.task, following)
             return await send_sse(request, _frames(req.id, events))
         case _:
-            raise wire.A2AError(wire.METHOD_NOT_FOUND, f"Method '{req.method}' not found.")
+            instead = wire.V03_METHODS.get(req.method)
+            hint = f" (A2A 0.3's name: this agent speaks 1.0, '{instead}')" if instead else ""
+            raise wire.A2AError(wire.METHOD_NOT_FOUND, f"Method '{req.method}' not found{hint}.")
 
 
 async def _subscribed(task: Json, events: AsyncIterator[Json]) -> AsyncIterator[Json]:

@@ -314,6 +314,7 @@ async def test_protocol_errors_are_json_rpc_errors_with_a2a_codes(
     assert (await call({"id": 1, "method": "GetTask"}))["error"]["code"] == -32600
     reply = await call(rpc("message/send", send))
     assert reply["error"]["code"] == -32601 and reply["id"] == 5
+    assert "'SendMessage'" in reply["error"]["message"]  # 0.3's name: the 1.0 one said
     assert (await call(rpc("GetTask", {"id": "task-x"})))["error"]["code"] == -32001
     assert (await call(rpc("GetTask", {})))["error"]["code"] == -32602
     assert (await call(rpc("SendMessage", {"message": {}})))["error"]["code"] == -32602
