@@ -187,7 +187,7 @@ async def test_a_dropped_stream_is_resubscribed_and_nothing_is_lost(
     gw = await start_gateway(CONFIG)
     key = await gw.new_key()
     client = await a2a_client(gw, key, "slow")
-    text = " ".join(f"w{i}" for i in range(12))
+    text = " ".join(f"w{i}" for i in range(30))  # 1.5 s: still running when resubscribed
     stream = client.send_message(message(text))
     first = [await anext(stream), await anext(stream), await anext(stream)]
     await stream.aclose()  # the client drops the connection: the task goes on

@@ -76,8 +76,10 @@ const listed = await echo.listTasks({ contextId: first.contextId });
 out.list = { ids: listed.tasks.map((t) => t.id), total: listed.totalSize };
 
 const slow = await client(profile.slow_agent);
+// 30 words, 50 ms apart: still running when the dropped stream is resubscribed.
+const WORDS = Array.from({ length: 30 }, (_, i) => `v${i}`).join(" ");
 const dropped = [];
-for await (const event of slow.sendMessageStream(message("one two three four five six seven eight"))) {
+for await (const event of slow.sendMessageStream(message(WORDS))) {
   dropped.push(event);
   if (dropped.length === 3) break; // the client drops the stream
 }
