@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from gateway.dialects.request_limits import DEFAULTS, RequestLimits, check_request
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.invocation import (
     ContentPart,
@@ -176,8 +177,11 @@ class SendParams:
     metadata: Json
 
 
-def send_params(params: Json) -> SendParams:
+def send_params(params: Json, limits: RequestLimits = DEFAULTS) -> SendParams:
+    """A send's params, within ``limits`` as every dialect's request (its ``parts`` the
+    list of turns they count)."""
     raw = params.get("message")
+    check_request(raw, limits, items="parts")
     if not isinstance(raw, dict):
         raise InvalidRequest("'params.message' must be an object.", param="message")
     config = params.get("configuration") or {}

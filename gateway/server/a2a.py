@@ -156,7 +156,7 @@ async def _method(
     params = req.params
     match req.method:
         case "SendMessage":
-            send = wire.send_params(params)
+            send = wire.send_params(params, gateway.config.limits)
             run = await a2a_tasks.start(
                 gateway, key, agent, send, request[REQUEST_ID], budget(request)
             )
@@ -167,7 +167,7 @@ async def _method(
             task = trimmed(stored.task, send.history_length)
             return json_response(wire.result(req.id, {"task": task}))
         case "SendStreamingMessage":
-            send = wire.send_params(params)
+            send = wire.send_params(params, gateway.config.limits)
             run = await a2a_tasks.start(
                 gateway, key, agent, send, request[REQUEST_ID], budget(request)
             )

@@ -6,7 +6,13 @@ import orjson
 import pytest
 
 from gateway.dialects import a2a_wire as wire
-from gateway.errors import AuthenticationFailed, InsufficientQuota, InvalidRequest
+from gateway.dialects.request_limits import DefaultRequestLimits
+from gateway.errors import (
+    AuthenticationFailed,
+    InsufficientQuota,
+    InvalidRequest,
+    PayloadTooLarge,
+)
 from gateway.invocation import FilePart, FunctionCallOutput, ImagePart, Message, TextPart
 
 
@@ -104,3 +110,16 @@ def test_a_part_of_no_known_kind_is_a_content_type_error() -> None:
     with pytest.raises(wire.A2AError) as caught:
         wire.message({"messageId": "m", "role": "ROLE_USER", "parts": [{"video": 1}]})
     assert caught.value.rpc_code == wire.CONTENT_TYPE_NOT_SUPPORTED
+
+
+def test_a_message_is_held_to_the_request_limits() -> None:
+    limits = DefaultRequestLimits(max_input_items=2, max_text_chars=10)
+    parts = [{"text": "a"}, {"text": "b"}, {"text": "c"}]
+    message = {"messageId": "m", "role": "ROLE_USER", "parts": parts}
+    with pytest.raises(InvalidRequest) as caught:
+        wire.send_params({"message": message}, limits)
+    assert caught.value.code == "too_many_items"
+    long = {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "x" * 50}]}
+    with pytest.raises(PayloadTooLarge):
+        wire.send_params({"message": long}, limits)
+    assert wire.error(1, PayloadTooLarge("big"))["error"]["code"] == wire.INVALID_PARAMS
