@@ -486,3 +486,28 @@ async def test_a_task_whose_process_died_is_not_waited_for_and_can_be_cancelled(
     assert canceled.status.state == a2a.TASK_STATE_CANCELED
     with pytest.raises(TaskNotCancelableError):
         await client.cancel_task(a2a.CancelTaskRequest(id="task-orphan"))
+
+
+async def test_an_upstream_failing_mid_answer_fails_the_task_and_bills_what_came(
+    start_gateway: StartGateway,
+    a2a_client: MakeA2A,
+    fake_upstream: FakeOpenAIUpstream,
+    upstream_env: str,
+) -> None:
+    gw = await start_gateway(upstream_config(fake_upstream.base_url))
+    key = await gw.new_key()
+    client = await a2a_client(gw, key, "up")
+    fake_upstream.enqueue(Script(error_after=1, error_message="the upstream fell over"))
+    events = await collect(client.send_message(message("go on")))
+    final = events[-1].status_update
+    assert final.status.state == a2a.TASK_STATE_FAILED
+    assert "the upstream fell over" in final.status.message.parts[0].text
+    assert "".join(p.text for e in events for p in e.artifact_update.artifact.parts) == "Hello"
+    task = await client.get_task(a2a.GetTaskRequest(id=events[0].task.id))
+    assert task.status.state == a2a.TASK_STATE_FAILED
+    assert task.metadata["error"]["status"] == 502
+    [entry] = await usage_entries(gw, (await gw.key_of(key)).id)
+    assert -entry.amount == task.metadata["cost"]["credits"] > 0
+    # Nothing of a failed task is kept as context: the next turn starts from the message.
+    await collect(client.send_message(message("again", task.context_id)))
+    assert fake_upstream.last.body["messages"] == [{"role": "user", "content": "again"}]
