@@ -85,6 +85,9 @@ def parse_config(
     if require_routes and (raw_routes is None or raw_routes == {}):
         # Located at the `routes:` key when there is one, else at the top of the file.
         problems.append(Problem("routes", NO_ROUTES, file, lines.get("routes", 1)))
+    well_known = [agent for agent, route in routes.items() if route.a2a.well_known]
+    for agent in well_known[1:]:  # the origin has one /.well-known/agent-card.json
+        report(f"routes.{agent}.a2a.well_known", f"already set by route {well_known[0]!r}")
     for agent, route in routes.items():
         for i, target in enumerate(route.targets):
             if target.backend not in declared:

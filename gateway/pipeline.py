@@ -47,6 +47,7 @@ from gateway.metering import Hold, Meter
 from gateway.plugin import Backend, CallContext, Filter
 from gateway.route import Route, Target
 from gateway.store import ApiKey, Store
+from gateway.store.a2a_tasks import TaskStore
 from gateway.store.cipher import PLAINTEXT, ContentCipher, KeyProblem, cipher_from_env
 from gateway.store.holds import Holds
 from gateway.store.policy import StoragePolicy, storage_policy
@@ -121,6 +122,8 @@ class Gateway:
         self.cipher = _cipher(config)
         self.responses = ResponseStore(store.redis, self.cipher)
         self.response_runs = ResponseRuns(store.redis, config.redis, config.responses, self.cipher)
+        # A2A tasks and contexts (the /a2a door), kept as long as stored responses.
+        self.a2a_tasks = TaskStore(store.redis, config.responses.retention_seconds)
         self.draining = False  # set at SIGTERM: readiness turns false
         self.interrupts = stream_contract.Interrupts()
         self._in_use: dict[int, int] = {}  # id(backend) -> calls using it

@@ -55,6 +55,30 @@ class RouteResponses:
 
 
 @dataclass(frozen=True, slots=True)
+class A2ASkill:
+    """One skill the route's A2A agent card lists (``gateway.server.a2a``)."""
+
+    id: str
+    name: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteA2A:
+    """What the route's A2A agent card says of it; unset, the agent id and a default skill."""
+
+    name: str | None = None
+    description: str | None = None
+    skills: tuple[A2ASkill, ...] = ()
+    input_modes: tuple[str, ...] = ("text/plain",)
+    output_modes: tuple[str, ...] = ("text/plain",)
+    # Its card is also the origin's /.well-known/agent-card.json (one route at most).
+    well_known: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Pricing:
     """USD per 1M tokens, which is credits per token (1,000,000 credits = 1 USD).
 
@@ -116,6 +140,7 @@ class Route:
     # ``responses.retention_seconds``; a route may only restrict them (gateway.config).
     store: str | None = field(default=None, metadata={"check": store_mode})
     retention_seconds: int | None = field(default=None, metadata={"check": positive})
+    a2a: RouteA2A = field(default_factory=RouteA2A)
 
     @property
     def targets(self) -> tuple[Target, ...]:

@@ -22,7 +22,7 @@ JSON = "application/json"
 SSE = "text/event-stream"
 
 Security = Literal["api_key", "admin_token", "none"]
-ErrorDialect = Literal["openai", "anthropic"]
+ErrorDialect = Literal["openai", "anthropic", "a2a"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,9 +106,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not obs.backend:
             _log_refused(request, obs, failed_status(exc))
         raise
-    metrics.finish(obs, response.status)
-    if not obs.backend:  # else the access log filter, which saw the backend's stream, did
-        _log_refused(request, obs, response.status)
+    status = response.status
+    error = request.get(ERROR)
+    if status == 200 and error is not None:  # an error in a 200 body (A2A's JSON-RPC)
+        status = error.status
+    metrics.finish(obs, status)
+    if not obs.backend and status >= 400:  # else the access log filter, which saw the
+        _log_refused(request, obs, status)  # backend's stream, did (or nothing was called)
     return response
 
 

@@ -111,7 +111,7 @@ def _operation(op: Operation, used: set[str]) -> dict[str, Any]:
         responses[str(reply.status)] = {"description": reply.description} | (
             {"content": content} if content else {}
         )
-    error = "AnthropicError" if op.error_dialect == "anthropic" else "Error"
+    error = {"anthropic": "AnthropicError", "a2a": "JsonRpcError"}.get(op.error_dialect, "Error")
     for status in op.errors:
         used.add(error)
         responses[str(status)] = {

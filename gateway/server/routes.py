@@ -7,7 +7,7 @@ from typing import Any
 from gateway.dialects.chat import CHAT
 from gateway.dialects.messages import MESSAGES
 from gateway.dialects.responses import RESPONSES
-from gateway.server import messages, misc, openapi, responses
+from gateway.server import a2a, messages, misc, openapi, responses
 from gateway.server.api import (
     AUTH_ERRORS,
     CALL_ERRORS,
@@ -32,6 +32,7 @@ RESPONSES_DOOR = front_door(RESPONSES, responses.CONVERSATION)
 MESSAGES_DOOR = front_door(MESSAGES)
 DOORS: tuple[Door[Any], ...] = (CHAT_DOOR, RESPONSES_DOOR, MESSAGES_DOOR)
 
+_AGENT = Param("agent", "path", description="an agent id (a route)", required=True)
 _RESPONSE_ID = Param("response_id", "path", description="a stored response's id")
 _STREAMED = "the answer: JSON, or with `stream: true` server-sent events"
 
@@ -203,6 +204,18 @@ ROOT = Table(
         ),
         Operation(
             "GET",
+            a2a.CARD_PATH,
+            a2a.well_known_card,
+            "getWellKnownAgentCard",
+            "The A2A agent card of the route with `a2a.well_known` (404 without one)",
+            "a2a",
+            security="none",
+            replies=(json_reply(200, "the agent card", "AgentCard"),),
+            errors=(401, 404),
+            error_dialect="a2a",
+        ),
+        Operation(
+            "GET",
             "/openapi.json",
             openapi.serve_document,
             "openapi",
@@ -232,4 +245,43 @@ LIBRECHAT = Table(
     ),
 )
 
-PUBLIC = (LIBRECHAT, V1, ROOT)
+# Every route as an A2A agent (gateway.server.a2a): its card, and the JSON-RPC binding.
+A2A = Table(
+    (a2a.PREFIX,),
+    (
+        Operation(
+            "GET",
+            "/{agent}" + a2a.CARD_PATH,
+            a2a.agent_card,
+            "getAgentCard",
+            "The A2A agent card of an agent (a 404 to a key that may not call it)",
+            "a2a",
+            security="none",
+            params=(_AGENT,),
+            replies=(json_reply(200, "the agent card", "AgentCard"),),
+            errors=(401, 404),
+            error_dialect="a2a",
+        ),
+        Operation(
+            "POST",
+            "/{agent}",
+            a2a.rpc,
+            "a2aJsonRpc",
+            "A2A 1.0 JSON-RPC: SendMessage, SendStreamingMessage, GetTask, ListTasks, "
+            "CancelTask, SubscribeToTask (errors are JSON-RPC errors, but 401 and 404)",
+            "a2a",
+            params=(_AGENT,),
+            replies=(
+                Reply(
+                    200,
+                    "a JSON-RPC response, or a stream of them",
+                    {JSON: "JsonRpcResponse", SSE: None},
+                ),
+            ),
+            errors=(*AUTH_ERRORS, 404, 408, 413),
+            error_dialect="a2a",
+        ),
+    ),
+)
+
+PUBLIC = (LIBRECHAT, V1, ROOT, A2A)

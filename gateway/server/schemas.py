@@ -121,6 +121,53 @@ SCHEMAS: dict[str, Schema] = {
             "request_id": {"type": "string"},
         },
     },
+    "JsonRpcError": {
+        "type": "object",
+        "description": "A JSON-RPC 2.0 error response (everything under /a2a)",
+        "required": ["jsonrpc", "id", "error"],
+        "properties": {
+            "jsonrpc": {"const": "2.0"},
+            "id": {"type": ["string", "integer", "null"]},
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "integer"},
+                    "message": {"type": "string"},
+                    "data": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+        },
+    },
+    # A2A (gateway.server.a2a)
+    "AgentCard": {
+        "type": "object",
+        "description": "An A2A 1.0 agent card",
+        "required": ["name", "description", "supportedInterfaces", "capabilities", "skills"],
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "supportedInterfaces": {"type": "array", "items": {"type": "object"}},
+            "version": {"type": "string"},
+            "capabilities": {"type": "object"},
+            "securitySchemes": {"type": "object"},
+            "securityRequirements": {"type": "array", "items": {"type": "object"}},
+            "defaultInputModes": {"type": "array", "items": {"type": "string"}},
+            "defaultOutputModes": {"type": "array", "items": {"type": "string"}},
+            "skills": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "JsonRpcResponse": {
+        "type": "object",
+        "description": "A JSON-RPC 2.0 response: a result, or an error with A2A's codes",
+        "required": ["jsonrpc", "id"],
+        "properties": {
+            "jsonrpc": {"const": "2.0"},
+            "id": {"type": ["string", "integer", "null"]},
+            "result": {},
+            "error": {"type": "object", "required": ["code", "message"]},
+        },
+    },
     # Public requests
     "ChatCompletionRequest": {
         "type": "object",

@@ -83,6 +83,36 @@ def response_cancel(key_id: str, response_id: str) -> str:
     return _of(key_id, f"response:{response_id}:cancel")
 
 
+def a2a_task(key_id: str, task_id: str) -> str:
+    """An A2A task (``gateway.store.a2a_tasks``); scoped to the key that created it."""
+    return _of(key_id, f"a2a:task:{task_id}")
+
+
+def a2a_task_events(key_id: str, task_id: str) -> str:
+    """Stream of an A2A task's stream responses, for ``SubscribeToTask``."""
+    return _of(key_id, f"a2a:task:{task_id}:events")
+
+
+def a2a_task_cancel(key_id: str, task_id: str) -> str:
+    """Set when an A2A task is to be cancelled; its runner stops when it sees it."""
+    return _of(key_id, f"a2a:task:{task_id}:cancel")
+
+
+def a2a_task_run(key_id: str, task_id: str) -> str:
+    """Set while a process runs the A2A task; expires unless that process renews it."""
+    return _of(key_id, f"a2a:task:{task_id}:run")
+
+
+def a2a_tasks(key_id: str, agent: str) -> str:
+    """Sorted set of a key's A2A task ids at one agent, by last update (ms)."""
+    return _of(key_id, f"a2a:tasks:{agent}")
+
+
+def a2a_context(key_id: str, context_id: str) -> str:
+    """The conversation of an A2A context: its items, as Open Responses items."""
+    return _of(key_id, f"a2a:context:{context_id}")
+
+
 # Metering. An "account" is an API key id, or "route:<agent>" for a route's shared
 # limits; everything of one account shares its hash tag.
 LEASES = f"{PREFIX}:leases"  # sorted set: "account charge_id" by lease expiry, for the reaper

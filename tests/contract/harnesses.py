@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
+from gateway_plugins.backends.a2a import A2ABackend, A2AOptions
 from gateway_plugins.backends.anthropic import AnthropicBackend, AnthropicOptions
 from gateway_plugins.backends.echo import EchoBackend, EchoOptions
 from gateway_plugins.backends.librechat import LibreChatBackend, LibreChatOptions
@@ -31,6 +32,7 @@ from tests.contract.backend_contract import (
     invocation,
 )
 from tests.fakes import anthropic_upstream as anthropic
+from tests.fakes.a2a_upstream import A2AScript, FakeA2AAgent, rpc_error
 from tests.fakes.base import FakeUpstream, Faults, openai_error
 from tests.fakes.librechat_upstream import AGENT_ID, ChatScript, FakeLibreChat
 from tests.fakes.open_responses_upstream import (
@@ -150,6 +152,27 @@ class OpenAIChatHarness(UpstreamHarness):
         return OpenAIChatBackend(
             "contract", OpenAIChatOptions(base_url=base_url, api_key_env=KEY_ENV, **options)
         )
+
+
+class A2AHarness(UpstreamHarness):
+    """A remote A2A agent: text and usage (in its metadata), no tool calls or reasoning
+    (an agent runs its own tools), no output limit to hit."""
+
+    features: frozenset[Feature] = frozenset(("upstream", "streaming"))
+
+    def __init__(self) -> None:
+        self.fake = FakeA2AAgent()
+
+    def script(self, answer: Answer, **faults: Any) -> A2AScript:
+        return A2AScript(
+            text=answer.text, usage=answer.usage, chunk_delay=answer.chunk_delay, **faults
+        )
+
+    def error_body(self, status: int) -> bytes:
+        return rpc_error(FAULT_MESSAGE)
+
+    def backend(self, base_url: str, **options: Any) -> Backend:
+        return A2ABackend("contract", A2AOptions(base_url=base_url, api_key_env=KEY_ENV, **options))
 
 
 class OpenResponsesHarness(UpstreamHarness):
@@ -318,6 +341,7 @@ def _closed_port() -> int:
 
 
 HARNESSES = {
+    "a2a": A2AHarness,
     "echo": EchoHarness,
     "openai_chat": OpenAIChatHarness,
     "open_responses": OpenResponsesHarness,

@@ -140,6 +140,21 @@ def test_unknown_key_in_a_route() -> None:
     assert "unknown key" in problem.message and "model" in problem.message
 
 
+def test_a2a_card_settings_and_one_well_known_agent() -> None:
+    text = (
+        "backends:\n  e: {type: echo}\nroutes:\n"
+        "  a:\n    backend: e\n    a2a: {description: Hi, well_known: true,"
+        " skills: [{id: s, name: S, tags: [t]}]}\n"
+        "  b:\n    backend: e\n    a2a: {well_known: true}\n"
+    )
+    problem = only(text)
+    assert problem.path == "routes.b.a2a.well_known" and "'a'" in problem.message
+    config = parse_config(text.replace("a2a: {well_known: true}", "model: m"), "gw.yaml")
+    a2a = config.routes["a"].a2a
+    assert (a2a.description, a2a.well_known, a2a.skills[0].tags) == ("Hi", True, ("t",))
+    assert config.routes["b"].a2a.input_modes == ("text/plain",)
+
+
 def test_wrong_type() -> None:
     problem = only('listen:\n  host: h\n  port: "x"\n')
     assert (problem.path, problem.line) == ("listen.port", 3)
