@@ -172,7 +172,7 @@ class Pipeliner:
             # The round trip's deadline replaces the connection's own timers.
             self._timeout, connection.socket_timeout = connection.socket_timeout, None
             self._connection = connection
-        else:
+        elif not await _clean(connection):
             # What the pool checks of a connection it hands out: one Redis closed while
             # it lay idle (a restart, Redis's idle timeout) is made afresh, before
             # anything is written on it. Within the deadline: the connection has no
@@ -185,6 +185,19 @@ class Pipeliner:
                     f"no connection to Redis within {self._timeout} s"
                 ) from None
         return connection
+
+
+async def _clean(connection: AbstractConnection) -> bool:
+    """Whether ``connection`` is open with nothing unread on it: the pool's own check
+    (``can_read`` looks at buffers the event loop already filled, without waiting), so
+    the usual round trip arms no deadline for it; anything else goes through the pool's
+    ``ensure_connection``, which reconnects."""
+    if not connection.is_connected:
+        return False
+    try:
+        return not await connection.can_read()
+    except (RedisConnectionError, OSError):  # closed by Redis (EOF or reset)
+        return False
 
 
 async def _exchange(
