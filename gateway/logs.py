@@ -35,6 +35,7 @@ _STANDARD = frozenset(
 )
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})  # nothing in them to scrub
 _EXTRA = "_extra_fields"  # the names RedactFilter found, so the formatter need not look again
 
 
@@ -62,8 +63,12 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in extra_fields(record).items():
-            line.setdefault(key, value)
+        fields = extra_fields(record)
+        if line.keys().isdisjoint(fields):  # the usual case: no field named like these
+            line.update(fields)
+        else:
+            for key, value in fields.items():
+                line.setdefault(key, value)
         if record.exc_text:  # set, and scrubbed, by RedactFilter
             line["exception"] = record.exc_text
         elif record.exc_info:
@@ -133,7 +138,10 @@ class RedactFilter(logging.Filter):
         fields = extra_fields(record)
         attrs, scrub_value = record.__dict__, self.redactor.scrub_value
         for key, value in fields.items():
-            attrs[key] = scrub_value(value)
+            if type(value) is str:
+                attrs[key] = scrub(value)
+            elif type(value) not in _PLAIN:
+                attrs[key] = scrub_value(value)
         attrs[_EXTRA] = tuple(fields)
         return True
 
