@@ -35,11 +35,17 @@ _STANDARD = frozenset(
 )
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})  # nothing in them to scrub
+_EXTRA = "_extra_fields"  # the names RedactFilter found, so the formatter need not look again
+
+
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The fields a caller passed in ``extra=``, in their order."""
-    return {
-        k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
-    }
+    attrs = record.__dict__
+    names = attrs.get(_EXTRA)
+    if names is not None:
+        return {k: attrs[k] for k in names}
+    return {k: v for k, v in attrs.items() if k not in _STANDARD and not k.startswith("_")}
 
 
 def _time(record: logging.LogRecord) -> str:
@@ -57,8 +63,12 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in extra_fields(record).items():
-            line.setdefault(key, value)
+        fields = extra_fields(record)
+        if line.keys().isdisjoint(fields):  # the usual case: no field named like these
+            line.update(fields)
+        else:
+            for key, value in fields.items():
+                line.setdefault(key, value)
         if record.exc_text:  # set, and scrubbed, by RedactFilter
             line["exception"] = record.exc_text
         elif record.exc_info:
@@ -125,8 +135,14 @@ class RedactFilter(logging.Filter):
             record.exc_text = scrub(record.exc_text)
         if record.stack_info:
             record.stack_info = scrub(record.stack_info)
-        for key, value in extra_fields(record).items():
-            setattr(record, key, self.redactor.scrub_value(value))
+        fields = extra_fields(record)
+        attrs, scrub_value = record.__dict__, self.redactor.scrub_value
+        for key, value in fields.items():
+            if type(value) is str:
+                attrs[key] = scrub(value)
+            elif type(value) not in _PLAIN:
+                attrs[key] = scrub_value(value)
+        attrs[_EXTRA] = tuple(fields)
         return True
 
 
@@ -140,6 +156,11 @@ def setup(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) 
     handler.setFormatter(formatter(fmt, stream))
     handler.addFilter(RedactFilter(Redactor()))
     logging.basicConfig(level=level.upper(), handlers=[handler])
+    # No format here writes where a record was made, nor its thread or process: the
+    # logging HOWTO's optimisations spare each record a walk up the stack (findCaller),
+    # a getpid and a thread lookup (the access log writes one record per request).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 def protect(secrets: set[str]) -> None:

@@ -10,7 +10,6 @@ instead of a 200 stream that fails.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import time
@@ -54,6 +53,7 @@ from gateway.store.policy import StoragePolicy, storage_policy
 from gateway.store.response_runs import ResponseRuns
 from gateway.store.responses import ResponseStore
 from gateway.tasks import BackgroundTasks
+from gateway.typed import evolve
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class Gateway:
             if failed:
                 metrics.FALLBACKS.labels(invocation.agent, failed).inc()
             obs.backend = target.backend
-            hold.record = dataclasses.replace(hold.record, backend=target.backend)
+            hold.record = evolve(hold.record, backend=target.backend)
             ctx = CallContext(
                 request_id=request_id,
                 key_id=key.id,

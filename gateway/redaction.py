@@ -30,6 +30,12 @@ from urllib.parse import urlsplit
 
 REDACTED = "[redacted]"
 MIN_SECRET_CHARS = 6
+# Scrubbed short strings kept for the next line: most fields of the access log (key id,
+# agent, backend, model, outcome) repeat on every line, and two regular expressions
+# over each cost more than the rest of the line.
+_CACHED_CHARS = 128
+_CACHE_SIZE = 1024
+_PLAIN = frozenset({int, float, bool, type(None)})
 
 # A credential ends at white space, a quote (aiohttp's repr of a raw line), a backslash
 # (an escaped byte in that repr) or a separator of structured text; one that begins
@@ -65,6 +71,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
         self._literal: re.Pattern[str] | None = None
+        self._scrubbed: dict[str, str] = {}
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
@@ -77,16 +84,28 @@ class Redactor:
         if new <= self._secrets:
             return
         self._secrets |= new
+        self._scrubbed = {}
         longest_first = sorted(self._secrets, key=len, reverse=True)
         self._literal = re.compile("|".join(map(re.escape, longest_first)))
 
     def scrub(self, text: str) -> str:
+        done = self._scrubbed.get(text)
+        if done is not None:
+            return done
+        scrubbed = text
         if self._literal is not None:
-            text = self._literal.sub(REDACTED, text)
-        return scrub_shapes(text)
+            scrubbed = self._literal.sub(REDACTED, scrubbed)
+        scrubbed = scrub_shapes(scrubbed)
+        if len(text) <= _CACHED_CHARS:
+            if len(self._scrubbed) >= _CACHE_SIZE:
+                self._scrubbed.clear()
+            self._scrubbed[text] = scrubbed
+        return scrubbed
 
     def scrub_value(self, value: object) -> object:
         """A log record's extra field with its strings scrubbed (in containers too)."""
+        if type(value) in _PLAIN:
+            return value
         if isinstance(value, str):
             return self.scrub(value)
         if isinstance(value, dict):

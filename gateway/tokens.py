@@ -35,6 +35,8 @@ MESSAGE_OVERHEAD = 4  # role and separators, as chat templates add them
 
 def text_weight(text: str) -> float:
     """Estimated tokens of ``text``, unrounded (so that pieces can be added up)."""
+    if text.isascii():  # most deltas: no copy of the text to count its ASCII characters
+        return len(text) / ASCII_PER_TOKEN
     ascii_chars = len(text.encode("ascii", "ignore"))
     return ascii_chars / ASCII_PER_TOKEN + (len(text) - ascii_chars)
 

@@ -12,7 +12,7 @@ import os
 import types
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from gateway.errors import Problem
 
@@ -161,3 +161,24 @@ def _locate(lines: Mapping[str, int], path: str) -> int | None:
         cut = max(path.rfind("."), path.rfind("["))
         path = path[:cut] if cut > 0 else ""
     return None
+
+
+T = TypeVar("T")
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_set = object.__setattr__
+
+
+def evolve(obj: T, **changes: Any) -> T:
+    """``dataclasses.replace`` for a frozen dataclass without ``__post_init__``, in half
+    the time: its fields copied and ``changes`` set, without running ``__init__`` (for
+    the copies made on every request: the invocation, its hold record, a priced usage)."""
+    cls = type(obj)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    new = object.__new__(cls)
+    for name in names:
+        _set(new, name, changes.pop(name) if name in changes else getattr(obj, name))
+    if changes:
+        raise TypeError(f"{cls.__name__} has no field {next(iter(changes))!r}")
+    return new

@@ -4,7 +4,6 @@ in one round trip; or refuse it (402, 429, or 503 while the store is away)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import secrets
 import time
@@ -24,6 +23,7 @@ from gateway.store import ApiKey
 from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal
 from gateway.store.records import KeyLimits
 from gateway.tasks import BackgroundTasks
+from gateway.typed import evolve
 
 log = logging.getLogger("gateway.metering")
 
@@ -118,7 +118,7 @@ class Admission:
         hold = Hold(
             charge_id=charge_id,
             record=record,
-            invocation=dataclasses.replace(invocation, max_output_tokens=cap),
+            invocation=evolve(invocation, max_output_tokens=cap),
             pricing=pricing,
             output_cap=cap,
             admitted=result,

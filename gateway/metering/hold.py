@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from gateway.events import Usage
@@ -13,6 +12,7 @@ from gateway.metering.tally import Tally
 from gateway.route import Pricing
 from gateway.store.holds import Admitted, HoldRecord
 from gateway.store.records import KeyLimits
+from gateway.typed import evolve
 
 
 @dataclass(slots=True)
@@ -44,9 +44,7 @@ class Hold:
         """``usage`` made consistent (``pricing.sane``), with its charge: its cost, but never
         more than this request holds, so no upstream's report takes a balance below zero."""
         usage = sane(usage)
-        return dataclasses.replace(
-            usage, credits=min(cost(usage, self.pricing), self.record.credits)
-        )
+        return evolve(usage, credits=min(cost(usage, self.pricing), self.record.credits))
 
     def headers(self) -> dict[str, str]:
         """OpenAI-style ``x-ratelimit-*`` headers for the key's limits."""

@@ -60,8 +60,8 @@ def error_shape(request: web.Request) -> ErrorShape:
 @web.middleware
 async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Take the client's ``X-Request-Id`` if it is sane, else make one; echo it back."""
-    given = request.headers.get("X-Request-Id", "")
-    rid = given if _CLIENT_ID.fullmatch(given) else f"req_{secrets.token_hex(16)}"
+    given = request.headers.get("X-Request-Id")
+    rid = given if given and _CLIENT_ID.fullmatch(given) else f"req_{secrets.token_hex(16)}"
     request[REQUEST_ID] = rid
     try:
         response = await handler(request)
@@ -77,6 +77,7 @@ ERROR = web.RequestKey("error", GatewayError)  # what ``errors`` answered, for t
 
 # Handler -> the dialect it speaks; only these requests are measured (``metrics``).
 DIALECTS: web.AppKey[dict[Handler, str]] = web.AppKey("dialects")
+_NONE: dict[Handler, str] = {}
 
 
 CLIENT_CLOSED = 499  # the client went away before its answer (nginx's code)
@@ -95,7 +96,9 @@ def failed_status(exc: BaseException) -> int:
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Measure a request to an agent endpoint (``gateway.metrics``), and write the access
     log line of one refused before any backend ran; others pass."""
-    dialect = request.config_dict.get(DIALECTS, {}).get(request.match_info.route.handler)
+    # The application's own mapping: these middlewares are the main application's, and
+    # request.config_dict would build a chain of every application's on each request.
+    dialect = request.app.get(DIALECTS, _NONE).get(request.match_info.route.handler)
     if dialect is None:
         return await handler(request)
     obs = metrics.begin(dialect)

@@ -42,6 +42,7 @@ from typing import Any
 
 from hiredis import pack_command
 from redis import asyncio as aioredis
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -172,7 +173,7 @@ class Pipeliner:
             # The round trip's deadline replaces the connection's own timers.
             self._timeout, connection.socket_timeout = connection.socket_timeout, None
             self._connection = connection
-        else:
+        elif not await _clean(connection):
             # What the pool checks of a connection it hands out: one Redis closed while
             # it lay idle (a restart, Redis's idle timeout) is made afresh, before
             # anything is written on it. Within the deadline: the connection has no
@@ -187,6 +188,19 @@ class Pipeliner:
         return connection
 
 
+async def _clean(connection: AbstractConnection) -> bool:
+    """Whether ``connection`` is open with nothing unread on it: the pool's own check
+    (``can_read`` looks at buffers the event loop already filled, without waiting), so
+    the usual round trip arms no deadline for it; anything else goes through the pool's
+    ``ensure_connection``, which reconnects."""
+    if not connection.is_connected:
+        return False
+    try:
+        return not await connection.can_read()
+    except (RedisConnectionError, OSError):  # closed by Redis (EOF or reset)
+        return False
+
+
 async def _exchange(
     connection: AbstractConnection, commands: list[Command], seconds: float | None
 ) -> list[Any]:
@@ -197,15 +211,63 @@ async def _exchange(
     the next round trip opens the connection afresh.
     """
     packed = b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
-    replies: list[Any] = []
     try:
         async with asyncio.timeout(seconds):
             await connection.send_packed_command(packed)  # a PING first when one is due
-            for _ in commands:
-                try:
-                    replies.append(await connection.read_response())
-                except ResponseError as error:
-                    replies.append(error)
+            return await _replies(connection, len(commands))
     except TimeoutError:
         raise RedisTimeoutError(f"no answer from Redis within {seconds} s") from None
+
+
+async def _replies(connection: AbstractConnection, count: int) -> list[Any]:
+    """``count`` replies, an error reply in its place.
+
+    With hiredis (what the store connects with), read straight off its reader:
+    redis-py's ``read_response`` costs more per reply than parsing it (a coroutine,
+    its timeout logic, an error message made in advance). What it does
+    besides is done here too: a failure or a cancellation half-way closes the
+    connection, so that replies left unread are never read as the answer to later
+    commands, and an ``OSError`` is raised as redis-py's ``ConnectionError``.
+    """
+    if (
+        not isinstance(connection._parser, _AsyncHiredisParser)
+        or type(connection).read_response is not AbstractConnection.read_response
+    ):  # another parser, or a connection that reads its own way (a test double's)
+        return [await _reply(connection) for _ in range(count)]
+    parser: Any = connection._parser  # redis-py's own, untyped
+    replies: list[Any] = []
+    try:
+        if not parser._connected:
+            raise RedisConnectionError("Connection closed by server.")
+        reader, push = parser._reader, parser._hiredis_PushNotificationType
+        while len(replies) < count:
+            reply = reader.gets()
+            if reply is NOT_ENOUGH_DATA:
+                await parser.read_from_socket()
+                continue
+            if push is not None and isinstance(reply, push):  # RESP3: not a reply
+                await parser.handle_push_response(reply)
+                continue
+            if isinstance(reply, RedisConnectionError):
+                raise reply
+            if isinstance(reply, list) and reply and isinstance(reply[0], RedisConnectionError):
+                raise reply[0]
+            replies.append(reply)
+    except OSError as exc:
+        await connection.disconnect(nowait=True)
+        raise RedisConnectionError(f"Error while reading from Redis: {exc.args}") from exc
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+    if connection.health_check_interval:
+        connection.next_health_check = (
+            asyncio.get_running_loop().time() + connection.health_check_interval
+        )
     return replies
+
+
+async def _reply(connection: AbstractConnection) -> Any:
+    try:
+        return await connection.read_response()
+    except ResponseError as error:
+        return error

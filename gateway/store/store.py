@@ -13,10 +13,9 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib import resources
+from types import TracebackType
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -445,12 +444,31 @@ class Store:
         return [LedgerEntry.from_stream(entry_id, fields) for entry_id, fields in rows]
 
 
-@asynccontextmanager
-async def guard() -> AsyncIterator[None]:
+class _Guard:
+    """``guard``'s context manager: a class, not a generator, since every admission
+    and settlement enters one (an ``asynccontextmanager`` costs a generator, its
+    start-up and its close each time)."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, RedisError):
+            metrics.REDIS_ERRORS.labels(exc.__class__.__name__).inc()
+            log.warning("store unavailable: %s", exc.__class__.__name__)
+            raise ServiceUnavailable("the gateway's store is unavailable; retry later") from exc
+
+
+_GUARD = _Guard()
+
+
+def guard() -> _Guard:
     """Turn a Redis failure into a 503 the client can understand."""
-    try:
-        yield
-    except RedisError as exc:
-        metrics.REDIS_ERRORS.labels(exc.__class__.__name__).inc()
-        log.warning("store unavailable: %s", exc.__class__.__name__)
-        raise ServiceUnavailable("the gateway's store is unavailable; retry later") from exc
+    return _GUARD

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pytest
 
 from gateway.errors import Problem
-from gateway.typed import build, non_negative, positive, problems_collector
+from gateway.typed import build, evolve, non_negative, positive, problems_collector
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +128,20 @@ def test_problems_are_located_at_the_nearest_known_line() -> None:
     _, problems = run({"count": 1}, {})
     assert problems[0].line is None
     assert str(problems[0]) == "f.yaml: top.name: required"
+
+
+def test_evolve_is_replace_without_init() -> None:
+    from gateway.events import Usage
+    from gateway.invocation import AgentInvocation
+    from gateway.store.holds import HoldRecord
+
+    usage = Usage(input_tokens=3, output_tokens=4, estimated=True)
+    assert evolve(usage, credits=7) == dataclasses.replace(usage, credits=7)
+    invocation = AgentInvocation(agent="a", input=(), instructions="be brief", stream=True)
+    capped = evolve(invocation, max_output_tokens=5)
+    assert capped == dataclasses.replace(invocation, max_output_tokens=5)
+    assert invocation.max_output_tokens is None  # the original is untouched
+    record = HoldRecord(1, 2, 3.0, "req", "key", "agent", "", 4.0)
+    assert evolve(record, backend="b") == dataclasses.replace(record, backend="b")
+    with pytest.raises(TypeError, match="no field 'bakend'"):
+        evolve(record, bakend="b")
