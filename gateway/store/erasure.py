@@ -1,9 +1,11 @@
 """Erasing what is stored of one key's conversations; its record, balance and ledger stay.
 
 ``purge_key`` walks the key's index of each ``StoredKind`` (stored responses:
-``schema.stored_responses``) ``batch`` ids at a time: each batch deletes those
-values with what goes with them (a response's event stream, run token and
-cancel flag), then takes their ids off the index. So memory holds one batch
+``schema.stored_responses``; A2A tasks and A2A contexts) ``batch`` ids at a time:
+each batch deletes those values with what goes with them (a response's or a
+task's event stream, run token and cancel flag), then takes their ids off the
+index; once a kind's index is empty, the lists of it that name ids (A2A's task
+list per agent) go too. So memory holds one batch
 whatever the key stored, a run that stops half-way (a crash, a dropped
 connection) is resumed by running it again, and a second run finds nothing
 left: idempotent. Every run is audited (``key.purge``) with the counts it
@@ -34,13 +36,15 @@ class StoredKind:
     """One kind of content a key stores, each value listed in a per-key index (a sorted
     set of ids by expiry, written with the value by ``lua/save_indexed.lua``).
 
-    Stored responses are the one kind today; another store of content (A2A tasks and
-    contexts, say) adds its own to ``KINDS`` and is erased with them."""
+    A new store of content adds its own to ``KINDS`` and is erased with the others."""
 
     name: str  # as counted in a purge's result and audit record
     index: Callable[[str], str]  # key id -> the index
     # key id, id -> the value's Redis key, then what goes with it (a response's stream)
     names: Callable[[str, str], tuple[str, ...]]
+    # key id -> a set naming the key's other lists of these ids (A2A's task list per
+    # agent), deleted once every value is: ids only, but nothing need stay of them
+    lists: Callable[[str], str] | None = None
 
 
 def _response_names(key_id: str, response_id: str) -> tuple[str, ...]:
@@ -52,8 +56,23 @@ def _response_names(key_id: str, response_id: str) -> tuple[str, ...]:
     )
 
 
+def _task_names(key_id: str, task_id: str) -> tuple[str, ...]:
+    return (
+        schema.a2a_task(key_id, task_id),
+        schema.a2a_task_events(key_id, task_id),
+        schema.a2a_task_run(key_id, task_id),
+        schema.a2a_task_cancel(key_id, task_id),
+    )
+
+
+def _context_names(key_id: str, context_id: str) -> tuple[str, ...]:
+    return (schema.a2a_context(key_id, context_id),)
+
+
 RESPONSES = StoredKind("responses", schema.stored_responses, _response_names)
-KINDS: tuple[StoredKind, ...] = (RESPONSES,)
+A2A_TASKS = StoredKind("a2a_tasks", schema.a2a_task_index, _task_names, schema.a2a_task_lists)
+A2A_CONTEXTS = StoredKind("a2a_contexts", schema.a2a_context_index, _context_names)
+KINDS: tuple[StoredKind, ...] = (RESPONSES, A2A_TASKS, A2A_CONTEXTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +84,10 @@ class PurgeResult:
 
     @property
     def responses(self) -> int:
-        return dict(self.erased).get(RESPONSES.name, 0)
+        return self.count(RESPONSES)
+
+    def count(self, kind: StoredKind) -> int:
+        return dict(self.erased).get(kind.name, 0)
 
     def to_json(self) -> dict[str, object]:
         return {"id": self.key_id, "purged": dict(self.erased), "complete": True}
@@ -81,9 +103,9 @@ async def purge_key(
     scan: bool = False,
     kinds: tuple[StoredKind, ...] = KINDS,
 ) -> PurgeResult:
-    """Erase every stored response of ``key_id`` (a 404 for an unknown key); ``progress``
-    is told after each batch how many index entries this run has walked; ``scan`` also
-    erases what the index does not list."""
+    """Erase every stored value of ``key_id``, kind by kind (a 404 for an unknown key);
+    ``progress`` is told after each batch how many index entries this run has walked;
+    ``scan`` also erases the stored responses the index does not list."""
     await store.get_key(key_id)
     walked = 0
 
@@ -114,6 +136,8 @@ async def _erase_kind(
         async with guard():
             ids = cast(list[str], await redis.zrange(index, 0, batch - 1))
         if not ids:
+            if kind.lists is not None:
+                await _erase_lists(store, kind.lists(key_id))
             return erased
         names = [kind.names(key_id, one) for one in ids]
         async with guard():
@@ -124,6 +148,13 @@ async def _erase_kind(
                 await redis.delete(*companions)
             await redis.zrem(index, *ids)
         walk(len(ids))
+
+
+async def _erase_lists(store: Store, lists: str) -> None:
+    """Delete the lists the set ``lists`` names (one per agent: a handful), then it."""
+    async with guard():
+        names = cast(set[str], await store.redis.smembers(lists))
+        await store.redis.delete(*names, lists)
 
 
 _NOT_RESPONSES = (":events", ":run", ":cancel")

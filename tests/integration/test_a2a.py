@@ -475,7 +475,9 @@ async def test_a_task_whose_process_died_is_not_waited_for_and_can_be_cancelled(
     orphan = {**task, "id": "task-orphan", "status": {"state": "TASK_STATE_WORKING"}}
     submitted = {"task": {**orphan, "status": {"state": "TASK_STATE_SUBMITTED"}}}
     tasks = gw.gateway.a2a_tasks
-    await tasks.save(key_id, StoredTask("echo", orphan), [submitted], running=True)
+    await tasks.save(
+        key_id, StoredTask("echo", orphan), [submitted], retention_ms=60_000, running=True
+    )
     assert await tasks.running(key_id, "task-orphan")
     await gw.store.redis.delete(f"gw:{{{key_id}}}:a2a:task:task-orphan:run")  # the lease ran out
     events = await asyncio.wait_for(
