@@ -35,7 +35,7 @@ from gateway.events import Usage
 from gateway.invocation import AgentInvocation, InputItem
 from gateway.pipeline import Call, Gateway
 from gateway.store import ApiKey
-from gateway.store.a2a_tasks import NO_ENTRY, StoredTask
+from gateway.store.a2a_tasks import NO_ENTRY, StoredTask, TaskGone
 from gateway.store.policy import StoragePolicy
 from gateway.wire.responses_items import ItemReference, item_json, parse_item
 
@@ -195,6 +195,9 @@ class TaskRun:
             if not self._canceled:
                 raise
             task.uncancel()  # our own stop, at a cancel request
+        except TaskGone:
+            self._gone()  # its call is closed, and settled, all the same
+            return
         finally:
             watch.cancel()
         usage = self._call.hold.usage()
@@ -202,6 +205,9 @@ class TaskRun:
         # In this order: a client that saw the end sends its next turn at once, and a
         # follower that finds the task ended reads its final event.
         if self.builder.task["status"]["state"] not in ("TASK_STATE_FAILED", "TASK_STATE_CANCELED"):
+            if not await self._store.running(self._key_id, self.task_id):
+                self._gone()  # erased since: its conversation is not written back
+                return
             items = [*self._context, *self.builder.output_items()]
             await self._store.save_context(
                 self._key_id,
@@ -209,9 +215,16 @@ class TaskRun:
                 [item_json(i) for i in items],
                 retention_ms=self._retention_ms,
             )
-        await self._save(final)
+        try:
+            await self._save(final)
+        except TaskGone:
+            self._gone()
+            return
         if self._canceled:
             await self._store.forget_cancel(self._key_id, self.task_id)
+
+    def _gone(self) -> None:
+        log.info("A2A task %s was erased (or taken for dead) while it ran: it stops", self.task_id)
 
     async def _watch(self, task: asyncio.Task[Any]) -> None:
         """Look for a cancel request, and renew the run's lease, until the run ends."""

@@ -39,7 +39,7 @@ from typing import Any, cast
 import orjson
 from redis import asyncio as aioredis
 
-from gateway.errors import ServiceUnavailable
+from gateway.errors import NotFound, ServiceUnavailable
 from gateway.store import schema
 from gateway.store.cipher import PLAINTEXT, ContentCipher
 from gateway.store.store import guard, load_script
@@ -51,6 +51,11 @@ LEASE_MS = 10_000  # a run whose process stops renewing it is taken as dead afte
 # before giving up: each retry goes after the other's write, so a second is rare.
 WRITE_ATTEMPTS = 8
 NO_ENTRY = "0"  # the last entry id of a stream that has none
+
+
+class TaskGone(NotFound):
+    """A run's write found its lease gone: the task was erased (a purge), or the run
+    taken for dead. Nothing was written; the run stops."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +111,14 @@ class TaskStore:
     ) -> str:
         """Store the task, and add ``events`` to its stream, at once (one script: a
         reader sees the task ended only with its final event there); ``running`` takes
-        (``True``) or gives up (``False``) the lease of the process that runs it.
+        (``True``) or gives up (``False``) the lease of the process that runs it, which
+        must still hold it (else ``TaskGone``); ``None``: written by no run.
         ``after``: the stream's last entry as the writer knows it. Returns the stream's
         last entry once written."""
         task_id = stored.task["id"]
         record = {"agent": stored.agent, "task": stored.task, "run_start": stored.run_start}
         value = self._seal(record, schema.a2a_task(key_id, task_id))
-        lease = "" if running is None else "1" if running else "0"
+        lease = "" if running is None else "take" if running else "end"
         return await self._put(
             key_id, stored.agent, task_id, value, events, retention_ms, after, lease
         )
@@ -127,9 +133,9 @@ class TaskStore:
         retention_ms: int,
         after: str,
     ) -> str:
-        """Add stream responses to the task's stream, and wake its followers here; the
-        stream's last entry once written."""
-        return await self._put(key_id, agent, task_id, "", events, retention_ms, after, "")
+        """Add a run's stream responses to the task's stream (``TaskGone`` if the run's
+        lease is), and wake its followers here; the stream's last entry once written."""
+        return await self._put(key_id, agent, task_id, "", events, retention_ms, after, "keep")
 
     async def _put(
         self,
@@ -159,9 +165,11 @@ class TaskStore:
                 args += [entry, self._seal(event, f"{keys[1]}/{entry}")]
             async with guard():
                 written, last = cast(list[Any], await self._write(keys=keys, args=args))
-            if written:
+            if written == 1:
                 self._wake(task_id)
                 return str(last)
+            if written == -1:
+                raise TaskGone(f"Task '{task_id}' not found.")
             after = str(last)  # another writer's events came first: ours go after them
         raise ServiceUnavailable(
             f"Task '{task_id}' is being written by another request; retry.",
@@ -201,9 +209,11 @@ class TaskStore:
             changed.set()
 
     async def renew(self, key_id: str, task_id: str) -> None:
-        """Keep the lease of a run in progress (``LEASE_MS``)."""
+        """Keep the lease of a run in progress (``LEASE_MS``), unless it is gone (a
+        purge): then the run's next write finds it so, and the run stops."""
         async with guard():
-            await self._redis.set(schema.a2a_task_run(key_id, task_id), "1", px=LEASE_MS)
+            name = schema.a2a_task_run(key_id, task_id)
+            await self._redis.set(name, "1", px=LEASE_MS, xx=True)
 
     async def running(self, key_id: str, task_id: str) -> bool:
         """Whether a live process runs the task (it renews its lease)."""

@@ -46,6 +46,7 @@ routes:
     retention_seconds: 120
 """
 KEY = base64.b64encode(os.urandom(32)).decode()
+LONG = " ".join(f"w{i}" for i in range(40))  # 40 chunks, 50 ms apart on the slow route
 
 
 async def _values(redis: aioredis.Redis, name: str) -> list[str]:
@@ -240,19 +241,27 @@ async def test_a_purge_erases_a_keys_tasks_and_contexts_and_leaves_the_ledger(
     kept = await collect((await a2a_client(gw, other)).send_message(message("not mine")))
     await settled(gw, key_id)
     await gw.gateway.tasks.drain()
-    ledger = await gw.store.ledger(key_id)
+    # A task still running when it is erased stops, and writes nothing back.
+    running = (await a2a_client(gw, key, "slow")).send_message(message(LONG))
+    [await anext(running) for _ in range(3)]
+    await running.aclose()
 
     result = await erasure.purge_key(gw.store, key_id, actor="cli:ops", batch=2)
     purged = result.to_json()["purged"]
-    assert purged == {"responses": 0, "a2a_tasks": 3, "a2a_contexts": 2}
+    assert purged == {"responses": 0, "a2a_tasks": 4, "a2a_contexts": 2}
+    await gw.gateway.tasks.drain()  # the run, stopped at its next write
+    assert gw.gateway.active_calls == 0
+    await settled(gw, key_id)
     assert await redis_client.keys(f"*{key_id}*a2a*") == []
+    ledger = await gw.store.ledger(key_id)
+    assert len([e for e in ledger if e.kind == "usage"]) == 4  # the stopped run is billed
     with pytest.raises(TaskNotFoundError):
         await client.get_task(a2a.GetTaskRequest(id=first[0].task.id))
     assert list((await client.list_tasks(a2a.ListTasksRequest())).tasks) == []
-    assert await gw.store.ledger(key_id) == ledger
     again = await erasure.purge_key(gw.store, key_id, actor="cli:ops")
     assert again.to_json()["purged"] == {"responses": 0, "a2a_tasks": 0, "a2a_contexts": 0}
     theirs = await a2a_client(gw, other)
     assert (await theirs.get_task(a2a.GetTaskRequest(id=kept[0].task.id))).id == kept[0].task.id
     audit = [e for e in await gw.store.audit_log() if e.action == "key.purge"]
-    assert audit[-1].details == {"responses": 0, "a2a_tasks": 3, "a2a_contexts": 2}
+    assert audit[-1].details == {"responses": 0, "a2a_tasks": 4, "a2a_contexts": 2}
+    assert await gw.store.ledger(key_id) == ledger  # the purges left it

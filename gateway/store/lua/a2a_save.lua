@@ -4,11 +4,19 @@
 -- KEYS[6] the key's set of task lists
 -- ARGV[1] the task record ('' appends events only)   ARGV[2] retention (ms)
 -- ARGV[3] now (ms)   ARGV[4] the task id
--- ARGV[5] lease: '1' takes it, '0' gives it up, '' leaves it   ARGV[6] the lease (ms)
+-- ARGV[5] the writer: 'take' (a run starting: takes the lease), 'keep' (a run going on:
+--   holds it), 'end' (a run ending: holds it, gives it up), '' (no run: a cancel)
+-- ARGV[6] the lease (ms)
 -- ARGV[7] the stream's last entry id as the writer knows it ('0': none)
 -- ARGV[8..] events, two arguments each: entry id, value (sealed to that id by the writer)
--- Returns {1, the stream's last entry id}; or {0, its last entry id} when that is not
--- ARGV[7] (another writer added events): nothing is written, the writer seals again.
+-- Returns {1, the stream's last entry id}; {0, its last entry id} when that is not
+-- ARGV[7] (another writer added events): nothing is written, the writer seals again;
+-- {-1, ''} when a run's lease is gone (the task was erased, or its run taken for
+-- dead): nothing is written, and the run stops.
+local mode = ARGV[5]
+if (mode == 'keep' or mode == 'end') and redis.call('EXISTS', KEYS[3]) == 0 then
+  return {-1, ''}
+end
 local last = ARGV[7]
 if #ARGV >= 9 then
   local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
@@ -37,9 +45,9 @@ if ARGV[1] ~= '' then
   redis.call('SADD', KEYS[6], KEYS[4])
   extend(KEYS[6])
 end
-if ARGV[5] == '1' then
+if mode == 'take' then
   redis.call('SET', KEYS[3], '1', 'PX', ARGV[6])
-elseif ARGV[5] == '0' then
+elseif mode == 'end' then
   redis.call('DEL', KEYS[3])
 end
 return {1, last}

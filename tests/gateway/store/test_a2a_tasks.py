@@ -10,7 +10,7 @@ import os
 import pytest
 
 from gateway.store import Store, schema
-from gateway.store.a2a_tasks import NO_ENTRY, StoredTask, TaskStore, next_entry
+from gateway.store.a2a_tasks import NO_ENTRY, StoredTask, TaskGone, TaskStore, next_entry
 from gateway.store.cipher import ContentCipher, UnreadableContent
 
 TTL = 60_000
@@ -18,6 +18,11 @@ TTL = 60_000
 
 def task(task_id: str, state: str = "TASK_STATE_WORKING") -> dict[str, object]:
     return {"id": task_id, "contextId": "c", "status": {"state": state}}
+
+
+async def run(tasks: TaskStore, task_id: str) -> None:
+    """A run of the task started: it holds the lease its appends need."""
+    await tasks.save("k1", StoredTask("echo", task(task_id)), retention_ms=TTL, running=True)
 
 
 async def test_a_task_is_the_creating_keys_alone_and_listed_newest_first(
@@ -63,8 +68,9 @@ async def test_events_are_read_back_in_order_after_an_entry_and_wake_followers(
     fake_store: Store,
 ) -> None:
     tasks = TaskStore(fake_store.redis)
-    changed = tasks.changed("t1")
     assert await tasks.last_entry("k1", "t1") == NO_ENTRY
+    await run(tasks, "t1")
+    changed = tasks.changed("t1")
     last = await tasks.append("k1", "echo", "t1", [{"n": 1}, {"n": 2}], retention_ms=TTL, after="0")
     assert changed.is_set() and last == "0-2"
     events = await tasks.events_after("k1", "t1", "0")
@@ -91,6 +97,7 @@ async def test_a_writer_behind_another_writes_after_its_events(fake_store: Store
     """A cancel that raced the run added events the run did not know of: the run's go
     after them, none is lost or overwritten."""
     tasks = TaskStore(fake_store.redis)
+    await run(tasks, "t1")
     await tasks.append("k1", "echo", "t1", [{"n": 1}], retention_ms=TTL, after="0")
     await tasks.append("k1", "echo", "t1", [{"n": 2}], retention_ms=TTL, after="0-1")
     last = await tasks.append("k1", "echo", "t1", [{"n": 3}], retention_ms=TTL, after="0-1")
@@ -103,8 +110,35 @@ async def test_a_writer_behind_another_writes_after_its_events(fake_store: Store
     # A stream whose ids Redis chose (written before the writer chose them) goes on.
     await fake_store.redis.xadd(schema.a2a_task_events("k1", "old"), {"e": "{}"})
     before = await tasks.last_entry("k1", "old")
+    await run(tasks, "old")
     after = await tasks.append("k1", "echo", "old", [{"n": 1}], retention_ms=TTL, after="0")
     assert after == next_entry(before) and next_entry("0") == "0-1"
+
+
+async def test_a_run_whose_lease_is_gone_writes_nothing_and_is_told(fake_store: Store) -> None:
+    """A purge deletes the lease with the task: the run's next write, or its renewal,
+    must not bring either back."""
+    redis = fake_store.redis
+    tasks = TaskStore(redis)
+    last = await tasks.save(
+        "k1", StoredTask("echo", task("t1")), [{"n": 1}], retention_ms=TTL, running=True
+    )
+    assert await tasks.running("k1", "t1")
+    await redis.delete(
+        schema.a2a_task("k1", "t1"),
+        schema.a2a_task_events("k1", "t1"),
+        schema.a2a_task_run("k1", "t1"),
+    )
+    await tasks.renew("k1", "t1")
+    assert not await tasks.running("k1", "t1")
+    with pytest.raises(TaskGone):
+        await tasks.append("k1", "echo", "t1", [{"n": 2}], retention_ms=TTL, after=last)
+    with pytest.raises(TaskGone):
+        await tasks.save("k1", StoredTask("echo", task("t1")), retention_ms=TTL, running=False)
+    assert await redis.keys("*t1*") == []
+    # A cancel of a task no run holds (written by no run) is written.
+    await tasks.save("k1", StoredTask("echo", task("t1", "TASK_STATE_CANCELED")), retention_ms=TTL)
+    assert await tasks.load("k1", "t1") is not None
 
 
 async def test_contexts_and_cancel_requests(fake_store: Store) -> None:
