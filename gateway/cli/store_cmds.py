@@ -90,8 +90,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     purge.add_argument(
         "--scan",
         action="store_true",
-        help="also SCAN Redis for responses stored before the per-key index existed "
-        "(as long as the keyspace is large)",
+        help="also SCAN Redis for responses, A2A tasks and contexts stored before the "
+        "per-key indexes existed (as long as the keyspace is large)",
     )
     purge.set_defaults(run=_runner(_purge))
     rotate = ks.add_parser(

@@ -14,9 +14,10 @@ erased. A background run still going loses its run token and stops.
 Revoke first (``gateway keys revoke --purge``) so that no new request stores
 more meanwhile: a request already past authentication can still store its answer.
 
-Responses stored before the index existed are not listed in it; ``scan`` also
-finds them with a SCAN of the whole keyspace (``MATCH`` on the key's names), as
-bounded in memory but as long as the keyspace is large.
+Responses, A2A tasks and contexts stored before their index existed are not
+listed in it; ``scan`` also finds them with SCANs of the whole keyspace
+(``MATCH`` on the key's names: one for responses, one for A2A), as bounded in
+memory but as long as the keyspace is large.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ async def purge_key(
 ) -> PurgeResult:
     """Erase every stored value of ``key_id``, kind by kind (a 404 for an unknown key);
     ``progress`` is told after each batch how many index entries this run has walked;
-    ``scan`` also erases the stored responses the index does not list."""
+    ``scan`` also erases what the indexes do not list (stored before they existed)."""
     await store.get_key(key_id)
     walked = 0
 
@@ -119,8 +120,9 @@ async def purge_key(
     details: dict[str, object] = dict(counts)
     if scan:
         unindexed = await _erase_unindexed(store, key_id, batch)
-        counts[RESPONSES.name] = counts.get(RESPONSES.name, 0) + unindexed
-        details |= {"scan": True, "unindexed": unindexed}
+        for name, n in unindexed.items():
+            counts[name] = counts.get(name, 0) + n
+        details |= {"scan": True, "unindexed": sum(unindexed.values())}
     await store.audit(actor, "key.purge", key_id, details)
     return PurgeResult(key_id, tuple(counts.items()))
 
@@ -157,32 +159,58 @@ async def _erase_lists(store: Store, lists: str) -> None:
         await store.redis.delete(*names, lists)
 
 
-_NOT_RESPONSES = (":events", ":run", ":cancel")
+_COMPANIONS = (":events", ":run", ":cancel")
 
 
-async def _erase_unindexed(store: Store, key_id: str, batch: int) -> int:
-    """Erase the key's response names a SCAN finds, ``batch`` at a time; how many were
-    stored responses (not their streams, runs or flags)."""
+def _response_kind(key_id: str, name: str) -> str | None:
+    """What a name a SCAN of the key's responses found is: a response, or (``None``)
+    what goes with one."""
+    return None if name.endswith(_COMPANIONS) else RESPONSES.name
+
+
+def _a2a_kind(key_id: str, name: str) -> str | None:
+    """What a name a SCAN of the key's A2A state found is: a task, a context, or
+    (``None``) a task's stream, lease or flag, a task list, an index."""
+    for kind, prefix in (
+        (A2A_TASKS, schema.a2a_task(key_id, "")),
+        (A2A_CONTEXTS, schema.a2a_context(key_id, "")),
+    ):
+        if name.startswith(prefix) and ":" not in name[len(prefix) :]:
+            return kind.name
+    return None
+
+
+# Per SCAN: its pattern (key id -> the names it finds), and what each name it finds is.
+_SCANS: tuple[tuple[Callable[[str], str], Callable[[str, str], str | None]], ...] = (
+    (schema.stored_response_pattern, _response_kind),
+    (schema.a2a_pattern, _a2a_kind),
+)
+
+
+async def _erase_unindexed(store: Store, key_id: str, batch: int) -> dict[str, int]:
+    """Erase the key's stored names SCANs find, ``batch`` at a time; per kind, how many
+    were values (not what goes with them)."""
     redis = store.redis
-    erased = 0
+    erased: dict[str, int] = {}
     names: list[str] = []
 
-    async def flush() -> int:
-        responses = [n for n in names if not n.endswith(_NOT_RESPONSES)]
-        others = [n for n in names if n.endswith(_NOT_RESPONSES)]
+    async def flush(kind_of: Callable[[str, str], str | None]) -> None:
+        groups: dict[str | None, list[str]] = {}
+        for name in names:
+            groups.setdefault(kind_of(key_id, name), []).append(name)
         names.clear()
         async with guard():
-            deleted = await redis.delete(*responses) if responses else 0
-            if others:
-                await redis.delete(*others)
-        return int(deleted)
+            for kind, group in groups.items():
+                deleted = int(await redis.delete(*group))
+                if kind is not None:
+                    erased[kind] = erased.get(kind, 0) + deleted
 
-    pattern = schema.stored_response_pattern(key_id)
-    async with guard():
-        async for name in redis.scan_iter(match=pattern, count=1000):
-            names.append(str(name))
-            if len(names) >= batch:
-                erased += await flush()
-    if names:
-        erased += await flush()
+    for pattern, kind_of in _SCANS:
+        async with guard():
+            async for name in redis.scan_iter(match=pattern(key_id), count=1000):
+                names.append(str(name))
+                if len(names) >= batch:
+                    await flush(kind_of)
+        if names:
+            await flush(kind_of)
     return erased

@@ -115,21 +115,33 @@ async def test_scan_also_erases_what_was_stored_before_the_index(
     await redis_client.xadd(schema.response_events(key.id, "resp_0"), {"t": "x", "e": "{}"})
     await redis_client.set(schema.stored_response(other.id, "resp_0"), "{}")
     await ResponseStore(redis_client).save(key.id, _stored("resp_new"), TTL)
+    # A2A as the first version of the door stored it: a task, its stream, its agent's
+    # list, a context; no index of either.
+    await redis_client.set(schema.a2a_task(key.id, "t_old"), "{}")
+    await redis_client.xadd(schema.a2a_task_events(key.id, "t_old"), {"e": "{}"})
+    await redis_client.zadd(schema.a2a_tasks(key.id, "echo"), {"t_old": 1})
+    await redis_client.set(schema.a2a_context(key.id, "c_old"), "[]")
+    await redis_client.set(schema.a2a_context(other.id, "c_old"), "[]")
 
     indexed = await purge_key(store, key.id, actor="cli:ops")
     assert indexed.responses == 1
     assert len(await redis_client.keys(f"*{key.id}*response:*")) == 6  # the index alone misses them
+    assert len(await redis_client.keys(f"*{key.id}*a2a*")) == 4
     scanned = await purge_key(store, key.id, actor="cli:ops", batch=2, scan=True)
     assert scanned.responses == 5
+    assert (scanned.count(A2A_TASKS), scanned.count(A2A_CONTEXTS)) == (1, 1)
     assert await redis_client.keys(f"*{key.id}*response*") == []
+    assert await redis_client.keys(f"*{key.id}*a2a*") == []
     assert await redis_client.exists(schema.stored_response(other.id, "resp_0"))
+    assert await redis_client.exists(schema.a2a_context(other.id, "c_old"))
+    assert await store.get_key(key.id)  # its record stays
     [latest, *_] = [e for e in await store.audit_log() if e.action == "key.purge"]
     assert latest.details == {
         "responses": 0,
         "a2a_tasks": 0,
         "a2a_contexts": 0,
         "scan": True,
-        "unindexed": 5,
+        "unindexed": 7,
     }
 
 
