@@ -122,8 +122,9 @@ class Gateway:
         self.cipher = _cipher(config)
         self.responses = ResponseStore(store.redis, self.cipher)
         self.response_runs = ResponseRuns(store.redis, config.redis, config.responses, self.cipher)
-        # A2A tasks and contexts (the /a2a door), kept as long as stored responses.
-        self.a2a_tasks = TaskStore(store.redis, config.responses.retention_seconds)
+        # A2A tasks and contexts (the /a2a door), sealed and kept as stored responses are
+        # (each write kept its agent's ``storage`` retention).
+        self.a2a_tasks = TaskStore(store.redis, self.cipher)
         self.draining = False  # set at SIGTERM: readiness turns false
         self.interrupts = stream_contract.Interrupts()
         self._in_use: dict[int, int] = {}  # id(backend) -> calls using it

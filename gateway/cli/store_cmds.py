@@ -90,8 +90,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     purge.add_argument(
         "--scan",
         action="store_true",
-        help="also SCAN Redis for responses stored before the per-key index existed "
-        "(as long as the keyspace is large)",
+        help="also SCAN Redis for responses, A2A tasks and contexts stored before the "
+        "per-key indexes existed (as long as the keyspace is large)",
     )
     purge.set_defaults(run=_runner(_purge))
     rotate = ks.add_parser(
@@ -301,7 +301,7 @@ async def _revoke(store: Store, args: argparse.Namespace) -> None:
         return
     print(f"Revoked key {key.id} ({key.name}).")
     if purged is not None:
-        print(f"Erased its {purged.responses} stored responses.")
+        print(f"Erased its {_erased(purged)}.")
 
 
 async def _purge(store: Store, args: argparse.Namespace) -> None:
@@ -309,15 +309,20 @@ async def _purge(store: Store, args: argparse.Namespace) -> None:
     if args.json:
         emit_json(purged.to_json())
     else:
-        print(f"Erased {purged.responses} stored responses of {purged.key_id}; its ledger stays.")
+        print(f"Erased {_erased(purged)} of {purged.key_id}; its ledger stays.")
+
+
+def _erased(purged: erasure.PurgeResult) -> str:
+    tasks, contexts = purged.count(erasure.A2A_TASKS), purged.count(erasure.A2A_CONTEXTS)
+    return f"{purged.responses} stored responses, {tasks} A2A tasks and {contexts} A2A contexts"
 
 
 async def _erase(store: Store, args: argparse.Namespace) -> erasure.PurgeResult:
-    step = erasure.BATCH * 20  # a line every 10,000 listed responses
+    step = erasure.BATCH * 20  # a line every 10,000 listed values
 
     def progress(walked: int) -> None:
         if not args.json and walked // step > (walked - erasure.BATCH) // step:
-            print(f"... {walked // step * step} listed responses erased", file=sys.stderr)
+            print(f"... {walked // step * step} listed values erased", file=sys.stderr)
 
     scan = getattr(args, "scan", False)  # `keys revoke --purge` walks the index only
     return await erasure.purge_key(store, args.id, actor=actor(), progress=progress, scan=scan)

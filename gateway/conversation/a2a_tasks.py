@@ -9,6 +9,10 @@ the task itself once it ends, so a client that drops its stream loses nothing
 and resubscribes (``follow``) from any gateway process. A cancel sets the task's
 cancel flag, which the run polls; it stops its upstream call (settled like a
 client that left: billed for what was produced) and ends the task ``CANCELED``.
+
+All of it is kept as the agent's ``StoragePolicy`` says (its retention); an agent
+whose storage is off has no task here to read, and its messages are served live
+(``gateway.conversation.a2a_live``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from gateway.dialects.a2a_task import FINAL, INPUT_REQUIRED, TERMINAL, TaskBuilder, is_final
@@ -31,7 +35,8 @@ from gateway.events import Usage
 from gateway.invocation import AgentInvocation, InputItem
 from gateway.pipeline import Call, Gateway
 from gateway.store import ApiKey
-from gateway.store.a2a_tasks import StoredTask
+from gateway.store.a2a_tasks import NO_ENTRY, StoredTask, TaskGone
+from gateway.store.policy import StoragePolicy
 from gateway.wire.responses_items import ItemReference, item_json, parse_item
 
 log = logging.getLogger(__name__)
@@ -44,11 +49,21 @@ RENEW_SECONDS = 2.0  # how often a run renews its lease (gateway.store.a2a_tasks
 
 
 async def load(gateway: Gateway, key: ApiKey, agent: str, task_id: str) -> StoredTask:
-    """The key's task at ``agent``, or A2A's task-not-found error."""
+    """The key's task at ``agent``, or A2A's task-not-found error (saying why when the
+    agent's storage is off: a task stored before is not read back)."""
+    policy = gateway.storage(agent)
+    if not policy.allowed:
+        raise not_stored(policy, task_id)
     stored = await gateway.a2a_tasks.load(key.id, task_id)
     if stored is None or stored.agent != agent:
         raise task_not_found(task_id)
     return stored
+
+
+def not_stored(policy: StoragePolicy, task_id: str) -> A2AError:
+    return task_not_found(
+        task_id, f"storage is off for agent '{policy.agent}' (store: never): no task is kept"
+    )
 
 
 async def start(
@@ -56,11 +71,13 @@ async def start(
     key: ApiKey,
     agent: str,
     params: SendParams,
+    policy: StoragePolicy,
     request_id: str,
     budget: int | None,
 ) -> TaskRun:
-    """Open the call the message asks for and start its run; errors before it
-    starts (an unknown task, no balance, a failing upstream) are raised."""
+    """Open the call the message asks for and start its run, kept as ``policy`` (the
+    agent's, which stores) says; errors before it starts (an unknown task, no
+    balance, a failing upstream) are raised."""
     message = params.message
     previous: Json | None = None
     context_id = message.context_id
@@ -83,7 +100,13 @@ async def start(
     invocation = AgentInvocation(agent=agent, input=(*context, *message.items), stream=True)
     call = await gateway.open(invocation, key, request_id, budget)
     run = TaskRun(
-        gateway, key, call, builder, [*context, *message.items], continued=previous is not None
+        gateway,
+        key,
+        call,
+        builder,
+        [*context, *message.items],
+        policy,
+        continued=previous is not None,
     )
     try:
         await run.begin()
@@ -110,17 +133,20 @@ class TaskRun:
         call: Call,
         builder: TaskBuilder,
         context: list[InputItem],
+        policy: StoragePolicy,
         *,
         continued: bool = False,
     ) -> None:
         self._store = gateway.a2a_tasks
+        self._retention_ms = policy.retention_ms  # as it was when the task started
         self._key_id = key.id
         self._agent = call.ctx.agent
         self._call = call
         self._context = context
         self.builder = builder
         self._canceled = False
-        self.run_start = "0"  # its events are those after this entry of the task's stream
+        self.run_start = NO_ENTRY  # its events are those after this entry of the task's stream
+        self._last = NO_ENTRY  # the last entry of the task's stream this run knows of
         self.continued = continued
 
     @property
@@ -132,11 +158,19 @@ class TaskRun:
         events = self.builder.begin()
         if self.continued:
             self.run_start = await self._store.last_entry(self._key_id, self.task_id)
+            self._last = self.run_start
         await self._save(events)
 
     async def _save(self, events: list[Json]) -> None:
         stored = StoredTask(self._agent, self.builder.task, self.run_start)
-        await self._store.save(self._key_id, stored, events, running=not self.builder.ended)
+        self._last = await self._store.save(
+            self._key_id,
+            stored,
+            events,
+            retention_ms=self._retention_ms,
+            after=self._last,
+            running=not self.builder.ended,
+        )
 
     async def main(self) -> None:
         task = asyncio.current_task()
@@ -147,13 +181,23 @@ class TaskRun:
                 async for batch in self._call:
                     out = self.builder.feed(batch)
                     if out:
-                        await self._store.append(self._key_id, self.task_id, out)
+                        self._last = await self._store.append(
+                            self._key_id,
+                            self._agent,
+                            self.task_id,
+                            out,
+                            retention_ms=self._retention_ms,
+                            after=self._last,
+                        )
                     if self.builder.ended:
                         break
         except asyncio.CancelledError:
             if not self._canceled:
                 raise
             task.uncancel()  # our own stop, at a cancel request
+        except TaskGone:
+            self._gone()  # its call is closed, and settled, all the same
+            return
         finally:
             watch.cancel()
         usage = self._call.hold.usage()
@@ -161,13 +205,26 @@ class TaskRun:
         # In this order: a client that saw the end sends its next turn at once, and a
         # follower that finds the task ended reads its final event.
         if self.builder.task["status"]["state"] not in ("TASK_STATE_FAILED", "TASK_STATE_CANCELED"):
+            if not await self._store.running(self._key_id, self.task_id):
+                self._gone()  # erased since: its conversation is not written back
+                return
             items = [*self._context, *self.builder.output_items()]
             await self._store.save_context(
-                self._key_id, self.builder.context_id, [item_json(i) for i in items]
+                self._key_id,
+                self.builder.context_id,
+                [item_json(i) for i in items],
+                retention_ms=self._retention_ms,
             )
-        await self._save(final)
+        try:
+            await self._save(final)
+        except TaskGone:
+            self._gone()
+            return
         if self._canceled:
             await self._store.forget_cancel(self._key_id, self.task_id)
+
+    def _gone(self) -> None:
+        log.info("A2A task %s was erased (or taken for dead) while it ran: it stops", self.task_id)
 
     async def _watch(self, task: asyncio.Task[Any]) -> None:
         """Look for a cancel request, and renew the run's lease, until the run ends."""
@@ -190,7 +247,7 @@ class TaskRun:
 
 async def follow(
     gateway: Gateway, key: ApiKey, task_id: str, run_start: str
-) -> AsyncIterator[Json]:
+) -> AsyncGenerator[Json, None]:
     """The stream responses of the task's run whose events follow entry ``run_start``
     (its first: the task as submitted), to its final."""
     store = gateway.a2a_tasks
@@ -230,7 +287,13 @@ async def cancel(gateway: Gateway, key: ApiKey, agent: str, task_id: str) -> Jso
         stored = await _cancelable(gateway, key, agent, task_id)
         builder = TaskBuilder(agent, {}, None, stored.task, continued=False)
         final = builder.final(Usage(), canceled=True)
-        await store.save(key.id, StoredTask(agent, builder.task, stored.run_start), final)
+        await store.save(
+            key.id,
+            StoredTask(agent, builder.task, stored.run_start),
+            final,
+            retention_ms=gateway.storage(agent).retention_ms,
+            after=await store.last_entry(key.id, task_id),
+        )
         return builder.task
     await store.request_cancel(key.id, task_id)
     loop = asyncio.get_running_loop()

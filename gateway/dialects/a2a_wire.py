@@ -77,8 +77,10 @@ class A2AError(GatewayError):
         self.rpc_code = rpc_code
 
 
-def task_not_found(task_id: str) -> A2AError:
-    return A2AError(TASK_NOT_FOUND, f"Task '{task_id}' not found.", status=404)
+def task_not_found(task_id: str, why: str = "") -> A2AError:
+    """A2A's task-not-found error; ``why`` says more than that it is not there."""
+    reason = f": {why}" if why else ""
+    return A2AError(TASK_NOT_FOUND, f"Task '{task_id}' not found{reason}.", status=404)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ methods ``SendMessage``, ``SendStreamingMessage``, ``GetTask``, ``ListTasks``,
 ``CancelTask`` and ``SubscribeToTask``; every error of a method is a JSON-RPC
 error with A2A's codes (HTTP 200), while a missing or bad key is an HTTP 401 (and
 an agent the key may not call a 404), with a JSON-RPC error as the body. The tasks
-themselves are ``gateway.conversation.a2a_tasks``'.
+themselves are ``gateway.conversation.a2a_tasks``', kept in Redis; an agent whose
+storage is off (``store: never``) is served live, keeping nothing
+(``gateway.conversation.a2a_live``).
 
 Why not a ``Dialect`` behind ``gateway.server.door.front_door``: that seam answers a
 request with its own call's events, while an A2A method may start no call (GetTask,
@@ -22,7 +24,8 @@ of the path (``middlewares.ERROR_SHAPES``) and the metrics (``middlewares.DIALEC
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +33,7 @@ import orjson
 from aiohttp import web
 
 from gateway import __version__, sse
-from gateway.conversation import a2a_tasks
+from gateway.conversation import a2a_live, a2a_tasks
 from gateway.dialects import a2a_wire as wire
 from gateway.dialects.a2a_task import STATES, TERMINAL, trimmed
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
@@ -157,8 +160,18 @@ async def _method(
     match req.method:
         case "SendMessage":
             send = wire.send_params(params, gateway.config.limits)
+            policy = gateway.storage(agent)
+            if not policy.allowed:
+                live = await a2a_live.start(
+                    gateway, key, agent, send, policy, request[REQUEST_ID], budget(request)
+                )
+                async with aclosing(live.events()) as running:
+                    async for _ in running:
+                        pass  # to its end: nothing is kept to come back to
+                task = trimmed(live.task, send.history_length)
+                return json_response(wire.result(req.id, {"task": task}))
             run = await a2a_tasks.start(
-                gateway, key, agent, send, request[REQUEST_ID], budget(request)
+                gateway, key, agent, send, policy, request[REQUEST_ID], budget(request)
             )
             if not send.return_immediately:
                 async for _ in a2a_tasks.follow(gateway, key, run.task_id, run.run_start):
@@ -168,8 +181,14 @@ async def _method(
             return json_response(wire.result(req.id, {"task": task}))
         case "SendStreamingMessage":
             send = wire.send_params(params, gateway.config.limits)
+            policy = gateway.storage(agent)
+            if not policy.allowed:
+                live = await a2a_live.start(
+                    gateway, key, agent, send, policy, request[REQUEST_ID], budget(request)
+                )
+                return await send_sse(request, _frames(req.id, live.events()))
             run = await a2a_tasks.start(
-                gateway, key, agent, send, request[REQUEST_ID], budget(request)
+                gateway, key, agent, send, policy, request[REQUEST_ID], budget(request)
             )
             events = a2a_tasks.follow(gateway, key, run.task_id, run.run_start)
             return await send_sse(request, _frames(req.id, events))
@@ -200,7 +219,7 @@ async def _method(
             raise wire.A2AError(wire.METHOD_NOT_FOUND, f"Method '{req.method}' not found{hint}.")
 
 
-async def _subscribed(task: Json, events: AsyncIterator[Json]) -> AsyncIterator[Json]:
+async def _subscribed(task: Json, events: AsyncGenerator[Json, None]) -> AsyncGenerator[Json, None]:
     """The task as it is now, then its stream responses from the start (all of its
     artifact so far), but the task as submitted."""
     yield {"task": task}
@@ -209,13 +228,19 @@ async def _subscribed(task: Json, events: AsyncIterator[Json]) -> AsyncIterator[
             yield event
 
 
-async def _frames(rid: str | int | None, events: AsyncIterator[Json]) -> AsyncIterator[bytes]:
-    async for event in events:
-        yield sse.data_frame(orjson.dumps(wire.result(rid, event)))
+async def _frames(
+    rid: str | int | None, events: AsyncGenerator[Json, None]
+) -> AsyncIterator[bytes]:
+    # Closed with the frames: a live task's call stops as soon as its client leaves.
+    async with aclosing(events):
+        async for event in events:
+            yield sse.data_frame(orjson.dumps(wire.result(rid, event)))
 
 
 async def _list(gateway: Gateway, key: ApiKey, agent: str, params: Json) -> Json:
-    tasks = await gateway.a2a_tasks.listed(key.id, agent)
+    # An agent whose storage is off keeps no task (one stored before is not read back).
+    allowed = gateway.storage(agent).allowed
+    tasks = await gateway.a2a_tasks.listed(key.id, agent) if allowed else []
     context_id = params.get("contextId")
     if context_id:
         tasks = [t for t in tasks if t.get("contextId") == context_id]

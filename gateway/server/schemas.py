@@ -376,13 +376,23 @@ SCHEMAS: dict[str, Schema] = {
             "id": {"type": "string"},
             "purged": {
                 "type": "object",
-                "required": ["responses"],
+                "required": ["responses", "a2a_tasks", "a2a_contexts"],
                 "properties": {
                     "responses": {
                         "type": "integer",
                         "minimum": 0,
                         "description": "stored responses erased by this call",
-                    }
+                    },
+                    "a2a_tasks": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "A2A tasks erased by this call, with their streams",
+                    },
+                    "a2a_contexts": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "A2A contexts (conversations) erased by this call",
+                    },
                 },
             },
             "complete": {"type": "boolean", "enum": [True]},

@@ -1,9 +1,10 @@
 """Stored content sealed at rest: AES-GCM, a random nonce per value, bound to where it lives.
 
 ``ContentCipher`` is the one seam every store of conversation content goes through
-(stored responses, the event streams of background responses, and whatever else
-keeps content later): ``seal`` before a value reaches Redis, ``open`` when it is
-read. Without keys it passes text through (``PLAINTEXT``).
+(stored responses, the event streams of background responses, A2A tasks, their
+streams and contexts, and whatever else keeps content later): ``seal`` before a
+value reaches Redis, ``open`` when it is read. Without keys it passes text through
+(``PLAINTEXT``).
 
 A sealed value is text, since the store's client decodes replies::
 

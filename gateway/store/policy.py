@@ -1,7 +1,8 @@
 """What the gateway may keep of one agent's conversations: ``StoragePolicy``.
 
 One rule for every store of content (stored responses, the event streams of
-background responses, and whatever keeps content later, such as A2A tasks):
+background responses, A2A tasks, their streams and contexts, and whatever keeps
+content later):
 ``responses.store`` and ``responses.retention_seconds`` say it for every agent,
 and a route may only restrict them (``store: never``, a shorter
 ``retention_seconds``; ``gateway.config`` refuses the rest). The policy is read

@@ -113,6 +113,29 @@ def a2a_context(key_id: str, context_id: str) -> str:
     return _of(key_id, f"a2a:context:{context_id}")
 
 
+def a2a_pattern(key_id: str) -> str:
+    """A SCAN pattern for every A2A name of a key: tasks with their streams, leases and
+    flags, task lists, contexts, indexes (erasure's way to what no index lists)."""
+    return _of(key_id, "a2a:*")
+
+
+def a2a_task_index(key_id: str) -> str:
+    """Sorted set of the ids of a key's A2A tasks (every agent), scored by when they
+    expire (ms): what erasing the key's conversations walks, in batches."""
+    return _of(key_id, "a2a:index:tasks")
+
+
+def a2a_task_lists(key_id: str) -> str:
+    """Set of the names of a key's task lists (``a2a_tasks``, one per agent): erased
+    with its tasks."""
+    return _of(key_id, "a2a:index:lists")
+
+
+def a2a_context_index(key_id: str) -> str:
+    """Sorted set of the ids of a key's A2A contexts, scored by when they expire (ms)."""
+    return _of(key_id, "a2a:index:contexts")
+
+
 # Metering. An "account" is an API key id, or "route:<agent>" for a route's shared
 # limits; everything of one account shares its hash tag.
 LEASES = f"{PREFIX}:leases"  # sorted set: "account charge_id" by lease expiry, for the reaper

@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from tests.conftest import RunningGateway
+from tests.integration.a2a_support import a2a_client  # noqa: F401  (a fixture)
 from tests.integration.cluster import redis_cluster_url  # noqa: F401  (a fixture)
 from tests.integration.processes import gateway_processes  # noqa: F401  (a fixture)
 from tests.integration.responses_support import Clients

@@ -8,13 +8,10 @@ context; the bill (the task's metadata, the ledger, the balance); auth.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
-from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory
 from a2a.client.errors import AgentCardResolutionError
 from a2a.types import a2a_pb2 as a2a
 from a2a.utils.errors import (
@@ -25,8 +22,9 @@ from a2a.utils.errors import (
 from google.protobuf.json_format import MessageToDict
 
 from gateway.store.a2a_tasks import StoredTask
-from tests.conftest import RunningGateway, StartGateway
+from tests.conftest import StartGateway
 from tests.fakes.openai_upstream import FakeOpenAIUpstream, Script, ToolCallScript
+from tests.integration.a2a_support import MakeA2A, collect, message, text_of
 from tests.integration.support import settled, upstream_config, usage_entries
 
 CONFIG = """
@@ -46,43 +44,6 @@ routes:
   other:
     backend: echo
 """
-
-MakeA2A = Callable[..., Awaitable[Client]]
-
-
-@pytest.fixture
-async def a2a_client() -> AsyncIterator[MakeA2A]:
-    """``await a2a_client(gw, key, agent)``: an SDK client made from the agent's card."""
-    https: list[httpx.AsyncClient] = []
-
-    async def make(gw: RunningGateway, key: str, agent: str = "echo", **config: Any) -> Client:
-        http = httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=10)
-        https.append(http)
-        card = await A2ACardResolver(http, f"{gw.url}/a2a/{agent}").get_agent_card()
-        return ClientFactory(ClientConfig(httpx_client=http, **config)).create(card)
-
-    yield make
-    for http in https:
-        await http.aclose()
-
-
-def message(text: str, context_id: str = "", task_id: str = "") -> a2a.SendMessageRequest:
-    msg = a2a.Message(
-        message_id=f"m-{text[:8]}-{id(text)}",
-        role=a2a.ROLE_USER,
-        parts=[a2a.Part(text=text)],
-        context_id=context_id,
-        task_id=task_id,
-    )
-    return a2a.SendMessageRequest(message=msg)
-
-
-def text_of(task: a2a.Task) -> str:
-    return "".join(p.text for art in task.artifacts for p in art.parts)
-
-
-async def collect(stream: AsyncIterator[a2a.StreamResponse]) -> list[a2a.StreamResponse]:
-    return [event async for event in stream]
 
 
 async def test_the_card_describes_the_route_and_how_to_call_it(
@@ -475,7 +436,9 @@ async def test_a_task_whose_process_died_is_not_waited_for_and_can_be_cancelled(
     orphan = {**task, "id": "task-orphan", "status": {"state": "TASK_STATE_WORKING"}}
     submitted = {"task": {**orphan, "status": {"state": "TASK_STATE_SUBMITTED"}}}
     tasks = gw.gateway.a2a_tasks
-    await tasks.save(key_id, StoredTask("echo", orphan), [submitted], running=True)
+    await tasks.save(
+        key_id, StoredTask("echo", orphan), [submitted], retention_ms=60_000, running=True
+    )
     assert await tasks.running(key_id, "task-orphan")
     await gw.store.redis.delete(f"gw:{{{key_id}}}:a2a:task:task-orphan:run")  # the lease ran out
     events = await asyncio.wait_for(

@@ -245,20 +245,34 @@ async def test_purge_erases_a_keys_stored_responses_not_its_ledger(
         async with http.post(gw.url + "/v1/responses", json=body, headers=user) as r:
             assert r.status == 200
             ids.append((await r.json())["id"])
+    send = {"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "private"}]}}
+    rpc = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": send}
+    async with http.post(gw.url + "/a2a/echo", json=rpc, headers=user) as r:
+        task_id = (await r.json())["result"]["task"]["id"]
     await gw.gateway.tasks.drain()
     ledger = await gw.store.ledger(key.id)
-    assert len(ledger) == 3  # the credit and two charges
+    assert len(ledger) == 4  # the credit and three charges
 
     purged = await call(http, gw, "POST", f"/admin/keys/{key.id}/purge")
-    assert purged == {"id": key.id, "purged": {"responses": 2}, "complete": True}
+    assert purged == {
+        "id": key.id,
+        "purged": {"responses": 2, "a2a_tasks": 1, "a2a_contexts": 1},
+        "complete": True,
+    }
     for response_id in ids:
         async with http.get(f"{gw.url}/v1/responses/{response_id}", headers=user) as r:
             assert r.status == 404
+    get = {**rpc, "method": "GetTask", "params": {"id": task_id}}
+    async with http.post(gw.url + "/a2a/echo", json=get, headers=user) as r:
+        assert (await r.json())["error"]["code"] == -32001
     again = await call(http, gw, "POST", f"/admin/keys/{key.id}/purge")
-    assert again["purged"] == {"responses": 0}  # idempotent
+    assert again["purged"] == {"responses": 0, "a2a_tasks": 0, "a2a_contexts": 0}  # idempotent
     assert await gw.store.ledger(key.id) == ledger
     audit = [e for e in await gw.store.audit_log() if e.action == "key.purge"]
-    assert [e.details for e in audit] == [{"responses": 0}, {"responses": 2}]
+    assert [e.details for e in audit] == [
+        {"responses": 0, "a2a_tasks": 0, "a2a_contexts": 0},
+        {"responses": 2, "a2a_tasks": 1, "a2a_contexts": 1},
+    ]
     assert all(e.actor.startswith("admin-api:") and e.key_id == key.id for e in audit)
     await call(http, gw, "POST", "/admin/keys/key_nope/purge", status=404)
     await call(http, gw, "POST", f"/admin/keys/{key.id}/purge", headers={}, status=401)

@@ -482,15 +482,25 @@ def test_keys_purge_erases_stored_conversations_not_the_ledger(redis_url: str) -
     _store_responses(redis_url, key_id, 3)
     done = gateway("keys", "purge", key_id, "--config", str(REPO_CONFIG), redis_url=redis_url)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"Erased 3 stored responses of {key_id}; its ledger stays.\n"
+    assert done.stdout == (
+        f"Erased 3 stored responses, 0 A2A tasks and 0 A2A contexts of {key_id}; "
+        "its ledger stays.\n"
+    )
     assert _stored_count(redis_url, key_id) == 0
     again = gateway_json("keys", "purge", key_id, redis_url=redis_url)
-    assert again == {"id": key_id, "purged": {"responses": 0}, "complete": True}
+    assert again == {
+        "id": key_id,
+        "purged": {"responses": 0, "a2a_tasks": 0, "a2a_contexts": 0},
+        "complete": True,
+    }
     assert gateway_json("balance", "show", key_id, redis_url=redis_url)["balance"] == 7
     assert len(gateway_json("usage", key_id, redis_url=redis_url)) == 1  # the credit stays
     entries = gateway_json("audit", "--limit", "50", redis_url=redis_url)
     purges = [e for e in entries if e["key_id"] == key_id and e["action"] == "key.purge"]
-    assert [e["details"] for e in purges] == [{"responses": 0}, {"responses": 3}]
+    assert [e["details"] for e in purges] == [
+        {"responses": 0, "a2a_tasks": 0, "a2a_contexts": 0},
+        {"responses": 3, "a2a_tasks": 0, "a2a_contexts": 0},
+    ]
     client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
     try:  # stored by a version before the index: only --scan finds it
         client.set(schema.stored_response(key_id, "resp_old"), "{}", ex=600)
@@ -498,7 +508,10 @@ def test_keys_purge_erases_stored_conversations_not_the_ledger(redis_url: str) -
         client.close()
     assert gateway_json("keys", "purge", key_id, redis_url=redis_url)["purged"]["responses"] == 0
     scanned = gateway_json("keys", "purge", key_id, "--scan", redis_url=redis_url)
-    assert scanned["purged"] == {"responses": 1} and _stored_count(redis_url, key_id) == 0
+    assert (
+        scanned["purged"] == {"responses": 1, "a2a_tasks": 0, "a2a_contexts": 0}
+        and _stored_count(redis_url, key_id) == 0
+    )
     missing = gateway(
         "keys", "purge", "key_nope", "--config", str(REPO_CONFIG), redis_url=redis_url
     )
@@ -509,14 +522,21 @@ def test_keys_revoke_purge_revokes_then_erases_even_if_revoked_already(redis_url
     key_id = gateway_json("keys", "create", "--name", "rp", redis_url=redis_url)["id"]
     _store_responses(redis_url, key_id, 2)
     revoked = gateway_json("keys", "revoke", key_id, "--purge", redis_url=redis_url)
-    assert revoked["revoked_at"] and revoked["purged"] == {"responses": 2}
+    assert revoked["revoked_at"] and revoked["purged"] == {
+        "responses": 2,
+        "a2a_tasks": 0,
+        "a2a_contexts": 0,
+    }
     assert _stored_count(redis_url, key_id) == 0
     _store_responses(redis_url, key_id, 1)  # a request already past authentication
     done = gateway(
         "keys", "revoke", key_id, "--purge", "--config", str(REPO_CONFIG), redis_url=redis_url
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"Revoked key {key_id} (rp).\nErased its 1 stored responses.\n"
+    assert done.stdout == (
+        f"Revoked key {key_id} (rp).\n"
+        "Erased its 1 stored responses, 0 A2A tasks and 0 A2A contexts.\n"
+    )
     entries = gateway_json("audit", "--limit", "50", redis_url=redis_url)
     actions = [e["action"] for e in entries if e["key_id"] == key_id]
     assert actions == ["key.purge", "key.purge", "key.revoke", "key.create"]

@@ -10,8 +10,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import httpx
 import openai
 import pytest
+from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
+from a2a.types import a2a_pb2 as a2a
+from a2a.utils.errors import TaskNotFoundError
 from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
@@ -20,6 +24,7 @@ from gateway.server.keys import GATEWAY
 from gateway.store import aggregates, catalogue, erasure
 from gateway.store.records import KeyLimits
 from tests.conftest import ECHO_CONFIG, free_port, make_config
+from tests.integration.a2a_support import collect, message, streamed_text
 
 
 @pytest.fixture
@@ -114,3 +119,38 @@ async def test_stored_responses_background_runs_and_purge_on_a_cluster(
         async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0) as c:
             with pytest.raises(openai.NotFoundError):
                 await c.responses.retrieve(first.id)
+
+
+async def test_a2a_tasks_contexts_and_their_purge_on_a_cluster(
+    cluster_gateway: tuple[str, web.Application],
+) -> None:
+    """A task's script touches the task, its stream, its lease, its agent's list and the
+    key's indexes; a context is saved with its index; a purge deletes them all: one
+    hash tag each, on any node."""
+    url, app = cluster_gateway
+    store = app[GATEWAY].store
+    keys = [await store.create_key(f"a{i}", balance=100_000) for i in range(3)]
+    for key, secret in keys:
+        headers = {"Authorization": f"Bearer {secret}"}
+        async with httpx.AsyncClient(headers=headers, timeout=10) as http:
+            card = await A2ACardResolver(http, f"{url}/a2a/slow").get_agent_card()
+            client = ClientFactory(ClientConfig(httpx_client=http)).create(card)
+            first = await collect(client.send_message(message("hello cluster")))
+            assert streamed_text(first) == "hello cluster"
+            context_id = first[0].task.context_id
+            stream = client.send_message(message("one two three four five", context_id))
+            dropped = [await anext(stream), await anext(stream)]
+            await stream.aclose()
+            resumed = await collect(
+                client.subscribe(a2a.SubscribeToTaskRequest(id=dropped[0].task.id))
+            )
+            assert streamed_text(resumed) == "one two three four five"
+            await app[GATEWAY].tasks.drain()
+            result = await erasure.purge_key(store, key.id, actor=None)
+            assert result.to_json()["purged"] == {
+                "responses": 0,
+                "a2a_tasks": 2,
+                "a2a_contexts": 1,
+            }
+            with pytest.raises(TaskNotFoundError):
+                await client.get_task(a2a.GetTaskRequest(id=first[0].task.id))

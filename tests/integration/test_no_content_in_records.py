@@ -1,6 +1,7 @@
 """Conversation content never reaches a log record, a metric, the ledger, the audit log or
-any Redis key but the stored responses: for every dialect (Chat Completions, Open
-Responses, Anthropic Messages), streamed and not, through the official SDKs.
+any Redis key but the stored responses and A2A tasks and contexts: for every dialect
+(Chat Completions, Open Responses, Anthropic Messages, A2A), streamed and not, through
+the official SDKs.
 
 Each request carries a marker in its prompt; the echo backend says it back, so the
 answer carries it too. Everything the gateway recorded is then searched for it.
@@ -13,14 +14,18 @@ from typing import Any
 
 import aiohttp
 import anthropic
+import httpx
 import openai
 import pytest
+from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
+from a2a.types import a2a_pb2 as a2a
 from redis import asyncio as aioredis
 
 from tests.conftest import RunningGateway, StartGateway
+from tests.integration.a2a_support import collect, message, streamed_text, text_of
 
 MARK = "zqxj-private-8d1f"
-CLIENT_LOGGERS = ("openai", "anthropic", "httpx", "httpcore")
+CLIENT_LOGGERS = ("openai", "anthropic", "httpx", "httpcore", "a2a")
 PROMPT = f"my diagnosis is {MARK} please keep it"
 
 
@@ -65,12 +70,31 @@ async def _messages(gw: RunningGateway, key: str) -> None:
         await client.close()
 
 
+async def _a2a(gw: RunningGateway, key: str) -> None:
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=10) as http:
+        card = await A2ACardResolver(http, f"{gw.url}/a2a/echo").get_agent_card()
+        streaming = ClientFactory(ClientConfig(httpx_client=http)).create(card)
+        events = await collect(streaming.send_message(message(PROMPT)))
+        assert MARK in streamed_text(events)
+        blocking = ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create(card)
+        context_id = events[0].task.context_id
+        [done] = await collect(blocking.send_message(message(PROMPT, context_id)))
+        assert MARK in text_of(done.task)
+        listed = await blocking.list_tasks(a2a.ListTasksRequest(include_artifacts=True))
+        assert len(listed.tasks) == 2
+
+
+# The stored content itself (see test_responses_storage, test_a2a_storage): responses
+# and their streams, A2A tasks and their streams, A2A contexts.
+STORED_CONTENT = (":response:", ":a2a:task:", ":a2a:context:")
+
+
 async def _redis_outside_stored_responses(redis: aioredis.Redis) -> str:
-    """Every value Redis holds but the stored responses and their event streams."""
+    """Every value Redis holds but the stored content (responses, A2A tasks, contexts)."""
     seen = []
     for name in await redis.keys("*"):
-        if ":response:" in name:
-            continue  # the stored content itself (see test_responses_storage)
+        if any(part in name for part in STORED_CONTENT):
+            continue
         kind = await redis.type(name)
         if kind == "string":
             seen.append(await redis.get(name))
@@ -87,7 +111,9 @@ async def _redis_outside_stored_responses(redis: aioredis.Redis) -> str:
     return "\n".join(str(s) for s in seen)
 
 
-@pytest.mark.parametrize("dialect", [_chat, _responses, _messages], ids=lambda f: f.__name__[1:])
+@pytest.mark.parametrize(
+    "dialect", [_chat, _responses, _messages, _a2a], ids=lambda f: f.__name__[1:]
+)
 async def test_no_content_outside_the_stored_responses(
     dialect: Any,
     start_gateway: StartGateway,
