@@ -21,7 +21,7 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from gateway import metrics
+from gateway import logs, metrics
 from gateway.dialects import openai_errors
 from gateway.discovery import access_log_target
 from gateway.errors import (
@@ -139,7 +139,7 @@ def _log_refused(request: web.Request, obs: metrics.Observation, status: int) ->
         "error": (error.code or error.type) if error is not None else None,
         "duration_ms": round((time.perf_counter() - obs.started) * 1000, 2),
     }
-    logger.log(level, "request %s", fields["outcome"], extra=fields)
+    logs.log_fields(logger, level, "request %s", (fields["outcome"],), fields)
 
 
 @web.middleware
