@@ -155,25 +155,59 @@ class Upstream:
         parse: Callable[[ServerSentEvent], Iterable[Event]],
         finished: Callable[[], bool],
         whole: Callable[[dict[str, object]], Iterable[Event]],
+        last: Callable[[], Iterable[Event]] | None = None,
     ) -> AsyncGenerator[Batch, None]:
         """The events of the answer to ``payload``, a batch per read: ``parse`` makes
         them of each server-sent event (until ``finished()``, see ``batches``), or
-        ``whole`` of a JSON answer (one batch)."""
-        async with self.post(path, payload, headers) as resp:
-            if resp.content_type == "application/json":
-                yield tuple(whole(json_object(await self.read_body(resp))))
-                return
-            stream = batches(self.events(resp), parse, finished)
-            async with contextlib.aclosing(stream):
-                async for events in stream:
-                    yield events
+        ``whole`` of a JSON answer (one batch); then, if the answer did not fail,
+        those ``last()`` makes (one batch, once the response is released).
+
+        ``payload`` may be a function making it, called when the stream is first read
+        (so that a body the backend refuses to build fails the stream, as it does
+        when built inside the backend's own generator). A ``GatewayError`` comes out
+        without the upstream key (``redacting``). One generator, whatever the answer:
+        a backend may return it as its stream, which spares every read a layer.
+        """
+        with self.redacting():
+            body = payload() if callable(payload) else payload
+            async with self.post(path, body, headers) as resp:
+                if resp.content_type == "application/json":
+                    yield tuple(whole(json_object(await self.read_body(resp))))
+                else:
+                    decoder = SSEDecoder(self.options.max_line_bytes)
+                    ended = False
+                    async for chunk in resp.content.iter_any():
+                        try:
+                            frames = decoder.feed(chunk)
+                        except SSEDecodeError as exc:
+                            raise UpstreamError(
+                                f"The upstream stream is malformed: {exc}"
+                            ) from None
+                        if frames:
+                            events, error = _parsed(frames, parse, finished)
+                            if events:
+                                yield tuple(events)
+                            if error is not None:
+                                raise error
+                            if finished():
+                                ended = True
+                                break
+                    if not ended:
+                        events, error = _parsed(decoder.close(), parse, finished)
+                        if events:
+                            yield tuple(events)
+                        if error is not None:
+                            raise error
+            if last is not None:
+                yield tuple(last())
 
     async def events(
         self, resp: aiohttp.ClientResponse
     ) -> AsyncGenerator[list[ServerSentEvent], None]:
         """The server-sent events of ``resp``, a list per read of the body (never an
         empty one), the last event flushed at its end; ``UpstreamError`` if a line is
-        longer than ``max_line_bytes``."""
+        longer than ``max_line_bytes``. (``answer`` does this inline, with ``batches``,
+        so that a read passes through one generator, not three.)"""
         decoder = SSEDecoder(self.options.max_line_bytes)
         try:
             async for chunk in resp.content.iter_any():
@@ -237,6 +271,24 @@ async def batches(
                 yield tuple(events)
             if finished():
                 return
+
+
+def _parsed(
+    frames: list[ServerSentEvent],
+    parse: Callable[[ServerSentEvent], Iterable[Event]],
+    finished: Callable[[], bool],
+) -> tuple[list[Event], GatewayError | None]:
+    """The events ``parse`` makes of one read's frames, up to ``finished()``, and the
+    error of a frame that failed to parse (the events before it still count)."""
+    events: list[Event] = []
+    try:
+        for frame in frames:
+            events += parse(frame)
+            if finished():
+                break
+    except GatewayError as exc:
+        return events, exc
+    return events, None
 
 
 def json_object(data: str | bytes) -> dict[str, object]:

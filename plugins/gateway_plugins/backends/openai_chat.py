@@ -13,7 +13,6 @@ sees as a disconnect.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -65,13 +64,18 @@ class OpenAIChatBackend:
     def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
         return chat_body(invocation, ctx.model, self.max_tokens_field)
 
-    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
-        body = self.body(invocation, ctx)
-        if not (invocation.stream or self.always_stream):
-            body.pop("stream", None)
-            body.pop("stream_options", None)
+    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
+        # The upstream's answer is the stream itself (``Upstream.answer``, one generator):
+        # no layer of this backend's own between each read and the gateway.
         parser = ChunkParser()
         done = False
+
+        def body() -> dict[str, object]:
+            body = self.body(invocation, ctx)
+            if not (invocation.stream or self.always_stream):
+                body.pop("stream", None)
+                body.pop("stream_options", None)
+            return body
 
         def parse(frame: ServerSentEvent) -> list[Event]:
             nonlocal done
@@ -88,19 +92,15 @@ class OpenAIChatBackend:
             done = True
             return parser.feed(completion_as_chunk(completion))
 
-        stream = self.upstream.answer(
+        return self.upstream.answer(
             "/chat/completions",
             body,
             self.headers(ctx),
             parse=parse,
             finished=lambda: done,
             whole=whole,
+            last=lambda: parser.finish(done=done),
         )
-        with self.upstream.redacting():
-            async with contextlib.aclosing(stream):
-                async for events in stream:
-                    yield events
-        yield tuple(parser.finish(done=done))
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
