@@ -31,6 +31,7 @@ import contextlib
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import aiohttp
 import orjson
@@ -157,6 +158,7 @@ class Upstream:
         finished: Callable[[], bool],
         whole: Callable[[dict[str, object]], Iterable[Event]],
         last: Callable[[], Iterable[Event]] | None = None,
+        parse_read: ParseRead | None = None,
     ) -> AsyncGenerator[Batch, None]:
         """The events of the answer to ``payload``, a batch per read: ``parse`` makes
         them of each server-sent event (until ``finished()``, see ``batches``), or
@@ -183,6 +185,8 @@ class Upstream:
                     else:
                         decoder = SSEDecoder(self.options.max_line_bytes)
                         ended = False
+                        if parse_read is None:
+                            parse_read = partial(parse_frames, parse=parse, finished=finished)
                         async for chunk in resp.content.iter_any():
                             try:
                                 frames = decoder.feed(chunk)
@@ -191,7 +195,7 @@ class Upstream:
                                     f"The upstream stream is malformed: {exc}"
                                 ) from None
                             if frames:
-                                events, error = _parsed(frames, parse, finished)
+                                events, error = parse_read(frames)
                                 if events:
                                     yield tuple(events)
                                 if error is not None:
@@ -200,7 +204,7 @@ class Upstream:
                                     ended = True
                                     break
                         if not ended:
-                            events, error = _parsed(decoder.close(), parse, finished)
+                            events, error = parse_read(decoder.close())
                             if events:
                                 yield tuple(events)
                             if error is not None:
@@ -289,8 +293,14 @@ def _encoded(payload: object) -> bytes:
         raise InvalidRequest(f"The request cannot be sent upstream: {exc}.") from None
 
 
-def _parsed(
+ParseRead = Callable[[list[ServerSentEvent]], tuple[list[Event], GatewayError | None]]
+"""The frames of one read -> their events, and the error of a frame that failed to parse
+(the events before it still count); it stops at the frame that finishes the answer."""
+
+
+def parse_frames(
     frames: list[ServerSentEvent],
+    *,
     parse: Callable[[ServerSentEvent], Iterable[Event]],
     finished: Callable[[], bool],
 ) -> tuple[list[Event], GatewayError | None]:

@@ -22,6 +22,7 @@ from gateway.plugin import (
     Batch,
     CallContext,
     Event,
+    GatewayError,
     ServerSentEvent,
 )
 from gateway_plugins.backends.http import HttpOptions, Upstream
@@ -86,6 +87,23 @@ class OpenAIChatBackend:
                 return []
             return parser.feed_data(frame.data)
 
+        def parse_read(frames: list[ServerSentEvent]) -> tuple[list[Event], GatewayError | None]:
+            # ``parse`` for a read's frames in one call (``Upstream.answer``'s parse_read).
+            nonlocal done
+            events: list[Event] = []
+            feed = parser.feed_data
+            try:
+                for frame in frames:
+                    data = frame.data
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    if frame.event == "message":  # a named event is not a chunk
+                        events += feed(data)
+            except GatewayError as exc:
+                return events, exc
+            return events, None
+
         def whole(completion: dict[str, object]) -> list[Event]:
             # A non-streamed answer, asked for or not: the events a stream of it gives.
             nonlocal done
@@ -100,6 +118,7 @@ class OpenAIChatBackend:
             finished=lambda: done,
             whole=whole,
             last=lambda: parser.finish(done=done),
+            parse_read=parse_read,
         )
 
     async def aclose(self) -> None:
