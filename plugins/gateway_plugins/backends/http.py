@@ -128,7 +128,10 @@ class Upstream:
         self, path: str, payload: object, headers: Mapping[str, str]
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST ``payload`` as JSON; yield the (successful) response."""
-        body = _encoded(payload)
+        try:
+            body = orjson.dumps(payload)
+        except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
+            raise InvalidRequest(f"The request cannot be sent upstream: {exc}.") from None
         all_headers = {"Content-Type": "application/json", **headers}
         try:
             async with self._client().post(
@@ -137,16 +140,12 @@ class Upstream:
                 if resp.status >= 400:
                     raise await upstream_error(resp, self.secret)
                 yield resp
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self._failed(exc) from None
-
-    def _failed(self, exc: TimeoutError | aiohttp.ClientError) -> GatewayError:
-        """The error of a request that timed out, or failed in aiohttp."""
-        if isinstance(exc, TimeoutError):
-            return UpstreamTimeout(f"The upstream of backend '{self.backend}' timed out.")
-        return UpstreamError(
-            f"The upstream of backend '{self.backend}' failed: {exc.__class__.__name__}."
-        )
+        except TimeoutError:
+            raise UpstreamTimeout(f"The upstream of backend '{self.backend}' timed out.") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(
+                f"The upstream of backend '{self.backend}' failed: {exc.__class__.__name__}."
+            ) from None
 
     async def answer(
         self,
@@ -172,45 +171,37 @@ class Upstream:
         a backend may return it as its stream, which spares every read a layer.
         """
         with self.redacting():
-            data = _encoded(payload() if callable(payload) else payload)
-            all_headers = {"Content-Type": "application/json", **headers}
-            try:  # ``post``, inline: a context manager's generator less per request
-                async with self._client().post(
-                    self._base + path, data=data, headers=all_headers
-                ) as resp:
-                    if resp.status >= 400:
-                        raise await upstream_error(resp, self.secret)
-                    if resp.content_type == "application/json":
-                        yield tuple(whole(json_object(await self.read_body(resp))))
-                    else:
-                        decoder = SSEDecoder(self.options.max_line_bytes)
-                        ended = False
-                        if parse_read is None:
-                            parse_read = partial(parse_frames, parse=parse, finished=finished)
-                        async for chunk in resp.content.iter_any():
-                            try:
-                                frames = decoder.feed(chunk)
-                            except SSEDecodeError as exc:
-                                raise UpstreamError(
-                                    f"The upstream stream is malformed: {exc}"
-                                ) from None
-                            if frames:
-                                events, error = parse_read(frames)
-                                if events:
-                                    yield tuple(events)
-                                if error is not None:
-                                    raise error
-                                if finished():
-                                    ended = True
-                                    break
-                        if not ended:
-                            events, error = parse_read(decoder.close())
+            body = payload() if callable(payload) else payload
+            async with self.post(path, body, headers) as resp:
+                if resp.content_type == "application/json":
+                    yield tuple(whole(json_object(await self.read_body(resp))))
+                else:
+                    decoder = SSEDecoder(self.options.max_line_bytes)
+                    ended = False
+                    if parse_read is None:
+                        parse_read = partial(parse_frames, parse=parse, finished=finished)
+                    async for chunk in resp.content.iter_any():
+                        try:
+                            frames = decoder.feed(chunk)
+                        except SSEDecodeError as exc:
+                            raise UpstreamError(
+                                f"The upstream stream is malformed: {exc}"
+                            ) from None
+                        if frames:
+                            events, error = parse_read(frames)
                             if events:
                                 yield tuple(events)
                             if error is not None:
                                 raise error
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise self._failed(exc) from None
+                            if finished():
+                                ended = True
+                                break
+                    if not ended:
+                        events, error = parse_read(decoder.close())
+                        if events:
+                            yield tuple(events)
+                        if error is not None:
+                            raise error
             if last is not None:
                 yield tuple(last())
 
@@ -284,13 +275,6 @@ async def batches(
                 yield tuple(events)
             if finished():
                 return
-
-
-def _encoded(payload: object) -> bytes:
-    try:
-        return orjson.dumps(payload)
-    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
-        raise InvalidRequest(f"The request cannot be sent upstream: {exc}.") from None
 
 
 ParseRead = Callable[[list[ServerSentEvent]], tuple[list[Event], GatewayError | None]]
