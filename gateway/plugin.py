@@ -74,6 +74,7 @@ from gateway.events import (
     ToolCallStarted,
     TopLogprob,
     Usage,
+    text_delta,
 )
 from gateway.invocation import (
     AgentInvocation,
@@ -157,6 +158,7 @@ __all__ = [
     "log_fields",
     "non_negative",
     "positive",
+    "text_delta",
 ]
 
 BACKENDS_GROUP = "agent_gateway.backends"
