@@ -14,12 +14,24 @@ Other code can be careless (aiohttp quotes a malformed header line, key and
 all), so every record also passes ``RedactFilter`` on the way out: its message,
 traceback, stack and extra fields are scrubbed by ``gateway.redaction`` before
 any formatter sees them. ``protect`` teaches it the configured secrets.
+
+The access log (a line per request) has a shorter way out, ``log_fields``: when
+the only handler its records would reach is the one ``setup`` installed, in the
+JSON format, with no filter on the way, the line is built at once (the same
+JSON, the same redaction) instead of through a ``LogRecord``, the handler's
+lock and its formatter, and it is written with the other lines made in the same
+turn of the event loop, in one write, at the end of that turn. Any other
+handler attached (to the root logger or the access log's own), a filter, or the
+text format, and the line goes through ``logging`` as any record does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -49,7 +61,11 @@ def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _time(record: logging.LogRecord) -> str:
-    moment = datetime.fromtimestamp(record.created, UTC)
+    return _iso(record.created)
+
+
+def _iso(created: float) -> str:
+    moment = datetime.fromtimestamp(created, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -149,12 +165,118 @@ class RedactFilter(logging.Filter):
 _TRACEBACKS = logging.Formatter()
 
 
+class LineHandler(logging.StreamHandler[TextIO]):
+    """The handler ``setup`` installs: a ``StreamHandler`` that also takes prepared
+    JSON lines (``log_fields``), held until the end of the event loop's turn and
+    written together. A record it handles, a ``flush`` or a ``close`` writes the held
+    lines first, so lines keep their order."""
+
+    def __init__(self, stream: TextIO, redact: RedactFilter) -> None:
+        super().__init__(stream)
+        self.redact = redact
+        self._held: list[str] = []
+
+    def direct(self) -> bool:
+        """Whether a line may skip the record: JSON, and no filter but the redaction."""
+        return type(self.formatter) is JsonFormatter and self.filters == [self.redact]
+
+    def line(self, levelno: int, name: str, message: str, fields: Mapping[str, Any]) -> None:
+        """Hold the JSON line ``JsonFormatter`` would write of this record, redacted."""
+        scrub = self.redact.redactor.scrub
+        line: dict[str, Any] = {
+            "time": _iso(time.time()),
+            "level": logging.getLevelName(levelno).lower(),
+            "logger": name,
+            "message": scrub(message),
+        }
+        scrub_value = self.redact.redactor.scrub_value
+        for key, value in fields.items():
+            if key in line:
+                continue
+            if type(value) is str:
+                line[key] = scrub(value)
+            elif type(value) in _PLAIN:
+                line[key] = value
+            else:
+                line[key] = scrub_value(value)
+        held = self._held
+        held.append(orjson.dumps(line, default=str).decode())
+        if len(held) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self._write_held)
+            except RuntimeError:  # no event loop here: write now
+                self._write_held()
+
+    def _write_held(self) -> None:
+        if not self._held:
+            return
+        with self.lock:  # type: ignore[union-attr]
+            self._write_held_locked()
+
+    def _write_held_locked(self) -> None:
+        held, self._held = self._held, []
+        if not held:
+            return
+        try:
+            self.stream.write("\n".join(held) + self.terminator)
+            self.stream.flush()
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": "access log lines", "args": None}))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._held:  # called with the lock held
+            self._write_held_locked()
+        super().emit(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write_held_locked()
+        super().flush()
+
+
+def log_fields(
+    logger: logging.Logger,
+    level: int,
+    message: str,
+    args: tuple[object, ...],
+    fields: dict[str, Any],
+) -> None:
+    """``logger.log(level, message, *args, extra=fields)``, the short way when it may be
+    taken (see the module's doc): the same line, written at the end of this turn."""
+    if not logger.isEnabledFor(level):
+        return
+    handler = _sole_handler(logger)
+    if handler is None or level < handler.level or not handler.direct():
+        logger.log(level, message, *args, extra=fields)
+    else:
+        handler.line(level, logger.name, message % args if args else message, fields)
+
+
+def _sole_handler(logger: logging.Logger) -> LineHandler | None:
+    """The one handler ``logger``'s records reach, if it is a ``LineHandler`` and no
+    logger on the way filters them; else None."""
+    found: LineHandler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return None
+        for handler in current.handlers:
+            if found is not None or type(handler) is not LineHandler:
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent
+    return found
+
+
 def setup(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Send the root logger's records to ``stream`` (stderr) in format ``fmt``, redacted."""
     stream = stream or sys.stderr
-    handler = logging.StreamHandler(stream)
+    redact = RedactFilter(Redactor())
+    handler = LineHandler(stream, redact)
     handler.setFormatter(formatter(fmt, stream))
-    handler.addFilter(RedactFilter(Redactor()))
+    handler.addFilter(redact)
     logging.basicConfig(level=level.upper(), handlers=[handler])
     # No format here writes where a record was made, nor its thread or process: the
     # logging HOWTO's optimisations spare each record a walk up the stack (findCaller),

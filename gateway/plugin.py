@@ -4,7 +4,8 @@ Everything a backend or a filter uses of the gateway is here (``__all__``): the
 two protocols and their entry-point wrappers, the request's ``CallContext``, the
 canonical invocation and events, the error tree, the server-sent events decoder,
 the Open Responses item codec (``item_json``, for a backend that speaks that wire
-format) and the checks options take. The built-in plugins (``gateway_plugins``) import
+format), ``log_fields`` (a log line with fields, the cheap way the access log
+writes one) and the checks options take. The built-in plugins (``gateway_plugins``) import
 nothing else of ``gateway``, as a third-party package would not.
 
 A **backend** turns one ``AgentInvocation`` into a stream of canonical events,
@@ -73,6 +74,7 @@ from gateway.events import (
     ToolCallStarted,
     TopLogprob,
     Usage,
+    text_delta,
 )
 from gateway.invocation import (
     AgentInvocation,
@@ -93,6 +95,7 @@ from gateway.invocation import (
     TextPart,
     ToolChoice,
 )
+from gateway.logs import log_fields
 from gateway.route import Route
 from gateway.sse import MAX_LINE, ServerSentEvent, SSEDecodeError, SSEDecoder
 from gateway.tokens import estimate_input
@@ -152,8 +155,10 @@ __all__ = [
     "Usage",
     "estimate_input",
     "item_json",
+    "log_fields",
     "non_negative",
     "positive",
+    "text_delta",
 ]
 
 BACKENDS_GROUP = "agent_gateway.backends"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import sys
@@ -141,3 +142,82 @@ def test_a_record_whose_arguments_do_not_fit_is_still_written_and_redacted(
     logging.getLogger("plugin").warning("%s %s", KEY)  # one argument short
     (line,) = redacted_log.getvalue().splitlines()
     assert KEY not in line and "[redacted]" in orjson.loads(line)["message"]
+
+
+# The access log's short way out (``log_fields``)
+
+
+def _without_time(line: str) -> dict[str, object]:
+    obj = orjson.loads(line)
+    assert obj.pop("time").endswith("Z")
+    return obj
+
+
+FIELDS = {"request_id": "req_1", "key_id": "k1", "agent": f"a {KEY}", "tokens": 3, "ok": None}
+
+
+def _only_ours(monkeypatch: pytest.MonkeyPatch) -> logging.Handler:
+    """Leave the root logger with ``setup``'s handler alone (pytest adds its own)."""
+    root = logging.getLogger()
+    (ours,) = [h for h in root.handlers if isinstance(h, logs.LineHandler)]
+    monkeypatch.setattr(root, "handlers", [ours])
+    return ours
+
+
+def _ours(out: str) -> list[str]:
+    return [line for line in out.splitlines() if orjson.loads(line)["logger"] != "asyncio"]
+
+
+def test_log_fields_writes_the_line_the_record_would_at_the_end_of_the_turn(
+    redacted_log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = _only_ours(monkeypatch)
+    logger = logging.getLogger("gateway.requests")
+    logger.info("request %s", "completed", extra=dict(FIELDS))  # through a LogRecord
+    (by_record,) = redacted_log.getvalue().splitlines()
+
+    class Counting(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            self.writes += "gateway.requests" in text
+            return super().write(text)
+
+    async def three_lines() -> list[str]:
+        for _ in range(3):
+            logs.log_fields(logger, logging.INFO, "request %s", ("completed",), dict(FIELDS))
+        held = _ours(out.getvalue())
+        await asyncio.sleep(0)  # the turn ends
+        return held
+
+    out = Counting()
+    handler.setStream(out)  # type: ignore[attr-defined]
+    assert asyncio.run(three_lines()) == []
+    lines = _ours(out.getvalue())
+    assert out.writes == 1 and len(lines) == 3
+    assert all(_without_time(line) == _without_time(by_record) for line in lines)
+    assert KEY not in out.getvalue() and ADMIN_TOKEN not in out.getvalue()
+
+
+def test_a_record_after_held_lines_comes_after_them(
+    redacted_log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _only_ours(monkeypatch)
+
+    async def held_then_record() -> None:
+        logs.log_fields(logging.getLogger("gateway.requests"), logging.INFO, "one", (), {})
+        logging.getLogger("gateway.x").warning("two")
+
+    asyncio.run(held_then_record())
+    assert [orjson.loads(x)["message"] for x in _ours(redacted_log.getvalue())] == ["one", "two"]
+
+
+def test_log_fields_goes_through_logging_for_any_other_handler(
+    redacted_log: io.StringIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "gateway.requests")
+    logger = logging.getLogger("gateway.requests")
+    logs.log_fields(logger, logging.INFO, "request %s", ("failed",), {"status": 502})
+    (record,) = caplog.records
+    assert record.getMessage() == "request failed" and record.__dict__["status"] == 502
+    assert orjson.loads(redacted_log.getvalue())["status"] == 502  # written at once

@@ -28,7 +28,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -73,21 +72,18 @@ class AnthropicBackend:
         )
         return messages_body(invocation, ctx.model, max_tokens)
 
-    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
+    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
+        # The upstream's answer is the stream itself (``Upstream.answer``, one generator).
         parser = EventParser()
-        stream = self.upstream.answer(
+        return self.upstream.answer(
             "/v1/messages",
-            self.body(invocation, ctx),
+            lambda: self.body(invocation, ctx),
             self.headers(ctx),
             parse=lambda frame: parser.feed(json_object(frame.data)),
             finished=lambda: parser.done,
             whole=lambda message: parser.feed_all(message_as_events(message)),
+            last=parser.finish,
         )
-        with self.upstream.redacting():
-            async with contextlib.aclosing(stream):
-                async for events in stream:
-                    yield events
-        yield tuple(parser.finish())
 
     async def aclose(self) -> None:
         await self.upstream.aclose()

@@ -31,6 +31,7 @@ import contextlib
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import aiohttp
 import orjson
@@ -155,25 +156,62 @@ class Upstream:
         parse: Callable[[ServerSentEvent], Iterable[Event]],
         finished: Callable[[], bool],
         whole: Callable[[dict[str, object]], Iterable[Event]],
+        last: Callable[[], Iterable[Event]] | None = None,
+        parse_read: ParseRead | None = None,
     ) -> AsyncGenerator[Batch, None]:
         """The events of the answer to ``payload``, a batch per read: ``parse`` makes
         them of each server-sent event (until ``finished()``, see ``batches``), or
-        ``whole`` of a JSON answer (one batch)."""
-        async with self.post(path, payload, headers) as resp:
-            if resp.content_type == "application/json":
-                yield tuple(whole(json_object(await self.read_body(resp))))
-                return
-            stream = batches(self.events(resp), parse, finished)
-            async with contextlib.aclosing(stream):
-                async for events in stream:
-                    yield events
+        ``whole`` of a JSON answer (one batch); then, if the answer did not fail,
+        those ``last()`` makes (one batch, once the response is released).
+
+        ``payload`` may be a function making it, called when the stream is first read
+        (so that a body the backend refuses to build fails the stream, as it does
+        when built inside the backend's own generator). A ``GatewayError`` comes out
+        without the upstream key (``redacting``). One generator, whatever the answer:
+        a backend may return it as its stream, which spares every read a layer.
+        """
+        with self.redacting():
+            body = payload() if callable(payload) else payload
+            async with self.post(path, body, headers) as resp:
+                if resp.content_type == "application/json":
+                    yield tuple(whole(json_object(await self.read_body(resp))))
+                else:
+                    decoder = SSEDecoder(self.options.max_line_bytes)
+                    ended = False
+                    if parse_read is None:
+                        parse_read = partial(parse_frames, parse=parse, finished=finished)
+                    async for chunk in resp.content.iter_any():
+                        try:
+                            frames = decoder.feed(chunk)
+                        except SSEDecodeError as exc:
+                            raise UpstreamError(
+                                f"The upstream stream is malformed: {exc}"
+                            ) from None
+                        if frames:
+                            events, error = parse_read(frames)
+                            if events:
+                                yield tuple(events)
+                            if error is not None:
+                                raise error
+                            if finished():
+                                ended = True
+                                break
+                    if not ended:
+                        events, error = parse_read(decoder.close())
+                        if events:
+                            yield tuple(events)
+                        if error is not None:
+                            raise error
+            if last is not None:
+                yield tuple(last())
 
     async def events(
         self, resp: aiohttp.ClientResponse
     ) -> AsyncGenerator[list[ServerSentEvent], None]:
         """The server-sent events of ``resp``, a list per read of the body (never an
         empty one), the last event flushed at its end; ``UpstreamError`` if a line is
-        longer than ``max_line_bytes``."""
+        longer than ``max_line_bytes``. (``answer`` does this inline, with ``batches``,
+        so that a read passes through one generator, not three.)"""
         decoder = SSEDecoder(self.options.max_line_bytes)
         try:
             async for chunk in resp.content.iter_any():
@@ -237,6 +275,30 @@ async def batches(
                 yield tuple(events)
             if finished():
                 return
+
+
+ParseRead = Callable[[list[ServerSentEvent]], tuple[list[Event], GatewayError | None]]
+"""The frames of one read -> their events, and the error of a frame that failed to parse
+(the events before it still count); it stops at the frame that finishes the answer."""
+
+
+def parse_frames(
+    frames: list[ServerSentEvent],
+    *,
+    parse: Callable[[ServerSentEvent], Iterable[Event]],
+    finished: Callable[[], bool],
+) -> tuple[list[Event], GatewayError | None]:
+    """The events ``parse`` makes of one read's frames, up to ``finished()``, and the
+    error of a frame that failed to parse (the events before it still count)."""
+    events: list[Event] = []
+    try:
+        for frame in frames:
+            events += parse(frame)
+            if finished():
+                break
+    except GatewayError as exc:
+        return events, exc
+    return events, None
 
 
 def json_object(data: str | bytes) -> dict[str, object]:

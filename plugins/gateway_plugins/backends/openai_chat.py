@@ -13,7 +13,6 @@ sees as a disconnect.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ from gateway.plugin import (
     Batch,
     CallContext,
     Event,
+    GatewayError,
     ServerSentEvent,
 )
 from gateway_plugins.backends.http import HttpOptions, Upstream
@@ -65,13 +65,18 @@ class OpenAIChatBackend:
     def body(self, invocation: AgentInvocation, ctx: CallContext) -> dict[str, object]:
         return chat_body(invocation, ctx.model, self.max_tokens_field)
 
-    async def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
-        body = self.body(invocation, ctx)
-        if not (invocation.stream or self.always_stream):
-            body.pop("stream", None)
-            body.pop("stream_options", None)
+    def invoke(self, invocation: AgentInvocation, ctx: CallContext) -> AsyncIterator[Batch]:
+        # The upstream's answer is the stream itself (``Upstream.answer``, one generator):
+        # no layer of this backend's own between each read and the gateway.
         parser = ChunkParser()
         done = False
+
+        def body() -> dict[str, object]:
+            body = self.body(invocation, ctx)
+            if not (invocation.stream or self.always_stream):
+                body.pop("stream", None)
+                body.pop("stream_options", None)
+            return body
 
         def parse(frame: ServerSentEvent) -> list[Event]:
             nonlocal done
@@ -82,25 +87,39 @@ class OpenAIChatBackend:
                 return []
             return parser.feed_data(frame.data)
 
+        def parse_read(frames: list[ServerSentEvent]) -> tuple[list[Event], GatewayError | None]:
+            # ``parse`` for a read's frames in one call (``Upstream.answer``'s parse_read).
+            nonlocal done
+            events: list[Event] = []
+            feed = parser.feed_data
+            try:
+                for frame in frames:
+                    data = frame.data
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    if frame.event == "message":  # a named event is not a chunk
+                        events += feed(data)
+            except GatewayError as exc:
+                return events, exc
+            return events, None
+
         def whole(completion: dict[str, object]) -> list[Event]:
             # A non-streamed answer, asked for or not: the events a stream of it gives.
             nonlocal done
             done = True
             return parser.feed(completion_as_chunk(completion))
 
-        stream = self.upstream.answer(
+        return self.upstream.answer(
             "/chat/completions",
             body,
             self.headers(ctx),
             parse=parse,
             finished=lambda: done,
             whole=whole,
+            last=lambda: parser.finish(done=done),
+            parse_read=parse_read,
         )
-        with self.upstream.redacting():
-            async with contextlib.aclosing(stream):
-                async for events in stream:
-                    yield events
-        yield tuple(parser.finish(done=done))
 
     async def aclose(self) -> None:
         await self.upstream.aclose()

@@ -33,6 +33,7 @@ from gateway.plugin import (
     TopLogprob,
     UpstreamError,
     Usage,
+    text_delta,
 )
 from gateway_plugins.backends.http import json_object
 
@@ -271,7 +272,7 @@ class ChunkParser:
             if end >= len(head) and data.startswith(head) and data.endswith(tail):
                 text = data[len(head) : end]
                 if _plain(text):
-                    return [TextDelta(text)] if text else []
+                    return [text_delta(text)] if text else []
         events = self.feed(json_object(data))
         if self._tries and len(events) == 1 and type(events[0]) is TextDelta:
             self._tries -= 1

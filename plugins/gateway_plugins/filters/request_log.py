@@ -21,7 +21,15 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from gateway.plugin import Batch, CallContext, Completed, Failed, FilterPlugin, Usage
+from gateway.plugin import (
+    Batch,
+    CallContext,
+    Completed,
+    Failed,
+    FilterPlugin,
+    Usage,
+    log_fields,
+)
 
 _LEVELS = ("debug", "info", "warning")
 CLIENT_CLOSED = 499  # nginx's status for a client that left before the answer ended
@@ -81,7 +89,7 @@ class RequestLog:
                     "first_event_ms": round((first - started) * 1000, 2) if first else None,
                     "duration_ms": round((ended - started) * 1000, 2),
                 }
-                self._log.log(self._level, "request %s", line["outcome"], extra=fields)
+                log_fields(self._log, self._level, "request %s", (line["outcome"],), fields)
 
 
 PLUGIN = FilterPlugin(options=RequestLogOptions, create=RequestLog)
