@@ -319,10 +319,13 @@ def _erased(purged: erasure.PurgeResult) -> str:
 
 async def _erase(store: Store, args: argparse.Namespace) -> erasure.PurgeResult:
     step = erasure.BATCH * 20  # a line every 10,000 listed values
+    shown = 0  # the multiples of step already reported (a batch can be short)
 
     def progress(walked: int) -> None:
-        if not args.json and walked // step > (walked - erasure.BATCH) // step:
-            print(f"... {walked // step * step} listed values erased", file=sys.stderr)
+        nonlocal shown
+        if not args.json and walked // step > shown:
+            shown = walked // step
+            print(f"... {shown * step} listed values erased", file=sys.stderr)
 
     scan = getattr(args, "scan", False)  # `keys revoke --purge` walks the index only
     return await erasure.purge_key(store, args.id, actor=actor(), progress=progress, scan=scan)
