@@ -288,18 +288,23 @@ async def _limits(store: Store, args: argparse.Namespace) -> None:
 
 
 async def _revoke(store: Store, args: argparse.Namespace) -> None:
+    already = False
     try:
         key = await store.revoke_key(args.id, actor=actor())
     except GatewayError as exc:
         if not (args.purge and exc.code == "key_revoked"):
             raise
         key = await store.get_key(args.id)  # revoked already: the purge still runs
+        already = True
     purged = await _erase(store, args) if args.purge else None
     if args.json:
         erased = {} if purged is None else {"purged": purged.to_json()["purged"]}
         emit_json(key.to_json() | erased)
         return
-    print(f"Revoked key {key.id} ({key.name}).")
+    if already:
+        print(f"Key {key.id} ({key.name}) was revoked already (at {_when(key.revoked_at)}).")
+    else:
+        print(f"Revoked key {key.id} ({key.name}).")
     if purged is not None:
         print(f"Erased its {_erased(purged)}.")
 
