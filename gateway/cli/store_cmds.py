@@ -288,18 +288,23 @@ async def _limits(store: Store, args: argparse.Namespace) -> None:
 
 
 async def _revoke(store: Store, args: argparse.Namespace) -> None:
+    already = False
     try:
         key = await store.revoke_key(args.id, actor=actor())
     except GatewayError as exc:
         if not (args.purge and exc.code == "key_revoked"):
             raise
         key = await store.get_key(args.id)  # revoked already: the purge still runs
+        already = True
     purged = await _erase(store, args) if args.purge else None
     if args.json:
         erased = {} if purged is None else {"purged": purged.to_json()["purged"]}
         emit_json(key.to_json() | erased)
         return
-    print(f"Revoked key {key.id} ({key.name}).")
+    if already:
+        print(f"Key {key.id} ({key.name}) was revoked already (at {_when(key.revoked_at)}).")
+    else:
+        print(f"Revoked key {key.id} ({key.name}).")
     if purged is not None:
         print(f"Erased its {_erased(purged)}.")
 
@@ -319,10 +324,13 @@ def _erased(purged: erasure.PurgeResult) -> str:
 
 async def _erase(store: Store, args: argparse.Namespace) -> erasure.PurgeResult:
     step = erasure.BATCH * 20  # a line every 10,000 listed values
+    shown = 0  # the multiples of step already reported (a batch can be short)
 
     def progress(walked: int) -> None:
-        if not args.json and walked // step > (walked - erasure.BATCH) // step:
-            print(f"... {walked // step * step} listed values erased", file=sys.stderr)
+        nonlocal shown
+        if not args.json and walked // step > shown:
+            shown = walked // step
+            print(f"... {shown * step} listed values erased", file=sys.stderr)
 
     scan = getattr(args, "scan", False)  # `keys revoke --purge` walks the index only
     return await erasure.purge_key(store, args.id, actor=actor(), progress=progress, scan=scan)

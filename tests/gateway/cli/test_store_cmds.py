@@ -46,3 +46,27 @@ def test_an_expiry_beyond_the_year_9999_is_shown_not_a_traceback() -> None:
 
     assert _when(1e300) == "1e+300"  # keys the admin API made before expiries were capped
     assert _when(0) == "" and _when(None) == ""
+
+
+def test_purge_progress_reports_only_each_ten_thousand_walked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A short batch (a key with a few stored values) printed '... 0 listed values erased'."""
+    import asyncio
+    from collections.abc import Callable
+
+    from gateway.cli import store_cmds
+    from gateway.store import erasure
+
+    async def purge_key(
+        store: object, key_id: str, *, progress: Callable[[int], None], **_: object
+    ) -> str:
+        for walked in (0, 2, 3, 9_999, 10_000, 10_400, 19_800, 20_300):
+            progress(walked)
+        return key_id
+
+    monkeypatch.setattr(erasure, "purge_key", purge_key)
+    args = main.parser().parse_args(["keys", "purge", "key_x"])
+    asyncio.run(store_cmds._erase(object(), args))  # type: ignore[arg-type]
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["... 10000 listed values erased", "... 20000 listed values erased"]
