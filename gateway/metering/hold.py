@@ -53,7 +53,8 @@ class Hold:
         return rate_limits(self.key_limits, self.admitted, self.record.started_at)
 
     def billing_headers(self) -> dict[str, str]:
-        """The request's cost and the key's balance after it (for complete answers)."""
+        """The request's cost and the balance after it: the key's, or its team's (named)."""
         credits = self.usage().credits or 0
         # Admitted without a reservation, the balance is unknown.
-        return billing(credits, self.admitted.balance - credits if self.reserved else None)
+        balance = self.admitted.balance - credits if self.reserved else None
+        return billing(credits, balance, self.record.team)
