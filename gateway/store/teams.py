@@ -27,10 +27,11 @@ from gateway.store.records import ApiKey, KeyLimits, LedgerEntry, Team
 from gateway.store.store import Store, guard
 
 MOVE_WAIT_SECONDS = 1.2  # the default auth.cache_ttl (1 s) and a margin
+TEAM_PREFIX = "team_"  # a team's id; a key's is "key_..."
 
 
 def new_team_id() -> str:
-    return "team_" + secrets.token_hex(8)
+    return TEAM_PREFIX + secrets.token_hex(8)
 
 
 class Teams:
