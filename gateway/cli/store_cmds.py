@@ -21,7 +21,7 @@ from gateway.store import ApiKey, Store, connect, erasure, ledger_export
 from gateway.store.records import KeyLimits
 from gateway.store.settings import EMBEDDED
 from gateway.store.store import DEFAULT_GRACE_SECONDS
-from gateway.store.teams import TEAM_PREFIX, Teams
+from gateway.store.teams import Teams, is_team
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -380,11 +380,6 @@ async def _move(store: Store, args: argparse.Namespace) -> None:
         print(f"Key {key.id} is in team {key.team}: it spends the team's balance.")
     else:
         print(f"Key {key.id} is in no team: it spends its own balance.")
-
-
-def is_team(account: str) -> bool:
-    """Whether an id given to ``balance`` or ``usage`` names a team (``team_...``)."""
-    return account.startswith(TEAM_PREFIX)
 
 
 async def _balance_show(store: Store, args: argparse.Namespace) -> None:

@@ -30,6 +30,11 @@ MOVE_WAIT_SECONDS = 1.2  # the default auth.cache_ttl (1 s) and a margin
 TEAM_PREFIX = "team_"  # a team's id; a key's is "key_..."
 
 
+def is_team(account: str) -> bool:
+    """Whether an id names a team (``team_...``) rather than a key (``key_...``)."""
+    return account.startswith(TEAM_PREFIX)
+
+
 def new_team_id() -> str:
     return TEAM_PREFIX + secrets.token_hex(8)
 
