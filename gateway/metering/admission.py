@@ -84,6 +84,7 @@ class Admission:
             input_tokens=estimated_input,
             progress_credits=cost(Usage(input_tokens=estimated_input), pricing),
             team=key.team,
+            key_budget=bool(key.team) and key.limits.budgeted,
         )
         route_limits = route.limits
         reserved = True

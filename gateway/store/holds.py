@@ -52,6 +52,9 @@ class HoldRecord:
     output_tokens: int = 0
     progress_credits: int = 0
     team: str = ""  # the key's team at admission: the hold is on the team's balance
+    # In a team: the key had a budget of its own at admission, so its held credits and
+    # spend are counted too (``lua/admit_team.lua``).
+    key_budget: bool = False
 
     @property
     def account(self) -> str:
@@ -71,6 +74,8 @@ class HoldRecord:
         }
         if self.team:  # absent for a key without a team: its records stay as they were
             rest["team"] = self.team
+        if self.key_budget:
+            rest["key_budget"] = True
         return f"{self.credits}:{self.tokens}:{self.lease_until!r}:{orjson.dumps(rest).decode()}"
 
     @classmethod
@@ -269,7 +274,9 @@ class Holds:
         batch = self._batch()
         if key and record.team:
             holds, held, requests, tokens_window = _member_keys(record.team, record.key_id, window)
-            keys = [*_release_keys(record.team, window), holds, held, tokens_window, requests]
+            keys = [*_release_keys(record.team, window), holds, tokens_window, requests]
+            if record.key_budget:
+                keys.append(held)
             batch.add(_script_step(self._release_team, keys, [charge_id, 0, 1]))
         accounts = [record.key_id] if key and not record.team else []
         if route:
@@ -318,10 +325,12 @@ class Holds:
         if record.team:  # the team's ledger names the key; the key's own caps count it too
             script = self._settle_team
             holds, held, _, tokens_window = _member_keys(record.team, key_id, window)
-            keys += [holds, held, tokens_window]
-            month = _day_and_month(int(now // 86400))[1]
-            keys.append(schema.member(record.team, key_id, f"spend:d:{day}"))
-            keys.append(schema.member(record.team, key_id, f"spend:m:{month}"))
+            keys += [holds, tokens_window]
+            if record.key_budget:
+                month = _day_and_month(int(now // 86400))[1]
+                keys.append(held)
+                keys.append(schema.member(record.team, key_id, f"spend:d:{day}"))
+                keys.append(schema.member(record.team, key_id, f"spend:m:{month}"))
             fields = {**fields, "key_id": key_id}
         post = 1 if credits or tokens else 0
         error = 1 if failed else 0

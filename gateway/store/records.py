@@ -29,6 +29,11 @@ class KeyLimits:
         for name in LIMIT_FIELDS:
             amounts.count(getattr(self, name), f"limits.{name}")
 
+    @property
+    def budgeted(self) -> bool:
+        """Whether a daily or monthly budget is set."""
+        return bool(self.daily_budget or self.monthly_budget)
+
     def to_hash(self) -> dict[str, str]:
         """The fields of a key record that hold these limits."""
         return {name: str(getattr(self, name)) for name in LIMIT_FIELDS}

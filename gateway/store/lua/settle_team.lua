@@ -8,9 +8,9 @@
 -- KEYS[6] team tokens counter of the window the request was admitted in
 -- KEYS[7] team spend today   KEYS[8] team spend this month
 -- KEYS[9] the team's aggregate of this hour   KEYS[10] of this day (hashes)
--- KEYS[11] the key's holds (set)   KEYS[12] the key's held
--- KEYS[13] the key's tokens counter of the admission window
--- KEYS[14] the key's spend today   KEYS[15] its spend this month
+-- KEYS[11] the key's holds (set)   KEYS[12] the key's tokens counter of the admission window
+-- and for a key that had a budget at admission (its hold record says so):
+-- KEYS[13] the key's held   KEYS[14] its spend today   KEYS[15] its spend this month
 -- ARGV as settle.lua's (the ledger fields name the key: key_id).
 --
 -- Returns {1, balance} when settled now, {0, balance} when already settled.
@@ -52,19 +52,22 @@ if hold then
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('SREM', KEYS[11], ARGV[1])
   redis.call('DECRBY', KEYS[3], held_credits)
-  redis.call('DECRBY', KEYS[12], held_credits)
+  if KEYS[13] then redis.call('DECRBY', KEYS[13], held_credits) end
   local correction = used - held_tokens
   if correction ~= 0 then
-    for _, counter in ipairs({KEYS[6], KEYS[13]}) do
+    for _, counter in ipairs({KEYS[6], KEYS[12]}) do
       if redis.call('EXISTS', counter) == 1 then redis.call('INCRBY', counter, correction) end
     end
   end
 end
 local balance = redis.call('DECRBY', KEYS[1], ARGV[2])
 if amount ~= 0 then
-  for _, i in ipairs({7, 8, 14, 15}) do
-    redis.call('INCRBY', KEYS[i], ARGV[2])
-    redis.call('EXPIRE', KEYS[i], ARGV[5])
+  -- A spend counter gets its retention when this charge created it (its name holds
+  -- its day or month), not on every charge.
+  for _, i in ipairs(KEYS[13] and {7, 8, 14, 15} or {7, 8}) do
+    if redis.call('INCRBY', KEYS[i], ARGV[2]) == amount then
+      redis.call('EXPIRE', KEYS[i], ARGV[5])
+    end
   end
 end
 -- The hour counts the key's totals; the day each agent's (its totals are their sum).

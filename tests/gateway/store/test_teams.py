@@ -20,7 +20,16 @@ from gateway.store.teams import Teams
 def record(key: ApiKey, credits: int = 100, tokens: int = 50) -> HoldRecord:
     now = time.time()
     return HoldRecord(
-        credits, tokens, now + 30, uuid.uuid4().hex, key.id, "echo", "", now, team=key.team
+        credits,
+        tokens,
+        now + 30,
+        uuid.uuid4().hex,
+        key.id,
+        "echo",
+        "",
+        now,
+        team=key.team,
+        key_budget=key.limits.budgeted,
     )
 
 
@@ -106,7 +115,10 @@ async def test_budgets_of_key_and_team(world: tuple[Store, Teams, Holds]) -> Non
     key = await store.get_key(key.id)
     charge_id, held, result = await admit(holds, key, 250)
     assert isinstance(result, Admitted)
+    assert await holds.redis.get(schema.member(team.id, key.id, "held")) == "250"
     await settle(holds, held, charge_id, 250)
+    assert await holds.redis.get(schema.member(team.id, key.id, "held")) == "0"
+    assert await holds.redis.get(schema.member(team.id, key.id, f"spend:d:{_today()}")) == "250"
     refusal = (await admit(holds, key, 100))[2]
     assert isinstance(refusal, Refusal) and (refusal.reason, refusal.whose) == (
         "daily_budget", "key"
@@ -123,7 +135,9 @@ async def test_budgets_of_key_and_team(world: tuple[Store, Teams, Holds]) -> Non
 async def test_a_refused_route_releases_the_team_hold(world: tuple[Store, Teams, Holds]) -> None:
     store, teams, holds = world
     team = await teams.create("t", balance=10**6)
-    key, _ = await store.create_key("k", team=team.id)
+    key, _ = await store.create_key(
+        "k", team=team.id, limits=KeyLimits(rpm=100, daily_budget=10**6)
+    )
     key = await store.get_key(key.id)
     route = KeyLimits(max_concurrent=1)
     first = record(key)
@@ -136,7 +150,9 @@ async def test_a_refused_route_releases_the_team_hold(world: tuple[Store, Teams,
     assert await store.held(team.id) == 100 and await teams.in_flight(key) == 1
     window = window_of(second.started_at)
     requests = await holds.redis.get(schema.member(team.id, key.id, f"rpm:{window}"))
-    assert requests == "1"  # the refused request is uncounted
+    assert requests == "1"  # the refused request is uncounted, by the key
+    assert await holds.redis.get(schema.requests_window(team.id, window)) == "1"  # and team
+    assert await holds.redis.get(schema.member(team.id, key.id, "held")) == "100"
 
 
 async def test_renew_and_reap_find_a_team_hold(world: tuple[Store, Teams, Holds]) -> None:
@@ -225,3 +241,7 @@ async def test_teams_refuse_what_does_not_exist(world: tuple[Store, Teams, Holds
     with pytest.raises(NotFound):
         await teams.move(key.id, "team_missing", wait=0)
     assert [t.id for t in await teams.all()] == [team.id]
+
+
+def _today() -> str:
+    return time.strftime("%Y%m%d", time.gmtime())
