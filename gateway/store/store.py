@@ -460,12 +460,21 @@ class Store:
             )
         return bool(posted), int(balance)
 
-    async def ledger(self, key_id: str, *, limit: int | None = None) -> list[LedgerEntry]:
+    async def ledger(
+        self, key_id: str, *, limit: int | None = None, latest: int | None = None
+    ) -> list[LedgerEntry]:
+        """An account's ledger, oldest first: the first ``limit`` entries, or the ``latest``."""
         async with guard():
-            rows = cast(
-                list[tuple[str, dict[str, str]]],
-                await self.redis.xrange(schema.ledger(key_id), count=limit),
-            )
+            if latest is not None:
+                rows = cast(
+                    list[tuple[str, dict[str, str]]],
+                    await self.redis.xrevrange(schema.ledger(key_id), count=latest),
+                )[::-1]
+            else:
+                rows = cast(
+                    list[tuple[str, dict[str, str]]],
+                    await self.redis.xrange(schema.ledger(key_id), count=limit),
+                )
         return [LedgerEntry.from_stream(entry_id, fields) for entry_id, fields in rows]
 
 
