@@ -130,6 +130,7 @@ class Admission:
             key_limits=key.limits,
             route_limited=route_limits.any,
             reserved=reserved,
+            team_limits=key.team_limits,
         )
         self._live[charge_id] = hold
         return hold

@@ -32,6 +32,7 @@ class Hold:
     credits: int | None = None  # the cost, once settled
     reserved: bool = True  # False: admitted without a reservation (Redis down, fail_open)
     final: Usage | None = None  # the usage settled, while the settlement waits in the outbox
+    team_limits: KeyLimits = field(default_factory=KeyLimits)  # the key's team's, if any
 
     def usage(self, *, answered: bool = False) -> Usage:
         """What to charge for what the stream delivered so far (see ``Tally.final``)."""

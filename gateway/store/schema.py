@@ -17,6 +17,7 @@ KEYS_BY_TEXT = f"{PREFIX}:keys:text"  # sorted set (lex): "<lowercased name or i
 KEYS_LIMITED = f"{PREFIX}:keys:limited"  # set of the key ids with a limit or a budget
 TEAM_INDEX = f"{PREFIX}:teams"  # set of every team id
 AUDIT = f"{PREFIX}:audit"  # stream of admin actions (who, what, which key, when)
+ALERTS = f"{PREFIX}:alerts"  # stream of threshold events (gateway/store/alerts.py)
 
 
 def console_sign_ins(address: str) -> str:
@@ -174,3 +175,13 @@ def member(team_id: str, key_id: str, name: str) -> str:
     (set of its charge ids in flight), ``held``, ``rpm:<window>``, ``tpm:<window>``,
     ``spend:d:<day>``, ``spend:m:<month>``."""
     return _of(team_id, f"key:{key_id}:{name}")
+
+
+def alert_reference(account: str) -> str:
+    """An account's balance just after its last top-up: what balance thresholds are of."""
+    return _of(account, "alert:ref")
+
+
+def alert_marker(account: str, name: str) -> str:
+    """Set when a threshold event fired, so each fires once (per top-up, day or month)."""
+    return _of(account, f"alert:{name}")

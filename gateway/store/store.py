@@ -432,9 +432,17 @@ class Store:
         await self.get_key(key_id)
         fields = {"kind": "credit", "at": repr(time.time()), "note": note}
         _, balance = await self.post(key_id, uuid.uuid4().hex, credits, fields)
+        if credits > 0:
+            await self.set_alert_reference(key_id, balance)
         details = {"credits": credits, "note": note, "balance": balance}
         await self.audit(actor, "key.credit", key_id, details)
         return balance
+
+    async def set_alert_reference(self, account: str, balance: int) -> None:
+        """After a top-up: what balance thresholds (``gateway.store.alerts``) are of."""
+        # The time names this top-up: its thresholds fire anew even at an equal balance.
+        async with guard():
+            await self.redis.set(schema.alert_reference(account), f"{balance} {time.time_ns()}")
 
     async def post(
         self, key_id: str, entry_id: str, amount: int, fields: dict[str, str]

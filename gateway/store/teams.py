@@ -104,6 +104,8 @@ class Teams:
         await self.get(team_id)
         fields = {"kind": "credit", "at": repr(time.time()), "note": note}
         _, balance = await self._store.post(team_id, uuid.uuid4().hex, credits, fields)
+        if credits > 0:
+            await self._store.set_alert_reference(team_id, balance)
         details = {"team": team_id, "credits": credits, "note": note, "balance": balance}
         await self._store.audit(actor, "team.credit", "", details)
         return balance
