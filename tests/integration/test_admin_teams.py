@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 
 from gateway.server.admin.table import ADMIN
 from gateway.server.openapi import document
+from gateway.store import schema
 from tests.conftest import RunningGateway, StartGateway
 
 TOKEN = "admin-token-for-team-tests-0123456"
@@ -141,3 +142,24 @@ async def test_team_errors(gw: RunningGateway, http: aiohttp.ClientSession) -> N
     await call(http, gw, "POST", f"/admin/keys/{key['id']}/move", {}, status=400)
     await call(http, gw, "POST", f"/admin/keys/{key['id']}/move", {"team": 5}, status=400)
     await call(http, gw, "POST", f"/admin/keys/{key['id']}/move", {"team": "team_x"}, status=404)
+
+
+async def test_refusals_name_the_team_and_a_moving_key_waits(
+    gw: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    team = await call(http, gw, "POST", "/admin/teams", {"name": "poor", "balance": 10},
+                      status=201)  # fmt: skip
+    key = await call(http, gw, "POST", "/admin/keys", {"name": "k", "team": team["id"]}, status=201)
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hello team"}]}
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    async with http.post(f"{gw.url}/v1/chat/completions", json=body, headers=headers) as r:
+        assert r.status == 402
+        message = (await r.json())["error"]["message"]
+    assert message.startswith("Insufficient balance: this key's team has 10 credits")
+    assert "add credits to the team" in message or "send less input" in message
+
+    await gw.store.redis.hset(schema.key_record(key["id"]), "moving", "1")  # as a move does
+    gw.gateway.auth.forget(key["id"])
+    async with http.post(f"{gw.url}/v1/chat/completions", json=body, headers=headers) as r:
+        assert r.status == 429 and r.headers["Retry-After"] == "1"
+        assert (await r.json())["error"]["code"] == "key_moving"
