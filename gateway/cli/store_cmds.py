@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 
 from gateway import key_rules
 from gateway.cli.output import CommandError, emit_json, emit_table
-from gateway.config import load_redis_settings, load_route_names
+from gateway.config import load_auth_settings, load_redis_settings, load_route_names
 from gateway.errors import GatewayError
 from gateway.store import ApiKey, Store, connect, erasure, ledger_export
 from gateway.store.records import KeyLimits
 from gateway.store.settings import EMBEDDED
 from gateway.store.store import DEFAULT_GRACE_SECONDS
-from gateway.store.teams import Teams, is_team
+from gateway.store.teams import MOVE_MARGIN_SECONDS, Teams, is_team
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -373,7 +373,10 @@ def _details(details: Mapping[str, object]) -> str:
 
 
 async def _move(store: Store, args: argparse.Namespace) -> None:
-    key = await Teams(store).move(args.id, None if args.no_team else args.team, actor=actor())
+    # Every serving process must have seen the key's mark: their auth cache's life, and a margin.
+    wait = load_auth_settings(args.config).cache_ttl + MOVE_MARGIN_SECONDS
+    target = None if args.no_team else args.team
+    key = await Teams(store).move(args.id, target, actor=actor(), wait=wait)
     if args.json:
         emit_json(key.to_json())
     elif key.team:

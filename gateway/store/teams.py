@@ -26,7 +26,8 @@ from gateway.store.holds import WINDOW_SECONDS, window_of
 from gateway.store.records import ApiKey, KeyLimits, LedgerEntry, Team
 from gateway.store.store import Store, guard
 
-MOVE_WAIT_SECONDS = 1.2  # the default auth.cache_ttl (1 s) and a margin
+MOVE_MARGIN_SECONDS = 0.2  # a move waits auth.cache_ttl and this
+MOVE_WAIT_SECONDS = 1.0 + MOVE_MARGIN_SECONDS  # with the default auth.cache_ttl (1 s)
 TEAM_PREFIX = "team_"  # a team's id; a key's is "key_..."
 
 

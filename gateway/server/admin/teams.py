@@ -18,9 +18,7 @@ from gateway.server.admin.request import (
 )
 from gateway.server.body import json_response
 from gateway.store.records import LIMIT_FIELDS
-from gateway.store.teams import Teams
-
-_MARGIN_SECONDS = 0.2  # beyond auth.cache_ttl: a move waits until every cache saw its mark
+from gateway.store.teams import MOVE_MARGIN_SECONDS, Teams
 
 
 def _teams(request: web.Request) -> Teams:
@@ -81,7 +79,7 @@ async def move_key(request: web.Request) -> web.Response:
     if team is not None and not isinstance(team, str):
         raise InvalidRequest("team must be a team id or null", param="team")
     gateway = gateway_of(request)
-    wait = gateway.config.auth.cache_ttl + _MARGIN_SECONDS
+    wait = gateway.config.auth.cache_ttl + MOVE_MARGIN_SECONDS  # every cache saw its mark
     key = await Teams(gateway.store).move(
         request.match_info["id"], team or None, actor=actor(request), wait=wait
     )
