@@ -1,6 +1,6 @@
 """The console's teams: the list (balance, held, keys, spend this month) and a team's
 page (its balance and limits, spend by day from its aggregates, each of its keys with
-what it spent, from the team's latest ledger entries)."""
+what it spent, from the team's latest ledger entries, and its threshold events)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from gateway.server.console.charts import bars
 from gateway.server.console.html import credits, page, render, table, when
 from gateway.server.console.session import session_of
 from gateway.store import aggregates
+from gateway.store.alerts import Alerts
 from gateway.store.records import LIMIT_FIELDS
 from gateway.store.teams import Teams
 
@@ -87,6 +88,13 @@ async def team_page(request: web.Request) -> web.Response:
                           if getattr(key.limits, n)) or "none",
             )
         )  # fmt: skip
+    ours = {team.id, *members}
+    events = [e for e in await Alerts(store.redis).latest(1_000) if e.account in ours][:20]
+    event_rows = [
+        (when(e.at), e.whose, render("<code>{a}</code>", a=e.account), e.kind,
+         f"{e.fraction:.0%}", f"{e.value:,} of {e.limit:,}")
+        for e in events
+    ]  # fmt: skip
     facts = table(
         ("", ""),
         [
@@ -105,12 +113,17 @@ async def team_page(request: web.Request) -> web.Response:
         '<section class="charts">{by_day}</section>'
         "<h2>Keys</h2>"
         '<p class="note">Spend and requests over the team\'s latest {scan} ledger entries '
-        "(<code>gateway usage {id}</code> has them all).</p>{keys}",
+        "(<code>gateway usage {id}</code> has them all).</p>{keys}"
+        "<h2>Threshold events</h2>"
+        '<p class="note">The team\'s and its keys\' among the latest 1,000 '
+        "(<code>alerts.thresholds</code> in gateway.yaml).</p>{events}",
         facts=facts,
         by_day=bars([(b.label[5:], b.totals.credits) for b in days.buckets], title="Spend by day"),
         scan=f"{LEDGER_SCAN:,}",
         id=team.id,
         keys=table(("key", "id", "spent", "requests", "own limits"), keys, empty="no keys"),
-    )
+        events=table(("at", "whose", "account", "kind", "fraction", "spent"), event_rows,
+                     empty="no threshold events"),
+    )  # fmt: skip
     html = page(f"Team {team.name}", body, csrf=csrf, current="/console/teams")
     return web.Response(text=html, content_type="text/html")

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from gateway.store.alerts import Alerts, watched
 from gateway.store.teams import Teams
 from tests.conftest import StartGateway
 from tests.gateway.server.console.support import ENV, TOKEN, Console, start_console
@@ -62,6 +63,11 @@ async def test_teams_their_keys_and_spend(console: Console, http: aiohttp.Client
         f"<td>{spent:,}</td>" in shown.replace('<span class="credits"', "").replace("</span>", "")
         or f">{spent:,}<" in shown
     )
+    assert "no threshold events" in shown
+    await Alerts(store.redis).check(watched(idle.id, team.id, idle.limits, team.limits)[0],
+                                    idle.id, (0.000001,))  # fmt: skip
+    shown = await text(http, console.url + f"/console/teams/{team.id}")
+    assert "no threshold events" not in shown and "0%" in shown
     key_page = await text(http, console.url + f"/console/keys/{spender.id}")
     assert f'href="/console/teams/{team.id}"' in key_page
     await text(http, console.url + "/console/teams/team_missing", status=404)
