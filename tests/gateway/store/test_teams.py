@@ -8,6 +8,8 @@ import time
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis import asyncio as aioredis
 
 from gateway.errors import InvalidRequest, NotFound
@@ -245,3 +247,95 @@ async def test_teams_refuse_what_does_not_exist(world: tuple[Store, Teams, Holds
 
 def _today() -> str:
     return time.strftime("%Y%m%d", time.gmtime())
+
+
+# The books of a team as properties: any interleaving of admissions, settlements (at most
+# what was held), releases and moves of its keys leaves them true.
+
+BALANCE = 700  # a few requests' worth: the balance, not only the caps, refuses some
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("admit"), st.integers(0, 2), st.integers(1, 400)),
+        st.tuples(st.just("settle"), st.integers(0, 30), st.floats(0, 1)),
+        st.tuples(st.just("release"), st.integers(0, 30), st.just(0.0)),
+        st.tuples(st.just("move"), st.integers(0, 2), st.just(0.0)),
+    ),
+    min_size=10,
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(ops=OPS)
+def test_the_team_books_hold_under_any_interleaving(
+    redis_url: str, ops: list[tuple[str, int, float]]
+) -> None:
+    asyncio.run(_books(redis_url, ops))
+
+
+async def _books(redis_url: str, ops: list[tuple[str, int, float]]) -> None:
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    await redis.flushdb()
+    store, holds = Store(redis), Holds(redis)
+    teams = Teams(store)
+    try:
+        team = await teams.create("t", balance=BALANCE, limits=KeyLimits(max_concurrent=4))
+        other = await teams.create("o", balance=0)
+        caps = [KeyLimits(max_concurrent=2), KeyLimits(daily_budget=600), KeyLimits()]
+        keys = [
+            await store.get_key((await store.create_key(f"k{i}", team=team.id, limits=c))[0].id)
+            for i, c in enumerate(caps)
+        ]
+        open_: list[tuple[str, HoldRecord]] = []
+        charged = 0
+        for op, n, share in ops:
+            if op == "admit":
+                key = keys[n]
+                if key.team != team.id:
+                    continue
+                charge_id, held, result = await admit(holds, key, credits=int(share))
+                if isinstance(result, Admitted):
+                    open_.append((charge_id, held))
+            elif op in ("settle", "release") and open_:
+                charge_id, held = open_.pop(n % len(open_))
+                if op == "settle":
+                    credits = int(held.credits * share)
+                    assert await settle(holds, held, charge_id, credits)
+                    charged += credits
+                else:
+                    await holds.release(held, charge_id, key=True, route=False)
+            elif op == "move":
+                key = keys[n]
+                target = other.id if key.team == team.id else team.id
+                if any(h.key_id == key.id for _, h in open_):
+                    with pytest.raises(InvalidRequest):
+                        await teams.move(key.id, target, wait=0)
+                else:
+                    keys[n] = await teams.move(key.id, target, wait=0)
+            await _check(store, team.id, keys, open_, BALANCE - charged)
+    finally:
+        await redis.aclose()
+
+
+async def _check(
+    store: Store, team: str, keys: list[ApiKey], open_: list[tuple[str, HoldRecord]], balance: int
+) -> None:
+    redis = store.redis
+    assert await store.balance(team) == balance >= 0
+    ledger = await store.ledger(team)
+    assert sum(e.amount for e in ledger) == balance
+    records = {
+        c: HoldRecord.decode(r) for c, r in (await redis.hgetall(schema.holds(team))).items()
+    }
+    assert set(records) == {c for c, _ in open_}
+    assert await store.held(team) == sum(r.credits for r in records.values())
+    assert len(records) <= 4  # the team's max_concurrent
+    for key in keys:
+        mine = {c for c, r in records.items() if r.key_id == key.id}
+        assert await redis.smembers(schema.member(team, key.id, "holds")) == mine
+    assert len([r for r in records.values() if r.key_id == keys[0].id]) <= 2  # its own cap
+    budgeted = keys[1].id
+    spent = -sum(e.amount for e in ledger if e.key_id == budgeted)
+    held = sum(r.credits for r in records.values() if r.key_id == budgeted)
+    assert spent + held <= 600  # its daily budget, spend and holds together
+    assert int(await redis.get(schema.member(team, budgeted, "held")) or 0) == held
