@@ -23,7 +23,7 @@ from gateway import discovery
 from gateway.discovery import ACCESS_LOG_FILTER, BackendSpec, FilterSpec
 from gateway.errors import ConfigError, Problem
 from gateway.route import Route
-from gateway.settings import ResponsesSettings, Settings
+from gateway.settings import AuthSettings, ResponsesSettings, Settings
 from gateway.store.cipher import KeyProblem, cipher_from_env
 from gateway.store.settings import RedisSettings, check_redis, with_env
 from gateway.typed import Report, build, problems_collector
@@ -260,3 +260,19 @@ def load_route_names(path: str | os.PathLike[str]) -> frozenset[str]:
         raise ConfigError([_unreadable(file, exc)]) from exc
     routes = _document(text, file)[1].get("routes")
     return frozenset(str(agent) for agent in routes) if isinstance(routes, dict) else frozenset()
+
+
+def load_auth_settings(path: str | os.PathLike[str]) -> AuthSettings:
+    """Only the ``auth`` section (like ``load_redis_settings``): how long the serving
+    processes cache a key, which a move between teams must wait out."""
+    file = str(path)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([_unreadable(file, exc)]) from exc
+    problems, report = problems_collector(file, {})
+    raw = _document(text, file)[1].get("auth", {})
+    settings: AuthSettings | None = build(AuthSettings, raw, "auth", report)
+    if settings is None or problems:
+        raise ConfigError(problems)
+    return settings

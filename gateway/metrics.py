@@ -81,6 +81,16 @@ UNBILLED = Counter(
     "reporting more than it was allowed), by route.",
     ["route"],
 )
+THRESHOLD_EVENTS = Counter(
+    "gateway_threshold_events",
+    "Threshold events this process fired (a key's or team's spend crossing a fraction of "
+    "its balance or budget; gateway/store/alerts.py), by whose, kind and fraction.",
+    ["whose", "kind", "fraction"],
+)
+ALERT_DELIVERY_FAILURES = Counter(
+    "gateway_alert_webhook_failures",
+    "Threshold events the alert webhook never took, after every retry.",
+)
 UPSTREAM_ERRORS = Counter(
     "gateway_upstream_errors",
     "Failures of a backend's call (before or during its answer), by backend and error code.",

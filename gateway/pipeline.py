@@ -116,7 +116,11 @@ class Gateway:
         )
         self.holds = Holds(store.redis, cluster=config.redis.cluster)
         self.meter = Meter(
-            self.holds, tasks, config.metering, fail_open=config.redis.admission == "fail_open"
+            self.holds,
+            tasks,
+            config.metering,
+            fail_open=config.redis.admission == "fail_open",
+            alerts=config.alerts,
         )
         # Keys are read once: encryption changes at the next restart (gateway.reload).
         self.cipher = _cipher(config)

@@ -123,6 +123,34 @@ class MeteringSettings:
     outbox_size: int = field(default=100_000, metadata={"check": positive})
 
 
+def _fractions(values: tuple[float, ...]) -> str | None:
+    if all(0 < v <= 1 for v in values):
+        return None
+    return "each must be a fraction above 0 and at most 1 (e.g. 0.5, 0.8, 1.0)"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertWebhook:
+    """Where threshold events are POSTed (JSON, signed with HMAC-SHA256 of the body by
+    the secret in the environment variable ``secret_env``), with ``attempts`` tries
+    ``backoff``, 2x ``backoff``, ... seconds apart."""
+
+    url: str
+    secret_env: str = field(metadata={"env": True})
+    attempts: int = field(default=5, metadata={"check": positive})
+    backoff: float = field(default=1.0, metadata={"check": positive})
+    timeout: float = field(default=5.0, metadata={"check": positive})
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """Threshold events (``gateway.alerts``): when a key's or a team's spend crosses a
+    fraction of its balance (as last topped up) or of its daily or monthly budget."""
+
+    thresholds: tuple[float, ...] = field(default=(), metadata={"check": _fractions})
+    webhook: AlertWebhook | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """What one client may ask of the gateway (see SECURITY.md for the why).
@@ -189,6 +217,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     metering: MeteringSettings = field(default_factory=MeteringSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
     # One log line per request (the request_log filter) unless turned off; an

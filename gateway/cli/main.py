@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from gateway.cli import config_cmd, serve, store_cmds
+from gateway.cli import config_cmd, serve, store_cmds, team_cmds
 from gateway.cli.output import CommandError
 from gateway.errors import ConfigError, GatewayError
 
@@ -59,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     serve.register(commands, common)
     config_cmd.register(commands, common)
     store_cmds.register(commands, common)
+    team_cmds.register(commands, common)
     return top
 
 

@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 
 from gateway import key_rules
 from gateway.cli.output import CommandError, emit_json, emit_table
-from gateway.config import load_redis_settings, load_route_names
+from gateway.config import load_auth_settings, load_redis_settings, load_route_names
 from gateway.errors import GatewayError
 from gateway.store import ApiKey, Store, connect, erasure, ledger_export
 from gateway.store.records import KeyLimits
 from gateway.store.settings import EMBEDDED
 from gateway.store.store import DEFAULT_GRACE_SECONDS
+from gateway.store.teams import MOVE_MARGIN_SECONDS, Teams, is_team
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -61,8 +62,21 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         help="e.g. 30d, 12h (more than 0; default: never)",
     )
     create.add_argument("--note", default="", type=_checked(str, key_rules.note), help=_NOTE)
+    create.add_argument("--team", default="", help="the team whose balance the key spends")
     _limit_options(create)
     create.set_defaults(run=_runner(_create))
+    move = ks.add_parser(
+        "move",
+        parents=[common],
+        help="move a key into, out of or between teams (refused while it has requests in flight)",
+    )
+    move.add_argument("id")
+    into = move.add_mutually_exclusive_group(required=True)
+    into.add_argument("--team", help="the team to move it into")
+    into.add_argument(
+        "--no-team", action="store_true", help="out of its team, onto its own balance"
+    )
+    move.set_defaults(run=_runner(_move))
     limits = ks.add_parser("limits", parents=[common], help="set a key's limits (0: none)")
     limits.add_argument("id")
     _limit_options(limits)
@@ -112,7 +126,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
     balance = commands.add_parser("balance", parents=[common], help="show or add credits")
     bs = balance.add_subparsers(dest="balance_command", required=True, metavar="COMMAND")
-    bshow = bs.add_parser("show", parents=[common], help="a key's balance in credits")
+    bshow = bs.add_parser("show", parents=[common], help="a key's or a team's balance in credits")
     bshow.add_argument("id")
     bshow.set_defaults(run=_runner(_balance_show))
     badd = bs.add_parser("add", parents=[common], help="add credits (negative to remove)")
@@ -121,7 +135,11 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     badd.add_argument("--note", default="", type=_checked(str, key_rules.note), help=_NOTE)
     badd.set_defaults(run=_runner(_balance_add))
 
-    usage = commands.add_parser("usage", parents=[common], help="a key's ledger")
+    usage = commands.add_parser(
+        "usage",
+        parents=[common],
+        help="a key's or a team's ledger (a team key's: the team's, its own)",
+    )
     usage.add_argument("id")
     usage.add_argument("--limit", type=_positive, help="at most this many entries (oldest first)")
     usage.add_argument("--agent", help="only this agent's usage")
@@ -252,11 +270,15 @@ async def _create(store: Store, args: argparse.Namespace) -> None:
         limits=_limits_of(args),
         note=args.note,
         actor=actor(),
+        team=args.team,
     )
     if args.json:
         emit_json({**key.to_json(), "key": secret, "balance": args.balance})
         return
-    print(f"Created key {key.id} ({key.name}) with {args.balance} credits.")
+    if key.team:
+        print(f"Created key {key.id} ({key.name}) in team {key.team}, spending its balance.")
+    else:
+        print(f"Created key {key.id} ({key.name}) with {args.balance} credits.")
     print("Its secret is shown only now; store it safely:")
     print(secret)
 
@@ -363,21 +385,40 @@ def _details(details: Mapping[str, object]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(details.items()) if v not in (None, "", [], {}))
 
 
-async def _balance_show(store: Store, args: argparse.Namespace) -> None:
-    key = await store.get_key(args.id)
-    balance = await store.balance(key.id)
-    held = await store.held(key.id)
+async def _move(store: Store, args: argparse.Namespace) -> None:
+    # Every serving process must have seen the key's mark: their auth cache's life, and a margin.
+    wait = load_auth_settings(args.config).cache_ttl + MOVE_MARGIN_SECONDS
+    target = None if args.no_team else args.team
+    key = await Teams(store).move(args.id, target, actor=actor(), wait=wait)
     if args.json:
-        emit_json({"id": key.id, "balance": balance, "held": held, "available": balance - held})
+        emit_json(key.to_json())
+    elif key.team:
+        print(f"Key {key.id} is in team {key.team}: it spends the team's balance.")
+    else:
+        print(f"Key {key.id} is in no team: it spends its own balance.")
+
+
+async def _balance_show(store: Store, args: argparse.Namespace) -> None:
+    if is_team(args.id):
+        account = (await Teams(store).get(args.id)).id
+    else:
+        account = (await store.get_key(args.id)).id
+    balance = await store.balance(account)
+    held = await store.held(account)
+    if args.json:
+        emit_json({"id": account, "balance": balance, "held": held, "available": balance - held})
     else:
         print(
-            f"{key.id}: {balance} credits ({balance / 1_000_000:.6f} USD), "
+            f"{account}: {balance} credits ({balance / 1_000_000:.6f} USD), "
             f"{held} held by requests in flight"
         )
 
 
 async def _balance_add(store: Store, args: argparse.Namespace) -> None:
-    balance = await store.credit(args.id, args.credits, note=args.note, actor=actor())
+    if is_team(args.id):
+        balance = await Teams(store).credit(args.id, args.credits, note=args.note, actor=actor())
+    else:
+        balance = await store.credit(args.id, args.credits, note=args.note, actor=actor())
     if args.json:
         emit_json({"id": args.id, "balance": balance})
     else:
@@ -385,11 +426,22 @@ async def _balance_add(store: Store, args: argparse.Namespace) -> None:
 
 
 async def _usage(store: Store, args: argparse.Namespace) -> None:
-    await store.get_key(args.id)
+    account, only = args.id, None
+    if is_team(args.id):
+        await Teams(store).get(args.id)
+    else:
+        key = await store.get_key(args.id)
+        if key.team:  # a team's key: its entries in the team's ledger
+            account, only = key.team, key.id
     query = ledger_export.LedgerQuery(
-        agent=args.agent, kind=args.kind, since=args.since, until=args.until, limit=args.limit
+        agent=args.agent,
+        kind=args.kind,
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+        key=only,
     )
-    entries = ledger_export.entries(store, args.id, query)
+    entries = ledger_export.entries(store, account, query)
     fmt = args.format or ("json" if args.json else "table")
     if fmt != "table":
         chunks = (

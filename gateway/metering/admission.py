@@ -57,6 +57,8 @@ class Admission:
         budget: int | None = None,
     ) -> Hold:
         """Hold the most this request can cost, or refuse it (402 or 429)."""
+        if key.moving:
+            raise refusals.key_moving(key.id)
         pricing = route.pricing
         caps = [c for c in (invocation.max_output_tokens, route.max_output_tokens) if c]
         cap = min(caps) if caps else self._settings.default_max_output_tokens
@@ -81,6 +83,8 @@ class Admission:
             started_at=now,
             input_tokens=estimated_input,
             progress_credits=cost(Usage(input_tokens=estimated_input), pricing),
+            team=key.team,
+            key_budget=bool(key.team) and key.limits.budgeted,
         )
         route_limits = route.limits
         reserved = True
@@ -95,6 +99,7 @@ class Admission:
                 )
                 if route_limits.any
                 else None,
+                team_limits=key.team_limits,
             )
         except asyncio.CancelledError:  # the client left: Redis may have the hold already
             self._tasks.spawn(
@@ -125,6 +130,7 @@ class Admission:
             key_limits=key.limits,
             route_limited=route_limits.any,
             reserved=reserved,
+            team_limits=key.team_limits,
         )
         self._live[charge_id] = hold
         return hold

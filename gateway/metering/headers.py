@@ -1,5 +1,6 @@
 """The HTTP headers metering adds to an answer or a refusal: OpenAI's ``x-ratelimit-*``,
-``Retry-After``, and the gateway's own ``x-gateway-cost`` and ``x-gateway-balance``."""
+``Retry-After``, and the gateway's own ``x-gateway-cost``, ``x-gateway-balance`` and
+``x-gateway-balance-team``."""
 
 from __future__ import annotations
 
@@ -22,11 +23,15 @@ def rate_limits(limits: KeyLimits, admitted: Admitted, started_at: float) -> dic
     return out
 
 
-def billing(credits: int, balance: int | None) -> dict[str, str]:
-    """A complete answer's cost and, when known, the key's balance after it."""
-    if balance is None:
-        return {"x-gateway-cost": str(credits)}
-    return {"x-gateway-cost": str(credits), "x-gateway-balance": str(balance)}
+def billing(credits: int, balance: int | None, team: str = "") -> dict[str, str]:
+    """A complete answer's cost and, when known, the balance after it: the key's, or
+    for a key in a team the team's, named by ``x-gateway-balance-team``."""
+    out = {"x-gateway-cost": str(credits)}
+    if balance is not None:
+        out["x-gateway-balance"] = str(balance)
+    if team:
+        out["x-gateway-balance-team"] = team
+    return out
 
 
 def refusal(kind: str | None, limit: int, retry: int) -> dict[str, str]:

@@ -32,6 +32,7 @@ class Hold:
     credits: int | None = None  # the cost, once settled
     reserved: bool = True  # False: admitted without a reservation (Redis down, fail_open)
     final: Usage | None = None  # the usage settled, while the settlement waits in the outbox
+    team_limits: KeyLimits = field(default_factory=KeyLimits)  # the key's team's, if any
 
     def usage(self, *, answered: bool = False) -> Usage:
         """What to charge for what the stream delivered so far (see ``Tally.final``)."""
@@ -51,7 +52,8 @@ class Hold:
         return rate_limits(self.key_limits, self.admitted, self.record.started_at)
 
     def billing_headers(self) -> dict[str, str]:
-        """The request's cost and the key's balance after it (for complete answers)."""
+        """The request's cost and the balance after it: the key's, or its team's (named)."""
         credits = self.usage().credits or 0
         # Admitted without a reservation, the balance is unknown.
-        return billing(credits, self.admitted.balance - credits if self.reserved else None)
+        balance = self.admitted.balance - credits if self.reserved else None
+        return billing(credits, balance, self.record.team)

@@ -4,13 +4,15 @@ live in this process, the outbox and what the store last did."""
 from __future__ import annotations
 
 from gateway.metering.admission import Admission
+from gateway.metering.alerts import Alerter
 from gateway.metering.health import StoreHealth
 from gateway.metering.hold import Hold
 from gateway.metering.leases import Leases
 from gateway.metering.settlement import Settlement
 from gateway.metering.stream import metered
 from gateway.outbox import Outbox
-from gateway.settings import MeteringSettings
+from gateway.settings import AlertSettings, MeteringSettings
+from gateway.store.alerts import Alerts
 from gateway.store.holds import HoldRecord, Holds
 from gateway.tasks import BackgroundTasks
 
@@ -27,6 +29,7 @@ class Meter:
         settings: MeteringSettings,
         *,
         fail_open: bool = False,
+        alerts: AlertSettings | None = None,
     ) -> None:
         self._holds = holds
         self._live: dict[str, Hold] = {}  # admitted here and not yet written as settled
@@ -38,7 +41,8 @@ class Meter:
         admission = Admission(
             holds, tasks, settings, self.outbox, self._live, self.health, fail_open=fail_open
         )
-        settlement = Settlement(holds, tasks, self.outbox, self._live, self.health)
+        alerter = Alerter(Alerts(holds.redis), tasks, alerts or AlertSettings())
+        settlement = Settlement(holds, tasks, self.outbox, self._live, self.health, alerter)
         self.admit = admission.admit
         self.wrap = metered
         self.settle = settlement.settle

@@ -35,6 +35,16 @@ def no_room_for_output(budget: int) -> InsufficientQuota:
     )
 
 
+def key_moving(key_id: str) -> RateLimited:
+    """A key being moved into, out of or between teams (``gateway keys move``): for a
+    second or so no process admits its requests, so its counters move whole."""
+    return RateLimited(
+        f"Key {key_id} is being moved between teams; retry in a second.",
+        code="key_moving",
+        headers={"Retry-After": "1"},
+    )
+
+
 def store_unavailable() -> ServiceUnavailable:
     """``redis.admission: fail_closed`` with the store out of reach."""
     return ServiceUnavailable(
@@ -56,8 +66,9 @@ def too_poor(
     """
     balance, held = refusal.current, refusal.limit
     free = balance - held
+    whose = "this key's team" if refusal.whose == "team" else "this key"
     situation = (
-        f"Insufficient balance: this key has {balance} credits ({held} held by requests in "
+        f"Insufficient balance: {whose} has {balance} credits ({held} held by requests in "
         f"flight), and this request may cost up to {credits} credits: its input, up to "
         f"{input_credits}, and {cap} output tokens."
     )
@@ -78,7 +89,8 @@ def refused(refusal: Refusal, credits: int) -> InsufficientQuota | RateLimited:
     if reason in ("daily_budget", "monthly_budget"):
         period = "daily" if reason == "daily_budget" else "monthly"
         return InsufficientQuota(
-            f"This key's {period} budget of {refusal.limit} credits would be exceeded "
+            f"This key's {_whose(refusal)}{period} budget of {refusal.limit} credits "
+            "would be exceeded "
             f"({refusal.current} spent; this request may cost up to {credits}).",
             code="budget_exceeded",
         )
@@ -90,7 +102,13 @@ def refused(refusal: Refusal, credits: int) -> InsufficientQuota | RateLimited:
     retry = max(1, math.ceil(refusal.retry_after)) if refusal.retry_after else 1
     kind = {"requests": "requests", "tokens": "tokens"}.get(reason)
     return RateLimited(
-        f"Rate limit reached: {refusal.limit} {what} ({refusal.current} in use). "
+        f"Rate limit reached: {_whose(refusal)}{refusal.limit} {what} "
+        f"({refusal.current} in use). "
         f"Retry after {retry} s.",
         headers=headers.refusal(kind, refusal.limit, retry),
     )
+
+
+def _whose(refusal: Refusal) -> str:
+    """Names the team when its limit (not the key's own) refused the request."""
+    return "team's " if refusal.whose == "team" else ""

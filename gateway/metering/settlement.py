@@ -9,6 +9,7 @@ import time
 from gateway import metrics
 from gateway.errors import ServiceUnavailable
 from gateway.events import Usage
+from gateway.metering.alerts import Alerter
 from gateway.metering.health import StoreHealth
 from gateway.metering.hold import Hold
 from gateway.metering.pricing import cost
@@ -27,8 +28,10 @@ class Settlement:
         outbox: Outbox,
         live: dict[str, Hold],
         health: StoreHealth,
+        alerter: Alerter | None = None,
     ) -> None:
         self._holds = holds
+        self._alerter = alerter if alerter is not None and alerter.on else None
         self._tasks = tasks
         self._outbox = outbox
         self._live = live
@@ -65,7 +68,7 @@ class Settlement:
         credits = hold.credits or 0
 
         async def write() -> None:
-            await self._holds.settle(
+            now = await self._holds.settle(
                 record,
                 hold.charge_id,
                 credits,
@@ -75,6 +78,8 @@ class Settlement:
                 failed=not hold.tally.completed,
             )
             self._live.pop(hold.charge_id, None)
+            if now and credits and self._alerter is not None:
+                self._alerter.settled(record.key_id, record.team, hold.key_limits, hold.team_limits)
 
         if not len(self._outbox):  # else it queues behind the others: settlements stay in order
             try:

@@ -54,7 +54,19 @@ _KEY_PROPERTIES: Schema = {
         **_NULLABLE_TIME,
         "description": "until when the secret replaced by the last rotation is accepted",
     },
+    "team": {
+        "type": ["string", "null"],
+        "description": "the team whose balance the key spends (null: its own)",
+    },
 }
+_TEAM_PROPERTIES: Schema = {
+    "id": {"type": "string"},
+    "name": {"type": "string"},
+    "created_at": {"type": "number"},
+    "limits": ref("Limits"),
+    "note": {"type": "string"},
+}
+_TEAM_REQUIRED = ["id", "name", "created_at", "limits"]
 # What a bucket of the aggregates counts (gateway.store.aggregates.Totals).
 _TOTALS: Schema = {
     "credits": {"type": "integer", "description": "credits charged by requests settled"},
@@ -343,6 +355,41 @@ SCHEMAS: dict[str, Schema] = {
         },
     },
     "KeyList": {"type": "array", "items": ref("Key")},
+    "Team": {"type": "object", "required": _TEAM_REQUIRED, "properties": _TEAM_PROPERTIES},
+    "TeamList": {"type": "array", "items": ref("Team")},
+    "TeamWithBalance": {
+        "type": "object",
+        "required": [*_TEAM_REQUIRED, "balance"],
+        "properties": {
+            **_TEAM_PROPERTIES,
+            "balance": {"type": "integer"},
+            "held": _COUNT,
+            "keys": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "CreateTeam": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {**_TEXT, "minLength": 1},
+            "balance": {
+                **_COUNT,
+                "maximum": amounts.MAX_CREDITS,
+                "description": "initial credits (1e6 = 1 USD)",
+            },
+            "limits": ref("Limits"),
+            "note": _TEXT,
+        },
+        "additionalProperties": False,
+    },
+    "MoveKey": {
+        "type": "object",
+        "required": ["team"],
+        "properties": {
+            "team": {"type": ["string", "null"], "description": "a team id; null: no team"}
+        },
+        "additionalProperties": False,
+    },
     "CreateKey": {
         "type": "object",
         "required": ["name"],
@@ -366,6 +413,7 @@ SCHEMAS: dict[str, Schema] = {
             },
             "limits": ref("Limits"),
             "note": _TEXT,
+            "team": {"type": "string", "description": "a team id: the key spends its balance"},
         },
         "additionalProperties": False,
     },
@@ -448,6 +496,7 @@ SCHEMAS: dict[str, Schema] = {
             "balance": {"type": "integer"},
             "at": {"type": "number"},
             "note": {"type": "string"},
+            "key_id": {"type": "string", "description": "in a team's ledger: whose request"},
         },
     },
     "Ledger": {"type": "array", "items": ref("LedgerEntry")},

@@ -51,6 +51,15 @@ class HoldRecord:
     input_tokens: int = 0
     output_tokens: int = 0
     progress_credits: int = 0
+    team: str = ""  # the key's team at admission: the hold is on the team's balance
+    # In a team: the key had a budget of its own at admission, so its held credits and
+    # spend are counted too (``lua/admit_team.lua``).
+    key_budget: bool = False
+
+    @property
+    def account(self) -> str:
+        """Whose balance holds this request (and whose hash tag its hold lives under)."""
+        return self.team or self.key_id
 
     def encode(self) -> str:
         rest = {
@@ -63,6 +72,10 @@ class HoldRecord:
             "output_tokens": self.output_tokens,
             "progress_credits": self.progress_credits,
         }
+        if self.team:  # absent for a key without a team: its records stay as they were
+            rest["team"] = self.team
+        if self.key_budget:
+            rest["key_budget"] = True
         return f"{self.credits}:{self.tokens}:{self.lease_until!r}:{orjson.dumps(rest).decode()}"
 
     @classmethod
@@ -79,6 +92,7 @@ class Refusal:
     current: int
     limit: int
     retry_after: float = 0.0
+    whose: str = "key"  # "key", or "team" for a limit or the balance of the key's team
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +154,11 @@ class Holds:
         self._settle = load_script(redis, "settle")
         self._release = load_script(redis, "release")
         self._renew = load_script(redis, "renew")
+        self._admit_team = load_script(redis, "admit_team")
+        self._settle_team = load_script(redis, "settle_team")
+        self._release_team = load_script(redis, "release_team")
         self._scripts = [self._admit, self._settle, self._release, self._renew]
+        self._scripts += [self._admit_team, self._settle_team, self._release_team]
         # The gateway-wide aggregates: counted here, flushed by ``totals.run()``.
         self.totals = GatewayTotals(redis, HOUR_AGGREGATE_TTL, DAY_AGGREGATE_TTL)
 
@@ -180,6 +198,38 @@ class Holds:
         ]
         return _script_step(self._admit, keys, args)
 
+    def _admit_team_step(
+        self,
+        charge_id: str,
+        record: HoldRecord,
+        key_limits: KeyLimits,
+        team_limits: KeyLimits,
+        check_money: bool,
+    ) -> Command:
+        team, key_id = record.team, record.key_id
+        window = window_of(record.started_at)
+        day, month = _day_and_month(int(record.started_at // 86400))
+        keys = [
+            schema.balance(team),
+            schema.holds(team),
+            schema.held(team),
+            schema.requests_window(team, window),
+            schema.tokens_window(team, window),
+            schema.spend_day(team, day),
+            schema.spend_month(team, month),
+            *_member_keys(team, key_id, window),
+            schema.member(team, key_id, f"spend:d:{day}"),
+            schema.member(team, key_id, f"spend:m:{month}"),
+        ]
+        held = record if check_money else replace(record, credits=0)
+        args: list[str | int] = [charge_id, held.encode(), held.credits, record.tokens]
+        args.append(1 if check_money else 0)
+        for limits in (team_limits, key_limits):
+            args += [limits.rpm, limits.tpm, limits.max_concurrent]
+            args += [limits.daily_budget, limits.monthly_budget]
+        args.append(WINDOW_SECONDS * 2)
+        return _script_step(self._admit_team, keys, args)
+
     async def admit(
         self,
         charge_id: str,
@@ -187,14 +237,23 @@ class Holds:
         key_limits: KeyLimits,
         check_money: bool,
         route_limits: KeyLimits | None,
+        team_limits: KeyLimits | None = None,
     ) -> Admitted | Refusal:
         """Hold ``record`` for the key (and the route, if it has limits): one round trip.
 
+        A key in a team (``record.team``) is held on the team's balance, within the
+        team's limits (``team_limits``) and its own, in one script.
         On a refusal nothing stays held (a hold one side granted is released).
         """
         batch = self._batch()
-        batch.add(_lease_step(record.key_id, charge_id, record.lease_until))
-        batch.add(self._admit_step(record.key_id, charge_id, record, key_limits, check_money))
+        batch.add(_lease_step(record.account, charge_id, record.lease_until))
+        if record.team:
+            step = self._admit_team_step(
+                charge_id, record, key_limits, team_limits or KeyLimits(), check_money
+            )
+        else:
+            step = self._admit_step(record.key_id, charge_id, record, key_limits, check_money)
+        batch.add(step)
         if route_limits is not None:
             route = schema.route_account(record.agent)
             batch.add(self._admit_step(route, charge_id, record, route_limits, False))
@@ -213,14 +272,20 @@ class Holds:
         """Drop holds of a request that never ran (admission refused on the other side)."""
         window = window_of(record.started_at)
         batch = self._batch()
-        accounts = [record.key_id] if key else []
+        if key and record.team:
+            holds, held, requests, tokens_window = _member_keys(record.team, record.key_id, window)
+            keys = [*_release_keys(record.team, window), holds, tokens_window, requests]
+            if record.key_budget:
+                keys.append(held)
+            batch.add(_script_step(self._release_team, keys, [charge_id, 0, 1]))
+        accounts = [record.key_id] if key and not record.team else []
         if route:
             accounts.append(schema.route_account(record.agent))
         for account in accounts:
             batch.add(
                 _script_step(self._release, _release_keys(account, window), [charge_id, 0, 1])
             )
-        member = _lease_member(record.key_id, charge_id)
+        member = _lease_member(record.account, charge_id)
         batch.add(("ZREM", schema.LEASES, member))
         async with guard():
             await batch.run()
@@ -241,21 +306,32 @@ class Holds:
         The key's aggregates (exact, in the same script) and the gateway's (best-effort,
         ``gateway_totals``) count the request, and an error if it ``failed``.
         """
-        key_id = record.key_id
+        key_id, account = record.key_id, record.account
         window = window_of(record.started_at)
         now = time.time()  # spend counts on the day (and hour) it is settled
         hour, day = aggregate_hour(now), _day_and_month(int(now // 86400))[0]
         keys = [
-            schema.balance(key_id),
-            schema.holds(key_id),
-            schema.held(key_id),
-            schema.ledger(key_id),
-            schema.entry_marker(key_id, charge_id),
-            schema.tokens_window(key_id, window),
-            *_spend_keys(key_id, now),
-            schema.aggregate_hour(key_id, hour),
-            schema.aggregate_day(key_id, day),
+            schema.balance(account),
+            schema.holds(account),
+            schema.held(account),
+            schema.ledger(account),
+            schema.entry_marker(account, charge_id),
+            schema.tokens_window(account, window),
+            *_spend_keys(account, now),
+            schema.aggregate_hour(account, hour),
+            schema.aggregate_day(account, day),
         ]
+        script = self._settle
+        if record.team:  # the team's ledger names the key; the key's own caps count it too
+            script = self._settle_team
+            holds, held, _, tokens_window = _member_keys(record.team, key_id, window)
+            keys += [holds, tokens_window]
+            if record.key_budget:
+                month = _day_and_month(int(now // 86400))[1]
+                keys.append(held)
+                keys.append(schema.member(record.team, key_id, f"spend:d:{day}"))
+                keys.append(schema.member(record.team, key_id, f"spend:m:{month}"))
+            fields = {**fields, "key_id": key_id}
         post = 1 if credits or tokens else 0
         error = 1 if failed else 0
         args: list[str | int] = [charge_id, credits, tokens, ENTRY_MARKER_TTL, SPEND_TTL, post]
@@ -263,11 +339,11 @@ class Holds:
         for name, value in fields.items():
             args += [name, value]
         batch = self._batch(defer=True)  # the answer has gone out: nobody waits on this
-        batch.add(_script_step(self._settle, keys, args))
+        batch.add(_script_step(script, keys, args))
         if route:
             route_keys = _release_keys(schema.route_account(record.agent), window)
             batch.add(_script_step(self._release, route_keys, [charge_id, tokens, 0]))
-        member = _lease_member(key_id, charge_id)
+        member = _lease_member(account, charge_id)
         batch.add(("ZREM", schema.LEASES, member))
         async with guard():
             results = await batch.run()
@@ -279,16 +355,17 @@ class Holds:
         """Extend live holds' leases and record their progress, in one round trip."""
         batch = self._batch()
         for charge_id, record in leases:
-            keys = [schema.holds(record.key_id)]
+            keys = [schema.holds(record.account)]
             batch.add(_script_step(self._renew, keys, [charge_id, record.encode()]))
-            batch.add(_lease_step(record.key_id, charge_id, record.lease_until))
+            batch.add(_lease_step(record.account, charge_id, record.lease_until))
         async with guard():
             await batch.run()
 
     async def expired(
         self, now: float, limit: int = 100
     ) -> list[tuple[str, str, HoldRecord | None]]:
-        """Holds whose lease ran out: (key id, charge id, record or None if already gone)."""
+        """Holds whose lease ran out: (account, charge id, record or None if already gone);
+        the account is the key id, or the team id of a key in a team."""
         async with guard():
             members = cast(
                 list[str],
@@ -345,6 +422,16 @@ def _release_keys(account: str, window: int) -> list[str]:
     ]
 
 
+def _member_keys(team: str, key_id: str, window: int) -> list[str]:
+    """A team member's holds, held, requests and tokens counters of ``window``."""
+    return [
+        schema.member(team, key_id, "holds"),
+        schema.member(team, key_id, "held"),
+        schema.member(team, key_id, f"rpm:{window}"),
+        schema.member(team, key_id, f"tpm:{window}"),
+    ]
+
+
 def _script_step(script: Any, keys: list[str], args: list[Any]) -> Command:
     return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
@@ -364,4 +451,5 @@ def _parse(result: list[Any], now: float) -> Admitted | Refusal:
     retry = 0.0
     if reason in ("requests", "tokens"):
         retry = WINDOW_SECONDS - (now % WINDOW_SECONDS)
-    return Refusal(str(reason), int(result[1]), int(result[2]), retry)
+    whose = str(result[3]) if len(result) > 3 else "key"
+    return Refusal(str(reason), int(result[1]), int(result[2]), retry, whose)

@@ -85,6 +85,7 @@ class LedgerQuery:
     since: float | None = None  # inclusive
     until: float | None = None  # exclusive
     limit: int | None = None
+    key: str | None = None  # in a team's ledger: only this key's entries
 
     def __post_init__(self) -> None:
         if self.kind is not None and self.kind not in KINDS:
@@ -98,6 +99,7 @@ class LedgerQuery:
             and (self.kind is None or entry.kind == self.kind)
             and (self.since is None or entry.at >= self.since)
             and (self.until is None or entry.at < self.until)
+            and (self.key is None or entry.key_id == self.key)
         )
 
     def id_range(self) -> tuple[str, str]:

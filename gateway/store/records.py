@@ -29,6 +29,11 @@ class KeyLimits:
         for name in LIMIT_FIELDS:
             amounts.count(getattr(self, name), f"limits.{name}")
 
+    @property
+    def budgeted(self) -> bool:
+        """Whether a daily or monthly budget is set."""
+        return bool(self.daily_budget or self.monthly_budget)
+
     def to_hash(self) -> dict[str, str]:
         """The fields of a key record that hold these limits."""
         return {name: str(getattr(self, name)) for name in LIMIT_FIELDS}
@@ -58,6 +63,12 @@ class ApiKey:
     previous_digest: str = ""
     previous_expires_at: float | None = None
     rotated_at: float | None = None
+    # Teams (gateway/store/teams.py): the team whose balance this key spends ("": its
+    # own), that team's limits (read with the key, not stored in its record), and
+    # whether a move between teams is under way (its requests are refused meanwhile).
+    team: str = ""
+    team_limits: KeyLimits = field(default_factory=KeyLimits)
+    moving: bool = False
 
     def usable(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
@@ -81,6 +92,8 @@ class ApiKey:
             if value is not None:
                 fields[name] = repr(value)
         fields.update(self.limits.to_hash())
+        if self.team:
+            fields["team"] = self.team
         return fields
 
     @classmethod
@@ -103,6 +116,8 @@ class ApiKey:
             previous_digest=h.get("previous_digest", ""),
             previous_expires_at=when("previous_expires_at"),
             rotated_at=when("rotated_at"),
+            team=h.get("team", ""),
+            moving=bool(h.get("moving")),
         )
 
     def for_digest(self, digest: str, now: float) -> ApiKey | None:
@@ -135,6 +150,7 @@ class ApiKey:
             "note": self.note,
             "rotated_at": self.rotated_at,
             "previous_expires_at": self.previous_expires_at,
+            "team": self.team or None,
         }
 
 
@@ -165,6 +181,7 @@ class LedgerEntry:
     started_at: float = 0.0
     reaped: bool = False  # settled by the reaper after its process died
     unbilled: int = 0  # credits of reported usage beyond the hold, not charged
+    key_id: str = ""  # in a team's ledger: the key whose request this was
 
     @classmethod
     def from_stream(cls, entry_id: str, f: Mapping[str, str]) -> LedgerEntry:
@@ -187,6 +204,7 @@ class LedgerEntry:
             started_at=float(f.get("started_at") or 0),
             reaped=f.get("reaped") == "1",
             unbilled=_whole(f.get("unbilled")),
+            key_id=f.get("key_id", ""),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -205,10 +223,57 @@ class LedgerEntry:
             out["unbilled"] = self.unbilled
         if self.note:
             out["note"] = self.note
+        if self.key_id:
+            out["key_id"] = self.key_id
         return out
 
 
-AUDIT_ACTIONS = ("key.create", "key.revoke", "key.rotate", "key.credit", "key.limits")
+@dataclass(frozen=True, slots=True)
+class Team:
+    """A team: a shared balance (under its own id) and limits over any number of keys;
+    each key's own limits are caps inside the team's."""
+
+    id: str
+    name: str
+    created_at: float = 0.0
+    limits: KeyLimits = field(default_factory=KeyLimits)
+    note: str = ""
+
+    def to_hash(self) -> dict[str, str]:
+        fields = {"id": self.id, "name": self.name, "created_at": repr(self.created_at)}
+        return fields | {"note": self.note} | self.limits.to_hash()
+
+    @classmethod
+    def from_hash(cls, h: Mapping[str, str]) -> Team:
+        return cls(
+            id=h["id"],
+            name=h.get("name", ""),
+            created_at=float(h.get("created_at") or 0),
+            limits=KeyLimits(**{name: int(h.get(name) or 0) for name in LIMIT_FIELDS}),
+            note=h.get("note", ""),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_at": self.created_at,
+            "limits": {name: getattr(self.limits, name) for name in LIMIT_FIELDS},
+            "note": self.note,
+        }
+
+
+AUDIT_ACTIONS = (
+    "key.create",
+    "key.revoke",
+    "key.rotate",
+    "key.credit",
+    "key.limits",
+    "key.move",
+    "team.create",
+    "team.credit",
+    "team.limits",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,10 @@
 """The Redis key schema: the only place that spells a key name.
 
 Everything of one API key shares the hash tag ``{key_id}``, so every script
-that touches several of them runs on Redis Cluster too.
+that touches several of them runs on Redis Cluster too. A team's balance,
+ledger, holds and counters share the tag ``{team_id}``, and so does the
+metering of each of its keys (``member(...)``): one script admits or settles a
+team member's request, in one slot.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ KEY_INDEX = f"{PREFIX}:keys"  # set of every key id (for listing)
 KEYS_BY_CREATED = f"{PREFIX}:keys:created"  # sorted set: key id by creation time
 KEYS_BY_TEXT = f"{PREFIX}:keys:text"  # sorted set (lex): "<lowercased name or id>\0<id>"
 KEYS_LIMITED = f"{PREFIX}:keys:limited"  # set of the key ids with a limit or a budget
+TEAM_INDEX = f"{PREFIX}:teams"  # set of every team id
 AUDIT = f"{PREFIX}:audit"  # stream of admin actions (who, what, which key, when)
+ALERTS = f"{PREFIX}:alerts"  # stream of threshold events (gateway/store/alerts.py)
 
 
 def console_sign_ins(address: str) -> str:
@@ -204,3 +209,32 @@ def global_top_keys(day: str) -> str:
 def global_top_union(first: str, days: int, top: int) -> str:
     """The union of ``days`` days' spend by key from the day key ``first``, kept a minute."""
     return f"{first}:union:{days}:{top}"
+
+
+# Teams (gateway/store/teams.py). A team is an account: its balance, ledger, holds (the
+# hold records of its keys' requests), counters and aggregates use the functions above
+# with the team id. What each member key counts inside it lives here.
+def team_record(team_id: str) -> str:
+    return _of(team_id, "team")
+
+
+def team_members(team_id: str) -> str:
+    """Set of the ids of a team's keys."""
+    return _of(team_id, "members")
+
+
+def member(team_id: str, key_id: str, name: str) -> str:
+    """A counter of key ``key_id`` inside its team, under the team's hash tag: ``holds``
+    (set of its charge ids in flight), ``held``, ``rpm:<window>``, ``tpm:<window>``,
+    ``spend:d:<day>``, ``spend:m:<month>``."""
+    return _of(team_id, f"key:{key_id}:{name}")
+
+
+def alert_reference(account: str) -> str:
+    """An account's balance just after its last top-up: what balance thresholds are of."""
+    return _of(account, "alert:ref")
+
+
+def alert_marker(account: str, name: str) -> str:
+    """Set when a threshold event fired, so each fires once (per top-up, day or month)."""
+    return _of(account, f"alert:{name}")

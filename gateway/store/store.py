@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from gateway import amounts, apikeys, metrics
 from gateway.errors import InvalidRequest, NotFound, ServiceUnavailable
 from gateway.store import schema
-from gateway.store.records import ApiKey, AuditEntry, KeyLimits, LedgerEntry
+from gateway.store.records import ApiKey, AuditEntry, KeyLimits, LedgerEntry, Team
 from gateway.store.settings import EMBEDDED, RedisSettings
 
 log = logging.getLogger(__name__)
@@ -188,14 +188,25 @@ class Store:
         limits: KeyLimits | None = None,
         note: str = "",
         actor: str | None = None,
+        team: str = "",
     ) -> tuple[ApiKey, str]:
         """Create a key; return its record and its secret (shown once, never stored).
 
         ``actor`` (who asked: ``cli:<user>``, ``admin-api:<address>``) audits the action.
+        A key created in a ``team`` spends the team's balance, so it takes none of its own.
         """
         amounts.credits(balance, "balance", minimum=0)  # checked before anything is written
         if limits is not None:
             limits.check()
+        if team:
+            if balance:
+                raise InvalidRequest(
+                    "a key in a team spends the team's balance: credit the team instead",
+                    param="balance",
+                )
+            async with guard():
+                if not await self.redis.exists(schema.team_record(team)):
+                    raise NotFound(f"no team with id {team!r}")
         secret = apikeys.new_secret()
         digest = apikeys.digest(secret)
         key = ApiKey(
@@ -208,8 +219,11 @@ class Store:
             limits=limits or KeyLimits(),
             note=note,
             digest=digest,
+            team=team,
         )
         async with guard():
+            if team:  # a member before it is usable: the index below makes it usable
+                await self.redis.sadd(schema.team_members(team), key.id)
             await self.redis.hset(schema.key_record(key.id), mapping=key.to_hash())  # type: ignore[arg-type]  # invariant stub
             await self.redis.sadd(schema.KEY_INDEX, key.id)
             await self.redis.set(schema.digest_index(digest), key.id)
@@ -218,6 +232,8 @@ class Store:
             await self.credit(key.id, balance, note="initial balance")
         details = {"name": name, "balance": balance, "agents": list(agents), "note": note}
         details |= {"expires_at": expires_at, "limits": key.to_json()["limits"]}
+        if team:
+            details["team"] = team
         await self.audit(actor, "key.create", key.id, details)
         return key, secret
 
@@ -308,7 +324,14 @@ class Store:
 
     async def _get(self, key_id: str) -> ApiKey | None:
         h = cast(dict[str, str], await self.redis.hgetall(schema.key_record(key_id)))
-        return ApiKey.from_hash(h) if h else None
+        if not h:
+            return None
+        key = ApiKey.from_hash(h)
+        if key.team:  # admission checks the team's limits too: read (and cached) with the key
+            team = cast(dict[str, str], await self.redis.hgetall(schema.team_record(key.team)))
+            if team:
+                key = dataclasses.replace(key, team_limits=Team.from_hash(team).limits)
+        return key
 
     async def list_keys(self) -> list[ApiKey]:
         async with guard():
@@ -407,14 +430,23 @@ class Store:
         amounts.credits(credits, "credits")
         await self.get_key(key_id)
         fields = {"kind": "credit", "at": repr(time.time()), "note": note}
-        _, balance = await self._post(key_id, uuid.uuid4().hex, credits, fields)
+        _, balance = await self.post(key_id, uuid.uuid4().hex, credits, fields)
+        if credits > 0:
+            await self.set_alert_reference(key_id, balance)
         details = {"credits": credits, "note": note, "balance": balance}
         await self.audit(actor, "key.credit", key_id, details)
         return balance
 
-    async def _post(
+    async def set_alert_reference(self, account: str, balance: int) -> None:
+        """After a top-up: what balance thresholds (``gateway.store.alerts``) are of."""
+        # The time names this top-up: its thresholds fire anew even at an equal balance.
+        async with guard():
+            await self.redis.set(schema.alert_reference(account), f"{balance} {time.time_ns()}")
+
+    async def post(
         self, key_id: str, entry_id: str, amount: int, fields: dict[str, str]
     ) -> tuple[bool, int]:
+        """Post one ledger entry of an account (a key, or a team): (posted now, balance)."""
         day = time.strftime("%Y%m%d", time.gmtime())
         keys = [
             schema.balance(key_id),
@@ -435,12 +467,21 @@ class Store:
             )
         return bool(posted), int(balance)
 
-    async def ledger(self, key_id: str, *, limit: int | None = None) -> list[LedgerEntry]:
+    async def ledger(
+        self, key_id: str, *, limit: int | None = None, latest: int | None = None
+    ) -> list[LedgerEntry]:
+        """An account's ledger, oldest first: the first ``limit`` entries, or the ``latest``."""
         async with guard():
-            rows = cast(
-                list[tuple[str, dict[str, str]]],
-                await self.redis.xrange(schema.ledger(key_id), count=limit),
-            )
+            if latest is not None:
+                rows = cast(
+                    list[tuple[str, dict[str, str]]],
+                    await self.redis.xrevrange(schema.ledger(key_id), count=latest),
+                )[::-1]
+            else:
+                rows = cast(
+                    list[tuple[str, dict[str, str]]],
+                    await self.redis.xrange(schema.ledger(key_id), count=limit),
+                )
         return [LedgerEntry.from_stream(entry_id, fields) for entry_id, fields in rows]
 
 

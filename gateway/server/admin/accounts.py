@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from gateway.server.admin.request import (
 from gateway.server.body import json_response
 from gateway.server.keys import REQUEST_ID
 from gateway.store import ledger_export
+from gateway.store.teams import Teams, is_team
 
 log = logging.getLogger("gateway.server.admin")
 
@@ -53,7 +55,8 @@ async def credit(request: web.Request) -> web.Response:
 
 
 async def ledger(request: web.Request) -> web.StreamResponse:
-    """The key's ledger, streamed page by page as ``json``, ``jsonl`` or ``csv``."""
+    """The ledger of a key (a team's key: the team's, filtered to it) or of a team
+    (``team_...``), streamed page by page as ``json``, ``jsonl`` or ``csv``."""
     store = gateway_of(request).store
     fmt = request.query.get("format", "json")
     if fmt not in ledger_export.FORMATS:
@@ -61,8 +64,14 @@ async def ledger(request: web.Request) -> web.StreamResponse:
             f"format must be one of {', '.join(ledger_export.FORMATS)}", param="format"
         )
     query = ledger_query(request.query)
-    key = await store.get_key(request.match_info["id"])
-    chunks = ledger_export.render(ledger_export.entries(store, key.id, query), fmt)
+    account = name = request.match_info["id"]  # exists, so a safe file name, once checked
+    if is_team(account):
+        await Teams(store).get(account)
+    else:
+        key = await store.get_key(account)
+        if key.team:
+            account, query = key.team, dataclasses.replace(query, key=key.id)
+    chunks = ledger_export.render(ledger_export.entries(store, account, query), fmt)
     first = await anext(chunks, "")  # a store failure before any byte is still a clean 503
     response = web.StreamResponse(
         headers={
@@ -72,7 +81,7 @@ async def ledger(request: web.Request) -> web.StreamResponse:
         }
     )
     if fmt == "csv":
-        response.headers["Content-Disposition"] = f'attachment; filename="ledger-{key.id}.csv"'
+        response.headers["Content-Disposition"] = f'attachment; filename="ledger-{name}.csv"'
     await response.prepare(request)
     try:
         await response.write(first.encode())

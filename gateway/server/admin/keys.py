@@ -35,7 +35,7 @@ async def list_keys(request: web.Request) -> web.Response:
 
 async def create_key(request: web.Request) -> web.Response:
     body = await json_object(
-        request, {"name", "balance", "agents", "expires_in_seconds", "limits", "note"}
+        request, {"name", "balance", "agents", "expires_in_seconds", "limits", "note", "team"}
     )
     name = body.get("name")
     if not isinstance(name, str):
@@ -56,6 +56,9 @@ async def create_key(request: web.Request) -> web.Response:
         check("expires_in_seconds", key_rules.lifetime(seconds))
         expires_at = time.time() + seconds
     limits = key_limits(body.get("limits", {}), "limits")
+    team = body.get("team") or ""
+    if not isinstance(team, str):
+        raise InvalidRequest("team must be a team id", param="team")
     gateway = gateway_of(request)
     # What the CLI prints on stderr: accepted (routes are edited live), but said.
     unserved = key_rules.unserved(agents, gateway.config.routes)
@@ -67,6 +70,7 @@ async def create_key(request: web.Request) -> web.Response:
         limits=limits,
         note=note(body),
         actor=actor(request),
+        team=team,
     )
     reply = {**key.to_json(), "key": secret, "balance": balance}
     if unserved:

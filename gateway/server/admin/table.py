@@ -17,6 +17,14 @@ from gateway.server.admin.keys import (
     show_key,
 )
 from gateway.server.admin.runtime import runtime
+from gateway.server.admin.teams import (
+    create_team,
+    credit_team,
+    list_teams,
+    move_key,
+    set_team_limits,
+    show_team,
+)
 from gateway.server.admin.usage import gateway_aggregates, key_aggregates
 from gateway.server.api import JSON, Operation, Param, Reply, Table, json_reply
 from gateway.store import aggregates, ledger_export
@@ -26,10 +34,11 @@ ADMIN_PREFIX = "/admin"
 # Every admin operation: tagged "admin", and callable with the admin token only.
 _admin_op = partial(Operation, tag="admin", security="admin_token")
 _ID = Param("id", "path", description="a key id (key_...)")
+_TEAM_ID = Param("id", "path", description="a team id (team_...)")
 _KEY_ERRORS = (401, 404, 503)
 _BODY_ERRORS = (400, 401, 404, 413, 503)
 _LEDGER_PARAMS = (
-    _ID,
+    Param("id", "path", description="a key id (key_...), or a team id (team_...)"),
     Param("format", "query", {"type": "string", "enum": list(ledger_export.FORMATS)}),
     Param("agent", "query", description="only this agent's usage"),
     Param("kind", "query", {"type": "string", "enum": list(ledger_export.KINDS)}),
@@ -154,7 +163,8 @@ ADMIN = Table(
             "/keys/{id}/ledger",
             ledger,
             "adminLedger",
-            "The key's ledger, streamed as JSON, JSON lines or CSV",
+            "The ledger of a key (in a team: the team's, filtered to it) or of a team, "
+            "streamed as JSON, JSON lines or CSV",
             params=_LEDGER_PARAMS,
             replies=(
                 Reply(
@@ -164,6 +174,69 @@ ADMIN = Table(
                 ),
             ),
             errors=(400, *_KEY_ERRORS),
+        ),
+        _admin_op(
+            "POST",
+            "/keys/{id}/move",
+            move_key,
+            "adminMoveKey",
+            "Move a key into, out of (team null) or between teams; 409 while it has "
+            "requests in flight. Takes about auth.cache_ttl: its requests get 429 meanwhile",
+            params=(_ID,),
+            body="MoveKey",
+            replies=(json_reply(200, "the record", "Key"),),
+            errors=(*_BODY_ERRORS, 409),
+        ),
+        _admin_op(
+            "GET",
+            "/teams",
+            list_teams,
+            "adminListTeams",
+            "List teams",
+            replies=(json_reply(200, "the teams", "TeamList"),),
+            errors=(401, 503),
+        ),
+        _admin_op(
+            "POST",
+            "/teams",
+            create_team,
+            "adminCreateTeam",
+            "Create a team: a balance and limits its keys share",
+            body="CreateTeam",
+            replies=(json_reply(201, "the record", "TeamWithBalance"),),
+            errors=(400, 401, 413, 503),
+        ),
+        _admin_op(
+            "GET",
+            "/teams/{id}",
+            show_team,
+            "adminShowTeam",
+            "A team's record, balance, held credits and keys",
+            params=(_TEAM_ID,),
+            replies=(json_reply(200, "the record", "TeamWithBalance"),),
+            errors=_KEY_ERRORS,
+        ),
+        _admin_op(
+            "PUT",
+            "/teams/{id}/limits",
+            set_team_limits,
+            "adminSetTeamLimits",
+            "Replace a team's limits (a missing one is 0: none)",
+            params=(_TEAM_ID,),
+            body="Limits",
+            replies=(json_reply(200, "the record", "Team"),),
+            errors=_BODY_ERRORS,
+        ),
+        _admin_op(
+            "POST",
+            "/teams/{id}/credit",
+            credit_team,
+            "adminCreditTeam",
+            "Add (negative: remove) credits to a team's balance, with a ledger entry",
+            params=(_TEAM_ID,),
+            body="Credit",
+            replies=(json_reply(200, "the new balance", "NewBalance"),),
+            errors=_BODY_ERRORS,
         ),
         _admin_op(
             "GET",

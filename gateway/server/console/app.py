@@ -18,6 +18,7 @@ from gateway.server.console.keys import key_page, keys_page
 from gateway.server.console.live import Recent
 from gateway.server.console.overview import overview
 from gateway.server.console.routes import RECENT, live_data, live_page, routes_page
+from gateway.server.console.teams import team_page, teams_page
 
 PREFIX = "/console"
 STATIC = {
@@ -101,6 +102,8 @@ def create_console_app(gateway: Gateway, token_digest: bytes) -> web.Application
     router.add_post("/logout", logout)
     router.add_get("/keys", keys_page)
     router.add_get("/keys/{id}", key_page)
+    router.add_get("/teams", teams_page)
+    router.add_get("/teams/{id}", team_page)
     router.add_get("/routes", routes_page)
     router.add_get("/live", live_page)
     router.add_get("/api/live", live_data)

@@ -66,6 +66,7 @@ def table(headers: Iterable[str], rows: Iterable[Iterable[object]], *, empty: st
 NAV = (
     ("/console/", "Overview"),
     ("/console/keys", "Keys"),
+    ("/console/teams", "Teams"),
     ("/console/routes", "Routes"),
     ("/console/live", "Live"),
 )

@@ -183,6 +183,9 @@ async def key_page(request: web.Request) -> web.Response:
         [
             ("id", render("<code>{id}</code>", id=key.id)),
             ("status", status(key, now)),
+            ("team", render('<a href="/console/teams/{t}">{t}</a> (spends its balance; its '
+                            "own below is unused meanwhile)", t=key.team)
+             if key.team else "none"),
             ("balance", credits(balance)),
             ("held by requests in flight", credits(held)),
             ("available", credits(balance - held)),

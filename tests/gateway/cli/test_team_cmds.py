@@ -1,0 +1,88 @@
+"""``gateway teams`` and the team options of ``keys``, ``balance`` and ``usage``, as a user
+runs them: subprocesses against the real Redis, with --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def run(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_REDIS_URL"] = redis_url
+    config = str(ROOT / "gateway.yaml")
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args, "--json", "--config", config],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def ok(*args: str, redis_url: str) -> Any:
+    done = run(*args, redis_url=redis_url)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_teams_their_balance_keys_and_moves(redis_url: str, redis_client: object) -> None:
+    team = ok("teams", "create", "--name", "research", "--balance", "1000", "--rpm", "5",
+              redis_url=redis_url)  # fmt: skip
+    team_id = team["id"]
+    assert team_id.startswith("team_") and team["limits"]["rpm"] == 5 and team["balance"] == 1000
+    assert [t["id"] for t in ok("teams", "list", redis_url=redis_url)] == [team_id]
+    limited = ok("teams", "limits", team_id, "--tpm", "100", redis_url=redis_url)
+    assert limited["limits"]["tpm"] == 100 and limited["limits"]["rpm"] == 0
+
+    key = ok("keys", "create", "--name", "ci", "--team", team_id, redis_url=redis_url)
+    assert key["team"] == team_id
+    assert ok("balance", "add", team_id, "500", redis_url=redis_url)["balance"] == 1500
+    shown = ok("balance", "show", team_id, redis_url=redis_url)
+    assert (shown["balance"], shown["held"], shown["available"]) == (1500, 0, 1500)
+    details = ok("teams", "show", team_id, redis_url=redis_url)
+    assert details["keys"] == [key["id"]] and details["balance"] == 1500
+    assert [e["amount"] for e in ok("usage", team_id, redis_url=redis_url)] == [1000, 500]
+    assert ok("usage", key["id"], redis_url=redis_url) == []  # the team's ledger, filtered
+
+    out = ok("keys", "move", key["id"], "--no-team", redis_url=redis_url)
+    assert out["team"] is None
+    assert ok("teams", "show", team_id, redis_url=redis_url)["keys"] == []
+    back = ok("keys", "move", key["id"], "--team", team_id, redis_url=redis_url)
+    assert back["team"] == team_id
+    actions = [e["action"] for e in ok("audit", redis_url=redis_url)]
+    assert actions[:3] == ["key.move", "key.move", "team.credit"]
+
+
+def test_team_errors_are_clean(redis_url: str, redis_client: object) -> None:
+    missing = run("balance", "add", "team_missing", "5", redis_url=redis_url)
+    assert missing.returncode == 1 and "no team with id 'team_missing'" in missing.stderr
+    unknown = run("keys", "create", "--name", "k", "--team", "team_missing", redis_url=redis_url)
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("keys", "move", "key_x"),
+        ("keys", "move", "key_x", "--team", "team_x", "--no-team"),
+        ("teams", "create", "--name", "x", "--balance", "-1"),
+        ("teams", "limits", "team_x", "--rpm", "-1"),
+    ],
+)
+def test_bad_team_arguments_are_usage_errors(argv: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main.parser().parse_args(argv)
+    assert exited.value.code == 2
