@@ -172,7 +172,7 @@ async def test_store_never_serves_live_keeps_nothing_and_says_why(
     assert {e.agent for e in entries} == {"private", "hush"}
     assert gw.gateway.active_calls == 0
     await gw.gateway.tasks.drain()
-    assert await redis_client.keys("*a2a*") == []  # nothing kept, not even while it ran
+    assert await redis_client.keys("*:a2a:*") == []  # nothing kept, not even while it ran
 
     for task_id in (events[0].task.id, done.task.id):
         with pytest.raises(TaskNotFoundError) as absent:
