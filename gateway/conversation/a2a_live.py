@@ -21,8 +21,7 @@ from typing import Any
 from gateway.dialects.a2a_task import TaskBuilder
 from gateway.dialects.a2a_wire import SendParams
 from gateway.invocation import AgentInvocation
-from gateway.pipeline import Call, Gateway
-from gateway.store import ApiKey
+from gateway.pipeline import Call
 from gateway.store.policy import StoragePolicy
 
 Json = dict[str, Any]
@@ -67,20 +66,12 @@ class LiveTask:
             yield event
 
 
-async def start(
-    gateway: Gateway,
-    key: ApiKey,
-    agent: str,
-    params: SendParams,
-    policy: StoragePolicy,
-    request_id: str,
-    budget: int | None,
-) -> LiveTask:
-    """Open the call of a message to an agent that stores nothing (errors before it
-    starts, such as a refusal or no balance, are raised)."""
+def prepare(
+    agent: str, params: SendParams, policy: StoragePolicy
+) -> tuple[AgentInvocation, TaskBuilder]:
+    """The invocation of a message to an agent that stores nothing, and the task it
+    builds; what needs a kept task is refused before any call opens."""
     refuse(policy, params)
     message = params.message
-    builder = TaskBuilder(agent, message.raw, None)
     invocation = AgentInvocation(agent=agent, input=message.items, stream=True)
-    call = await gateway.open(invocation, key, request_id, budget)
-    return LiveTask(call, builder)
+    return invocation, TaskBuilder(agent, message.raw, None)

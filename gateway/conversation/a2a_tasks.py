@@ -1,10 +1,10 @@
 """A2A tasks over any backend: started from a message, run detached, followed, cancelled.
 
-A message opens a call like any other door's (route, admission, first answer),
-with the conversation of its ``contextId`` put before it (kept by the gateway,
-``gateway.store.a2a_tasks``, so that a context continues over a backend that
-keeps no state). The call then runs in a tracked task (``TaskRun``) that no
-client holds: it writes each stream response to the task's stream in Redis and
+A message is ``prepare``d with the conversation of its ``contextId`` put before
+it (kept by the gateway, ``gateway.store.a2a_tasks``, so that a context continues
+over a backend that keeps no state); the door opens its call like any other
+(route, admission, first answer), and ``start`` runs it in a tracked task
+(``TaskRun``) that no client holds: it writes each stream response to the task's stream in Redis and
 the task itself once it ends, so a client that drops its stream loses nothing
 and resubscribes (``follow``) from any gateway process. A cancel sets the task's
 cancel flag, which the run polls; it stops its upstream call (settled like a
@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.dialects.a2a_task import FINAL, INPUT_REQUIRED, TERMINAL, TaskBuilder, is_final
@@ -66,18 +67,19 @@ def not_stored(policy: StoragePolicy, task_id: str) -> A2AError:
     )
 
 
-async def start(
-    gateway: Gateway,
-    key: ApiKey,
-    agent: str,
-    params: SendParams,
-    policy: StoragePolicy,
-    request_id: str,
-    budget: int | None,
-) -> TaskRun:
-    """Open the call the message asks for and start its run, kept as ``policy`` (the
-    agent's, which stores) says; errors before it starts (an unknown task, no
-    balance, a failing upstream) are raised."""
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A task's next run before its call opens: the invocation (the message, after the
+    conversation of its context) and the task it will build."""
+
+    invocation: AgentInvocation
+    builder: TaskBuilder
+    continued: bool  # the message answers a task waiting for input
+
+
+async def prepare(gateway: Gateway, key: ApiKey, agent: str, params: SendParams) -> Prepared:
+    """The run a message asks for; an unknown task, or one that takes no message, is
+    raised before any call opens."""
     message = params.message
     previous: Json | None = None
     context_id = message.context_id
@@ -98,22 +100,30 @@ async def start(
     builder = TaskBuilder(agent, message.raw, context_id, previous)
     context = await _context(gateway, key, builder.context_id)
     invocation = AgentInvocation(agent=agent, input=(*context, *message.items), stream=True)
-    call = await gateway.open(invocation, key, request_id, budget)
+    return Prepared(invocation, builder, continued=previous is not None)
+
+
+async def start(
+    gateway: Gateway, key: ApiKey, call: Call, prepared: Prepared, policy: StoragePolicy
+) -> TaskRun:
+    """Start the run of ``prepared`` with its open ``call``, kept as ``policy`` (the
+    agent's, which stores) says: the task is stored before this returns, and the run
+    goes on in a tracked task that no request holds (the call closed if it cannot)."""
     run = TaskRun(
         gateway,
         key,
         call,
-        builder,
-        [*context, *message.items],
+        prepared.builder,
+        list(prepared.invocation.input),
         policy,
-        continued=previous is not None,
+        continued=prepared.continued,
     )
     try:
         await run.begin()
     except BaseException:
         await call.aclose()
         raise
-    gateway.tasks.spawn(run.main(), name=f"a2a task {builder.task_id}")
+    gateway.tasks.spawn(run.main(), name=f"a2a task {run.task_id}")
     return run
 
 

@@ -72,9 +72,12 @@ class A2AError(GatewayError):
 
     type = "invalid_request_error"
 
-    def __init__(self, rpc_code: int, message: str, *, status: int = 400) -> None:
+    def __init__(
+        self, rpc_code: int, message: str, *, status: int = 400, rpc_id: str | int | None = None
+    ) -> None:
         super().__init__(message, status=status, code=f"a2a_{-rpc_code}")
         self.rpc_code = rpc_code
+        self.rpc_id = rpc_id  # of a request whose envelope was read as far as its id
 
 
 def task_not_found(task_id: str, why: str = "") -> A2AError:
@@ -91,20 +94,21 @@ class RpcRequest:
 
 
 def rpc_request(body: object) -> RpcRequest:
-    """The JSON-RPC 2.0 request in ``body``, or an ``A2AError`` (``INVALID_REQUEST``)."""
+    """The JSON-RPC 2.0 request in ``body``, or an ``A2AError`` (``INVALID_REQUEST``)
+    carrying the request's id when it has a valid one."""
     if not isinstance(body, dict):
         raise A2AError(INVALID_REQUEST, "A JSON-RPC request is one JSON object (no batches).")
     rid = body.get("id")
     if isinstance(rid, bool) or not (rid is None or isinstance(rid, str | int)):
         raise A2AError(INVALID_REQUEST, "'id' must be a string, an integer or null.")
     if body.get("jsonrpc") != "2.0":
-        raise A2AError(INVALID_REQUEST, "'jsonrpc' must be exactly '2.0'.")
+        raise A2AError(INVALID_REQUEST, "'jsonrpc' must be exactly '2.0'.", rpc_id=rid)
     method = body.get("method")
     if not isinstance(method, str) or not method:
-        raise A2AError(INVALID_REQUEST, "'method' must be a non-empty string.")
+        raise A2AError(INVALID_REQUEST, "'method' must be a non-empty string.", rpc_id=rid)
     params = body.get("params", {})
     if not isinstance(params, dict):
-        raise A2AError(INVALID_PARAMS, "'params' must be an object.")
+        raise A2AError(INVALID_PARAMS, "'params' must be an object.", rpc_id=rid)
     return RpcRequest(rid, method, params)
 
 

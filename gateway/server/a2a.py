@@ -11,39 +11,37 @@ themselves are ``gateway.conversation.a2a_tasks``', kept in Redis; an agent whos
 storage is off (``store: never``) is served live, keeping nothing
 (``gateway.conversation.a2a_live``).
 
-Why not a ``Dialect`` behind ``gateway.server.door.front_door``: that seam answers a
-request with its own call's events, while an A2A method may start no call (GetTask,
-ListTasks, CancelTask, SubscribeToTask share one endpoint with the sends) and a send
-answers with a task that outlives the request: its events are rendered once, by the
-run, into Redis (``TaskBuilder`` is the renderer), and every client follows them
-from there. What the door does for every dialect it does here too, through the same
-parts: the key (``credentials``), the body's limits (``read_request``), the call
-(``Gateway.open``: route, admission, fallback), the budget header, the error shape
-of the path (``middlewares.ERROR_SHAPES``) and the metrics (``middlewares.DIALECTS``).
+The binding is a ``Methods`` dialect (``gateway.dialects.a2a``) served by
+``gateway.server.door.method_door``, like every dialect through the front door's
+parts (the key, the body's limits, ``Gateway.open`` with the budget header, the
+error shape of the path, the metrics): the sends ``Opens`` a call, which runs
+detached from the request (``a2a_tasks.start``: its events rendered once, by the
+run, into Redis, where every client follows them), and the other methods
+``Reads`` stored tasks, opening none.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from gateway import __version__, sse
+from gateway import __version__
 from gateway.conversation import a2a_live, a2a_tasks
 from gateway.dialects import a2a_wire as wire
+from gateway.dialects.a2a import A2A, AGENT_NOT_FOUND
 from gateway.dialects.a2a_task import STATES, TERMINAL, trimmed
-from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
-from gateway.pipeline import Gateway
+from gateway.errors import InvalidRequest, NotFound, PermissionDenied
+from gateway.pipeline import Call, Gateway
 from gateway.route import Route
-from gateway.server.body import budget, json_response, read_request
-from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID
-from gateway.server.middlewares import ERROR
-from gateway.server.streaming import send_sse
+from gateway.server.body import json_response
+from gateway.server.door import Answer, Opened, Opens, Reads, Streamed, method_door
+from gateway.server.keys import API_KEY, GATEWAY
 from gateway.store import ApiKey
+from gateway.store.policy import StoragePolicy
 
 Json = dict[str, Any]
 PREFIX = "/a2a"
@@ -81,7 +79,7 @@ async def _card(request: web.Request, agent: str) -> web.Response:
         if not key.allows(agent):
             route = None
     if route is None:
-        raise NotFound(f"No agent '{agent}' here.", code="agent_not_found")
+        raise NotFound(f"No agent '{agent}' here.", code=AGENT_NOT_FOUND)
     base = f"{request.scheme}://{request.host}{PREFIX}/{agent}"
     return json_response(card(agent, route, base))
 
@@ -128,113 +126,140 @@ def card(agent: str, route: Route, url: str) -> Json:
     }
 
 
-async def rpc(request: web.Request) -> web.StreamResponse:
-    """One JSON-RPC request to the agent; its errors as JSON-RPC errors."""
-    gateway = request.app[GATEWAY]
-    key = request[API_KEY]
+def _agent(request: web.Request) -> str:
+    """The agent in the path, if the key may call it (what it may not does not exist for
+    it, as for the card: an HTTP 404), at an A2A version this agent speaks."""
     agent = request.match_info["agent"]
     try:
-        gateway.route(key, agent)
-    except PermissionDenied:  # as for the card: what this key may not call does not exist
-        raise NotFound(f"No agent '{agent}' here.", code="agent_not_found") from None
-    try:
-        body = await read_request(request, gateway.config.limits)
-    except InvalidRequest as exc:
-        if exc.status != 400:
-            raise  # 408: answered with its status by the middleware
-        return json_response(wire.error(None, wire.A2AError(wire.PARSE_ERROR, exc.message)))
-    rid = wire.request_id_of(body)
-    try:
-        req = wire.rpc_request(body)
-        wire.check_version(request.headers.get(wire.VERSION_HEADER))
-        return await _method(request, gateway, key, agent, req)
-    except GatewayError as exc:
-        request[ERROR] = exc  # the status the metrics and the access log record
-        return json_response(wire.error(rid, exc), headers=exc.headers)
+        request.app[GATEWAY].route(request[API_KEY], agent)
+    except (PermissionDenied, NotFound):
+        raise NotFound(f"No agent '{agent}' here.", code=AGENT_NOT_FOUND) from None
+    wire.check_version(request.headers.get(wire.VERSION_HEADER))
+    return agent
 
 
-async def _method(
-    request: web.Request, gateway: Gateway, key: ApiKey, agent: str, req: wire.RpcRequest
-) -> web.StreamResponse:
-    params = req.params
-    match req.method:
-        case "SendMessage":
-            send = wire.send_params(params, gateway.config.limits)
-            policy = gateway.storage(agent)
-            if not policy.allowed:
-                live = await a2a_live.start(
-                    gateway, key, agent, send, policy, request[REQUEST_ID], budget(request)
-                )
-                async with aclosing(live.events()) as running:
-                    async for _ in running:
-                        pass  # to its end: nothing is kept to come back to
-                task = trimmed(live.task, send.history_length)
-                return json_response(wire.result(req.id, {"task": task}))
-            run = await a2a_tasks.start(
-                gateway, key, agent, send, policy, request[REQUEST_ID], budget(request)
-            )
-            if not send.return_immediately:
-                async for _ in a2a_tasks.follow(gateway, key, run.task_id, run.run_start):
+class _LiveSend:
+    """A message to an agent whose storage is off: its task runs in this request."""
+
+    def __init__(self, send: wire.SendParams, policy: StoragePolicy, *, streamed: bool) -> None:
+        self.invocation, self._builder = a2a_live.prepare(policy.agent, send, policy)
+        self._history = send.history_length
+        self._streamed = streamed
+
+    async def answer(self, call: Call) -> Answer:
+        live = a2a_live.LiveTask(call, self._builder)
+        if self._streamed:
+            return Streamed(live.events())
+        async with aclosing(live.events()) as running:
+            async for _ in running:
+                pass  # to its end: nothing is kept to come back to
+        return {"task": trimmed(live.task, self._history)}
+
+
+class _TaskSend:
+    """A message that runs its task detached from the request (``a2a_tasks.start``): the
+    answer follows the run, which outlives a client that leaves."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        prepared: a2a_tasks.Prepared,
+        send: wire.SendParams,
+        policy: StoragePolicy,
+        *,
+        streamed: bool,
+    ) -> None:
+        self.invocation = prepared.invocation
+        self._gateway = request.app[GATEWAY]
+        self._key = request[API_KEY]
+        self._prepared = prepared
+        self._send = send
+        self._policy = policy
+        self._streamed = streamed
+
+    async def answer(self, call: Call) -> Answer:
+        gateway, key = self._gateway, self._key
+        run = await a2a_tasks.start(gateway, key, call, self._prepared, self._policy)
+        following = a2a_tasks.follow(gateway, key, run.task_id, run.run_start)
+        if self._streamed:
+            return Streamed(following)
+        if not self._send.return_immediately:
+            async with aclosing(following):
+                async for _ in following:
                     pass  # until the task ends, or asks for input
-            stored = await a2a_tasks.load(gateway, key, agent, run.task_id)
-            task = trimmed(stored.task, send.history_length)
-            return json_response(wire.result(req.id, {"task": task}))
-        case "SendStreamingMessage":
-            send = wire.send_params(params, gateway.config.limits)
-            policy = gateway.storage(agent)
-            if not policy.allowed:
-                live = await a2a_live.start(
-                    gateway, key, agent, send, policy, request[REQUEST_ID], budget(request)
-                )
-                return await send_sse(request, _frames(req.id, live.events()))
-            run = await a2a_tasks.start(
-                gateway, key, agent, send, policy, request[REQUEST_ID], budget(request)
-            )
-            events = a2a_tasks.follow(gateway, key, run.task_id, run.run_start)
-            return await send_sse(request, _frames(req.id, events))
-        case "GetTask":
-            stored = await a2a_tasks.load(gateway, key, agent, wire.task_id_param(params))
-            task = trimmed(stored.task, wire.history_length(params))
-            return json_response(wire.result(req.id, task))
-        case "ListTasks":
-            return json_response(wire.result(req.id, await _list(gateway, key, agent, params)))
-        case "CancelTask":
-            task = await a2a_tasks.cancel(gateway, key, agent, wire.task_id_param(params))
-            return json_response(wire.result(req.id, task))
-        case "SubscribeToTask":
-            task_id = wire.task_id_param(params)
-            stored = await a2a_tasks.load(gateway, key, agent, task_id)
-            state = stored.task["status"]["state"]
-            if state in TERMINAL:
-                raise wire.A2AError(
-                    wire.UNSUPPORTED_OPERATION,
-                    f"Task '{task_id}' is {state}: there is nothing to subscribe to.",
-                )
-            following = a2a_tasks.follow(gateway, key, task_id, stored.run_start)
-            events = _subscribed(stored.task, following)
-            return await send_sse(request, _frames(req.id, events))
-        case _:
-            instead = wire.V03_METHODS.get(req.method)
-            hint = f" (A2A 0.3's name: this agent speaks 1.0, '{instead}')" if instead else ""
-            raise wire.A2AError(wire.METHOD_NOT_FOUND, f"Method '{req.method}' not found{hint}.")
+        stored = await a2a_tasks.load(gateway, key, self._policy.agent, run.task_id)
+        return {"task": trimmed(stored.task, self._send.history_length)}
+
+
+async def _send(request: web.Request, req: wire.RpcRequest) -> Opened:
+    """``SendMessage`` and ``SendStreamingMessage``: a task run over the agent's route."""
+    agent = _agent(request)
+    gateway = request.app[GATEWAY]
+    send = wire.send_params(req.params, gateway.config.limits)
+    policy = gateway.storage(agent)
+    streamed = req.method == "SendStreamingMessage"
+    if not policy.allowed:
+        return _LiveSend(send, policy, streamed=streamed)
+    prepared = await a2a_tasks.prepare(gateway, request[API_KEY], agent, send)
+    return _TaskSend(request, prepared, send, policy, streamed=streamed)
+
+
+async def _get(request: web.Request, req: wire.RpcRequest) -> Answer:
+    agent = _agent(request)
+    stored = await a2a_tasks.load(
+        request.app[GATEWAY], request[API_KEY], agent, wire.task_id_param(req.params)
+    )
+    return trimmed(stored.task, wire.history_length(req.params))
+
+
+async def _list_tasks(request: web.Request, req: wire.RpcRequest) -> Answer:
+    agent = _agent(request)
+    return await _list(request.app[GATEWAY], request[API_KEY], agent, req.params)
+
+
+async def _cancel(request: web.Request, req: wire.RpcRequest) -> Answer:
+    agent = _agent(request)
+    task_id = wire.task_id_param(req.params)
+    return await a2a_tasks.cancel(request.app[GATEWAY], request[API_KEY], agent, task_id)
+
+
+async def _subscribe(request: web.Request, req: wire.RpcRequest) -> Answer:
+    agent = _agent(request)
+    gateway, key = request.app[GATEWAY], request[API_KEY]
+    task_id = wire.task_id_param(req.params)
+    stored = await a2a_tasks.load(gateway, key, agent, task_id)
+    state = stored.task["status"]["state"]
+    if state in TERMINAL:
+        raise wire.A2AError(
+            wire.UNSUPPORTED_OPERATION,
+            f"Task '{task_id}' is {state}: there is nothing to subscribe to.",
+        )
+    following = a2a_tasks.follow(gateway, key, task_id, stored.run_start)
+    return Streamed(_subscribed(stored.task, following))
+
+
+# The JSON-RPC binding at POST /a2a/{agent}: the A2A dialect's methods, served by the door.
+DOOR = method_door(
+    A2A,
+    {
+        "SendMessage": Opens(_send),
+        "SendStreamingMessage": Opens(_send),
+        "GetTask": Reads(_get),
+        "ListTasks": Reads(_list_tasks),
+        "CancelTask": Reads(_cancel),
+        "SubscribeToTask": Reads(_subscribe),
+    },
+)
 
 
 async def _subscribed(task: Json, events: AsyncGenerator[Json, None]) -> AsyncGenerator[Json, None]:
     """The task as it is now, then its stream responses from the start (all of its
     artifact so far), but the task as submitted."""
-    yield {"task": task}
-    async for event in events:
-        if "task" not in event:
-            yield event
-
-
-async def _frames(
-    rid: str | int | None, events: AsyncGenerator[Json, None]
-) -> AsyncIterator[bytes]:
-    # Closed with the frames: a live task's call stops as soon as its client leaves.
     async with aclosing(events):
+        yield {"task": task}
         async for event in events:
-            yield sse.data_frame(orjson.dumps(wire.result(rid, event)))
+            if "task" not in event:
+                yield event
 
 
 async def _list(gateway: Gateway, key: ApiKey, agent: str, params: Json) -> Json:

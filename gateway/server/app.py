@@ -11,7 +11,6 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import GatewayConfig
-from gateway.dialects import a2a_wire
 from gateway.pipeline import Gateway
 from gateway.reload import ConfigWatcher
 from gateway.server import (
@@ -73,12 +72,12 @@ def create_app(
         for path, op in table.routes()
         if op.handler in doors
     }
-    # A JSON-RPC error, with the HTTP status, under /a2a and at the well-known card.
-    shapes[a2a.PREFIX] = shapes[a2a.CARD_PATH] = a2a_wire.error_body
+    # A2A's endpoint has its agent in the path: its shape (a JSON-RPC error, with the HTTP
+    # status) for everything under /a2a, and at the well-known card.
+    shapes[a2a.PREFIX] = shapes[a2a.CARD_PATH] = a2a.DOOR.dialect.error
     app[middlewares.ERROR_SHAPES] = shapes
     # The requests that gateway.metrics measures, by the dialect they speak.
     app[middlewares.DIALECTS] = {handler: dialect.name for handler, dialect in doors.items()}
-    app[middlewares.DIALECTS][a2a.rpc] = "a2a"
     app.router.add_get("/metrics", misc.metrics)
     if config.admin.token_env and config.admin.listen is None:
         # The admin API exists only with a token; without one, /admin/... is a 404. With

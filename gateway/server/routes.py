@@ -30,7 +30,7 @@ PREFIXES = ("/v1", "/api/agents/v1")
 CHAT_DOOR = front_door(CHAT)
 RESPONSES_DOOR = front_door(RESPONSES, responses.CONVERSATION)
 MESSAGES_DOOR = front_door(MESSAGES)
-DOORS: tuple[Door[Any], ...] = (CHAT_DOOR, RESPONSES_DOOR, MESSAGES_DOOR)
+DOORS: tuple[Door[Any], ...] = (CHAT_DOOR, RESPONSES_DOOR, MESSAGES_DOOR, a2a.DOOR)
 
 _AGENT = Param("agent", "path", description="an agent id (a route)", required=True)
 _RESPONSE_ID = Param("response_id", "path", description="a stored response's id")
@@ -265,7 +265,7 @@ A2A = Table(
         Operation(
             "POST",
             "/{agent}",
-            a2a.rpc,
+            a2a.DOOR.handler,
             "a2aJsonRpc",
             "A2A 1.0 JSON-RPC: SendMessage, SendStreamingMessage, GetTask, ListTasks, "
             "CancelTask, SubscribeToTask (errors are JSON-RPC errors, but 401 and 404)",
