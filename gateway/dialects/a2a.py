@@ -1,7 +1,8 @@
 """A2A 1.0's JSON-RPC binding as a ``Methods`` dialect: one endpoint, many methods.
 
 ``parse`` reads the JSON-RPC envelope and refuses a method A2A 1.0 does not have
-(0.3's slash names get the 1.0 name in the message); every answer, whole or as SSE
+(0.3's slash names get the 1.0 name in the message, and the methods of a
+capability the card does not declare the error the spec names for it); every answer, whole or as SSE
 frames, is a JSON-RPC response with the request's id; a method's error is a
 JSON-RPC error with A2A's codes, answered with HTTP 200, while an error of the HTTP
 request itself (no such agent for this key, a body too large or too slow) keeps its
@@ -29,6 +30,11 @@ class A2ADialect:
     def parse(self, body: object, limits: RequestLimits) -> wire.RpcRequest:
         req = wire.rpc_request(body)
         if req.method not in wire.METHODS:
+            unsupported = wire.UNSUPPORTED_METHODS.get(req.method)
+            if unsupported is not None:
+                code, what = unsupported
+                message = f"{what}: not supported by this agent (its card says so)."
+                raise wire.A2AError(code, message, rpc_id=req.id)
             instead = wire.V03_METHODS.get(req.method)
             hint = f" (A2A 0.3's name: this agent speaks 1.0, '{instead}')" if instead else ""
             raise wire.A2AError(

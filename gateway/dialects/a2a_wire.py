@@ -64,6 +64,17 @@ UNSUPPORTED_OPERATION = -32004
 CONTENT_TYPE_NOT_SUPPORTED = -32005
 VERSION_NOT_SUPPORTED = -32009
 
+# A2A 1.0's methods of the capabilities the card does not declare: the error the spec's
+# capability validation (section 3.3.4) names for each, rather than "method not found".
+_PUSH = "Push notifications"
+UNSUPPORTED_METHODS: dict[str, tuple[int, str]] = {
+    "CreateTaskPushNotificationConfig": (PUSH_NOTIFICATION_NOT_SUPPORTED, _PUSH),
+    "GetTaskPushNotificationConfig": (PUSH_NOTIFICATION_NOT_SUPPORTED, _PUSH),
+    "ListTaskPushNotificationConfigs": (PUSH_NOTIFICATION_NOT_SUPPORTED, _PUSH),
+    "DeleteTaskPushNotificationConfig": (PUSH_NOTIFICATION_NOT_SUPPORTED, _PUSH),
+    "GetExtendedAgentCard": (UNSUPPORTED_OPERATION, "An extended agent card"),
+}
+
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 
