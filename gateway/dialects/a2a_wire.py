@@ -123,12 +123,6 @@ def rpc_request(body: object) -> RpcRequest:
     return RpcRequest(rid, method, params)
 
 
-def request_id_of(body: object) -> str | int | None:
-    """The id to answer with, even for a request that is otherwise invalid."""
-    rid = body.get("id") if isinstance(body, dict) else None
-    return rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
-
-
 def check_version(header: str | None) -> None:
     """Accept 1.x; a request without the header is taken as 1.0 (the only version served)."""
     if not header:

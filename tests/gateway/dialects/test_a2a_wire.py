@@ -19,18 +19,17 @@ from gateway.invocation import FilePart, FunctionCallOutput, ImagePart, Message,
 def test_a_request_needs_jsonrpc_2_a_method_and_object_params() -> None:
     req = wire.rpc_request({"jsonrpc": "2.0", "id": 7, "method": "GetTask", "params": {"id": "t"}})
     assert req == wire.RpcRequest(7, "GetTask", {"id": "t"})
-    for body, code in [
-        ([{"jsonrpc": "2.0", "method": "GetTask"}], wire.INVALID_REQUEST),  # a batch
-        ({"jsonrpc": "1.0", "id": 1, "method": "GetTask"}, wire.INVALID_REQUEST),
-        ({"jsonrpc": "2.0", "id": True, "method": "GetTask"}, wire.INVALID_REQUEST),
-        ({"jsonrpc": "2.0", "id": 1, "method": ""}, wire.INVALID_REQUEST),
-        ({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": [1]}, wire.INVALID_PARAMS),
+    for body, code, rid in [
+        ([{"jsonrpc": "2.0", "method": "GetTask"}], wire.INVALID_REQUEST, None),  # a batch
+        ({"jsonrpc": "1.0", "id": 1, "method": "GetTask"}, wire.INVALID_REQUEST, 1),
+        ({"jsonrpc": "2.0", "id": True, "method": "GetTask"}, wire.INVALID_REQUEST, None),
+        ({"jsonrpc": "2.0", "id": 1, "method": ""}, wire.INVALID_REQUEST, 1),
+        ({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": [1]}, wire.INVALID_PARAMS, 1),
     ]:
         with pytest.raises(wire.A2AError) as caught:
             wire.rpc_request(body)
         assert caught.value.rpc_code == code, body
-    assert wire.request_id_of({"id": "x"}) == "x"
-    assert wire.request_id_of({"id": {"no": 1}}) is None
+        assert caught.value.rpc_id == rid, body  # the id to answer with, once known valid
 
 
 def test_the_version_header_is_1_x_or_absent() -> None:
