@@ -180,10 +180,10 @@ class _TaskSend:
     async def answer(self, call: Call) -> Answer:
         gateway, key = self._gateway, self._key
         run = await a2a_tasks.start(gateway, key, call, self._prepared, self._policy)
-        following = a2a_tasks.follow(gateway, key, run.task_id, run.run_start)
         if self._streamed:
-            return Streamed(following)
+            return Streamed(a2a_tasks.follow(gateway, key, run.task_id, run.run_start))
         if not self._send.return_immediately:
+            following = a2a_tasks.follow(gateway, key, run.task_id, run.run_start)
             async with aclosing(following):
                 async for _ in following:
                     pass  # until the task ends, or asks for input
@@ -238,6 +238,16 @@ async def _subscribe(request: web.Request, req: wire.RpcRequest) -> Answer:
     return Streamed(_subscribed(stored.task, following))
 
 
+async def _subscribed(task: Json, events: AsyncGenerator[Json, None]) -> AsyncGenerator[Json, None]:
+    """The task as it is now, then its stream responses from the start (all of its
+    artifact so far), but the task as submitted."""
+    async with aclosing(events):
+        yield {"task": task}
+        async for event in events:
+            if "task" not in event:
+                yield event
+
+
 # The JSON-RPC binding at POST /a2a/{agent}: the A2A dialect's methods, served by the door.
 DOOR = method_door(
     A2A,
@@ -250,16 +260,6 @@ DOOR = method_door(
         "SubscribeToTask": Reads(_subscribe),
     },
 )
-
-
-async def _subscribed(task: Json, events: AsyncGenerator[Json, None]) -> AsyncGenerator[Json, None]:
-    """The task as it is now, then its stream responses from the start (all of its
-    artifact so far), but the task as submitted."""
-    async with aclosing(events):
-        yield {"task": task}
-        async for event in events:
-            if "task" not in event:
-                yield event
 
 
 async def _list(gateway: Gateway, key: ApiKey, agent: str, params: Json) -> Json:
