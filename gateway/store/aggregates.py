@@ -3,9 +3,14 @@ one key or for the whole gateway, by agent, and the gateway's top keys.
 
 Settlement writes them (``lua/settle.lua`` for a key's, exact and atomic with its
 ledger entry; ``gateway_totals`` for the gateway's, best-effort) and credits
-(``lua/post_entry.lua``) count in a key's day as ``credited`` and ``debited``. Reading
-is one pipelined round trip of a hash per bucket, whatever the ledgers hold: a
-gateway with a million ledger entries reads as fast as one with ten.
+(``lua/post_entry.lua``) count in a key's day as ``credited`` and ``debited``. A key in
+a team is counted twice by ``lua/settle_team.lua``: in the team's hashes, and in its
+own kept under the team's hash tag (``schema.member_aggregate_*``), since one script
+touches one slot on Redis Cluster. So a key's history lives in its own hashes and in
+those of every team it has been in (``schema.key_teams``): ``read_key`` sums them,
+after a move too. Reading is one pipelined round trip of a hash per bucket and place,
+whatever the ledgers hold: a gateway with a million ledger entries reads as fast as
+one with ten.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, Literal, cast
 from redis import asyncio as aioredis
 
 from gateway.store import schema
+from gateway.store.records import ApiKey
 from gateway.store.store import guard
 
 Period = Literal["hour", "day"]
@@ -150,19 +156,55 @@ async def read(
     top: int = TOP_KEYS,
 ) -> Aggregates:
     """The last ``count`` buckets of a key (or, with ``key_id`` None, of the gateway)."""
+    return await _read(redis, key_id, (), period, count, now=now, top=top)
+
+
+async def read_key(
+    redis: aioredis.Redis,
+    key: ApiKey,
+    period: Period,
+    count: int,
+    *,
+    now: float | None = None,
+) -> Aggregates:
+    """The last ``count`` buckets of a key: its own hashes (spent on its own balance),
+    and its hashes in each team it is or has been in (``schema.key_teams``)."""
+    async with guard():
+        teams = cast(set[str], await redis.smembers(schema.key_teams(key.id)))
+    if key.team:
+        teams.add(key.team)  # a key put in its team before the history was kept
+    return await _read(redis, key.id, tuple(sorted(teams)), period, count, now=now, top=0)
+
+
+async def _read(
+    redis: aioredis.Redis,
+    key_id: str | None,
+    teams: tuple[str, ...],
+    period: Period,
+    count: int,
+    *,
+    now: float | None,
+    top: int,
+) -> Aggregates:
     now = time.time() if now is None else now
     starts = bucket_starts(period, count, now)
-    if key_id is None:
-        of = schema.global_hour if period == "hour" else schema.global_day
-        names = [of(bucket_name(period, at)) for at in starts]
-    else:
-        each = schema.aggregate_hour if period == "hour" else schema.aggregate_day
-        names = [each(key_id, bucket_name(period, at)) for at in starts]
+    places = 1 + len(teams)  # hashes per bucket: the key's own, then each team's of it
+    names: list[str] = []
+    for at in starts:
+        bucket = bucket_name(period, at)
+        if key_id is None:
+            names.append((schema.global_hour if period == "hour" else schema.global_day)(bucket))
+            continue
+        names.append((schema.aggregate_hour if period == "hour" else schema.aggregate_day)(
+            key_id, bucket))  # fmt: skip
+        member = schema.member_aggregate_hour if period == "hour" else schema.member_aggregate_day
+        names += [member(team, key_id, bucket) for team in teams]
     async with guard():
         pipe: Any = redis.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(name)
-        hashes = cast(list[dict[str, str]], await pipe.execute())
+        found = cast(list[dict[str, str]], await pipe.execute())
+        hashes = [_merged(found[i : i + places]) for i in range(0, len(found), places)]
         ranked: list[tuple[str, float]] = []
         if key_id is None and top:
             days = bucket_starts("day", count if period == "day" else count // 24 + 2, now)
@@ -187,6 +229,20 @@ async def read(
         tuple(order),
         top_keys,
     )
+
+
+def _merged(hashes: list[dict[str, str]]) -> dict[str, str]:
+    """One bucket's hashes (a key's own and its teams') as one, each field summed."""
+    if len(hashes) == 1:
+        return hashes[0]
+    total: dict[str, int] = {}
+    for fields in hashes:
+        for name, value in fields.items():
+            try:
+                total[name] = total.get(name, 0) + int(value)
+            except ValueError:
+                continue
+    return {name: str(n) for name, n in total.items()}
 
 
 async def _top(redis: aioredis.Redis, zsets: list[str], top: int) -> list[tuple[str, float]]:

@@ -326,6 +326,9 @@ class Holds:
             script = self._settle_team
             holds, held, _, tokens_window = _member_keys(record.team, key_id, window)
             keys += [holds, tokens_window]
+            # The key's own aggregates, under the team's tag (``aggregates.read_key``).
+            keys.append(schema.member_aggregate_hour(record.team, key_id, hour))
+            keys.append(schema.member_aggregate_day(record.team, key_id, day))
             if record.key_budget:
                 month = _day_and_month(int(now // 86400))[1]
                 keys.append(held)

@@ -159,6 +159,12 @@ class Teams:
                 raise _busy(key_id)
             await self._carry_counters(key, target)
             async with guard():
+                # Where the key's aggregates of its time in each team stay readable
+                # (``aggregates.read_key``): its earlier team's too, for a key put in
+                # it before this history was kept.
+                places = [t for t in (key.team, target) if t]
+                if places:
+                    await self.redis.sadd(schema.key_teams(key_id), *places)
                 if target:
                     await self.redis.hset(record, "team", target)
                     await self.redis.sadd(schema.team_members(target), key_id)
