@@ -241,6 +241,12 @@ def member_aggregate_day(team_id: str, key_id: str, day: str) -> str:
     return member(team_id, key_id, f"agg:d:{day}")
 
 
+def team_keys_ever(team_id: str) -> str:
+    """Set of every key a team has had (``team_members`` is its keys now): whose
+    aggregates under the team's tag add up to the team's."""
+    return _of(team_id, "members:ever")
+
+
 def key_teams(key_id: str) -> str:
     """Set of the teams a key has been in: where its aggregates of those times live."""
     return _of(key_id, "teams")

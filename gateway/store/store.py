@@ -245,6 +245,7 @@ class Store:
         async with guard():
             if team:  # a member before it is usable: the index below makes it usable
                 await self.redis.sadd(schema.team_members(team), key.id)
+                await self.redis.sadd(schema.team_keys_ever(team), key.id)
                 await self.redis.sadd(schema.key_teams(key.id), team)  # its history's places
             await self.redis.hset(schema.key_record(key.id), mapping=key.to_hash())  # type: ignore[arg-type]  # invariant stub
             await self.redis.sadd(schema.KEY_INDEX, key.id)

@@ -168,6 +168,7 @@ class Teams:
                 if target:
                     await self.redis.hset(record, "team", target)
                     await self.redis.sadd(schema.team_members(target), key_id)
+                    await self.redis.sadd(schema.team_keys_ever(target), key_id)
                 else:
                     await self.redis.hdel(record, "team")
                 if key.team:

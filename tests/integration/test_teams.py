@@ -261,7 +261,7 @@ async def test_a_keys_aggregates_count_its_spend_alone_and_in_every_team_it_was_
         if period == "day":
             assert dict(mine.by_agent)["echo"].credits == sum(c for _, c in spent)
         for team in (first, second):
-            theirs = await aggregates.read(world.store.redis, team.id, period, 2, top=0)
+            theirs = await aggregates.read_team(world.store.redis, team.id, period, 2)
             assert theirs.total.credits == sum(c for t, c in spent if t == team.id)
     for account in (key.id, first.id, second.id):
         ledger = await world.store.ledger(account)

@@ -1,19 +1,19 @@
 --! prelude: settle
 -- Settle one request of a key in a team: release its hold on the team and on the key,
 -- charge its true cost to the team's balance, append the entry (naming the key) to the
--- team's ledger and count it in the team's aggregates and in the key's own (kept under
--- the team's tag: gateway/store/aggregates.py reads them for the key), at most once per
--- charge id. settle.lua for a team: the same ARGV, more KEYS, all under the team's tag.
+-- team's ledger and count it in the key's aggregates kept under the team's tag, at most
+-- once per charge id. settle.lua for a team: the same ARGV, more KEYS, all under the
+-- team's tag. A team's aggregates are the sum of its keys' (gateway/store/aggregates.py),
+-- so a request is counted once, as a lone key's is: a key in a team costs no more.
 --
 -- KEYS[1] team balance   KEYS[2] team holds   KEYS[3] team held   KEYS[4] team ledger
 -- KEYS[5] idempotency marker of the charge
 -- KEYS[6] team tokens counter of the window the request was admitted in
 -- KEYS[7] team spend today   KEYS[8] team spend this month
--- KEYS[9] the team's aggregate of this hour   KEYS[10] of this day (hashes)
+-- KEYS[9] the key's aggregate of this hour in the team   KEYS[10] of this day (hashes)
 -- KEYS[11] the key's holds (set)   KEYS[12] the key's tokens counter of the admission window
--- KEYS[13] the key's aggregate of this hour in the team   KEYS[14] of this day
 -- and for a key that had a budget at admission (its hold record says so):
--- KEYS[15] the key's held   KEYS[16] its spend today   KEYS[17] its spend this month
+-- KEYS[13] the key's held   KEYS[14] its spend today   KEYS[15] its spend this month
 -- ARGV as settle.lua's (the ledger fields name the key: key_id).
 --
 -- Returns {1, balance} when settled now, {0, balance} when already settled.
@@ -31,7 +31,7 @@ if hold then
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('SREM', KEYS[11], ARGV[1])
   redis.call('DECRBY', KEYS[3], held_credits)
-  if KEYS[15] then redis.call('DECRBY', KEYS[15], held_credits) end
+  if KEYS[13] then redis.call('DECRBY', KEYS[13], held_credits) end
   local correction = used - held_tokens
   if correction ~= 0 then
     for _, counter in ipairs({KEYS[6], KEYS[12]}) do
@@ -43,13 +43,12 @@ local balance = redis.call('DECRBY', KEYS[1], ARGV[2])
 if amount ~= 0 then
   -- A spend counter gets its retention when this charge created it (its name holds
   -- its day or month), not on every charge.
-  for _, i in ipairs(KEYS[15] and {7, 8, 16, 17} or {7, 8}) do
+  for _, i in ipairs(KEYS[13] and {7, 8, 14, 15} or {7, 8}) do
     if redis.call('INCRBY', KEYS[i], ARGV[2]) == amount then
       redis.call('EXPIRE', KEYS[i], ARGV[5])
     end
   end
 end
 aggregate(KEYS[9], KEYS[10], counts)
-aggregate(KEYS[13], KEYS[14], counts)
 if ARGV[6] == '1' then ledger_entry(KEYS[4], amount, held_credits, balance) end
 return {1, balance}
