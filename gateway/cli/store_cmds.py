@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ from gateway.cli.output import CommandError, emit_json, emit_table
 from gateway.config import load_auth_settings, load_redis_settings, load_route_names
 from gateway.errors import GatewayError
 from gateway.store import ApiKey, Store, connect, erasure, ledger_export
-from gateway.store.records import KeyLimits
+from gateway.store.records import KeyLimits, LedgerEntry
 from gateway.store.settings import EMBEDDED
 from gateway.store.store import DEFAULT_GRACE_SECONDS
 from gateway.store.teams import MOVE_MARGIN_SECONDS, Teams, is_team
@@ -426,22 +426,15 @@ async def _balance_add(store: Store, args: argparse.Namespace) -> None:
 
 
 async def _usage(store: Store, args: argparse.Namespace) -> None:
-    account, only = args.id, None
+    query = ledger_export.LedgerQuery(
+        agent=args.agent, kind=args.kind, since=args.since, until=args.until, limit=args.limit
+    )
+    entries: AsyncIterator[LedgerEntry]
     if is_team(args.id):
         await Teams(store).get(args.id)
-    else:
-        key = await store.get_key(args.id)
-        if key.team:  # a team's key: its entries in the team's ledger
-            account, only = key.team, key.id
-    query = ledger_export.LedgerQuery(
-        agent=args.agent,
-        kind=args.kind,
-        since=args.since,
-        until=args.until,
-        limit=args.limit,
-        key=only,
-    )
-    entries = ledger_export.entries(store, account, query)
+        entries = ledger_export.entries(store, args.id, query)
+    else:  # its own ledger's entries, and its entries in each team's it has been in
+        entries = ledger_export.key_entries(store, await store.get_key(args.id), query)
     fmt = args.format or ("json" if args.json else "table")
     if fmt != "table":
         chunks = (
