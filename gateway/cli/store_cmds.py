@@ -41,13 +41,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     ks = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     create = ks.add_parser("create", parents=[common], help="create a key (printed once)")
-    create.add_argument("--name", required=True, type=_checked(str, key_rules.name))
-    create.add_argument(
-        "--balance",
-        type=_checked(int, key_rules.balance),
-        default=0,
-        help="initial credits, 0 or more (1e6 = 1 USD)",
-    )
+    name_and_balance(create)
     create.add_argument(
         "--agent",
         action="append",
@@ -197,6 +191,18 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, not {text!r}")
     return int(text)
+
+
+def name_and_balance(parser: argparse.ArgumentParser) -> None:
+    """``--name`` and ``--balance``, checked as the admin API checks them: what ``keys
+    create`` and ``teams create`` share, kept in step here."""
+    parser.add_argument("--name", required=True, type=_checked(str, key_rules.name))
+    parser.add_argument(
+        "--balance",
+        type=_checked(int, key_rules.balance),
+        default=0,
+        help="initial credits, 0 or more (1e6 = 1 USD)",
+    )
 
 
 def _limit_options(parser: argparse.ArgumentParser) -> None:
