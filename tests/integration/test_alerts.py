@@ -5,6 +5,7 @@ and never on the request's path."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -16,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from redis import asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from gateway.metering.meter import Meter
@@ -23,6 +25,7 @@ from gateway.metering.webhook import (
     EVENT_ID_HEADER,
     GROUP,
     SIGNATURE_HEADER,
+    Deliveries,
     body_of,
     post,
     signature,
@@ -268,3 +271,45 @@ async def _delivered_hanging(got: Hanging) -> bool:
 async def _nothing_pending(redis: aioredis.Redis) -> bool:
     summary = await redis.xpending(schema.ALERTS, GROUP)
     return int(summary["pending"]) == 0
+
+
+@pytest.mark.parametrize("topology", ["redis", "cluster"])
+async def test_a_consumer_that_dies_mid_delivery_leaves_its_event_to_another(
+    topology: str,
+    hanging: tuple[Hanging, str],
+    redis_client: aioredis.Redis,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two consumers of the group, on one Redis and on the Cluster: the first takes the
+    event and dies while its POST hangs; the second takes it over once it has been idle
+    ``claim_after`` and delivers it; nothing is left pending."""
+    got, url = hanging
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    redis = redis_client
+    if topology == "cluster":
+        redis = RedisCluster.from_url(request.getfixturevalue("redis_cluster_url"),
+                                      decode_responses=True)  # type: ignore[assignment]  # fmt: skip
+        await redis.flushall()
+    webhook = AlertWebhook(url, SECRET_ENV, timeout=60, backoff=0.05, claim_after=0.5)
+    settings = AlertSettings(thresholds=(0.5,), webhook=webhook)
+    first = Deliveries(redis, lambda: settings, consumer="first")
+    second = Deliveries(redis, lambda: settings, consumer="second")
+    try:
+        assert not await first.once(webhook)  # makes the group; nothing to send yet
+        event = ThresholdEvent("key_x", "key", "daily_budget", 0.5, 5, 10, time.time())
+        event_id = await Alerts(redis).append(event)
+        dying = asyncio.create_task(first.once(webhook))
+        await eventually(lambda: _called(got), within=5)
+        dying.cancel()  # its process is gone: the event stays pending, with it
+        with contextlib.suppress(asyncio.CancelledError):
+            await dying
+        assert await first.pending() == 1
+        assert not await second.once(webhook)  # not idle claim_after yet: still the first's
+        await asyncio.sleep(0.6)
+        assert await second.once(webhook)
+        assert got.delivered == [event_id] and got.calls == [event_id, event_id]
+        assert await second.pending() == 0
+    finally:
+        if topology == "cluster":
+            await redis.aclose()
