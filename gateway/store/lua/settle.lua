@@ -23,12 +23,12 @@
 -- Aggregates (gateway/store/aggregates.py, the prelude's aggregate()): the hour's hash
 -- counts the key's totals, the day's each agent's ("<metric>|<agent>"); metrics are
 -- credits, requests, errors and the token counts, a zero never written.
-if redis.call('EXISTS', KEYS[5]) == 1 then
+local amount, used, counts, agent = settlement()
+if not amount then return used end
+-- Checked, then marked: once per charge id (the marker is the script's first write).
+if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[4]) then
   return {0, tonumber(redis.call('GET', KEYS[1]) or '0')}
 end
-local amount, used, counts = settlement()
-if not amount then return used end
-redis.call('SET', KEYS[5], '1', 'EX', ARGV[4])
 local hold = redis.call('HGET', KEYS[2], ARGV[1])
 local held_credits, held_tokens = 0, 0
 if hold then
@@ -43,11 +43,9 @@ if hold then
 end
 local balance = redis.call('DECRBY', KEYS[1], ARGV[2])
 if amount ~= 0 then
-  for i = 7, 8 do
-    redis.call('INCRBY', KEYS[i], ARGV[2])
-    redis.call('EXPIRE', KEYS[i], ARGV[5])
-  end
+  spend(KEYS[7], amount)
+  spend(KEYS[8], amount)
 end
-aggregate(KEYS[9], KEYS[10], counts)
+aggregate(KEYS[9], KEYS[10], counts, agent)
 if ARGV[6] == '1' then ledger_entry(KEYS[4], amount, held_credits, balance) end
 return {1, balance}

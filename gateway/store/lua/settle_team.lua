@@ -17,12 +17,12 @@
 -- ARGV as settle.lua's (the ledger fields name the key: key_id).
 --
 -- Returns {1, balance} when settled now, {0, balance} when already settled.
-if redis.call('EXISTS', KEYS[5]) == 1 then
+local amount, used, counts, agent = settlement()
+if not amount then return used end
+-- Checked, then marked: once per charge id (the marker is the script's first write).
+if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[4]) then
   return {0, tonumber(redis.call('GET', KEYS[1]) or '0')}
 end
-local amount, used, counts = settlement()
-if not amount then return used end
-redis.call('SET', KEYS[5], '1', 'EX', ARGV[4])
 local hold = redis.call('HGET', KEYS[2], ARGV[1])
 local held_credits, held_tokens = 0, 0
 if hold then
@@ -41,14 +41,13 @@ if hold then
 end
 local balance = redis.call('DECRBY', KEYS[1], ARGV[2])
 if amount ~= 0 then
-  -- A spend counter gets its retention when this charge created it (its name holds
-  -- its day or month), not on every charge.
-  for _, i in ipairs(KEYS[13] and {7, 8, 14, 15} or {7, 8}) do
-    if redis.call('INCRBY', KEYS[i], ARGV[2]) == amount then
-      redis.call('EXPIRE', KEYS[i], ARGV[5])
-    end
+  spend(KEYS[7], amount)
+  spend(KEYS[8], amount)
+  if KEYS[13] then
+    spend(KEYS[14], amount)
+    spend(KEYS[15], amount)
   end
 end
-aggregate(KEYS[9], KEYS[10], counts)
+aggregate(KEYS[9], KEYS[10], counts, agent)
 if ARGV[6] == '1' then ledger_entry(KEYS[4], amount, held_credits, balance) end
 return {1, balance}

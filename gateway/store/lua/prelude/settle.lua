@@ -15,8 +15,8 @@ end
 
 -- A settlement's validation (settle.lua, settle_team.lua), before anything is written:
 -- ARGV[2] credits, ARGV[3] tokens, ARGV[7] 1 for an error, ARGV[10..] ledger fields.
--- Returns amount, tokens used and the counts for the aggregates (no zero); or nil and
--- the error to answer.
+-- Returns amount, tokens used, the counts for the aggregates ({metric, n}, no zero) and
+-- the agent; or nil and the error to answer.
 local TOKENS = {input_tokens = true, output_tokens = true, cached_input_tokens = true,
   cache_write_tokens = true, reasoning_tokens = true}
 local function settlement()
@@ -25,9 +25,9 @@ local function settlement()
     return nil, redis.error_reply('ERR settle: credits or tokens out of range')
   end
   local counts, agent = {}, ''
-  if amount ~= 0 then counts[#counts + 1] = {'credits', string.format('%d', amount)} end
-  counts[#counts + 1] = {'requests', '1'}
-  if ARGV[7] == '1' then counts[#counts + 1] = {'errors', '1'} end
+  if amount ~= 0 then counts[#counts + 1] = {'credits', amount} end
+  counts[#counts + 1] = {'requests', 1}
+  if ARGV[7] == '1' then counts[#counts + 1] = {'errors', 1} end
   for i = 10, #ARGV - 1, 2 do
     local name = ARGV[i]
     if name == 'agent' then
@@ -37,23 +37,30 @@ local function settlement()
       if not n or n < 0 then
         return nil, redis.error_reply('ERR settle: token count out of range')
       end
-      if n ~= 0 then counts[#counts + 1] = {name, string.format('%d', n)} end
+      if n ~= 0 then counts[#counts + 1] = {name, n} end
     end
   end
-  -- Each count's field in a day's hash, spelled once for every hash it goes to.
-  for _, count in ipairs(counts) do count[3] = count[1] .. '|' .. agent end
-  return amount, used, counts
+  return amount, used, counts, agent
+end
+
+-- Add the charge (ARGV[2], amount as a number) to a spend counter. The counter gets its
+-- retention (ARGV[5] seconds) when this charge created it (its name holds its day or
+-- month), not on every charge.
+local function spend(counter, amount)
+  if redis.call('INCRBY', counter, ARGV[2]) == amount then
+    redis.call('EXPIRE', counter, ARGV[5])
+  end
 end
 
 -- Count a settlement in an hour's hash (totals) and a day's (each agent's,
--- "<metric>|<agent>"), a zero never written: counts as settlement() gives them
--- ({metric, amount as text, its day field}). A bucket's first request (its count now 1)
+-- "<metric>|<agent>"), a zero never written. A bucket's first request (its count now 1)
 -- gives the hash its retention (ARGV[8] and ARGV[9] seconds): once per hour and per
 -- agent and day, not once per request.
-local function aggregate(hour_key, day_key, counts)
+local function aggregate(hour_key, day_key, counts, agent)
   for _, count in ipairs(counts) do
-    local hour = redis.call('HINCRBY', hour_key, count[1], count[2])
-    local day = redis.call('HINCRBY', day_key, count[3], count[2])
+    local n = string.format('%d', count[2])
+    local hour = redis.call('HINCRBY', hour_key, count[1], n)
+    local day = redis.call('HINCRBY', day_key, count[1] .. '|' .. agent, n)
     if count[1] == 'requests' then
       if hour == 1 then redis.call('EXPIRE', hour_key, ARGV[8]) end
       if day == 1 then redis.call('EXPIRE', day_key, ARGV[9]) end
