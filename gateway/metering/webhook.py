@@ -144,6 +144,9 @@ class Deliveries:
                 except ServiceUnavailable:
                     log.warning("alert webhook deliveries paused: store unavailable")
                     await asyncio.sleep(STORE_RETRY_SECONDS)
+                except Exception:  # the loop outlives any one event's surprise
+                    log.exception("alert webhook deliveries: unexpected error; going on")
+                    await asyncio.sleep(STORE_RETRY_SECONDS)
             if not busy:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll)
@@ -176,16 +179,16 @@ class Deliveries:
         self._group = True
 
     async def _read(self) -> list[tuple[str, dict[str, str]]]:
-        try:
-            async with guard():
+        async with guard():
+            try:
                 found: Any = await self.redis.xreadgroup(
                     GROUP, self.consumer, {schema.ALERTS: ">"}, count=BATCH
                 )
-        except ResponseError as exc:
-            if "NOGROUP" in str(exc):  # the stream was deleted: make the group again
-                self._group = False
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._group = False  # the stream was deleted: make the group again
                 return []
-            raise
         if not found:
             return []
         return cast(list[tuple[str, dict[str, str]]], found[0][1])
@@ -194,16 +197,16 @@ class Deliveries:
         """Events another consumer took and left idle ``claim_after`` seconds: now ours.
         One taken too often (a receiver that kills whoever calls it?) is given up."""
         idle_ms = int(webhook.claim_after * 1000)
-        try:
-            async with guard():
+        async with guard():
+            try:
                 answer = await self.redis.xautoclaim(
                     schema.ALERTS, GROUP, self.consumer, idle_ms, "0-0", count=BATCH
                 )
-        except ResponseError as exc:
-            if "NOGROUP" in str(exc):
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
                 self._group = False
                 return []
-            raise
         claimed = cast(list[tuple[str, dict[str, str] | None]], answer[1])
         taken: list[tuple[str, dict[str, str]]] = []
         for entry_id, fields in claimed:

@@ -313,3 +313,21 @@ async def test_a_consumer_that_dies_mid_delivery_leaves_its_event_to_another(
     finally:
         if topology == "cluster":
             await redis.aclose()
+
+
+async def test_deliveries_make_their_group_again_after_the_stream_was_deleted(
+    receiver: tuple[Receiver, str], redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    got, url = receiver
+    got.failures = 0
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    webhook = AlertWebhook(url, SECRET_ENV, backoff=0.01)
+    deliveries = Deliveries(redis_client, lambda: AlertSettings((0.5,), webhook), consumer="c")
+    assert not await deliveries.once(webhook)
+    await redis_client.delete(schema.ALERTS)  # an operator emptied it: the group went too
+    assert not await deliveries.once(webhook)  # NOGROUP: noted, not a failure
+    assert not await deliveries.once(webhook)  # the group is back
+    event = ThresholdEvent("key_x", "key", "balance", 0.5, 5, 10, time.time())
+    event_id = await Alerts(redis_client).append(event)
+    assert await deliveries.once(webhook)
+    assert got.ids == [event_id] and await deliveries.pending() == 0
