@@ -111,6 +111,14 @@ class Teams:
         await self._store.audit(actor, "team.credit", "", details)
         return balance
 
+    async def spent_this_month(self, team_id: str, now: float | None = None) -> int:
+        """Credits the team's keys were charged this UTC month: its spend counter, one
+        GET (the list of teams reads it for each, not a month of every key's days)."""
+        month = time.strftime("%Y%m", time.gmtime(time.time() if now is None else now))
+        async with guard():
+            value = cast(str | None, await self.redis.get(schema.spend_month(team_id, month)))
+        return int(value or 0)
+
     async def usage(self, key: ApiKey) -> list[LedgerEntry]:
         """A key's ledger: its own, and while in a team the team's filtered to it."""
         own = await self._store.ledger(key.id)
