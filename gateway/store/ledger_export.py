@@ -138,21 +138,27 @@ async def entries(
         start = _after(rows[-1][0])
 
 
+async def key_places(store: Store, key: ApiKey) -> list[str]:
+    """The teams whose ledgers hold entries of ``key``: every team it is or has been in."""
+    async with guard():
+        teams = cast(set[str], await store.redis.smembers(schema.key_teams(key.id)))
+    if key.team:
+        teams.add(key.team)  # put in its team before the history was kept
+    return sorted(teams)
+
+
 async def key_entries(
     store: Store, key: ApiKey, query: LedgerQuery, *, page_size: int = PAGE_SIZE
 ) -> AsyncIterator[LedgerEntry]:
     """A key's matching entries wherever they are, oldest first: its own ledger (what it
     spent on its own balance) and, filtered to it, the ledger of every team it is or has
     been in (``schema.key_teams``), so its history survives a move."""
-    async with guard():
-        teams = cast(set[str], await store.redis.smembers(schema.key_teams(key.id)))
-    if key.team:
-        teams.add(key.team)
+    teams = await key_places(store, key)
     every = dataclasses.replace(query, limit=None)
     sources = [entries(store, key.id, dataclasses.replace(every, key=None), page_size=page_size)]
     sources += [
         entries(store, team, dataclasses.replace(every, key=key.id), page_size=page_size)
-        for team in sorted(teams)
+        for team in teams
     ]
     heads = [await anext(source, None) for source in sources]
     found = 0
@@ -293,3 +299,15 @@ async def latest(
             break
         end = "(" + rows[-1][0]
     return found
+
+
+async def key_latest(
+    store: Store, key: ApiKey, query: LedgerQuery, *, most: int = 100, scan: int = 10_000
+) -> list[LedgerEntry]:
+    """``latest`` of a key's whole history: its own ledger and its entries in the ledger
+    of each team it is or has been in, the ``most`` newest first."""
+    found = await latest(store, key.id, dataclasses.replace(query, key=None), most=most, scan=scan)
+    for team in await key_places(store, key):
+        mine = dataclasses.replace(query, key=key.id)
+        found += await latest(store, team, mine, most=most, scan=scan)
+    return sorted(found, key=lambda e: _order(e.id), reverse=True)[:most]

@@ -19,6 +19,7 @@ from gateway.store.ledger_export import (
     entries,
     json_array,
     key_entries,
+    key_latest,
     parse_time,
     render,
 )
@@ -218,3 +219,6 @@ async def test_a_keys_entries_follow_it_into_and_out_of_teams(redis_client: Any)
     assert [e.amount for e in found] == [500, -1, -2, -3]  # in the order they happened
     usage = LedgerQuery(kind="usage", limit=2)
     assert [e.amount for e in [e async for e in key_entries(store, key, usage)]] == [-1, -2]
+    # The console's key page: the newest first, from every place alike.
+    newest = await key_latest(store, await store.get_key(key.id), LedgerQuery(), most=3)
+    assert [e.amount for e in newest] == [-3, -2, -1]
