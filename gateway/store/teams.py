@@ -21,7 +21,7 @@ from typing import cast
 
 from gateway import amounts
 from gateway.errors import InvalidRequest, NotFound
-from gateway.store import schema
+from gateway.store import ledger_export, schema
 from gateway.store.holds import WINDOW_SECONDS, window_of
 from gateway.store.records import ApiKey, KeyLimits, LedgerEntry, Team
 from gateway.store.store import Store, guard
@@ -120,11 +120,10 @@ class Teams:
         return int(value or 0)
 
     async def usage(self, key: ApiKey) -> list[LedgerEntry]:
-        """A key's ledger: its own, and while in a team the team's filtered to it."""
-        own = await self._store.ledger(key.id)
-        if not key.team:
-            return own
-        return own + [e for e in await self._store.ledger(key.team) if e.key_id == key.id]
+        """A key's ledger, oldest first: its own, and its entries in the ledger of every
+        team it is or has been in (``ledger_export.key_entries``)."""
+        query = ledger_export.LedgerQuery()
+        return [e async for e in ledger_export.key_entries(self._store, key, query)]
 
     async def in_flight(self, key: ApiKey) -> int:
         """How many requests of ``key`` hold a reservation now."""
