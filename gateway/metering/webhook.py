@@ -13,7 +13,8 @@ acknowledging it stays pending in the group; any live process takes it over
 event as still its own between tries, so a slow receiver alone does not get it twice.
 
 The group starts at the stream's end when the first process with a webhook creates
-it: events from before any webhook was configured are not sent.
+it: events from before any webhook was configured are not sent. A consumer idle a day
+with nothing pending (a process long gone) is removed from the group.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ MAX_DELIVERIES = 5  # takings of one event (by its first reader and by others) a
 BATCH = 16  # events read or taken over at once
 POLL_SECONDS = 0.5  # how often an idle process looks for new events
 STORE_RETRY_SECONDS = 2.0  # after the store failed, looked at again this soon
+FORGET_CONSUMER_SECONDS = 24 * 3600  # a consumer idle this long, with nothing pending, goes
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -207,6 +209,7 @@ class Deliveries:
                     raise
                 self._group = False
                 return []
+        await self._forget_idle_consumers()
         claimed = cast(list[tuple[str, dict[str, str] | None]], answer[1])
         taken: list[tuple[str, dict[str, str]]] = []
         for entry_id, fields in claimed:
@@ -221,6 +224,20 @@ class Deliveries:
             log.info("alert webhook: took over event %s from a process gone quiet", entry_id)
             taken.append((entry_id, fields))
         return taken
+
+    async def _forget_idle_consumers(self) -> None:
+        """Remove consumers with nothing pending and idle ``FORGET_CONSUMER_SECONDS``
+        (processes long gone), so the group's list does not grow with every restart."""
+        async with guard():
+            consumers = await self.redis.xinfo_consumers(schema.ALERTS, GROUP)
+            for consumer in consumers:
+                idle_ms = int(consumer.get("inactive", consumer.get("idle", 0)))
+                if (
+                    int(consumer["pending"]) == 0
+                    and idle_ms >= FORGET_CONSUMER_SECONDS * 1000
+                    and consumer["name"] != self.consumer
+                ):
+                    await self.redis.xgroup_delconsumer(schema.ALERTS, GROUP, consumer["name"])
 
     async def _deliveries(self, entry_id: str) -> int:
         async with guard():

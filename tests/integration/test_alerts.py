@@ -20,6 +20,7 @@ from redis import asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
+from gateway.metering import webhook as webhook_module
 from gateway.metering.meter import Meter
 from gateway.metering.webhook import (
     EVENT_ID_HEADER,
@@ -331,3 +332,17 @@ async def test_deliveries_make_their_group_again_after_the_stream_was_deleted(
     event_id = await Alerts(redis_client).append(event)
     assert await deliveries.once(webhook)
     assert got.ids == [event_id] and await deliveries.pending() == 0
+
+
+async def test_a_consumer_long_gone_with_nothing_pending_leaves_the_group(
+    receiver: tuple[Receiver, str], redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, url = receiver
+    monkeypatch.setattr(webhook_module, "FORGET_CONSUMER_SECONDS", 0)
+    webhook = AlertWebhook(url, SECRET_ENV, backoff=0.01)
+    ghost = Deliveries(redis_client, lambda: AlertSettings((0.5,), webhook), consumer="ghost")
+    live = Deliveries(redis_client, lambda: AlertSettings((0.5,), webhook), consumer="live")
+    assert not await ghost.once(webhook)  # a process that read, then went away
+    assert not await live.once(webhook)  # its pass for others' events forgets the ghost
+    names = {c["name"] for c in await redis_client.xinfo_consumers(schema.ALERTS, GROUP)}
+    assert "ghost" not in names
