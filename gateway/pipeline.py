@@ -146,6 +146,7 @@ class Gateway:
         """Serve ``config`` to new requests; close backends it dropped once they are idle."""
         old = self.generation
         self.generation = Generation.build(config, old)
+        self.meter.alerter.configure(config.alerts)  # thresholds and webhook: at once
         kept = {id(b) for b in self.generation.backends.values()}
         for backend in old.backends.values():
             if id(backend) not in kept:

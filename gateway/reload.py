@@ -9,6 +9,9 @@ for new requests at once; requests in flight finish on the configuration they
 started with, and so does the storage policy (``responses.store``,
 ``responses.retention_seconds`` and the routes' ``store`` and ``retention_seconds``):
 a response is stored, or not, as the configuration its request started with says.
+``alerts`` changes at once too: the next settlement checks the new thresholds, and the
+webhook's deliveries use the new ``webhook`` at their next pass (its secret is read from
+the environment at each delivery).
 ``listen``, ``redis``, ``auth``, ``limits``, the rest of ``responses`` (its
 ``encryption`` keys are read once, at start-up), ``metering``, ``admin``,
 ``shutdown`` and ``tracing`` take effect at the next restart (a warning says so).
@@ -37,7 +40,7 @@ RESTART_ONLY = (
 )  # fmt: skip
 # responses.reasoning_events, responses.store, responses.retention_seconds (the
 # storage policy) and access_log are read per request (or rebuilt with
-# the filters), so they change at once.
+# the filters), so they change at once; alerts is handed to the meter (Gateway.reload).
 
 
 def _setting(config: GatewayConfig, path: str) -> object:

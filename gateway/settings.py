@@ -132,14 +132,19 @@ def _fractions(values: tuple[float, ...]) -> str | None:
 @dataclass(frozen=True, slots=True)
 class AlertWebhook:
     """Where threshold events are POSTed (JSON, signed with HMAC-SHA256 of the body by
-    the secret in the environment variable ``secret_env``), with ``attempts`` tries
-    ``backoff``, 2x ``backoff``, ... seconds apart."""
+    the secret in the environment variable ``secret_env``, with the event's stable id
+    in a header), with ``attempts`` tries ``backoff``, 2x ``backoff``, ... seconds apart,
+    each within ``timeout``. Delivered at least once across replicas
+    (``gateway.metering.webhook``): an event taken by a process that died is taken over
+    by another after ``claim_after`` seconds (keep it above ``timeout``, or a slow
+    receiver may get an event twice; it can tell by the id)."""
 
     url: str
     secret_env: str = field(metadata={"env": True})
     attempts: int = field(default=5, metadata={"check": positive})
     backoff: float = field(default=1.0, metadata={"check": positive})
     timeout: float = field(default=5.0, metadata={"check": positive})
+    claim_after: float = field(default=60.0, metadata={"check": positive})
 
 
 @dataclass(frozen=True, slots=True)

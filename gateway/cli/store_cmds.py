@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ from gateway.cli.output import CommandError, emit_json, emit_table
 from gateway.config import load_auth_settings, load_redis_settings, load_route_names
 from gateway.errors import GatewayError
 from gateway.store import ApiKey, Store, connect, erasure, ledger_export
-from gateway.store.records import KeyLimits
+from gateway.store.records import KeyLimits, LedgerEntry
 from gateway.store.settings import EMBEDDED
 from gateway.store.store import DEFAULT_GRACE_SECONDS
 from gateway.store.teams import MOVE_MARGIN_SECONDS, Teams, is_team
@@ -41,13 +41,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     ks = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     create = ks.add_parser("create", parents=[common], help="create a key (printed once)")
-    create.add_argument("--name", required=True, type=_checked(str, key_rules.name))
-    create.add_argument(
-        "--balance",
-        type=_checked(int, key_rules.balance),
-        default=0,
-        help="initial credits, 0 or more (1e6 = 1 USD)",
-    )
+    name_and_balance(create)
     create.add_argument(
         "--agent",
         action="append",
@@ -197,6 +191,18 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, not {text!r}")
     return int(text)
+
+
+def name_and_balance(parser: argparse.ArgumentParser) -> None:
+    """``--name`` and ``--balance``, checked as the admin API checks them: what ``keys
+    create`` and ``teams create`` share, kept in step here."""
+    parser.add_argument("--name", required=True, type=_checked(str, key_rules.name))
+    parser.add_argument(
+        "--balance",
+        type=_checked(int, key_rules.balance),
+        default=0,
+        help="initial credits, 0 or more (1e6 = 1 USD)",
+    )
 
 
 def _limit_options(parser: argparse.ArgumentParser) -> None:
@@ -426,22 +432,15 @@ async def _balance_add(store: Store, args: argparse.Namespace) -> None:
 
 
 async def _usage(store: Store, args: argparse.Namespace) -> None:
-    account, only = args.id, None
+    query = ledger_export.LedgerQuery(
+        agent=args.agent, kind=args.kind, since=args.since, until=args.until, limit=args.limit
+    )
+    entries: AsyncIterator[LedgerEntry]
     if is_team(args.id):
         await Teams(store).get(args.id)
-    else:
-        key = await store.get_key(args.id)
-        if key.team:  # a team's key: its entries in the team's ledger
-            account, only = key.team, key.id
-    query = ledger_export.LedgerQuery(
-        agent=args.agent,
-        kind=args.kind,
-        since=args.since,
-        until=args.until,
-        limit=args.limit,
-        key=only,
-    )
-    entries = ledger_export.entries(store, account, query)
+        entries = ledger_export.entries(store, args.id, query)
+    else:  # its own ledger's entries, and its entries in each team's it has been in
+        entries = ledger_export.key_entries(store, await store.get_key(args.id), query)
     fmt = args.format or ("json" if args.json else "table")
     if fmt != "table":
         chunks = (

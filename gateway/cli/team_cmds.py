@@ -11,7 +11,15 @@ from typing import Any
 
 from gateway import key_rules
 from gateway.cli.output import emit_json, emit_table
-from gateway.cli.store_cmds import _checked, _limit_options, _limits_of, _runner, _when, actor
+from gateway.cli.store_cmds import (
+    _checked,
+    _limit_options,
+    _limits_of,
+    _runner,
+    _when,
+    actor,
+    name_and_balance,
+)
 from gateway.store import Store
 from gateway.store.records import LIMIT_FIELDS, Team
 from gateway.store.teams import Teams
@@ -23,13 +31,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     ts = teams.add_subparsers(dest="teams_command", required=True, metavar="COMMAND")
     create = ts.add_parser("create", parents=[common], help="create a team")
-    create.add_argument("--name", required=True, type=_checked(str, key_rules.name))
-    create.add_argument(
-        "--balance",
-        type=_checked(int, key_rules.balance),
-        default=0,
-        help="initial credits, 0 or more (1e6 = 1 USD)",
-    )
+    name_and_balance(create)
     create.add_argument("--note", default="", type=_checked(str, key_rules.note))
     _limit_options(create)
     create.set_defaults(run=_runner(_create))

@@ -12,6 +12,7 @@ import time
 
 from gateway.errors import ServiceUnavailable
 from gateway.events import Usage
+from gateway.metering.alerts import Alerter
 from gateway.metering.health import StoreHealth
 from gateway.metering.hold import Hold
 from gateway.metering.settlement import ledger_fields
@@ -30,8 +31,10 @@ class Leases:
         settings: MeteringSettings,
         live: dict[str, Hold],
         health: StoreHealth,
+        alerter: Alerter | None = None,
     ) -> None:
         self._holds = holds
+        self._alerter = alerter
         self._settings = settings
         self._live = live
         self._health = health
@@ -100,6 +103,8 @@ class Leases:
                 record, charge_id, credits, usage.total_tokens, fields, route=True, failed=True
             ):
                 settled += 1
+                if credits and self._alerter is not None:  # as a live settlement checks
+                    self._alerter.reaped(record.key_id, record.team)
                 log.warning(
                     "settled request %s of a process that died (%d credits)",
                     record.request_id,

@@ -10,6 +10,7 @@ from gateway.metering.hold import Hold
 from gateway.metering.leases import Leases
 from gateway.metering.settlement import Settlement
 from gateway.metering.stream import metered
+from gateway.metering.webhook import Deliveries
 from gateway.outbox import Outbox
 from gateway.settings import AlertSettings, MeteringSettings
 from gateway.store.alerts import Alerts
@@ -18,9 +19,10 @@ from gateway.tasks import BackgroundTasks
 
 
 class Meter:
-    """``admit`` a request, ``wrap`` its stream, ``settle`` it; ``keep_leases`` runs
-    for the life of the process. The per-request entry points are the parts' own
-    methods, bound here once: the meter adds no call of its own to a request."""
+    """``admit`` a request, ``wrap`` its stream, ``settle`` it; ``keep_leases`` and
+    ``deliveries.run`` run for the life of the process. The per-request entry points
+    are the parts' own methods, bound here once: the meter adds no call of its own to
+    a request."""
 
     def __init__(
         self,
@@ -34,15 +36,19 @@ class Meter:
         self._holds = holds
         self._live: dict[str, Hold] = {}  # admitted here and not yet written as settled
         self.health = StoreHealth(holds, tasks)
-        leases = Leases(holds, settings, self._live, self.health)
+        # Threshold events and their webhook follow the live configuration (``configure``).
+        self.deliveries = Deliveries(holds.redis, lambda: self.alerter.settings)
+        self.alerter = Alerter(
+            Alerts(holds.redis), tasks, alerts or AlertSettings(), fired=self.deliveries.wake
+        )
+        leases = Leases(holds, settings, self._live, self.health, self.alerter)
         self.outbox = Outbox(
             tasks, settings.outbox_size, before=leases.renew, on_failure=self.health.failed
         )
         admission = Admission(
             holds, tasks, settings, self.outbox, self._live, self.health, fail_open=fail_open
         )
-        alerter = Alerter(Alerts(holds.redis), tasks, alerts or AlertSettings())
-        settlement = Settlement(holds, tasks, self.outbox, self._live, self.health, alerter)
+        settlement = Settlement(holds, tasks, self.outbox, self._live, self.health, self.alerter)
         self.admit = admission.admit
         self.wrap = metered
         self.settle = settlement.settle

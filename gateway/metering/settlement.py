@@ -31,7 +31,7 @@ class Settlement:
         alerter: Alerter | None = None,
     ) -> None:
         self._holds = holds
-        self._alerter = alerter if alerter is not None and alerter.on else None
+        self._alerter = alerter  # its settings may change on a reload: asked each time
         self._tasks = tasks
         self._outbox = outbox
         self._live = live

@@ -108,6 +108,7 @@ def create_app(
             await on_ready(gateway)
         loops = [
             asyncio.create_task(gateway.meter.keep_leases(), name="leases"),
+            asyncio.create_task(gateway.meter.deliveries.run(), name="alert webhook"),
             asyncio.create_task(gateway.holds.totals.run(), name="gateway totals"),
         ]
         if watch:

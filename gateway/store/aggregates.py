@@ -1,22 +1,32 @@
 """Reading the aggregates: credits, requests, errors and tokens by hour and by day, for
-one key or for the whole gateway, by agent, and the gateway's top keys.
+one key, one team or the whole gateway, by agent, and the gateway's top keys.
 
 Settlement writes them (``lua/settle.lua`` for a key's, exact and atomic with its
 ledger entry; ``gateway_totals`` for the gateway's, best-effort) and credits
-(``lua/post_entry.lua``) count in a key's day as ``credited`` and ``debited``. Reading
-is one pipelined round trip of a hash per bucket, whatever the ledgers hold: a
+(``lua/post_entry.lua``) count in a key's day as ``credited`` and ``debited``. A key in
+a team is counted by ``lua/settle_team.lua`` in hashes of its own kept under the team's
+hash tag (``schema.member_aggregate_*``: one script touches one slot on Redis Cluster),
+and only there, so a team member's request costs what a lone key's does. A key's
+history lives in its own hashes and in those it has in every team it has been in
+(``schema.key_teams``): ``read_key`` sums them, after a move too. A team's is the sum
+of every key it has had (``schema.team_keys_ever``) and of its own hashes (credits,
+and what was settled before keys were counted apart): ``read_team``. Reading is one
+pipelined round trip of a hash per bucket and place, whatever the ledgers hold: a
 gateway with a million ledger entries reads as fast as one with ten.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, cast
 
 from redis import asyncio as aioredis
 
 from gateway.store import schema
+from gateway.store.records import ApiKey
 from gateway.store.store import guard
 
 Period = Literal["hour", "day"]
@@ -150,21 +160,80 @@ async def read(
     top: int = TOP_KEYS,
 ) -> Aggregates:
     """The last ``count`` buckets of a key (or, with ``key_id`` None, of the gateway)."""
-    now = time.time() if now is None else now
-    starts = bucket_starts(period, count, now)
     if key_id is None:
         of = schema.global_hour if period == "hour" else schema.global_day
-        names = [of(bucket_name(period, at)) for at in starts]
-    else:
-        each = schema.aggregate_hour if period == "hour" else schema.aggregate_day
-        names = [each(key_id, bucket_name(period, at)) for at in starts]
+        return await _read(redis, None, [of], period, count, now=now, top=top)
+    own = schema.aggregate_hour if period == "hour" else schema.aggregate_day
+    return await _read(redis, key_id, [partial(own, key_id)], period, count, now=now, top=0)
+
+
+async def read_key(
+    redis: aioredis.Redis,
+    key: ApiKey,
+    period: Period,
+    count: int,
+    *,
+    now: float | None = None,
+) -> Aggregates:
+    """The last ``count`` buckets of a key: its own hashes (spent on its own balance),
+    and its hashes in each team it is or has been in (``schema.key_teams``)."""
+    async with guard():
+        teams = cast(set[str], await redis.smembers(schema.key_teams(key.id)))
+    if key.team:
+        teams.add(key.team)  # a key put in its team before the history was kept
+    own = schema.aggregate_hour if period == "hour" else schema.aggregate_day
+    member = schema.member_aggregate_hour if period == "hour" else schema.member_aggregate_day
+    places: list[Callable[[str], str]] = [partial(own, key.id)]
+    places += [partial(member, team, key.id) for team in sorted(teams)]
+    return await _read(redis, key.id, places, period, count, now=now, top=0)
+
+
+async def read_team(
+    redis: aioredis.Redis,
+    team_id: str,
+    period: Period,
+    count: int,
+    *,
+    now: float | None = None,
+) -> Aggregates:
+    """The last ``count`` buckets of a team: the sum of its keys' (every key it has had,
+    ``schema.team_keys_ever``), and its own hashes (credits added and removed by hand,
+    and what was settled before its keys were counted apart)."""
+    async with guard():
+        keys = cast(
+            set[str],
+            await redis.sunion([schema.team_members(team_id), schema.team_keys_ever(team_id)]),
+        )
+    own = schema.aggregate_hour if period == "hour" else schema.aggregate_day
+    member = schema.member_aggregate_hour if period == "hour" else schema.member_aggregate_day
+    places: list[Callable[[str], str]] = [partial(own, team_id)]
+    places += [partial(member, team_id, key_id) for key_id in sorted(keys)]
+    return await _read(redis, team_id, places, period, count, now=now, top=0)
+
+
+async def _read(
+    redis: aioredis.Redis,
+    scope: str | None,
+    places: Sequence[Callable[[str], str]],
+    period: Period,
+    count: int,
+    *,
+    now: float | None,
+    top: int,
+) -> Aggregates:
+    """Each bucket summed over ``places`` (each gives a hash's name from the bucket's)."""
+    now = time.time() if now is None else now
+    starts = bucket_starts(period, count, now)
+    names = [place(bucket_name(period, at)) for at in starts for place in places]
     async with guard():
         pipe: Any = redis.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(name)
-        hashes = cast(list[dict[str, str]], await pipe.execute())
+        found = cast(list[dict[str, str]], await pipe.execute())
+        width = len(places)
+        hashes = [_merged(found[i : i + width]) for i in range(0, len(found), width)]
         ranked: list[tuple[str, float]] = []
-        if key_id is None and top:
+        if scope is None and top:
             days = bucket_starts("day", count if period == "day" else count // 24 + 2, now)
             zsets = [schema.global_top_keys(bucket_name("day", at)) for at in days]
             ranked = await _top(redis, zsets, top)
@@ -180,13 +249,27 @@ async def read(
     order = sorted(agents.items(), key=lambda item: (-item[1].credits, -item[1].requests, item[0]))
     top_keys = tuple((k, int(c)) for k, c in sorted(ranked, key=lambda r: (-r[1], r[0]))[:top])
     return Aggregates(
-        "gateway" if key_id is None else key_id,
+        "gateway" if scope is None else scope,
         period,
         tuple(buckets),
         total,
         tuple(order),
         top_keys,
     )
+
+
+def _merged(hashes: list[dict[str, str]]) -> dict[str, str]:
+    """One bucket's hashes (a key's own and its teams') as one, each field summed."""
+    if len(hashes) == 1:
+        return hashes[0]
+    total: dict[str, int] = {}
+    for fields in hashes:
+        for name, value in fields.items():
+            try:
+                total[name] = total.get(name, 0) + int(value)
+            except ValueError:
+                continue
+    return {name: str(n) for name, n in total.items()}
 
 
 async def _top(redis: aioredis.Redis, zsets: list[str], top: int) -> list[tuple[str, float]]:

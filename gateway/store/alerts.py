@@ -3,8 +3,10 @@
 stream ``gw:alerts``, once per fraction and per top-up, day or month whichever process
 sees it first (a ``SET NX`` marker decides).
 
-Checked after a settlement, off the request's path; an account's balance reference is
-set when credits are added to it (``Store.set_alert_reference``).
+Checked after a settlement, off the request's path (the reaper's settlements of holds
+whose process died too); an account's balance reference is set when credits are added
+to it (``Store.set_alert_reference``). Delivery to a webhook reads the stream
+(``gateway.metering.webhook``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import cast
 from redis import asyncio as aioredis
 
 from gateway.store import schema
-from gateway.store.records import KeyLimits
+from gateway.store.records import ApiKey, KeyLimits, Team
 from gateway.store.store import guard
 
 ALERTS_MAX_ENTRIES = 100_000  # the stream keeps (about) this many latest events
@@ -39,6 +41,14 @@ class ThresholdEvent:
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
+
+    @classmethod
+    def from_fields(cls, f: dict[str, str]) -> ThresholdEvent:
+        """An event as the stream holds it (every field a string)."""
+        return cls(
+            f["account"], f["whose"], f["kind"], float(f["fraction"]), int(f["value"]),
+            int(f["limit"]), float(f["at"]), f.get("key_id", ""),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +125,32 @@ class Alerts:
                 if not await self.redis.set(marker, "1", nx=True, ex=ttl):
                     continue  # fired already, here or by another process
                 event = ThresholdEvent(w.account, w.whose, kind, f, value, limit, now, key_id)
-                fields = {k: str(v) for k, v in event.to_json().items()}
-                await self.redis.xadd(
-                    schema.ALERTS,
-                    fields,  # type: ignore[arg-type]  # invariant stub
-                    maxlen=ALERTS_MAX_ENTRIES,
-                    approximate=True,
-                )
+                await self.append(event)
                 fired.append(event)
         return fired
+
+    async def append(self, event: ThresholdEvent) -> str:
+        """Add one event to the stream; its entry id (what the webhook sends as its id)."""
+        fields = {k: str(v) for k, v in event.to_json().items()}
+        async with guard():
+            entry_id = await self.redis.xadd(
+                schema.ALERTS,
+                fields,  # type: ignore[arg-type]  # invariant stub
+                maxlen=ALERTS_MAX_ENTRIES,
+                approximate=True,
+            )
+        return str(entry_id)
+
+    async def limits_of(self, key_id: str, team: str) -> tuple[KeyLimits, KeyLimits]:
+        """A key's limits and its team's, as stored (for a hold the reaper settled: the
+        process that admitted it, with its auth cache, is gone)."""
+        async with guard():
+            key = cast(dict[str, str], await self.redis.hgetall(schema.key_record(key_id)))
+            of_team: dict[str, str] = {}
+            if team:
+                of_team = cast(dict[str, str], await self.redis.hgetall(schema.team_record(team)))
+        limits = ApiKey.from_hash(key).limits if key else KeyLimits()
+        return limits, Team.from_hash(of_team).limits if of_team else KeyLimits()
 
     async def latest(self, limit: int = 100) -> list[ThresholdEvent]:
         """The latest events, newest first."""
@@ -132,10 +159,4 @@ class Alerts:
                 list[tuple[str, dict[str, str]]],
                 await self.redis.xrevrange(schema.ALERTS, count=limit),
             )
-        return [
-            ThresholdEvent(
-                f["account"], f["whose"], f["kind"], float(f["fraction"]), int(f["value"]),
-                int(f["limit"]), float(f["at"]), f.get("key_id", ""),
-            )
-            for _, f in rows
-        ]  # fmt: skip
+        return [ThresholdEvent.from_fields(f) for _, f in rows]

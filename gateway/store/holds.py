@@ -324,6 +324,10 @@ class Holds:
         script = self._settle
         if record.team:  # the team's ledger names the key; the key's own caps count it too
             script = self._settle_team
+            # Counted once, in the key's aggregates under the team's tag: the team's are
+            # their sum (``aggregates.read_key``, ``aggregates.read_team``).
+            keys[8] = schema.member_aggregate_hour(record.team, key_id, hour)
+            keys[9] = schema.member_aggregate_day(record.team, key_id, day)
             holds, held, _, tokens_window = _member_keys(record.team, key_id, window)
             keys += [holds, tokens_window]
             if record.key_budget:

@@ -13,9 +13,10 @@ difference between gateway and Redis loses no entry; ``at`` then decides.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
@@ -23,7 +24,7 @@ from typing import cast
 import orjson
 
 from gateway.store import schema
-from gateway.store.records import LedgerEntry
+from gateway.store.records import ApiKey, LedgerEntry
 from gateway.store.store import Store, guard
 
 KINDS = ("usage", "credit")
@@ -115,7 +116,7 @@ class LedgerQuery:
 
 async def entries(
     store: Store, key_id: str, query: LedgerQuery, *, page_size: int = PAGE_SIZE
-) -> AsyncIterator[LedgerEntry]:
+) -> AsyncGenerator[LedgerEntry]:
     """The key's matching entries, oldest first, read ``page_size`` at a time."""
     start, end = query.id_range()
     found = 0
@@ -135,6 +136,47 @@ async def entries(
         if len(rows) < page_size:
             return
         start = _after(rows[-1][0])
+
+
+async def key_places(store: Store, key: ApiKey) -> list[str]:
+    """The teams whose ledgers hold entries of ``key``: every team it is or has been in."""
+    async with guard():
+        teams = cast(set[str], await store.redis.smembers(schema.key_teams(key.id)))
+    if key.team:
+        teams.add(key.team)  # put in its team before the history was kept
+    return sorted(teams)
+
+
+async def key_entries(
+    store: Store, key: ApiKey, query: LedgerQuery, *, page_size: int = PAGE_SIZE
+) -> AsyncIterator[LedgerEntry]:
+    """A key's matching entries wherever they are, oldest first: its own ledger (what it
+    spent on its own balance) and, filtered to it, the ledger of every team it is or has
+    been in (``schema.key_teams``), so its history survives a move."""
+    teams = await key_places(store, key)
+    every = dataclasses.replace(query, limit=None)
+    sources = [entries(store, key.id, dataclasses.replace(every, key=None), page_size=page_size)]
+    sources += [
+        entries(store, team, dataclasses.replace(every, key=key.id), page_size=page_size)
+        for team in teams
+    ]
+    heads = [await anext(source, None) for source in sources]
+    found = 0
+    while any(head is not None for head in heads):
+        i = min((i for i, h in enumerate(heads) if h is not None),
+                key=lambda i: _order(cast(LedgerEntry, heads[i]).id))  # fmt: skip
+        yield cast(LedgerEntry, heads[i])
+        found += 1
+        if query.limit is not None and found >= query.limit:
+            break
+        heads[i] = await anext(sources[i], None)
+    for source in sources:
+        await source.aclose()
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _after(entry_id: str) -> str:
@@ -257,3 +299,15 @@ async def latest(
             break
         end = "(" + rows[-1][0]
     return found
+
+
+async def key_latest(
+    store: Store, key: ApiKey, query: LedgerQuery, *, most: int = 100, scan: int = 10_000
+) -> list[LedgerEntry]:
+    """``latest`` of a key's whole history: its own ledger and its entries in the ledger
+    of each team it is or has been in, the ``most`` newest first."""
+    found = await latest(store, key.id, dataclasses.replace(query, key=None), most=most, scan=scan)
+    for team in await key_places(store, key):
+        mine = dataclasses.replace(query, key=key.id)
+        found += await latest(store, team, mine, most=most, scan=scan)
+    return sorted(found, key=lambda e: _order(e.id), reverse=True)[:most]

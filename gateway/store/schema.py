@@ -230,6 +230,28 @@ def member(team_id: str, key_id: str, name: str) -> str:
     return _of(team_id, f"key:{key_id}:{name}")
 
 
+def member_aggregate_hour(team_id: str, key_id: str, hour: str) -> str:
+    """Hash of a key's totals in one UTC hour spent inside a team (``aggregate_hour``'s
+    fields), under the team's tag so that the team's settlement script writes it."""
+    return member(team_id, key_id, f"agg:h:{hour}")
+
+
+def member_aggregate_day(team_id: str, key_id: str, day: str) -> str:
+    """Hash of a key's counts by agent in one UTC day spent inside a team."""
+    return member(team_id, key_id, f"agg:d:{day}")
+
+
+def team_keys_ever(team_id: str) -> str:
+    """Set of every key a team has had (``team_members`` is its keys now): whose
+    aggregates under the team's tag add up to the team's."""
+    return _of(team_id, "members:ever")
+
+
+def key_teams(key_id: str) -> str:
+    """Set of the teams a key has been in: where its aggregates of those times live."""
+    return _of(key_id, "teams")
+
+
 def alert_reference(account: str) -> str:
     """An account's balance just after its last top-up: what balance thresholds are of."""
     return _of(account, "alert:ref")

@@ -147,10 +147,31 @@ def _sentinel_master(settings: RedisSettings, options: dict[str, Any]) -> aiored
     )
 
 
+PRELUDE_LINE = "--! prelude:"  # a script's first line naming the preludes it needs
+
+
+def script_source(name: str) -> str:
+    """The text of ``lua/<name>.lua`` as Redis runs it: after the preludes it names.
+
+    Redis runs a script whole and has no includes, so functions that several scripts
+    share live in ``lua/prelude/<part>.lua`` and are prepended to each script whose first
+    line is ``--! prelude: <part>[, <part>...]``. A prelude only defines locals: what a
+    script costs is what it calls.
+    """
+    lua = resources.files("gateway.store").joinpath("lua")
+    source = lua.joinpath(f"{name}.lua").read_text()
+    first = source.partition("\n")[0]
+    if not first.startswith(PRELUDE_LINE):
+        return source
+    parts = [p.strip() for p in first[len(PRELUDE_LINE) :].split(",") if p.strip()]
+    preludes = [lua.joinpath("prelude", f"{part}.lua").read_text() for part in parts]
+    return "\n".join([*preludes, source])
+
+
 def load_script(redis: aioredis.Redis, name: str) -> Any:
-    """The script ``lua/<name>.lua``, registered with ``redis`` (run by its SHA)."""
-    source = resources.files("gateway.store").joinpath(f"lua/{name}.lua").read_text()
-    return redis.register_script(source)
+    """The script ``lua/<name>.lua`` with its preludes, registered with ``redis`` (run by
+    its SHA)."""
+    return redis.register_script(script_source(name))
 
 
 class Store:
@@ -224,6 +245,8 @@ class Store:
         async with guard():
             if team:  # a member before it is usable: the index below makes it usable
                 await self.redis.sadd(schema.team_members(team), key.id)
+                await self.redis.sadd(schema.team_keys_ever(team), key.id)
+                await self.redis.sadd(schema.key_teams(key.id), team)  # its history's places
             await self.redis.hset(schema.key_record(key.id), mapping=key.to_hash())  # type: ignore[arg-type]  # invariant stub
             await self.redis.sadd(schema.KEY_INDEX, key.id)
             await self.redis.set(schema.digest_index(digest), key.id)

@@ -21,7 +21,7 @@ from typing import cast
 
 from gateway import amounts
 from gateway.errors import InvalidRequest, NotFound
-from gateway.store import schema
+from gateway.store import ledger_export, schema
 from gateway.store.holds import WINDOW_SECONDS, window_of
 from gateway.store.records import ApiKey, KeyLimits, LedgerEntry, Team
 from gateway.store.store import Store, guard
@@ -111,12 +111,19 @@ class Teams:
         await self._store.audit(actor, "team.credit", "", details)
         return balance
 
+    async def spent_this_month(self, team_id: str, now: float | None = None) -> int:
+        """Credits the team's keys were charged this UTC month: its spend counter, one
+        GET (the list of teams reads it for each, not a month of every key's days)."""
+        month = time.strftime("%Y%m", time.gmtime(time.time() if now is None else now))
+        async with guard():
+            value = cast(str | None, await self.redis.get(schema.spend_month(team_id, month)))
+        return int(value or 0)
+
     async def usage(self, key: ApiKey) -> list[LedgerEntry]:
-        """A key's ledger: its own, and while in a team the team's filtered to it."""
-        own = await self._store.ledger(key.id)
-        if not key.team:
-            return own
-        return own + [e for e in await self._store.ledger(key.team) if e.key_id == key.id]
+        """A key's ledger, oldest first: its own, and its entries in the ledger of every
+        team it is or has been in (``ledger_export.key_entries``)."""
+        query = ledger_export.LedgerQuery()
+        return [e async for e in ledger_export.key_entries(self._store, key, query)]
 
     async def in_flight(self, key: ApiKey) -> int:
         """How many requests of ``key`` hold a reservation now."""
@@ -159,9 +166,16 @@ class Teams:
                 raise _busy(key_id)
             await self._carry_counters(key, target)
             async with guard():
+                # Where the key's aggregates of its time in each team stay readable
+                # (``aggregates.read_key``): its earlier team's too, for a key put in
+                # it before this history was kept.
+                places = [t for t in (key.team, target) if t]
+                if places:
+                    await self.redis.sadd(schema.key_teams(key_id), *places)
                 if target:
                     await self.redis.hset(record, "team", target)
                     await self.redis.sadd(schema.team_members(target), key_id)
+                    await self.redis.sadd(schema.team_keys_ever(target), key_id)
                 else:
                     await self.redis.hdel(record, "team")
                 if key.team:

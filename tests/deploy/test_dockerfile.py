@@ -168,6 +168,7 @@ def test_copy_sources_exist_and_reach_the_build_context() -> None:
     for needed in (
         "gateway/__init__.py",
         "gateway/store/lua/admit.lua",
+        "gateway/store/lua/prelude/settle.lua",
         "plugins/gateway_plugins",
         "requirements/run.txt",
     ):

@@ -115,3 +115,33 @@ async def test_the_storage_policy_changes_at_once_and_encryption_at_restart(
         assert await watcher.check()
     assert "responses.encryption" in caplog.text and "next restart" in caplog.text
     assert not gateway.cipher.encrypts
+
+
+async def test_alert_thresholds_and_webhook_change_at_once(
+    tmp_path: Path,
+    fake_store: Store,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``alerts`` follows the file: the next settlement checks the new thresholds, and the
+    webhook's deliveries use the new url (read at each pass), with no restart warning."""
+    monkeypatch.setenv("GW_RELOAD_ALERT_SECRET", "s")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(FIRST)
+    gateway = Gateway.build(load_config(path), fake_store, BackgroundTasks())
+    watcher = ConfigWatcher(gateway, str(path))
+    assert not gateway.meter.alerter.on and gateway.meter.alerter.settings.webhook is None
+    path.write_text(
+        "alerts:\n  thresholds: [0.5, 0.9]\n"
+        "  webhook: {url: 'http://127.0.0.1:9/hook', secret_env: GW_RELOAD_ALERT_SECRET}\n" + FIRST
+    )
+    with caplog.at_level(logging.WARNING, logger="gateway.reload"):
+        assert await watcher.check()
+    assert "next restart" not in caplog.text
+    alerter = gateway.meter.alerter
+    assert alerter.on and alerter.settings.thresholds == (0.5, 0.9)
+    assert alerter.settings.webhook is not None
+    assert alerter.settings.webhook.url == "http://127.0.0.1:9/hook"
+    path.write_text(FIRST)  # thresholds off again: settlements check nothing
+    assert await watcher.check()
+    assert not gateway.meter.alerter.on and gateway.meter.alerter.settings.webhook is None

@@ -163,3 +163,28 @@ async def test_refusals_name_the_team_and_a_moving_key_waits(
     async with http.post(f"{gw.url}/v1/chat/completions", json=body, headers=headers) as r:
         assert r.status == 429 and r.headers["Retry-After"] == "1"
         assert (await r.json())["error"]["code"] == "key_moving"
+
+
+async def test_a_moved_keys_ledger_and_aggregates_keep_what_it_spent_before(
+    gw: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    """A key spends on its own balance, moves into a team and spends there: its ledger and
+    its aggregates through the admin API show both, and the team's only its part."""
+    team = await call(http, gw, "POST", "/admin/teams", {"name": "t", "balance": 10_000},
+                      status=201)  # fmt: skip
+    key = await call(http, gw, "POST", "/admin/keys", {"name": "k", "balance": 10_000},
+                     status=201)  # fmt: skip
+    assert (await ask(http, gw, key["key"])).status == 200
+    await gw.gateway.tasks.drain()  # settled: nothing in flight, the move may go
+    await call(http, gw, "POST", f"/admin/keys/{key['id']}/move", {"team": team["id"]})
+    await asyncio.sleep(0.4)  # past auth.cache_ttl: the gateway knows its team
+    assert (await ask(http, gw, key["key"])).status == 200
+    await gw.gateway.tasks.drain()
+
+    async with http.get(f"{gw.url}/admin/keys/{key['id']}/ledger", headers=AUTH) as r:
+        ledger = json.loads(await r.text())
+    assert [e["kind"] for e in ledger] == ["credit", "usage", "usage"]
+    assert [e.get("key_id", "") for e in ledger][1:] == ["", key["id"]]
+    found = await call(http, gw, "GET", f"/admin/keys/{key['id']}/aggregates?count=1")
+    assert found["total"]["requests"] == 2
+    assert found["total"]["credits"] == -sum(e["amount"] for e in ledger if e["kind"] == "usage")

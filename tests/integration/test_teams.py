@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -15,7 +17,8 @@ import pytest
 from redis import asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from gateway.store import Store, schema
+from gateway.store import Store, aggregates, schema
+from gateway.store.holds import HoldRecord, Holds
 from gateway.store.records import ApiKey, KeyLimits, Team
 from gateway.store.teams import Teams
 from tests.integration.processes import GatewayProcess, StartProcess
@@ -220,3 +223,48 @@ async def test_a_key_moves_between_teams_while_the_others_spend(
 
 async def _some_held(world: World, team: str) -> bool:
     return await world.store.held(team) > 0
+
+
+async def _spend(world: World, key: ApiKey, credits: int) -> None:
+    """One request of ``key`` admitted and settled at ``credits``, by the gateway's code."""
+    key = await world.store.get_key(key.id)  # its team and limits now, as auth reads them
+    now = time.time()
+    held = HoldRecord(500, 50, now + 30, uuid.uuid4().hex, key.id, "echo", "", now,
+                      team=key.team, key_budget=key.limits.budgeted)  # fmt: skip
+    holds, charge = Holds(world.store.redis, cluster=world.cluster), uuid.uuid4().hex
+    await holds.admit(charge, held, key.limits, True, None, key.team_limits)
+    fields = {"kind": "usage", "request_id": held.request_id, "agent": "echo",
+              "input_tokens": "7", "output_tokens": "3"}  # fmt: skip
+    assert await holds.settle(held, charge, credits, 10, fields, route=False)
+
+
+async def test_a_keys_aggregates_count_its_spend_alone_and_in_every_team_it_was_in(
+    world: World,
+) -> None:
+    """Alone, in one team, moved to another, moved out: the key's hours and days count
+    every request; each team's only what was spent in it; the books still balance."""
+    first = await world.teams.create("first", balance=10_000)
+    second = await world.teams.create("second", balance=10_000)
+    key, _ = await world.store.create_key("wanderer", balance=10_000)
+    spent = [(None, 11), (first.id, 13), (first.id, 17), (second.id, 19), (None, 23)]
+    for team, credits in spent:
+        if (await world.store.get_key(key.id)).team != (team or ""):
+            await world.teams.move(key.id, team, wait=0)
+        await _spend(world, key, credits)
+
+    for period in aggregates.PERIODS:
+        mine = await aggregates.read_key(world.store.redis, await world.store.get_key(key.id),
+                                         period, 2)  # fmt: skip
+        assert mine.total.credits == sum(c for _, c in spent)
+        assert mine.total.requests == len(spent)
+        assert (mine.total.input_tokens, mine.total.output_tokens) == (35, 15)
+        if period == "day":
+            assert dict(mine.by_agent)["echo"].credits == sum(c for _, c in spent)
+        for team in (first, second):
+            theirs = await aggregates.read_team(world.store.redis, team.id, period, 2)
+            assert theirs.total.credits == sum(c for t, c in spent if t == team.id)
+    for account in (key.id, first.id, second.id):
+        ledger = await world.store.ledger(account)
+        assert sum(e.amount for e in ledger) == await world.store.balance(account)
+        assert all(isinstance(e.amount, int) for e in ledger)
+    assert await world.store.balance(first.id) == 10_000 - 30

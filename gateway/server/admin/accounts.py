@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -21,6 +21,7 @@ from gateway.server.admin.request import (
 from gateway.server.body import json_response
 from gateway.server.keys import REQUEST_ID
 from gateway.store import ledger_export
+from gateway.store.records import LedgerEntry
 from gateway.store.teams import Teams, is_team
 
 log = logging.getLogger("gateway.server.admin")
@@ -55,8 +56,9 @@ async def credit(request: web.Request) -> web.Response:
 
 
 async def ledger(request: web.Request) -> web.StreamResponse:
-    """The ledger of a key (a team's key: the team's, filtered to it) or of a team
-    (``team_...``), streamed page by page as ``json``, ``jsonl`` or ``csv``."""
+    """The ledger of a key (its own, and its entries in the ledger of each team it is or
+    has been in, oldest first) or of a team (``team_...``), streamed page by page as
+    ``json``, ``jsonl`` or ``csv``."""
     store = gateway_of(request).store
     fmt = request.query.get("format", "json")
     if fmt not in ledger_export.FORMATS:
@@ -64,14 +66,14 @@ async def ledger(request: web.Request) -> web.StreamResponse:
             f"format must be one of {', '.join(ledger_export.FORMATS)}", param="format"
         )
     query = ledger_query(request.query)
-    account = name = request.match_info["id"]  # exists, so a safe file name, once checked
-    if is_team(account):
-        await Teams(store).get(account)
-    else:
-        key = await store.get_key(account)
-        if key.team:
-            account, query = key.team, dataclasses.replace(query, key=key.id)
-    chunks = ledger_export.render(ledger_export.entries(store, account, query), fmt)
+    name = request.match_info["id"]  # exists, so a safe file name, once checked
+    entries: AsyncIterator[LedgerEntry]
+    if is_team(name):
+        await Teams(store).get(name)
+        entries = ledger_export.entries(store, name, query)
+    else:  # its own ledger and its entries in every team's it has been in, as usage
+        entries = ledger_export.key_entries(store, await store.get_key(name), query)
+    chunks = ledger_export.render(entries, fmt)
     first = await anext(chunks, "")  # a store failure before any byte is still a clean 503
     response = web.StreamResponse(
         headers={

@@ -39,5 +39,5 @@ async def key_aggregates(request: web.Request) -> web.Response:
     period, count = aggregate_query(request.query)
     store = gateway_of(request).store
     key = await store.get_key(request.match_info["id"])
-    found = await aggregates.read(store.redis, key.id, period, count, top=0)
+    found = await aggregates.read_key(store.redis, key, period, count)
     return json_response(found.to_json())

@@ -174,9 +174,9 @@ async def key_page(request: web.Request) -> web.Response:
         return web.Response(text=html, content_type="text/html", status=exc.status)
     now = time.time()
     balance, held = await store.balance(key.id), await store.held(key.id)
-    days = await aggregates.read(store.redis, key.id, "day", 30, now=now, top=0)
-    hours = await aggregates.read(store.redis, key.id, "hour", 48, now=now, top=0)
-    entries = await ledger_export.latest(store, key.id, query, most=min(query.limit or 50, 500))
+    days = await aggregates.read_key(store.redis, key, "day", 30, now=now)
+    hours = await aggregates.read_key(store.redis, key, "hour", 48, now=now)
+    entries = await ledger_export.key_latest(store, key, query, most=min(query.limit or 50, 500))
     audit = [e for e in await store.audit_log(limit=10_000) if e.key_id == key.id][:50]
     facts = table(
         ("", ""),

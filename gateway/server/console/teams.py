@@ -29,9 +29,7 @@ async def teams_page(request: web.Request) -> web.Response:
     rows = []
     for team in await teams.all():
         balance, held = await store.balance(team.id), await store.held(team.id)
-        month = aggregates.month_to_date(
-            await aggregates.read(store.redis, team.id, "day", 31, now=now, top=0), now
-        )
+        month = await teams.spent_this_month(team.id, now)
         rows.append(
             (
                 render('<a href="/console/teams/{id}">{name}</a>', id=team.id, name=team.name),
@@ -39,7 +37,7 @@ async def teams_page(request: web.Request) -> web.Response:
                 credits(balance),
                 credits(held),
                 f"{len(await teams.members(team.id)):,}",
-                credits(month.credits),
+                credits(month),
             )
         )
     body = render(
@@ -67,7 +65,7 @@ async def team_page(request: web.Request) -> web.Response:
         return web.Response(text=html, content_type="text/html", status=exc.status)
     now = time.time()
     balance, held = await store.balance(team.id), await store.held(team.id)
-    days = await aggregates.read(store.redis, team.id, "day", 30, now=now, top=0)
+    days = await aggregates.read_team(store.redis, team.id, "day", 30, now=now)
     spent: Counter[str] = Counter()
     requests: Counter[str] = Counter()
     for entry in await store.ledger(team.id, latest=LEDGER_SCAN):

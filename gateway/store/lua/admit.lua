@@ -1,3 +1,4 @@
+--! prelude: limits
 -- Admit one request of one account (an API key, or a route's shared limits):
 -- check its limits and hold the most the request can cost, atomically.
 --
@@ -16,8 +17,9 @@
 -- ARGV[11] window seconds (counter TTL)
 --
 -- Idempotent by charge id: a charge already held is answered "ok" and held once.
--- Returns {"ok", balance, held, requests, tokens} (this request included) or {reason, detail1, detail2} where reason is
--- "concurrency", "requests", "tokens", "quota", "daily_budget" or "monthly_budget".
+-- Returns {"ok", balance, held, requests, tokens} (this request included) or {reason,
+-- current, limit, "key"} where reason is "concurrency", "requests", "tokens", "quota",
+-- "daily_budget" or "monthly_budget" (the prelude's refusal()).
 -- Every key shares the account's hash tag (Redis Cluster).
 local credits = tonumber(ARGV[3])
 local tokens = tonumber(ARGV[4])
@@ -32,26 +34,13 @@ if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
   return {'ok', balance, held, requests, used}
 end
 
-local concurrent = tonumber(ARGV[8])
-if concurrent > 0 then
-  local open = redis.call('HLEN', KEYS[2])
-  if open >= concurrent then return {'concurrency', open, concurrent} end
-end
-local rpm = tonumber(ARGV[6])
-if rpm > 0 and requests + 1 > rpm then return {'requests', requests, rpm} end
-local tpm = tonumber(ARGV[7])
-if tpm > 0 and used + tokens > tpm then return {'tokens', used, tpm} end
-if ARGV[5] == '1' then
-  if balance - held < credits then return {'quota', balance, held} end
-  local daily = tonumber(ARGV[9])
-  local today = tonumber(redis.call('GET', KEYS[6]) or '0')
-  if daily > 0 and today + held + credits > daily then return {'daily_budget', today, daily} end
-  local monthly = tonumber(ARGV[10])
-  local month = tonumber(redis.call('GET', KEYS[7]) or '0')
-  if monthly > 0 and month + held + credits > monthly then
-    return {'monthly_budget', month, monthly}
-  end
-end
+local refused = refusal('key', 6, ARGV[5] == '1', credits, tokens,
+  function() return redis.call('HLEN', KEYS[2]) end,
+  function() return requests end,
+  function() return used end,
+  function() return held end,
+  balance, KEYS[6], KEYS[7])
+if refused then return refused end
 
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('INCRBY', KEYS[3], credits)

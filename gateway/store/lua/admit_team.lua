@@ -1,3 +1,4 @@
+--! prelude: limits
 -- Admit one request of a key that belongs to a team: check the key's own limits (caps
 -- inside the team's) and the team's, and hold the most the request can cost on the
 -- team's balance, atomically. Every key shares the team's hash tag (Redis Cluster).
@@ -37,55 +38,23 @@ local key_budget = tonumber(ARGV[14]) > 0 or tonumber(ARGV[15]) > 0
 local key_requests = tonumber(ARGV[11]) > 0 and num(KEYS[10]) or 0
 local key_used = tonumber(ARGV[12]) > 0 and num(KEYS[11]) or 0
 
--- One side's limits: base is the ARGV index of its rpm; open, requests, used and held
--- are functions, so a count is read only if its limit is set.
-local function check(whose, base, open, requests, used, held_now, today_key, month_key)
-  local concurrent = tonumber(ARGV[base + 2])
-  if concurrent > 0 then
-    local n = open()
-    if n >= concurrent then return {'concurrency', n, concurrent, whose} end
-  end
-  local rpm = tonumber(ARGV[base])
-  if rpm > 0 then
-    local n = requests()
-    if n + 1 > rpm then return {'requests', n, rpm, whose} end
-  end
-  local tpm = tonumber(ARGV[base + 1])
-  if tpm > 0 then
-    local n = used()
-    if n + tokens > tpm then return {'tokens', n, tpm, whose} end
-  end
-  if ARGV[5] == '1' then
-    local daily = tonumber(ARGV[base + 3])
-    if daily > 0 then
-      local today = num(today_key)
-      if today + held_now() + credits > daily then return {'daily_budget', today, daily, whose} end
-    end
-    local monthly = tonumber(ARGV[base + 4])
-    if monthly > 0 then
-      local month = num(month_key)
-      if month + held_now() + credits > monthly then
-        return {'monthly_budget', month, monthly, whose}
-      end
-    end
-  end
-  return nil
-end
-local refusal = check('key', 11,
+local money = ARGV[5] == '1'
+local refused = refusal('key', 11, money, credits, tokens,
   function() return redis.call('SCARD', KEYS[8]) end,
   function() return key_requests end,
   function() return key_used end,
   function() return num(KEYS[9]) end,
-  KEYS[12], KEYS[13])
-if refusal then return refusal end
-if ARGV[5] == '1' and balance - held < credits then return {'quota', balance, held, 'team'} end
-refusal = check('team', 6,
+  nil, KEYS[12], KEYS[13])
+if refused then return refused end
+-- The team's balance before its rate limits: a team out of credits says so first.
+if money and balance - held < credits then return {'quota', balance, held, 'team'} end
+refused = refusal('team', 6, money, credits, tokens,
   function() return redis.call('HLEN', KEYS[2]) end,
   function() return num(KEYS[4]) end,
   function() return num(KEYS[5]) end,
   function() return held end,
-  KEYS[6], KEYS[7])
-if refusal then return refusal end
+  nil, KEYS[6], KEYS[7])
+if refused then return refused end
 
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[8], ARGV[1])

@@ -1,3 +1,4 @@
+--! prelude: settle
 -- Settle one request: release its hold, charge its true cost, append the ledger
 -- entry and count it in the key's aggregates, at most once per charge id.
 --
@@ -16,43 +17,18 @@
 --
 -- Returns {1, balance} when settled now, {0, balance} when already settled.
 --
--- Amounts are integers within 1e15 (gateway/amounts.py): exact in Lua's doubles, and
--- printed with %d (tostring would print 1e14 and above as floats). One out of range is
--- refused before anything is written, so the script never half-applies.
+-- Amounts are integers within 1e15 (gateway/amounts.py), checked by the prelude's
+-- settlement() before anything is written, so the script never half-applies.
 --
--- Aggregates (gateway/store/aggregates.py): the hour's hash counts the key's totals,
--- the day's each agent's ("<metric>|<agent>"); metrics are credits, requests, errors
--- and the token counts, a zero never written.
-local function whole(text)
-  if #text > 17 or not string.match(text, '^%-?%d+$') then return nil end
-  local n = tonumber(text)
-  if n > 1000000000000000 or n < -1000000000000000 then return nil end
-  return n
-end
-local TOKENS = {input_tokens = true, output_tokens = true, cached_input_tokens = true,
-  cache_write_tokens = true, reasoning_tokens = true}
-if redis.call('EXISTS', KEYS[5]) == 1 then
+-- Aggregates (gateway/store/aggregates.py, the prelude's aggregate()): the hour's hash
+-- counts the key's totals, the day's each agent's ("<metric>|<agent>"); metrics are
+-- credits, requests, errors and the token counts, a zero never written.
+local amount, used, counts, agent = settlement()
+if not amount then return used end
+-- Checked, then marked: once per charge id (the marker is the script's first write).
+if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[4]) then
   return {0, tonumber(redis.call('GET', KEYS[1]) or '0')}
 end
-local amount, used = whole(ARGV[2]), whole(ARGV[3])
-if not amount or not used then
-  return redis.error_reply('ERR settle: credits or tokens out of range')
-end
-local counts, agent = {}, ''
-if amount ~= 0 then counts[#counts + 1] = {'credits', amount} end
-counts[#counts + 1] = {'requests', 1}
-if ARGV[7] == '1' then counts[#counts + 1] = {'errors', 1} end
-for i = 10, #ARGV - 1, 2 do
-  local name = ARGV[i]
-  if name == 'agent' then
-    agent = ARGV[i + 1]
-  elseif TOKENS[name] then
-    local n = whole(ARGV[i + 1])
-    if not n or n < 0 then return redis.error_reply('ERR settle: token count out of range') end
-    if n ~= 0 then counts[#counts + 1] = {name, n} end
-  end
-end
-redis.call('SET', KEYS[5], '1', 'EX', ARGV[4])
 local hold = redis.call('HGET', KEYS[2], ARGV[1])
 local held_credits, held_tokens = 0, 0
 if hold then
@@ -67,32 +43,9 @@ if hold then
 end
 local balance = redis.call('DECRBY', KEYS[1], ARGV[2])
 if amount ~= 0 then
-  for i = 7, 8 do
-    redis.call('INCRBY', KEYS[i], ARGV[2])
-    redis.call('EXPIRE', KEYS[i], ARGV[5])
-  end
+  spend(KEYS[7], amount)
+  spend(KEYS[8], amount)
 end
--- The hour counts the key's totals; the day each agent's (its totals are their sum).
--- A bucket's first request (its count now 1) gives the hash its retention: once per
--- hour and per agent and day, not once per request.
-for _, count in ipairs(counts) do
-  local n = string.format('%d', count[2])
-  local hour = redis.call('HINCRBY', KEYS[9], count[1], n)
-  local day = redis.call('HINCRBY', KEYS[10], count[1] .. '|' .. agent, n)
-  if count[1] == 'requests' then
-    if hour == 1 then redis.call('EXPIRE', KEYS[9], ARGV[8]) end
-    if day == 1 then redis.call('EXPIRE', KEYS[10], ARGV[9]) end
-  end
-end
-if ARGV[6] == '1' then
-  local fields = {}
-  for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
-  fields[#fields + 1] = 'amount'
-  fields[#fields + 1] = string.format('%d', -amount)
-  fields[#fields + 1] = 'held'
-  fields[#fields + 1] = string.format('%d', held_credits)
-  fields[#fields + 1] = 'balance'
-  fields[#fields + 1] = string.format('%d', balance)
-  redis.call('XADD', KEYS[4], '*', unpack(fields))
-end
+aggregate(KEYS[9], KEYS[10], counts, agent)
+if ARGV[6] == '1' then ledger_entry(KEYS[4], amount, held_credits, balance) end
 return {1, balance}

@@ -3,6 +3,7 @@ runs them: subprocesses against the real Redis, with --json."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.cli import main
+from gateway.cli.store_cmds import name_and_balance
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -86,3 +88,21 @@ def test_bad_team_arguments_are_usage_errors(argv: tuple[str, ...]) -> None:
     with pytest.raises(SystemExit) as exited:
         main.parser().parse_args(argv)
     assert exited.value.code == 2
+
+
+def test_teams_create_and_keys_create_share_their_name_and_balance_options() -> None:
+    """One helper defines both (``store_cmds.name_and_balance``): same flags, same checks."""
+
+    def options(*command: str) -> list[tuple[tuple[str, ...], bool, object]]:
+        parser = main.parser()
+        for name in command:
+            sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            parser = sub.choices[name]
+        return [(a.option_strings, a.required, a.default) for a in parser._actions
+                if a.dest in ("name", "balance")]  # fmt: skip
+
+    shared = argparse.ArgumentParser()
+    name_and_balance(shared)
+    expected = [(a.option_strings, a.required, a.default) for a in shared._actions
+                if a.dest in ("name", "balance")]  # fmt: skip
+    assert options("keys", "create") == options("teams", "create") == expected

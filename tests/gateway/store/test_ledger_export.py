@@ -3,21 +3,27 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from gateway.store import Store, schema
+from gateway.store import ApiKey, Store, schema
+from gateway.store.holds import HoldRecord, Holds
 from gateway.store.ledger_export import (
     CLOCK_SLACK_MS,
     CSV_COLUMNS,
     LedgerQuery,
     entries,
     json_array,
+    key_entries,
+    key_latest,
     parse_time,
     render,
 )
+from gateway.store.teams import Teams
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -180,3 +186,39 @@ async def test_csv_has_fixed_columns_and_defuses_formulas(fake_store: Store) -> 
     assert credit["id"] == c and credit["kind"] == "credit"
     assert credit["input_tokens"] == credit["estimated"] == credit["agent"] == ""
     assert credit["note"] == "'" + '=HYPERLINK("x"), "quoted"'  # never run as a formula
+
+
+async def test_a_keys_entries_follow_it_into_and_out_of_teams(redis_client: Any) -> None:
+    """``gateway usage KEY``: its own ledger's entries and its entries in every team's it
+    has been in, oldest first, after it moved out too; the others' are not its."""
+    store = Store(redis_client)
+    teams = Teams(store)
+    team = await teams.create("t", balance=1_000)
+    key, _ = await store.create_key("wanderer", balance=500)
+    other, _ = await store.create_key("other", team=team.id)
+    holds = Holds(redis_client)
+
+    async def spend(of: ApiKey, credits: int) -> None:
+        of = await store.get_key(of.id)
+        now = time.time()
+        held = HoldRecord(100, 10, now + 30, uuid.uuid4().hex, of.id, "echo", "", now,
+                          team=of.team)  # fmt: skip
+        charge = uuid.uuid4().hex
+        await holds.admit(charge, held, of.limits, True, None, of.team_limits)
+        fields = {"kind": "usage", "request_id": held.request_id, "agent": "echo"}
+        await holds.settle(held, charge, credits, 10, fields, route=False)
+
+    await spend(key, 1)
+    await teams.move(key.id, team.id, wait=0)
+    await spend(key, 2)
+    await spend(other, 50)
+    await teams.move(key.id, None, wait=0)
+    await spend(key, 3)
+
+    found = [e async for e in key_entries(store, await store.get_key(key.id), LedgerQuery())]
+    assert [e.amount for e in found] == [500, -1, -2, -3]  # in the order they happened
+    usage = LedgerQuery(kind="usage", limit=2)
+    assert [e.amount for e in [e async for e in key_entries(store, key, usage)]] == [-1, -2]
+    # The console's key page: the newest first, from every place alike.
+    newest = await key_latest(store, await store.get_key(key.id), LedgerQuery(), most=3)
+    assert [e.amount for e in newest] == [-3, -2, -1]

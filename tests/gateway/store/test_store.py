@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from gateway import apikeys
 from gateway.errors import InvalidRequest, NotFound
 from gateway.store import Store
 from gateway.store.records import KeyLimits
+from gateway.store.store import script_source
 
 
 async def everything_in(store: Store) -> list[str]:
@@ -134,3 +136,16 @@ async def test_limits_are_stored_with_the_key(fake_store: Store) -> None:
 
 async def test_ping(fake_store: Store) -> None:
     assert await fake_store.ping() is True
+
+
+def test_a_script_that_names_a_prelude_runs_after_it_and_one_that_does_not_runs_alone() -> None:
+    lua = resources.files("gateway.store").joinpath("lua")
+    settle = script_source("settle")
+    assert settle.startswith(lua.joinpath("prelude", "settle.lua").read_text())
+    assert settle.endswith(lua.joinpath("settle.lua").read_text())
+    assert "local function refusal" not in settle  # only the parts it names
+    assert "local function refusal" in script_source("admit_team")
+    assert script_source("renew") == lua.joinpath("renew.lua").read_text()
+    for name in ("settle", "settle_team", "admit", "admit_team"):  # the duplicates are gone
+        own = lua.joinpath(f"{name}.lua").read_text()
+        assert "local function whole" not in own and "local function check" not in own

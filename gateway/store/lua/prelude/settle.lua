@@ -1,0 +1,83 @@
+-- Prelude "settle" (settle.lua, settle_team.lua): prepended by the loader
+-- (gateway/store/store.py, load_script) to a script whose first line names it
+-- ("--! prelude: settle"), since Redis runs each script whole and has no includes.
+-- Local definitions only: it reads and writes nothing by itself.
+
+-- An integer within 1e15 credits (gateway/amounts.py), from its decimal text; nil if not.
+-- Exact in Lua's doubles, and printed with %d (tostring would print 1e14 and above as
+-- floats).
+local function whole(text)
+  if #text > 17 or not string.match(text, '^%-?%d+$') then return nil end
+  local n = tonumber(text)
+  if n > 1000000000000000 or n < -1000000000000000 then return nil end
+  return n
+end
+
+-- A settlement's validation (settle.lua, settle_team.lua), before anything is written:
+-- ARGV[2] credits, ARGV[3] tokens, ARGV[7] 1 for an error, ARGV[10..] ledger fields.
+-- Returns amount, tokens used, the counts for the aggregates ({metric, n}, no zero) and
+-- the agent; or nil and the error to answer.
+local TOKENS = {input_tokens = true, output_tokens = true, cached_input_tokens = true,
+  cache_write_tokens = true, reasoning_tokens = true}
+local function settlement()
+  local amount, used = whole(ARGV[2]), whole(ARGV[3])
+  if not amount or not used then
+    return nil, redis.error_reply('ERR settle: credits or tokens out of range')
+  end
+  local counts, agent = {}, ''
+  if amount ~= 0 then counts[#counts + 1] = {'credits', amount} end
+  counts[#counts + 1] = {'requests', 1}
+  if ARGV[7] == '1' then counts[#counts + 1] = {'errors', 1} end
+  for i = 10, #ARGV - 1, 2 do
+    local name = ARGV[i]
+    if name == 'agent' then
+      agent = ARGV[i + 1]
+    elseif TOKENS[name] then
+      local n = whole(ARGV[i + 1])
+      if not n or n < 0 then
+        return nil, redis.error_reply('ERR settle: token count out of range')
+      end
+      if n ~= 0 then counts[#counts + 1] = {name, n} end
+    end
+  end
+  return amount, used, counts, agent
+end
+
+-- Add the charge (ARGV[2], amount as a number) to a spend counter. The counter gets its
+-- retention (ARGV[5] seconds) when this charge created it (its name holds its day or
+-- month), not on every charge.
+local function spend(counter, amount)
+  if redis.call('INCRBY', counter, ARGV[2]) == amount then
+    redis.call('EXPIRE', counter, ARGV[5])
+  end
+end
+
+-- Count a settlement in an hour's hash (totals) and a day's (each agent's,
+-- "<metric>|<agent>"), a zero never written. A bucket's first request (its count now 1)
+-- gives the hash its retention (ARGV[8] and ARGV[9] seconds): once per hour and per
+-- agent and day, not once per request.
+local function aggregate(hour_key, day_key, counts, agent)
+  for _, count in ipairs(counts) do
+    local n = string.format('%d', count[2])
+    local hour = redis.call('HINCRBY', hour_key, count[1], n)
+    local day = redis.call('HINCRBY', day_key, count[1] .. '|' .. agent, n)
+    if count[1] == 'requests' then
+      if hour == 1 then redis.call('EXPIRE', hour_key, ARGV[8]) end
+      if day == 1 then redis.call('EXPIRE', day_key, ARGV[9]) end
+    end
+  end
+end
+
+-- Append a settlement's ledger entry: ARGV[10..] and its amount (negative: a charge), the
+-- credits it held and the balance after.
+local function ledger_entry(ledger, amount, held, balance)
+  local fields = {}
+  for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+  fields[#fields + 1] = 'amount'
+  fields[#fields + 1] = string.format('%d', -amount)
+  fields[#fields + 1] = 'held'
+  fields[#fields + 1] = string.format('%d', held)
+  fields[#fields + 1] = 'balance'
+  fields[#fields + 1] = string.format('%d', balance)
+  redis.call('XADD', ledger, '*', unpack(fields))
+end
