@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import resource
 import signal
 import sys
@@ -51,6 +52,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     # Set by the supervisor for its workers only: a lone gateway owns its port, so
     # a second one started by mistake fails instead of taking half the requests.
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    # The supervisor's pid, set for its workers: a worker drains once it is gone.
+    serve.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(run=run)
 
 
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CommandError("--workers must be at least 1")
     try:
-        _run_loop(serve(config, host, port, reuse_port=args.reuse_port))
+        _run_loop(serve(config, host, port, reuse_port=args.reuse_port, supervisor=args.supervisor))
     except PortUnavailable as exc:
         raise CommandError(str(exc)) from None
     return 0
@@ -85,9 +88,17 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-async def serve(config: GatewayConfig, host: str, port: int, *, reuse_port: bool = False) -> None:
+async def serve(
+    config: GatewayConfig,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    supervisor: int | None = None,
+) -> None:
     """Serve until a signal. ``reuse_port`` (SO_REUSEPORT) is for the workers of one
-    supervisor; without it a port another process holds is a start-up error."""
+    supervisor; without it a port another process holds is a start-up error. A worker
+    given its ``supervisor``'s pid drains once that process is no longer its parent."""
     demo: list[str] = []
 
     async def on_ready(gateway: Gateway) -> None:
@@ -133,12 +144,28 @@ async def serve(config: GatewayConfig, host: str, port: int, *, reuse_port: bool
             loop.add_signal_handler(sig, signals.put_nowait, sig)
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, watcher.poke)
+    orphaned = None if supervisor is None else asyncio.create_task(_watch(supervisor, signals))
     await signals.get()
+    if orphaned is not None:
+        orphaned.cancel()
     if admin_runner is not None:
         await admin_runner.cleanup()
     await _drain(gateway, site, shutdown.drain_delay, shutdown.grace_period, signals)
     await runner.cleanup()  # waits for handlers, then for every settlement
     log.info("stopped")
+
+
+SUPERVISOR_CHECK = 1.0  # seconds between a worker's checks that its supervisor lives
+
+
+async def _watch(supervisor: int, signals: asyncio.Queue[int]) -> None:
+    """A worker whose supervisor died (SIGKILL, the OOM killer) drains as on SIGTERM:
+    no orphan keeps serving the port with nobody to restart, reload or stop it. The
+    pid comes from the supervisor itself, so a death during start-up counts too."""
+    while os.getppid() == supervisor:  # noqa: ASYNC110 - no event says a parent died
+        await asyncio.sleep(SUPERVISOR_CHECK)
+    log.warning("the supervisor (pid %d) is gone: draining", supervisor)
+    signals.put_nowait(signal.SIGTERM)
 
 
 def _open_files(config: GatewayConfig) -> None:

@@ -110,4 +110,5 @@ def worker_command(config: str, host: str, port: int, log_level: str, log_format
         sys.executable, "-m", "gateway", "serve", "--config", config,
         "--host", host, "--port", str(port), "--log-level", log_level,
         "--log-format", log_format, "--workers", "1", "--reuse-port",
+        "--supervisor", str(os.getpid()),
     ]  # fmt: skip

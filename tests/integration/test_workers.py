@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -69,8 +70,53 @@ async def test_workers_share_a_port_and_are_restarted(
         assert not workers_of(supervisor.pid)
         assert await store.held(key.id) == 0
     finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
+        _kill(supervisor)
+
+
+async def test_workers_drain_when_their_supervisor_is_killed(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A SIGKILLed supervisor leaves no orphan serving the port: its workers drain."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(CONFIG + "shutdown: {drain_delay: 0, grace_period: 1}\n")
+    port = free_port()
+    env = {**os.environ, "GATEWAY_REDIS_URL": redis_url}
+    command = [sys.executable, "-m", "gateway", "serve", "--config", str(path)]
+    supervisor = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+        [*command, "--port", str(port), "--workers", "2", "--log-level", "WARNING"], env=env
+    )
+    workers: set[int] = set()
+    try:
+        await eventually(lambda: _two(supervisor.pid), within=10)
+        workers = workers_of(supervisor.pid)
+        supervisor.kill()
+        supervisor.wait(timeout=10)
+        await eventually(lambda: _all_gone(workers), within=15)
+    finally:
+        _kill(supervisor, workers)
+
+
+def _kill(supervisor: subprocess.Popen[bytes], workers: set[int] = frozenset()) -> None:
+    """Whatever a test left running: the supervisor, its workers, and ``workers``."""
+    for pid in workers_of(supervisor.pid) | workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if supervisor.poll() is None:
+        supervisor.kill()
+        supervisor.wait(timeout=10)
+
+
+async def _all_gone(pids: set[int]) -> bool:
+    return not any(_alive(pid) for pid in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
 
 
 async def _two(pid: int) -> bool:
