@@ -23,7 +23,7 @@ from gateway import discovery
 from gateway.discovery import ACCESS_LOG_FILTER, BackendSpec, FilterSpec
 from gateway.errors import ConfigError, Problem
 from gateway.route import Route
-from gateway.settings import AuthSettings, ResponsesSettings, Settings
+from gateway.settings import AlertSettings, AuthSettings, ResponsesSettings, Settings
 from gateway.store.cipher import KeyProblem, cipher_from_env
 from gateway.store.settings import RedisSettings, check_redis, with_env
 from gateway.typed import Report, build, problems_collector
@@ -72,6 +72,7 @@ def parse_config(
     if settings is not None:
         check_redis(with_env(settings.redis), report)
         check_encryption(settings.responses, report)
+        check_webhook(settings.alerts, report)
     backends = discovery.backends(data.get("backends"), report)
     raw_routes = data.get("routes")
     routes = _routes(raw_routes, report)
@@ -121,6 +122,19 @@ def check_encryption(settings: ResponsesSettings, report: Report) -> None:
         cipher_from_env(encryption.key_env, encryption.previous_key_envs)
     except KeyProblem as problem:
         report(problem.setting, problem.message)
+
+
+def check_webhook(alerts: AlertSettings, report: Report) -> None:
+    """A webhook event is taken over from a process that went quiet for ``claim_after``
+    seconds: a try may last ``timeout``, so a shorter ``claim_after`` would send an
+    event twice whenever the receiver is merely slow."""
+    webhook = alerts.webhook
+    if webhook is not None and webhook.claim_after <= webhook.timeout:
+        report(
+            "alerts.webhook.claim_after",
+            f"must be longer than alerts.webhook.timeout ({webhook.timeout:g} s): an event "
+            "would be taken over, and sent again, while its first try is still waiting",
+        )
 
 
 def _check_storage(agent: str, route: Route, settings: ResponsesSettings, report: Report) -> None:

@@ -136,8 +136,8 @@ class AlertWebhook:
     in a header), with ``attempts`` tries ``backoff``, 2x ``backoff``, ... seconds apart,
     each within ``timeout``. Delivered at least once across replicas
     (``gateway.metering.webhook``): an event taken by a process that died is taken over
-    by another after ``claim_after`` seconds (keep it above ``timeout``, or a slow
-    receiver may get an event twice; it can tell by the id)."""
+    by another after ``claim_after`` seconds, which must be longer than ``timeout``
+    (checked at load: a shorter one would send an event again while its try waits)."""
 
     url: str
     secret_env: str = field(metadata={"env": True})

@@ -248,6 +248,21 @@ def test_storage_policy_problems(text: str, path: str, message: str) -> None:
     assert problem.path == path and message in problem.message
 
 
+def test_webhook_take_over_must_outlast_a_try(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event is taken over after claim_after: no sooner than its try could end."""
+    monkeypatch.setenv("GW_HOOK", "s3cret")
+    hook = "alerts: {webhook: {url: 'http://127.0.0.1:9/h', secret_env: GW_HOOK, %s}}\n"
+    problem = only("backends: {e: {type: echo}}\n" + hook % "timeout: 5, claim_after: 5")
+    assert problem.path == "alerts.webhook.claim_after"
+    assert "must be longer than alerts.webhook.timeout (5 s)" in problem.message
+    config = parse_config(
+        "backends: {e: {type: echo}}\nroutes: {a: {backend: e}}\n"
+        + hook % "timeout: 5, claim_after: 6",
+        "gw.yaml",
+    )
+    assert config.alerts.webhook is not None and config.alerts.webhook.claim_after == 6
+
+
 def test_encryption_keys_are_checked_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """A missing or malformed key stops the start; the key itself is never quoted."""
     text = "responses: {encryption: {key_env: GW_KEY, previous_key_envs: [GW_OLD]}}\n"

@@ -229,8 +229,8 @@ async def test_an_event_whose_process_is_killed_mid_delivery_is_delivered_by_ano
     config = f"""
 alerts:
   thresholds: [0.5]
-  webhook: {{url: "{url}", secret_env: {SECRET_ENV}, timeout: 60, backoff: 0.05,
-             claim_after: 1}}
+  webhook: {{url: "{url}", secret_env: {SECRET_ENV}, timeout: 2, backoff: 0.05,
+             claim_after: 2.5}}
 backends:
   echo: {{type: echo}}
 routes:
