@@ -14,15 +14,20 @@ counts the instructions each executes per request, scenario by scenario:
 Counting is off while a gateway starts and warms up (a few requests of the scenario),
 on for exactly the scenario's requests, then dumped and read back. The two gateways
 take turns per scenario (never at once), so both see the same machine; instruction
-counts hardly depend on its load, which is why this is the measure to hold a change
-against on a shared machine (a repeat of the same code differs by about 0.3-1.5%).
+counts depend far less on its load than time does, which is why this is the measure to
+hold a change against on a shared machine (the two gateways of one run, at the same
+code, differ by up to about 1%; the same code in two runs by up to 5%).
 Under callgrind a gateway runs about 50 times slower, so more upstream chunks arrive
 per read than at full speed and a stream's per-read costs weigh less.
 
 Each gateway has its own key; every answer is checked (status, shape, ``[DONE]``),
 and at the end each key's balance must have dropped by exactly what its requests
 cost (the cost of each kind is taken from one request before counting): metering
-exact, or the run fails. ``--floor`` adds the bare aiohttp proxy (``bench/floor.py``)
+exact, or the run fails. ``--repeat N`` counts each scenario N times per gateway, the
+order alternating, and keeps the median: the counts move with the machine's load by a
+few percent from run to run (how many requests share a Redis round trip, how many
+chunks come per read, the periodic work of the counted seconds), so a change worth
+about 1% needs several. ``--floor`` adds the bare aiohttp proxy (``bench/floor.py``)
 as a third column. Run by hand (it takes some minutes), never by ``make test``; see
 docs/performance.md.
 """
@@ -33,6 +38,7 @@ import argparse
 import asyncio
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -117,6 +123,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--long-requests", type=int, default=30, help="1,000-chunk streams")
     parser.add_argument(
         "--only", default="", help="comma-separated scenarios (ns-c1,ns-c4,s20-c4,s1000-c1)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="counts per scenario and gateway (median kept)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
     return parser.parse_args(argv)
@@ -341,10 +350,15 @@ def _run(args: argparse.Namespace, procs: p.Processes) -> int:
     print(f"instructions: {', '.join(s.label for s in subjects)}", flush=True)
     seen: set[Path] = set()
     for i, sc in enumerate(chosen):
-        order = subjects if i % 2 == 0 else list(reversed(subjects))
-        for subject in order:
-            subject.counts[sc.name] = _count(procs, subject, sc, seen)
-            print(f"  {sc.name:9} {subject.label:24} {subject.counts[sc.name]:>14,.0f}", flush=True)
+        samples: dict[str, list[float]] = {s.label: [] for s in subjects}
+        for r in range(args.repeat):  # ABBA...: neither gateway always goes first
+            order = subjects if (i + r) % 2 == 0 else list(reversed(subjects))
+            for subject in order:
+                samples[subject.label].append(_count(procs, subject, sc, seen))
+                count = samples[subject.label][-1]
+                print(f"  {sc.name:9} {subject.label:24} {count:>14,.0f}", flush=True)
+        for subject in subjects:
+            subject.counts[sc.name] = statistics.median(samples[subject.label])
     for subject in subjects:
         if not subject.is_floor:
             print(_check_billing(config, redis_url, subject, starts[subject.label]))
