@@ -15,20 +15,23 @@ Counting is off while a gateway starts and warms up (a few requests of the scena
 on for exactly the scenario's requests, then dumped and read back. The two gateways
 take turns per scenario (never at once), so both see the same machine; instruction
 counts depend far less on its load than time does, which is why this is the measure to
-hold a change against on a shared machine (the two gateways of one run, at the same
-code, differ by up to about 1%; the same code in two runs by up to 5%).
-Under callgrind a gateway runs about 50 times slower, so more upstream chunks arrive
-per read than at full speed and a stream's per-read costs weigh less.
+hold a change against on a shared machine. Under callgrind a gateway runs about 50
+times slower, so more upstream chunks arrive per read than at full speed and a
+stream's per-read costs weigh less.
+
+Each gateway runs as ``bench/counted_gateway.py`` starts it, with its two wall-clock
+windows (the aggregates' flush each second, a settlement's 2 ms wait for a round trip
+to share) set to weigh on a request as at full speed; without that, the same code
+counted up to 5% apart from run to run, and 2.5% within one. With it, 2,153k-2,156k
+at ns c1 in one run, so one run tells a change of a few tenths of a percent;
+``--repeat N`` counts each scenario N times per gateway, in alternating order, and
+keeps the median.
 
 Each gateway has its own key; every answer is checked (status, shape, ``[DONE]``),
-and at the end each key's balance must have dropped by exactly what its requests
-cost (the cost of each kind is taken from one request before counting): metering
-exact, or the run fails. ``--repeat N`` counts each scenario N times per gateway, the
-order alternating, and keeps the median: the counts move with the machine's load by a
-few percent from run to run (how many requests share a Redis round trip, how many
-chunks come per read, the periodic work of the counted seconds), so a change worth
-about 1% needs several. ``--floor`` adds the bare aiohttp proxy (``bench/floor.py``)
-as a third column. Run by hand (it takes some minutes), never by ``make test``; see
+and at the end each key's balance must have dropped by exactly what its requests cost
+(the cost of each kind is taken from one request before counting): metering exact, or
+the run fails. ``--floor`` adds the bare aiohttp proxy (``bench/floor.py``) as a third
+column. Run by hand (it takes some minutes), never by ``make test``; see
 docs/performance.md.
 """
 
@@ -338,7 +341,7 @@ def _run(args: argparse.Namespace, procs: p.Processes) -> int:
     for subject, tree in trees:
         subject.key_id, subject.secret = p.create_key(config, redis_url, BALANCE)
         starts[subject.label] = BALANCE
-        argv = ["-m", "gateway", "serve", "--config", str(config)]
+        argv = ["-m", "bench.counted_gateway", "serve", "--config", str(config)]
         _start_subject(procs, subject, tree, config, argv)
         _costs(config, redis_url, subject, chosen)
     if args.floor:
