@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -141,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export(rev: str, dest: Path) -> Path:
-    """The tree of ``rev`` (``gateway`` and ``plugins``) unpacked under ``dest``."""
+    """The tree of ``rev`` (``gateway`` and ``plugins``) unpacked under ``dest``, with
+    this work tree's ``bench`` (the harness's own gateway starter)."""
     dest.mkdir(parents=True)
+    shutil.copytree(ROOT / "bench", dest / "bench", ignore=shutil.ignore_patterns("results"))
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", rev, "gateway", "plugins"],
         check=True,
@@ -205,7 +208,9 @@ def _start_subject(
     subject.port = p.free_port()
     full = [*_valgrind(procs.workdir, subject.label), sys.executable, *argv]
     full += ["--port", str(subject.port)]
-    proc = procs.start(subject.label, full, env=env, cwd=ROOT)
+    # ``python -m`` puts the working directory first on sys.path, ahead of PYTHONPATH:
+    # run in the tree itself, or the work tree's gateway would be the one counted.
+    proc = procs.start(subject.label, full, env=env, cwd=tree or ROOT)
     ready = "/v1/models" if subject.is_floor else "/readyz"
     procs.wait_http(subject.label, proc, f"http://127.0.0.1:{subject.port}{ready}", START_TIMEOUT)
     subject.pid = proc.pid
