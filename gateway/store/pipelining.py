@@ -82,6 +82,13 @@ class Pipeliner:
         ``idempotent``: running ``commands`` twice leaves Redis as running them once, so
         they are sent again if the connection broke after they were written.
         """
+        return await self.submit(commands, defer=defer, idempotent=idempotent)
+
+    def submit(
+        self, commands: Sequence[Command], *, defer: bool = False, idempotent: bool = False
+    ) -> asyncio.Future[list[Any]]:
+        """``run`` without a coroutine: the future of its replies (or of its error), for
+        a caller that handles them in a callback instead of waiting (a settlement)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._queued.append(_Queued(commands, future, idempotent))
@@ -90,7 +97,7 @@ class Pipeliner:
                 self._start()
             elif self._timer is None:
                 self._timer = loop.call_later(DEFER_SECONDS, self._start)
-        return await future
+        return future
 
     def _start(self) -> None:
         if self._timer is not None:
