@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 class BackgroundTasks:
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
         """Run ``coro`` to the end; await the task through ``asyncio.shield`` to wait for it."""
@@ -27,6 +27,13 @@ class BackgroundTasks:
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
+
+    def track(self, future: asyncio.Future[Any]) -> None:
+        """Have ``drain`` wait for ``future`` too: work already under way without a task
+        of its own (a write queued for the store's next round trip), whose own callbacks
+        handle its result and its failure."""
+        self._tasks.add(future)
+        future.add_done_callback(self._tasks.discard)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

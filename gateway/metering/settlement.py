@@ -3,8 +3,12 @@ entry, once per request, in a background task a client disconnect cannot cancel.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from gateway import metrics
 from gateway.errors import ServiceUnavailable
@@ -56,15 +60,53 @@ class Settlement:
                 unbilled,
                 credits,
             )
-        self._tasks.spawn(
-            self._settle(hold, usage, backend, unbilled), name=f"settle {hold.charge_id}"
-        )
-
-    async def _settle(self, hold: Hold, usage: Usage, backend: str, unbilled: int) -> None:
-        record = hold.record
-        fields = ledger_fields(record, usage, backend)
+        fields = ledger_fields(hold.record, usage, backend)
         if unbilled:
             fields["unbilled"] = str(unbilled)
+        if not len(self._outbox):  # else it queues behind the others: settlements stay in order
+            # The usual case: queued for the store's next round trip and finished in a
+            # callback, without a task and the coroutines of ``_settle``.
+            soon = self._holds.settle_soon(
+                hold.record,
+                hold.charge_id,
+                credits,
+                usage.total_tokens,
+                fields,
+                route=hold.route_limited,
+                failed=not hold.tally.completed,
+            )
+            if soon is not None:
+                sent, settled = soon
+                sent.add_done_callback(partial(self._sent, hold, usage, fields, settled))
+                self._tasks.track(sent)
+                return
+        self._spawn(hold, usage, fields)
+
+    def _sent(
+        self,
+        hold: Hold,
+        usage: Usage,
+        fields: dict[str, str],
+        settled: Callable[[list[Any]], bool],
+        sent: asyncio.Future[list[Any]],
+    ) -> None:
+        if not sent.cancelled() and sent.exception() is None:
+            self._written(hold, settled(sent.result()))
+        else:  # what the queued write could not do (NOSCRIPT, the store away...), _settle does
+            self._spawn(hold, usage, fields)
+
+    def _spawn(self, hold: Hold, usage: Usage, fields: dict[str, str]) -> None:
+        self._tasks.spawn(self._settle(hold, usage, fields), name=f"settle {hold.charge_id}")
+
+    def _written(self, hold: Hold, now: bool) -> None:
+        """The settlement is in Redis (``now``: by this write, not an earlier one)."""
+        self._live.pop(hold.charge_id, None)
+        if now and hold.credits and self._alerter is not None:
+            record = hold.record
+            self._alerter.settled(record.key_id, record.team, hold.key_limits, hold.team_limits)
+
+    async def _settle(self, hold: Hold, usage: Usage, fields: dict[str, str]) -> None:
+        record = hold.record
         credits = hold.credits or 0
 
         async def write() -> None:
@@ -77,11 +119,9 @@ class Settlement:
                 route=hold.route_limited,
                 failed=not hold.tally.completed,
             )
-            self._live.pop(hold.charge_id, None)
-            if now and credits and self._alerter is not None:
-                self._alerter.settled(record.key_id, record.team, hold.key_limits, hold.team_limits)
+            self._written(hold, now)
 
-        if not len(self._outbox):  # else it queues behind the others: settlements stay in order
+        if not len(self._outbox):
             try:
                 await write()
                 return

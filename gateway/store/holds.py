@@ -10,9 +10,11 @@ progress, and the reaper settles holds whose process died.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -130,6 +132,10 @@ class _Batch:
 
     def add(self, command: Command) -> None:
         self._commands.append(command)
+
+    def submit(self, pipeliner: Pipeliner) -> asyncio.Future[list[Any]]:
+        """The commands queued on ``pipeliner`` (``Pipeliner.submit``), not retried here."""
+        return pipeliner.submit(self._commands, defer=self._defer, idempotent=True)
 
     async def run(self) -> list[Any]:
         try:
@@ -306,6 +312,50 @@ class Holds:
         The key's aggregates (exact, in the same script) and the gateway's (best-effort,
         ``gateway_totals``) count the request, and an error if it ``failed``.
         """
+        batch, settled = self._settlement(
+            record, charge_id, credits, tokens, fields, route=route, failed=failed
+        )
+        async with guard():
+            results = await batch.run()
+        return settled(results)
+
+    def settle_soon(
+        self,
+        record: HoldRecord,
+        charge_id: str,
+        credits: int,
+        tokens: int,
+        fields: dict[str, str],
+        *,
+        route: bool,
+        failed: bool = False,
+    ) -> tuple[asyncio.Future[list[Any]], Callable[[list[Any]], bool]] | None:
+        """``settle``'s commands queued for the pipeliner's next round trip, without a
+        task or a coroutine of their own: the future of their replies, and what turns
+        the replies into ``settle``'s answer (counting the gateway's aggregates). The
+        future fails with the round trip's own error (NOSCRIPT after Redis lost its
+        scripts, a connection error), untranslated and never retried here: the caller
+        settles through ``settle`` then, which reloads scripts and answers a 503. None on
+        Redis Cluster (no pipeliner)."""
+        if self._pipeliner is None:
+            return None
+        batch, settled = self._settlement(
+            record, charge_id, credits, tokens, fields, route=route, failed=failed
+        )
+        return batch.submit(self._pipeliner), settled
+
+    def _settlement(
+        self,
+        record: HoldRecord,
+        charge_id: str,
+        credits: int,
+        tokens: int,
+        fields: dict[str, str],
+        *,
+        route: bool,
+        failed: bool,
+    ) -> tuple[_Batch, Callable[[list[Any]], bool]]:
+        """A settlement's commands, and what makes its answer of their replies."""
         key_id, account = record.key_id, record.account
         window = window_of(record.started_at)
         now = time.time()  # spend counts on the day (and hour) it is settled
@@ -349,11 +399,13 @@ class Holds:
             batch.add(_script_step(self._release, route_keys, [charge_id, tokens, 0]))
         member = _lease_member(account, charge_id)
         batch.add(("ZREM", schema.LEASES, member))
-        async with guard():
-            results = await batch.run()
-        if results[0][0]:
-            self.totals.add(key_id, record.agent, credits, failed, fields, hour, day)
-        return bool(results[0][0])
+
+        def settled(results: list[Any]) -> bool:
+            if results[0][0]:
+                self.totals.add(key_id, record.agent, credits, failed, fields, hour, day)
+            return bool(results[0][0])
+
+        return batch, settled
 
     async def renew(self, leases: list[tuple[str, HoldRecord]]) -> None:
         """Extend live holds' leases and record their progress, in one round trip."""

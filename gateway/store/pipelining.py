@@ -36,6 +36,7 @@ The connection's own ``retry`` policy is not used: it cannot tell these apart.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,8 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.watchdog import Watchdog
 
 Command = tuple[str | int | float, ...]
 """One Redis command and its arguments, e.g. ``("ZREM", key, member)``."""
@@ -79,6 +82,13 @@ class Pipeliner:
         ``idempotent``: running ``commands`` twice leaves Redis as running them once, so
         they are sent again if the connection broke after they were written.
         """
+        return await self.submit(commands, defer=defer, idempotent=idempotent)
+
+    def submit(
+        self, commands: Sequence[Command], *, defer: bool = False, idempotent: bool = False
+    ) -> asyncio.Future[list[Any]]:
+        """``run`` without a coroutine: the future of its replies (or of its error), for
+        a caller that handles them in a callback instead of waiting (a settlement)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._queued.append(_Queued(commands, future, idempotent))
@@ -87,7 +97,7 @@ class Pipeliner:
                 self._start()
             elif self._timer is None:
                 self._timer = loop.call_later(DEFER_SECONDS, self._start)
-        return await future
+        return future
 
     def _start(self) -> None:
         if self._timer is not None:
@@ -209,14 +219,65 @@ async def _exchange(
     redis-py closes the connection if sending or reading fails or is cancelled
     half-way, so replies left unread are never read as the answer to later commands:
     the next round trip opens the connection afresh.
+
+    The deadline is the connection's ``Watchdog`` (one timer that a round trip only
+    moves), not an ``asyncio.timeout`` (a timer armed and cancelled per round trip:
+    about a fifth of a round trip's instructions). On a connection redis-py reads
+    the usual way, the commands are written straight to its stream writer, without
+    ``send_packed_command``'s coroutines (``_ready`` has checked the connection).
     """
     packed = b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
+    dog = _watchdog(connection)
+    if seconds is not None:
+        dog.wait(asyncio.get_running_loop().time() + seconds)
     try:
-        async with asyncio.timeout(seconds):
+        writer = _writer(connection)
+        if writer is None:
             await connection.send_packed_command(packed)  # a PING first when one is due
-            return await _replies(connection, len(commands))
-    except TimeoutError:
+        else:
+            try:
+                writer.write(packed)
+                if writer.transport.get_write_buffer_size():
+                    await writer.drain()
+            except OSError as exc:
+                await connection.disconnect(nowait=True)
+                raise RedisConnectionError(f"Error while writing to Redis: {exc.args}") from exc
+            except BaseException:
+                await connection.disconnect(nowait=True)
+                raise
+        return await _replies(connection, len(commands))
+    except asyncio.CancelledError:
+        if not dog.timed_out():
+            raise
+        dog.close()  # spent: the next round trip (on a fresh connection) gets its own
+        _WATCHDOGS.pop(connection, None)
         raise RedisTimeoutError(f"no answer from Redis within {seconds} s") from None
+    finally:
+        dog.deadline = None
+
+
+_WATCHDOGS: weakref.WeakKeyDictionary[AbstractConnection, Watchdog] = weakref.WeakKeyDictionary()
+
+
+def _watchdog(connection: AbstractConnection) -> Watchdog:
+    """The deadline keeper of ``connection``'s round trips (made in the running loop)."""
+    dog = _WATCHDOGS.get(connection)
+    if dog is None:
+        dog = _WATCHDOGS[connection] = Watchdog()
+    return dog
+
+
+def _writer(connection: AbstractConnection) -> asyncio.StreamWriter | None:
+    """The stream writer to write ``connection``'s commands to, or None when its own
+    ``send_packed_command`` must (a health check due, a connection that writes its own
+    way, such as fakeredis's)."""
+    if (
+        connection.health_check_interval
+        and asyncio.get_running_loop().time() > connection.next_health_check
+    ) or type(connection).send_packed_command is not AbstractConnection.send_packed_command:
+        return None
+    writer = getattr(connection, "_writer", None)
+    return writer if type(writer) is asyncio.StreamWriter else None
 
 
 async def _replies(connection: AbstractConnection, count: int) -> list[Any]:

@@ -459,6 +459,51 @@ async def test_settle_posts_once_with_the_tally(fake_store: Store) -> None:
     assert m._live == {}
 
 
+async def test_a_settlement_is_queued_for_the_next_round_trip_without_a_task(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = BackgroundTasks()
+    m = meter(fake_store, tasks)
+    key = await new_key(fake_store, 10_000)
+    hold = await m.admit(invocation(), key, route(), "req_q")
+    await collect(m.wrap(batches([TextDelta("a"), Usage(30, 7), Completed()]), hold))
+    through_settle: list[object] = []
+    original = Holds.settle
+
+    async def counted(self: Holds, *args: Any, **kwargs: Any) -> bool:
+        through_settle.append(args)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Holds, "settle", counted)
+    m.settle(hold, "echo")
+    assert len(tasks) == 1 and not isinstance(next(iter(tasks._tasks)), asyncio.Task)
+    await tasks.drain()
+    assert through_settle == [] and m._live == {}
+    (entry,) = await usage_entries(fake_store, key)
+    assert entry.amount == -cost(Usage(30, 7), hold.pricing) and entry.backend == "echo"
+    assert await fake_store.balance(key.id) == 10_000 + entry.amount
+    assert await fake_store.held(key.id) == 0
+
+
+async def test_a_queued_settlement_redis_refused_is_written_through_settle(
+    fake_store: Store,
+) -> None:
+    """Redis lost its scripts (a restart): the queued write fails with NOSCRIPT, and
+    ``Holds.settle`` loads them and writes it, once."""
+    tasks = BackgroundTasks()
+    m = meter(fake_store, tasks)
+    key = await new_key(fake_store, 10_000)
+    hold = await m.admit(invocation(), key, route(), "req_noscript")
+    await collect(m.wrap(batches([TextDelta("a"), Usage(30, 7), Completed()]), hold))
+    await fake_store.redis.script_flush()
+    m.settle(hold, "echo")
+    await tasks.drain()
+    (entry,) = await usage_entries(fake_store, key)
+    assert entry.amount == -cost(Usage(30, 7), hold.pricing) and m._live == {}
+    assert await fake_store.balance(key.id) == 10_000 + entry.amount
+    assert await fake_store.held(key.id) == 0
+
+
 async def test_wrap_reports_usage_before_completed_within_one_batch(fake_store: Store) -> None:
     m, hold, _ = await admitted(fake_store)
 
@@ -562,6 +607,11 @@ async def test_settle_retries_while_the_store_is_unavailable(
     assert len(await usage_entries(fake_store, key)) == 1 and m._live == {}
 
 
+def no_queued_write(*args: Any, **kwargs: Any) -> None:
+    """``Holds.settle_soon`` declining (as on a cluster): settlements go through ``settle``."""
+    return None
+
+
 def fail_first(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[bool]:
     """Make ``Holds.settle`` raise ServiceUnavailable ``failures`` times; the calls made."""
     calls: list[bool] = []
@@ -578,6 +628,7 @@ def fail_first(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[bool]:
         await sleep(0)
 
     monkeypatch.setattr(Holds, "settle", flaky)
+    monkeypatch.setattr(Holds, "settle_soon", no_queued_write)  # every write through settle
     monkeypatch.setattr(asyncio, "sleep", no_wait)  # the retries' back-off
     return calls
 

@@ -20,7 +20,7 @@ from gateway.store.holds import Holds
 from gateway.tasks import BackgroundTasks
 from tests.conftest import invocation
 from tests.gateway.factories import batches, collect
-from tests.gateway.test_metering import deltas, new_key, route, usage_entries
+from tests.gateway.test_metering import deltas, new_key, no_queued_write, route, usage_entries
 
 
 class Flaky:
@@ -119,6 +119,7 @@ class StoreSwitch:
         for name in ("admit", "settle", "renew", "release", "expired"):
             original = getattr(Holds, name)
             monkeypatch.setattr(Holds, name, self._wrap(name, original))
+        monkeypatch.setattr(Holds, "settle_soon", no_queued_write)  # every write through settle
 
     def _wrap(self, name: str, original: Any) -> Any:
         async def call(holds: Holds, *args: Any, **kwargs: Any) -> Any:
@@ -175,6 +176,7 @@ def applied_then_lost(
         return results[-1]
 
     monkeypatch.setattr(Holds, method, applied_then_timed_out)
+    monkeypatch.setattr(Holds, "settle_soon", no_queued_write)  # every write through settle
     return results
 
 
@@ -239,6 +241,7 @@ async def test_a_reaper_that_wins_the_race_charges_the_final_usage(
 
     isolate("settle")
     isolate("renew")
+    monkeypatch.setattr(m._holds, "settle_soon", no_queued_write)
     m.settle(hold, "echo")
     await asyncio.sleep(0.05)
     cut_off.discard("renew")

@@ -5,9 +5,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway import apikeys
-from gateway.redaction import REDACTED, Redactor, configured_secrets, scrub_shapes
+from gateway.redaction import (
+    _SHAPES,
+    REDACTED,
+    Redactor,
+    _shape,
+    configured_secrets,
+    scrub_shapes,
+)
 from tests.conftest import make_config
 
 KEY = apikeys.new_secret()
@@ -102,3 +111,19 @@ def test_configured_secrets_are_the_env_fields_and_url_passwords(
     assert "the-redis-password" in found
     plain = replace(config, redis=replace(config.redis, url="redis://redis:6379/0"))
     assert "the-redis-password" not in configured_secrets(plain)
+
+
+_PIECES = st.sampled_from(
+    ["sk-", "SK-", "gw-", "Bearer ", "bEaReR\t", "Authorization: ", "X-API-KEY=", "api-key",
+     "\u017fk-", "\u212a", "a" * 20, "req_", "0123456789abcdef", " ", "'", '"', "\\", ":", "é"]
+)  # fmt: skip
+
+
+@given(st.lists(_PIECES | st.text(max_size=4), max_size=12).map("".join))
+def test_text_without_a_shapes_needle_is_what_the_expression_makes_of_it(text: str) -> None:
+    assert scrub_shapes(text) == _SHAPES.sub(_shape, text)
+
+
+def test_a_request_id_is_left_alone() -> None:
+    rid = "req_0123456789abcdef0123456789abcdef"
+    assert scrub_shapes(rid) is rid

@@ -95,3 +95,19 @@ async def test_drain_gives_up_at_its_timeout(caplog: pytest.LogCaptureFixture) -
 
 async def test_drain_with_nothing_to_do() -> None:
     await BackgroundTasks().drain(timeout=0)
+
+
+async def test_drain_waits_for_tracked_futures_and_what_their_callbacks_spawn() -> None:
+    tasks = BackgroundTasks()
+    done: list[str] = []
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def then() -> None:
+        done.append("spawned")
+
+    future.add_done_callback(lambda _: tasks.spawn(then()))
+    tasks.track(future)
+    assert len(tasks) == 1
+    asyncio.get_running_loop().call_later(0.01, future.set_result, None)
+    await tasks.drain()
+    assert done == ["spawned"] and len(tasks) == 0

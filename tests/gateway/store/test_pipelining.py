@@ -161,3 +161,14 @@ async def test_commands_whose_answer_was_lost_go_again_only_if_idempotent(
     finally:
         await redis.aclose()
         await proxy.aclose()
+
+
+async def test_submitted_commands_answer_through_their_future(
+    redis_client: aioredis.Redis, sent: list[int]
+) -> None:
+    pipeliner = Pipeliner(redis_client)
+    queued = pipeliner.submit([incr("n")], defer=True, idempotent=True)
+    assert not queued.done()
+    assert await pipeliner.run([incr("n")]) == [2]  # the deferred one rode along, first
+    assert queued.result() == [1]
+    assert sent == [2]
