@@ -31,6 +31,7 @@ from aiohttp import web
 
 from gateway.errors import GatewayError
 from gateway.server.keys import GATEWAY, REQUEST_ID
+from gateway.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,10 @@ class _Writer:
         self._room = asyncio.Event()
         self._closing = False
         self._error: BaseException | None = None
+        self._loop = asyncio.get_running_loop()
+        # Each write's time limit (``asyncio.timeout`` would arm and cancel a timer per
+        # write; a watchdog keeps one per stream), whichever task writes.
+        self._dog = Watchdog()
         self._task = asyncio.ensure_future(self._run())
 
     async def put(self, frame: bytes) -> None:
@@ -132,6 +137,7 @@ class _Writer:
 
     def cancel(self) -> None:
         self._task.cancel()
+        self._dog.close()
 
     async def _run(self) -> None:
         try:
@@ -153,10 +159,13 @@ class _Writer:
             self._room.set()
 
     async def _write(self, write: Awaitable[None]) -> None:
+        dog = self._dog
+        dog.wait(self._loop.time() + self._timeout)
         try:
-            async with asyncio.timeout(self._timeout):
-                await write
-        except TimeoutError:
+            await write
+        except asyncio.CancelledError:
+            if not dog.timed_out():
+                raise
             log.info(
                 "client stopped reading for %gs during request %s; ending its stream",
                 self._timeout,
@@ -164,6 +173,8 @@ class _Writer:
             )
             _cut(self._request, self._response)
             raise _Stalled from None
+        finally:
+            dog.deadline = None
 
 
 def write_timeout(request: web.Request) -> float:
