@@ -43,7 +43,7 @@ async def send_sse(
     request: web.Request, frames: AsyncIterator[bytes], headers: dict[str, str] | None = None
 ) -> web.StreamResponse:
     """Stream ``frames``; a client that goes away or stops reading ends the stream quietly."""
-    response = web.StreamResponse(
+    response = _EventStream(
         headers={
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
@@ -74,6 +74,16 @@ async def send_sse(
     finally:
         writer.cancel()
     return response
+
+
+class _EventStream(web.StreamResponse):
+    """Its headers go out with its first frames, in one write, as a ``web.Response``'s do
+    with its body (aiohttp's own switch), not in a write of their own at ``prepare``: a
+    stream's first frames are mostly ready by then (the call read up to its first
+    token before answering). If they are not, the writer sends the headers alone as
+    soon as the stream first waits, so a client is never kept from them."""
+
+    _send_headers_immediately = False
 
 
 def _cut(request: web.Request, response: web.StreamResponse) -> None:
@@ -141,6 +151,8 @@ class _Writer:
 
     async def _run(self) -> None:
         try:
+            if not self._frames and not self._closing:  # nothing to send them with yet
+                await self._write(self._response.write(b""))
             while True:
                 await self._wake.wait()
                 self._wake.clear()
