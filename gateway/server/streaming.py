@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from gateway.errors import GatewayError
+from gateway.events import Batch, Completed, Failed
 from gateway.server.keys import GATEWAY, REQUEST_ID
 from gateway.watchdog import Watchdog
 
@@ -37,13 +38,11 @@ log = logging.getLogger(__name__)
 
 CLIENT_WRITE_TIMEOUT = 30.0
 BATCH_BYTES = 64 * 1024  # frames held for the writer before the stream waits for it
+_TERMINAL = (Completed, Failed)
 
 
-async def send_sse(
-    request: web.Request, frames: AsyncIterator[bytes], headers: dict[str, str] | None = None
-) -> web.StreamResponse:
-    """Stream ``frames``; a client that goes away or stops reading ends the stream quietly."""
-    response = _EventStream(
+def _response(request: web.Request, headers: dict[str, str] | None) -> _EventStream:
+    return _EventStream(
         headers={
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
@@ -52,6 +51,13 @@ async def send_sse(
             **(headers or {}),
         }
     )
+
+
+async def send_sse(
+    request: web.Request, frames: AsyncIterator[bytes], headers: dict[str, str] | None = None
+) -> web.StreamResponse:
+    """Stream ``frames``; a client that goes away or stops reading ends the stream quietly."""
+    response = _response(request, headers)
     await response.prepare(request)
     writer = _Writer(request, response, write_timeout(request))
     try:
@@ -76,6 +82,70 @@ async def send_sse(
     return response
 
 
+async def send_reads(
+    request: web.Request,
+    batches: AsyncIterator[Batch],
+    render: Callable[[Batch], bytes],
+    head: bytes = b"",
+    headers: dict[str, str] | None = None,
+    keep: Callable[[], Awaitable[None]] | None = None,
+) -> web.StreamResponse:
+    """``send_sse`` for a call's batches, each one read of the upstream: its frames
+    (``render``) are already one write's worth, so they go out at once from this task,
+    without ``send_sse``'s writer task and its wake-up per read. ``head`` and the
+    headers go with the first batch's frames; the terminal batch's, with the end of
+    the response (the call ends right after it, without a wait). ``keep`` runs after
+    the terminal batch is rendered, before its frames go out. ``batches`` is left for
+    the caller to close."""
+    response = _response(request, headers)
+    await response.prepare(request)
+    timeout = write_timeout(request)
+    loop = asyncio.get_running_loop()
+    dog = Watchdog()  # one timer per stream for every write's time limit
+    pending = head
+    try:
+        async for batch in batches:
+            frame = render(batch)
+            if pending:
+                frame, pending = pending + frame, b""
+            if batch and isinstance(batch[-1], _TERMINAL):
+                if keep is not None:
+                    await keep()
+                pending = frame  # written with the end, once the call has ended
+            elif frame:
+                dog.wait(loop.time() + timeout)
+                try:
+                    await response.write(frame)
+                except asyncio.CancelledError:
+                    if not dog.timed_out():
+                        raise
+                    _stalled(request, response, timeout)
+                finally:
+                    dog.deadline = None
+        dog.wait(loop.time() + timeout)
+        try:
+            await response.write_eof(pending)
+        except asyncio.CancelledError:
+            if not dog.timed_out():
+                raise
+            _stalled(request, response, timeout)
+        finally:
+            dog.deadline = None
+    except ConnectionResetError:
+        log.debug("client went away during request %s", request[REQUEST_ID])
+    except _Stalled:
+        pass  # logged, and the connection aborted
+    except GatewayError as exc:
+        log.warning("stream of request %s broke off: %s", request[REQUEST_ID], exc.message)
+        _cut(request, response)
+    except Exception:
+        log.exception("stream of request %s broke off", request[REQUEST_ID])
+        _cut(request, response)
+    finally:
+        dog.close()
+    return response
+
+
 class _EventStream(web.StreamResponse):
     """Its headers go out with its first frames, in one write, as a ``web.Response``'s do
     with its body (aiohttp's own switch), not in a write of their own at ``prepare``: a
@@ -95,6 +165,16 @@ def _cut(request: web.Request, response: web.StreamResponse) -> None:
 
 class _Stalled(Exception):
     pass
+
+
+def _stalled(request: web.Request, response: web.StreamResponse, timeout: float) -> None:
+    log.info(
+        "client stopped reading for %gs during request %s; ending its stream",
+        timeout,
+        request[REQUEST_ID],
+    )
+    _cut(request, response)
+    raise _Stalled from None
 
 
 class _Writer:
@@ -178,13 +258,7 @@ class _Writer:
         except asyncio.CancelledError:
             if not dog.timed_out():
                 raise
-            log.info(
-                "client stopped reading for %gs during request %s; ending its stream",
-                self._timeout,
-                self._request[REQUEST_ID],
-            )
-            _cut(self._request, self._response)
-            raise _Stalled from None
+            _stalled(self._request, self._response, self._timeout)
         finally:
             dog.deadline = None
 
