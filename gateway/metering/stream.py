@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+from gateway import tokens
 from gateway.events import (
     Batch,
     Completed,
@@ -29,8 +30,16 @@ async def metered(batches: AsyncIterator[Batch], hold: Hold) -> AsyncIterator[Ba
     """
     tally = hold.tally = Tally()  # a fallback attempt starts afresh
     cap = hold.output_cap
+    weigh, per_token = tokens.text_weight, tokens.ASCII_PER_TOKEN
     async for batch in batches:
         for index, event in enumerate(batch):
+            if type(event) is TextDelta and tally.deltas < cap:
+                # Most events: ``Tally.add``'s and ``text_weight``'s work inline (the same
+                # figures, added in the same order), without two calls per chunk.
+                text = event.text
+                tally.weight += len(text) / per_token if text.isascii() else weigh(text)
+                tally.deltas += 1
+                continue
             if isinstance(event, _DELTAS):
                 if tally.deltas >= cap:
                     # This delta (a token at least) would pass the cap, and what was reserved.

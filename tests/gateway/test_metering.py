@@ -355,6 +355,18 @@ async def test_wrap_passes_events_and_tallies(fake_store: Store) -> None:
     assert tally.final(hold.invocation) == priced
 
 
+async def test_wrap_counts_text_as_the_tally_does(fake_store: Store) -> None:
+    # Text deltas are counted inline: the same figures as ``Tally.add``, in the same order.
+    m, hold, _ = await admitted(fake_store)
+    texts = ["ab", "héllo", "日本語", "", "x" * 7, "\u00e9t\u00e9 ", "tail"]
+    events: list[Event] = [TextDelta(t) for t in texts]
+    await collect(m.wrap(batches([*events, Usage(3, 9), Completed()]), hold))
+    expected = Tally()
+    for event in events:
+        expected.add(event)
+    assert (hold.tally.weight, hold.tally.deltas) == (expected.weight, expected.deltas)
+
+
 async def test_wrap_injects_an_estimate_when_no_usage_came(fake_store: Store) -> None:
     m, hold, _ = await admitted(fake_store)
     out = await collect(
