@@ -333,7 +333,7 @@ class ChunkParser:
         if isinstance(content, str) and content:
             logprobs = choice.get("logprobs")
             if logprobs is None:
-                events.append(TextDelta(content))
+                events.append(text_delta(content))
             else:
                 events.append(TextDelta(content, logprobs_from(logprobs)))
         for call in delta.get("tool_calls") or ():
