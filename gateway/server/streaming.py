@@ -41,8 +41,8 @@ BATCH_BYTES = 64 * 1024  # frames held for the writer before the stream waits fo
 _TERMINAL = (Completed, Failed)
 
 
-def _response(request: web.Request, headers: dict[str, str] | None) -> _EventStream:
-    return _EventStream(
+def _response(request: web.Request, headers: dict[str, str] | None) -> web.StreamResponse:
+    return web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
@@ -92,9 +92,9 @@ async def send_reads(
 ) -> web.StreamResponse:
     """``send_sse`` for a call's batches, each one read of the upstream: its frames
     (``render``) are already one write's worth, so they go out at once from this task,
-    without ``send_sse``'s writer task and its wake-up per read. ``head`` and the
-    headers go with the first batch's frames; the terminal batch's, with the end of
-    the response (the call ends right after it, without a wait). ``keep`` runs after
+    without ``send_sse``'s writer task and its wake-up per read. ``head`` goes with
+    the first batch's frames; the terminal batch's, with the end of the response
+    (the call ends right after it, without a wait). ``keep`` runs after
     the terminal batch is rendered, before its frames go out. ``batches`` is left for
     the caller to close."""
     response = _response(request, headers)
@@ -144,16 +144,6 @@ async def send_reads(
     finally:
         dog.close()
     return response
-
-
-class _EventStream(web.StreamResponse):
-    """Its headers go out with its first frames, in one write, as a ``web.Response``'s do
-    with its body (aiohttp's own switch), not in a write of their own at ``prepare``: a
-    stream's first frames are mostly ready by then (the call read up to its first
-    token before answering). If they are not, the writer sends the headers alone as
-    soon as the stream first waits, so a client is never kept from them."""
-
-    _send_headers_immediately = False
 
 
 def _cut(request: web.Request, response: web.StreamResponse) -> None:
@@ -231,8 +221,6 @@ class _Writer:
 
     async def _run(self) -> None:
         try:
-            if not self._frames and not self._closing:  # nothing to send them with yet
-                await self._write(self._response.write(b""))
             while True:
                 await self._wake.wait()
                 self._wake.clear()

@@ -142,24 +142,6 @@ async def test_a_stream_that_fails_after_its_headers_is_cut_at_once(
         await client.close()
 
 
-async def test_headers_wait_for_no_frame(monkeypatch: pytest.MonkeyPatch) -> None:
-    # They go with the first frames when those are ready, alone as soon as the stream waits.
-    async def frames() -> AsyncIterator[bytes]:
-        await asyncio.sleep(0.5)
-        yield b"data: late\n\n"
-
-    client = await serve(frames(), [], monkeypatch)
-    try:
-        started = time.monotonic()
-        async with client.get("/") as resp:
-            assert resp.status == 200
-            assert time.monotonic() - started < 0.4  # the headers did not wait for the frame
-            assert resp.headers["Content-Type"] == "text/event-stream"
-            assert await resp.read() == b"data: late\n\n"
-    finally:
-        await client.close()
-
-
 async def serve_reads(
     batches: AsyncIterator[Batch],
     writes: list[bytes],
