@@ -296,9 +296,10 @@ class Gateway:
         metrics.OPEN_STREAMS.inc()
         upstream = backend.invoke(invocation, ctx)
         timeouts = generation.config.backends[ctx.backend].timeouts
-        checked = stream_contract.checked(upstream, ctx, timeouts, self.interrupts)
-        batches = self.meter.wrap(checked, hold)
-        layers: list[AsyncIterator[object]] = [batches, checked, upstream]  # outermost first
+        # Metered in the contract check's own step (a layer less for every read).
+        count = self.meter.counter(hold)
+        batches = stream_contract.checked(upstream, ctx, timeouts, self.interrupts, count)
+        layers: list[AsyncIterator[object]] = [batches, upstream]  # outermost first
         for f in reversed(generation.filters):  # the first listed ends up closest to the client
             batches = f.wrap(batches, ctx)
             layers.insert(0, batches)

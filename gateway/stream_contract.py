@@ -8,6 +8,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from gateway import metrics
 from gateway.errors import GatewayError, ServiceUnavailable, UpstreamError, UpstreamTimeout
@@ -39,6 +40,16 @@ class Interrupts:
             wait.expire()
 
 
+class Count(Protocol):
+    """Work on each batch that passes the check, in its step (``metering.stream.Counter``):
+    ``count(batch)`` is the batch to pass on; ``ended`` then says whether the stream
+    ends with it."""
+
+    ended: bool
+
+    def __call__(self, batch: Batch, /) -> Batch: ...
+
+
 def shutting_down() -> ServiceUnavailable:
     return ServiceUnavailable("The gateway is shutting down; the answer was cut short.")
 
@@ -48,6 +59,7 @@ async def checked(
     ctx: CallContext,
     timeouts: Timeouts = _DEFAULT_TIMEOUTS,
     interrupts: Interrupts | None = None,
+    count: Count | None = None,
 ) -> AsyncIterator[Batch]:
     """Hold a backend to the stream contract and its time limits, in batches.
 
@@ -56,6 +68,8 @@ async def checked(
     ``idle``, and the last within ``total``; a shutdown that cannot wait any
     longer (``interrupts``) ends the stream with ``Failed`` too. Anything but a
     batch (a tuple) is a broken backend, a logged 502; an empty batch is dropped.
+    ``count``, if given, passes on each batch of events the backend made (metering, in
+    this step rather than in a layer of its own).
     """
     interrupts = interrupts or Interrupts()
 
@@ -103,10 +117,16 @@ async def checked(
                         event, Failed
                     ):  # counted first: the consumer may stop at the yield
                         metrics.upstream_error(ctx.backend, event.error)
-                    yield batch[: index + 1]
+                    batch = batch[: index + 1]
+                    yield batch if count is None else count(batch)
                     return
             if batch:
-                yield batch
+                if count is None:
+                    yield batch
+                else:
+                    yield count(batch)
+                    if count.ended:
+                        return
             wait, phase = timeouts.idle, "next chunk"
     except GatewayError as exc:
         yield failed(exc)

@@ -117,8 +117,16 @@ class ChatChunks:
     head = start
 
     def frames(self, batch: Batch) -> bytes:
-        render = self.render
-        return b"".join([render(event) for event in batch])
+        # A text delta without logprobs (most events) is rendered here, without
+        # ``render``'s call; a read's one event (most reads at full speed) is not joined.
+        text, end, dumps, render = self._text, self._text_end, orjson.dumps, self.render
+        frames = [
+            text + dumps(event.text) + end
+            if type(event) is TextDelta and event.logprobs is None
+            else render(event)
+            for event in batch
+        ]
+        return frames[0] if len(frames) == 1 else b"".join(frames)
 
     def render(self, event: Event) -> bytes:
         if isinstance(event, TextDelta):

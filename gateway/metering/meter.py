@@ -9,7 +9,7 @@ from gateway.metering.health import StoreHealth
 from gateway.metering.hold import Hold
 from gateway.metering.leases import Leases
 from gateway.metering.settlement import Settlement
-from gateway.metering.stream import metered
+from gateway.metering.stream import Counter, metered
 from gateway.metering.webhook import Deliveries
 from gateway.outbox import Outbox
 from gateway.settings import AlertSettings, MeteringSettings
@@ -19,10 +19,10 @@ from gateway.tasks import BackgroundTasks
 
 
 class Meter:
-    """``admit`` a request, ``wrap`` its stream, ``settle`` it; ``keep_leases`` and
-    ``deliveries.run`` run for the life of the process. The per-request entry points
-    are the parts' own methods, bound here once: the meter adds no call of its own to
-    a request."""
+    """``admit`` a request, ``wrap`` its stream (or ``counter`` it), ``settle`` it;
+    ``keep_leases`` and ``deliveries.run`` run for the life of the process. The
+    per-request entry points are the parts' own methods, bound here once: the meter
+    adds no call of its own to a request."""
 
     def __init__(
         self,
@@ -51,6 +51,7 @@ class Meter:
         settlement = Settlement(holds, tasks, self.outbox, self._live, self.health, self.alerter)
         self.admit = admission.admit
         self.wrap = metered
+        self.counter = Counter  # ``wrap``'s work a batch at a time, for the contract check
         self.settle = settlement.settle
         self.keep_leases = leases.keep
         self.renew = leases.renew

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+from gateway import tokens
 from gateway.events import (
     Batch,
     Completed,
@@ -25,26 +26,56 @@ async def metered(batches: AsyncIterator[Batch], hold: Hold) -> AsyncIterator[Ba
     """Count what passes, report usage with every answer, and stop at the output cap.
 
     ``batches`` keep to the stream contract (``stream_contract.checked``): the
-    terminal event comes last.
+    terminal event comes last. (The pipeline does this inside the contract check,
+    with a ``Counter``: a layer less for every read.)
     """
-    tally = hold.tally = Tally()  # a fallback attempt starts afresh
-    cap = hold.output_cap
+    count = Counter(hold)
     async for batch in batches:
+        batch = count(batch)
+        yield batch
+        if count.ended:
+            return
+
+
+class Counter:
+    """``metered``'s work, a batch at a time: ``count(batch)`` is the batch to pass on
+    (usage priced, an estimate before a ``Completed`` that came without one, cut at
+    the output cap); after it, ``ended`` says whether the stream must end there."""
+
+    __slots__ = ("_cap", "_hold", "ended", "tally")
+
+    def __init__(self, hold: Hold) -> None:
+        self._hold = hold
+        self.tally = hold.tally = Tally()  # a fallback attempt starts afresh
+        self._cap = hold.output_cap
+        self.ended = False
+
+    def __call__(self, batch: Batch) -> Batch:
+        tally, cap, hold = self.tally, self._cap, self._hold
         for index, event in enumerate(batch):
+            if type(event) is TextDelta and tally.deltas < cap:
+                # Most events: ``Tally.add``'s and ``text_weight``'s work inline (the same
+                # figures, added in the same order), without two calls per chunk.
+                text = event.text
+                tally.weight += len(text) / _PER_TOKEN if text.isascii() else _weigh(text)
+                tally.deltas += 1
+                continue
             if isinstance(event, _DELTAS):
                 if tally.deltas >= cap:
                     # This delta (a token at least) would pass the cap, and what was reserved.
                     log.warning("request %s passed its output cap: ended", hold.record.request_id)
-                    yield (*batch[:index], *_end(hold, Completed("length")))
-                    return
+                    self.ended = True
+                    return (*batch[:index], *_end(hold, Completed("length")))
             elif isinstance(event, Completed) and tally.usage is None:
-                batch = (*batch[:index], *_end(hold, event))
-                break
+                return (*batch[:index], *_end(hold, event))
             elif isinstance(event, Usage):
                 event = hold.priced(event)
                 batch = (*batch[:index], event, *batch[index + 1 :])
             tally.add(event)
-        yield batch
+        return batch
+
+
+_weigh, _PER_TOKEN = tokens.text_weight, tokens.ASCII_PER_TOKEN
 
 
 def _end(hold: Hold, completed: Completed) -> Batch:

@@ -40,13 +40,12 @@ from aiohttp.typedefs import Handler
 
 from gateway.dialects.dialect import Dialect, Folder, Methods, Streamer
 from gateway.errors import GatewayError
-from gateway.events import Completed, Failed
 from gateway.invocation import AgentInvocation
 from gateway.pipeline import Call, Gateway
 from gateway.server.body import budget, json_response, read_request
 from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID
 from gateway.server.middlewares import ERROR
-from gateway.server.streaming import send_sse
+from gateway.server.streaming import send_reads, send_sse
 from gateway.store import ApiKey
 
 P = TypeVar("P")
@@ -54,8 +53,6 @@ P_contra = TypeVar("P_contra", contravariant=True)
 
 Keep = Callable[[], Awaitable[None]]
 """Keeps a finished answer (stores it) before the client hears that it is finished."""
-
-_TERMINAL = (Completed, Failed)
 
 
 class Conversation(Protocol[P_contra]):
@@ -94,7 +91,9 @@ def front_door(dialect: Dialect[P], conversation: Conversation[P] | None = None)
         async with call:  # closing it settles what was delivered
             if invocation.stream:
                 streamer = dialect.streamer(parsed, call.ctx, gateway.config, request.path)
-                return await send_sse(request, _frames(streamer, call), call.hold.headers())
+                return await send_reads(
+                    request, call, streamer.frames, streamer.head(), call.hold.headers()
+                )
             folder = dialect.folder(parsed, call.ctx, gateway.config, request.path)
             async for batch in call:
                 folder.fold(batch)
@@ -108,35 +107,14 @@ async def send_stream(
 ) -> web.StreamResponse:
     """Stream the call's events as ``streamer``'s frames (the caller closes the call);
     ``keep`` runs after the terminal event is rendered, before its frames go out."""
-    frames = _frames(streamer, call) if keep is None else _kept(streamer, call, keep)
-    return await send_sse(request, frames, call.hold.headers())
+    return await send_reads(
+        request, call, streamer.frames, streamer.head(), call.hold.headers(), keep
+    )
 
 
 def send_folded(call: Call, folder: Folder) -> web.Response:
     """The folded answer of a closed call, with its cost and the key's balance."""
     return json_response(folder.body(), headers=call.hold.headers() | call.hold.billing_headers())
-
-
-async def _frames(streamer: Streamer, call: Call) -> AsyncIterator[bytes]:
-    head = streamer.head()
-    if head:
-        yield head
-    async for batch in call:
-        frame = streamer.frames(batch)
-        if frame:
-            yield frame
-
-
-async def _kept(streamer: Streamer, call: Call, keep: Keep) -> AsyncIterator[bytes]:
-    head = streamer.head()
-    if head:
-        yield head
-    async for batch in call:
-        frame = streamer.frames(batch)
-        if batch and isinstance(batch[-1], _TERMINAL):  # kept before the client hears it ended
-            await keep()
-        if frame:
-            yield frame
 
 
 # A dialect whose endpoint dispatches on a method ----------------------------------------

@@ -25,24 +25,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from gateway.errors import GatewayError
+from gateway.events import Batch, Completed, Failed
 from gateway.server.keys import GATEWAY, REQUEST_ID
+from gateway.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
 CLIENT_WRITE_TIMEOUT = 30.0
 BATCH_BYTES = 64 * 1024  # frames held for the writer before the stream waits for it
+_TERMINAL = (Completed, Failed)
 
 
-async def send_sse(
-    request: web.Request, frames: AsyncIterator[bytes], headers: dict[str, str] | None = None
-) -> web.StreamResponse:
-    """Stream ``frames``; a client that goes away or stops reading ends the stream quietly."""
-    response = web.StreamResponse(
+def _response(request: web.Request, headers: dict[str, str] | None) -> web.StreamResponse:
+    return web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
@@ -51,6 +51,13 @@ async def send_sse(
             **(headers or {}),
         }
     )
+
+
+async def send_sse(
+    request: web.Request, frames: AsyncIterator[bytes], headers: dict[str, str] | None = None
+) -> web.StreamResponse:
+    """Stream ``frames``; a client that goes away or stops reading ends the stream quietly."""
+    response = _response(request, headers)
     await response.prepare(request)
     writer = _Writer(request, response, write_timeout(request))
     try:
@@ -75,6 +82,70 @@ async def send_sse(
     return response
 
 
+async def send_reads(
+    request: web.Request,
+    batches: AsyncIterator[Batch],
+    render: Callable[[Batch], bytes],
+    head: bytes = b"",
+    headers: dict[str, str] | None = None,
+    keep: Callable[[], Awaitable[None]] | None = None,
+) -> web.StreamResponse:
+    """``send_sse`` for a call's batches, each one read of the upstream: its frames
+    (``render``) are already one write's worth, so they go out at once from this task,
+    without ``send_sse``'s writer task and its wake-up per read. ``head`` goes with
+    the first batch's frames; the terminal batch's, with the end of the response
+    (the call ends right after it, without a wait). ``keep`` runs after
+    the terminal batch is rendered, before its frames go out. ``batches`` is left for
+    the caller to close."""
+    response = _response(request, headers)
+    await response.prepare(request)
+    timeout = write_timeout(request)
+    loop = asyncio.get_running_loop()
+    dog = Watchdog()  # one timer per stream for every write's time limit
+    pending = head
+    try:
+        async for batch in batches:
+            frame = render(batch)
+            if pending:
+                frame, pending = pending + frame, b""
+            if batch and isinstance(batch[-1], _TERMINAL):
+                if keep is not None:
+                    await keep()
+                pending = frame  # written with the end, once the call has ended
+            elif frame:
+                dog.wait(loop.time() + timeout)
+                try:
+                    await response.write(frame)
+                except asyncio.CancelledError:
+                    if not dog.timed_out():
+                        raise
+                    _stalled(request, response, timeout)
+                finally:
+                    dog.deadline = None
+        dog.wait(loop.time() + timeout)
+        try:
+            await response.write_eof(pending)
+        except asyncio.CancelledError:
+            if not dog.timed_out():
+                raise
+            _stalled(request, response, timeout)
+        finally:
+            dog.deadline = None
+    except ConnectionResetError:
+        log.debug("client went away during request %s", request[REQUEST_ID])
+    except _Stalled:
+        pass  # logged, and the connection aborted
+    except GatewayError as exc:
+        log.warning("stream of request %s broke off: %s", request[REQUEST_ID], exc.message)
+        _cut(request, response)
+    except Exception:
+        log.exception("stream of request %s broke off", request[REQUEST_ID])
+        _cut(request, response)
+    finally:
+        dog.close()
+    return response
+
+
 def _cut(request: web.Request, response: web.StreamResponse) -> None:
     """End the connection now: what was not sent yet is dropped, and the request cancelled."""
     response.force_close()
@@ -84,6 +155,16 @@ def _cut(request: web.Request, response: web.StreamResponse) -> None:
 
 class _Stalled(Exception):
     pass
+
+
+def _stalled(request: web.Request, response: web.StreamResponse, timeout: float) -> None:
+    log.info(
+        "client stopped reading for %gs during request %s; ending its stream",
+        timeout,
+        request[REQUEST_ID],
+    )
+    _cut(request, response)
+    raise _Stalled from None
 
 
 class _Writer:
@@ -106,6 +187,10 @@ class _Writer:
         self._room = asyncio.Event()
         self._closing = False
         self._error: BaseException | None = None
+        self._loop = asyncio.get_running_loop()
+        # Each write's time limit (``asyncio.timeout`` would arm and cancel a timer per
+        # write; a watchdog keeps one per stream), whichever task writes.
+        self._dog = Watchdog()
         self._task = asyncio.ensure_future(self._run())
 
     async def put(self, frame: bytes) -> None:
@@ -132,6 +217,7 @@ class _Writer:
 
     def cancel(self) -> None:
         self._task.cancel()
+        self._dog.close()
 
     async def _run(self) -> None:
         try:
@@ -153,17 +239,16 @@ class _Writer:
             self._room.set()
 
     async def _write(self, write: Awaitable[None]) -> None:
+        dog = self._dog
+        dog.wait(self._loop.time() + self._timeout)
         try:
-            async with asyncio.timeout(self._timeout):
-                await write
-        except TimeoutError:
-            log.info(
-                "client stopped reading for %gs during request %s; ending its stream",
-                self._timeout,
-                self._request[REQUEST_ID],
-            )
-            _cut(self._request, self._response)
-            raise _Stalled from None
+            await write
+        except asyncio.CancelledError:
+            if not dog.timed_out():
+                raise
+            _stalled(self._request, self._response, self._timeout)
+        finally:
+            dog.deadline = None
 
 
 def write_timeout(request: web.Request) -> float:

@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
+from gateway import stream_contract
 from gateway.errors import InsufficientQuota, RateLimited, ServiceUnavailable
 from gateway.events import (
     Batch,
     Completed,
     Event,
+    Failed,
     ReasoningDelta,
     TextDelta,
     ToolCallArgumentsDelta,
@@ -32,7 +34,7 @@ from gateway.store.records import KeyLimits, LedgerEntry
 from gateway.tasks import BackgroundTasks
 from gateway.tokens import estimate_input, reserve_input
 from tests.conftest import invocation
-from tests.gateway.factories import batches, close, collect, pricing
+from tests.gateway.factories import batches, close, collect, context, pricing
 
 PRICED = Route(backend="echo", pricing=pricing(input="0.15", output="0.6"))
 
@@ -353,6 +355,55 @@ async def test_wrap_passes_events_and_tallies(fake_store: Store) -> None:
     assert (tally.deltas, tally.weight, tally.completed) == (3, (3 + 2 + 2 + 2) / 4, True)
     assert tally.usage == priced
     assert tally.final(hold.invocation) == priced
+
+
+async def test_wrap_counts_text_as_the_tally_does(fake_store: Store) -> None:
+    # Text deltas are counted inline: the same figures as ``Tally.add``, in the same order.
+    m, hold, _ = await admitted(fake_store)
+    texts = ["ab", "héllo", "日本語", "", "x" * 7, "\u00e9t\u00e9 ", "tail"]
+    events: list[Event] = [TextDelta(t) for t in texts]
+    await collect(m.wrap(batches([*events, Usage(3, 9), Completed()]), hold))
+    expected = Tally()
+    for event in events:
+        expected.add(event)
+    assert (hold.tally.weight, hold.tally.deltas) == (expected.weight, expected.deltas)
+
+
+@pytest.mark.parametrize(
+    ("cap", "events"),
+    [
+        (100, [TextDelta("ab"), Usage(3, 1), TextDelta("c"), Completed()]),
+        (100, [TextDelta("hello"), ReasoningDelta("r"), Completed()]),  # no usage: estimated
+        (3, [*[TextDelta("w")] * 6, Completed()]),  # past the cap: ended there
+        (3, [TextDelta("w"), (TextDelta("w"), TextDelta("w"), TextDelta("w")), Completed()]),
+        (100, [TextDelta("a"), Failed(ServiceUnavailable("gone"))]),
+    ],
+    ids=["usage", "estimate", "cap", "cap-in-a-batch", "failed"],
+)
+async def test_the_contract_check_with_a_counter_passes_what_wrap_passes(
+    fake_store: Store, cap: int, events: list[Event | Batch]
+) -> None:
+    read = 0
+
+    async def upstream() -> AsyncIterator[Batch]:
+        nonlocal read
+        for item in events:
+            read += 1
+            yield item if isinstance(item, tuple) else (item,)
+
+    m, hold, _ = await admitted(fake_store, cap=cap)
+    wrapped = await collect(m.wrap(stream_contract.checked(upstream(), context()), hold))
+    read_wrapped, read = read, 0
+    tally = hold.tally
+    counted = await collect(stream_contract.checked(upstream(), context(), count=m.counter(hold)))
+    assert counted == wrapped
+    assert read == read_wrapped  # the upstream was not read on after the cap
+    assert hold.tally is not tally  # a fresh tally, as wrap's
+    assert (hold.tally.weight, hold.tally.deltas, hold.tally.usage) == (
+        tally.weight,
+        tally.deltas,
+        tally.usage,
+    )
 
 
 async def test_wrap_injects_an_estimate_when_no_usage_came(fake_store: Store) -> None:

@@ -24,6 +24,7 @@ from gateway.plugin import (
     ToolCallStarted,
     UpstreamError,
     Usage,
+    text_delta,
 )
 
 _FINISH: dict[str, FinishReason] = {
@@ -181,7 +182,7 @@ class EventParser:
         if kind == "text_delta":
             text = delta.get("text")
             if isinstance(text, str) and text:
-                yield TextDelta(text)
+                yield text_delta(text)
         elif kind == "thinking_delta":
             text = delta.get("thinking")
             if isinstance(text, str) and text:

@@ -50,6 +50,7 @@ from gateway.plugin import (
     UpstreamError,
     Usage,
     item_json,
+    text_delta,
 )
 
 Json = dict[str, Any]
@@ -225,7 +226,7 @@ class EventParser:
             delta = _str(data.get("delta"))
             if delta:
                 self._text_seen = True
-                yield TextDelta(delta)
+                yield text_delta(delta)
         elif kind in REASONING_DELTAS:
             delta = _str(data.get("delta"))
             if delta:

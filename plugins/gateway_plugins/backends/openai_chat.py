@@ -91,15 +91,9 @@ class OpenAIChatBackend:
             # ``parse`` for a read's frames in one call (``Upstream.answer``'s parse_read).
             nonlocal done
             events: list[Event] = []
-            feed = parser.feed_data
             try:
-                for frame in frames:
-                    data = frame.data
-                    if data == "[DONE]":
-                        done = True
-                        break
-                    if frame.event == "message":  # a named event is not a chunk
-                        events += feed(data)
+                if parser.feed_frames(frames, events):
+                    done = True
             except GatewayError as exc:
                 return events, exc
             return events, None

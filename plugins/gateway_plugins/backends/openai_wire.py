@@ -25,6 +25,7 @@ from gateway.plugin import (
     InvalidRequest,
     Message,
     ReasoningDelta,
+    ServerSentEvent,
     TextDelta,
     TextPart,
     TokenLogprob,
@@ -279,6 +280,33 @@ class ChunkParser:
             self._shape = _text_shape(data, events[0].text, self._prefix)
         return events
 
+    def feed_frames(self, frames: list[ServerSentEvent], events: list[Event]) -> bool:
+        """``feed_data`` for the chunks of one read (its message events), their events
+        added to ``events`` up to ``[DONE]``; whether ``[DONE]`` came. A chunk that fails
+        raises, and the events of the chunks before it are in ``events``.
+
+        ``feed_data``'s common case (a text chunk of the known shape) inline, without
+        a call and a list of its own per chunk."""
+        append, feed = events.append, self.feed_data
+        for frame in frames:
+            data = frame.data
+            if data == "[DONE]":
+                return True
+            if frame.event != "message":  # a named event is not a chunk (LibreChat's own)
+                continue
+            shape = self._shape
+            if shape is not None:
+                head, tail = shape
+                end = len(data) - len(tail)
+                if end >= len(head) and data.startswith(head) and data.endswith(tail):
+                    text = data[len(head) : end]
+                    if text.isprintable() and '"' not in text and "\\" not in text:  # _plain
+                        if text:
+                            append(text_delta(text))
+                        continue
+            events.extend(feed(data))
+        return False
+
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
         """The events of one chunk (a list: this runs for every chunk of every stream)."""
         error = chunk.get("error")
@@ -305,7 +333,7 @@ class ChunkParser:
         if isinstance(content, str) and content:
             logprobs = choice.get("logprobs")
             if logprobs is None:
-                events.append(TextDelta(content))
+                events.append(text_delta(content))
             else:
                 events.append(TextDelta(content, logprobs_from(logprobs)))
         for call in delta.get("tool_calls") or ():

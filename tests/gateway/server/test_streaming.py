@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.errors import ServiceUnavailable
+from gateway.events import Batch, Completed, TextDelta
 from gateway.server import middlewares, streaming
 from gateway.server.keys import REQUEST_ID
 
@@ -24,6 +25,15 @@ async def serve(
         request[REQUEST_ID] = "req_test"
         return await streaming.send_sse(request, frames)
 
+    return await counted_server(handler, writes, monkeypatch)
+
+
+async def counted_server(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    writes: list[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> TestClient:
+    """A server of ``handler`` on loopback; what its responses write goes to ``writes``."""
     write, write_eof = web.StreamResponse.write, web.StreamResponse.write_eof
 
     async def counted(self: web.StreamResponse, data: bytes | bytearray | memoryview) -> None:
@@ -130,3 +140,73 @@ async def test_a_stream_that_fails_after_its_headers_is_cut_at_once(
         assert time.monotonic() - started < 5  # not left waiting for an end that never comes
     finally:
         await client.close()
+
+
+async def serve_reads(
+    batches: AsyncIterator[Batch],
+    writes: list[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    keep: Callable[[], Awaitable[None]] | None = None,
+) -> TestClient:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        request[REQUEST_ID] = "req_test"
+        return await streaming.send_reads(request, batches, render, b"data: head\n\n", None, keep)
+
+    def render(batch: Batch) -> bytes:
+        return b"".join(
+            b"data: %s\n\n" % (e.text.encode() if isinstance(e, TextDelta) else b"end")
+            for e in batch
+        )
+
+    return await counted_server(handler, writes, monkeypatch)
+
+
+async def test_a_read_is_one_write_the_first_with_the_head_the_last_with_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def batches() -> AsyncIterator[Batch]:
+        yield (TextDelta("a"), TextDelta("b"))
+        await asyncio.sleep(0.05)
+        yield (TextDelta("c"),)
+        await asyncio.sleep(0.05)
+        yield (TextDelta("d"), Completed())
+
+    writes: list[bytes] = []
+    client = await serve_reads(batches(), writes, monkeypatch)
+    try:
+        async with client.get("/") as resp:
+            assert resp.headers["Content-Type"] == "text/event-stream"
+            assert await resp.read() == b"".join(
+                b"data: %s\n\n" % x for x in (b"head", b"a", b"b", b"c", b"d", b"end")
+            )
+        assert writes == [
+            b"data: head\n\ndata: a\n\ndata: b\n\n",
+            b"data: c\n\n",
+            b"END:data: d\n\ndata: end\n\n",
+        ]
+    finally:
+        await client.close()
+
+
+async def test_keep_runs_before_the_terminal_frames_go_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writes: list[bytes] = []
+
+    async def keep() -> None:
+        writes.append(b"KEPT")
+
+    client = await serve_reads(
+        at_once_batches([(TextDelta("a"),), (Completed(),)]), writes, monkeypatch, keep
+    )
+    try:
+        async with client.get("/") as resp:
+            assert await resp.read() == b"data: head\n\ndata: a\n\ndata: end\n\n"
+        assert writes == [b"data: head\n\ndata: a\n\n", b"KEPT", b"END:data: end\n\n"]
+    finally:
+        await client.close()
+
+
+async def at_once_batches(batches: list[Batch]) -> AsyncIterator[Batch]:
+    for batch in batches:
+        yield batch

@@ -44,6 +44,7 @@ from gateway.invocation import (
     Sampling,
     TextPart,
 )
+from gateway.sse import ServerSentEvent
 from tests.conftest import invocation
 
 # chat_body
@@ -694,6 +695,45 @@ def test_feed_data_reads_every_chunk_as_feed_does(chunks: list[str]) -> None:
         expected = _read(lambda d: full.feed(json_object(d)), data)
         assert _read(fast.feed_data, data) == expected, data
     assert (fast.usage, fast.finish_reason) == (full.usage, full.finish_reason)
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunk_stream(), st.integers(0, 12), st.integers(1, 5))
+def test_feed_frames_reads_a_read_as_feed_data_reads_its_chunks(
+    chunks: list[str], done_at: int, per_read: int
+) -> None:
+    frames = [ServerSentEvent(data) for data in chunks]
+    frames.insert(min(done_at, len(frames)), ServerSentEvent("[DONE]"))
+    frames.insert(0, ServerSentEvent('{"x":1}', "named"))  # not a chunk: skipped
+    fast, full = ChunkParser(), ChunkParser()
+    expected: list[object] = []
+    for frame in frames:
+        if frame.data == "[DONE]":
+            break
+        if frame.event == "message":
+            expected.append(_read(full.feed_data, frame.data))
+    got: list[object] = []
+    for start in range(0, len(frames), per_read):
+        events: list[Event] = []
+        try:
+            done = fast.feed_frames(frames[start : start + per_read], events)
+        except UpstreamError as exc:
+            got.extend(events)  # the events of the chunks before it still count
+            got.append(type(exc))
+            break
+        got.extend(events)
+        if done:
+            break
+    flat: list[object] = []
+    for item in expected:
+        if isinstance(item, list):
+            flat.extend(item)
+        else:
+            flat.append(item)
+            break
+    assert got == flat
+    if not any(isinstance(item, type) for item in flat):
+        assert (fast.usage, fast.finish_reason) == (full.usage, full.finish_reason)
 
 
 def test_feed_data_reads_a_text_chunk_of_a_known_shape_without_parsing_it(
