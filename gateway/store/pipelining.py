@@ -43,12 +43,12 @@ from typing import Any
 
 from hiredis import pack_command
 from redis import asyncio as aioredis
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.store.resp import RespConnection
 from gateway.watchdog import Watchdog
 
 Command = tuple[str | int | float, ...]
@@ -70,7 +70,7 @@ class Pipeliner:
         self._queued: list[_Queued] = []
         self._sender: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._connection: AbstractConnection | None = None
+        self._connection: RespConnection | None = None
         self._timeout: float | None = None
 
     async def run(
@@ -175,22 +175,22 @@ class Pipeliner:
         for q in queued:
             q.future.cancel()
 
-    async def _ready(self) -> AbstractConnection:
+    async def _ready(self) -> RespConnection:
         """The pipeliner's connection, connected, with nothing left unread on it."""
         connection = self._connection
         if connection is None:
-            connection = await self._pool.get_connection()
+            pooled = await self._pool.get_connection()
             # The round trip's deadline replaces the connection's own timers.
-            self._timeout, connection.socket_timeout = connection.socket_timeout, None
-            self._connection = connection
-        elif not await _clean(connection):
+            self._timeout, pooled.socket_timeout = pooled.socket_timeout, None
+            connection = self._connection = RespConnection(pooled)
+        if not connection.clean:
             # What the pool checks of a connection it hands out: one Redis closed while
             # it lay idle (a restart, Redis's idle timeout) is made afresh, before
             # anything is written on it. Within the deadline: the connection has no
             # timers of its own, and a frozen Redis still accepts connections.
             try:
                 async with asyncio.timeout(self._timeout):
-                    await self._pool.ensure_connection(connection)
+                    await connection.open()
             except TimeoutError:
                 raise RedisTimeoutError(
                     f"no connection to Redis within {self._timeout} s"
@@ -198,68 +198,48 @@ class Pipeliner:
         return connection
 
 
-async def _clean(connection: AbstractConnection) -> bool:
-    """Whether ``connection`` is open with nothing unread on it: the pool's own check
-    (``can_read`` looks at buffers the event loop already filled, without waiting), so
-    the usual round trip arms no deadline for it; anything else goes through the pool's
-    ``ensure_connection``, which reconnects."""
-    if not connection.is_connected:
-        return False
-    try:
-        return not await connection.can_read()
-    except (RedisConnectionError, OSError):  # closed by Redis (EOF or reset)
-        return False
-
-
 async def _exchange(
-    connection: AbstractConnection, commands: list[Command], seconds: float | None
+    connection: RespConnection, commands: list[Command], seconds: float | None
 ) -> list[Any]:
     """Send ``commands`` at once, then read one reply each (an error reply in its place).
 
-    redis-py closes the connection if sending or reading fails or is cancelled
-    half-way, so replies left unread are never read as the answer to later commands:
-    the next round trip opens the connection afresh.
+    A failure or a cancellation half-way closes the connection, so replies left unread
+    are never read as the answer to later commands: the next round trip opens it afresh.
 
     The deadline is the connection's ``Watchdog`` (one timer that a round trip only
-    moves), not an ``asyncio.timeout`` (a timer armed and cancelled per round trip:
-    about a fifth of a round trip's instructions). On a connection redis-py reads
-    the usual way, the commands are written straight to its stream writer, without
-    ``send_packed_command``'s coroutines (``_ready`` has checked the connection).
+    moves), not an ``asyncio.timeout`` (a timer armed and cancelled per round trip).
     """
     packed = b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
     dog = _watchdog(connection)
     if seconds is not None:
         dog.wait(asyncio.get_running_loop().time() + seconds)
     try:
-        writer = _writer(connection)
-        if writer is None:
-            await connection.send_packed_command(packed)  # a PING first when one is due
+        if connection.protocol is None:  # one that reads its own way (fakeredis's)
+            replies = await _exchange_through_redis_py(connection.connection, packed, len(commands))
         else:
-            try:
-                writer.write(packed)
-                if writer.transport.get_write_buffer_size():
-                    await writer.drain()
-            except OSError as exc:
-                await connection.disconnect(nowait=True)
-                raise RedisConnectionError(f"Error while writing to Redis: {exc.args}") from exc
-            except BaseException:
-                await connection.disconnect(nowait=True)
-                raise
-        return await _replies(connection, len(commands))
+            replies = await connection.protocol.round_trip(packed, len(commands))
+        for reply in replies:  # LOADING, max clients, a lost AUTH: the connection's fault
+            if isinstance(reply, RedisConnectionError):
+                raise reply
+        return replies
     except asyncio.CancelledError:
+        await connection.drop()
         if not dog.timed_out():
             raise
         dog.close()  # spent: the next round trip (on a fresh connection) gets its own
         _WATCHDOGS.pop(connection, None)
         raise RedisTimeoutError(f"no answer from Redis within {seconds} s") from None
+    except BaseException:
+        await connection.drop()
+        raise
     finally:
         dog.deadline = None
 
 
-_WATCHDOGS: weakref.WeakKeyDictionary[AbstractConnection, Watchdog] = weakref.WeakKeyDictionary()
+_WATCHDOGS: weakref.WeakKeyDictionary[RespConnection, Watchdog] = weakref.WeakKeyDictionary()
 
 
-def _watchdog(connection: AbstractConnection) -> Watchdog:
+def _watchdog(connection: RespConnection) -> Watchdog:
     """The deadline keeper of ``connection``'s round trips (made in the running loop)."""
     dog = _WATCHDOGS.get(connection)
     if dog is None:
@@ -267,64 +247,11 @@ def _watchdog(connection: AbstractConnection) -> Watchdog:
     return dog
 
 
-def _writer(connection: AbstractConnection) -> asyncio.StreamWriter | None:
-    """The stream writer to write ``connection``'s commands to, or None when its own
-    ``send_packed_command`` must (a health check due, a connection that writes its own
-    way, such as fakeredis's)."""
-    if (
-        connection.health_check_interval
-        and asyncio.get_running_loop().time() > connection.next_health_check
-    ) or type(connection).send_packed_command is not AbstractConnection.send_packed_command:
-        return None
-    writer = getattr(connection, "_writer", None)
-    return writer if type(writer) is asyncio.StreamWriter else None
-
-
-async def _replies(connection: AbstractConnection, count: int) -> list[Any]:
-    """``count`` replies, an error reply in its place.
-
-    With hiredis (what the store connects with), read straight off its reader:
-    redis-py's ``read_response`` costs more per reply than parsing it (a coroutine,
-    its timeout logic, an error message made in advance). What it does
-    besides is done here too: a failure or a cancellation half-way closes the
-    connection, so that replies left unread are never read as the answer to later
-    commands, and an ``OSError`` is raised as redis-py's ``ConnectionError``.
-    """
-    if (
-        not isinstance(connection._parser, _AsyncHiredisParser)
-        or type(connection).read_response is not AbstractConnection.read_response
-    ):  # another parser, or a connection that reads its own way (a test double's)
-        return [await _reply(connection) for _ in range(count)]
-    parser: Any = connection._parser  # redis-py's own, untyped
-    replies: list[Any] = []
-    try:
-        if not parser._connected:
-            raise RedisConnectionError("Connection closed by server.")
-        reader, push = parser._reader, parser._hiredis_PushNotificationType
-        while len(replies) < count:
-            reply = reader.gets()
-            if reply is NOT_ENOUGH_DATA:
-                await parser.read_from_socket()
-                continue
-            if push is not None and isinstance(reply, push):  # RESP3: not a reply
-                await parser.handle_push_response(reply)
-                continue
-            if isinstance(reply, RedisConnectionError):
-                raise reply
-            if isinstance(reply, list) and reply and isinstance(reply[0], RedisConnectionError):
-                raise reply[0]
-            replies.append(reply)
-    except OSError as exc:
-        await connection.disconnect(nowait=True)
-        raise RedisConnectionError(f"Error while reading from Redis: {exc.args}") from exc
-    except BaseException:
-        await connection.disconnect(nowait=True)
-        raise
-    if connection.health_check_interval:
-        connection.next_health_check = (
-            asyncio.get_running_loop().time() + connection.health_check_interval
-        )
-    return replies
+async def _exchange_through_redis_py(
+    connection: AbstractConnection, packed: bytes, count: int
+) -> list[Any]:
+    await connection.send_packed_command(packed)
+    return [await _reply(connection) for _ in range(count)]
 
 
 async def _reply(connection: AbstractConnection) -> Any:
