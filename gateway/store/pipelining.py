@@ -12,18 +12,20 @@ Commands that nobody waits on (a settlement, after its answer went out) may be
 round trip with, so under light load a request's settlement rides with the
 next request's admission instead of costing a round trip of its own.
 
-It packs the commands with hiredis and reads the replies on the connection
-directly: redis-py's ``Pipeline`` costs more than the round trip itself. It keeps
-one connection of the pool for itself (the pool closes it with the rest), and
-bounds each round trip by one deadline, the pool's socket timeout, rather than
-a timer per read and per write.
+It packs the commands with hiredis and keeps one connection of the pool for
+itself (the pool closes it with the rest), read and written through a plain
+asyncio ``Protocol`` (``gateway/store/resp.py``): on an open connection a round
+trip is a write and a callback that hands out the replies, with no task and no
+coroutine; making a connection (afresh) and a retry take a task. Each round trip
+is bounded by one deadline, the pool's socket timeout, kept by one timer that
+round trips only move.
 
 Connection failures, by whether Redis can have applied the commands:
 
 - **Dead before anything was written** (Redis restarted, or closed the idle
-  connection, while no request was running): found before sending, as the
-  pool checks a connection it hands out, and a fresh connection takes the
-  commands. Nothing was sent on the dead one, so nothing can run twice.
+  connection, while no request was running): found before sending (its
+  protocol has seen the connection end, or bytes nobody asked for), and a
+  fresh connection takes the commands. Nothing was sent on the dead one, so nothing can run twice.
 - **Broken after the commands were written** (a ``ConnectionError`` while
   sending or reading): Redis may have applied any of them. Callers that said
   their commands are safe to run twice (``idempotent``) are sent once more on a
@@ -36,7 +38,6 @@ The connection's own ``retry`` policy is not used: it cannot tell these apart.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,6 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.store.resp import RespConnection
-from gateway.watchdog import Watchdog
 
 Command = tuple[str | int | float, ...]
 """One Redis command and its arguments, e.g. ``("ZREM", key, member)``."""
@@ -68,7 +68,8 @@ class Pipeliner:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._pool: Any = redis.connection_pool  # untyped in redis-py
         self._queued: list[_Queued] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._busy = False  # a round trip is due or under way: commands queued now wait
+        self._sender: asyncio.Task[None] | None = None  # making a connection, or retrying
         self._timer: asyncio.TimerHandle | None = None
         self._connection: RespConnection | None = None
         self._timeout: float | None = None
@@ -92,36 +93,68 @@ class Pipeliner:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._queued.append(_Queued(commands, future, idempotent))
-        if self._sender is None:
+        if not self._busy:
             if not defer:
-                self._start()
+                self._busy = True
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                # On the next turn of the loop: callers of this turn join its pipeline.
+                loop.call_soon(self._next)
             elif self._timer is None:
-                self._timer = loop.call_later(DEFER_SECONDS, self._start)
+                self._timer = loop.call_later(DEFER_SECONDS, self._deferred_due)
         return future
 
-    def _start(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._sender is None:
-            # Starts on the next turn of the loop: callers of this turn join its pipeline.
-            self._sender = asyncio.ensure_future(self._send_all())
+    def _deferred_due(self) -> None:
+        self._timer = None
+        if not self._busy:
+            self._busy = True
+            self._next()
 
-    async def _send_all(self) -> None:
+    def _next(self) -> None:
+        """Send what is queued. On an open connection the commands are written at once
+        and the replies handed out by a callback: no task, no coroutine. A connection to
+        make (afresh), a retry, or a connection that reads its own way takes a task."""
+        queued = [q for q in self._queued if not q.future.done()]
+        self._queued = []
+        if not queued:
+            self._busy = False
+            return
+        connection = self._connection
+        if connection is None or connection.protocol is None or not connection.clean:
+            self._sender = asyncio.ensure_future(self._send_all(queued))
+            return
+        commands = [command for q in queued for command in q.commands]
+        answer = _write(connection, commands, self._timeout)
+        answer.add_done_callback(lambda answer: self._answered(queued, answer))
+
+    def _answered(self, queued: list[_Queued], answer: asyncio.Future[list[Any]]) -> None:
+        error = answer.exception()
+        if error is None:
+            self._deliver(queued, answer.result())
+            self._next()
+        else:  # written: the rules for a failed round trip, in a task (a retry waits)
+            failure = (error if isinstance(error, Exception) else RedisConnectionError(), True)
+            self._sender = asyncio.ensure_future(self._send_all(queued, failure))
+
+    async def _send_all(
+        self, queued: list[_Queued], failure: tuple[Exception, bool] | None = None
+    ) -> None:
         try:
-            while self._queued:
-                queued, self._queued = self._queued, []
-                await self._send([q for q in queued if not q.future.done()])
-        finally:
-            self._sender = None
-            for q in self._queued:  # only if this task itself was cancelled
+            await self._send(queued, failure)
+        except BaseException:  # this task itself was cancelled
+            self._sender, self._busy = None, False
+            for q in self._queued:
                 q.future.cancel()
             self._queued = []
+            raise
+        self._sender = None
+        self._next()
 
-    async def _send(self, queued: list[_Queued]) -> None:
-        if not queued:
-            return
-        replies, written = await self._attempt(queued)
+    async def _send(
+        self, queued: list[_Queued], failure: tuple[Exception, bool] | None = None
+    ) -> None:
+        replies, written = failure if failure is not None else await self._attempt(queued)
         if written and isinstance(replies, RedisConnectionError):
             # Written, perhaps in part, when the connection broke: Redis may have run any
             # of it. Only what is safe to run twice goes again, before anything queued
@@ -139,6 +172,10 @@ class Pipeliner:
                 if not q.future.done():
                     q.future.set_exception(replies)
             return
+        self._deliver(queued, replies)
+
+    @staticmethod
+    def _deliver(queued: list[_Queued], replies: list[Any]) -> None:
         at = 0
         for q in queued:
             replies_of_mine = replies[at : at + len(q.commands)]
@@ -198,60 +235,41 @@ class Pipeliner:
         return connection
 
 
+def _write(
+    connection: RespConnection, commands: list[Command], seconds: float | None
+) -> asyncio.Future[list[Any]]:
+    """Send ``commands`` at once; the future of one reply each (an error reply in its
+    place), failed with a ``TimeoutError`` if they are not all in within ``seconds``
+    (the connection is closed then, and on any failure half-way, so that replies left
+    unread are never read as the answer to later commands)."""
+    packed = b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
+    if connection.protocol is None:  # one that reads its own way (fakeredis's)
+        return asyncio.ensure_future(
+            _exchange_through_redis_py(connection.connection, packed, len(commands))
+        )
+    return connection.protocol.round_trip(packed, len(commands), seconds)
+
+
 async def _exchange(
     connection: RespConnection, commands: list[Command], seconds: float | None
 ) -> list[Any]:
-    """Send ``commands`` at once, then read one reply each (an error reply in its place).
-
-    A failure or a cancellation half-way closes the connection, so replies left unread
-    are never read as the answer to later commands: the next round trip opens it afresh.
-
-    The deadline is the connection's ``Watchdog`` (one timer that a round trip only
-    moves), not an ``asyncio.timeout`` (a timer armed and cancelled per round trip).
-    """
-    packed = b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
-    dog = _watchdog(connection)
-    if seconds is not None:
-        dog.wait(asyncio.get_running_loop().time() + seconds)
+    """``_write``'s replies, awaited (a round trip after a connection was made)."""
     try:
-        if connection.protocol is None:  # one that reads its own way (fakeredis's)
-            replies = await _exchange_through_redis_py(connection.connection, packed, len(commands))
-        else:
-            replies = await connection.protocol.round_trip(packed, len(commands))
-        for reply in replies:  # LOADING, max clients, a lost AUTH: the connection's fault
-            if isinstance(reply, RedisConnectionError):
-                raise reply
-        return replies
-    except asyncio.CancelledError:
-        await connection.drop()
-        if not dog.timed_out():
-            raise
-        dog.close()  # spent: the next round trip (on a fresh connection) gets its own
-        _WATCHDOGS.pop(connection, None)
-        raise RedisTimeoutError(f"no answer from Redis within {seconds} s") from None
+        return await _write(connection, commands, seconds)
     except BaseException:
         await connection.drop()
         raise
-    finally:
-        dog.deadline = None
-
-
-_WATCHDOGS: weakref.WeakKeyDictionary[RespConnection, Watchdog] = weakref.WeakKeyDictionary()
-
-
-def _watchdog(connection: RespConnection) -> Watchdog:
-    """The deadline keeper of ``connection``'s round trips (made in the running loop)."""
-    dog = _WATCHDOGS.get(connection)
-    if dog is None:
-        dog = _WATCHDOGS[connection] = Watchdog()
-    return dog
 
 
 async def _exchange_through_redis_py(
     connection: AbstractConnection, packed: bytes, count: int
 ) -> list[Any]:
     await connection.send_packed_command(packed)
-    return [await _reply(connection) for _ in range(count)]
+    replies = [await _reply(connection) for _ in range(count)]
+    for reply in replies:  # LOADING, max clients: the connection's fault, not a command's
+        if isinstance(reply, RedisConnectionError):
+            raise reply
+    return replies
 
 
 async def _reply(connection: AbstractConnection) -> Any:

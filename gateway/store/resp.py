@@ -17,6 +17,7 @@ used through redis-py's calls instead (``RespConnection.stream`` is then False).
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import hiredis
@@ -24,6 +25,7 @@ from redis._parsers.base import BaseParser
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _NOT_ENOUGH_DATA = object()
 
@@ -69,21 +71,51 @@ class RespProtocol(asyncio.Protocol):
         self._count = 0
         self.closed = False  # the connection ended, or is ending
         self.dirty = False  # bytes came that no round trip asked for
+        # The deadline of the round trip under way, kept by one timer that a round trip
+        # only moves (arming and cancelling a timer each time costs more than a read).
+        self._loop = asyncio.get_running_loop()
+        self._deadline: float | None = None
+        self._seconds: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = math.inf
 
     @property
     def clean(self) -> bool:
         """Open, with nothing unread: commands written now get their own replies."""
         return not self.closed and not self.dirty and self._waiter is None
 
-    def round_trip(self, packed: bytes, count: int) -> asyncio.Future[list[Any]]:
-        """Write ``packed`` (``count`` commands); the future of their replies."""
-        waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+    def round_trip(
+        self, packed: bytes, count: int, seconds: float | None = None
+    ) -> asyncio.Future[list[Any]]:
+        """Write ``packed`` (``count`` commands); the future of their replies, failed
+        with a ``TimeoutError`` (and the connection closed) after ``seconds``."""
+        waiter: asyncio.Future[list[Any]] = self._loop.create_future()
         if self.closed:
             waiter.set_exception(RedisConnectionError("Connection closed by server."))
             return waiter
         self._waiter, self._replies, self._count = waiter, [], count
+        if seconds is not None:
+            self._deadline, self._seconds = self._loop.time() + seconds, seconds
+            if self._deadline < self._due:
+                self._arm(self._deadline)
         self._transport.write(packed)
         return waiter
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._due = self._loop.call_at(when, self._check), when
+
+    def _check(self) -> None:
+        self._timer, self._due = None, math.inf
+        deadline = self._deadline
+        if self._waiter is None or deadline is None:  # none waiting: the next one arms it
+            return
+        if deadline > self._loop.time():  # round trips came and went meanwhile
+            self._arm(deadline)
+            return
+        self._fail(RedisTimeoutError(f"no answer from Redis within {self._seconds} s"))
+        self._transport.abort()
 
     def abort(self) -> None:
         """Close at once, dropping whatever is unread or unsent (a round trip given up)."""
@@ -107,7 +139,14 @@ class RespProtocol(asyncio.Protocol):
             self._fail(RedisConnectionError(f"Protocol error from Redis: {exc}"))
             self._transport.abort()
             return
-        self._waiter = None
+        self._waiter = self._deadline = None
+        for reply in replies:  # LOADING, max clients: the connection's fault, not a command's
+            if isinstance(reply, RedisConnectionError):
+                self.closed = True
+                self._transport.abort()
+                if not waiter.done():
+                    waiter.set_exception(reply)
+                return
         if not waiter.done():
             waiter.set_result(replies)
 
@@ -126,6 +165,9 @@ class RespProtocol(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._due = None, math.inf
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)

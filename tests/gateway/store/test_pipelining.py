@@ -30,13 +30,15 @@ def fail() -> Command:
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of commands in each round trip."""
     counts: list[int] = []
-    exchange = pipelining._exchange
+    write = pipelining._write
 
-    async def counted(connection: Any, commands: list[Command], seconds: float | None) -> list[Any]:
+    def counted(
+        connection: Any, commands: list[Command], seconds: float | None
+    ) -> asyncio.Future[list[Any]]:
         counts.append(len(commands))
-        return await exchange(connection, commands, seconds)
+        return write(connection, commands, seconds)
 
-    monkeypatch.setattr(pipelining, "_exchange", counted)
+    monkeypatch.setattr(pipelining, "_write", counted)
     return counts
 
 
