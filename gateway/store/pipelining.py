@@ -125,11 +125,21 @@ class Pipeliner:
             self._sender = asyncio.ensure_future(self._send_all(queued))
             return
         commands = [command for q in queued for command in q.commands]
-        answer = _write(connection, commands, self._timeout)
+        try:
+            answer = _write(connection, commands, self._timeout)
+        except Exception as exc:  # a command that cannot be packed: nothing was written
+            for q in queued:
+                q.future.set_exception(exc)
+            self._next()
+            return
         answer.add_done_callback(lambda answer: self._answered(queued, answer))
 
     def _answered(self, queued: list[_Queued], answer: asyncio.Future[list[Any]]) -> None:
-        error = answer.exception()
+        error: BaseException | None = (
+            RedisConnectionError("Round trip cancelled.")
+            if answer.cancelled()
+            else answer.exception()
+        )
         if error is None:
             self._deliver(queued, answer.result())
             self._next()

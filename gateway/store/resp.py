@@ -82,7 +82,12 @@ class RespProtocol(asyncio.Protocol):
     @property
     def clean(self) -> bool:
         """Open, with nothing unread: commands written now get their own replies."""
-        return not self.closed and not self.dirty and self._waiter is None
+        return (
+            not self.closed
+            and not self.dirty
+            and self._waiter is None
+            and not self._transport.is_closing()  # closed by the pool, say (at shutdown)
+        )
 
     def round_trip(
         self, packed: bytes, count: int, seconds: float | None = None

@@ -174,3 +174,14 @@ async def test_submitted_commands_answer_through_their_future(
     assert await pipeliner.run([incr("n")]) == [2]  # the deferred one rode along, first
     assert queued.result() == [1]
     assert sent == [2]
+
+
+async def test_a_command_that_cannot_be_packed_fails_its_round_trip_only(
+    redis_client: aioredis.Redis,
+) -> None:
+    pipeliner = Pipeliner(redis_client)
+    assert await pipeliner.run([incr("n")]) == [1]  # the connection is open: written at once
+    unpackable: Any = ("SET", "k", object())
+    with pytest.raises(TypeError):
+        await pipeliner.run([unpackable])
+    assert await pipeliner.run([incr("n")]) == [2]  # and it keeps working

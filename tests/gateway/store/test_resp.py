@@ -30,6 +30,9 @@ class Transport:
     def abort(self) -> None:
         self.aborted = True
 
+    def is_closing(self) -> bool:
+        return self.aborted
+
 
 def protocol(transport: Transport) -> RespProtocol:
     return RespProtocol(cast(asyncio.Transport, transport), reader(encoding="utf-8"))
