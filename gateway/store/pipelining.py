@@ -12,18 +12,20 @@ Commands that nobody waits on (a settlement, after its answer went out) may be
 round trip with, so under light load a request's settlement rides with the
 next request's admission instead of costing a round trip of its own.
 
-It packs the commands with hiredis and reads the replies on the connection
-directly: redis-py's ``Pipeline`` costs more than the round trip itself. It keeps
-one connection of the pool for itself (the pool closes it with the rest), and
-bounds each round trip by one deadline, the pool's socket timeout, rather than
-a timer per read and per write.
+It packs the commands with hiredis and keeps one connection of the pool for
+itself (the pool closes it with the rest), read and written through a plain
+asyncio ``Protocol`` (``gateway/store/resp.py``): on an open connection a round
+trip is a write and a callback that hands out the replies, with no task and no
+coroutine; making a connection (afresh) and a retry take a task. Each round trip
+is bounded by one deadline, the pool's socket timeout, kept by one timer that
+round trips only move.
 
 Connection failures, by whether Redis can have applied the commands:
 
 - **Dead before anything was written** (Redis restarted, or closed the idle
-  connection, while no request was running): found before sending, as the
-  pool checks a connection it hands out, and a fresh connection takes the
-  commands. Nothing was sent on the dead one, so nothing can run twice.
+  connection, while no request was running): found before sending (its
+  protocol has seen the connection end, or bytes nobody asked for), and a
+  fresh connection takes the commands. Nothing was sent on the dead one, so nothing can run twice.
 - **Broken after the commands were written** (a ``ConnectionError`` while
   sending or reading): Redis may have applied any of them. Callers that said
   their commands are safe to run twice (``idempotent``) are sent once more on a
@@ -36,20 +38,18 @@ The connection's own ``retry`` policy is not used: it cannot tell these apart.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hiredis import pack_command
 from redis import asyncio as aioredis
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.watchdog import Watchdog
+from gateway.store.resp import RespConnection
 
 Command = tuple[str | int | float, ...]
 """One Redis command and its arguments, e.g. ``("ZREM", key, member)``."""
@@ -68,9 +68,10 @@ class Pipeliner:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._pool: Any = redis.connection_pool  # untyped in redis-py
         self._queued: list[_Queued] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._busy = False  # a round trip is due or under way: commands queued now wait
+        self._sender: asyncio.Task[None] | None = None  # making a connection, or retrying
         self._timer: asyncio.TimerHandle | None = None
-        self._connection: AbstractConnection | None = None
+        self._connection: RespConnection | None = None
         self._timeout: float | None = None
 
     async def run(
@@ -92,36 +93,78 @@ class Pipeliner:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._queued.append(_Queued(commands, future, idempotent))
-        if self._sender is None:
+        if not self._busy:
             if not defer:
-                self._start()
+                self._busy = True
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                # On the next turn of the loop: callers of this turn join its pipeline.
+                loop.call_soon(self._next)
             elif self._timer is None:
-                self._timer = loop.call_later(DEFER_SECONDS, self._start)
+                self._timer = loop.call_later(DEFER_SECONDS, self._deferred_due)
         return future
 
-    def _start(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._sender is None:
-            # Starts on the next turn of the loop: callers of this turn join its pipeline.
-            self._sender = asyncio.ensure_future(self._send_all())
+    def _deferred_due(self) -> None:
+        self._timer = None
+        if not self._busy:
+            self._busy = True
+            self._next()
 
-    async def _send_all(self) -> None:
+    def _next(self) -> None:
+        """Send what is queued. On an open connection the commands are written at once
+        and the replies handed out by a callback: no task, no coroutine. A connection to
+        make (afresh), a retry, or a connection that reads its own way takes a task."""
+        queued = [q for q in self._queued if not q.future.done()]
+        self._queued = []
+        if not queued:
+            self._busy = False
+            return
+        connection = self._connection
+        if connection is None or connection.protocol is None or not connection.clean:
+            self._sender = asyncio.ensure_future(self._send_all(queued))
+            return
+        commands = [command for q in queued for command in q.commands]
         try:
-            while self._queued:
-                queued, self._queued = self._queued, []
-                await self._send([q for q in queued if not q.future.done()])
-        finally:
-            self._sender = None
-            for q in self._queued:  # only if this task itself was cancelled
+            answer = _write(connection, commands, self._timeout)
+        except Exception as exc:  # a command that cannot be packed: nothing was written
+            for q in queued:
+                q.future.set_exception(exc)
+            self._next()
+            return
+        answer.add_done_callback(lambda answer: self._answered(queued, answer))
+
+    def _answered(self, queued: list[_Queued], answer: asyncio.Future[list[Any]]) -> None:
+        error: BaseException | None = (
+            RedisConnectionError("Round trip cancelled.")
+            if answer.cancelled()
+            else answer.exception()
+        )
+        if error is None:
+            self._deliver(queued, answer.result())
+            self._next()
+        else:  # written: the rules for a failed round trip, in a task (a retry waits)
+            failure = (error if isinstance(error, Exception) else RedisConnectionError(), True)
+            self._sender = asyncio.ensure_future(self._send_all(queued, failure))
+
+    async def _send_all(
+        self, queued: list[_Queued], failure: tuple[Exception, bool] | None = None
+    ) -> None:
+        try:
+            await self._send(queued, failure)
+        except BaseException:  # this task itself was cancelled
+            self._sender, self._busy = None, False
+            for q in self._queued:
                 q.future.cancel()
             self._queued = []
+            raise
+        self._sender = None
+        self._next()
 
-    async def _send(self, queued: list[_Queued]) -> None:
-        if not queued:
-            return
-        replies, written = await self._attempt(queued)
+    async def _send(
+        self, queued: list[_Queued], failure: tuple[Exception, bool] | None = None
+    ) -> None:
+        replies, written = failure if failure is not None else await self._attempt(queued)
         if written and isinstance(replies, RedisConnectionError):
             # Written, perhaps in part, when the connection broke: Redis may have run any
             # of it. Only what is safe to run twice goes again, before anything queued
@@ -139,6 +182,10 @@ class Pipeliner:
                 if not q.future.done():
                     q.future.set_exception(replies)
             return
+        self._deliver(queued, replies)
+
+    @staticmethod
+    def _deliver(queued: list[_Queued], replies: list[Any]) -> None:
         at = 0
         for q in queued:
             replies_of_mine = replies[at : at + len(q.commands)]
@@ -175,22 +222,22 @@ class Pipeliner:
         for q in queued:
             q.future.cancel()
 
-    async def _ready(self) -> AbstractConnection:
+    async def _ready(self) -> RespConnection:
         """The pipeliner's connection, connected, with nothing left unread on it."""
         connection = self._connection
         if connection is None:
-            connection = await self._pool.get_connection()
+            pooled = await self._pool.get_connection()
             # The round trip's deadline replaces the connection's own timers.
-            self._timeout, connection.socket_timeout = connection.socket_timeout, None
-            self._connection = connection
-        elif not await _clean(connection):
+            self._timeout, pooled.socket_timeout = pooled.socket_timeout, None
+            connection = self._connection = RespConnection(pooled)
+        if not connection.clean:
             # What the pool checks of a connection it hands out: one Redis closed while
             # it lay idle (a restart, Redis's idle timeout) is made afresh, before
             # anything is written on it. Within the deadline: the connection has no
             # timers of its own, and a frozen Redis still accepts connections.
             try:
                 async with asyncio.timeout(self._timeout):
-                    await self._pool.ensure_connection(connection)
+                    await connection.open()
             except TimeoutError:
                 raise RedisTimeoutError(
                     f"no connection to Redis within {self._timeout} s"
@@ -198,132 +245,40 @@ class Pipeliner:
         return connection
 
 
-async def _clean(connection: AbstractConnection) -> bool:
-    """Whether ``connection`` is open with nothing unread on it: the pool's own check
-    (``can_read`` looks at buffers the event loop already filled, without waiting), so
-    the usual round trip arms no deadline for it; anything else goes through the pool's
-    ``ensure_connection``, which reconnects."""
-    if not connection.is_connected:
-        return False
-    try:
-        return not await connection.can_read()
-    except (RedisConnectionError, OSError):  # closed by Redis (EOF or reset)
-        return False
+def _write(
+    connection: RespConnection, commands: list[Command], seconds: float | None
+) -> asyncio.Future[list[Any]]:
+    """Send ``commands`` at once; the future of one reply each (an error reply in its
+    place), failed with a ``TimeoutError`` if they are not all in within ``seconds``
+    (the connection is closed then, and on any failure half-way, so that replies left
+    unread are never read as the answer to later commands)."""
+    packed = b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
+    if connection.protocol is None:  # one that reads its own way (fakeredis's)
+        return asyncio.ensure_future(
+            _exchange_through_redis_py(connection.connection, packed, len(commands))
+        )
+    return connection.protocol.round_trip(packed, len(commands), seconds)
 
 
 async def _exchange(
-    connection: AbstractConnection, commands: list[Command], seconds: float | None
+    connection: RespConnection, commands: list[Command], seconds: float | None
 ) -> list[Any]:
-    """Send ``commands`` at once, then read one reply each (an error reply in its place).
-
-    redis-py closes the connection if sending or reading fails or is cancelled
-    half-way, so replies left unread are never read as the answer to later commands:
-    the next round trip opens the connection afresh.
-
-    The deadline is the connection's ``Watchdog`` (one timer that a round trip only
-    moves), not an ``asyncio.timeout`` (a timer armed and cancelled per round trip:
-    about a fifth of a round trip's instructions). On a connection redis-py reads
-    the usual way, the commands are written straight to its stream writer, without
-    ``send_packed_command``'s coroutines (``_ready`` has checked the connection).
-    """
-    packed = b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
-    dog = _watchdog(connection)
-    if seconds is not None:
-        dog.wait(asyncio.get_running_loop().time() + seconds)
+    """``_write``'s replies, awaited (a round trip after a connection was made)."""
     try:
-        writer = _writer(connection)
-        if writer is None:
-            await connection.send_packed_command(packed)  # a PING first when one is due
-        else:
-            try:
-                writer.write(packed)
-                if writer.transport.get_write_buffer_size():
-                    await writer.drain()
-            except OSError as exc:
-                await connection.disconnect(nowait=True)
-                raise RedisConnectionError(f"Error while writing to Redis: {exc.args}") from exc
-            except BaseException:
-                await connection.disconnect(nowait=True)
-                raise
-        return await _replies(connection, len(commands))
-    except asyncio.CancelledError:
-        if not dog.timed_out():
-            raise
-        dog.close()  # spent: the next round trip (on a fresh connection) gets its own
-        _WATCHDOGS.pop(connection, None)
-        raise RedisTimeoutError(f"no answer from Redis within {seconds} s") from None
-    finally:
-        dog.deadline = None
-
-
-_WATCHDOGS: weakref.WeakKeyDictionary[AbstractConnection, Watchdog] = weakref.WeakKeyDictionary()
-
-
-def _watchdog(connection: AbstractConnection) -> Watchdog:
-    """The deadline keeper of ``connection``'s round trips (made in the running loop)."""
-    dog = _WATCHDOGS.get(connection)
-    if dog is None:
-        dog = _WATCHDOGS[connection] = Watchdog()
-    return dog
-
-
-def _writer(connection: AbstractConnection) -> asyncio.StreamWriter | None:
-    """The stream writer to write ``connection``'s commands to, or None when its own
-    ``send_packed_command`` must (a health check due, a connection that writes its own
-    way, such as fakeredis's)."""
-    if (
-        connection.health_check_interval
-        and asyncio.get_running_loop().time() > connection.next_health_check
-    ) or type(connection).send_packed_command is not AbstractConnection.send_packed_command:
-        return None
-    writer = getattr(connection, "_writer", None)
-    return writer if type(writer) is asyncio.StreamWriter else None
-
-
-async def _replies(connection: AbstractConnection, count: int) -> list[Any]:
-    """``count`` replies, an error reply in its place.
-
-    With hiredis (what the store connects with), read straight off its reader:
-    redis-py's ``read_response`` costs more per reply than parsing it (a coroutine,
-    its timeout logic, an error message made in advance). What it does
-    besides is done here too: a failure or a cancellation half-way closes the
-    connection, so that replies left unread are never read as the answer to later
-    commands, and an ``OSError`` is raised as redis-py's ``ConnectionError``.
-    """
-    if (
-        not isinstance(connection._parser, _AsyncHiredisParser)
-        or type(connection).read_response is not AbstractConnection.read_response
-    ):  # another parser, or a connection that reads its own way (a test double's)
-        return [await _reply(connection) for _ in range(count)]
-    parser: Any = connection._parser  # redis-py's own, untyped
-    replies: list[Any] = []
-    try:
-        if not parser._connected:
-            raise RedisConnectionError("Connection closed by server.")
-        reader, push = parser._reader, parser._hiredis_PushNotificationType
-        while len(replies) < count:
-            reply = reader.gets()
-            if reply is NOT_ENOUGH_DATA:
-                await parser.read_from_socket()
-                continue
-            if push is not None and isinstance(reply, push):  # RESP3: not a reply
-                await parser.handle_push_response(reply)
-                continue
-            if isinstance(reply, RedisConnectionError):
-                raise reply
-            if isinstance(reply, list) and reply and isinstance(reply[0], RedisConnectionError):
-                raise reply[0]
-            replies.append(reply)
-    except OSError as exc:
-        await connection.disconnect(nowait=True)
-        raise RedisConnectionError(f"Error while reading from Redis: {exc.args}") from exc
+        return await _write(connection, commands, seconds)
     except BaseException:
-        await connection.disconnect(nowait=True)
+        await connection.drop()
         raise
-    if connection.health_check_interval:
-        connection.next_health_check = (
-            asyncio.get_running_loop().time() + connection.health_check_interval
-        )
+
+
+async def _exchange_through_redis_py(
+    connection: AbstractConnection, packed: bytes, count: int
+) -> list[Any]:
+    await connection.send_packed_command(packed)
+    replies = [await _reply(connection) for _ in range(count)]
+    for reply in replies:  # LOADING, max clients: the connection's fault, not a command's
+        if isinstance(reply, RedisConnectionError):
+            raise reply
     return replies
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store import Store, connect
+from gateway.store.pipelining import Pipeliner
 from gateway.store.settings import RedisSentinel, RedisSettings, RedisTLS
 from tests.conftest import free_port
 from tests.integration.redis_server import RedisServer
@@ -66,6 +67,11 @@ async def test_tls_with_a_password_from_the_environment(
         assert await store.ping()
         key, _ = await store.create_key("tls", balance=42)
         assert await store.balance(key.id) == 42
+        # The pipeliner's own connection: the pool's TLS and password, its handshake.
+        pipeliner = Pipeliner(store.redis)
+        assert await pipeliner.run([("PING",), ("ECHO", "over tls")]) == ["PONG", "over tls"]
+        await store.redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert await pipeliner.run([("ECHO", "again")], idempotent=True) == ["again"]
     finally:
         await store.aclose()
     # The wrong CA: the connection is refused (verification is on by default).
@@ -109,6 +115,9 @@ async def test_sentinel_finds_the_master(tmp_path: Path) -> None:
         try:
             key, _ = await store.create_key("via-sentinel", balance=7)
             assert await store.balance(key.id) == 7
+            # The pipeliner's own connection goes to the master the Sentinels name.
+            pipeliner = Pipeliner(store.redis)
+            assert await pipeliner.run([("ROLE",)]) == [["master", 0, []]]
         finally:
             await store.aclose()
     finally:

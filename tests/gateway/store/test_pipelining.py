@@ -30,13 +30,15 @@ def fail() -> Command:
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of commands in each round trip."""
     counts: list[int] = []
-    exchange = pipelining._exchange
+    write = pipelining._write
 
-    async def counted(connection: Any, commands: list[Command], seconds: float | None) -> list[Any]:
+    def counted(
+        connection: Any, commands: list[Command], seconds: float | None
+    ) -> asyncio.Future[list[Any]]:
         counts.append(len(commands))
-        return await exchange(connection, commands, seconds)
+        return write(connection, commands, seconds)
 
-    monkeypatch.setattr(pipelining, "_exchange", counted)
+    monkeypatch.setattr(pipelining, "_write", counted)
     return counts
 
 
@@ -172,3 +174,14 @@ async def test_submitted_commands_answer_through_their_future(
     assert await pipeliner.run([incr("n")]) == [2]  # the deferred one rode along, first
     assert queued.result() == [1]
     assert sent == [2]
+
+
+async def test_a_command_that_cannot_be_packed_fails_its_round_trip_only(
+    redis_client: aioredis.Redis,
+) -> None:
+    pipeliner = Pipeliner(redis_client)
+    assert await pipeliner.run([incr("n")]) == [1]  # the connection is open: written at once
+    unpackable: Any = ("SET", "k", object())
+    with pytest.raises(TypeError):
+        await pipeliner.run([unpackable])
+    assert await pipeliner.run([incr("n")]) == [2]  # and it keeps working

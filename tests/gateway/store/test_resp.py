@@ -1,0 +1,199 @@
+"""The pipeliner's protocol: replies as they arrive in reads of any size, and its
+connection opened with the pool's settings (AUTH, SELECT, client name) on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, cast
+
+import pytest
+from redis import asyncio as aioredis
+from redis.exceptions import AuthenticationError, BusyLoadingError, NoScriptError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.store.pipelining import Pipeliner
+from gateway.store.resp import RespProtocol, reader
+
+
+class Transport:
+    """What the protocol does to its transport: writes, and an abort."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+
+def protocol(transport: Transport) -> RespProtocol:
+    return RespProtocol(cast(asyncio.Transport, transport), reader(encoding="utf-8"))
+
+
+async def test_a_reply_split_across_reads_is_read_whole() -> None:
+    transport = Transport()
+    resp = protocol(transport)
+    answer = resp.round_trip(b"*1\r\n$4\r\nPING\r\n", 2)
+    assert transport.written == b"*1\r\n$4\r\nPING\r\n"
+    for byte in b"*2\r\n$5\r\nhello\r\n:7\r\n$3\r\nend\r\n":
+        assert not answer.done()
+        resp.data_received(bytes([byte]))
+    assert answer.result() == [["hello", 7], "end"]
+    assert resp.clean
+
+
+async def test_many_replies_in_one_read() -> None:
+    resp = protocol(Transport())
+    answer = resp.round_trip(b"", 100)
+    resp.data_received(b"".join(f":{i}\r\n".encode() for i in range(100)))
+    assert answer.result() == list(range(100))
+
+
+async def test_an_error_reply_takes_its_place_among_the_replies() -> None:
+    resp = protocol(Transport())
+    answer = resp.round_trip(b"", 3)
+    resp.data_received(b"+OK\r\n-WRONGTYPE not a list\r\n-NOSCRIPT No matching script\r\n")
+    ok, wrong, noscript = answer.result()
+    assert ok == "OK"
+    assert type(wrong) is ResponseError and str(wrong) == "WRONGTYPE not a list"
+    assert isinstance(noscript, NoScriptError)  # what holds.py reloads its scripts on
+
+
+async def test_the_connection_closed_mid_reply_fails_the_round_trip() -> None:
+    resp = protocol(Transport())
+    answer = resp.round_trip(b"", 2)
+    resp.data_received(b":1\r\n$10\r\nhal")
+    resp.connection_lost(None)
+    with pytest.raises(RedisConnectionError, match="closed by server"):
+        answer.result()
+    assert not resp.clean
+    later = resp.round_trip(b"*1\r\n$4\r\nPING\r\n", 1)  # nothing is written on it again
+    with pytest.raises(RedisConnectionError):
+        later.result()
+
+
+async def test_a_reset_connection_says_so() -> None:
+    resp = protocol(Transport())
+    answer = resp.round_trip(b"", 1)
+    resp.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
+    with pytest.raises(RedisConnectionError, match="reset by peer"):
+        answer.result()
+
+
+async def test_bytes_nobody_asked_for_make_the_connection_unusable() -> None:
+    resp = protocol(Transport())
+    resp.data_received(b"+stray\r\n")
+    assert not resp.clean  # the pipeliner opens a fresh connection rather than misread it
+
+
+async def test_what_is_not_resp_fails_the_round_trip_and_closes() -> None:
+    transport = Transport()
+    resp = protocol(transport)
+    answer = resp.round_trip(b"", 1)
+    resp.data_received(b"HTTP/1.1 400 Bad Request\r\n")
+    with pytest.raises(RedisConnectionError, match="Protocol error"):
+        answer.result()
+    assert transport.aborted and not resp.clean
+
+
+async def test_abort_fails_the_waiting_round_trip() -> None:
+    transport = Transport()
+    resp = protocol(transport)
+    answer = resp.round_trip(b"", 1)
+    resp.abort()
+    assert transport.aborted
+    with pytest.raises(RedisConnectionError):
+        answer.result()
+
+
+async def test_a_round_trip_past_its_deadline_times_out_and_closes() -> None:
+    transport = Transport()
+    resp = protocol(transport)
+    answer = resp.round_trip(b"", 1, 0.05)
+    with pytest.raises(RedisTimeoutError, match=r"within 0\.05 s"):
+        await answer
+    assert transport.aborted and not resp.clean  # its late reply is never read
+
+
+async def test_the_deadline_moves_with_each_round_trip() -> None:
+    resp = protocol(Transport())
+    for _ in range(3):  # each answered in time, though together they outlast one deadline
+        answer = resp.round_trip(b"", 1, 0.05)
+        await asyncio.sleep(0.03)
+        resp.data_received(b"+OK\r\n")
+        assert await answer == ["OK"]
+    assert resp.clean
+
+
+async def test_a_reply_that_says_the_connection_is_unusable_fails_the_round_trip() -> None:
+    transport = Transport()
+    resp = protocol(transport)
+    answer = resp.round_trip(b"", 2)
+    resp.data_received(b"+OK\r\n-LOADING Redis is loading the dataset in memory\r\n")
+    with pytest.raises(BusyLoadingError):
+        answer.result()
+    assert transport.aborted and not resp.clean
+
+
+@pytest.fixture
+async def user(redis_client: aioredis.Redis) -> Any:
+    """An ACL user of the real Redis, with its password; removed after the test."""
+    name, password = f"pipeliner-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    await redis_client.execute_command(
+        "ACL", "SETUSER", name, "on", f">{password}", "~*", "&*", "+@all"
+    )
+    yield name, password
+    await redis_client.execute_command("ACL", "DELUSER", name)
+
+
+async def test_the_connection_has_the_pools_settings(
+    redis_url: str, redis_client: aioredis.Redis, user: tuple[str, str]
+) -> None:
+    """AUTH with user and password, SELECT and the client name come from the pool."""
+    name, password = user
+    host_port = redis_url.split("://", 1)[1].split("/")[0]
+    url = f"redis://{name}:{password}@{host_port}/3"
+    redis = aioredis.Redis.from_url(url, client_name="gateway-pipeliner", decode_responses=True)
+    pipeliner = Pipeliner(redis)
+    try:
+        assert await pipeliner.run([("SET", "where", "db3"), ("CLIENT", "GETNAME")]) == [
+            "OK",
+            "gateway-pipeliner",
+        ]
+        assert await pipeliner.run([("ACL", "WHOAMI")]) == [name]
+        assert await redis_client.get("where") is None  # db 0
+        assert await redis.get("where") == "db3"
+        await redis_client.execute_command("CLIENT", "KILL", "USER", name)
+        await asyncio.sleep(0.05)
+        # Made afresh with the same handshake.
+        assert await pipeliner.run([("GET", "where"), ("ACL", "WHOAMI")]) == ["db3", name]
+        await redis.delete("where")
+    finally:
+        await redis.aclose(close_connection_pool=True)
+    # The pool closed the pipeliner's connection at shutdown, too.
+    clients = await redis_client.execute_command("CLIENT", "LIST", "TYPE", "normal")
+    assert f"user={name}" not in str(clients)
+
+
+async def test_a_refused_password_fails_with_a_clear_error(
+    redis_url: str, user: tuple[str, str]
+) -> None:
+    name, _ = user
+    host_port = redis_url.split("://", 1)[1].split("/")[0]
+    redis = aioredis.Redis.from_url(f"redis://{name}:wrong@{host_port}/0")
+    pipeliner = Pipeliner(redis)
+    try:
+        with pytest.raises(AuthenticationError, match="invalid username-password pair"):
+            await pipeliner.run([("PING",)])
+        with pytest.raises(AuthenticationError):  # each try asks again, never silently
+            await pipeliner.run([("PING",)], idempotent=True)
+    finally:
+        await redis.aclose(close_connection_pool=True)
