@@ -405,19 +405,29 @@ async def _move(store: Store, args: argparse.Namespace) -> None:
 
 
 async def _balance_show(store: Store, args: argparse.Namespace) -> None:
+    team = ""  # a team's key: its own balance is shown, but it spends the team's
     if is_team(args.id):
         account = (await Teams(store).get(args.id)).id
     else:
-        account = (await store.get_key(args.id)).id
+        key = await store.get_key(args.id)
+        account, team = key.id, key.team or ""
     balance = await store.balance(account)
     held = await store.held(account)
     if args.json:
-        emit_json({"id": account, "balance": balance, "held": held, "available": balance - held})
+        shown: dict[str, object] = {
+            "id": account, "balance": balance, "held": held, "available": balance - held
+        }  # fmt: skip
+        emit_json(shown | ({"team": team} if team else {}))
     else:
         print(
             f"{account}: {balance} credits ({balance / 1_000_000:.6f} USD), "
             f"{held} held by requests in flight"
         )
+        if team:
+            print(
+                f"It spends the balance of its team {team} (gateway balance show {team}); "
+                "its own applies again if it leaves the team."
+            )
 
 
 async def _balance_add(store: Store, args: argparse.Namespace) -> None:
