@@ -461,9 +461,12 @@ async def _usage(store: Store, args: argparse.Namespace) -> None:
         async for chunk in chunks:
             sys.stdout.write(chunk)
         return
+    team = is_team(args.id)  # a team's ledger mixes its keys' requests: say whose
     rows = []
     async for e in entries:
         u = e.usage
         tokens = f"{u.input_tokens}/{u.output_tokens}{'~' if u.estimated else ''}" if u else ""
-        rows.append([_when(e.at), e.kind, e.agent or e.note, tokens, e.amount, e.balance])
-    emit_table(rows, ["AT", "KIND", "AGENT/NOTE", "TOKENS IN/OUT", "CREDITS", "BALANCE"])
+        row = [_when(e.at), e.kind, e.agent or e.note, tokens, e.amount, e.balance]
+        rows.append([*row, e.key_id] if team else row)
+    header = ["AT", "KIND", "AGENT/NOTE", "TOKENS IN/OUT", "CREDITS", "BALANCE"]
+    emit_table(rows, [*header, "KEY"] if team else header)

@@ -127,3 +127,26 @@ def test_balance_show_of_a_team_key_names_the_team_it_spends(
     assert f"spends the balance of its team {team_id}" in text
     lone = ok("keys", "create", "--name", "lone", redis_url=redis_url)["id"]
     assert "team" not in ok("balance", "show", lone, redis_url=redis_url)
+
+
+async def test_a_teams_usage_table_says_which_key_spent(
+    redis_client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A team's ledger mixes its keys' requests: the table has a KEY column (what --json,
+    jsonl and csv carry as key_id); a key's own table has none."""
+    from gateway.cli.store_cmds import _usage
+    from gateway.store import Store, schema
+    from gateway.store.teams import Teams
+
+    store = Store(redis_client)
+    team = await Teams(store).create("t", balance=100)
+    await redis_client.xadd(
+        schema.ledger(team.id),
+        {"kind": "usage", "amount": "-5", "balance": "95", "at": "1767225600",
+         "agent": "echo", "input_tokens": "3", "output_tokens": "4", "key_id": "key_spender"},
+    )  # fmt: skip
+    args = argparse.Namespace(id=team.id, agent=None, kind=None, since=None, until=None,
+                              limit=None, format=None, json=False)  # fmt: skip
+    await _usage(store, args)
+    header, _credit, usage = capsys.readouterr().out.splitlines()
+    assert header.split()[-1] == "KEY" and usage.split()[-1] == "key_spender"
