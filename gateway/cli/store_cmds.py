@@ -405,19 +405,29 @@ async def _move(store: Store, args: argparse.Namespace) -> None:
 
 
 async def _balance_show(store: Store, args: argparse.Namespace) -> None:
+    team = ""  # a team's key: its own balance is shown, but it spends the team's
     if is_team(args.id):
         account = (await Teams(store).get(args.id)).id
     else:
-        account = (await store.get_key(args.id)).id
+        key = await store.get_key(args.id)
+        account, team = key.id, key.team or ""
     balance = await store.balance(account)
     held = await store.held(account)
     if args.json:
-        emit_json({"id": account, "balance": balance, "held": held, "available": balance - held})
+        shown: dict[str, object] = {
+            "id": account, "balance": balance, "held": held, "available": balance - held
+        }  # fmt: skip
+        emit_json(shown | ({"team": team} if team else {}))
     else:
         print(
             f"{account}: {balance} credits ({balance / 1_000_000:.6f} USD), "
             f"{held} held by requests in flight"
         )
+        if team:
+            print(
+                f"It spends the balance of its team {team} (gateway balance show {team}); "
+                "its own applies again if it leaves the team."
+            )
 
 
 async def _balance_add(store: Store, args: argparse.Namespace) -> None:
@@ -451,9 +461,12 @@ async def _usage(store: Store, args: argparse.Namespace) -> None:
         async for chunk in chunks:
             sys.stdout.write(chunk)
         return
+    team = is_team(args.id)  # a team's ledger mixes its keys' requests: say whose
     rows = []
     async for e in entries:
         u = e.usage
         tokens = f"{u.input_tokens}/{u.output_tokens}{'~' if u.estimated else ''}" if u else ""
-        rows.append([_when(e.at), e.kind, e.agent or e.note, tokens, e.amount, e.balance])
-    emit_table(rows, ["AT", "KIND", "AGENT/NOTE", "TOKENS IN/OUT", "CREDITS", "BALANCE"])
+        row = [_when(e.at), e.kind, e.agent or e.note, tokens, e.amount, e.balance]
+        rows.append([*row, e.key_id] if team else row)
+    header = ["AT", "KIND", "AGENT/NOTE", "TOKENS IN/OUT", "CREDITS", "BALANCE"]
+    emit_table(rows, [*header, "KEY"] if team else header)

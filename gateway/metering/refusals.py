@@ -74,9 +74,10 @@ def too_poor(
     )
     fits = math.floor((free - input_credits) / pricing.output) if pricing.output else 0
     if fits >= 1:
+        account = "team" if refusal.whose == "team" else "key"  # a team's key takes no credits
         advice = (
             f" Ask for at most {fits} output tokens (max_tokens, or max_output_tokens in "
-            "Open Responses), or add credits to the key."
+            f"Open Responses), or add credits to the {account}."
         )
     else:
         advice = " Its input alone needs more than is free: add credits, or send less input."

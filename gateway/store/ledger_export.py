@@ -51,6 +51,7 @@ CSV_COLUMNS = (
     "balance",
     "reaped",
     "note",
+    "key_id",  # in a team's ledger: the key whose request it was (last: older columns stay put)
 )
 _TEXT_COLUMNS = ("request_id", "agent", "backend", "note")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -253,6 +254,7 @@ def csv_record(entry: LedgerEntry) -> dict[str, str]:
         "balance": str(entry.balance),
         "reaped": _bool(entry.reaped) if entry.kind == "usage" else "",
         "note": entry.note,
+        "key_id": entry.key_id,
     }
     for name in _TEXT_COLUMNS:
         row[name] = _defuse(row[name])

@@ -760,3 +760,18 @@ async def test_renew_skips_settled_holds_and_never_resurrects_them(fake_store: S
     m.settle(hold, "echo")
     await tasks.drain()
     assert await fake_store.balance(key.id) == 10_000 - 1  # charged once
+
+
+def test_a_team_keys_402_says_to_credit_the_team_not_the_key() -> None:
+    """A key in a team cannot be credited (the CLI and admin API refuse it), so the 402's
+    advice names the team; a lone key's still names the key."""
+    from gateway.metering.refusals import too_poor
+    from gateway.route import Pricing
+    from gateway.store.holds import Refusal
+
+    pricing = Pricing(input=Decimal(1), output=Decimal(2))
+    team = too_poor(Refusal("balance", 215, 0, whose="team"), 273, 73, 100, pricing)
+    assert "this key's team has 215 credits" in team.message
+    assert team.message.endswith("or add credits to the team.")
+    alone = too_poor(Refusal("balance", 215, 0), 273, 73, 100, pricing)
+    assert alone.message.endswith("or add credits to the key.")

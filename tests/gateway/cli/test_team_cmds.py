@@ -106,3 +106,47 @@ def test_teams_create_and_keys_create_share_their_name_and_balance_options() -> 
     expected = [(a.option_strings, a.required, a.default) for a in shared._actions
                 if a.dest in ("name", "balance")]  # fmt: skip
     assert options("keys", "create") == options("teams", "create") == expected
+
+
+def test_balance_show_of_a_team_key_names_the_team_it_spends(
+    redis_url: str, redis_client: object
+) -> None:
+    """A team's key has a balance of its own (0, used again if it leaves the team): shown
+    alone, it reads as a key that cannot spend, so the output names the team it spends."""
+    team_id = ok("teams", "create", "--name", "t", "--balance", "900", redis_url=redis_url)["id"]
+    key_id = ok("keys", "create", "--name", "k", "--team", team_id, redis_url=redis_url)["id"]
+    shown = ok("balance", "show", key_id, redis_url=redis_url)
+    assert (shown["balance"], shown["team"]) == (0, team_id)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_REDIS_URL"] = redis_url
+    text = subprocess.run(
+        [sys.executable, "-m", "gateway", "balance", "show", key_id, "--config",
+         str(ROOT / "gateway.yaml")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert f"spends the balance of its team {team_id}" in text
+    lone = ok("keys", "create", "--name", "lone", redis_url=redis_url)["id"]
+    assert "team" not in ok("balance", "show", lone, redis_url=redis_url)
+
+
+async def test_a_teams_usage_table_says_which_key_spent(
+    redis_client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A team's ledger mixes its keys' requests: the table has a KEY column (what --json,
+    jsonl and csv carry as key_id); a key's own table has none."""
+    from gateway.cli.store_cmds import _usage
+    from gateway.store import Store, schema
+    from gateway.store.teams import Teams
+
+    store = Store(redis_client)
+    team = await Teams(store).create("t", balance=100)
+    await redis_client.xadd(
+        schema.ledger(team.id),
+        {"kind": "usage", "amount": "-5", "balance": "95", "at": "1767225600",
+         "agent": "echo", "input_tokens": "3", "output_tokens": "4", "key_id": "key_spender"},
+    )  # fmt: skip
+    args = argparse.Namespace(id=team.id, agent=None, kind=None, since=None, until=None,
+                              limit=None, format=None, json=False)  # fmt: skip
+    await _usage(store, args)
+    header, _credit, usage = capsys.readouterr().out.splitlines()
+    assert header.split()[-1] == "KEY" and usage.split()[-1] == "key_spender"

@@ -16,6 +16,7 @@ from gateway.store.ledger_export import (
     CLOCK_SLACK_MS,
     CSV_COLUMNS,
     LedgerQuery,
+    csv_record,
     entries,
     json_array,
     key_entries,
@@ -23,6 +24,7 @@ from gateway.store.ledger_export import (
     parse_time,
     render,
 )
+from gateway.store.records import LedgerEntry
 from gateway.store.teams import Teams
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -222,3 +224,12 @@ async def test_a_keys_entries_follow_it_into_and_out_of_teams(redis_client: Any)
     # The console's key page: the newest first, from every place alike.
     newest = await key_latest(store, await store.get_key(key.id), LedgerQuery(), most=3)
     assert [e.amount for e in newest] == [-3, -2, -1]
+
+
+def test_csv_names_the_key_of_a_team_ledgers_entry() -> None:
+    """A team's ledger names the key of each request (``key_id``, as json and jsonl do):
+    the CSV export keeps it, in a last column, so the existing columns keep their places."""
+    assert CSV_COLUMNS[-1] == "key_id"
+    spent = LedgerEntry(id="1-0", kind="usage", amount=-5, balance=95, at=T0, key_id="key_a")
+    topped = LedgerEntry(id="2-0", kind="credit", amount=5, balance=100, at=T0)
+    assert (csv_record(spent)["key_id"], csv_record(topped)["key_id"]) == ("key_a", "")
