@@ -252,7 +252,7 @@ async def test_a_purge_erases_a_keys_tasks_and_contexts_and_leaves_the_ledger(
     await gw.gateway.tasks.drain()  # the run, stopped at its next write
     assert gw.gateway.active_calls == 0
     await settled(gw, key_id)
-    assert await redis_client.keys(f"*{key_id}*a2a*") == []
+    assert await redis_client.keys(f"*{key_id}*:a2a:*") == []
     ledger = await gw.store.ledger(key_id)
     assert len([e for e in ledger if e.kind == "usage"]) == 4  # the stopped run is billed
     with pytest.raises(TaskNotFoundError):

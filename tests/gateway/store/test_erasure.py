@@ -126,12 +126,12 @@ async def test_scan_also_erases_what_was_stored_before_the_index(
     indexed = await purge_key(store, key.id, actor="cli:ops")
     assert indexed.responses == 1
     assert len(await redis_client.keys(f"*{key.id}*response:*")) == 6  # the index alone misses them
-    assert len(await redis_client.keys(f"*{key.id}*a2a*")) == 4
+    assert len(await redis_client.keys(f"*{key.id}*:a2a:*")) == 4
     scanned = await purge_key(store, key.id, actor="cli:ops", batch=2, scan=True)
     assert scanned.responses == 5
     assert (scanned.count(A2A_TASKS), scanned.count(A2A_CONTEXTS)) == (1, 1)
     assert await redis_client.keys(f"*{key.id}*response*") == []
-    assert await redis_client.keys(f"*{key.id}*a2a*") == []
+    assert await redis_client.keys(f"*{key.id}*:a2a:*") == []
     assert await redis_client.exists(schema.stored_response(other.id, "resp_0"))
     assert await redis_client.exists(schema.a2a_context(other.id, "c_old"))
     assert await store.get_key(key.id)  # its record stays
@@ -191,7 +191,7 @@ async def test_a2a_tasks_with_their_streams_and_contexts_are_erased_too(
     result = await purge_key(store, key.id, actor="cli:ops", batch=2)
     assert (result.responses, result.count(A2A_TASKS), result.count(A2A_CONTEXTS)) == (0, 1, 3)
     # Nothing of the key's tasks is left: values, streams, leases, flags, lists, indexes.
-    assert await redis_client.keys(f"*{key.id}*a2a*") == []
+    assert await redis_client.keys(f"*{key.id}*:a2a:*") == []
     assert await redis_client.keys(f"*{key.id}*response*") == []
     again = await purge_key(store, key.id, actor="cli:ops")
     assert again.to_json()["purged"] == {"responses": 0, "a2a_tasks": 0, "a2a_contexts": 0}
