@@ -261,18 +261,11 @@ async def batches(
     closed."""
     async with contextlib.aclosing(reads):
         async for frames in reads:
-            events: list[Event] = []
-            try:
-                for frame in frames:
-                    events += parse(frame)
-                    if finished():
-                        break
-            except GatewayError:
-                if events:
-                    yield tuple(events)
-                raise
+            events, error = parse_frames(frames, parse=parse, finished=finished)
             if events:
                 yield tuple(events)
+            if error is not None:
+                raise error
             if finished():
                 return
 
