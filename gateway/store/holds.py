@@ -359,7 +359,7 @@ class Holds:
         key_id, account = record.key_id, record.account
         window = window_of(record.started_at)
         now = time.time()  # spend counts on the day (and hour) it is settled
-        hour, day = aggregate_hour(now), _day_and_month(int(now // 86400))[0]
+        hour, (day, month) = aggregate_hour(now), _day_and_month(int(now // 86400))
         keys = [
             schema.balance(account),
             schema.holds(account),
@@ -381,7 +381,6 @@ class Holds:
             holds, held, _, tokens_window = _member_keys(record.team, key_id, window)
             keys += [holds, tokens_window]
             if record.key_budget:
-                month = _day_and_month(int(now // 86400))[1]
                 keys.append(held)
                 keys.append(schema.member(record.team, key_id, f"spend:d:{day}"))
                 keys.append(schema.member(record.team, key_id, f"spend:m:{month}"))
