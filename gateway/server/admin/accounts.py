@@ -7,16 +7,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import key_rules
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.server.admin.request import (
     actor,
-    check,
+    credit_body,
     gateway_of,
-    json_object,
     ledger_query,
-    note,
-    whole,
 )
 from gateway.server.body import json_response
 from gateway.server.keys import REQUEST_ID
@@ -43,14 +39,10 @@ async def balance(request: web.Request) -> web.Response:
 
 
 async def credit(request: web.Request) -> web.Response:
-    body = await json_object(request, {"credits", "note"})
-    if "credits" not in body:
-        raise InvalidRequest("credits is required", param="credits")
-    credits = whole(body["credits"], "credits")
-    check("credits", key_rules.credit(credits))
+    credits, text = await credit_body(request)
     key_id = request.match_info["id"]
     new_balance = await gateway_of(request).store.credit(
-        key_id, credits, note=note(body), actor=actor(request)
+        key_id, credits, note=text, actor=actor(request)
     )
     return json_response({"id": key_id, "balance": new_balance})
 

@@ -67,6 +67,17 @@ def number(value: object) -> float | None:
     return None
 
 
+async def credit_body(request: web.Request) -> tuple[int, str]:
+    """A credit's body, ``{"credits": whole, "note": text}``: the credits (checked as
+    ``key_rules.credit`` asks) and the note."""
+    body = await json_object(request, {"credits", "note"})
+    if "credits" not in body:
+        raise InvalidRequest("credits is required", param="credits")
+    credits = whole(body["credits"], "credits")
+    check("credits", key_rules.credit(credits))
+    return credits, note(body)
+
+
 def whole(value: object, param: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidRequest(f"{param} must be a whole number", param=param)

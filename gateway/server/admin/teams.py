@@ -10,6 +10,7 @@ from gateway.errors import InvalidRequest
 from gateway.server.admin.request import (
     actor,
     check,
+    credit_body,
     gateway_of,
     json_object,
     key_limits,
@@ -60,13 +61,9 @@ async def set_team_limits(request: web.Request) -> web.Response:
 
 
 async def credit_team(request: web.Request) -> web.Response:
-    body = await json_object(request, {"credits", "note"})
-    if "credits" not in body:
-        raise InvalidRequest("credits is required", param="credits")
-    credits = whole(body["credits"], "credits")
-    check("credits", key_rules.credit(credits))
+    credits, text = await credit_body(request)
     team_id = request.match_info["id"]
-    balance = await _teams(request).credit(team_id, credits, note=note(body), actor=actor(request))
+    balance = await _teams(request).credit(team_id, credits, note=text, actor=actor(request))
     return json_response({"id": team_id, "balance": balance})
 
 
