@@ -13,6 +13,11 @@ Per request, the middleware (``gateway.server.middlewares.observe``) opens an
 backend, the time spent waiting on the upstream (around each ``anext`` of the
 backend's stream) and the time of the first token; the middleware records it
 once the response is sent. Nothing else is measured per chunk.
+
+What every request records (its count, durations, tokens and credits, and the
+streams in flight) is kept by ``gateway.metric_families``: plain Python numbers
+handed to ``prometheus_client`` when it collects, in one process; its own metrics
+in multiprocess mode. The rest are ``prometheus_client``'s metrics as they are.
 """
 
 from __future__ import annotations
@@ -21,65 +26,56 @@ import contextvars
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    multiprocess,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, multiprocess
 from prometheus_client.exposition import choose_encoder
 
 from gateway.errors import GatewayError
 from gateway.events import Usage
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from gateway.metric_families import MULTIPROC_ENV, counter, histogram, open_streams_gauge
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 _OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
-REQUESTS = Counter(
+REQUESTS = counter(
     "gateway_requests",
     "Requests to the agent endpoints, by route (agent id), backend, dialect and HTTP status.",
-    ["route", "backend", "dialect", "status"],
+    ("route", "backend", "dialect", "status"),
 )
-REQUEST_DURATION = Histogram(
+REQUEST_DURATION = histogram(
     "gateway_request_duration_seconds",
     "Total time of a request, from its arrival to the last byte of its answer.",
-    ["route", "dialect"],
-    buckets=_SECONDS,
+    ("route", "dialect"),
+    _SECONDS,
 )
-TIME_TO_FIRST_TOKEN = Histogram(
+TIME_TO_FIRST_TOKEN = histogram(
     "gateway_time_to_first_token_seconds",
     "Time from a request's arrival to the first content (or terminal) event of its answer.",
-    ["route", "backend"],
-    buckets=_SECONDS,
+    ("route", "backend"),
+    _SECONDS,
 )
-OVERHEAD = Histogram(
+OVERHEAD = histogram(
     "gateway_overhead_seconds",
     "The gateway's own time per request: total time minus time waiting on the upstream.",
-    ["dialect"],
-    buckets=_OVERHEAD,
+    ("dialect",),
+    _OVERHEAD,
 )
-TOKENS = Counter(
+TOKENS = counter(
     "gateway_tokens",
     "Tokens charged, by route and kind (input counts cached_input and cache_write too; "
     "output counts reasoning too).",
-    ["route", "kind"],
+    ("route", "kind"),
 )
-CREDITS = Counter(
+CREDITS = counter(
     "gateway_credits",
     "Credits charged (1,000,000 credits = 1 USD), by route.",
-    ["route"],
+    ("route",),
 )
-UNBILLED = Counter(
+UNBILLED = counter(
     "gateway_unbilled_credits",
     "Credits of reported usage beyond what the request held, so not charged (an upstream "
     "reporting more than it was allowed), by route.",
-    ["route"],
+    ("route",),
 )
 THRESHOLD_EVENTS = Counter(
     "gateway_threshold_events",
@@ -91,20 +87,19 @@ ALERT_DELIVERY_FAILURES = Counter(
     "gateway_alert_webhook_failures",
     "Threshold events the alert webhook never took, after every retry.",
 )
-UPSTREAM_ERRORS = Counter(
+UPSTREAM_ERRORS = counter(
     "gateway_upstream_errors",
     "Failures of a backend's call (before or during its answer), by backend and error code.",
-    ["backend", "kind"],
+    ("backend", "kind"),
 )
 FALLBACKS = Counter(
     "gateway_fallbacks",
     "Requests handed to the route's next backend because this one failed before answering.",
     ["route", "from_backend"],
 )
-OPEN_STREAMS = Gauge(
+OPEN_STREAMS = open_streams_gauge(
     "gateway_open_streams",
     "Calls to backends in flight: each an event stream, whether or not the client streams.",
-    multiprocess_mode="livesum",
 )
 CONFIG_RELOADS = Counter(
     "gateway_config_reloads",
@@ -116,12 +111,12 @@ REDIS_ERRORS = Counter(
     "Failed calls to the store (Redis), by error class.",
     ["error"],
 )
-CLIENT_FAULTS = Counter(
+CLIENT_FAULTS = counter(
     "gateway_client_faults",
     "Requests aiohttp refused or cut short for a client's fault before or after the "
     "application (gateway.server.connection): line_too_long, bad_header, bad_request_line, "
     "bad_request, bad_body, aborted.",
-    ["fault"],
+    ("fault",),
 )
 
 _KINDS = ("input", "output", "cached_input", "cache_write", "reasoning")
@@ -158,11 +153,12 @@ def begin(dialect: str) -> Observation:
 def finish(obs: Observation, status: int) -> None:
     """Record a request once its answer is sent (or failed with ``status``)."""
     total = time.perf_counter() - obs.started
-    _child(REQUESTS, obs.route, obs.backend, obs.dialect, str(status)).inc()
-    _child(REQUEST_DURATION, obs.route, obs.dialect).observe(total)
-    _child(OVERHEAD, obs.dialect).observe(max(0.0, total - obs.waited))
+    route, backend, dialect = obs.route, obs.backend, obs.dialect
+    REQUESTS.inc((route, backend, dialect, str(status)))
+    REQUEST_DURATION.observe((route, dialect), total)
+    OVERHEAD.observe((dialect,), max(0.0, total - obs.waited))
     if obs.first_token is not None:
-        _child(TIME_TO_FIRST_TOKEN, obs.route, obs.backend).observe(obs.first_token - obs.started)
+        TIME_TO_FIRST_TOKEN.observe((route, backend), obs.first_token - obs.started)
 
 
 def settled(route: str, usage: Usage, credits: int, unbilled: int = 0) -> None:
@@ -176,32 +172,18 @@ def settled(route: str, usage: Usage, credits: int, unbilled: int = 0) -> None:
     )
     for kind, count in zip(_KINDS, counts, strict=True):
         if count:
-            _child(TOKENS, route, kind).inc(count)
-    _child(CREDITS, route).inc(credits)
+            TOKENS.inc((route, kind), count)
+    CREDITS.inc((route,), credits)
     if unbilled:
-        _child(UNBILLED, route).inc(unbilled)
+        UNBILLED.inc((route,), unbilled)
 
 
 def upstream_error(backend: str, error: GatewayError) -> None:
-    _child(UPSTREAM_ERRORS, backend, error.code or error.type).inc()
+    UPSTREAM_ERRORS.inc((backend, error.code or error.type))
 
 
 def client_fault(kind: str) -> None:
-    _child(CLIENT_FAULTS, kind).inc()
-
-
-# Labelled children by (metric, label values): ``labels()`` checks and locks on every
-# call, which costs more than the observation. The label values come from the
-# configuration and fixed sets (never from a client), so this stays small.
-_CHILDREN: dict[tuple[object, tuple[str, ...]], Any] = {}
-
-
-def _child(metric: Any, *values: str) -> Any:
-    key = (metric, values)
-    child = _CHILDREN.get(key)
-    if child is None:
-        child = _CHILDREN[key] = metric.labels(*values)
-    return child
+    CLIENT_FAULTS.inc((kind,))
 
 
 def multiprocess_dir() -> str | None:

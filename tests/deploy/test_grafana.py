@@ -12,7 +12,7 @@ import promql_parser
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from gateway import metrics
+from gateway import metric_families, metrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "agent-gateway.json"
 # Grafana's variables, as Prometheus would see them once Grafana substituted them.
@@ -23,10 +23,12 @@ def exported() -> dict[str, set[str]]:
     """Every sample name the gateway exports, with the labels it carries."""
     out: dict[str, set[str]] = {}
     for value in vars(metrics).values():
-        if not isinstance(value, MetricWrapperBase):
+        if isinstance(value, metric_families.Family):  # the per-request ones
+            name, labels, kind = value.name, set(value.labelnames), value.kind
+        elif isinstance(value, MetricWrapperBase):
+            name, labels, kind = value._name, set(value._labelnames), value._type
+        else:
             continue
-        name, labels = value._name, set(value._labelnames)
-        kind = value._type
         if kind == "counter":
             out[f"{name}_total"] = labels
         elif kind == "histogram":
