@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway import apikeys
-from gateway.auth import Authenticator
+from gateway.auth import Authenticator, key_like
 from gateway.errors import AuthenticationFailed, ServiceUnavailable
 from gateway.store import ApiKey, Store, schema
 
@@ -296,3 +299,36 @@ async def test_a_key_deleted_from_redis_is_dropped_from_the_stale_copies(
     clock.now += 1
     with pytest.raises(ServiceUnavailable):
         await auth.authenticate(f"Bearer {secret}")  # no stale copy left to serve
+
+
+async def test_the_cache_keeps_at_most_size_keys_dropping_the_oldest_read(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counting = Counting(fake_store, monkeypatch)
+    auth = Authenticator(fake_store, ttl=60, size=2)
+    secrets = [(await fake_store.create_key(f"k{n}"))[1] for n in range(3)]
+    for secret in secrets:
+        await auth.authenticate(f"Bearer {secret}")
+    assert len(auth._cache) == 2 and counting.calls == 3
+    await auth.authenticate(f"Bearer {secrets[2]}")  # still cached
+    await auth.authenticate(f"Bearer {secrets[1]}")
+    assert counting.calls == 3
+    await auth.authenticate(f"Bearer {secrets[0]}")  # the oldest read: dropped for room
+    assert counting.calls == 4 and len(auth._cache) == 2
+
+
+async def test_the_cache_drops_what_is_too_old_to_serve_even_while_the_store_is_down(
+    fake_store: Store,
+) -> None:
+    clock = Clock()
+    auth = Authenticator(fake_store, ttl=1, stale_for=10, clock=clock)
+    old, fresh = [(await fake_store.create_key(f"k{n}"))[1] for n in range(2)]
+    await auth.authenticate(f"Bearer {old}")
+    clock.now += 11  # 1 + 10 seconds: too old to be served at all
+    await auth.authenticate(f"Bearer {fresh}")
+    assert [key.name for key, _ in auth._cache.values()] == ["k1"]
+
+
+@given(st.text())
+def test_a_key_holds_printable_ascii_but_the_space(secret: str) -> None:
+    assert key_like(secret) == bool(re.fullmatch(r"[!-~]*", secret))
