@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -65,8 +66,28 @@ def _time(record: logging.LogRecord) -> str:
 
 
 def _iso(created: float) -> str:
-    moment = datetime.fromtimestamp(created, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``created`` as ``2026-12-06T05:03:09.123Z``: what
+    ``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")`` writes
+    (with ``Z``), the date and time to the second made once a second.
+
+    The second and the microseconds are rounded as ``fromtimestamp`` rounds them (the
+    fraction to the nearest microsecond, ties to even, which may carry into the next
+    second); the milliseconds are the microseconds' first three digits, as there."""
+    fraction, whole = math.modf(created)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1.0, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1.0, micros + 1_000_000
+    second = int(whole)
+    global _second
+    if _second[0] != second:
+        moment = datetime.fromtimestamp(second, UTC).replace(tzinfo=None)
+        _second = (second, moment.isoformat(timespec="seconds"))
+    return f"{_second[1]}.{micros // 1000:03d}Z"
+
+
+_second: tuple[int | None, str] = (None, "")  # the second _iso wrote last, as text
 
 
 class JsonFormatter(logging.Formatter):

@@ -6,10 +6,13 @@ import asyncio
 import io
 import logging
 import sys
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from gateway import apikeys, logs
 
@@ -221,3 +224,24 @@ def test_log_fields_goes_through_logging_for_any_other_handler(
     (record,) = caplog.records
     assert record.getMessage() == "request failed" and record.__dict__["status"] == 502
     assert orjson.loads(redacted_log.getvalue())["status"] == 502  # written at once
+
+
+def written_by_datetime(created: float) -> str:
+    moment = datetime.fromtimestamp(created, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@given(st.floats(min_value=-1e10, max_value=1e10, allow_nan=False))
+@example(1_700_000_000.9999995)  # rounds up into the next second
+@example(1_700_000_000.9999994)
+@example(1_700_000_000.0005)
+@example(1.0000005)  # a tie, to even
+@example(1.0000015)
+@example(-0.0000001)
+def test_a_lines_time_is_what_datetime_writes(created: float) -> None:
+    assert logs._iso(created) == written_by_datetime(created)
+
+
+def test_a_lines_time_follows_the_clock_across_seconds() -> None:
+    for created in (1_700_000_000.25, 1_700_000_001.5, 1_700_000_000.75, 1_800_000_000.0):
+        assert logs._iso(created) == written_by_datetime(created)
