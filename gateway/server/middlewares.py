@@ -33,7 +33,7 @@ from gateway.errors import (
     ServiceUnavailable,
 )
 from gateway.server.credentials import KeyRule
-from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID
+from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID, app_value
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ ERROR_SHAPES: web.AppKey[dict[str, ErrorShape]] = web.AppKey("error_shapes")
 
 def error_shape(request: web.Request) -> ErrorShape:
     path = request.path
-    for prefix, shape in request.config_dict.get(ERROR_SHAPES, {}).items():
+    for prefix, shape in (app_value(request, ERROR_SHAPES) or {}).items():
         if path == prefix or path.startswith(prefix + "/"):
             return shape
     return openai_shape

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from gateway.errors import GatewayError
 from gateway.events import Batch, Completed, Failed
-from gateway.server.keys import GATEWAY, REQUEST_ID
+from gateway.server.keys import GATEWAY, REQUEST_ID, app_value
 from gateway.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ class _Writer:
 
 
 def write_timeout(request: web.Request) -> float:
-    gateway = request.config_dict.get(GATEWAY)
+    gateway = app_value(request, GATEWAY)
     return gateway.config.limits.client_write_timeout if gateway else CLIENT_WRITE_TIMEOUT
 
 

@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from gateway import metrics
 from gateway.errors import ConfigError, Problem
-from gateway.server.keys import REQUEST_ID
+from gateway.server.keys import REQUEST_ID, app_value
 from gateway.server.middlewares import DIALECTS, failed_status
 from gateway.settings import TracingSettings
 
@@ -68,7 +68,7 @@ def middleware(tracer: Any) -> Middleware:
 
     @web.middleware
     async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.match_info.route.handler not in request.config_dict.get(DIALECTS, {}):
+        if request.match_info.route.handler not in (app_value(request, DIALECTS) or {}):
             return await handler(request)  # probes, metrics, admin: no span
         resource = request.match_info.route.resource
         name = f"{request.method} {resource.canonical if resource else request.path}"
