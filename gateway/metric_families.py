@@ -10,8 +10,10 @@ What a scrape shows is exactly what ``prometheus_client``'s ``Counter``,
 ``Histogram`` and ``Gauge`` would show after the same calls: the same families, help,
 series in the order their labels were first used, values (the same float additions,
 in the same order), ``_created`` timestamps (taken when a series is first used;
-``PROMETHEUS_DISABLE_CREATED_SERIES`` is obeyed as there), and bucket bounds.
-``tests/gateway/test_metric_families.py`` pins that against the library's own objects.
+``PROMETHEUS_DISABLE_CREATED_SERIES`` at import is obeyed as there, but not a later
+``disable_created_metrics()``), and bucket bounds. Only the event loop's thread may
+record (every caller does). ``tests/gateway/test_metric_families.py`` pins that against
+the library's own objects.
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set when this module is imported (several workers),
 each figure must be in the files the scrape sums over the workers, at once: there the
