@@ -51,7 +51,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.store.resp import RespConnection
 
-Command = tuple[str | int | float, ...]
+Command = tuple[str | int | float | bytes, ...]
 """One Redis command and its arguments, e.g. ``("ZREM", key, member)``."""
 
 DEFER_SECONDS = 0.002

@@ -7,10 +7,13 @@ import dataclasses
 import random
 import time
 import uuid
+from itertools import chain
 from typing import Any
 
 import pytest
+from redis import asyncio as aioredis
 
+from gateway.errors import ServiceUnavailable
 from gateway.store import Store, schema
 from gateway.store import holds as holds_module
 from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal, window_of
@@ -345,6 +348,60 @@ async def test_a_settlement_that_cost_nothing_only_releases(fake_store: Store) -
     assert await fake_store.held(key) == 0 and await holds_of(fake_store, key) == {}
     assert await fake_store.balance(key) == 1_000
     assert [e.kind for e in await fake_store.ledger(key)] == ["credit"]
+
+
+ODD_VALUES = {
+    "request_id": 'req "1" \\ /\n\t\x00\x7f',
+    "agent": "agent é ✓ 🚀 \u2028",
+    "backend": "",
+}
+
+
+@pytest.mark.parametrize("real", [False, True])
+async def test_the_ledger_entry_keeps_its_fields_byte_for_byte_in_order(
+    real: bool, fake_store: Store, redis_client: aioredis.Redis
+) -> None:
+    """The fields go to the script as one JSON argument (``holds.ledger_argument``): the
+    entry holds each as given (quotes, control characters, any Unicode), in order, then
+    amount, held and balance; on a real Redis (its cjson) and on fakeredis."""
+    store = Store(redis_client) if real else fake_store
+    key = await new_key(store, 1_000)
+    holds = Holds(store.redis)
+    rec = record(key, credits=300)
+    charge, _ = await admit(holds, rec)
+    sent = fields(**ODD_VALUES, unbilled="5")
+    assert await holds.settle(rec, charge, 123, 33, sent, route=False)
+    r: Any = store.redis
+    [(_, entry)] = await r.xrevrange(schema.ledger(key), count=1)
+    expected = [*chain.from_iterable(sent.items()), "amount", "-123", "held", "300"]
+    assert list(chain.from_iterable(entry.items())) == [*expected, "balance", "877"]
+    assert next(iter(entry)) == "kind"  # the order as sent, not a hash's
+
+
+def test_the_ledger_argument_is_a_flat_json_array() -> None:
+    argument = holds_module.ledger_argument({"a": "1", "b": "é"})
+    assert argument == '["a","1","b","é"]'.encode()
+    assert holds_module.ledger_argument({}) == b"[]"
+
+
+@pytest.mark.parametrize("fields_json", ["not json", '["kind"]', '["kind", 1]', '[["a"], "b"]'])
+async def test_malformed_ledger_fields_are_refused_before_anything_is_written(
+    fields_json: str, redis_client: aioredis.Redis
+) -> None:
+    store = Store(redis_client)
+    key = await new_key(store, 1_000)
+    holds = Holds(store.redis)
+    rec = record(key, credits=300)
+    charge, _ = await admit(holds, rec)
+    original = holds_module.ledger_argument
+    holds_module.ledger_argument = lambda fields: fields_json.encode()  # type: ignore[assignment]
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await holds.settle(rec, charge, 123, 33, fields(), route=False)
+    finally:
+        holds_module.ledger_argument = original
+    assert await store.balance(key) == 1_000 and await store.held(key) == 300
+    assert await redis_client.exists(schema.entry_marker(key, charge)) == 0
 
 
 async def test_the_ledger_sums_to_the_balance_change(fake_store: Store) -> None:
