@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import math
 import random
+import struct
+import sys
 import time
 import uuid
 from itertools import chain
@@ -522,3 +525,22 @@ async def test_an_admission_sent_twice_holds_once(fake_store: Store) -> None:
     for account in (key.id, ROUTE):
         assert await fake_store.redis.hlen(schema.holds(account)) == 1  # type: ignore[misc]
         assert await fake_store.redis.get(schema.requests_window(account, window)) == "1"
+
+
+# float_text
+
+
+def test_float_text_is_repr() -> None:
+    """``float_text`` is ``repr``'s text (hold records, lease scores and ledger entries
+    keep their bytes): pinned over times, every magnitude it takes orjson's writer for,
+    and the values it leaves to ``repr``. Fails if orjson's float writer ever changes."""
+    rng = random.Random(21)
+    samples = [rng.uniform(1e9, 1e10) for _ in range(100_000)]
+    samples += [rng.uniform(0, 1e6) for _ in range(20_000)]
+    for exponent in range(-4, 309):
+        samples += [rng.uniform(1, 10) * 10.0**exponent for _ in range(200)]
+    samples += [struct.unpack("d", rng.randbytes(8))[0] for _ in range(50_000)]
+    edges = [0.0, -0.0, 1e-4, 1e-5, 9.99e-5, 5e-324, 1.0, 30.0, 1e16, 1e22, 1.5e300]
+    edges += [1700000000.0, 1700000000.5, -1.5, sys.float_info.max, math.inf, -math.inf]
+    for x in [*samples, *edges, math.nan]:
+        assert holds_module.float_text(x) == repr(x), x
