@@ -544,3 +544,52 @@ def test_float_text_is_repr() -> None:
     edges += [1700000000.0, 1700000000.5, -1.5, sys.float_info.max, math.inf, -math.inf]
     for x in [*samples, *edges, math.nan]:
         assert holds_module.float_text(x) == repr(x), x
+
+
+def test_the_cached_key_lists_are_the_schemas() -> None:
+    """The scripts' KEYS, made once per account and minute (``_admit_keys``...): the
+    schema's names, in the order the scripts read them."""
+    at = calendar.timegm((2026, 1, 31, 23, 59, 59)) + 0.5
+    window, day, hour = window_of(at), int(at // 86400), holds_module.aggregate_hour(at)
+    assert holds_module._admit_keys("k", window, day) == (
+        schema.balance("k"),
+        schema.holds("k"),
+        schema.held("k"),
+        schema.requests_window("k", window),
+        schema.tokens_window("k", window),
+        *holds_module._spend_keys("k", at),
+    )
+    member = [schema.member("t", "k", name) for name in ("holds", "held")]
+    member += [schema.member("t", "k", f"{name}:{window}") for name in ("rpm", "tpm")]
+    member_spend = [
+        schema.member("t", "k", name) for name in ("spend:d:20260131", "spend:m:202601")
+    ]
+    assert holds_module._admit_team_keys("t", "k", window, day) == (
+        *holds_module._admit_keys("t", window, day),
+        *member,
+        *member_spend,
+    )
+    head, tail = holds_module._settle_keys("k", window, hour, day)
+    assert [*head, "marker", *tail] == [
+        schema.balance("k"),
+        schema.holds("k"),
+        schema.held("k"),
+        schema.ledger("k"),
+        "marker",
+        schema.tokens_window("k", window),
+        *holds_module._spend_keys("k", at),
+        schema.aggregate_hour("k", "2026013123"),
+        schema.aggregate_day("k", "20260131"),
+    ]
+    team_head, team_tail = holds_module._settle_team_keys("t", "k", window, hour, day, False)
+    expected = [
+        *holds_module._settle_keys("t", window, hour, day)[1][:3],
+        schema.member_aggregate_hour("t", "k", "2026013123"),
+        schema.member_aggregate_day("t", "k", "20260131"),
+        member[0],
+        member[3],
+    ]
+    assert team_head == holds_module._settle_keys("t", window, hour, day)[0]
+    assert list(team_tail) == expected
+    _, budgeted = holds_module._settle_team_keys("t", "k", window, hour, day, True)
+    assert list(budgeted) == [*expected, member[1], *member_spend]
