@@ -18,7 +18,7 @@ from gateway.metering.health import StoreHealth
 from gateway.metering.hold import Hold
 from gateway.metering.pricing import cost
 from gateway.outbox import Outbox, Pending
-from gateway.store.holds import HoldRecord, Holds
+from gateway.store.holds import HoldRecord, Holds, float_text
 from gateway.tasks import BackgroundTasks
 
 log = logging.getLogger("gateway.metering")
@@ -149,8 +149,8 @@ def ledger_fields(record: HoldRecord, usage: Usage, backend: str) -> dict[str, s
         "request_id": record.request_id,
         "agent": record.agent,
         "backend": backend,
-        "started_at": repr(record.started_at),
-        "at": repr(time.time()),
+        "started_at": float_text(record.started_at),
+        "at": float_text(time.time()),
         "estimated": "1" if usage.estimated else "0",
         "input_tokens": str(usage.input_tokens),
         "output_tokens": str(usage.output_tokens),

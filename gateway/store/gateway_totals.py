@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -43,6 +44,11 @@ class GatewayTotals:
         self._ttl = {"hour": hour_ttl, "day": day_ttl}
         self._counts: dict[tuple[str, str], dict[str, int]] = {}  # (ttl kind, key) -> fields
         self._spenders: dict[str, dict[str, int]] = {}  # day's top-key set -> key -> credits
+        # The buckets of the hour and day counted last (hour, day, their counts and the
+        # day's spenders): most requests count in the same ones, so their names and
+        # dicts are looked up once an hour, not per request. Dropped by a flush.
+        self._last: tuple[str, str, dict[str, int], dict[str, int], dict[str, int]] | None
+        self._last = None
 
     def add(
         self,
@@ -55,24 +61,31 @@ class GatewayTotals:
         day: str,
     ) -> None:
         """Count one request settled now: its hour's totals and its day's, by agent."""
+        last = self._last
+        if last is None or last[0] != hour or last[1] != day:
+            last = self._last = (
+                hour,
+                day,
+                self._counts.setdefault(("hour", schema.global_hour(hour)), {}),
+                self._counts.setdefault(("day", schema.global_day(day)), {}),
+                self._spenders.setdefault(schema.global_top_keys(day), {}),
+            )
+        _, _, hours, days, spent = last
+        of_agent = _agent_fields(agent)
         counts = [("requests", 1)]
         if failed:
             counts.append(("errors", 1))
         if credits:
             counts.append(("credits", credits))
+            spent[key_id] = spent.get(key_id, 0) + credits
         for name in TOKEN_FIELDS:
-            value = fields.get(name, "")
-            if value.isdigit() and value != "0":
+            value = fields.get(name, "0")
+            if value != "0" and value.isdigit():
                 counts.append((name, int(value)))
-        hours = self._counts.setdefault(("hour", schema.global_hour(hour)), {})
-        days = self._counts.setdefault(("day", schema.global_day(day)), {})
         for name, n in counts:
             hours[name] = hours.get(name, 0) + n
-            field = f"{name}|{agent}"
+            field = of_agent[name]
             days[field] = days.get(field, 0) + n
-        if credits:
-            spent = self._spenders.setdefault(schema.global_top_keys(day), {})
-            spent[key_id] = spent.get(key_id, 0) + credits
 
     async def flush(self) -> None:
         """Add what was counted since the last flush to Redis (once: a failed flush is
@@ -80,13 +93,15 @@ class GatewayTotals:
         counts, spenders = self._counts, self._spenders
         if not counts and not spenders:
             return
-        self._counts, self._spenders = {}, {}
+        self._counts, self._spenders, self._last = {}, {}, None
         pipe: Any = self._redis.pipeline(transaction=False)
         for (kind, name), fields in counts.items():
             for field, n in fields.items():
                 pipe.hincrby(name, field, n)
             pipe.expire(name, self._ttl[kind])
         for name, spent in spenders.items():
+            if not spent:  # that day's bucket, made by a request that cost nothing
+                continue
             for key_id, credits in spent.items():
                 pipe.zincrby(name, credits, key_id)
             pipe.expire(name, self._ttl["day"])
@@ -110,3 +125,9 @@ class GatewayTotals:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.flush())
+
+
+@functools.lru_cache(maxsize=256)
+def _agent_fields(agent: str) -> dict[str, str]:
+    """The day hash's field of each metric of ``agent``: ``<metric>|<agent>``."""
+    return {name: f"{name}|{agent}" for name in ("requests", "errors", "credits", *TOKEN_FIELDS)}

@@ -15,8 +15,9 @@ next request's admission instead of costing a round trip of its own.
 It packs the commands with hiredis and keeps one connection of the pool for
 itself (the pool closes it with the rest), read and written through a plain
 asyncio ``Protocol`` (``gateway/store/resp.py``): on an open connection a round
-trip is a write and a callback that hands out the replies, with no task and no
-coroutine; making a connection (afresh) and a retry take a task. Each round trip
+trip is a write, and the replies handed out by the read that completes them, with
+no task, no coroutine and no future of its own; making a connection (afresh) and a
+retry take a task. Each round trip
 is bounded by one deadline, the pool's socket timeout, kept by one timer that
 round trips only move.
 
@@ -40,7 +41,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from hiredis import pack_command
 from redis import asyncio as aioredis
@@ -51,7 +52,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.store.resp import RespConnection
 
-Command = tuple[str | int | float, ...]
+Command = tuple[str | int | float | bytes, ...]
 """One Redis command and its arguments, e.g. ``("ZREM", key, member)``."""
 
 DEFER_SECONDS = 0.002
@@ -68,6 +69,7 @@ class Pipeliner:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._pool: Any = redis.connection_pool  # untyped in redis-py
         self._queued: list[_Queued] = []
+        self._flight: list[_Queued] = []  # the callers of the round trip written, unanswered
         self._busy = False  # a round trip is due or under way: commands queued now wait
         self._sender: asyncio.Task[None] | None = None  # making a connection, or retrying
         self._timer: asyncio.TimerHandle | None = None
@@ -113,8 +115,9 @@ class Pipeliner:
 
     def _next(self) -> None:
         """Send what is queued. On an open connection the commands are written at once
-        and the replies handed out by a callback: no task, no coroutine. A connection to
-        make (afresh), a retry, or a connection that reads its own way takes a task."""
+        and the replies handed out by ``_answered``, called from the read that completes
+        them: no task, no coroutine. A connection to make (afresh), a retry, or a
+        connection that reads its own way takes a task."""
         queued = [q for q in self._queued if not q.future.done()]
         self._queued = []
         if not queued:
@@ -126,25 +129,27 @@ class Pipeliner:
             return
         commands = [command for q in queued for command in q.commands]
         try:
-            answer = _write(connection, commands, self._timeout)
+            packed = _pack(commands)
         except Exception as exc:  # a command that cannot be packed: nothing was written
             for q in queued:
                 q.future.set_exception(exc)
             self._next()
             return
-        answer.add_done_callback(lambda answer: self._answered(queued, answer))
+        self._flight = queued
+        connection.protocol.send(packed, len(commands), self._timeout, self._answered)
 
-    def _answered(self, queued: list[_Queued], answer: asyncio.Future[list[Any]]) -> None:
-        error: BaseException | None = (
-            RedisConnectionError("Round trip cancelled.")
-            if answer.cancelled()
-            else answer.exception()
-        )
-        if error is None:
-            self._deliver(queued, answer.result())
-            self._next()
+    def _answered(self, result: list[Any] | Exception) -> None:
+        """The replies of the round trip in flight (or why it failed), from its
+        protocol, handed out from inside the read that completed them."""
+        queued, self._flight = self._flight, []
+        if type(result) is list:
+            self._deliver(queued, result)
+            if not self._queued:
+                self._busy = False
+            else:  # on the next turn, after the callers woken now: what they queue joins
+                asyncio.get_running_loop().call_soon(self._next)
         else:  # written: the rules for a failed round trip, in a task (a retry waits)
-            failure = (error if isinstance(error, Exception) else RedisConnectionError(), True)
+            failure = (cast(Exception, result), True)
             self._sender = asyncio.ensure_future(self._send_all(queued, failure))
 
     async def _send_all(
@@ -188,15 +193,17 @@ class Pipeliner:
     def _deliver(queued: list[_Queued], replies: list[Any]) -> None:
         at = 0
         for q in queued:
-            replies_of_mine = replies[at : at + len(q.commands)]
-            at += len(q.commands)
+            end = at + len(q.commands)
+            replies_of_mine = replies[at:end]
+            at = end
             if q.future.done():
                 continue
-            error = next((r for r in replies_of_mine if isinstance(r, ResponseError)), None)
-            if error is None:
-                q.future.set_result(replies_of_mine)
+            for reply in replies_of_mine:
+                if isinstance(reply, ResponseError):
+                    q.future.set_exception(reply)
+                    break
             else:
-                q.future.set_exception(error)
+                q.future.set_result(replies_of_mine)
 
     async def _attempt(self, queued: list[_Queued]) -> tuple[list[Any] | Exception, bool]:
         """The replies of one round trip, or why it failed; and whether the commands
@@ -245,14 +252,18 @@ class Pipeliner:
         return connection
 
 
+def _pack(commands: list[Command]) -> bytes:
+    """The commands of one round trip, as Redis reads them."""
+    return b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
+
+
 def _write(
     connection: RespConnection, commands: list[Command], seconds: float | None
 ) -> asyncio.Future[list[Any]]:
-    """Send ``commands`` at once; the future of one reply each (an error reply in its
-    place), failed with a ``TimeoutError`` if they are not all in within ``seconds``
-    (the connection is closed then, and on any failure half-way, so that replies left
-    unread are never read as the answer to later commands)."""
-    packed = b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
+    """Send ``commands`` at once (a round trip of the task's path: after a connection
+    was made, or again); the future of one reply each (an error reply in its place),
+    failed with a ``TimeoutError`` if they are not all in within ``seconds``."""
+    packed = _pack(commands)
     if connection.protocol is None:  # one that reads its own way (fakeredis's)
         return asyncio.ensure_future(
             _exchange_through_redis_py(connection.connection, packed, len(commands))
@@ -263,7 +274,8 @@ def _write(
 async def _exchange(
     connection: RespConnection, commands: list[Command], seconds: float | None
 ) -> list[Any]:
-    """``_write``'s replies, awaited (a round trip after a connection was made)."""
+    """``_write``'s replies, awaited. The connection is closed on any failure half-way,
+    so that replies left unread are never read as the answer to later commands."""
     try:
         return await _write(connection, commands, seconds)
     except BaseException:

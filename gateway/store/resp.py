@@ -8,7 +8,7 @@ the pool, so it has exactly the pool's settings (host and port, unix socket,
 Sentinel's master, TLS, AUTH with user and password, SELECT, client name, connect
 timeout) and its handshake, and the pool closes it at shutdown; once open, it takes
 the transport over (``set_protocol``): commands are written to it, and replies are
-parsed as they arrive, the round trip's future resolved by the last one.
+parsed as they arrive, the round trip answered by the read that completes them.
 
 A connection that writes and reads its own way (fakeredis's, the embedded store) is
 used through redis-py's calls instead (``RespConnection.stream`` is then False).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -49,6 +50,11 @@ def reader(*, encoding: str | None = None, errors: str = "strict") -> hiredis.Re
     )
 
 
+Answered = Callable[[list[Any] | Exception], None]
+"""Called once with a round trip's replies (an error reply in its place), or with why
+it failed."""
+
+
 class RespProtocol(asyncio.Protocol):
     """Writes a round trip's commands and gathers its ``count`` replies.
 
@@ -66,7 +72,7 @@ class RespProtocol(asyncio.Protocol):
         self._transport = transport
         self._reader = parser
         self._replaced = replaced
-        self._waiter: asyncio.Future[list[Any]] | None = None
+        self._answered: Answered | None = None  # the round trip under way's
         self._replies: list[Any] = []
         self._count = 0
         self.closed = False  # the connection ended, or is ending
@@ -85,25 +91,45 @@ class RespProtocol(asyncio.Protocol):
         return (
             not self.closed
             and not self.dirty
-            and self._waiter is None
+            and self._answered is None
             and not self._transport.is_closing()  # closed by the pool, say (at shutdown)
         )
 
-    def round_trip(
-        self, packed: bytes, count: int, seconds: float | None = None
-    ) -> asyncio.Future[list[Any]]:
-        """Write ``packed`` (``count`` commands); the future of their replies, failed
-        with a ``TimeoutError`` (and the connection closed) after ``seconds``."""
-        waiter: asyncio.Future[list[Any]] = self._loop.create_future()
+    def send(self, packed: bytes, count: int, seconds: float | None, answered: Answered) -> None:
+        """Write ``packed`` (``count`` commands); ``answered`` gets their replies, or a
+        ``TimeoutError`` (and the connection is closed) after ``seconds``, or the
+        connection's end.
+
+        ``answered`` runs inside the read that completes the replies (or inside the
+        timer or the connection's end), not in a later turn of the loop: the pipeliner
+        hands the replies out from there, a turn and a future sooner. It must not raise;
+        it may start the next round trip."""
         if self.closed:
-            waiter.set_exception(RedisConnectionError("Connection closed by server."))
-            return waiter
-        self._waiter, self._replies, self._count = waiter, [], count
+            answered(RedisConnectionError("Connection closed by server."))
+            return
+        self._answered, self._replies, self._count = answered, [], count
         if seconds is not None:
             self._deadline, self._seconds = self._loop.time() + seconds, seconds
             if self._deadline < self._due:
                 self._arm(self._deadline)
         self._transport.write(packed)
+
+    def round_trip(
+        self, packed: bytes, count: int, seconds: float | None = None
+    ) -> asyncio.Future[list[Any]]:
+        """``send``, answered through a future: that of the replies, failed with a
+        ``TimeoutError`` (and the connection closed) after ``seconds``."""
+        waiter: asyncio.Future[list[Any]] = self._loop.create_future()
+
+        def answered(result: list[Any] | Exception) -> None:
+            if waiter.done():  # cancelled by its caller
+                return
+            if isinstance(result, Exception):
+                waiter.set_exception(result)
+            else:
+                waiter.set_result(result)
+
+        self.send(packed, count, seconds, answered)
         return waiter
 
     def _arm(self, when: float) -> None:
@@ -114,7 +140,7 @@ class RespProtocol(asyncio.Protocol):
     def _check(self) -> None:
         self._timer, self._due = None, math.inf
         deadline = self._deadline
-        if self._waiter is None or deadline is None:  # none waiting: the next one arms it
+        if self._answered is None or deadline is None:  # none waiting: the next one arms it
             return
         if deadline > self._loop.time():  # round trips came and went meanwhile
             self._arm(deadline)
@@ -129,8 +155,8 @@ class RespProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
-        waiter = self._waiter
-        if waiter is None:
+        answered = self._answered
+        if answered is None:
             self.dirty = True
             return
         replies, reader = self._replies, self._reader
@@ -144,16 +170,14 @@ class RespProtocol(asyncio.Protocol):
             self._fail(RedisConnectionError(f"Protocol error from Redis: {exc}"))
             self._transport.abort()
             return
-        self._waiter = self._deadline = None
+        self._answered = self._deadline = None
         for reply in replies:  # LOADING, max clients: the connection's fault, not a command's
             if isinstance(reply, RedisConnectionError):
                 self.closed = True
                 self._transport.abort()
-                if not waiter.done():
-                    waiter.set_exception(reply)
+                answered(reply)
                 return
-        if not waiter.done():
-            waiter.set_result(replies)
+        answered(replies)
 
     def eof_received(self) -> bool | None:
         self.closed = True
@@ -173,9 +197,9 @@ class RespProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._due = None, math.inf
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
+        answered, self._answered = self._answered, None
+        if answered is not None:
+            answered(error)
 
 
 class RespConnection:

@@ -13,7 +13,7 @@
 -- ARGV[6] 1 to append a ledger entry (0 for a request that cost nothing)
 -- ARGV[7] 1 if the request did not complete (an error)
 -- ARGV[8] seconds an hour's aggregate is kept   ARGV[9] seconds a day's
--- ARGV[10..] ledger fields as name, value pairs
+-- ARGV[10] the ledger fields: a JSON array of strings, name, value, name, value...
 --
 -- Returns {1, balance} when settled now, {0, balance} when already settled.
 --
@@ -23,7 +23,7 @@
 -- Aggregates (gateway/store/aggregates.py, the prelude's aggregate()): the hour's hash
 -- counts the key's totals, the day's each agent's ("<metric>|<agent>"); metrics are
 -- credits, requests, errors and the token counts, a zero never written.
-local amount, used, counts, agent = settlement()
+local amount, used, counts, agent, fields = settlement()
 if not amount then return used end
 -- Checked, then marked: once per charge id (the marker is the script's first write).
 if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[4]) then
@@ -47,5 +47,5 @@ if amount ~= 0 then
   spend(KEYS[8], amount)
 end
 aggregate(KEYS[9], KEYS[10], counts, agent)
-if ARGV[6] == '1' then ledger_entry(KEYS[4], amount, held_credits, balance) end
+if ARGV[6] == '1' then ledger_entry(KEYS[4], fields, amount, held_credits, balance) end
 return {1, balance}

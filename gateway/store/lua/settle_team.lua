@@ -17,7 +17,7 @@
 -- ARGV as settle.lua's (the ledger fields name the key: key_id).
 --
 -- Returns {1, balance} when settled now, {0, balance} when already settled.
-local amount, used, counts, agent = settlement()
+local amount, used, counts, agent, fields = settlement()
 if not amount then return used end
 -- Checked, then marked: once per charge id (the marker is the script's first write).
 if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[4]) then
@@ -49,5 +49,5 @@ if amount ~= 0 then
   end
 end
 aggregate(KEYS[9], KEYS[10], counts, agent)
-if ARGV[6] == '1' then ledger_entry(KEYS[4], amount, held_credits, balance) end
+if ARGV[6] == '1' then ledger_entry(KEYS[4], fields, amount, held_credits, balance) end
 return {1, balance}

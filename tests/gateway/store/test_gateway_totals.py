@@ -60,3 +60,23 @@ async def test_run_flushes_until_cancelled_and_once_more(
     with pytest.raises(asyncio.CancelledError):
         await running
     assert await fake_store.redis.hget(schema.global_hour(HOUR), "requests") == "2"
+
+
+async def test_each_request_counts_in_its_own_hour_and_day(fake_store: Store) -> None:
+    """The last buckets are kept between requests: a new hour or day gets its own."""
+    totals = GatewayTotals(fake_store.redis, 60, 600)
+    totals.add("key_a", "echo", 1, False, {}, HOUR, DAY)
+    totals.add("key_a", "echo", 2, False, {}, "2026010113", DAY)
+    totals.add("key_a", "echo", 4, False, {}, "2026010200", "20260102")
+    totals.add("key_a", "echo", 8, False, {}, HOUR, DAY)  # a late settlement of hour 12
+    await totals.flush()
+    redis = fake_store.redis
+    assert await redis.hget(schema.global_hour(HOUR), "credits") == "9"
+    assert await redis.hget(schema.global_hour("2026010113"), "credits") == "2"
+    assert await redis.hget(schema.global_day(DAY), "credits|echo") == "11"
+    assert await redis.hget(schema.global_day("20260102"), "credits|echo") == "4"
+    assert await redis.zscore(schema.global_top_keys(DAY), "key_a") == 11
+    totals.add("key_b", "echo", 0, False, {}, HOUR, DAY)  # after a flush: fresh buckets
+    await totals.flush()
+    assert await redis.hget(schema.global_hour(HOUR), "requests") == "3"
+    assert await redis.zscore(schema.global_top_keys(DAY), "key_b") is None

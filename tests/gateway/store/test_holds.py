@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import math
 import random
+import struct
+import sys
 import time
 import uuid
+from itertools import chain
 from typing import Any
 
 import pytest
+from redis import asyncio as aioredis
 
+from gateway.errors import ServiceUnavailable
 from gateway.store import Store, schema
 from gateway.store import holds as holds_module
 from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal, window_of
@@ -347,6 +353,60 @@ async def test_a_settlement_that_cost_nothing_only_releases(fake_store: Store) -
     assert [e.kind for e in await fake_store.ledger(key)] == ["credit"]
 
 
+ODD_VALUES = {
+    "request_id": 'req "1" \\ /\n\t\x00\x7f',
+    "agent": "agent é ✓ 🚀 \u2028",
+    "backend": "",
+}
+
+
+@pytest.mark.parametrize("real", [False, True])
+async def test_the_ledger_entry_keeps_its_fields_byte_for_byte_in_order(
+    real: bool, fake_store: Store, redis_client: aioredis.Redis
+) -> None:
+    """The fields go to the script as one JSON argument (``holds.ledger_argument``): the
+    entry holds each as given (quotes, control characters, any Unicode), in order, then
+    amount, held and balance; on a real Redis (its cjson) and on fakeredis."""
+    store = Store(redis_client) if real else fake_store
+    key = await new_key(store, 1_000)
+    holds = Holds(store.redis)
+    rec = record(key, credits=300)
+    charge, _ = await admit(holds, rec)
+    sent = fields(**ODD_VALUES, unbilled="5")
+    assert await holds.settle(rec, charge, 123, 33, sent, route=False)
+    r: Any = store.redis
+    [(_, entry)] = await r.xrevrange(schema.ledger(key), count=1)
+    expected = [*chain.from_iterable(sent.items()), "amount", "-123", "held", "300"]
+    assert list(chain.from_iterable(entry.items())) == [*expected, "balance", "877"]
+    assert next(iter(entry)) == "kind"  # the order as sent, not a hash's
+
+
+def test_the_ledger_argument_is_a_flat_json_array() -> None:
+    argument = holds_module.ledger_argument({"a": "1", "b": "é"})
+    assert argument == '["a","1","b","é"]'.encode()
+    assert holds_module.ledger_argument({}) == b"[]"
+
+
+@pytest.mark.parametrize("fields_json", ["not json", '["kind"]', '["kind", 1]', '[["a"], "b"]'])
+async def test_malformed_ledger_fields_are_refused_before_anything_is_written(
+    fields_json: str, redis_client: aioredis.Redis
+) -> None:
+    store = Store(redis_client)
+    key = await new_key(store, 1_000)
+    holds = Holds(store.redis)
+    rec = record(key, credits=300)
+    charge, _ = await admit(holds, rec)
+    original = holds_module.ledger_argument
+    holds_module.ledger_argument = lambda fields: fields_json.encode()  # type: ignore[assignment]
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await holds.settle(rec, charge, 123, 33, fields(), route=False)
+    finally:
+        holds_module.ledger_argument = original
+    assert await store.balance(key) == 1_000 and await store.held(key) == 300
+    assert await redis_client.exists(schema.entry_marker(key, charge)) == 0
+
+
 async def test_the_ledger_sums_to_the_balance_change(fake_store: Store) -> None:
     rng = random.Random(5)
     key = await new_key(fake_store, 0)
@@ -465,3 +525,71 @@ async def test_an_admission_sent_twice_holds_once(fake_store: Store) -> None:
     for account in (key.id, ROUTE):
         assert await fake_store.redis.hlen(schema.holds(account)) == 1  # type: ignore[misc]
         assert await fake_store.redis.get(schema.requests_window(account, window)) == "1"
+
+
+# float_text
+
+
+def test_float_text_is_repr() -> None:
+    """``float_text`` is ``repr``'s text (hold records, lease scores and ledger entries
+    keep their bytes): pinned over times, every magnitude it takes orjson's writer for,
+    and the values it leaves to ``repr``. Fails if orjson's float writer ever changes."""
+    rng = random.Random(21)
+    samples = [rng.uniform(1e9, 1e10) for _ in range(100_000)]
+    samples += [rng.uniform(0, 1e6) for _ in range(20_000)]
+    for exponent in range(-4, 309):
+        samples += [rng.uniform(1, 10) * 10.0**exponent for _ in range(200)]
+    samples += [struct.unpack("d", rng.randbytes(8))[0] for _ in range(50_000)]
+    edges = [0.0, -0.0, 1e-4, 1e-5, 9.99e-5, 5e-324, 1.0, 30.0, 1e16, 1e22, 1.5e300]
+    edges += [1700000000.0, 1700000000.5, -1.5, sys.float_info.max, math.inf, -math.inf]
+    for x in [*samples, *edges, math.nan]:
+        assert holds_module.float_text(x) == repr(x), x
+
+
+def test_the_cached_key_lists_are_the_schemas() -> None:
+    """The scripts' KEYS, made once per account and minute (``_admit_keys``...): the
+    schema's names, in the order the scripts read them."""
+    at = calendar.timegm((2026, 1, 31, 23, 59, 59)) + 0.5
+    window, day, hour = window_of(at), int(at // 86400), holds_module.aggregate_hour(at)
+    assert holds_module._admit_keys("k", window, day) == (
+        schema.balance("k"),
+        schema.holds("k"),
+        schema.held("k"),
+        schema.requests_window("k", window),
+        schema.tokens_window("k", window),
+        *holds_module._spend_keys("k", at),
+    )
+    member = [schema.member("t", "k", name) for name in ("holds", "held")]
+    member += [schema.member("t", "k", f"{name}:{window}") for name in ("rpm", "tpm")]
+    member_spend = [
+        schema.member("t", "k", name) for name in ("spend:d:20260131", "spend:m:202601")
+    ]
+    assert holds_module._admit_team_keys("t", "k", window, day) == (
+        *holds_module._admit_keys("t", window, day),
+        *member,
+        *member_spend,
+    )
+    head, tail = holds_module._settle_keys("k", window, hour, day)
+    assert [*head, "marker", *tail] == [
+        schema.balance("k"),
+        schema.holds("k"),
+        schema.held("k"),
+        schema.ledger("k"),
+        "marker",
+        schema.tokens_window("k", window),
+        *holds_module._spend_keys("k", at),
+        schema.aggregate_hour("k", "2026013123"),
+        schema.aggregate_day("k", "20260131"),
+    ]
+    team_head, team_tail = holds_module._settle_team_keys("t", "k", window, hour, day, False)
+    expected = [
+        *holds_module._settle_keys("t", window, hour, day)[1][:3],
+        schema.member_aggregate_hour("t", "k", "2026013123"),
+        schema.member_aggregate_day("t", "k", "20260131"),
+        member[0],
+        member[3],
+    ]
+    assert team_head == holds_module._settle_keys("t", window, hour, day)[0]
+    assert list(team_tail) == expected
+    _, budgeted = holds_module._settle_team_keys("t", "k", window, hour, day, True)
+    assert list(budgeted) == [*expected, member[1], *member_spend]

@@ -30,15 +30,13 @@ def fail() -> Command:
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of commands in each round trip."""
     counts: list[int] = []
-    write = pipelining._write
+    pack = pipelining._pack
 
-    def counted(
-        connection: Any, commands: list[Command], seconds: float | None
-    ) -> asyncio.Future[list[Any]]:
+    def counted(commands: list[Command]) -> bytes:
         counts.append(len(commands))
-        return write(connection, commands, seconds)
+        return pack(commands)
 
-    monkeypatch.setattr(pipelining, "_write", counted)
+    monkeypatch.setattr(pipelining, "_pack", counted)
     return counts
 
 

@@ -143,6 +143,32 @@ async def test_a_reply_that_says_the_connection_is_unusable_fails_the_round_trip
     assert transport.aborted and not resp.clean
 
 
+async def test_send_answers_from_the_read_that_completes_the_replies() -> None:
+    """``send``'s callback runs inside that read, the protocol already clean: the
+    pipeliner writes its next round trip from there, a turn of the loop sooner."""
+    transport = Transport()
+    resp = protocol(transport)
+    answers: list[Any] = []
+
+    def answered(result: list[Any] | Exception) -> None:
+        answers.append((result, resp.clean))
+        if len(answers) == 1:  # the next round trip, written from inside the read
+            resp.send(b"*1\r\n$4\r\nPING\r\n", 1, 0.05, answered)
+
+    resp.send(b"", 2, 0.05, answered)
+    resp.data_received(b":1\r\n")
+    assert answers == []
+    resp.data_received(b":2\r\n")
+    assert answers == [([1, 2], True)]
+    assert transport.written == b"*1\r\n$4\r\nPING\r\n" and not resp.clean
+    resp.connection_lost(None)
+    assert len(answers) == 2
+    error, clean = answers[1]
+    assert isinstance(error, RedisConnectionError) and not clean
+    resp.send(b"", 1, None, answered)  # on a closed connection: answered at once
+    assert isinstance(answers[2][0], RedisConnectionError) and transport.written.count(b"PING") == 1
+
+
 @pytest.fixture
 async def user(redis_client: aioredis.Redis) -> Any:
     """An ACL user of the real Redis, with its password; removed after the test."""

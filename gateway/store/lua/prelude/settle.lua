@@ -14,9 +14,11 @@ local function whole(text)
 end
 
 -- A settlement's validation (settle.lua, settle_team.lua), before anything is written:
--- ARGV[2] credits, ARGV[3] tokens, ARGV[7] 1 for an error, ARGV[10..] ledger fields.
--- Returns amount, tokens used, the counts for the aggregates ({metric, n}, no zero) and
--- the agent; or nil and the error to answer.
+-- ARGV[2] credits, ARGV[3] tokens, ARGV[7] 1 for an error, ARGV[10] the ledger fields
+-- (a JSON array of strings: name, value, name, value...; one argument instead of two a
+-- field, which the gateway packs for each settlement).
+-- Returns amount, tokens used, the counts for the aggregates ({metric, n}, no zero), the
+-- agent and the ledger fields (a Lua array); or nil and the error to answer.
 local TOKENS = {input_tokens = true, output_tokens = true, cached_input_tokens = true,
   cache_write_tokens = true, reasoning_tokens = true}
 local function settlement()
@@ -24,23 +26,30 @@ local function settlement()
   if not amount or not used then
     return nil, redis.error_reply('ERR settle: credits or tokens out of range')
   end
+  local fields = cjson.decode(ARGV[10])
+  if type(fields) ~= 'table' or #fields % 2 ~= 0 then
+    return nil, redis.error_reply('ERR settle: ledger fields are not name, value pairs')
+  end
   local counts, agent = {}, ''
   if amount ~= 0 then counts[#counts + 1] = {'credits', amount} end
   counts[#counts + 1] = {'requests', 1}
   if ARGV[7] == '1' then counts[#counts + 1] = {'errors', 1} end
-  for i = 10, #ARGV - 1, 2 do
-    local name = ARGV[i]
+  for i = 1, #fields - 1, 2 do
+    local name, value = fields[i], fields[i + 1]
+    if type(name) ~= 'string' or type(value) ~= 'string' then
+      return nil, redis.error_reply('ERR settle: ledger fields are not name, value pairs')
+    end
     if name == 'agent' then
-      agent = ARGV[i + 1]
+      agent = value
     elseif TOKENS[name] then
-      local n = whole(ARGV[i + 1])
+      local n = whole(value)
       if not n or n < 0 then
         return nil, redis.error_reply('ERR settle: token count out of range')
       end
       if n ~= 0 then counts[#counts + 1] = {name, n} end
     end
   end
-  return amount, used, counts, agent
+  return amount, used, counts, agent, fields
 end
 
 -- Add the charge (ARGV[2], amount as a number) to a spend counter. The counter gets its
@@ -68,11 +77,9 @@ local function aggregate(hour_key, day_key, counts, agent)
   end
 end
 
--- Append a settlement's ledger entry: ARGV[10..] and its amount (negative: a charge), the
--- credits it held and the balance after.
-local function ledger_entry(ledger, amount, held, balance)
-  local fields = {}
-  for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+-- Append a settlement's ledger entry: its fields (settlement()'s, in their order) and its
+-- amount (negative: a charge), the credits it held and the balance after.
+local function ledger_entry(ledger, fields, amount, held, balance)
   fields[#fields + 1] = 'amount'
   fields[#fields + 1] = string.format('%d', -amount)
   fields[#fields + 1] = 'held'
