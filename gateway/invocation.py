@@ -56,7 +56,10 @@ class Message:
     @property
     def text(self) -> str:
         """The message's text parts joined, for backends that only take text."""
-        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+        content = self.content
+        if len(content) == 1 and type(content[0]) is TextPart:  # most messages
+            return content[0].text
+        return "".join(p.text for p in content if isinstance(p, TextPart))
 
 
 @fast_init

@@ -30,6 +30,7 @@ from gateway.invocation import (
     TextPart,
     ToolChoice,
 )
+from gateway.typed import fast_init
 from gateway.wire.fields import (
     JsonMap,
     as_list,
@@ -51,6 +52,7 @@ from gateway.wire.fields import (
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     invocation: AgentInvocation

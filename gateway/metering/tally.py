@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from gateway import tokens
 from gateway.events import (
     Completed,
@@ -15,6 +13,7 @@ from gateway.events import (
     Usage,
 )
 from gateway.invocation import AgentInvocation
+from gateway.typed import evolve
 
 
 class Tally:
@@ -64,6 +63,6 @@ class Tally:
         if self.usage is None and not (answered or self.deltas):
             return Usage(estimated=True)  # the upstream failed before answering
         base = self.usage or Usage(input_tokens=tokens.estimate_input(invocation))
-        return dataclasses.replace(
+        return evolve(
             base, output_tokens=max(base.output_tokens, delivered), estimated=True, credits=None
         )
