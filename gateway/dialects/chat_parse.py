@@ -53,6 +53,7 @@ _ROLES = ("system", "developer", "user", "assistant", "tool")
 # The fields of the simplest requests (most of them): with no other, every other
 # field takes its default.
 _PLAIN = frozenset(("model", "messages", "stream", "stream_options"))
+_NO_SAMPLING = Sampling()  # frozen: shared by the requests that set none
 
 
 @fast_init
@@ -78,7 +79,7 @@ def parse_chat_request(body: object, limits: RequestLimits = DEFAULTS) -> ChatRe
     if req.keys() <= _PLAIN:
         # Nothing else to read: each read below would find its field absent.
         stream, include_usage = _stream(req)
-        invocation = AgentInvocation(agent, tuple(items), stream=stream)
+        invocation = AgentInvocation(agent, tuple(items), sampling=_NO_SAMPLING, stream=stream)
         return ChatRequest(invocation, include_usage)
 
     n = opt_int(req, "n", lo=1)

@@ -28,7 +28,12 @@ class Tally:
         self.completed = False
 
     def add(self, event: Event) -> None:
-        if isinstance(event, TextDelta | ReasoningDelta):
+        # The two events of most answers first, by their exact type.
+        if type(event) is Usage:
+            self.usage = event  # a later report replaces an earlier one
+        elif type(event) is Completed:
+            self.completed = True
+        elif isinstance(event, TextDelta | ReasoningDelta):
             self.weight += tokens.text_weight(event.text)
             self.deltas += 1
         elif isinstance(event, ToolCallArgumentsDelta):
@@ -37,7 +42,7 @@ class Tally:
         elif isinstance(event, ToolCallStarted):
             self.weight += tokens.text_weight(event.name)
         elif isinstance(event, Usage):
-            self.usage = event  # a later report replaces an earlier one
+            self.usage = event
         elif isinstance(event, Completed):
             self.completed = True
 
