@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gateway.errors import GatewayError
+from gateway.typed import fast_init
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TopLogprob:
     token: str
@@ -31,6 +33,7 @@ class TopLogprob:
     bytes: tuple[int, ...] | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TokenLogprob:
     """One output token's log probability, and the likeliest alternatives asked for."""
@@ -41,6 +44,7 @@ class TokenLogprob:
     top_logprobs: tuple[TopLogprob, ...] = ()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     """``logprobs``: the tokens of ``text`` with their log probabilities, when the
@@ -65,23 +69,27 @@ def text_delta(text: str) -> TextDelta:
     return delta
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ReasoningDelta:
     text: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ToolCallStarted:
     call_id: str
     name: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ToolCallArgumentsDelta:
     call_id: str
     arguments: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts of one request.
@@ -107,12 +115,14 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Completed:
     finish_reason: FinishReason = "stop"
     stop_sequence: str | None = None  # the stop sequence that ended it, when the upstream says
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Failed:
     error: GatewayError

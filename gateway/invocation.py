@@ -11,17 +11,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.typed import fast_init
+
 JsonObject = Mapping[str, object]
 """A parsed JSON object passed through untouched (tool parameters, JSON schemas)."""
 
 Role = Literal["system", "developer", "user", "assistant"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TextPart:
     text: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ImagePart:
     """An image by URL (a ``data:`` URL carries the bytes inline) or by uploaded file id."""
@@ -31,6 +35,7 @@ class ImagePart:
     file_id: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FilePart:
     filename: str | None = None
@@ -42,6 +47,7 @@ class FilePart:
 ContentPart = TextPart | ImagePart | FilePart
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     role: Role
@@ -50,9 +56,13 @@ class Message:
     @property
     def text(self) -> str:
         """The message's text parts joined, for backends that only take text."""
-        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+        content = self.content
+        if len(content) == 1 and type(content[0]) is TextPart:  # most messages
+            return content[0].text
+        return "".join(p.text for p in content if isinstance(p, TextPart))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FunctionCall:
     """A call the model made earlier in the conversation."""
@@ -62,6 +72,7 @@ class FunctionCall:
     arguments: str  # a JSON document, as produced by the model
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FunctionCallOutput:
     """The client's result for an earlier ``FunctionCall``."""
@@ -70,6 +81,7 @@ class FunctionCallOutput:
     output: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Reasoning:
     """Reasoning the model produced earlier, replayed as context."""
@@ -81,6 +93,7 @@ class Reasoning:
 InputItem = Message | FunctionCall | FunctionCallOutput | Reasoning
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FunctionTool:
     name: str
@@ -89,6 +102,7 @@ class FunctionTool:
     strict: bool | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ForcedFunction:
     """``tool_choice`` naming the one function the model must call."""
@@ -99,6 +113,7 @@ class ForcedFunction:
 ToolChoice = Literal["auto", "none", "required"] | ForcedFunction
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ResponseFormat:
     type: Literal["text", "json_object", "json_schema"] = "text"
@@ -108,6 +123,7 @@ class ResponseFormat:
     description: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Sampling:
     temperature: float | None = None
@@ -118,6 +134,7 @@ class Sampling:
     stop: tuple[str, ...] = ()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AgentInvocation:
     """One call of one agent, independent of the dialect it arrived in.

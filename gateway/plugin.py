@@ -99,7 +99,7 @@ from gateway.logs import log_fields
 from gateway.route import Route
 from gateway.sse import MAX_LINE, ServerSentEvent, SSEDecodeError, SSEDecoder
 from gateway.tokens import estimate_input
-from gateway.typed import non_negative, positive
+from gateway.typed import fast_init, non_negative, positive
 from gateway.wire.responses_items import item_json
 
 __all__ = [
@@ -165,6 +165,7 @@ BACKENDS_GROUP = "agent_gateway.backends"
 FILTERS_GROUP = "agent_gateway.filters"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CallContext:
     """What a backend or filter knows about the request besides its invocation."""

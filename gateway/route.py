@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, get_args
@@ -144,4 +145,10 @@ class Route:
 
     @property
     def targets(self) -> tuple[Target, ...]:
-        return (Target(self.backend),) if self.backend else self.backends
+        return _one_target(self.backend) if self.backend else self.backends
+
+
+@functools.cache
+def _one_target(backend: str) -> tuple[Target, ...]:
+    """``backend``'s route's targets: made once per backend name, not per request."""
+    return (Target(backend),)

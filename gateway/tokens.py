@@ -46,12 +46,7 @@ def estimate_text(text: str) -> int:
 
 
 def estimate_input(invocation: AgentInvocation) -> int:
-    total = estimate_text(invocation.instructions or "")
-    for item in invocation.input:
-        total += MESSAGE_OVERHEAD + sum(estimate_text(text) for text in _texts(item))
-    for tool in invocation.tools:
-        total += sum(estimate_text(text) for text in _tool_texts(tool))
-    return total
+    return input_tokens(invocation)[1]
 
 
 def estimate_output(weight: float, deltas: int) -> int:
@@ -65,19 +60,36 @@ RESERVE_MEDIA = 1600
 
 def reserve_input(invocation: AgentInvocation) -> int:
     """At least as many input tokens as a real tokenizer would count."""
-    texts: list[str] = [invocation.instructions or ""]
-    total = 0
+    return input_tokens(invocation)[0]
+
+
+def input_tokens(invocation: AgentInvocation) -> tuple[int, int]:
+    """``(reserve_input, estimate_input)`` of ``invocation``, in one walk of its texts
+    (admission needs both)."""
+    instructions = invocation.instructions or ""
+    estimate = estimate_text(instructions)
+    size = _utf8_size(instructions)
+    reserve = 0
     for item in invocation.input:
-        total += RESERVE_ITEM
+        reserve += RESERVE_ITEM
+        estimate += MESSAGE_OVERHEAD
         if isinstance(item, Message):
             media = sum(isinstance(part, ImagePart | FilePart) for part in item.content)
-            total += RESERVE_MEDIA * media
-        texts += _texts(item)
+            reserve += RESERVE_MEDIA * media
+        for text in _texts(item):
+            estimate += estimate_text(text)
+            size += _utf8_size(text)
     for tool in invocation.tools:
-        total += RESERVE_ITEM
-        texts += _tool_texts(tool)
-    size = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
-    return total + -(-size // 2)
+        reserve += RESERVE_ITEM
+        for text in _tool_texts(tool):
+            estimate += estimate_text(text)
+            size += _utf8_size(text)
+    return reserve + -(-size // 2), estimate
+
+
+def _utf8_size(text: str) -> int:
+    """The length of ``text`` in UTF-8 (a lone surrogate as three bytes)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _texts(item: InputItem) -> tuple[str, ...]:

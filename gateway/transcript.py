@@ -25,17 +25,31 @@ class ToolCall:
     arguments: str = ""
 
 
+_NO_USAGE = Usage()  # frozen: one for every transcript that has none yet
+
+
 @dataclass(slots=True)
 class Transcript:
     text: list[str] = field(default_factory=list)
     logprobs: list[TokenLogprob] | None = None  # when any text delta carried some
     reasoning: list[str] = field(default_factory=list)
     tool_calls: dict[str, ToolCall] = field(default_factory=dict)
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = _NO_USAGE
     finish_reason: FinishReason | None = None
     failure: Failed | None = None
 
     def add(self, event: Event) -> None:
+        # The events of most answers, by their exact type; any other through ``_add``.
+        if type(event) is TextDelta and event.logprobs is None:
+            self.text.append(event.text)
+        elif type(event) is Usage:
+            self.usage = event
+        elif type(event) is Completed:
+            self.finish_reason = event.finish_reason
+        else:
+            self._add(event)
+
+    def _add(self, event: Event) -> None:
         if isinstance(event, TextDelta):
             self.text.append(event.text)
             if event.logprobs is not None:

@@ -8,9 +8,10 @@ gateway's own settings.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -164,21 +165,112 @@ def _locate(lines: Mapping[str, int], path: str) -> int | None:
 
 
 T = TypeVar("T")
-_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def fast_init(cls: type[T]) -> type[T]:
+    """Give a frozen, slotted dataclass an ``__init__`` that sets its slots directly.
+
+    A frozen dataclass's own ``__init__`` sets each field with ``object.__setattr__``
+    (its ``__setattr__`` refuses): a generic attribute write per field, found through
+    the type each time. The one made here has the same signature (the same defaults
+    and default factories) and calls each slot's own setter (its member descriptor's
+    ``__set__``) instead, about 40% less per object; it is generated as source text,
+    as ``dataclasses`` makes its own. Everything else (frozen, ``__eq__``, ``__hash__``,
+    ``__repr__``, ``dataclasses.replace``) stays the dataclass's. For the classes made
+    on every request (the invocation, usage, events). Only plain fields: a class
+    with ``__post_init__``, ``InitVar``, ``init=False`` or keyword-only fields is
+    refused when it is defined."""
+    params = cls.__dataclass_params__  # type: ignore[attr-defined]
+    if not (params.frozen and "__slots__" in vars(cls)) or hasattr(cls, "__post_init__"):
+        raise TypeError(f"fast_init needs a frozen slotted dataclass without __post_init__: {cls}")
+    namespace: dict[str, Any] = {"_MISSING": dataclasses.MISSING}
+    args: list[str] = []
+    lines: list[str] = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if not f.init or f.kw_only or f.name == "self" or f.name.startswith("_"):
+            raise TypeError(f"fast_init takes plain fields only: {cls.__name__}.{f.name}")
+        name = f.name
+        namespace[f"_set_{name}"] = _setter(cls, name)
+        value = name
+        if f.default is not dataclasses.MISSING:
+            namespace[f"_default_{name}"] = f.default
+            args.append(f"{name}=_default_{name}")
+        elif f.default_factory is not dataclasses.MISSING:
+            namespace[f"_factory_{name}"] = f.default_factory
+            args.append(f"{name}=_MISSING")
+            value = f"_factory_{name}() if {name} is _MISSING else {name}"
+        else:
+            args.append(name)
+        lines.append(f"    _set_{name}(self, {value})")
+    source = f"def __init__(self, {', '.join(args)}):\n" + "\n".join(lines or ["    pass"])
+    exec(source, namespace)  # the source is made above from the field names only
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__doc__ = cls.__init__.__doc__
+    cls.__init__ = init  # type: ignore[method-assign]
+    _FAST.add(cls)
+    return cls
+
+
+_FAST: set[type] = set()  # the classes given ``fast_init``'s ``__init__``
+
+
+def _setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """The setter of field ``name`` of ``cls``'s objects: its slot's own, if it has one."""
+    slot = getattr(cls, name, None)
+    if isinstance(slot, types.MemberDescriptorType):
+        return slot.__set__
+    return lambda obj, value: _set(obj, name, value)
+
+
 _set = object.__setattr__
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    """How ``evolve`` copies one class: its fields' places, a getter of all their values
+    at once (a tuple, in field order), and the fields' setters in the same order."""
+
+    places: dict[str, int]
+    values: Callable[[Any], tuple[Any, ...]]
+    setters: tuple[Callable[[Any, Any], None], ...]
+    fast: bool  # the class has ``fast_init``'s ``__init__``: the copy is ``cls(*values)``
+
+    @classmethod
+    def of(cls, kind: type) -> _Plan:
+        names = [f.name for f in dataclasses.fields(kind)]
+        getter = operator.attrgetter(*names)
+        values = getter if len(names) > 1 else lambda obj: (getter(obj),)
+        setters = tuple(_setter(kind, n) for n in names)
+        fast = kind in _FAST
+        plan = cls({n: i for i, n in enumerate(names)}, values, setters, fast)
+        _PLANS[kind] = plan
+        return plan
+
+
+_PLANS: dict[type, _Plan] = {}
+
+
 def evolve(obj: T, **changes: Any) -> T:
-    """``dataclasses.replace`` for a frozen dataclass without ``__post_init__``, in half
-    the time: its fields copied and ``changes`` set, without running ``__init__`` (for
-    the copies made on every request: the invocation, its hold record, a priced usage)."""
+    """``dataclasses.replace`` for a frozen dataclass without ``__post_init__``, in a third
+    of the time: its fields copied and ``changes`` set, without running ``__init__``
+    (for the copies made on every request: the invocation, its hold record, a priced
+    usage)."""
     cls = type(obj)
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-    new = object.__new__(cls)
-    for name in names:
-        _set(new, name, changes.pop(name) if name in changes else getattr(obj, name))
+    plan = _PLANS.get(cls) or _Plan.of(cls)
+    values: Sequence[Any] = plan.values(obj)
     if changes:
-        raise TypeError(f"{cls.__name__} has no field {next(iter(changes))!r}")
+        values = list(values)
+        places = plan.places
+        for name, value in changes.items():
+            place = places.get(name)
+            if place is None:
+                raise TypeError(f"{cls.__name__} has no field {name!r}")
+            values[place] = value
+    if plan.fast:  # its __init__ is straight-line code: faster than the loop below
+        return cls(*values)
+    new = object.__new__(cls)
+    for set_, value in zip(plan.setters, values, strict=True):
+        set_(new, value)
     return new

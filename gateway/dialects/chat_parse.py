@@ -30,6 +30,7 @@ from gateway.invocation import (
     TextPart,
     ToolChoice,
 )
+from gateway.typed import fast_init
 from gateway.wire.fields import (
     JsonMap,
     as_list,
@@ -49,8 +50,13 @@ from gateway.wire.fields import (
 )
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
+# The fields of the simplest requests (most of them): with no other, every other
+# field takes its default.
+_PLAIN = frozenset(("model", "messages", "stream", "stream_options"))
+_NO_SAMPLING = Sampling()  # frozen: shared by the requests that set none
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     invocation: AgentInvocation
@@ -66,7 +72,15 @@ def parse_chat_request(body: object, limits: RequestLimits = DEFAULTS) -> ChatRe
         raise InvalidRequest("'messages' must be a non-empty array", param="messages")
     items: list[InputItem] = []
     for i, raw in enumerate(messages):
-        items.extend(_message(as_object(raw, f"messages[{i}]"), f"messages[{i}]"))
+        if type(raw) is dict and raw.get("role") == "user" and type(raw.get("content")) is str:
+            items.append(Message("user", (TextPart(raw["content"]),)))  # what _message makes
+        else:
+            items.extend(_message(as_object(raw, f"messages[{i}]"), f"messages[{i}]"))
+    if req.keys() <= _PLAIN:
+        # Nothing else to read: each read below would find its field absent.
+        stream, include_usage = _stream(req)
+        invocation = AgentInvocation(agent, tuple(items), sampling=_NO_SAMPLING, stream=stream)
+        return ChatRequest(invocation, include_usage)
 
     n = opt_int(req, "n", lo=1)
     if n is not None and n != 1:
@@ -79,9 +93,7 @@ def parse_chat_request(body: object, limits: RequestLimits = DEFAULTS) -> ChatRe
     if top_logprobs is not None and not logprobs:
         raise invalid("top_logprobs", "requires 'logprobs' to be true")
     tools = tuple(_tool(t, f"tools[{i}]") for i, t in enumerate(opt_list(req, "tools") or ()))
-    stream = bool(opt_bool(req, "stream"))
-    stream_options = opt_object(req, "stream_options") or {}
-    usage_chunk = bool(opt_bool(stream_options, "include_usage", "stream_options"))
+    stream, include_usage = _stream(req)
 
     invocation = AgentInvocation(
         agent=agent,
@@ -109,7 +121,15 @@ def parse_chat_request(body: object, limits: RequestLimits = DEFAULTS) -> ChatRe
         stream=stream,
         metadata=str_map(req, "metadata"),
     )
-    return ChatRequest(invocation, include_usage=stream and usage_chunk)
+    return ChatRequest(invocation, include_usage)
+
+
+def _stream(req: JsonMap) -> tuple[bool, bool]:
+    """``stream``, and whether a stream ends with a usage chunk (``include_usage``)."""
+    stream = bool(opt_bool(req, "stream"))
+    stream_options = opt_object(req, "stream_options") or {}
+    usage_chunk = bool(opt_bool(stream_options, "include_usage", "stream_options"))
+    return stream, stream and usage_chunk
 
 
 def _message(msg: JsonMap, path: str) -> list[InputItem]:

@@ -56,7 +56,7 @@ DEFAULTS: RequestLimits = DefaultRequestLimits()
 
 def check_request(body: object, limits: RequestLimits, *, items: str, tools: str = "tools") -> None:
     """Raise a 4xx if ``body`` exceeds ``limits``; ``items``/``tools`` name its lists."""
-    if isinstance(body, Mapping):
+    if type(body) is dict or isinstance(body, Mapping):  # a parsed body is a dict: no ABC check
         for key, most, code in (
             (items, limits.max_input_items, "too_many_items"),
             (tools, limits.max_tools, "too_many_tools"),

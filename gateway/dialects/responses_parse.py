@@ -10,7 +10,6 @@ or echoed in the response object. Context from ``previous_response_id`` and
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -29,6 +28,7 @@ from gateway.invocation import (
     TextPart,
     ToolChoice,
 )
+from gateway.typed import evolve, fast_init
 from gateway.wire.fields import (
     JsonMap,
     as_list,
@@ -55,6 +55,7 @@ _VERBOSITY = ("low", "medium", "high")
 _INCLUDE = ("reasoning.encrypted_content", "message.output_text.logprobs")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ResponsesRequest:
     invocation: AgentInvocation  # its input: this request's own items, references left out
@@ -69,7 +70,7 @@ class ResponsesRequest:
     ) -> AgentInvocation:
         """The invocation with earlier context first and each reference replaced by its item."""
         items = [referenced[i.id] if isinstance(i, ItemReference) else i for i in self.items]
-        return dataclasses.replace(self.invocation, input=(*context, *items))
+        return evolve(self.invocation, input=(*context, *items))
 
 
 def parse_responses_request(body: object, limits: RequestLimits = DEFAULTS) -> ResponsesRequest:

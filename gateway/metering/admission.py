@@ -10,12 +10,11 @@ import time
 
 from gateway import amounts, tokens
 from gateway.errors import ServiceUnavailable
-from gateway.events import Usage
 from gateway.invocation import AgentInvocation
 from gateway.metering import refusals
 from gateway.metering.health import StoreHealth
 from gateway.metering.hold import Hold
-from gateway.metering.pricing import cost
+from gateway.metering.pricing import tokens_cost
 from gateway.outbox import Outbox, Pending
 from gateway.route import Pricing, Route
 from gateway.settings import MeteringSettings
@@ -62,16 +61,16 @@ class Admission:
         pricing = route.pricing
         caps = [c for c in (invocation.max_output_tokens, route.max_output_tokens) if c]
         cap = min(caps) if caps else self._settings.default_max_output_tokens
-        input_tokens = tokens.reserve_input(invocation)
-        input_credits = cost(Usage(input_tokens=input_tokens), pricing)
+        # What to reserve for the input, and its estimate, charged if the process dies.
+        input_tokens, estimated_input = tokens.input_tokens(invocation)
+        input_credits = tokens_cost(pricing, input_tokens)
         if budget is not None:
             cap = cap_for_budget(budget, input_credits, cap, pricing)
-        credits = cost(Usage(input_tokens=input_tokens, output_tokens=cap), pricing)
+        credits = tokens_cost(pricing, input_tokens, cap)
         if credits > amounts.MAX_CREDITS:
             raise refusals.too_costly(credits)
         now = time.time()
         charge_id = secrets.token_hex(16)
-        estimated_input = tokens.estimate_input(invocation)  # charged if the process dies
         record = HoldRecord(
             credits=credits,
             tokens=input_tokens + cap,
@@ -82,7 +81,7 @@ class Admission:
             backend="",
             started_at=now,
             input_tokens=estimated_input,
-            progress_credits=cost(Usage(input_tokens=estimated_input), pricing),
+            progress_credits=tokens_cost(pricing, estimated_input),
             team=key.team,
             key_budget=bool(key.team) and key.limits.budgeted,
         )

@@ -11,15 +11,30 @@ from gateway.route import Pricing
 
 def cost(usage: Usage, pricing: Pricing) -> int:
     """The credits ``usage`` costs at ``pricing``, rounded up to a whole credit."""
-    cached_price = pricing.input if pricing.cached_input is None else pricing.cached_input
-    write_price = pricing.input if pricing.cache_write is None else pricing.cache_write
-    uncached = max(0, usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens)
-    exact = (
-        uncached * pricing.input
-        + usage.cached_input_tokens * cached_price
-        + usage.cache_write_tokens * write_price
-        + usage.output_tokens * pricing.output
+    return tokens_cost(
+        pricing,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_input_tokens,
+        usage.cache_write_tokens,
     )
+
+
+def tokens_cost(
+    pricing: Pricing, input_tokens: int, output_tokens: int = 0, cached: int = 0, written: int = 0
+) -> int:
+    """``cost`` of a usage with these counts, without making one (admission prices three).
+
+    A count of zero adds nothing to the exact sum, so its term is left out: the prices
+    are ``Decimal``, whose arithmetic is most of the work, and most requests have no
+    cached or written tokens."""
+    exact = max(0, input_tokens - cached - written) * pricing.input
+    if cached:
+        exact += cached * (pricing.input if pricing.cached_input is None else pricing.cached_input)
+    if written:
+        exact += written * (pricing.input if pricing.cache_write is None else pricing.cache_write)
+    if output_tokens:
+        exact += output_tokens * pricing.output
     return math.ceil(exact)
 
 

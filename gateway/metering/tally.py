@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from gateway import tokens
 from gateway.events import (
     Completed,
@@ -15,6 +13,7 @@ from gateway.events import (
     Usage,
 )
 from gateway.invocation import AgentInvocation
+from gateway.typed import evolve
 
 
 class Tally:
@@ -29,7 +28,12 @@ class Tally:
         self.completed = False
 
     def add(self, event: Event) -> None:
-        if isinstance(event, TextDelta | ReasoningDelta):
+        # The two events of most answers first, by their exact type.
+        if type(event) is Usage:
+            self.usage = event  # a later report replaces an earlier one
+        elif type(event) is Completed:
+            self.completed = True
+        elif isinstance(event, TextDelta | ReasoningDelta):
             self.weight += tokens.text_weight(event.text)
             self.deltas += 1
         elif isinstance(event, ToolCallArgumentsDelta):
@@ -38,7 +42,7 @@ class Tally:
         elif isinstance(event, ToolCallStarted):
             self.weight += tokens.text_weight(event.name)
         elif isinstance(event, Usage):
-            self.usage = event  # a later report replaces an earlier one
+            self.usage = event
         elif isinstance(event, Completed):
             self.completed = True
 
@@ -64,6 +68,6 @@ class Tally:
         if self.usage is None and not (answered or self.deltas):
             return Usage(estimated=True)  # the upstream failed before answering
         base = self.usage or Usage(input_tokens=tokens.estimate_input(invocation))
-        return dataclasses.replace(
+        return evolve(
             base, output_tokens=max(base.output_tokens, delivered), estimated=True, credits=None
         )

@@ -25,6 +25,7 @@ from gateway.events import (
 )
 from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter, cost
+from gateway.metering.pricing import tokens_cost
 from gateway.metering.tally import Tally
 from gateway.route import Route, RouteLimits
 from gateway.settings import MeteringSettings
@@ -78,6 +79,28 @@ def test_cache_write_price_and_fallback() -> None:
 def test_zero_cached_price_is_not_the_input_price() -> None:
     p = pricing(input="1", cached_input="0")
     assert cost(Usage(input_tokens=10, cached_input_tokens=10), p) == 0
+
+
+def test_tokens_cost_is_the_cost_of_the_same_usage() -> None:
+    prices = [
+        pricing(input="0.15", output="0.6"),
+        pricing(input="1", output="2", cached_input="0.1", cache_write="1.25"),
+        pricing(input="0.000001", output="0", cached_input="0"),
+        pricing(),
+    ]
+    for p in prices:
+        for counts in [(0, 0, 0, 0), (3, 0, 0, 0), (7, 11, 0, 0), (100, 5, 40, 30), (5, 1, 9, 0)]:
+            usage = Usage(counts[0], counts[1], counts[2], counts[3])
+            uncached = max(0, usage.input_tokens - counts[2] - counts[3])
+            cached_price = p.input if p.cached_input is None else p.cached_input
+            write_price = p.input if p.cache_write is None else p.cache_write
+            every_term = (
+                uncached * p.input
+                + counts[2] * cached_price
+                + counts[3] * write_price
+                + counts[1] * p.output
+            )
+            assert tokens_cost(p, *counts) == cost(usage, p) == math.ceil(every_term)
 
 
 def test_output_includes_reasoning_once() -> None:

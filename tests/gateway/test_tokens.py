@@ -14,10 +14,12 @@ from gateway.invocation import (
 )
 from gateway.tokens import (
     MESSAGE_OVERHEAD,
+    RESERVE_ITEM,
     RESERVE_MEDIA,
     estimate_input,
     estimate_output,
     estimate_text,
+    input_tokens,
     reserve_input,
 )
 from tests.conftest import invocation
@@ -121,3 +123,28 @@ def test_reserve_input_counts_every_kind_of_item() -> None:
 
 def test_reserve_input_survives_a_lone_surrogate() -> None:
     assert reserve_input(invocation("a\ud800b")) >= estimate_input(invocation("a\ud800b"))
+
+
+@pytest.mark.parametrize(("text", "size"), [("abc", 3), ("é" * 3, 6), ("你好", 6), ("a\ud800b", 5)])
+def test_reserve_input_is_half_the_utf8_bytes_rounded_up(text: str, size: int) -> None:
+    assert reserve_input(invocation(text)) == RESERVE_ITEM + -(-size // 2)
+
+
+def test_input_tokens_is_reserve_and_estimate_in_one_walk() -> None:
+    inv = invocation(
+        instructions="be brief, ça va",
+        input=(
+            Message("user", (TextPart("two "), ImagePart("u"), TextPart("parts 你好"))),
+            FunctionCall("c", "name", '{"a": 1}'),
+            FunctionCallOutput("c", "out"),
+            Reasoning("why"),
+        ),
+        tools=(FunctionTool("weather", None, {"type": "object"}),),
+    )
+    texts = ["be brief, ça va", "two parts 你好", "name", '{"a": 1}', "out", "why"]
+    texts += ["weather", "", str({"type": "object"})]
+    size = sum(len(t.encode()) for t in texts)
+    assert input_tokens(inv) == (reserve_input(inv), estimate_input(inv))
+    assert reserve_input(inv) == 5 * RESERVE_ITEM + RESERVE_MEDIA + -(-size // 2)
+    estimate = sum(estimate_text(t) for t in texts) + 4 * MESSAGE_OVERHEAD
+    assert estimate_input(inv) == estimate

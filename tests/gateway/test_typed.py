@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pytest
 
 from gateway.errors import Problem
-from gateway.typed import build, evolve, non_negative, positive, problems_collector
+from gateway.typed import build, evolve, fast_init, non_negative, positive, problems_collector
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +146,90 @@ def test_evolve_is_replace_without_init() -> None:
     assert evolve(record, backend="b") == dataclasses.replace(record, backend="b")
     with pytest.raises(TypeError, match="no field 'bakend'"):
         evolve(record, bakend="b")
+
+
+@dataclass(frozen=True, slots=True)
+class Plain:
+    name: str
+    count: int = 1
+    tags: tuple[str, ...] = ()
+    inner: Inner = field(default_factory=Inner)
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Fast:
+    name: str
+    count: int = 1
+    tags: tuple[str, ...] = ()
+    inner: Inner = field(default_factory=Inner)
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def test_fast_init_makes_the_same_objects() -> None:
+    plain, fast = inspect.signature(Plain), inspect.signature(Fast)
+    assert [(p.name, p.kind) for p in plain.parameters.values()] == [
+        (p.name, p.kind) for p in fast.parameters.values()
+    ]
+    assert [fast.parameters[n].default for n in ("count", "tags")] == [1, ()]
+    for args, kwargs in [(("a",), {}), (("a", 2, ("x",)), {"extra": {"k": 1}})]:
+        made, expected = Fast(*args, **kwargs), Plain(*args, **kwargs)  # type: ignore[arg-type]
+        assert dataclasses.asdict(made) == dataclasses.asdict(expected)
+    assert Fast("a", inner=Inner(Decimal(2))).inner == Inner(Decimal(2))
+    assert Fast("a").extra is not Fast("a").extra  # a default factory runs per object
+    assert Fast("a") == Fast("a")
+    assert (
+        repr(Fast("a", 3))
+        == "Fast(name='a', count=3, tags=(), inner=Inner(price=Decimal('0')), extra={})"
+    )
+    assert dataclasses.replace(Fast("a"), count=5) == Fast("a", 5)
+    assert evolve(Fast("a"), count=5) == Fast("a", 5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Fast("a").count = 2  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Fast()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Fast("a", 1, (), Inner(), {}, 6)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Fast("a", nmae="b")  # type: ignore[call-arg]
+
+
+def test_fast_init_takes_plain_frozen_slotted_dataclasses_only() -> None:
+    @dataclass(frozen=True)
+    class NoSlots:
+        a: int
+
+    @dataclass(slots=True)
+    class Mutable:
+        a: int
+
+    @dataclass(frozen=True, slots=True)
+    class PostInit:
+        a: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    @dataclass(frozen=True, slots=True)
+    class KeywordOnly:
+        a: int = field(kw_only=True)
+
+    @dataclass(frozen=True, slots=True)
+    class NotInit:
+        a: int = field(default=0, init=False)
+
+    for cls in (NoSlots, Mutable, PostInit, KeywordOnly, NotInit):
+        with pytest.raises(TypeError):
+            fast_init(cls)
+
+
+def test_the_invocation_and_events_are_made_by_fast_init() -> None:
+    from gateway.events import Usage
+    from gateway.invocation import AgentInvocation, Sampling
+
+    assert AgentInvocation.__init__.__qualname__ == "AgentInvocation.__init__"
+    invocation = AgentInvocation("a", ())
+    assert invocation.sampling == Sampling() and invocation.metadata == {}
+    assert invocation.sampling is not AgentInvocation("a", ()).sampling
+    assert Usage(1, 2, estimated=True) == Usage(1, 2, 0, 0, 0, True, None)

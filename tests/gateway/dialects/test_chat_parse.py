@@ -431,3 +431,47 @@ def test_identity_and_caching_fields_reach_the_invocation() -> None:
         "k1",
         "flex",
     )
+
+
+def outcome(raw: dict[str, Any]) -> object:
+    try:
+        return parse_chat_request(raw)
+    except InvalidRequest as error:
+        return (error.status, error.message, error.param, error.code)
+
+
+PLAIN_BODIES: list[dict[str, Any]] = [
+    body(),
+    body(stream=True),
+    body(stream=False, stream_options={"include_usage": True}),
+    body(stream=True, stream_options={"include_usage": True}),
+    body(stream=True, stream_options={"include_usage": False, "other": 1}),
+    body(stream=None, stream_options=None),
+    body(stream="yes"),
+    body(stream=True, stream_options=[]),
+    body(stream=True, stream_options={"include_usage": "yes"}),
+    body(messages=[{"role": "user", "content": ""}, {"role": "user", "content": "again"}]),
+    body(messages=[{"role": "user", "content": [{"type": "text", "text": "a part"}]}]),
+    body(messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]),
+    body(messages=[{"role": "user", "content": None}]),
+    body(messages=[{"role": "user"}]),
+    body(messages=[{"role": "user", "content": 5}]),
+    body(messages=[{"role": "users", "content": "hi"}]),
+    body(messages=["hi"]),
+]
+
+
+@pytest.mark.parametrize("raw", PLAIN_BODIES)
+def test_a_plain_request_parses_as_through_every_field(raw: dict[str, Any]) -> None:
+    # An unknown field takes the parser off its path for plain requests: same outcome.
+    assert outcome(raw) == outcome({**raw, "an_unknown_field": 1})
+
+
+class _Other(dict[str, Any]):
+    """A message that is not exactly a dict: parsed without the user-message shortcut."""
+
+
+@pytest.mark.parametrize("raw", PLAIN_BODIES)
+def test_a_user_message_parses_as_through_every_check(raw: dict[str, Any]) -> None:
+    messages = [_Other(m) if isinstance(m, dict) else m for m in raw["messages"]]
+    assert outcome(raw) == outcome({**raw, "messages": messages})
