@@ -172,9 +172,10 @@ class Upstream:
         """
         with self.redacting():
             body = payload() if callable(payload) else payload
+            answer: dict[str, object] | None = None
             async with self.post(path, body, headers) as resp:
                 if resp.content_type == "application/json":
-                    yield tuple(whole(json_object(await self.read_body(resp))))
+                    answer = json_object(await self.read_body(resp))
                 else:
                     decoder = SSEDecoder(self.options.max_line_bytes)
                     ended = False
@@ -202,7 +203,12 @@ class Upstream:
                             yield tuple(events)
                         if error is not None:
                             raise error
-            if last is not None:
+            if answer is not None:
+                # A whole answer is one batch, its closing events included: one step
+                # through every layer above instead of two.
+                batch = tuple(whole(answer))
+                yield batch if last is None else (*batch, *last())
+            elif last is not None:
                 yield tuple(last())
 
     async def events(
