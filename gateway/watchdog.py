@@ -24,23 +24,22 @@ class _Clock:
     those waiting (``dogs``: those that may be; one with no deadline is dropped
     when the timer next fires, or when closed)."""
 
-    __slots__ = ("_due", "_handle", "dogs", "loop")
+    __slots__ = ("_handle", "dogs", "due", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.dogs: set[Watchdog] = set()
         self._handle: asyncio.TimerHandle | None = None
-        self._due = math.inf
+        self.due = math.inf  # when the timer fires (none armed: infinity)
 
-    def watch(self, dog: Watchdog, deadline: float) -> None:
-        self.dogs.add(dog)
-        if deadline < self._due:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._handle, self._due = self.loop.call_at(deadline, self._fire), deadline
+    def arm(self, deadline: float) -> None:
+        """Wake at ``deadline``, earlier than the timer would have."""
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle, self.due = self.loop.call_at(deadline, self._fire), deadline
 
     def _fire(self) -> None:
-        self._handle, self._due = None, math.inf
+        self._handle, self.due = None, math.inf
         now, earliest = self.loop.time(), math.inf
         for dog in list(self.dogs):
             deadline = dog.deadline
@@ -52,8 +51,10 @@ class _Clock:
             elif deadline < earliest:  # events came meanwhile
                 earliest = deadline
         if earliest < math.inf:
-            self._handle, self._due = self.loop.call_at(earliest, self._fire), earliest
+            self._handle, self.due = self.loop.call_at(earliest, self._fire), earliest
 
+
+_current_task = asyncio.current_task
 
 _CLOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Clock] = weakref.WeakKeyDictionary()
 
@@ -85,9 +86,12 @@ class Watchdog:
     def wait(self, deadline: float) -> None:
         """A wait starts in the current task; it may last until ``deadline`` (loop time)."""
         self.deadline = deadline
-        self.task = task = asyncio.current_task(self._clock.loop)
+        clock = self._clock
+        self.task = task = _current_task(clock.loop)
         self._cancelling = task.cancelling() if task is not None else 0
-        self._clock.watch(self, deadline)
+        clock.dogs.add(self)
+        if deadline < clock.due:  # the shared timer would wake too late for this one
+            clock.arm(deadline)
 
     def timed_out(self) -> bool:
         """After a ``CancelledError`` in the wait: was it this watchdog's (and not another's)?"""
