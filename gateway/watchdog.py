@@ -24,7 +24,7 @@ class _Clock:
     those waiting (``dogs``: those that may be; one with no deadline is dropped
     when the timer next fires, or when closed)."""
 
-    __slots__ = ("_handle", "dogs", "due", "loop")
+    __slots__ = ("__weakref__", "_handle", "dogs", "due", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -56,13 +56,16 @@ class _Clock:
 
 _current_task = asyncio.current_task
 
-_CLOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Clock] = weakref.WeakKeyDictionary()
+# Each loop's clock, by the loop's id, for as long as a watchdog or its timer keeps it
+# (weakly: a clock holds its loop, so a registry holding clocks would keep every loop
+# ever used alive; an id is not reused while its clock, and so its loop, lives).
+_CLOCKS: weakref.WeakValueDictionary[int, _Clock] = weakref.WeakValueDictionary()
 
 
 def _clock(loop: asyncio.AbstractEventLoop) -> _Clock:
-    clock = _CLOCKS.get(loop)
+    clock = _CLOCKS.get(id(loop))
     if clock is None:
-        clock = _CLOCKS[loop] = _Clock(loop)
+        clock = _CLOCKS[id(loop)] = _Clock(loop)
     return clock
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -108,3 +110,19 @@ async def test_each_watchdog_expires_at_its_own_deadline_on_the_shared_timer() -
     assert asyncio.get_running_loop().time() - started < 0.9
     early.close()
     late.close()
+
+
+def test_a_loop_is_not_kept_alive_by_its_clock() -> None:
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def stream() -> None:
+        dog = Watchdog()
+        dog.wait(asyncio.get_running_loop().time() + 60)  # the shared timer armed
+        dog.deadline = None
+        dog.close()
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+
+    for _ in range(2):
+        asyncio.run(stream())
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None]
