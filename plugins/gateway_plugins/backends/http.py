@@ -283,7 +283,8 @@ class Posted:
                 raise await upstream_error(resp, self._upstream.secret)
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
-            raise  # (a GatewayError; anything else __aexit__ raised mapped already)
+            raise  # the error answer, or a cancellation (a timeout or a client failure
+            # does not get here: ``__aexit__`` raised it mapped)
         return resp
 
     async def __aexit__(
