@@ -12,6 +12,8 @@ ignored. It is fed bytes as they arrive, split anywhere.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 DONE = b"data: [DONE]\n\n"
@@ -32,6 +34,11 @@ class ServerSentEvent(NamedTuple):
 
     data: str
     event: str = "message"
+
+
+# ``ServerSentEvent(data, event)`` without the named tuple's ``__new__`` (a Python
+# frame): the same tuple of the same class, made for every upstream chunk.
+_event: Callable[[tuple[str, str]], ServerSentEvent] = partial(tuple.__new__, ServerSentEvent)
 
 
 class SSEDecodeError(ValueError):
@@ -64,9 +71,9 @@ class SSEDecoder:
                     data.append(line[6:].decode("utf-8", "replace"))
                     continue
                 if not line and len(data) == 1:
-                    events.append(ServerSentEvent(data[0], self._event or "message"))
-                    self._event, self._data = "", []
-                    data = self._data
+                    events.append(_event((data[0], self._event or "message")))
+                    self._event = ""
+                    data.clear()  # its one line is in the event: the list serves the next
                     continue
                 event = self._line(line)
                 data = self._data

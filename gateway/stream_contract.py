@@ -12,7 +12,7 @@ from typing import Protocol
 
 from gateway import metrics
 from gateway.errors import GatewayError, ServiceUnavailable, UpstreamError, UpstreamTimeout
-from gateway.events import Batch, Completed, Failed
+from gateway.events import Batch, Completed, Failed, TextDelta
 from gateway.plugin import CallContext
 from gateway.settings import Timeouts
 from gateway.watchdog import Watchdog
@@ -112,7 +112,7 @@ async def checked(
             if type(batch) is not tuple:  # the one check a batch costs, as cheap as it gets
                 raise TypeError(f"yielded {type(batch).__name__}, not a batch (a tuple of events)")
             for index, event in enumerate(batch):
-                if isinstance(event, _TERMINAL):
+                if type(event) is not TextDelta and isinstance(event, _TERMINAL):
                     if isinstance(
                         event, Failed
                     ):  # counted first: the consumer may stop at the yield

@@ -178,3 +178,17 @@ def test_frames_round_trip_through_the_decoder() -> None:
         ServerSentEvent("{}", "done"),
         ServerSentEvent("[DONE]"),
     ]
+
+
+def test_one_line_events_of_one_read_are_named_tuples_of_their_own() -> None:
+    decoder = SSEDecoder()
+    events = decoder.feed(b"data: a\n\nevent: x\ndata: b\n\ndata: c\n")
+    events += decoder.feed(b"\ndata: d\ndata: e\n\n")
+    assert events == [
+        ServerSentEvent("a"),
+        ServerSentEvent("b", "x"),
+        ServerSentEvent("c"),
+        ServerSentEvent("d\ne"),
+    ]
+    assert all(type(e) is ServerSentEvent for e in events)
+    assert [e.event for e in events] == ["message", "x", "message", "message"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -72,3 +74,55 @@ async def test_expire_ends_the_current_wait_now() -> None:
     dog.expire()
     assert await asyncio.wait_for(task, 1) == 0
     dog.close()
+
+
+async def test_the_watchdogs_of_a_loop_share_one_timer_at_the_earliest_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    first, second, third = Watchdog(), Watchdog(), Watchdog()
+    clock = first._clock
+    assert second._clock is clock
+    first.wait(loop.time() + 10)
+    armed = clock._handle
+    second.wait(loop.time() + 20)  # later: the timer stays as it is
+    assert clock._handle is armed
+    third.wait(loop.time() + 0.05)  # earlier: the timer moves to it
+    assert clock._handle is not armed
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.sleep(1)
+    assert third.timed_out() and not first.expired and not second.expired
+    assert third not in clock.dogs and clock._handle is not None  # asleep until the next one
+    first.deadline = None
+    second.close()
+    assert second not in clock.dogs
+    for dog in (first, second, third):
+        dog.close()
+    assert not clock.dogs
+
+
+async def test_each_watchdog_expires_at_its_own_deadline_on_the_shared_timer() -> None:
+    early, late = Watchdog(), Watchdog()
+    started = asyncio.get_running_loop().time()
+    done = await asyncio.gather(
+        waits(early, [1], limit=0.02),  # the timer fires for this one first...
+        waits(late, [0.01, 0.01, 1], limit=0.1),  # ...then again for this one
+    )
+    assert list(done) == [0, 2]
+    assert asyncio.get_running_loop().time() - started < 0.9
+    early.close()
+    late.close()
+
+
+def test_a_loop_is_not_kept_alive_by_its_clock() -> None:
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def stream() -> None:
+        dog = Watchdog()
+        dog.wait(asyncio.get_running_loop().time() + 60)  # the shared timer armed
+        dog.deadline = None
+        dog.close()
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+
+    for _ in range(2):
+        asyncio.run(stream())
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None]

@@ -29,9 +29,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass, field
 from functools import partial
+from types import TracebackType
 
 import aiohttp
 import orjson
@@ -103,11 +111,15 @@ class Upstream:
         try:
             yield
         except GatewayError as exc:
-            message = self.redact(exc.message)
-            if message != exc.message:
-                exc.message = message
-                exc.args = (message,)
+            self.scrub(exc)
             raise
+
+    def scrub(self, exc: GatewayError) -> None:
+        """Cut the upstream key out of ``exc``'s message (``redacting``'s work)."""
+        message = self.redact(exc.message)
+        if message != exc.message:
+            exc.message = message
+            exc.args = (message,)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -123,29 +135,17 @@ class Upstream:
             )
         return self._session
 
-    @contextlib.asynccontextmanager
-    async def post(
+    def post(
         self, path: str, payload: object, headers: Mapping[str, str]
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST ``payload`` as JSON; yield the (successful) response."""
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """POST ``payload`` as JSON: an async context manager giving the (successful)
+        response, and releasing it on the way out (``Posted``)."""
         try:
             body = orjson.dumps(payload)
         except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
             raise InvalidRequest(f"The request cannot be sent upstream: {exc}.") from None
         all_headers = {"Content-Type": "application/json", **headers}
-        try:
-            async with self._client().post(
-                self._base + path, data=body, headers=all_headers
-            ) as resp:
-                if resp.status >= 400:
-                    raise await upstream_error(resp, self.secret)
-                yield resp
-        except TimeoutError:
-            raise UpstreamTimeout(f"The upstream of backend '{self.backend}' timed out.") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"The upstream of backend '{self.backend}' failed: {exc.__class__.__name__}."
-            ) from None
+        return Posted(self, self._client().post(self._base + path, data=body, headers=all_headers))
 
     async def answer(
         self,
@@ -167,14 +167,15 @@ class Upstream:
         ``payload`` may be a function making it, called when the stream is first read
         (so that a body the backend refuses to build fails the stream, as it does
         when built inside the backend's own generator). A ``GatewayError`` comes out
-        without the upstream key (``redacting``). One generator, whatever the answer:
+        without the upstream key (as ``redacting`` does). One generator, whatever the answer:
         a backend may return it as its stream, which spares every read a layer.
         """
-        with self.redacting():
+        try:  # what ``with self.redacting()`` does, without its generator
             body = payload() if callable(payload) else payload
+            answer: dict[str, object] | None = None
             async with self.post(path, body, headers) as resp:
                 if resp.content_type == "application/json":
-                    yield tuple(whole(json_object(await self.read_body(resp))))
+                    answer = json_object(await self.read_body(resp))
                 else:
                     decoder = SSEDecoder(self.options.max_line_bytes)
                     ended = False
@@ -202,8 +203,16 @@ class Upstream:
                             yield tuple(events)
                         if error is not None:
                             raise error
-            if last is not None:
+            if answer is not None:
+                # A whole answer is one batch, its closing events included: one step
+                # through every layer above instead of two.
+                batch = tuple(whole(answer))
+                yield batch if last is None else (*batch, *last())
+            elif last is not None:
                 yield tuple(last())
+        except GatewayError as exc:
+            self.scrub(exc)
+            raise
 
     async def events(
         self, resp: aiohttp.ClientResponse
@@ -248,6 +257,58 @@ class Upstream:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+class Posted:
+    """``Upstream.post``'s context: the response of ``request`` if it succeeded (an
+    error answer raised as ``upstream_error`` makes of it), released on the way out;
+    a timeout or a client failure on the way in, inside or out raised as
+    ``UpstreamTimeout`` or ``UpstreamError``.
+
+    What ``contextlib.asynccontextmanager`` around ``async with request`` did, as a
+    class: no generator, and no context of aiohttp's own, per request.
+    """
+
+    __slots__ = ("_request", "_response", "_upstream")
+
+    def __init__(self, upstream: Upstream, request: Awaitable[aiohttp.ClientResponse]) -> None:
+        self._upstream = upstream
+        self._request = request
+        self._response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        try:
+            self._response = resp = await self._request
+            if resp.status >= 400:
+                raise await upstream_error(resp, self._upstream.secret)
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise  # the error answer, or a cancellation (a timeout or a client failure
+            # does not get here: ``__aexit__`` raised it mapped)
+        return resp
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            resp, self._response = self._response, None
+            if resp is not None:  # what ``async with`` a response does on its way out
+                resp.release()
+                await resp.wait_for_close()
+        except (TimeoutError, aiohttp.ClientError) as failure:
+            exc = failure
+        if isinstance(exc, TimeoutError):
+            raise UpstreamTimeout(
+                f"The upstream of backend '{self._upstream.backend}' timed out."
+            ) from None
+        if isinstance(exc, aiohttp.ClientError):
+            raise UpstreamError(
+                f"The upstream of backend '{self._upstream.backend}' failed: "
+                f"{exc.__class__.__name__}."
+            ) from None
 
 
 async def batches(

@@ -27,6 +27,7 @@ from gateway.plugin import (
     Completed,
     Failed,
     FilterPlugin,
+    TextDelta,
     Usage,
     log_fields,
 )
@@ -60,6 +61,8 @@ class RequestLog:
                 if first is None:
                     first = time.monotonic()
                 for event in batch:
+                    if type(event) is TextDelta:  # most events: none of those below
+                        continue
                     if isinstance(event, Usage):
                         usage = event
                     elif isinstance(event, Completed):

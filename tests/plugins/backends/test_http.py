@@ -3,6 +3,8 @@ batches: each read's frames as a backend's events; Upstream.answer: a stream or 
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
@@ -12,8 +14,15 @@ import pytest
 from aiohttp import web
 from gateway_plugins.backends.http import HttpOptions, Upstream, batches
 
-from gateway.errors import UpstreamError
-from gateway.events import Event, TextDelta
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway.events import Completed, Event, TextDelta
 from gateway.sse import ServerSentEvent
 from tests.fakes.loopback import serve
 
@@ -159,3 +168,93 @@ async def test_a_json_answer_that_is_not_an_object_is_the_upstreams_fault() -> N
     finally:
         await up.aclose()
         await runner.cleanup()
+
+
+async def test_a_json_answer_is_one_batch_with_the_closing_events() -> None:
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response({"t": "ab"})
+
+    app = web.Application()
+    app.router.add_post("/x", handle)
+    runner, url = await serve(app)
+    up = Upstream("up", HttpOptions(base_url=url))
+    try:
+        stream = up.answer(
+            "/x",
+            {},
+            {},
+            parse=list,  # type: ignore[arg-type]
+            finished=bool,
+            whole=lambda answer: [TextDelta(str(answer["t"]))],
+            last=lambda: [Completed("stop")],
+        )
+        assert [b async for b in stream] == [(TextDelta("ab"), Completed("stop"))]
+    finally:
+        await up.aclose()
+        await runner.cleanup()
+
+
+# Upstream.post (Posted): the response, or the error it stands for; always released
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(400, InvalidRequest), (413, PayloadTooLarge), (429, RateLimited), (500, UpstreamError)],
+)
+async def test_post_raises_an_error_answer_and_releases_its_connection(
+    status: int, error: type[GatewayError]
+) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"error": {"message": "no: sk-up-secret"}}, status=status)
+
+    app = web.Application()
+    app.router.add_post("/x", handle)
+    runner, url = await serve(app)
+    up = Upstream("up", HttpOptions(base_url=url, api_key_env="TEST_POSTED_KEY"))
+    os.environ["TEST_POSTED_KEY"] = "sk-up-secret"
+    try:
+        for _ in range(2):  # the second reuses the released connection
+            with pytest.raises(error) as raised:
+                async with up.post("/x", {"a": 1}, {}):
+                    raise AssertionError("an error answer is not entered")
+            assert raised.type is error
+            assert raised.value.message == f"The upstream answered {status}: no: [redacted]"
+        connector = up._client().connector
+        assert connector is not None and len(connector._acquired) == 0
+    finally:
+        del os.environ["TEST_POSTED_KEY"]
+        await up.aclose()
+        await runner.cleanup()
+
+
+async def test_post_maps_failures_before_inside_and_after_the_answer() -> None:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"t": ')
+        await asyncio.sleep(5)  # the rest never comes in time
+        return response
+
+    app = web.Application()
+    app.router.add_post("/x", handle)
+    runner, url = await serve(app)
+    up = Upstream("up", HttpOptions(base_url=url, timeout=0.2))
+    try:
+        with pytest.raises(UpstreamTimeout, match="backend 'up' timed out"):
+            async with up.post("/x", {}, {}) as resp:  # a body read past the socket's timeout
+                assert resp.status == 200
+                await up.read_body(resp)
+        with pytest.raises(ValueError, match="mine"):  # anything else passes as it is
+            async with up.post("/x", {}, {}):
+                raise ValueError("mine")
+    finally:
+        await up.aclose()
+        await runner.cleanup()
+    closed = Upstream("up", HttpOptions(base_url=url, connect_timeout=1))  # nothing listens now
+    try:
+        with pytest.raises(UpstreamError, match="backend 'up' failed: Client"):
+            async with closed.post("/x", {}, {}):
+                raise AssertionError("not entered")
+    finally:
+        await closed.aclose()
