@@ -29,6 +29,7 @@ from gateway.store.gateway_totals import GatewayTotals
 from gateway.store.pipelining import Command, Pipeliner
 from gateway.store.records import KeyLimits
 from gateway.store.store import DAY_AGGREGATE_TTL, ENTRY_MARKER_TTL, guard, load_script
+from gateway.typed import fast_init
 
 WINDOW_SECONDS = 60
 SPEND_TTL = 40 * 24 * 3600  # a month's spend counter outlives the month
@@ -66,6 +67,7 @@ def window_of(at: float) -> int:
     return int(at // WINDOW_SECONDS)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HoldRecord:
     """What a hold stores: the reservation, its lease, and the request's progress."""
