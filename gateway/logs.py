@@ -210,11 +210,14 @@ class LineHandler(logging.StreamHandler[TextIO]):
             "logger": name,
             "message": scrub(message),
         }
-        scrub_value = self.redact.redactor.scrub_value
+        redactor = self.redact.redactor
+        scrub_value = redactor.scrub_value
         for key, value in fields.items():
             if key in line:
                 continue
-            if type(value) is str:
+            if key == "request_id" and type(value) is str:  # new on every line
+                line[key] = redactor.scrub_request_id(value)
+            elif type(value) is str:
                 line[key] = scrub(value)
             elif type(value) in _PLAIN:
                 line[key] = value

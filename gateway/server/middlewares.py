@@ -100,7 +100,9 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
     return response
 
 
-ERROR = web.RequestKey("error", GatewayError)  # what ``errors`` answered, for the access log
+# What ``errors`` answered, for the access log; ``front`` sets it to None first, so that
+# reading it is a dictionary read, not a KeyError raised and caught in ``Mapping.get``.
+ERROR: web.RequestKey[GatewayError | None] = web.RequestKey("error")
 
 # Handler -> the dialect it speaks; only these requests are measured (``metrics``).
 DIALECTS: web.AppKey[dict[Handler, str]] = web.AppKey("dialects")
@@ -237,6 +239,7 @@ def front(most: int, rules: Mapping[AbstractRoute, KeyRule]) -> Middleware:
         given = request.headers.get("X-Request-Id")
         rid = given if given and _CLIENT_ID.fullmatch(given) else next(_ids)
         request[REQUEST_ID] = rid
+        request[ERROR] = None
         # observe
         route = request.match_info.route
         dialect = request.app.get(DIALECTS, _NONE).get(route.handler)
@@ -286,7 +289,7 @@ def front(most: int, rules: Mapping[AbstractRoute, KeyRule]) -> Middleware:
             raise
         if obs is not None:
             status = response.status
-            error = request.get(ERROR)
+            error = request[ERROR]
             if status == 200 and error is not None:
                 status = error.status
             metrics.finish(obs, status)

@@ -127,3 +127,31 @@ def test_text_without_a_shapes_needle_is_what_the_expression_makes_of_it(text: s
 def test_a_request_id_is_left_alone() -> None:
     rid = "req_0123456789abcdef0123456789abcdef"
     assert scrub_shapes(rid) is rid
+
+
+_HEX = st.text("0123456789abcdef", min_size=32, max_size=32)
+_SECRETS = st.lists(st.text("0123456789abcdef-_", min_size=6, max_size=10), max_size=3)
+
+
+@given(_HEX, _SECRETS)
+def test_a_request_id_the_gateway_made_is_scrubbed_as_any_text(
+    digits: str, secrets: list[str]
+) -> None:
+    rid = "req_" + digits
+    assert Redactor(secrets).scrub_request_id(rid) == Redactor(secrets).scrub(rid)
+
+
+@given(_PIECES | st.from_regex(r"[A-Za-z0-9._:\-]{1,128}", fullmatch=True), _SECRETS)
+def test_any_other_request_id_is_scrubbed_as_any_text(rid: str, secrets: list[str]) -> None:
+    assert Redactor(secrets).scrub_request_id(rid) == Redactor(secrets).scrub(rid)
+
+
+def test_a_client_request_id_shaped_like_a_key_is_redacted() -> None:
+    assert Redactor().scrub_request_id(f"sk-gw-{'a' * 30}") == REDACTED
+
+
+def test_a_request_id_the_gateway_made_is_not_cached() -> None:
+    redactor = Redactor(["0123456789"])
+    rid = "req_0123456789abcdef0123456789abcdef"
+    assert redactor.scrub_request_id(rid) == f"req_{REDACTED}abcdef{REDACTED}abcdef"
+    assert rid not in redactor._scrubbed
