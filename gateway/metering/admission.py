@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 
 from gateway import amounts, tokens
 from gateway.errors import ServiceUnavailable
+from gateway.ids import random_hex
 from gateway.invocation import AgentInvocation
 from gateway.metering import refusals
 from gateway.metering.health import StoreHealth
@@ -70,7 +70,7 @@ class Admission:
         if credits > amounts.MAX_CREDITS:
             raise refusals.too_costly(credits)
         now = time.time()
-        charge_id = secrets.token_hex(16)
+        charge_id = random_hex()
         record = HoldRecord(
             credits=credits,
             tokens=input_tokens + cap,

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -32,6 +31,7 @@ from gateway.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
+from gateway.ids import random_hex
 from gateway.server.credentials import KeyRule
 from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID, app_value
 
@@ -59,36 +59,11 @@ def error_shape(request: web.Request) -> ErrorShape:
     return openai_shape
 
 
-_IDS_PER_READ = 128
-
-
-def _random_ids() -> Iterator[str]:
-    """``req_`` and 32 random hex digits, as ``f"req_{secrets.token_hex(16)}"`` makes
-    them (the same source, ``os.urandom``), read from the OS 128 ids at a time instead
-    of with a system call per request."""
-    while True:
-        digits = os.urandom(16 * _IDS_PER_READ).hex()
-        for at in range(0, len(digits), 32):
-            yield "req_" + digits[at : at + 32]
-
-
-_ids = _random_ids()
-
-
-def _forget_ids() -> None:
-    """A forked child draws its own ids, never the ones its parent has still to use."""
-    global _ids
-    _ids = _random_ids()
-
-
-os.register_at_fork(after_in_child=_forget_ids)
-
-
 @web.middleware
 async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Take the client's ``X-Request-Id`` if it is sane, else make one; echo it back."""
     given = request.headers.get("X-Request-Id")
-    rid = given if given and _CLIENT_ID.fullmatch(given) else next(_ids)
+    rid = given if given and _CLIENT_ID.fullmatch(given) else "req_" + random_hex()
     request[REQUEST_ID] = rid
     try:
         response = await handler(request)
@@ -237,7 +212,7 @@ def front(most: int, rules: Mapping[AbstractRoute, KeyRule]) -> Middleware:
         nonlocal in_flight
         # request_id
         given = request.headers.get("X-Request-Id")
-        rid = given if given and _CLIENT_ID.fullmatch(given) else next(_ids)
+        rid = given if given and _CLIENT_ID.fullmatch(given) else "req_" + random_hex()
         request[REQUEST_ID] = rid
         request[ERROR] = None
         # observe
