@@ -5,7 +5,8 @@ two protocols and their entry-point wrappers, the request's ``CallContext``, the
 canonical invocation and events, the error tree, the server-sent events decoder,
 the Open Responses item codec (``item_json``, for a backend that speaks that wire
 format), ``log_fields`` (a log line with fields, the cheap way the access log
-writes one) and the checks options take. The built-in plugins (``gateway_plugins``) import
+writes one), the checks options take and ``Watchdog`` (a cheap time limit on
+each of many waits). The built-in plugins (``gateway_plugins``) import
 nothing else of ``gateway``, as a third-party package would not.
 
 A **backend** turns one ``AgentInvocation`` into a stream of canonical events,
@@ -100,6 +101,7 @@ from gateway.route import Route
 from gateway.sse import MAX_LINE, ServerSentEvent, SSEDecodeError, SSEDecoder
 from gateway.tokens import estimate_input
 from gateway.typed import fast_init, non_negative, positive
+from gateway.watchdog import Watchdog
 from gateway.wire.responses_items import item_json
 
 __all__ = [
@@ -153,6 +155,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "Usage",
+    "Watchdog",
     "estimate_input",
     "item_json",
     "log_fields",

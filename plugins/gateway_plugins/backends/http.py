@@ -6,7 +6,8 @@ is raised as a ``GatewayError`` with the right status (the pipeline turns it
 into the stream's ``Failed`` event):
 
 - connection refused, reset, or a broken body -> ``UpstreamError`` (502);
-- no answer within ``timeout`` (or between two chunks) -> ``UpstreamTimeout`` (504);
+- no answer within ``timeout`` (or between two chunks) -> ``UpstreamTimeout`` (504)
+  (see ``HttpOptions.timeout``);
 - an upstream 400/422 -> ``InvalidRequest`` (400) with the upstream's message;
   413 -> ``PayloadTooLarge``; 429 -> ``RateLimited``; anything else >= 400 ->
   ``UpstreamError``.
@@ -27,6 +28,7 @@ stream inside ``Upstream.redacting`` for the errors an upstream reports mid-stre
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import (
@@ -57,6 +59,7 @@ from gateway.plugin import (
     SSEDecoder,
     UpstreamError,
     UpstreamTimeout,
+    Watchdog,
     positive,
 )
 
@@ -71,9 +74,10 @@ class HttpOptions:
 
     base_url: str
     api_key_env: str | None = field(default=None, metadata={"env": True})
-    timeout: float = field(
-        default=60.0, metadata={"check": positive}
-    )  # to first byte, and between chunks
+    # To the first byte, and between chunks: to the answer's headers from the request's
+    # last byte sent, then between reads of its body (a stream's by a watchdog counting
+    # from the last read, ``Upstream.answer``; the rest by aiohttp's ``sock_read``).
+    timeout: float = field(default=60.0, metadata={"check": positive})
     connect_timeout: float = field(default=10.0, metadata={"check": positive})
     max_connections: int = field(default=100, metadata={"check": positive})
     # An SSE line longer than this is a broken stream (502), not a reason to buffer on.
@@ -120,6 +124,10 @@ class Upstream:
         if message != exc.message:
             exc.message = message
             exc.args = (message,)
+
+    def timed_out(self) -> UpstreamTimeout:
+        """The error of an upstream past ``timeout`` (before its answer or between reads)."""
+        return UpstreamTimeout(f"The upstream of backend '{self.backend}' timed out.")
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -181,22 +189,53 @@ class Upstream:
                     ended = False
                     if parse_read is None:
                         parse_read = partial(parse_frames, parse=parse, finished=finished)
-                    async for chunk in resp.content.iter_any():
-                        try:
-                            frames = decoder.feed(chunk)
-                        except SSEDecodeError as exc:
-                            raise UpstreamError(
-                                f"The upstream stream is malformed: {exc}"
-                            ) from None
-                        if frames:
-                            events, error = parse_read(frames)
-                            if events:
-                                yield tuple(events)
-                            if error is not None:
-                                raise error
-                            if finished():
-                                ended = True
-                                break
+                    # Between reads, ``timeout`` is a watchdog's, not aiohttp's
+                    # (``stop_read_timer``): it counts from the last read, as aiohttp's
+                    # timer counted from the last bytes, without a timer per read; and
+                    # a read that finds its bytes already there needs none.
+                    stop_read_timer(resp)
+                    content, timeout = resp.content, self.options.timeout
+                    clock = asyncio.get_running_loop().time
+                    read_at = clock()  # the headers came just now
+                    dog: Watchdog | None = None
+                    try:
+                        while True:
+                            chunk = content.read_nowait()
+                            if not chunk:
+                                if content.at_eof():
+                                    break
+                                if dog is None:
+                                    dog = Watchdog()
+                                dog.wait(read_at + timeout)
+                                try:
+                                    chunk = await content.readany()
+                                except asyncio.CancelledError:
+                                    if not dog.timed_out():
+                                        raise
+                                    raise self.timed_out() from None
+                                finally:
+                                    dog.deadline = None
+                                if not chunk:
+                                    break
+                            read_at = clock()
+                            try:
+                                frames = decoder.feed(chunk)
+                            except SSEDecodeError as exc:
+                                raise UpstreamError(
+                                    f"The upstream stream is malformed: {exc}"
+                                ) from None
+                            if frames:
+                                events, error = parse_read(frames)
+                                if events:
+                                    yield tuple(events)
+                                if error is not None:
+                                    raise error
+                                if finished():
+                                    ended = True
+                                    break
+                    finally:
+                        if dog is not None:
+                            dog.close()
                     if not ended:
                         events, error = parse_read(decoder.close())
                         if events:
@@ -301,14 +340,31 @@ class Posted:
         except (TimeoutError, aiohttp.ClientError) as failure:
             exc = failure
         if isinstance(exc, TimeoutError):
-            raise UpstreamTimeout(
-                f"The upstream of backend '{self._upstream.backend}' timed out."
-            ) from None
+            raise self._upstream.timed_out() from None
         if isinstance(exc, aiohttp.ClientError):
             raise UpstreamError(
                 f"The upstream of backend '{self._upstream.backend}' failed: "
                 f"{exc.__class__.__name__}."
             ) from None
+
+
+def stop_read_timer(resp: aiohttp.ClientResponse) -> None:
+    """Turn aiohttp's read timer (the session's ``sock_read``: ``timeout``) off for the
+    rest of ``resp``'s body.
+
+    aiohttp re-arms that timer at every read of the socket: a loop timer set and
+    cancelled, about 9.9k instructions, which on a stream at full speed is one per
+    chunk. A streamed answer's reads are timed by a ``Watchdog`` instead (``answer``);
+    the wait for the headers, and a whole answer's body, keep aiohttp's timer.
+    ``read_timeout`` of the connection's protocol is what aiohttp itself sets for a
+    websocket; the next request on the connection sets it again. If the whole body
+    came with the headers, the connection is already released (nothing to turn off).
+    Pinned by ``tests/plugins/backends/test_http.py``: a streamed answer arms no
+    timer per read.
+    """
+    connection = resp.connection
+    if connection is not None and connection.protocol is not None:
+        connection.protocol.read_timeout = None
 
 
 async def batches(

@@ -258,3 +258,118 @@ async def test_post_maps_failures_before_inside_and_after_the_answer() -> None:
                 raise AssertionError("not entered")
     finally:
         await closed.aclose()
+
+
+# Upstream.answer's time limit (``timeout``): to the headers and a whole answer's body by
+# aiohttp's read timer, between a stream's reads by a watchdog counting from the last read
+
+
+async def timed(
+    handle: Any, *, limit: float = 0.3
+) -> tuple[list[str], GatewayError | None, float, Upstream]:
+    """What ``answer`` yields from ``handle``'s upstream, the error it ends with, and how
+    long it took; the connections are all released."""
+    app = web.Application()
+    app.router.add_post("/x", handle)
+    runner, url = await serve(app)
+    up = Upstream("up", HttpOptions(base_url=url, timeout=limit))
+
+    def parse(frame: ServerSentEvent) -> list[Event]:
+        return [TextDelta(frame.data)]
+
+    texts: list[str] = []
+    error: GatewayError | None = None
+    started = asyncio.get_running_loop().time()
+    try:
+        stream = up.answer(
+            "/x", {}, {}, parse=parse, finished=bool, whole=lambda a: [TextDelta(str(a["t"]))]
+        )
+        try:
+            async for batch in stream:
+                texts += [e.text for e in batch]  # type: ignore[union-attr]
+        except GatewayError as exc:
+            error = exc
+        took = asyncio.get_running_loop().time() - started
+        connector = up._client().connector
+        assert connector is not None and len(connector._acquired) == 0
+    finally:
+        await up.aclose()
+        await runner.cleanup()
+    return texts, error, took, up
+
+
+def stream_of(*gaps: float, stall: bool = False, content_type: str = "text/event-stream") -> Any:
+    """A handler sending the headers, then an event after each of ``gaps`` seconds (or
+    going silent at the end, ``stall``)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        await response.prepare(request)
+        for index, gap in enumerate(gaps):
+            await asyncio.sleep(gap)
+            await response.write(f"data: {index}\n\n".encode())
+        if stall:
+            await asyncio.sleep(5)
+        return response
+
+    return handle
+
+
+async def test_a_stream_slower_in_all_than_timeout_but_never_between_reads_is_not_cut() -> None:
+    # Six events 0.1 s apart: 0.6 s in all, twice ``timeout`` (a limit counted from the
+    # headers, or from the first read, would cut it).
+    texts, error, took, _ = await timed(stream_of(*[0.1] * 6))
+    assert error is None and texts == [str(i) for i in range(6)] and took >= 0.6
+
+
+@pytest.mark.parametrize("gaps", [(), (0.05, 0.05)], ids=["before-the-first-event", "between"])
+async def test_a_stream_silent_for_timeout_is_an_upstream_timeout(gaps: tuple[float, ...]) -> None:
+    texts, error, took, _ = await timed(stream_of(*gaps, stall=True))
+    assert texts == [str(i) for i in range(len(gaps))]  # what came before still counts
+    assert isinstance(error, UpstreamTimeout)
+    assert error.message == "The upstream of backend 'up' timed out."
+    assert 0.3 <= took - sum(gaps) < 2.0  # from the last read, not later
+
+
+async def test_an_upstream_silent_before_its_headers_is_an_upstream_timeout() -> None:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(5)
+        raise AssertionError("cut before")
+
+    texts, error, took, _ = await timed(handle)
+    assert texts == [] and isinstance(error, UpstreamTimeout)
+    assert error.message == "The upstream of backend 'up' timed out."
+    assert 0.3 <= took < 2.0
+
+
+async def test_a_whole_answer_silent_mid_body_is_an_upstream_timeout() -> None:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"t": ')
+        await asyncio.sleep(5)  # the rest never comes in time
+        return response
+
+    texts, error, took, _ = await timed(handle)
+    assert texts == [] and isinstance(error, UpstreamTimeout)
+    assert error.message == "The upstream of backend 'up' timed out."
+    assert 0.3 <= took < 2.0
+
+
+async def test_a_streamed_answer_arms_no_timer_per_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiohttp's read timer re-armed at every read (``stop_read_timer``) costs a loop
+    timer per chunk; the stream's watchdog shares one timer. Fails if aiohttp stops
+    honouring the protocol's ``read_timeout`` (the saving would be lost, silently)."""
+    loop = asyncio.get_running_loop()
+    armed: list[float] = []
+    call_later = loop.call_later
+
+    def spy(delay: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        armed.append(delay)
+        return call_later(delay, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_later", spy)
+    texts, error, _, _ = await timed(stream_of(*[0.01] * 20), limit=30)
+    assert error is None and len(texts) == 20
+    # aiohttp's read timer: armed once the request is written, and at the headers.
+    assert armed.count(30) <= 2, armed  # one per read before: 22
