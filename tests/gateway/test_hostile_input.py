@@ -445,9 +445,30 @@ def test_sse_oversized_lines_are_a_decode_error_and_nothing_else(
 
 
 class _Content:
+    """aiohttp's ``StreamReader`` as the backends read it (aiohttp 3.x,
+    ``streams.py``): ``read_nowait`` gives what is buffered (here: the first chunk
+    only, so that both ways of reading are taken), ``readany`` waits for the next
+    chunk (``b""`` at the end), ``at_eof`` once all is read; ``iter_any`` and
+    ``read`` as ``read_body`` uses them."""
+
     def __init__(self, chunks: list[bytes]) -> None:
         self._chunks = chunks
         self._rest = b"".join(chunks)
+        self._left = [chunk for chunk in chunks if chunk]  # never b"" before the end
+        self._buffered = True  # the first chunk came with the headers
+
+    def read_nowait(self) -> bytes:
+        if self._buffered and self._left:
+            self._buffered = False
+            return self._left.pop(0)
+        return b""
+
+    def at_eof(self) -> bool:
+        return not self._left
+
+    async def readany(self) -> bytes:
+        await asyncio.sleep(0)
+        return self._left.pop(0) if self._left else b""
 
     async def iter_any(self) -> AsyncIterator[bytes]:
         for chunk in self._chunks:
@@ -463,6 +484,9 @@ class _Content:
 class _Response:
     status = 200
     content_length = None
+    # aiohttp's ClientResponse.connection is None once the connection is released (the
+    # whole body read): no read timer of aiohttp's for ``stop_read_timer`` to turn off.
+    connection = None
 
     def __init__(self, chunks: list[bytes], content_type: str) -> None:
         self.content = _Content(chunks)
