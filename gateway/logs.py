@@ -49,6 +49,7 @@ _STANDARD = frozenset(
 
 
 _PLAIN = frozenset({int, float, bool, type(None)})  # nothing in them to scrub
+Plain = int | float | bool | None
 _EXTRA = "_extra_fields"  # the names RedactFilter found, so the formatter need not look again
 
 
@@ -72,7 +73,8 @@ def _iso(created: float) -> str:
 
     The second and the microseconds are rounded as ``fromtimestamp`` rounds them (the
     fraction to the nearest microsecond, ties to even, which may carry into the next
-    second); the milliseconds are the microseconds' first three digits, as there."""
+    second); the milliseconds are the microseconds' first three digits, as there, their
+    text (and the ``Z``) read from a table."""
     fraction, whole = math.modf(created)
     micros = round(fraction * 1e6)
     if micros >= 1_000_000:
@@ -84,10 +86,12 @@ def _iso(created: float) -> str:
     if _second[0] != second:
         moment = datetime.fromtimestamp(second, UTC).replace(tzinfo=None)
         _second = (second, moment.isoformat(timespec="seconds"))
-    return f"{_second[1]}.{micros // 1000:03d}Z"
+    return _second[1] + _MILLIS[micros // 1000]
 
 
 _second: tuple[int | None, str] = (None, "")  # the second _iso wrote last, as text
+# ".000Z" to ".999Z" made once: a format of three digits costs more than the rest of _iso.
+_MILLIS = tuple(f".{millis:03d}Z" for millis in range(1000))
 
 
 class JsonFormatter(logging.Formatter):
@@ -201,8 +205,17 @@ class LineHandler(logging.StreamHandler[TextIO]):
         """Whether a line may skip the record: JSON, and no filter but the redaction."""
         return type(self.formatter) is JsonFormatter and self.filters == [self.redact]
 
-    def line(self, levelno: int, name: str, message: str, fields: Mapping[str, Any]) -> None:
-        """Hold the JSON line ``JsonFormatter`` would write of this record, redacted."""
+    def line(
+        self,
+        levelno: int,
+        name: str,
+        message: str,
+        fields: Mapping[str, Any],
+        plain: Mapping[str, Plain] | None = None,
+    ) -> None:
+        """Hold the JSON line ``JsonFormatter`` would write of this record, redacted:
+        ``fields``, then ``plain`` (numbers, booleans and None, nothing to scrub, added
+        as they are, in one step)."""
         scrub = self.redact.redactor.scrub
         line: dict[str, Any] = {
             "time": _iso(time.time()),
@@ -223,6 +236,12 @@ class LineHandler(logging.StreamHandler[TextIO]):
                 line[key] = value
             else:
                 line[key] = scrub_value(value)
+        if plain:
+            if line.keys().isdisjoint(plain):
+                line.update(plain)
+            else:
+                for key, value in plain.items():
+                    line.setdefault(key, value)
         held = self._held
         held.append(orjson.dumps(line, default=str).decode())
         if len(held) == 1:
@@ -264,16 +283,21 @@ def log_fields(
     message: str,
     args: tuple[object, ...],
     fields: dict[str, Any],
+    plain: dict[str, Plain] | None = None,
 ) -> None:
-    """``logger.log(level, message, *args, extra=fields)``, the short way when it may be
-    taken (see the module's doc): the same line, written at the end of this turn."""
+    """``logger.log(level, message, *args, extra=fields | plain)``, the short way when it
+    may be taken (see the module's doc): the same line, written at the end of this turn.
+
+    ``plain``, fields after ``fields`` whose values are numbers, booleans or None,
+    holds nothing to redact: the short way adds them to the line as they are, without
+    looking at each."""
     if not logger.isEnabledFor(level):
         return
     handler = _sole_handler(logger)
     if handler is None or level < handler.level or not handler.direct():
-        logger.log(level, message, *args, extra=fields)
+        logger.log(level, message, *args, extra=fields if plain is None else fields | plain)
     else:
-        handler.line(level, logger.name, message % args if args else message, fields)
+        handler.line(level, logger.name, message % args if args else message, fields, plain)
 
 
 def _sole_handler(logger: logging.Logger) -> LineHandler | None:

@@ -202,6 +202,40 @@ def test_log_fields_writes_the_line_the_record_would_at_the_end_of_the_turn(
     assert KEY not in out.getvalue() and ADMIN_TOKEN not in out.getvalue()
 
 
+def test_plain_fields_come_after_the_others_as_the_record_would_write_them(
+    redacted_log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = _only_ours(monkeypatch)
+    logger = logging.getLogger("gateway.requests")
+    plain: dict[str, int | float | bool | None] = {"status": 200, "ms": 1.5, "est": True}
+    logger.info("request %s", "completed", extra=dict(FIELDS) | plain)
+    (by_record,) = redacted_log.getvalue().splitlines()
+    clash: dict[str, int | float | bool | None] = {"message": 1, **plain}  # the line's own
+
+    async def two_lines() -> None:
+        logs.log_fields(logger, logging.INFO, "request %s", ("completed",), dict(FIELDS), plain)
+        logs.log_fields(logger, logging.INFO, "request %s", ("completed",), dict(FIELDS), clash)
+
+    out = io.StringIO()
+    handler.setStream(out)  # type: ignore[attr-defined]
+    asyncio.run(two_lines())
+    first, second = _ours(out.getvalue())
+    assert list(orjson.loads(first)) == list(orjson.loads(by_record))
+    assert _without_time(first) == _without_time(by_record) == _without_time(second)
+    assert KEY not in out.getvalue()
+
+    # Through a record (a second handler): the same fields, in the same order.
+    extra = io.StringIO()
+    other = logging.StreamHandler(extra)
+    other.setFormatter(logs.JsonFormatter())
+    monkeypatch.setattr(logging.getLogger(), "handlers", [handler, other])
+    handler.setStream(out := io.StringIO())  # type: ignore[attr-defined]
+    logs.log_fields(logger, logging.INFO, "request %s", ("completed",), dict(FIELDS), plain)
+    (recorded,) = _ours(out.getvalue())
+    assert list(orjson.loads(recorded)) == list(orjson.loads(by_record))
+    assert _without_time(recorded) == _without_time(by_record)
+
+
 def test_a_record_after_held_lines_comes_after_them(
     redacted_log: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:

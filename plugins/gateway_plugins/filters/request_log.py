@@ -55,7 +55,8 @@ class RequestLog:
         started = time.monotonic()
         first: float | None = None
         usage: Usage | None = None
-        line: dict[str, object] = {"outcome": "abandoned", "status": CLIENT_CLOSED}
+        line: dict[str, object] = {"outcome": "abandoned"}
+        status = CLIENT_CLOSED
         try:
             async for batch in batches:
                 if first is None:
@@ -67,11 +68,11 @@ class RequestLog:
                         usage = event
                     elif isinstance(event, Completed):
                         line = {"outcome": "completed", "finish_reason": event.finish_reason}
-                        line["status"] = 200
+                        status = 200
                     elif isinstance(event, Failed):
                         error = event.error
                         line = {"outcome": "failed", "error": error.code or error.type}
-                        line["status"] = error.status
+                        status = error.status
                 yield batch
         finally:
             if self._log.isEnabledFor(self._level):
@@ -83,6 +84,9 @@ class RequestLog:
                     "backend": ctx.backend,
                     "model": ctx.model,
                     **line,
+                }
+                plain: dict[str, int | float | bool | None] = {  # nothing to redact
+                    "status": status,
                     "input_tokens": usage.input_tokens if usage else 0,
                     "output_tokens": usage.output_tokens if usage else 0,
                     "cached_input_tokens": usage.cached_input_tokens if usage else 0,
@@ -92,7 +96,8 @@ class RequestLog:
                     "first_event_ms": round((first - started) * 1000, 2) if first else None,
                     "duration_ms": round((ended - started) * 1000, 2),
                 }
-                log_fields(self._log, self._level, "request %s", (line["outcome"],), fields)
+                outcome = (line["outcome"],)
+                log_fields(self._log, self._level, "request %s", outcome, fields, plain)
 
 
 PLUGIN = FilterPlugin(options=RequestLogOptions, create=RequestLog)
