@@ -73,8 +73,7 @@ def _iso(created: float) -> str:
 
     The second and the microseconds are rounded as ``fromtimestamp`` rounds them (the
     fraction to the nearest microsecond, ties to even, which may carry into the next
-    second); the milliseconds are the microseconds' first three digits, as there, their
-    text (and the ``Z``) read from a table."""
+    second); the milliseconds are the microseconds' first three digits, as there."""
     fraction, whole = math.modf(created)
     micros = round(fraction * 1e6)
     if micros >= 1_000_000:
@@ -86,12 +85,10 @@ def _iso(created: float) -> str:
     if _second[0] != second:
         moment = datetime.fromtimestamp(second, UTC).replace(tzinfo=None)
         _second = (second, moment.isoformat(timespec="seconds"))
-    return _second[1] + _MILLIS[micros // 1000]
+    return f"{_second[1]}.{micros // 1000:03d}Z"
 
 
 _second: tuple[int | None, str] = (None, "")  # the second _iso wrote last, as text
-# ".000Z" to ".999Z" made once: a format of three digits costs more than the rest of _iso.
-_MILLIS = tuple(f".{millis:03d}Z" for millis in range(1000))
 
 
 class JsonFormatter(logging.Formatter):
