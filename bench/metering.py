@@ -24,7 +24,7 @@ from typing import Any
 from redis import asyncio as aioredis
 
 from gateway.store import ApiKey, Store
-from gateway.store.holds import HoldRecord, Holds
+from gateway.store.holds import Charge, HoldRecord, Holds
 from gateway.store.records import KeyLimits
 from gateway.store.teams import Teams
 
@@ -123,7 +123,7 @@ async def _run(holds: Holds, key: ApiKey, count: int, samples: _Samples) -> None
     for charge_id, record in admitted:
         fields = {"kind": "usage", "request_id": record.request_id, "agent": "bench"}
         started = time.perf_counter()
-        await holds.settle(record, charge_id, 42, 300, fields, route=False)
+        await holds.settle(Charge(record, charge_id, 42, 300, fields, route=False))
         samples.settles.append((time.perf_counter() - started) * 1000)
     after = await _script_usec(holds.redis)
     samples.admit_us += middle - before

@@ -17,7 +17,7 @@ from gateway.metering.health import StoreHealth
 from gateway.metering.hold import Hold
 from gateway.metering.settlement import ledger_fields
 from gateway.settings import MeteringSettings
-from gateway.store.holds import Holds
+from gateway.store.holds import Charge, Holds
 
 log = logging.getLogger("gateway.metering")
 
@@ -99,9 +99,10 @@ class Leases:
             fields = ledger_fields(record, usage, record.backend)
             fields["reaped"] = "1"
             credits = min(record.progress_credits, record.credits)  # never beyond the hold
-            if await self._holds.settle(
+            charge = Charge(
                 record, charge_id, credits, usage.total_tokens, fields, route=True, failed=True
-            ):
+            )
+            if await self._holds.settle(charge):
                 settled += 1
                 if credits and self._alerter is not None:  # as a live settlement checks
                     self._alerter.reaped(record.key_id, record.team)

@@ -18,7 +18,7 @@ from gateway.metering.health import StoreHealth
 from gateway.metering.hold import Hold
 from gateway.metering.pricing import cost
 from gateway.outbox import Outbox, Pending
-from gateway.store.holds import HoldRecord, Holds, float_text
+from gateway.store.holds import Charge, HoldRecord, Holds, float_text
 from gateway.tasks import BackgroundTasks
 
 log = logging.getLogger("gateway.metering")
@@ -63,40 +63,41 @@ class Settlement:
         fields = ledger_fields(hold.record, usage, backend)
         if unbilled:
             fields["unbilled"] = str(unbilled)
+        charge = Charge(
+            hold.record,
+            hold.charge_id,
+            credits,
+            usage.total_tokens,
+            fields,
+            route=hold.route_limited,
+            failed=not hold.tally.completed,
+        )
         if not len(self._outbox):  # else it queues behind the others: settlements stay in order
             # The usual case: queued for the store's next round trip and finished in a
             # callback, without a task and the coroutines of ``_settle``.
-            soon = self._holds.settle_soon(
-                hold.record,
-                hold.charge_id,
-                credits,
-                usage.total_tokens,
-                fields,
-                route=hold.route_limited,
-                failed=not hold.tally.completed,
-            )
+            soon = self._holds.settle_soon(charge)
             if soon is not None:
                 sent, settled = soon
-                sent.add_done_callback(partial(self._sent, hold, usage, fields, settled))
+                sent.add_done_callback(partial(self._sent, hold, usage, charge, settled))
                 self._tasks.track(sent)
                 return
-        self._spawn(hold, usage, fields)
+        self._spawn(hold, usage, charge)
 
     def _sent(
         self,
         hold: Hold,
         usage: Usage,
-        fields: dict[str, str],
+        charge: Charge,
         settled: Callable[[list[Any]], bool],
         sent: asyncio.Future[list[Any]],
     ) -> None:
         if not sent.cancelled() and sent.exception() is None:
             self._written(hold, settled(sent.result()))
         else:  # what the queued write could not do (NOSCRIPT, the store away...), _settle does
-            self._spawn(hold, usage, fields)
+            self._spawn(hold, usage, charge)
 
-    def _spawn(self, hold: Hold, usage: Usage, fields: dict[str, str]) -> None:
-        self._tasks.spawn(self._settle(hold, usage, fields), name=f"settle {hold.charge_id}")
+    def _spawn(self, hold: Hold, usage: Usage, charge: Charge) -> None:
+        self._tasks.spawn(self._settle(hold, usage, charge), name=f"settle {hold.charge_id}")
 
     def _written(self, hold: Hold, now: bool) -> None:
         """The settlement is in Redis (``now``: by this write, not an earlier one)."""
@@ -105,21 +106,11 @@ class Settlement:
             record = hold.record
             self._alerter.settled(record.key_id, record.team, hold.key_limits, hold.team_limits)
 
-    async def _settle(self, hold: Hold, usage: Usage, fields: dict[str, str]) -> None:
+    async def _settle(self, hold: Hold, usage: Usage, charge: Charge) -> None:
         record = hold.record
-        credits = hold.credits or 0
 
         async def write() -> None:
-            now = await self._holds.settle(
-                record,
-                hold.charge_id,
-                credits,
-                usage.total_tokens,
-                fields,
-                route=hold.route_limited,
-                failed=not hold.tally.completed,
-            )
-            self._written(hold, now)
+            self._written(hold, await self._holds.settle(charge))
 
         if not len(self._outbox):
             try:
@@ -132,7 +123,7 @@ class Settlement:
             Pending(
                 hold.charge_id,
                 f"settlement of request {record.request_id} (key {record.key_id}, "
-                f"{credits} credits)",
+                f"{charge.credits} credits)",
                 write,
                 dropped=lambda: self._forget(hold.charge_id),
             )

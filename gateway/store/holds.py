@@ -119,6 +119,21 @@ class HoldRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Charge:
+    """A settlement to write (``Holds.settle``): ``credits`` and ``tokens`` charged once
+    for ``charge_id`` of ``record``'s request, with its ledger ``fields``; the route's
+    hold released too if ``route``; counted as an error if ``failed``."""
+
+    record: HoldRecord
+    charge_id: str
+    credits: int
+    tokens: int
+    fields: dict[str, str]
+    route: bool
+    failed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     """Why an account refused a request: ``reason`` as ``admit.lua`` names it."""
 
@@ -316,39 +331,20 @@ class Holds:
         async with guard():
             await batch.run()
 
-    async def settle(
-        self,
-        record: HoldRecord,
-        charge_id: str,
-        credits: int,
-        tokens: int,
-        fields: dict[str, str],
-        *,
-        route: bool,
-        failed: bool = False,
-    ) -> bool:
-        """Charge ``credits`` once for this charge id, release the holds; False if done before.
+    async def settle(self, charge: Charge) -> bool:
+        """Charge ``charge.credits`` once for its charge id, release the holds; False if
+        done before.
 
         The key's aggregates (exact, in the same script) and the gateway's (best-effort,
         ``gateway_totals``) count the request, and an error if it ``failed``.
         """
-        batch, settled = self._settlement(
-            record, charge_id, credits, tokens, fields, route=route, failed=failed
-        )
+        batch, settled = self._settlement(charge)
         async with guard():
             results = await batch.run()
         return settled(results)
 
     def settle_soon(
-        self,
-        record: HoldRecord,
-        charge_id: str,
-        credits: int,
-        tokens: int,
-        fields: dict[str, str],
-        *,
-        route: bool,
-        failed: bool = False,
+        self, charge: Charge
     ) -> tuple[asyncio.Future[list[Any]], Callable[[list[Any]], bool]] | None:
         """``settle``'s commands queued for the pipeliner's next round trip, without a
         task or a coroutine of their own: the future of their replies, and what turns
@@ -359,23 +355,13 @@ class Holds:
         Redis Cluster (no pipeliner)."""
         if self._pipeliner is None:
             return None
-        batch, settled = self._settlement(
-            record, charge_id, credits, tokens, fields, route=route, failed=failed
-        )
+        batch, settled = self._settlement(charge)
         return batch.submit(self._pipeliner), settled
 
-    def _settlement(
-        self,
-        record: HoldRecord,
-        charge_id: str,
-        credits: int,
-        tokens: int,
-        fields: dict[str, str],
-        *,
-        route: bool,
-        failed: bool,
-    ) -> tuple[_Batch, Callable[[list[Any]], bool]]:
+    def _settlement(self, charge: Charge) -> tuple[_Batch, Callable[[list[Any]], bool]]:
         """A settlement's commands, and what makes its answer of their replies."""
+        record, charge_id, fields = charge.record, charge.charge_id, charge.fields
+        credits, tokens, failed = charge.credits, charge.tokens, charge.failed
         key_id, account = record.key_id, record.account
         window = window_of(record.started_at)
         now = time.time()  # spend counts on the day (and hour) it is settled
@@ -406,7 +392,7 @@ class Holds:
         ]
         batch = self._batch(defer=True)  # the answer has gone out: nobody waits on this
         batch.add(_script_step(script, keys, args))
-        if route:
+        if charge.route:
             route_keys = _release_keys(schema.route_account(record.agent), window)
             batch.add(_script_step(self._release, route_keys, [charge_id, tokens, "0"]))
         member = _lease_member(account, charge_id)

@@ -30,7 +30,7 @@ from gateway.metering.tally import Tally
 from gateway.route import Route, RouteLimits
 from gateway.settings import MeteringSettings
 from gateway.store import ApiKey, Store, pipelining, schema
-from gateway.store.holds import Holds
+from gateway.store.holds import Charge, Holds
 from gateway.store.records import KeyLimits, LedgerEntry
 from gateway.tasks import BackgroundTasks
 from gateway.tokens import estimate_input, reserve_input
@@ -775,7 +775,7 @@ async def test_renew_skips_settled_holds_and_never_resurrects_them(fake_store: S
     key = await new_key(fake_store, 10_000)
     hold = await m.admit(invocation(), key, route(), "r")
     settled_elsewhere = dataclasses.replace(hold.record)
-    reaped = await m._holds.settle(settled_elsewhere, hold.charge_id, 1, 1, {}, route=False)
+    reaped = await m._holds.settle(Charge(settled_elsewhere, hold.charge_id, 1, 1, {}, route=False))
     assert reaped
     await m.renew()
     assert await fake_store.redis.hget(schema.holds(key.id), hold.charge_id) is None

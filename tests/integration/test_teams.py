@@ -18,7 +18,7 @@ from redis import asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.store import Store, aggregates, schema
-from gateway.store.holds import HoldRecord, Holds
+from gateway.store.holds import Charge, HoldRecord, Holds
 from gateway.store.records import ApiKey, KeyLimits, Team
 from gateway.store.teams import Teams
 from tests.integration.processes import GatewayProcess, StartProcess
@@ -235,7 +235,7 @@ async def _spend(world: World, key: ApiKey, credits: int) -> None:
     await holds.admit(charge, held, key.limits, True, None, key.team_limits)
     fields = {"kind": "usage", "request_id": held.request_id, "agent": "echo",
               "input_tokens": "7", "output_tokens": "3"}  # fmt: skip
-    assert await holds.settle(held, charge, credits, 10, fields, route=False)
+    assert await holds.settle(Charge(held, charge, credits, 10, fields, route=False))
 
 
 async def test_a_keys_aggregates_count_its_spend_alone_and_in_every_team_it_was_in(

@@ -10,7 +10,7 @@ from redis import asyncio as aioredis
 
 from gateway.errors import ServiceUnavailable
 from gateway.store import Store, aggregates, schema
-from gateway.store.holds import HoldRecord, Holds
+from gateway.store.holds import Charge, HoldRecord, Holds
 
 
 def record(key_id: str, agent: str = "echo", credits: int = 1000) -> HoldRecord:
@@ -34,8 +34,8 @@ async def settle(
     holds: Holds, key_id: str, charge: str, agent: str, credits: int, *, failed: bool = False
 ) -> bool:
     return await holds.settle(
-        record(key_id, agent), charge, credits, 30, fields(agent, 10, 20), route=False,
-        failed=failed,
+        Charge(record(key_id, agent), charge, credits, 30, fields(agent, 10, 20), route=False,
+               failed=failed)
     )  # fmt: skip
 
 
@@ -90,7 +90,7 @@ async def test_the_real_redis_agrees_and_a_bad_count_writes_nothing(
     holds = Holds(redis_client)
     bad = fields("echo", 10, 20) | {"output_tokens": "1e99"}
     with pytest.raises(ServiceUnavailable):  # the script's error reply
-        await holds.settle(record(key.id), "c1", 5, 30, bad, route=False)
+        await holds.settle(Charge(record(key.id), "c1", 5, 30, bad, route=False))
     assert await store.balance(key.id) == 1000  # refused before anything was written
     assert await settle(holds, key.id, "c2", "echo", 7)
     read = await aggregates.read(redis_client, key.id, "day", 1)

@@ -10,7 +10,7 @@ from redis import asyncio as aioredis
 
 from gateway.store import Store, schema
 from gateway.store.alerts import Alerts, watched
-from gateway.store.holds import HoldRecord, Holds
+from gateway.store.holds import Charge, HoldRecord, Holds
 from gateway.store.records import ApiKey, KeyLimits
 from gateway.store.teams import Teams
 
@@ -24,7 +24,7 @@ async def spend(holds: Holds, key: ApiKey, credits: int) -> None:
                         team=key.team, key_budget=budget)  # fmt: skip
     charge = uuid.uuid4().hex
     await holds.admit(charge, record, key.limits, True, None, key.team_limits)
-    await holds.settle(record, charge, credits, 10, {"kind": "usage"}, route=False)
+    await holds.settle(Charge(record, charge, credits, 10, {"kind": "usage"}, route=False))
 
 
 async def check(alerts: Alerts, key: ApiKey) -> list[tuple[str, str, str, float]]:

@@ -19,7 +19,7 @@ from redis import asyncio as aioredis
 from gateway.errors import ServiceUnavailable
 from gateway.store import Store, schema
 from gateway.store import holds as holds_module
-from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal, window_of
+from gateway.store.holds import Admitted, Charge, HoldRecord, Holds, Refusal, window_of
 from gateway.store.records import KeyLimits
 
 ROUTE = schema.route_account("echo")
@@ -154,7 +154,7 @@ async def test_admit_limits_concurrency(fake_store: Store) -> None:
     _, c = await admit(holds, record(key, credits=1), limits)
     assert refused(c, "concurrency") == Refusal("concurrency", 2, 2)
     assert await fake_store.held(key) == 2
-    await holds.settle(record(key, credits=1), first, 1, 50, fields(), route=False)
+    await holds.settle(Charge(record(key, credits=1), first, 1, 50, fields(), route=False))
     _, d = await admit(holds, record(key, credits=1), limits)
     assert isinstance(d, Admitted)
 
@@ -198,7 +198,7 @@ async def test_admit_daily_budget_counts_spend_and_holds(fake_store: Store) -> N
     assert isinstance(a, Admitted)
     _, b = await admit(holds, record(key, credits=201), limits)  # 300 held + 201 > 500
     assert refused(b, "daily_budget") == Refusal("daily_budget", 0, 500)
-    assert await holds.settle(rec, first, 250, 50, fields(), route=False)
+    assert await holds.settle(Charge(rec, first, 250, 50, fields(), route=False))
     _, c = await admit(holds, record(key, credits=251), limits)  # 250 spent + 251 > 500
     assert refused(c, "daily_budget") == Refusal("daily_budget", 250, 500)
     _, d = await admit(holds, record(key, credits=250), limits)
@@ -212,7 +212,7 @@ async def test_admit_monthly_budget(fake_store: Store) -> None:
     limits = KeyLimits(daily_budget=1_000, monthly_budget=400)
     rec = record(key, credits=300)
     first, _ = await admit(holds, rec, limits)
-    assert await holds.settle(rec, first, 300, 50, fields(), route=False)
+    assert await holds.settle(Charge(rec, first, 300, 50, fields(), route=False))
     _, b = await admit(holds, record(key, credits=101), limits)
     assert refused(b, "monthly_budget") == Refusal("monthly_budget", 300, 400)
     _, c = await admit(holds, record(key, credits=100), limits)
@@ -268,7 +268,7 @@ async def test_route_limits_are_shared_by_keys(fake_store: Store) -> None:
     refusal = refused(no, "tokens")
     assert (refusal.current, refusal.limit) == (70, 100)
     # Settling corrects the route's window too: 70 reserved, 20 used.
-    assert await holds.settle(record(a, tokens=70), first, 5, 20, fields(), route=True)
+    assert await holds.settle(Charge(record(a, tokens=70), first, 5, 20, fields(), route=True))
     assert await fake_store.held(ROUTE) == 0 and await holds_of(fake_store, ROUTE) == {}
     window = window_of(time.time())
     assert await counter(fake_store, schema.tokens_window(ROUTE, window)) == 20
@@ -284,7 +284,7 @@ async def test_settle_charges_releases_and_writes_the_ledger(fake_store: Store) 
     holds = Holds(fake_store.redis)
     rec = record(key, credits=300, tokens=80)
     charge, _ = await admit(holds, rec)
-    assert await holds.settle(rec, charge, 123, 33, fields(), route=False)
+    assert await holds.settle(Charge(rec, charge, 123, 33, fields(), route=False))
     assert await fake_store.balance(key) == 877
     assert await fake_store.held(key) == 0
     assert await holds_of(fake_store, key) == {}
@@ -306,13 +306,13 @@ async def test_settle_is_idempotent_per_charge_id(fake_store: Store) -> None:
     charge, _ = await admit(holds, rec)
     _, other = await admit(holds, record(key, credits=100))
     assert isinstance(other, Admitted)
-    assert await holds.settle(rec, charge, 50, 10, fields(), route=True)
+    assert await holds.settle(Charge(rec, charge, 50, 10, fields(), route=True))
     before = (
         await fake_store.balance(key),
         await fake_store.held(key),
         await fake_store.ledger(key),
     )
-    assert not await holds.settle(rec, charge, 70, 10, fields(), route=True)
+    assert not await holds.settle(Charge(rec, charge, 70, 10, fields(), route=True))
     after = (
         await fake_store.balance(key),
         await fake_store.held(key),
@@ -329,14 +329,16 @@ async def test_settle_corrects_the_window_and_counts_spend(fake_store: Store) ->
     rec = record(key, credits=300, tokens=80)
     charge, _ = await admit(holds, rec)
     assert await counter(fake_store, schema.tokens_window(key, window)) == 80
-    await holds.settle(rec, charge, 40, 25, fields(), route=False)
+    await holds.settle(Charge(rec, charge, 40, 25, fields(), route=False))
     assert await counter(fake_store, schema.tokens_window(key, window)) == 25
     day, month = time.strftime("%Y%m%d", time.gmtime()), time.strftime("%Y%m", time.gmtime())
     assert await counter(fake_store, schema.spend_day(key, day)) == 40
     assert await counter(fake_store, schema.spend_month(key, month)) == 40
     rec2 = record(key, credits=10, tokens=5)
     charge2, _ = await admit(holds, rec2)
-    await holds.settle(rec2, charge2, 7, 9, fields(), route=False)  # more tokens than reserved
+    await holds.settle(
+        Charge(rec2, charge2, 7, 9, fields(), route=False)
+    )  # more tokens than reserved
     assert await counter(fake_store, schema.tokens_window(key, window)) == 25 + 9
     assert await counter(fake_store, schema.spend_day(key, day)) == 47
     assert await counter(fake_store, schema.spend_month(key, month)) == 47
@@ -347,7 +349,7 @@ async def test_a_settlement_that_cost_nothing_only_releases(fake_store: Store) -
     holds = Holds(fake_store.redis)
     rec = record(key, credits=300)
     charge, _ = await admit(holds, rec)
-    assert await holds.settle(rec, charge, 0, 0, fields(), route=False)
+    assert await holds.settle(Charge(rec, charge, 0, 0, fields(), route=False))
     assert await fake_store.held(key) == 0 and await holds_of(fake_store, key) == {}
     assert await fake_store.balance(key) == 1_000
     assert [e.kind for e in await fake_store.ledger(key)] == ["credit"]
@@ -373,7 +375,7 @@ async def test_the_ledger_entry_keeps_its_fields_byte_for_byte_in_order(
     rec = record(key, credits=300)
     charge, _ = await admit(holds, rec)
     sent = fields(**ODD_VALUES, unbilled="5")
-    assert await holds.settle(rec, charge, 123, 33, sent, route=False)
+    assert await holds.settle(Charge(rec, charge, 123, 33, sent, route=False))
     r: Any = store.redis
     [(_, entry)] = await r.xrevrange(schema.ledger(key), count=1)
     expected = [*chain.from_iterable(sent.items()), "amount", "-123", "held", "300"]
@@ -400,7 +402,7 @@ async def test_malformed_ledger_fields_are_refused_before_anything_is_written(
     holds_module.ledger_argument = lambda fields: fields_json.encode()  # type: ignore[assignment]
     try:
         with pytest.raises(ServiceUnavailable):
-            await holds.settle(rec, charge, 123, 33, fields(), route=False)
+            await holds.settle(Charge(rec, charge, 123, 33, fields(), route=False))
     finally:
         holds_module.ledger_argument = original
     assert await store.balance(key) == 1_000 and await store.held(key) == 300
@@ -424,9 +426,11 @@ async def test_the_ledger_sums_to_the_balance_change(fake_store: Store) -> None:
         else:
             charge, rec = open_.pop(rng.randrange(len(open_)))
             charged = rng.randint(0, rec.credits)
-            await holds.settle(rec, charge, charged, rng.randint(0, 60), fields(), route=False)
+            await holds.settle(
+                Charge(rec, charge, charged, rng.randint(0, 60), fields(), route=False)
+            )
             if step % 3 == 0:  # a repeated settlement changes nothing
-                assert not await holds.settle(rec, charge, 1, 1, fields(), route=False)
+                assert not await holds.settle(Charge(rec, charge, 1, 1, fields(), route=False))
         balance = await fake_store.balance(key)
         assert balance >= 0
         assert await fake_store.held(key) == sum(rec.credits for _, rec in open_)
@@ -456,7 +460,7 @@ async def test_renew_never_resurrects_a_settled_hold(fake_store: Store) -> None:
     holds = Holds(fake_store.redis)
     rec = record(key, lease=-1)
     charge, _ = await admit(holds, rec)
-    await holds.settle(rec, charge, 5, 5, fields(), route=False)
+    await holds.settle(Charge(rec, charge, 5, 5, fields(), route=False))
     await holds.renew([(charge, rec)])
     assert await holds_of(fake_store, key) == {}
     assert await fake_store.held(key) == 0
@@ -491,7 +495,7 @@ async def test_a_settled_request_stays_counted_in_its_window(fake_store: Store) 
     rec = record(key, credits=10)
     charge, ok = await admit(holds, rec, limits, route=route)
     assert isinstance(ok, Admitted)
-    assert await holds.settle(rec, charge, 5, 20, fields(), route=True)
+    assert await holds.settle(Charge(rec, charge, 5, 20, fields(), route=True))
     window = window_of(rec.started_at)
     assert await counter(fake_store, schema.requests_window(key, window)) == 1
     assert await counter(fake_store, schema.requests_window(ROUTE, window)) == 1

@@ -16,7 +16,7 @@ from gateway.metering import Meter
 from gateway.route import Route
 from gateway.settings import MeteringSettings
 from gateway.store import Store, schema
-from gateway.store.holds import Admitted, HoldRecord, Holds
+from gateway.store.holds import Admitted, Charge, HoldRecord, Holds
 from gateway.tasks import BackgroundTasks
 from tests.conftest import invocation
 from tests.gateway.factories import batches, collect, pricing
@@ -72,10 +72,10 @@ async def test_settle_refuses_an_out_of_range_amount_whole(store: Store) -> None
     record = HoldRecord(500, 10, now + 30, "req", key.id, "echo", "", now)
     assert isinstance(await holds.admit("charge", record, key.limits, True, None), Admitted)
     with pytest.raises(ServiceUnavailable):
-        await holds.settle(record, "charge", 10**17, 10, {"kind": "usage"}, route=False)
+        await holds.settle(Charge(record, "charge", 10**17, 10, {"kind": "usage"}, route=False))
     assert await store.redis.exists(schema.entry_marker(key.id, "charge")) == 0
     assert await store.held(key.id) == 500  # the hold is still there, to be settled right
-    assert await holds.settle(record, "charge", 400, 10, {"kind": "usage"}, route=False)
+    assert await holds.settle(Charge(record, "charge", 400, 10, {"kind": "usage"}, route=False))
     assert await store.balance(key.id) == 600 and await store.held(key.id) == 0
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.store import ApiKey, Store, schema
-from gateway.store.holds import HoldRecord, Holds
+from gateway.store.holds import Charge, HoldRecord, Holds
 from gateway.store.ledger_export import (
     CLOCK_SLACK_MS,
     CSV_COLUMNS,
@@ -208,7 +208,7 @@ async def test_a_keys_entries_follow_it_into_and_out_of_teams(redis_client: Any)
         charge = uuid.uuid4().hex
         await holds.admit(charge, held, of.limits, True, None, of.team_limits)
         fields = {"kind": "usage", "request_id": held.request_id, "agent": "echo"}
-        await holds.settle(held, charge, credits, 10, fields, route=False)
+        await holds.settle(Charge(held, charge, credits, 10, fields, route=False))
 
     await spend(key, 1)
     await teams.move(key.id, team.id, wait=0)

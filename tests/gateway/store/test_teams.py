@@ -14,7 +14,7 @@ from redis import asyncio as aioredis
 
 from gateway.errors import InvalidRequest, NotFound
 from gateway.store import Store, schema
-from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal, window_of
+from gateway.store.holds import Admitted, Charge, HoldRecord, Holds, Refusal, window_of
 from gateway.store.records import ApiKey, KeyLimits
 from gateway.store.teams import Teams
 
@@ -43,7 +43,7 @@ async def admit(holds: Holds, key: ApiKey, credits: int = 100) -> tuple[str, Hol
 
 async def settle(holds: Holds, held: HoldRecord, charge_id: str, credits: int) -> bool:
     fields = {"kind": "usage", "request_id": held.request_id, "agent": "echo"}
-    return await holds.settle(held, charge_id, credits, 40, fields, route=False)
+    return await holds.settle(Charge(held, charge_id, credits, 40, fields, route=False))
 
 
 @pytest.fixture
