@@ -118,6 +118,7 @@ class HoldRecord:
         return cls(int(credits), int(tokens), float(lease), **orjson.loads(rest))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Charge:
     """A settlement to write (``Holds.settle``): ``credits`` and ``tokens`` charged once
