@@ -9,7 +9,9 @@ counts the instructions each executes per request, scenario by scenario:
 - ``ns-c1``: 300 non-streaming requests at concurrency 1,
 - ``ns-c4``: 300 non-streaming requests at concurrency 4,
 - ``s20-c4``: 300 streams of 20 chunks at concurrency 4,
-- ``s1000-c1``: 30 streams of 1,000 chunks at concurrency 1.
+- ``s1000-c1``: 30 streams of 1,000 chunks at concurrency 1,
+- ``t20-c4``: 300 streams of 20 chunks at concurrency 4 whose frames come 5 ms apart,
+  as a model's tokens do: one read per chunk (``s20-c4``'s come in a few reads).
 
 Counting is off while a gateway starts and warms up (a few requests of the scenario),
 on for exactly the scenario's requests, then dumped and read back. The two gateways
@@ -73,9 +75,12 @@ class Scenario:
     concurrency: int
     requests: int
     warmup: int
+    trickle: bool = False
 
     def model(self, floor: bool) -> str:
         """The gateway's agent, or the upstream's model for the floor (which forwards)."""
+        if self.trickle:
+            return p.TRICKLE_MODEL if floor else "bench-trickle"
         if self.chunks == LONG_CHUNKS:
             return f"mock-chunks-{LONG_CHUNKS}" if floor else "bench-long"
         return "mock" if floor else "bench"
@@ -87,6 +92,7 @@ def scenarios(requests: int, long_requests: int) -> list[Scenario]:
         Scenario("ns-c4", False, 0, 4, requests, 20),
         Scenario("s20-c4", True, CHUNKS, 4, requests, 20),
         Scenario("s1000-c1", True, LONG_CHUNKS, 1, long_requests, 3),
+        Scenario("t20-c4", True, CHUNKS, 4, requests, 8, trickle=True),
     ]
 
 
@@ -126,7 +132,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=300, help="per short scenario")
     parser.add_argument("--long-requests", type=int, default=30, help="1,000-chunk streams")
     parser.add_argument(
-        "--only", default="", help="comma-separated scenarios (ns-c1,ns-c4,s20-c4,s1000-c1)"
+        "--only", default="", help="comma-separated scenarios (ns-c1,ns-c4,s20-c4,s1000-c1,t20-c4)"
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="counts per scenario and gateway (median kept)"
@@ -276,6 +282,8 @@ async def _load(subject: Subject, sc: Scenario, count: int) -> None:
 
 
 def _kind(sc: Scenario) -> str:
+    if sc.trickle:
+        return f"trickle{sc.chunks}"
     return f"stream{sc.chunks}" if sc.stream else "completion"
 
 

@@ -14,6 +14,10 @@ and a content chunk at once, then one content chunk every MS milliseconds until 
 ``HOLD_TOKENS`` however long the stream was held, so that each costs the same).
 ``GET /v1/mock/held`` says how many streams are held.
 
+A model named ``mock-trickle-<MS>`` streams the default number of content chunks
+MS milliseconds apart, as a model's tokens come: each frame reaches the gateway
+in a read of its own.
+
 Faults, for the soak test (``bench/soak.py``): the model ``mock-fail`` gets a 500,
 ``mock-hang`` an answer 5 s late, and ``mock-cut`` a stream whose
 connection is cut after its first frames.
@@ -33,6 +37,7 @@ WORD = "tok "
 CREATED = 1_700_000_000
 CHUNKS_PREFIX = "mock-chunks-"
 HOLD_PREFIX = "mock-hold-"
+TRICKLE_PREFIX = "mock-trickle-"
 HOLD_TOKENS = 5
 
 _Key = tuple[str, int, bool]
@@ -49,8 +54,17 @@ def chunk_count(model: str, default: int) -> int:
 
 def hold_interval(model: str) -> float | None:
     """Seconds between chunks of a held stream (``mock-hold-<MS>``), else None."""
-    if model.startswith(HOLD_PREFIX):
-        tail = model[len(HOLD_PREFIX) :]
+    return _milliseconds(model, HOLD_PREFIX)
+
+
+def trickle_interval(model: str) -> float | None:
+    """Seconds between the frames of a trickled stream (``mock-trickle-<MS>``), else None."""
+    return _milliseconds(model, TRICKLE_PREFIX)
+
+
+def _milliseconds(model: str, prefix: str) -> float | None:
+    if model.startswith(prefix):
+        tail = model[len(prefix) :]
         if tail.isdigit():
             return int(tail) / 1000
     return None
@@ -143,7 +157,10 @@ class MockUpstream:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        for frame in frames:
+        pause = trickle_interval(model)
+        for i, frame in enumerate(frames):
+            if pause is not None and i:
+                await asyncio.sleep(pause)
             await response.write(frame)
         await response.write_eof()
         return response

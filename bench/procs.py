@@ -28,6 +28,9 @@ from typing import IO, Any
 DEMO_KEY = re.compile(r"Demo key \([^)]*\): (\S+)")
 PRICE_INPUT = 0.15
 PRICE_OUTPUT = 0.6
+# The upstream model of the agent ``bench-trickle``: a stream whose frames come 5 ms
+# apart (``bench.mock_upstream``), each in a read of its own, even under callgrind.
+TRICKLE_MODEL = "mock-trickle-5"
 
 
 class BenchError(RuntimeError):
@@ -283,6 +286,10 @@ routes:
   bench-long:
     backend: mock
     model: mock-chunks-{long_chunks}
+    pricing: {pricing}
+  bench-trickle:
+    backend: mock
+    model: {TRICKLE_MODEL}
     pricing: {pricing}
 """
     for agent, model in (more_routes or {}).items():
