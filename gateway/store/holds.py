@@ -146,6 +146,7 @@ class Refusal:
     whose: str = "key"  # "key", or "team" for a limit or the balance of the key's team
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Admitted:
     balance: int  # settled credits at admission
