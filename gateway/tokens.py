@@ -27,6 +27,7 @@ from gateway.invocation import (
     ImagePart,
     InputItem,
     Message,
+    TextPart,
 )
 
 ASCII_PER_TOKEN = 4
@@ -74,8 +75,13 @@ def input_tokens(invocation: AgentInvocation) -> tuple[int, int]:
         reserve += RESERVE_ITEM
         estimate += MESSAGE_OVERHEAD
         if isinstance(item, Message):
-            media = sum(isinstance(part, ImagePart | FilePart) for part in item.content)
-            reserve += RESERVE_MEDIA * media
+            content = item.content
+            if len(content) == 1 and type(content[0]) is TextPart:  # most messages
+                text = content[0].text
+                estimate += estimate_text(text)
+                size += _utf8_size(text)
+                continue
+            reserve += RESERVE_MEDIA * sum(isinstance(part, _MEDIA) for part in content)
         for text in _texts(item):
             estimate += estimate_text(text)
             size += _utf8_size(text)
@@ -85,6 +91,9 @@ def input_tokens(invocation: AgentInvocation) -> tuple[int, int]:
             estimate += estimate_text(text)
             size += _utf8_size(text)
     return reserve + -(-size // 2), estimate
+
+
+_MEDIA = (ImagePart, FilePart)
 
 
 def _utf8_size(text: str) -> int:

@@ -41,6 +41,15 @@ def tokens_cost(
 def sane(usage: Usage) -> Usage:
     """An upstream's usage made consistent: every count within ``[0, MAX_TOKENS]``, input
     covering its cached and written parts, output covering its reasoning."""
+    cached, written = usage.cached_input_tokens, usage.cache_write_tokens
+    reasoning, output = usage.reasoning_tokens, usage.output_tokens
+    if (
+        cached >= 0
+        and written >= 0
+        and cached + written <= usage.input_tokens <= amounts.MAX_TOKENS
+        and 0 <= reasoning <= output <= amounts.MAX_TOKENS
+    ):  # consistent already (most usages): every count below is the same
+        return usage
     clamp = amounts.tokens
     input_tokens = clamp(
         max(usage.input_tokens, usage.cached_input_tokens + usage.cache_write_tokens)

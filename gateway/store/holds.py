@@ -28,6 +28,7 @@ from gateway.store import schema
 from gateway.store.gateway_totals import GatewayTotals
 from gateway.store.pipelining import Command, Pipeliner
 from gateway.store.records import KeyLimits
+from gateway.store.resp import Arg, Run, bulk, bulk_string
 from gateway.store.store import DAY_AGGREGATE_TTL, ENTRY_MARKER_TTL, guard, load_script
 from gateway.typed import fast_init
 
@@ -145,6 +146,7 @@ class Refusal:
     whose: str = "key"  # "key", or "team" for a limit or the balance of the key's team
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Admitted:
     balance: int  # settled credits at admission
@@ -232,26 +234,14 @@ class Holds:
         limits: KeyLimits,
         check_money: bool,
     ) -> Command:
+        """``lua/admit.lua`` for ``account``: its SHA and keys, the request's own
+        arguments, then the account's limits (``_admit_limits``)."""
         at = record.started_at
-        keys = _admit_keys(account, window_of(at), int(at // 86400))
-        return (
-            "EVALSHA",
-            self._admit.sha,
-            len(keys),
-            *keys,
-            charge_id,
-            # An account that holds no money (a route) records a hold of 0 credits.
-            (record if check_money else replace(record, credits=0)).encode(),
-            record.credits if check_money else 0,
-            record.tokens,
-            "1" if check_money else "0",
-            limits.rpm,
-            limits.tpm,
-            limits.max_concurrent,
-            limits.daily_budget,
-            limits.monthly_budget,
-            _WINDOW_TTL,
-        )
+        head = _admit_head(self._admit.sha, account, window_of(at), int(at // 86400))
+        # An account that holds no money (a route) records a hold of 0 credits.
+        held = record if check_money else replace(record, credits=0)
+        own = (charge_id, held.encode(), held.credits, record.tokens)
+        return self._script_command(head, own, _admit_limits(check_money, limits))
 
     def _admit_team_step(
         self,
@@ -261,16 +251,25 @@ class Holds:
         team_limits: KeyLimits,
         check_money: bool,
     ) -> Command:
+        """``lua/admit_team.lua``: as ``_admit_step``, with the team's limits and then
+        the key's."""
         at = record.started_at
-        keys = _admit_team_keys(record.team, record.key_id, window_of(at), int(at // 86400))
+        head = _admit_team_head(
+            self._admit_team.sha, record.team, record.key_id, window_of(at), int(at // 86400)
+        )
         held = record if check_money else replace(record, credits=0)
-        args: list[str | int] = [charge_id, held.encode(), held.credits, record.tokens]
-        args.append("1" if check_money else "0")
-        for limits in (team_limits, key_limits):
-            args += [limits.rpm, limits.tpm, limits.max_concurrent]
-            args += [limits.daily_budget, limits.monthly_budget]
-        args.append(_WINDOW_TTL)
-        return _script_step(self._admit_team, keys, args)
+        own = (charge_id, held.encode(), held.credits, record.tokens)
+        return self._script_command(
+            head, own, _admit_team_limits(check_money, team_limits, key_limits)
+        )
+
+    def _script_command(self, head: Run, own: tuple[Arg, ...], tail: Run) -> Command:
+        """A script's command of the arguments that ``head`` and ``tail`` hold, packed
+        once, and of the request's ``own`` between them: packed here for the pipeliner
+        (only ``own`` packed now), as they are for Redis Cluster's client."""
+        if self._pipeliner is None:
+            return (*head.args, *own, *tail.args)
+        return b"".join((head.resp, bulk(own), tail.resp))
 
     async def admit(
         self,
@@ -368,31 +367,32 @@ class Holds:
         now = time.time()  # spend counts on the day (and hour) it is settled
         hour, day_number = aggregate_hour(now), int(now // 86400)
         day = _day_and_month(day_number)[0]
-        script = self._settle
         if record.team:  # the team's ledger names the key; the key's own caps count it too
-            script = self._settle_team
-            head, tail = _settle_team_keys(
-                record.team, key_id, window, hour, day_number, record.key_budget
+            head, tail = _settle_team_runs(
+                self._settle_team.sha,
+                record.team,
+                key_id,
+                window,
+                hour,
+                day_number,
+                record.key_budget,
             )
             fields = {**fields, "key_id": key_id}
         else:
-            head, tail = _settle_keys(account, window, hour, day_number)
+            head, tail = _settle_runs(self._settle.sha, account, window, hour, day_number)
         # KEYS[5], the charge's idempotency marker, is the one key made per request.
-        keys = [*head, schema.entry_marker(account, charge_id), *tail]
-        args: list[str | int | bytes] = [
-            charge_id,
-            credits,
-            tokens,
-            _ENTRY_MARKER_TTL,
-            _SPEND_TTL,
-            "1" if credits or tokens else "0",  # a ledger entry only for a cost
-            "1" if failed else "0",
-            _HOUR_AGGREGATE_TTL,
-            _DAY_AGGREGATE_TTL,
-            ledger_argument(fields),
-        ]
+        marker = schema.entry_marker(account, charge_id)
+        # A ledger entry only for a cost; the request counted as an error if it failed.
+        flags = _SETTLE_FLAGS[bool(credits or tokens), failed]
+        ledger = ledger_argument(fields)
+        own = (charge_id, credits, tokens)
         batch = self._batch(defer=True)  # the answer has gone out: nobody waits on this
-        batch.add(_script_step(script, keys, args))
+        if self._pipeliner is None:  # Redis Cluster's client packs its own commands
+            batch.add((*head.args, marker, *tail.args, *own, *flags.args, ledger))
+        else:  # head's, tail's and flags' arguments packed once; the request's now
+            marker_resp, ledger_resp = bulk_string(marker), bulk_string(ledger)
+            parts = (head.resp, marker_resp, tail.resp, bulk(own), flags.resp, ledger_resp)
+            batch.add(b"".join(parts))
         if charge.route:
             route_keys = _release_keys(schema.route_account(record.agent), window)
             batch.add(_script_step(self._release, route_keys, [charge_id, tokens, "0"]))
@@ -548,6 +548,86 @@ def _settle_team_keys(
             schema.member(team, key_id, f"spend:m:{month}"),
         )
     return head, tail
+
+
+@functools.lru_cache(maxsize=1024)
+def _admit_head(sha: str, account: str, window: int, day: int) -> Run:
+    """``lua/admit.lua``'s command up to its ARGV: its SHA and ``_admit_keys``."""
+    keys = _admit_keys(account, window, day)
+    return Run.first(3 + len(keys) + _ADMIT_ARGS, "EVALSHA", sha, len(keys), *keys)
+
+
+@functools.lru_cache(maxsize=1024)
+def _admit_team_head(sha: str, team: str, key_id: str, window: int, day: int) -> Run:
+    """``lua/admit_team.lua``'s command up to its ARGV: its SHA and ``_admit_team_keys``."""
+    keys = _admit_team_keys(team, key_id, window, day)
+    return Run.first(3 + len(keys) + _ADMIT_TEAM_ARGS, "EVALSHA", sha, len(keys), *keys)
+
+
+_ADMIT_ARGS = 11  # lua/admit.lua's ARGV: the request's 4, then ``_admit_limits``
+_ADMIT_TEAM_ARGS = 16  # lua/admit_team.lua's: the request's 4, then ``_admit_team_limits``
+
+
+@functools.lru_cache(maxsize=1024)
+def _admit_limits(check_money: bool, limits: KeyLimits) -> Run:
+    """``lua/admit.lua``'s ARGV[5..11]: whether to check money, ``limits``, the window's TTL."""
+    return Run.of("1" if check_money else "0", *_limit_args(limits), _WINDOW_TTL)
+
+
+@functools.lru_cache(maxsize=1024)
+def _admit_team_limits(check_money: bool, team_limits: KeyLimits, key_limits: KeyLimits) -> Run:
+    """``lua/admit_team.lua``'s ARGV[5..16]: as ``_admit_limits``, the team's limits then
+    the key's."""
+    check = "1" if check_money else "0"
+    return Run.of(check, *_limit_args(team_limits), *_limit_args(key_limits), _WINDOW_TTL)
+
+
+def _limit_args(limits: KeyLimits) -> tuple[int, ...]:
+    return (
+        limits.rpm,
+        limits.tpm,
+        limits.max_concurrent,
+        limits.daily_budget,
+        limits.monthly_budget,
+    )
+
+
+_SETTLE_ARGS = 10  # lua/settle.lua's and lua/settle_team.lua's ARGV
+
+
+@functools.lru_cache(maxsize=1024)
+def _settle_runs(sha: str, account: str, window: int, hour: str, day: int) -> tuple[Run, Run]:
+    """``lua/settle.lua``'s command up to its KEYS[5] (the charge's marker, made per
+    request), and its keys after it: ``_settle_keys``."""
+    head, tail = _settle_keys(account, window, hour, day)
+    count = 3 + len(head) + 1 + len(tail) + _SETTLE_ARGS
+    return Run.first(count, "EVALSHA", sha, len(head) + 1 + len(tail), *head), Run.of(*tail)
+
+
+@functools.lru_cache(maxsize=1024)
+def _settle_team_runs(
+    sha: str, team: str, key_id: str, window: int, hour: str, day: int, key_budget: bool
+) -> tuple[Run, Run]:
+    """``lua/settle_team.lua``'s, as ``_settle_runs``: ``_settle_team_keys``."""
+    head, tail = _settle_team_keys(team, key_id, window, hour, day, key_budget)
+    count = 3 + len(head) + 1 + len(tail) + _SETTLE_ARGS
+    return Run.first(count, "EVALSHA", sha, len(head) + 1 + len(tail), *head), Run.of(*tail)
+
+
+# ARGV[4..9] of the settlement scripts, by (a ledger entry to write, the request failed):
+# the TTLs of the marker and the spend counters, the two flags, the aggregates' TTLs.
+_SETTLE_FLAGS = {
+    (cost, failed): Run.of(
+        _ENTRY_MARKER_TTL,
+        _SPEND_TTL,
+        "1" if cost else "0",
+        "1" if failed else "0",
+        _HOUR_AGGREGATE_TTL,
+        _DAY_AGGREGATE_TTL,
+    )
+    for cost in (False, True)
+    for failed in (False, True)
+}
 
 
 @functools.lru_cache(maxsize=1024)

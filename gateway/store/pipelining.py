@@ -52,8 +52,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.store.resp import RespConnection
 
-Command = tuple[str | int | float | bytes, ...]
-"""One Redis command and its arguments, e.g. ``("ZREM", key, member)``."""
+Command = tuple[str | int | float | bytes, ...] | bytes
+"""One Redis command and its arguments, e.g. ``("ZREM", key, member)``; or one already
+packed, as ``hiredis.pack_command`` packs it (made of ``resp.Run`` and ``resp.bulk``)."""
 
 DEFER_SECONDS = 0.002
 
@@ -254,7 +255,9 @@ class Pipeliner:
 
 def _pack(commands: list[Command]) -> bytes:
     """The commands of one round trip, as Redis reads them."""
-    return b"".join([pack_command(command) for command in commands])  # type: ignore[arg-type]
+    return b"".join(
+        [command if type(command) is bytes else pack_command(command) for command in commands]  # type: ignore[arg-type]
+    )
 
 
 def _write(

@@ -9,8 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway import stream_contract
+from gateway import amounts, stream_contract
 from gateway.errors import InsufficientQuota, RateLimited, ServiceUnavailable
 from gateway.events import (
     Batch,
@@ -25,7 +27,7 @@ from gateway.events import (
 )
 from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter, cost
-from gateway.metering.pricing import tokens_cost
+from gateway.metering.pricing import sane, tokens_cost
 from gateway.metering.tally import Tally
 from gateway.route import Route, RouteLimits
 from gateway.settings import MeteringSettings
@@ -101,6 +103,40 @@ def test_tokens_cost_is_the_cost_of_the_same_usage() -> None:
                 + counts[1] * p.output
             )
             assert tokens_cost(p, *counts) == cost(usage, p) == math.ceil(every_term)
+
+
+COUNT = (
+    st.integers(min_value=-5, max_value=20)
+    | st.integers(-(10**13), 10**13)
+    | st.sampled_from([0, 10**12, 10**12 + 1])
+)
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True)
+@given(st.tuples(COUNT, COUNT, COUNT, COUNT, COUNT))
+def test_a_consistent_usage_is_kept_and_any_other_made_consistent(
+    counts: tuple[int, int, int, int, int],
+) -> None:
+    """``sane`` returns a consistent usage as it is (its shortcut), any other with every
+    count as the general rule makes it."""
+    usage = Usage(*counts, estimated=True, credits=3)
+    clamp = amounts.tokens
+    input_tokens = clamp(max(counts[0], counts[2] + counts[3]))
+    cached = min(clamp(counts[2]), input_tokens)
+    written = min(clamp(counts[3]), input_tokens - cached)
+    output = clamp(max(counts[1], counts[4]))
+    reasoning = min(clamp(counts[4]), output)
+    expected = (input_tokens, output, cached, written, reasoning)
+    made = sane(usage)
+    got = (
+        made.input_tokens,
+        made.output_tokens,
+        made.cached_input_tokens,
+        made.cache_write_tokens,
+        made.reasoning_tokens,
+    )
+    assert got == expected and (made.estimated, made.credits) == (True, 3)
+    assert (made is usage) == (expected == counts)
 
 
 def test_output_includes_reasoning_once() -> None:

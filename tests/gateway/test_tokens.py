@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.invocation import (
     FilePart,
@@ -148,3 +150,17 @@ def test_input_tokens_is_reserve_and_estimate_in_one_walk() -> None:
     assert reserve_input(inv) == 5 * RESERVE_ITEM + RESERVE_MEDIA + -(-size // 2)
     estimate = sum(estimate_text(t) for t in texts) + 4 * MESSAGE_OVERHEAD
     assert estimate_input(inv) == estimate
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.text(), min_size=1, max_size=4), st.text() | st.none())
+def test_a_one_text_message_counts_as_the_general_walk_counts_it(
+    texts: list[str], instructions: str | None
+) -> None:
+    """A message of one text part takes a shorter way through ``input_tokens``; one with
+    an empty part more takes the general one, and reads the same text."""
+    plain = [Message("user", (TextPart(t),)) for t in texts]
+    general = [Message("user", (TextPart(t), TextPart(""))) for t in texts]
+    assert input_tokens(invocation(input=tuple(plain), instructions=instructions)) == (
+        input_tokens(invocation(input=tuple(general), instructions=instructions))
+    )

@@ -13,11 +13,14 @@ import uuid
 from itertools import chain
 from typing import Any
 
+import hiredis
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis import asyncio as aioredis
 
 from gateway.errors import ServiceUnavailable
-from gateway.store import Store, schema
+from gateway.store import Store, pipelining, schema
 from gateway.store import holds as holds_module
 from gateway.store.holds import Admitted, Charge, HoldRecord, Holds, Refusal, window_of
 from gateway.store.records import KeyLimits
@@ -597,3 +600,85 @@ def test_the_cached_key_lists_are_the_schemas() -> None:
     assert list(team_tail) == expected
     _, budgeted = holds_module._settle_team_keys("t", "k", window, hour, day, True)
     assert list(budgeted) == [*expected, member[1], *member_spend]
+
+
+# The scripts' commands: packed for the pipeliner from runs made once per account and
+# minute (``resp.Run``), as they are for Redis Cluster's client. Both the same bytes.
+
+TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)  # 4-byte UTF-8 too
+AMOUNT = st.integers(min_value=0, max_value=10**15)
+LIMITS = st.builds(KeyLimits, AMOUNT, AMOUNT, AMOUNT, AMOUNT, AMOUNT)
+
+
+@st.composite
+def hold_records(draw: st.DrawFn) -> HoldRecord:
+    started = draw(st.floats(min_value=1e9, max_value=4e9))
+    return HoldRecord(
+        credits=draw(AMOUNT),
+        tokens=draw(AMOUNT),
+        lease_until=started + draw(st.floats(min_value=0, max_value=1e5)),
+        request_id=draw(TEXT),
+        key_id=draw(TEXT),
+        agent=draw(TEXT),
+        backend=draw(TEXT),
+        started_at=started,
+        input_tokens=draw(AMOUNT),
+        progress_credits=draw(AMOUNT),
+        team=draw(st.just("") | TEXT),
+        key_budget=draw(st.booleans()),
+    )
+
+
+def packed_both_ways(step: Any) -> None:
+    """``step(holds)`` gives the same bytes from the pipeliner's ``Holds`` (packed in
+    runs) as hiredis packing what Redis Cluster's ``Holds`` sends."""
+    redis = aioredis.Redis()
+    piped, clustered = step(Holds(redis)), step(Holds(redis, cluster=True))
+    assert isinstance(piped, list) and isinstance(clustered, list)
+    assert len(piped) == len(clustered)
+    for sent, whole in zip(piped, clustered, strict=True):
+        assert isinstance(whole, tuple)
+        assert sent == (whole if isinstance(sent, tuple) else sent)
+        assert pipelining._pack([sent]) == hiredis.pack_command(whole)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(hold_records(), TEXT, LIMITS, LIMITS, st.booleans(), TEXT)
+def test_admission_commands_are_packed_as_hiredis_packs_them(
+    rec: HoldRecord,
+    charge_id: str,
+    key_limits: KeyLimits,
+    team_limits: KeyLimits,
+    check_money: bool,
+    account: str,
+) -> None:
+    packed_both_ways(
+        lambda holds: [
+            holds._admit_step(account, charge_id, rec, key_limits, check_money),
+            holds._admit_team_step(charge_id, rec, key_limits, team_limits, check_money),
+        ]
+    )
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    hold_records(),
+    TEXT,
+    AMOUNT,
+    AMOUNT,
+    st.dictionaries(TEXT, TEXT, max_size=14),
+    st.booleans(),
+    st.booleans(),
+)
+def test_settlement_commands_are_packed_as_hiredis_packs_them(
+    rec: HoldRecord,
+    charge_id: str,
+    credits: int,
+    tokens: int,
+    ledger: dict[str, str],
+    route: bool,
+    failed: bool,
+) -> None:
+    for cost in [(credits, tokens), (0, 0), (credits, 0), (0, tokens)]:
+        charge = Charge(rec, charge_id, *cost, ledger, route=route, failed=failed)
+        packed_both_ways(lambda holds, charge=charge: holds._settlement(charge)[0]._commands)

@@ -7,14 +7,17 @@ import asyncio
 import uuid
 from typing import Any, cast
 
+import hiredis
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis import asyncio as aioredis
 from redis.exceptions import AuthenticationError, BusyLoadingError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.store.pipelining import Pipeliner
-from gateway.store.resp import RespProtocol, reader
+from gateway.store.resp import RespProtocol, Run, bulk, bulk_string, reader
 
 
 class Transport:
@@ -223,3 +226,66 @@ async def test_a_refused_password_fails_with_a_clear_error(
             await pipeliner.run([("PING",)], idempotent=True)
     finally:
         await redis.aclose(close_connection_pool=True)
+
+
+# Packing: runs of arguments packed apart, joined, are what hiredis packs whole.
+
+ARGS = st.one_of(
+    st.text(),  # any code point: non-ASCII, 4-byte UTF-8, lone surrogates (refused)
+    st.binary(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", "0", "1", "é", "\x00", "\r\n", "$3", "*2"]),
+)
+
+
+def packed_or_error(pack: Any, *args: Any) -> bytes | type[BaseException]:
+    try:
+        return cast(bytes, pack(*args))
+    except Exception as exc:
+        return type(exc)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.lists(st.lists(ARGS, max_size=12), min_size=1, max_size=4))
+def test_runs_of_arguments_joined_are_hiredis_packing_the_whole(runs: list[list[Any]]) -> None:
+    args = tuple(arg for run in runs for arg in run)
+    if not args:
+        return
+    whole = packed_or_error(hiredis.pack_command, args)
+    if whole is not UnicodeEncodeError and isinstance(whole, type):
+        raise AssertionError(f"hiredis refused {args!r}: {whole}")
+    first, *rest = runs
+
+    def joined() -> bytes:
+        parts = [Run.first(len(args), *first).resp]
+        parts += [Run.of(*run).resp if i % 2 else bulk(tuple(run)) for i, run in enumerate(rest)]
+        return b"".join(parts)
+
+    assert packed_or_error(joined) == whole
+    assert Run.of(*args).args == args
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.text() | st.binary())
+def test_one_bulk_string_is_hiredis_packing_it(arg: str | bytes) -> None:
+    assert packed_or_error(bulk_string, arg) == packed_or_error(bulk, (arg,))
+    whole = packed_or_error(hiredis.pack_command, (arg,))
+    if isinstance(whole, bytes):
+        assert b"*1\r\n" + cast(bytes, bulk_string(arg)) == whole
+
+
+@pytest.mark.parametrize("arg", [True, None, object(), 1j, bytearray(b"x"), [1]])
+def test_what_hiredis_refuses_is_refused_alike(arg: Any) -> None:
+    error = packed_or_error(hiredis.pack_command, ("SET", arg))
+    assert error is TypeError
+    assert packed_or_error(bulk, (arg,)) is TypeError
+    assert packed_or_error(bulk_string, arg) is TypeError
+    assert packed_or_error(Run.of, "SET", arg) is TypeError
+
+
+def test_a_run_of_ten_or_more_arguments_loses_its_longer_header() -> None:
+    for count in (9, 10, 99, 100, 120):
+        args = tuple(range(count))
+        assert b"*%d\r\n" % count + bulk(args) == hiredis.pack_command(args)
+        assert Run.first(count + 1, *args).resp + bulk(("x",)) == hiredis.pack_command((*args, "x"))
