@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import metric_families as families
 from gateway import metrics
 from gateway.errors import RateLimited
 from gateway.events import Batch, Completed, Failed, TextDelta, Usage
@@ -133,3 +134,53 @@ def test_exposition_reads_the_multiprocess_folder_when_set(
     body, _ = metrics.exposition(None)  # an empty folder: nothing written by any worker yet
     assert "gateway_requests" not in body.decode()
     metrics.mark_process_dead(12345)  # no files of that pid: nothing to do, no error
+
+
+def _request_families(registry: CollectorRegistry) -> metrics._LocalFamilies:
+    return (
+        families.LocalCounter("gateway_requests", "R.", metrics.REQUESTS.labelnames, registry),
+        families.LocalHistogram(
+            "gateway_request_duration_seconds", "D.", ("route", "dialect"), metrics._SECONDS,
+            registry,
+        ),
+        families.LocalHistogram(
+            "gateway_overhead_seconds", "O.", ("dialect",), metrics._OVERHEAD, registry
+        ),
+        families.LocalHistogram(
+            "gateway_time_to_first_token_seconds", "T.", ("route", "backend"), metrics._SECONDS,
+            registry,
+        ),
+    )  # fmt: skip
+
+
+def test_finish_through_the_kept_series_records_what_the_families_calls_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    requests = [  # route, backend, dialect, status, started, waited, first token
+        ("fast", "echo", "chat_completions", 200, 99.9877, 0.0120, 99.99),
+        ("fast", "echo", "chat_completions", 200, 99.9699, 0.0298, 99.98),
+        ("slow", "up", "responses", 502, 97.5, 2.497, None),
+        ("fast", "echo", "chat_completions", 429, 99.9991, 0.0, None),
+        ("slow", "up", "responses", 502, 99.0, 0.5, 99.5),
+        ("fast", "echo", "chat_completions", 200, 99.0, 3.0, 99.1),  # overhead below 0: 0
+    ]
+    monkeypatch.setattr(metrics.time, "perf_counter", lambda: 100.0)
+
+    def recorded(kept: bool) -> list[str]:
+        registry = CollectorRegistry()
+        local = _request_families(registry)
+        names = ("REQUESTS", "REQUEST_DURATION", "OVERHEAD", "TIME_TO_FIRST_TOKEN")
+        for name, family in zip(names, local, strict=True):
+            monkeypatch.setattr(metrics, name, family)
+        monkeypatch.setattr(metrics, "_LOCAL", local if kept else None)
+        monkeypatch.setattr(metrics, "_FINISHED", {})
+        for route, backend, dialect, status, started, waited, first in requests:
+            obs = metrics.Observation(dialect, started, route, backend, waited, first)
+            metrics.finish(obs, status)
+        text = generate_latest(registry).decode()
+        return [line for line in text.splitlines() if "_created" not in line]
+
+    assert recorded(kept=True) == recorded(kept=False)
+    assert 'gateway_requests_total{backend="echo",dialect="chat_completions",' in "".join(
+        recorded(kept=True)
+    )
