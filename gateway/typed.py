@@ -232,7 +232,6 @@ def fast_init(cls: type[T]) -> type[T]:
     source = "\n".join([f"def __init__(self, {', '.join(args)}):", *defaults, *body])
     exec(source, namespace)  # the source is made above from the field names only
     init = namespace["__init__"]
-    init.__source__ = source  # for a reader (and the tests)
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
     init.__doc__ = cls.__init__.__doc__
@@ -266,7 +265,6 @@ def _copier(cls: type, twin: type, names: list[str]) -> Callable[..., Any]:
     source = "\n".join(lines)
     exec(source, namespace)  # the source is made above from the field names only
     copy: Callable[..., Any] = namespace["evolve"]
-    copy.__source__ = source  # type: ignore[attr-defined]
     copy.__qualname__ = f"{cls.__qualname__}.evolve"
     return copy
 
