@@ -260,7 +260,11 @@ class LineHandler(logging.StreamHandler[TextIO]):
             shape = None
         if shape is _UNKNOWN:
             shape = self._shape(key, level, name, message, fields)
-        if shape is None or (plain and not shape.names.isdisjoint(plain)):
+        if (
+            shape is None
+            or type(values[0]) is not str  # not in the key: a request id of another type
+            or (plain and not shape.names.isdisjoint(plain))
+        ):
             text = self._encoded(level, name, message, fields, plain)
         else:
             rid = orjson.dumps(redactor.scrub_request_id(values[0])).decode()

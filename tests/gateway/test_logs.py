@@ -366,6 +366,18 @@ def test_lines_of_one_shape_share_its_text_and_differ_in_what_changes() -> None:
     assert orjson.loads(second)["status"] == 502
 
 
+@pytest.mark.parametrize("other", [None, 7, ["req_2"]])
+def test_a_request_id_of_another_type_takes_the_whole_way(other: object) -> None:
+    handler = _handler()
+    fields: dict[str, object] = {"request_id": "req_1", "agent": "a"}
+    handler.line(logging.INFO, "gateway.requests", "request completed", fields)
+    _held(handler)  # the shape is kept
+    fields["request_id"] = other  # not part of the shape's key
+    whole = handler._encoded("INFO", "gateway.requests", "request completed", fields, None)
+    handler.line(logging.INFO, "gateway.requests", "request completed", fields)
+    assert _after_time(_held(handler)) == _after_time(whole)
+
+
 def test_a_secret_learnt_later_is_redacted_from_a_kept_shape() -> None:
     handler = _handler()
     fields = {"request_id": "req_1", "agent": "agent-secret-value"}
