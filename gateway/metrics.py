@@ -225,12 +225,40 @@ def settled(route: str, usage: Usage, credits: int, unbilled: int = 0) -> None:
         usage.cache_write_tokens,
         usage.reasoning_tokens,
     )
-    for kind, count in zip(_KINDS, counts, strict=True):
-        if count:
-            TOKENS.inc((route, kind), count)
-    CREDITS.inc((route,), credits)
+    if _SETTLING is None:
+        for kind, count in zip(_KINDS, counts, strict=True):
+            if count:
+                TOKENS.inc((route, kind), count)
+        CREDITS.inc((route,), credits)
+    else:  # the same, through the route's series, kept (``_SETTLED``)
+        kept = _SETTLED.get(route)
+        if kept is None:
+            kept = _SETTLED[route] = [None] * (len(_KINDS) + 1)
+        for at, count in enumerate(counts):
+            if count:
+                series = kept[at]
+                if series is None or count < 0:  # made at its first use; refused below 0
+                    TOKENS.inc((route, _KINDS[at]), count)
+                    kept[at] = _SETTLING[0].series((route, _KINDS[at]))
+                else:
+                    series[0] += count
+        series = kept[-1]
+        if series is None or credits < 0:
+            CREDITS.inc((route,), credits)
+            kept[-1] = _SETTLING[1].series((route,))
+        else:
+            series[0] += credits
     if unbilled:
         UNBILLED.inc((route,), unbilled)
+
+
+# ``settled``'s families when they are this process's own, and each route's series of
+# them, kept: a token kind's (made at its first count, as ``inc`` makes it), then the
+# credits'.
+_SETTLING: tuple[LocalCounter, LocalCounter] | None = None
+if isinstance(TOKENS, LocalCounter) and isinstance(CREDITS, LocalCounter):
+    _SETTLING = (TOKENS, CREDITS)
+_SETTLED: dict[str, list[list[float] | None]] = {}
 
 
 def upstream_error(backend: str, error: GatewayError) -> None:

@@ -184,3 +184,38 @@ def test_finish_through_the_kept_series_records_what_the_families_calls_record(
     assert 'gateway_requests_total{backend="echo",dialect="chat_completions",' in "".join(
         recorded(kept=True)
     )
+
+
+def test_settled_through_the_kept_series_records_what_the_families_calls_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settlements = [  # route, usage, credits, unbilled
+        ("a", Usage(100, 20, cached_input_tokens=30), 1234, 0),
+        ("b", Usage(1, 0), 3, 2),
+        ("a", Usage(5, 5, cache_write_tokens=1, reasoning_tokens=2), 7, 0),
+        ("a", Usage(0, 0), 0, 0),
+        ("c", Usage(0, 0), 0, 0),
+        ("a", Usage(-1, 0), 1, 0),  # refused, as a counter refuses
+    ]
+
+    def recorded(kept: bool) -> list[str]:
+        registry = CollectorRegistry()
+        tokens = families.LocalCounter("gateway_tokens", "T.", ("route", "kind"), registry)
+        credits = families.LocalCounter("gateway_credits", "C.", ("route",), registry)
+        unbilled = families.LocalCounter("gateway_unbilled_credits", "U.", ("route",), registry)
+        monkeypatch.setattr(metrics, "TOKENS", tokens)
+        monkeypatch.setattr(metrics, "CREDITS", credits)
+        monkeypatch.setattr(metrics, "UNBILLED", unbilled)
+        monkeypatch.setattr(metrics, "_SETTLING", (tokens, credits) if kept else None)
+        monkeypatch.setattr(metrics, "_SETTLED", {})
+        for route, usage, charged, over in settlements:
+            if usage.input_tokens < 0:
+                with pytest.raises(ValueError, match="non-negative"):
+                    metrics.settled(route, usage, charged, over)
+            else:
+                metrics.settled(route, usage, charged, over)
+        text = generate_latest(registry).decode()
+        return [line for line in text.splitlines() if "_created" not in line]
+
+    assert recorded(kept=True) == recorded(kept=False)
+    assert 'gateway_tokens_total{kind="cached_input",route="a"} 30.0' in recorded(kept=True)
