@@ -20,7 +20,9 @@ the only handler its records would reach is the one ``setup`` installed, in the
 JSON format, with no filter on the way, the line is built at once (the same
 JSON, the same redaction) instead of through a ``LogRecord``, the handler's
 lock and its formatter, and it is written with the other lines made in the same
-turn of the event loop, in one write, at the end of that turn. Any other
+turn of the event loop, in one write, at the end of that turn. What its lines
+repeat (all but the time, the request id and the numbers) is redacted and encoded
+once, and kept (``LineHandler.line``). Any other
 handler attached (to the root logger or the access log's own), a filter, or the
 text format, and the line goes through ``logging`` as any record does.
 """
@@ -33,6 +35,7 @@ import math
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -187,6 +190,25 @@ class RedactFilter(logging.Filter):
 _TRACEBACKS = logging.Formatter()
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What lines of one shape share (``LineHandler.line``): the JSON text after their
+    time up to the request id's value (``head``), and after it (``tail``), and the names
+    the line holds before ``plain`` (a ``plain`` field named like one is not added)."""
+
+    head: str
+    tail: str
+    names: frozenset[str]
+
+
+_UNKNOWN: Any = object()  # a shape not made yet
+# The access log's shapes kept (``LineHandler.line``): at most this many, of texts
+# at most this long (the lengths the redactor keeps its scrubbed texts for).
+_KEPT = 1024
+_KEPT_CHARS = 128
+_LINE_NAMES = frozenset(("time", "level", "logger", "message"))  # a JSON line's own
+
+
 class LineHandler(logging.StreamHandler[TextIO]):
     """The handler ``setup`` installs: a ``StreamHandler`` that also takes prepared
     JSON lines (``log_fields``), held until the end of the event loop's turn and
@@ -197,6 +219,10 @@ class LineHandler(logging.StreamHandler[TextIO]):
         super().__init__(stream)
         self.redact = redact
         self._held: list[str] = []
+        # Access log lines' shapes (``line``), redacted with the secrets of the
+        # redactor's generation ``_made_with``.
+        self._shapes: dict[tuple[object, ...], _Shape | None] = {}
+        self._made_with = -1
 
     def direct(self) -> bool:
         """Whether a line may skip the record: JSON, and no filter but the redaction."""
@@ -212,16 +238,97 @@ class LineHandler(logging.StreamHandler[TextIO]):
     ) -> None:
         """Hold the JSON line ``JsonFormatter`` would write of this record, redacted:
         ``fields``, then ``plain`` (numbers, booleans and None, nothing to scrub, added
-        as they are, in one step)."""
-        scrub = self.redact.redactor.scrub
+        as they are, in one step).
+
+        The access log's lines differ in their time, request id (their first field)
+        and ``plain`` only: the rest (level, logger, message, and the other fields: key
+        id, agent, backend, model, outcome...) repeats, so its JSON text, redacted, is
+        made once for each such rest and kept (``_Shape``); a line is then its time, that
+        text with the request id in its place, and ``plain`` encoded at once. The same
+        text as ``orjson.dumps`` of the whole line (``_encoded``, the way of any line
+        without that shape)."""
+        level = logging.getLevelName(levelno)
+        values = tuple(fields.values())
+        key = (level, name, message, tuple(fields), values[1:])
+        redactor = self.redact.redactor
+        if self._made_with != redactor.generation:  # new secrets: scrub everything again
+            self._shapes.clear()
+            self._made_with = redactor.generation
+        try:
+            shape = self._shapes.get(key, _UNKNOWN)
+        except TypeError:  # a value that cannot be a key (a list, a dict): no shape kept
+            shape = None
+        if shape is _UNKNOWN:
+            shape = self._shape(key, level, name, message, fields)
+        if (
+            shape is None
+            or type(values[0]) is not str  # not in the key: a request id of another type
+            or (plain and not shape.names.isdisjoint(plain))
+        ):
+            text = self._encoded(level, name, message, fields, plain)
+        else:
+            rid = orjson.dumps(redactor.scrub_request_id(values[0])).decode()
+            rest = "," + orjson.dumps(plain, default=str).decode()[1:] if plain else "}"
+            text = f'{{"time":"{_iso(time.time())}",{shape.head}{rid}{shape.tail}{rest}'
+        held = self._held
+        held.append(text)
+        if len(held) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self._write_held)
+            except RuntimeError:  # no event loop here: write now
+                self._write_held()
+
+    def _shape(
+        self,
+        key: tuple[object, ...],
+        level: str,
+        name: str,
+        message: str,
+        fields: Mapping[str, Any],
+    ) -> _Shape | None:
+        """The shape of lines like this one, kept; None if they have none (see ``line``):
+        their first field is not a request id (text), or another is neither text nor
+        None. Lines with a long message or field (over ``_KEPT_CHARS``) are not kept."""
+        names = tuple(fields)
+        values = tuple(fields.values())
+        if len(message) > _KEPT_CHARS or any(
+            type(v) is str and len(v) > _KEPT_CHARS for v in values[1:]
+        ):
+            return None
+        if (
+            not names
+            or names[0] != "request_id"
+            or type(values[0]) is not str
+            or not all(v is None or type(v) is str for v in values[1:])
+        ):
+            shape = None
+        else:
+            line = self._redacted(level, name, message, fields)
+            head = {k: line[k] for k in ("level", "logger", "message")}
+            rest = {k: v for k, v in line.items() if k not in _LINE_NAMES and k != "request_id"}
+            tail = orjson.dumps(rest).decode()[1:-1]
+            shape = _Shape(
+                orjson.dumps(head).decode()[1:-1] + ',"request_id":',
+                "," + tail if tail else "",
+                frozenset(line),
+            )
+        if len(self._shapes) >= _KEPT:
+            self._shapes.clear()
+        self._shapes[key] = shape
+        return shape
+
+    def _redacted(
+        self, level: str, name: str, message: str, fields: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The line without its time and ``plain``: ``JsonFormatter``'s, redacted."""
+        redactor = self.redact.redactor
+        scrub, scrub_value = redactor.scrub, redactor.scrub_value
         line: dict[str, Any] = {
-            "time": _iso(time.time()),
-            "level": logging.getLevelName(levelno).lower(),
+            "time": None,
+            "level": level.lower(),
             "logger": name,
             "message": scrub(message),
         }
-        redactor = self.redact.redactor
-        scrub_value = redactor.scrub_value
         for key, value in fields.items():
             if key in line:
                 continue
@@ -233,19 +340,26 @@ class LineHandler(logging.StreamHandler[TextIO]):
                 line[key] = value
             else:
                 line[key] = scrub_value(value)
+        return line
+
+    def _encoded(
+        self,
+        level: str,
+        name: str,
+        message: str,
+        fields: Mapping[str, Any],
+        plain: Mapping[str, Plain] | None,
+    ) -> str:
+        """The line as ``JsonFormatter`` writes it, made as it makes it."""
+        line = self._redacted(level, name, message, fields)
+        line["time"] = _iso(time.time())
         if plain:
             if line.keys().isdisjoint(plain):
                 line.update(plain)
             else:
                 for key, value in plain.items():
                     line.setdefault(key, value)
-        held = self._held
-        held.append(orjson.dumps(line, default=str).decode())
-        if len(held) == 1:
-            try:
-                asyncio.get_running_loop().call_soon(self._write_held)
-            except RuntimeError:  # no event loop here: write now
-                self._write_held()
+        return orjson.dumps(line, default=str).decode()
 
     def _write_held(self) -> None:
         if not self._held:

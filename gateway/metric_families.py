@@ -111,6 +111,14 @@ class LocalCounter(Family):
             raise ValueError("Counters can only be incremented by non-negative amounts.")
         series[0] += amount
 
+    def series(self, values: Labels) -> list[float]:
+        """The series of these label values, made as ``inc`` makes it: ``[value, created]``,
+        for a caller that keeps it and adds to its value (a non-negative amount)."""
+        series = self._series.get(values)
+        if series is None:
+            series = self._series[values] = [0.0, time.time()]
+        return series
+
     def describe(self) -> Iterable[Metric]:
         return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
 
@@ -122,14 +130,24 @@ class LocalCounter(Family):
 
 
 class _Buckets:
-    """One histogram series: observations per bucket (not cumulative), their sum."""
+    """One histogram series: observations per bucket (not cumulative), their sum, and the
+    buckets' upper bounds (the histogram's)."""
 
-    __slots__ = ("counts", "created", "sum")
+    __slots__ = ("bounds", "counts", "created", "sum")
 
-    def __init__(self, size: int) -> None:
-        self.counts = [0] * size
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
         self.sum = 0.0
         self.created = time.time()
+
+    def observe(self, amount: float) -> None:
+        """Add ``amount`` to the sum and to the first bucket whose bound is at least the
+        amount (found by bisection; ``prometheus_client`` walks the bounds), none for a
+        NaN, as there."""
+        self.sum += amount
+        if amount <= INF:  # not a NaN, which falls in no bucket
+            self.counts[bisect_left(self.bounds, amount)] += 1
 
 
 class LocalHistogram(Family):
@@ -159,17 +177,25 @@ class LocalHistogram(Family):
         self._le = tuple(floatToGoString(bound) for bound in bounds)  # type: ignore[no-untyped-call]
         self._series: dict[Labels, _Buckets] = {}
         if not labelnames:  # its one series exists from the start, as there
-            self._series[()] = _Buckets(len(bounds))
+            self._series[()] = _Buckets(self._bounds)
         if registry is not None:
             registry.register(self)
 
     def observe(self, values: Labels, amount: float) -> None:
         series = self._series.get(values)
         if series is None:
-            series = self._series[values] = _Buckets(len(self._bounds))
-        series.sum += amount
+            series = self._series[values] = _Buckets(self._bounds)
+        series.sum += amount  # as _Buckets.observe, without its call
         if amount <= INF:  # not a NaN, which falls in no bucket
             series.counts[bisect_left(self._bounds, amount)] += 1
+
+    def series(self, values: Labels) -> _Buckets:
+        """The series of these label values (made at its first use), for a caller that
+        keeps it and observes through it."""
+        series = self._series.get(values)
+        if series is None:
+            series = self._series[values] = _Buckets(self._bounds)
+        return series
 
     def describe(self) -> Iterable[Metric]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]

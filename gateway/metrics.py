@@ -26,13 +26,21 @@ import contextvars
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, multiprocess
 from prometheus_client.exposition import choose_encoder
 
 from gateway.errors import GatewayError
 from gateway.events import Usage
-from gateway.metric_families import MULTIPROC_ENV, counter, histogram, open_streams_gauge
+from gateway.metric_families import (
+    MULTIPROC_ENV,
+    LocalCounter,
+    LocalHistogram,
+    counter,
+    histogram,
+    open_streams_gauge,
+)
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 _OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -154,11 +162,58 @@ def finish(obs: Observation, status: int) -> None:
     """Record a request once its answer is sent (or failed with ``status``)."""
     total = time.perf_counter() - obs.started
     route, backend, dialect = obs.route, obs.backend, obs.dialect
+    if _LOCAL is not None:
+        series = _FINISHED.get((route, backend, dialect, status))
+        if series is None:
+            series = _finished(_LOCAL, route, backend, dialect, status)
+        requests, duration, overhead, first = series
+        requests[0] += 1
+        duration.observe(total)
+        overhead.observe(max(0.0, total - obs.waited))
+        if obs.first_token is not None:
+            if first is None:
+                first = series[3] = _LOCAL[3].series((route, backend))
+            first.observe(obs.first_token - obs.started)
+        return
     REQUESTS.inc((route, backend, dialect, str(status)))
     REQUEST_DURATION.observe((route, dialect), total)
     OVERHEAD.observe((dialect,), max(0.0, total - obs.waited))
     if obs.first_token is not None:
         TIME_TO_FIRST_TOKEN.observe((route, backend), obs.first_token - obs.started)
+
+
+# ``finish``'s families, when they are this process's own (not multiprocess mode): their
+# series of one request's labels are looked up once (``_finished``), then added to.
+_LocalFamilies = tuple[LocalCounter, LocalHistogram, LocalHistogram, LocalHistogram]
+_LOCAL: _LocalFamilies | None = None
+if (
+    isinstance(REQUESTS, LocalCounter)
+    and isinstance(REQUEST_DURATION, LocalHistogram)
+    and isinstance(OVERHEAD, LocalHistogram)
+    and isinstance(TIME_TO_FIRST_TOKEN, LocalHistogram)
+):
+    _LOCAL = (REQUESTS, REQUEST_DURATION, OVERHEAD, TIME_TO_FIRST_TOKEN)
+# (route, backend, dialect, status) -> the series ``finish`` adds to: the requests', the
+# durations', the overheads' and (once a request of these labels had one) the first
+# tokens'. As many as the families' series: the configuration's routes, the statuses.
+_Finished = list[Any]  # [list[float], _Buckets, _Buckets, _Buckets | None]
+_FINISHED: dict[tuple[str, str, str, int], _Finished] = {}
+
+
+def _finished(
+    families: _LocalFamilies, route: str, backend: str, dialect: str, status: int
+) -> _Finished:
+    """The series of a request with these labels, made in the order ``finish``'s calls
+    to the families would make them (the first token's at its first use)."""
+    requests, duration, overhead, _ = families
+    series: _Finished = [
+        requests.series((route, backend, dialect, str(status))),
+        duration.series((route, dialect)),
+        overhead.series((dialect,)),
+        None,
+    ]
+    _FINISHED[(route, backend, dialect, status)] = series
+    return series
 
 
 def settled(route: str, usage: Usage, credits: int, unbilled: int = 0) -> None:
@@ -170,12 +225,40 @@ def settled(route: str, usage: Usage, credits: int, unbilled: int = 0) -> None:
         usage.cache_write_tokens,
         usage.reasoning_tokens,
     )
-    for kind, count in zip(_KINDS, counts, strict=True):
-        if count:
-            TOKENS.inc((route, kind), count)
-    CREDITS.inc((route,), credits)
+    if _SETTLING is None:
+        for kind, count in zip(_KINDS, counts, strict=True):
+            if count:
+                TOKENS.inc((route, kind), count)
+        CREDITS.inc((route,), credits)
+    else:  # the same, through the route's series, kept (``_SETTLED``)
+        kept = _SETTLED.get(route)
+        if kept is None:
+            kept = _SETTLED[route] = [None] * (len(_KINDS) + 1)
+        for at, count in enumerate(counts):
+            if count:
+                series = kept[at]
+                if series is None or count < 0:  # made at its first use; refused below 0
+                    TOKENS.inc((route, _KINDS[at]), count)
+                    kept[at] = _SETTLING[0].series((route, _KINDS[at]))
+                else:
+                    series[0] += count
+        series = kept[-1]
+        if series is None or credits < 0:
+            CREDITS.inc((route,), credits)
+            kept[-1] = _SETTLING[1].series((route,))
+        else:
+            series[0] += credits
     if unbilled:
         UNBILLED.inc((route,), unbilled)
+
+
+# ``settled``'s families when they are this process's own, and each route's series of
+# them, kept: a token kind's (made at its first count, as ``inc`` makes it), then the
+# credits'.
+_SETTLING: tuple[LocalCounter, LocalCounter] | None = None
+if isinstance(TOKENS, LocalCounter) and isinstance(CREDITS, LocalCounter):
+    _SETTLING = (TOKENS, CREDITS)
+_SETTLED: dict[str, list[list[float] | None]] = {}
 
 
 def upstream_error(backend: str, error: GatewayError) -> None:

@@ -90,6 +90,9 @@ class Redactor:
         self._secrets: set[str] = set()
         self._literal: re.Pattern[str] | None = None
         self._scrubbed: dict[str, str] = {}
+        # Counts the changes of the secrets: text scrubbed and kept elsewhere (the access
+        # log's parts, ``gateway.logs``) is good while it has not changed.
+        self.generation = 0
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
@@ -103,6 +106,7 @@ class Redactor:
             return
         self._secrets |= new
         self._scrubbed = {}
+        self.generation += 1
         longest_first = sorted(self._secrets, key=len, reverse=True)
         self._literal = re.compile("|".join(map(re.escape, longest_first)))
 

@@ -11,7 +11,9 @@ stack) and stops at the first limit exceeded:
 - more than ``max_text_chars`` characters in all strings (keys included) ->
   413 ``request_too_large``.
 
-The byte size of the body is limited before parsing (``read_json``).
+The byte size of the body is limited before parsing (``read_json``). A body whose
+bytes show it within the depth and text limits (``within_shape``: most requests) is
+not walked: the door hands its parser ``ShapeKnown`` limits.
 """
 
 from __future__ import annotations
@@ -54,8 +56,47 @@ class DefaultRequestLimits:
 DEFAULTS: RequestLimits = DefaultRequestLimits()
 
 
+@dataclass(frozen=True, slots=True)
+class ShapeKnown:
+    """Limits for a body already known to keep within their depth and text limits
+    (``shape_known``): ``check_request`` counts its lists only, without the walk."""
+
+    max_json_depth: int
+    max_input_items: int
+    max_tools: int
+    max_text_chars: int
+
+
+def within_shape(raw: bytes, limits: RequestLimits) -> bool:
+    """Whether the body parsed from the JSON text ``raw`` surely keeps within ``limits``'
+    depth and text limits, by its bytes alone: its strings (keys included) cannot hold
+    more characters than ``raw`` has bytes (each character takes one at least), and it
+    cannot nest deeper than ``raw`` has ``{`` and ``[`` (each container opens with one).
+    A short body with few brackets (most requests) needs no walk."""
+    return (
+        len(raw) <= limits.max_text_chars
+        and raw.count(b"{") + raw.count(b"[") <= limits.max_json_depth
+    )
+
+
+def shape_known(limits: RequestLimits) -> ShapeKnown:
+    """``limits`` as ``ShapeKnown`` (the last one made is kept: the configuration's)."""
+    global _known
+    known = _known
+    if known[0] is not limits:
+        made = ShapeKnown(
+            limits.max_json_depth, limits.max_input_items, limits.max_tools, limits.max_text_chars
+        )
+        known = _known = (limits, made)
+    return known[1]
+
+
+_known: tuple[object, ShapeKnown] = (None, ShapeKnown(0, 0, 0, 0))
+
+
 def check_request(body: object, limits: RequestLimits, *, items: str, tools: str = "tools") -> None:
-    """Raise a 4xx if ``body`` exceeds ``limits``; ``items``/``tools`` name its lists."""
+    """Raise a 4xx if ``body`` exceeds ``limits``; ``items``/``tools`` name its lists.
+    The walk for depth and text is left out for ``ShapeKnown`` limits."""
     if type(body) is dict or isinstance(body, Mapping):  # a parsed body is a dict: no ABC check
         for key, most, code in (
             (items, limits.max_input_items, "too_many_items"),
@@ -68,7 +109,8 @@ def check_request(body: object, limits: RequestLimits, *, items: str, tools: str
                     param=key,
                     code=code,
                 )
-    _check_shape(body, limits.max_json_depth, limits.max_text_chars)
+    if type(limits) is not ShapeKnown:
+        _check_shape(body, limits.max_json_depth, limits.max_text_chars)
 
 
 def _check_shape(body: object, max_depth: int, max_chars: int) -> None:

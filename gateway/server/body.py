@@ -7,6 +7,7 @@ import asyncio
 import orjson
 from aiohttp import web
 
+from gateway.dialects.request_limits import RequestLimits, shape_known, within_shape
 from gateway.errors import InvalidRequest, PayloadTooLarge
 from gateway.settings import Limits
 
@@ -21,6 +22,11 @@ async def read_json(
     The whole body must arrive within ``read_timeout`` seconds, else 408 and the
     connection is closed: a client trickling its body cannot hold a handler.
     """
+    return _parsed(await _read(request, limit, read_timeout))
+
+
+async def _read(request: web.Request, limit: int, read_timeout: float) -> bytes:
+    """The raw body, read as ``read_json`` says (not empty)."""
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     try:
@@ -49,6 +55,10 @@ async def read_json(
         raise InvalidRequest(f"The request body could not be read: {detail}") from None
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
+    return raw
+
+
+def _parsed(raw: bytes) -> object:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -77,6 +87,15 @@ def _too_large(limit: int) -> PayloadTooLarge:
 async def read_request(request: web.Request, limits: Limits) -> object:
     """A front door's JSON body, within the configured size and read-time limits."""
     return await read_json(request, limits.max_body_bytes, read_timeout=limits.body_read_timeout)
+
+
+async def read_parse_input(request: web.Request, limits: Limits) -> tuple[object, RequestLimits]:
+    """``read_request``'s body, and the limits its parser is to check it against:
+    ``limits``, or ``ShapeKnown`` ones when its bytes show it within their depth and
+    text limits (``request_limits.within_shape``), which spares the parser its walk."""
+    raw = await _read(request, limits.max_body_bytes, limits.body_read_timeout)
+    body = _parsed(raw)
+    return body, (shape_known(limits) if within_shape(raw, limits) else limits)
 
 
 def json_response(

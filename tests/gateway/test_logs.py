@@ -15,6 +15,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway import apikeys, logs
+from gateway.redaction import Redactor
 
 
 def record(message: str = "hello %s", *args: object, **extra: object) -> logging.LogRecord:
@@ -279,3 +280,121 @@ def test_a_lines_time_is_what_datetime_writes(created: float) -> None:
 def test_a_lines_time_follows_the_clock_across_seconds() -> None:
     for created in (1_700_000_000.25, 1_700_000_001.5, 1_700_000_000.75, 1_800_000_000.0):
         assert logs._iso(created) == written_by_datetime(created)
+
+
+# The access log's lines put together from their shape (``LineHandler.line``)
+
+
+def _handler(*secrets: str) -> logs.LineHandler:
+    return logs.LineHandler(io.StringIO(), logs.RedactFilter(Redactor(secrets)))
+
+
+def _held(handler: logs.LineHandler) -> str:
+    """The one line ``handler`` wrote (at once: no event loop runs here)."""
+    stream = handler.stream
+    line, end = stream.getvalue().split("\n")  # not splitlines: a line may hold U+2028
+    assert end == ""
+    stream.seek(0)
+    stream.truncate()
+    return line
+
+
+def _after_time(line: str) -> str:
+    assert line.startswith('{"time":"') and line[33:35] == '",'
+    return line[35:]
+
+
+_NAMES = st.sampled_from(["request_id", "key_id", "agent", "message", "level", "status", "x"])
+_TEXTS = st.one_of(
+    st.sampled_from(["", "mock", f"a {KEY}", ADMIN_TOKEN, "Bearer abc", 'q"uote\n', "é"]),
+    st.text(max_size=140),
+)
+_VALUES = st.one_of(
+    _TEXTS,
+    st.none(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.lists(_TEXTS, max_size=2),
+)
+_PLAIN_VALUES = st.one_of(st.none(), st.integers(-(2**60), 2**60), st.booleans(), st.floats())
+
+
+_FIELDS = st.dictionaries(_NAMES, _VALUES, max_size=5)
+
+
+@given(
+    fields=_FIELDS | st.builds(lambda rid, rest: {"request_id": rid, **rest}, _TEXTS, _FIELDS),
+    plain=st.none() | st.dictionaries(_NAMES, _PLAIN_VALUES, max_size=3),
+    message=st.sampled_from(["request completed", f"got {KEY}", "x" * 200]),
+)
+@example(
+    fields={"request_id": "req_1", "key_id": "k1", "agent": f"a {KEY}", "x": None},
+    plain={"status": 200},
+    message="request completed",
+)
+@example(fields={"request_id": "req_1"}, plain={"status": 1}, message="request completed")
+@example(fields={"request_id": "req_1", "agent": "a"}, plain={"agent": 1}, message="m")
+@example(fields={"request_id": "req_1", "agent": 1}, plain=None, message="m")
+@example(fields={"request_id": "req_1", "agent": True}, plain=None, message="m")
+def test_a_line_made_from_its_shape_is_the_line_made_whole(
+    fields: dict[str, object], plain: dict[str, logs.Plain] | None, message: str
+) -> None:
+    handler = _handler(ADMIN_TOKEN)
+    whole = handler._encoded("INFO", "gateway.requests", message, fields, plain)
+    for _ in range(2):  # the shape made, then the shape kept
+        handler.line(logging.INFO, "gateway.requests", message, fields, plain)
+        assert _after_time(_held(handler)) == _after_time(whole)
+    assert KEY not in whole and ADMIN_TOKEN not in whole
+
+
+def test_lines_of_one_shape_share_its_text_and_differ_in_what_changes() -> None:
+    handler = _handler()
+    fields = {"request_id": "req_1", "key_id": "k1", "agent": "a", "outcome": "completed"}
+    handler.line(logging.INFO, "gateway.requests", "request completed", fields, {"status": 200})
+    first = _held(handler)
+    fields = {**fields, "request_id": "req_2"}
+    handler.line(logging.INFO, "gateway.requests", "request completed", fields, {"status": 502})
+    second = _held(handler)
+    assert len(handler._shapes) == 1
+    assert orjson.loads(first) | {"time": 0} == {
+        "time": 0, "level": "info", "logger": "gateway.requests",
+        "message": "request completed", "request_id": "req_1", "key_id": "k1", "agent": "a",
+        "outcome": "completed", "status": 200,
+    }  # fmt: skip
+    assert orjson.loads(second)["request_id"] == "req_2"
+    assert orjson.loads(second)["status"] == 502
+
+
+@pytest.mark.parametrize("other", [None, 7, ["req_2"]])
+def test_a_request_id_of_another_type_takes_the_whole_way(other: object) -> None:
+    handler = _handler()
+    fields: dict[str, object] = {"request_id": "req_1", "agent": "a"}
+    handler.line(logging.INFO, "gateway.requests", "request completed", fields)
+    _held(handler)  # the shape is kept
+    fields["request_id"] = other  # not part of the shape's key
+    whole = handler._encoded("INFO", "gateway.requests", "request completed", fields, None)
+    handler.line(logging.INFO, "gateway.requests", "request completed", fields)
+    assert _after_time(_held(handler)) == _after_time(whole)
+
+
+def test_a_secret_learnt_later_is_redacted_from_a_kept_shape() -> None:
+    handler = _handler()
+    fields = {"request_id": "req_1", "agent": "agent-secret-value"}
+    handler.line(logging.INFO, "gateway.requests", "request completed", fields)
+    assert "agent-secret-value" in _held(handler)
+    handler.redact.redactor.add({"agent-secret-value"})
+    handler.line(logging.INFO, "gateway.requests", "request completed", fields)
+    assert "agent-secret-value" not in _held(handler)
+
+
+def test_a_level_renamed_later_is_written_with_its_new_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handler = _handler()
+    fields = {"request_id": "req_1", "agent": "a"}
+    handler.line(25, "gateway.requests", "request completed", fields)
+    assert orjson.loads(_held(handler))["level"] == "level 25"
+    monkeypatch.setitem(logging._levelToName, 25, "NOTICE")  # as logging.addLevelName does
+    handler.line(25, "gateway.requests", "request completed", fields)
+    assert orjson.loads(_held(handler))["level"] == "notice"

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import metric_families as families
 from gateway import metrics
 from gateway.errors import RateLimited
 from gateway.events import Batch, Completed, Failed, TextDelta, Usage
@@ -133,3 +134,88 @@ def test_exposition_reads_the_multiprocess_folder_when_set(
     body, _ = metrics.exposition(None)  # an empty folder: nothing written by any worker yet
     assert "gateway_requests" not in body.decode()
     metrics.mark_process_dead(12345)  # no files of that pid: nothing to do, no error
+
+
+def _request_families(registry: CollectorRegistry) -> metrics._LocalFamilies:
+    return (
+        families.LocalCounter("gateway_requests", "R.", metrics.REQUESTS.labelnames, registry),
+        families.LocalHistogram(
+            "gateway_request_duration_seconds", "D.", ("route", "dialect"), metrics._SECONDS,
+            registry,
+        ),
+        families.LocalHistogram(
+            "gateway_overhead_seconds", "O.", ("dialect",), metrics._OVERHEAD, registry
+        ),
+        families.LocalHistogram(
+            "gateway_time_to_first_token_seconds", "T.", ("route", "backend"), metrics._SECONDS,
+            registry,
+        ),
+    )  # fmt: skip
+
+
+def test_finish_through_the_kept_series_records_what_the_families_calls_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    requests = [  # route, backend, dialect, status, started, waited, first token
+        ("fast", "echo", "chat_completions", 200, 99.9877, 0.0120, 99.99),
+        ("fast", "echo", "chat_completions", 200, 99.9699, 0.0298, 99.98),
+        ("slow", "up", "responses", 502, 97.5, 2.497, None),
+        ("fast", "echo", "chat_completions", 429, 99.9991, 0.0, None),
+        ("slow", "up", "responses", 502, 99.0, 0.5, 99.5),
+        ("fast", "echo", "chat_completions", 200, 99.0, 3.0, 99.1),  # overhead below 0: 0
+    ]
+    monkeypatch.setattr(metrics.time, "perf_counter", lambda: 100.0)
+
+    def recorded(kept: bool) -> list[str]:
+        registry = CollectorRegistry()
+        local = _request_families(registry)
+        names = ("REQUESTS", "REQUEST_DURATION", "OVERHEAD", "TIME_TO_FIRST_TOKEN")
+        for name, family in zip(names, local, strict=True):
+            monkeypatch.setattr(metrics, name, family)
+        monkeypatch.setattr(metrics, "_LOCAL", local if kept else None)
+        monkeypatch.setattr(metrics, "_FINISHED", {})
+        for route, backend, dialect, status, started, waited, first in requests:
+            obs = metrics.Observation(dialect, started, route, backend, waited, first)
+            metrics.finish(obs, status)
+        text = generate_latest(registry).decode()
+        return [line for line in text.splitlines() if "_created" not in line]
+
+    assert recorded(kept=True) == recorded(kept=False)
+    assert 'gateway_requests_total{backend="echo",dialect="chat_completions",' in "".join(
+        recorded(kept=True)
+    )
+
+
+def test_settled_through_the_kept_series_records_what_the_families_calls_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settlements = [  # route, usage, credits, unbilled
+        ("a", Usage(100, 20, cached_input_tokens=30), 1234, 0),
+        ("b", Usage(1, 0), 3, 2),
+        ("a", Usage(5, 5, cache_write_tokens=1, reasoning_tokens=2), 7, 0),
+        ("a", Usage(0, 0), 0, 0),
+        ("c", Usage(0, 0), 0, 0),
+        ("a", Usage(-1, 0), 1, 0),  # refused, as a counter refuses
+    ]
+
+    def recorded(kept: bool) -> list[str]:
+        registry = CollectorRegistry()
+        tokens = families.LocalCounter("gateway_tokens", "T.", ("route", "kind"), registry)
+        credits = families.LocalCounter("gateway_credits", "C.", ("route",), registry)
+        unbilled = families.LocalCounter("gateway_unbilled_credits", "U.", ("route",), registry)
+        monkeypatch.setattr(metrics, "TOKENS", tokens)
+        monkeypatch.setattr(metrics, "CREDITS", credits)
+        monkeypatch.setattr(metrics, "UNBILLED", unbilled)
+        monkeypatch.setattr(metrics, "_SETTLING", (tokens, credits) if kept else None)
+        monkeypatch.setattr(metrics, "_SETTLED", {})
+        for route, usage, charged, over in settlements:
+            if usage.input_tokens < 0:
+                with pytest.raises(ValueError, match="non-negative"):
+                    metrics.settled(route, usage, charged, over)
+            else:
+                metrics.settled(route, usage, charged, over)
+        text = generate_latest(registry).decode()
+        return [line for line in text.splitlines() if "_created" not in line]
+
+    assert recorded(kept=True) == recorded(kept=False)
+    assert 'gateway_tokens_total{kind="cached_input",route="a"} 30.0' in recorded(kept=True)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.errors import Problem
 from gateway.typed import build, evolve, fast_init, non_negative, positive, problems_collector
@@ -233,3 +235,84 @@ def test_the_invocation_and_events_are_made_by_fast_init() -> None:
     assert invocation.sampling == Sampling() and invocation.metadata == {}
     assert invocation.sampling is not AgentInvocation("a", ()).sampling
     assert Usage(1, 2, estimated=True) == Usage(1, 2, 0, 0, 0, True, None)
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Few:
+    name: str
+    count: int = 1
+
+
+def test_fast_init_switches_to_the_twin_only_for_many_fields() -> None:
+    assert "_switch" in Fast.__init__.__code__.co_names
+    assert "_switch" not in Few.__init__.__code__.co_names
+    made = Fast("a", 2, ("x",))
+    assert type(made) is Fast and made == Fast(name="a", count=2, tags=("x",))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.name = "b"  # type: ignore[misc]
+    assert Few("a") == Few("a", 1) and type(Few("a")) is Few
+
+
+def test_a_subclass_of_a_fast_init_class_is_made_with_the_setters() -> None:
+    class Sub(Fast):  # a __dict__ of its own: another layout than the twin's
+        pass
+
+    made = Sub("a", 2)
+    assert type(made) is Sub and (made.name, made.count, made.extra) == ("a", 2, {})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.name = "b"  # type: ignore[misc]
+    copied = evolve(made, count=3)
+    assert type(copied) is Sub and copied.count == 3 and copied.name == "a"
+
+
+def test_a_class_whose_layout_refuses_the_switch_takes_the_setters() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Base:
+        a: int
+
+    @fast_init
+    @dataclass(frozen=True, slots=True)
+    class Derived(Base):  # Base's slot too: the twin's layout would differ
+        b: int = 2
+        c: int = 3
+        d: int = 4
+
+    assert "_switch" not in Derived.__init__.__code__.co_names
+    assert Derived(1) == Derived(1, 2, 3, 4) and Derived(1).d == 4
+    assert evolve(Derived(1), c=5) == Derived(1, 2, 5, 4)
+
+
+@given(
+    name=st.text(max_size=3),
+    count=st.integers(),
+    tags=st.lists(st.text(max_size=2), max_size=2).map(tuple),
+    changes=st.dictionaries(st.sampled_from(["name", "count", "tags", "extra"]), st.integers()),
+)
+def test_fast_init_and_its_copies_are_the_dataclass_own(
+    name: str, count: int, tags: tuple[str, ...], changes: dict[str, int]
+) -> None:
+    fast, plain = Fast(name, count, tags), Plain(name, count, tags)
+    assert dataclasses.astuple(fast) == dataclasses.astuple(plain)
+    copied = evolve(fast, **changes)
+    assert type(copied) is Fast
+    assert dataclasses.astuple(copied) == dataclasses.astuple(dataclasses.replace(plain, **changes))
+    assert fast == Fast(name, count, tags)  # the original is untouched
+    with pytest.raises(TypeError, match="Fast has no field 'nmae'"):
+        evolve(fast, nmae=1, **changes)
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Awkward:  # fields named like the builtins and names the generated code uses
+    type: str
+    obj: int = 0
+    new: int = 0
+    object: int = 0
+    evolve: int = 0
+
+
+def test_fields_named_like_builtins_are_fields_all_the_same() -> None:
+    made = Awkward("t", 1, 2, 3, 4)
+    assert (made.type, made.obj, made.new, made.object, made.evolve) == ("t", 1, 2, 3, 4)
+    assert evolve(made, type="u", new=5) == Awkward("u", 1, 5, 3, 4)

@@ -9,8 +9,10 @@ import pytest
 from aiohttp import streams, web
 from aiohttp.test_utils import make_mocked_request
 
+from gateway.dialects.request_limits import ShapeKnown
 from gateway.errors import InvalidRequest, PayloadTooLarge
-from gateway.server.body import read_json
+from gateway.server.body import read_json, read_parse_input
+from gateway.settings import Limits
 
 
 def _request(chunks: list[bytes], *, eof: bool = True, client_max_size: int = 1024) -> web.Request:
@@ -46,3 +48,11 @@ async def test_a_body_beyond_client_max_size_is_a_413(eof: bool) -> None:
 async def test_an_empty_buffered_body_is_a_400() -> None:
     with pytest.raises(InvalidRequest, match="empty"):
         await read_json(_request([]), 1024)
+
+
+async def test_a_front_doors_body_comes_with_the_limits_its_parser_checks() -> None:
+    limits = Limits(max_json_depth=2, max_text_chars=100)
+    body, checked = await read_parse_input(_request([b'{"a": ["b"]}']), limits)
+    assert body == {"a": ["b"]} and type(checked) is ShapeKnown  # 2 brackets: no walk
+    body, checked = await read_parse_input(_request([b'{"a": [["b"]]}']), limits)
+    assert body == {"a": [["b"]]} and checked is limits  # 3 brackets: the parser walks it
