@@ -238,7 +238,7 @@ def decode_limited(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> list[Se
 
 
 def line_by_line(chunks: list[bytes], max_line: int = MAX_LINE) -> list[ServerSentEvent]:
-    with mock.patch.object(sse, "_whole_events", lambda raw: None):
+    with mock.patch.object(sse, "_one_line_data", lambda raw: None):
         return decode_limited(chunks, max_line)
 
 
@@ -282,3 +282,38 @@ def test_a_read_after_a_begun_event_takes_the_line_by_line_path() -> None:
         ServerSentEvent("e"),
     ]
     assert decoder.close() == [ServerSentEvent("f")]
+
+
+@settings(max_examples=500, deadline=None)
+@given(lf_stream())
+def test_messages_are_the_data_of_the_events_feed_would_make(chunks: list[bytes]) -> None:
+    fast, reference = SSEDecoder(), SSEDecoder()
+    for chunk in chunks:
+        expected = reference.feed(chunk)
+        data = fast.messages(chunk)
+        if data is None:
+            assert fast.feed(chunk) == expected
+        else:
+            assert [ServerSentEvent(d) for d in data] == expected
+    assert fast.close() == reference.close()
+
+
+def test_messages_are_read_only_from_whole_events_of_an_unbegun_stream() -> None:
+    decoder = SSEDecoder()
+    assert decoder.messages(b'data: {"a":1}\n\ndata: b\n\n') == ['{"a":1}', "b"]
+    assert decoder.messages(b"data: \n\n") == [""]
+    assert decoder.messages(b"data: caf\xc3\xa9 \xff\n\n") == ["caf\u00e9 \ufffd"]
+    for chunk in (
+        b"data: a\n\ndata: b",  # ends inside an event
+        b"data: a\n\ndata: b\n",
+        b"data: a\ndata: b\n\n",  # an event of two lines
+        b"event: x\ndata: a\n\n",
+        b"data: a\n\n: comment\n\n",
+        b"data: a\r\n\r\n",
+        b"data:a\n\n",
+        b"data: a\n\n\n",
+    ):
+        assert decoder.messages(chunk) is None, chunk
+    assert decoder.feed(b"data: a\n") == []
+    assert decoder.messages(b"\ndata: b\n\n") is None  # an event begun: fed instead
+    assert decoder.messages(b"data: b\n\n") is None
