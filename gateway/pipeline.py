@@ -15,7 +15,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from gateway import metrics, price_fields, stream_contract
@@ -43,7 +43,7 @@ from gateway.events import (
 )
 from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter
-from gateway.plugin import Backend, CallContext, Filter
+from gateway.plugin import Backend, CallContext, Filter, Observer, ObservingFilter
 from gateway.route import Route, Target
 from gateway.store import ApiKey, Store
 from gateway.store.a2a_tasks import TaskStore
@@ -74,6 +74,20 @@ class Generation:
     backends: Mapping[str, Backend]
     breakers: Mapping[str, CircuitBreaker]
     filters: tuple[Filter, ...]
+    # The filters as a request's stream meets them (the last listed first): those that
+    # only observe (``ObservingFilter``) with nothing that changes the stream between
+    # them and metering observe in the contract check's step, without a layer each
+    # (``Gateway._start``); the rest wrap the stream.
+    observing: tuple[ObservingFilter, ...] = field(init=False)
+    wrapping: tuple[Filter, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        met = tuple(reversed(self.filters))
+        observing = 0
+        while observing < len(met) and isinstance(met[observing], ObservingFilter):
+            observing += 1
+        object.__setattr__(self, "observing", met[:observing])
+        object.__setattr__(self, "wrapping", met[observing:])
 
     @classmethod
     def build(cls, config: GatewayConfig, previous: Generation | None = None) -> Generation:
@@ -296,11 +310,17 @@ class Gateway:
         metrics.OPEN_STREAMS.inc()
         upstream = backend.invoke(invocation, ctx)
         timeouts = generation.config.backends[ctx.backend].timeouts
-        # Metered in the contract check's own step (a layer less for every read).
+        # Metered, and observed by the filters that only observe and come right after
+        # metering, in the contract check's own step (a layer less each for every read).
         count = self.meter.counter(hold)
-        batches = stream_contract.checked(upstream, ctx, timeouts, self.interrupts, count)
+        observers: tuple[Observer, ...] = ()
+        for watcher in generation.observing:
+            observers += (watcher.observe(ctx),)
+        batches = stream_contract.checked(
+            upstream, ctx, timeouts, self.interrupts, count, observers
+        )
         layers: list[AsyncIterator[object]] = [batches, upstream]  # outermost first
-        for f in reversed(generation.filters):  # the first listed ends up closest to the client
+        for f in generation.wrapping:  # the first listed ends up closest to the client
             batches = f.wrap(batches, ctx)
             layers.insert(0, batches)
         return Call(ctx, batches, tuple(layers), self.meter, hold, lambda: self._done(backend))

@@ -34,6 +34,8 @@ the same batches: a step per upstream read, not per event, which matters on
 streams of thousands of chunks. It may observe, drop, add or rewrite events
 (yielding new tuples: a batch is never changed in place) but must keep the
 stream's shape (one terminal event, last), and must let cancellation through.
+A filter that only observes may also be an ``ObservingFilter`` (``observe``): the
+gateway then shows it each batch in its own step instead of wrapping the stream.
 
 Third-party packages register a ``BackendPlugin`` under the entry-point group
 ``agent_gateway.backends`` (a ``FilterPlugin`` under ``agent_gateway.filters``);
@@ -132,6 +134,8 @@ __all__ = [
     "InvalidRequest",
     "JsonObject",
     "Message",
+    "Observer",
+    "ObservingFilter",
     "PayloadTooLarge",
     "RateLimited",
     "Reasoning",
@@ -160,6 +164,7 @@ __all__ = [
     "item_json",
     "log_fields",
     "non_negative",
+    "observed",
     "positive",
     "text_delta",
 ]
@@ -204,6 +209,44 @@ class Filter(Protocol):
     def wrap(self, batches: AsyncIterator[Batch], ctx: CallContext) -> AsyncIterator[Batch]:
         """Return a stream that yields (possibly changed) batches of ``batches``."""
         ...
+
+
+class Observer(Protocol):
+    """What an observing filter keeps of one request's stream (``ObservingFilter``)."""
+
+    def seen(self, batch: Batch, /) -> None:
+        """Each batch as it passes on to the client (never to be changed)."""
+        ...
+
+    def end(self) -> None:
+        """Once, when the stream has ended or was closed (the client left)."""
+        ...
+
+
+@runtime_checkable
+class ObservingFilter(Filter, Protocol):
+    """A filter that only watches the stream (a log line, a metric), never changes it.
+
+    ``observe`` is called once per request instead of ``wrap``, and the gateway hands
+    the observer each batch in the step that checks the stream (``seen``) and tells it
+    when the stream ends (``end``): no layer of the filter's own, so no step of its own
+    per read. Where a filter listed after it changes the stream, the gateway uses
+    ``wrap`` instead (which must see the same: ``observed`` makes it of ``observe``).
+    """
+
+    def observe(self, ctx: CallContext) -> Observer:
+        """The observer of one request's stream."""
+        ...
+
+
+async def observed(batches: AsyncIterator[Batch], observer: Observer) -> AsyncIterator[Batch]:
+    """``batches`` as they are, shown to ``observer``: an ``ObservingFilter``'s ``wrap``."""
+    try:
+        async for batch in batches:
+            observer.seen(batch)
+            yield batch
+    finally:
+        observer.end()
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from itertools import repeat
 from typing import NamedTuple
 
 DONE = b"data: [DONE]\n\n"
@@ -41,6 +42,26 @@ class ServerSentEvent(NamedTuple):
 _event: Callable[[tuple[str, str]], ServerSentEvent] = partial(tuple.__new__, ServerSentEvent)
 
 
+_MESSAGE = repeat("message")
+
+
+def _one_line_data(raw: bytes) -> list[str] | None:
+    """The data of each event of ``raw`` if it is one-line ``data:`` events and nothing
+    else, given without the first one's ``data: `` and the last one's blank line
+    (``data: a\\n\\ndata: b``, LF line ends only); else ``None``.
+
+    What ``SSEDecoder``'s line by line reading makes of them, with a few calls per read
+    instead of several per event: the text is decoded as a whole, which is decoding each
+    line (a line ends at an ASCII byte, where UTF-8 decoding starts afresh, an invalid
+    sequence's replacement included); split at ``\\n\\ndata: ``, it is one-line ``data:``
+    events when no piece holds a ``\\n``.
+    """
+    parts = raw.decode("utf-8", "replace").split("\n\ndata: ")
+    if "\n" in "".join(parts):  # (a join and a search cost less than ``str.count``'s loop)
+        return None  # a line that is not ``data:``, or an event of two lines
+    return parts
+
+
 class SSEDecodeError(ValueError):
     pass
 
@@ -63,6 +84,18 @@ class SSEDecoder:
         self._skip_lf = False
         buffer = self._buffer + chunk
         if b"\r" not in buffer:  # the common case: LF line ends only
+            if buffer.startswith(b"data: ") and not (self._data or self._event):
+                # The most common read: whole one-line ``data:`` events, split at once
+                # (``_one_line_data``); what follows the last of them, line by line below.
+                cut = buffer.rfind(b"\n\n") + 2
+                if cut > 2:
+                    data = _one_line_data(buffer[6 : cut - 2])
+                    if data is not None:
+                        events = list(map(_event, zip(data, _MESSAGE, strict=False)))
+                        if cut == len(buffer):  # the read ends with its last event
+                            self._buffer = b""
+                            return events
+                        buffer = buffer[cut:]
             *lines, self._buffer = buffer.split(b"\n")
             data = self._data
             for line in lines:
@@ -105,6 +138,19 @@ class SSEDecoder:
         if len(self._buffer) > self._max_line:
             raise SSEDecodeError(f"an upstream SSE line exceeds {self._max_line} bytes")
         return events
+
+    def messages(self, chunk: bytes) -> list[str] | None:
+        """The data of the events ``chunk`` completes, a string each, when they are all
+        one-line ``data:`` events (of type ``message``), ``chunk`` ends with the last of
+        them and nothing of an event came before it: most reads of a Chat Completions
+        stream, without a ``ServerSentEvent`` made for each. Else ``None``, and nothing
+        is read: ``feed`` the chunk instead.
+        """
+        if self._buffer or self._data or self._event or self._skip_lf:
+            return None
+        if not (chunk.startswith(b"data: ") and chunk.endswith(b"\n\n")) or b"\r" in chunk:
+            return None
+        return _one_line_data(chunk[6:-2])
 
     def close(self) -> list[ServerSentEvent]:
         """Flush at end of stream: a last event not followed by a blank line counts."""

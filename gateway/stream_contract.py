@@ -13,7 +13,7 @@ from typing import Protocol
 from gateway import metrics
 from gateway.errors import GatewayError, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from gateway.events import Batch, Completed, Failed, TextDelta
-from gateway.plugin import CallContext
+from gateway.plugin import CallContext, Observer
 from gateway.settings import Timeouts
 from gateway.watchdog import Watchdog
 
@@ -60,6 +60,7 @@ async def checked(
     timeouts: Timeouts = _DEFAULT_TIMEOUTS,
     interrupts: Interrupts | None = None,
     count: Count | None = None,
+    observers: tuple[Observer, ...] = (),
 ) -> AsyncIterator[Batch]:
     """Hold a backend to the stream contract and its time limits, in batches.
 
@@ -69,14 +70,21 @@ async def checked(
     longer (``interrupts``) ends the stream with ``Failed`` too. Anything but a
     batch (a tuple) is a broken backend, a logged 502; an empty batch is dropped.
     ``count``, if given, passes on each batch of events the backend made (metering, in
-    this step rather than in a layer of its own).
+    this step rather than in a layer of its own). ``observers`` (of the filters that
+    only observe, ``ObservingFilter``) see every batch this yields, the first in the
+    tuple first, and end when this does, the last first.
     """
     interrupts = interrupts or Interrupts()
 
     def failed(error: GatewayError) -> Batch:
         """The terminal event of a failed upstream, counted (``gateway.metrics``)."""
         metrics.upstream_error(ctx.backend, error)
-        return (Failed(error),)
+        return seen((Failed(error),))
+
+    def seen(batch: Batch) -> Batch:
+        for observer in observers:
+            observer.seen(batch)
+        return batch
 
     loop = asyncio.get_running_loop()
     end = math.inf if timeouts.total is None else loop.time() + timeouts.total
@@ -88,7 +96,7 @@ async def checked(
     try:
         while True:
             if interrupts.stopping:
-                yield (Failed(shutting_down()),)
+                yield seen((Failed(shutting_down()),))
                 return
             waiting = time.perf_counter()
             dog.wait(min(loop.time() + wait, end))
@@ -100,7 +108,7 @@ async def checked(
                 if not dog.timed_out():
                     raise
                 if interrupts.stopping:
-                    yield (Failed(shutting_down()),)
+                    yield seen((Failed(shutting_down()),))
                     return
                 yield failed(
                     UpstreamTimeout(f"Backend '{ctx.backend}' timed out waiting for the {phase}.")
@@ -118,16 +126,19 @@ async def checked(
                     ):  # counted first: the consumer may stop at the yield
                         metrics.upstream_error(ctx.backend, event.error)
                     batch = batch[: index + 1]
-                    yield batch if count is None else count(batch)
+                    yield seen(batch if count is None else count(batch))
                     return
             if batch:
-                if count is None:
-                    yield batch
-                else:
-                    yield count(batch)
-                    if count.ended:
-                        return
+                if count is not None:
+                    batch = count(batch)
+                for observer in observers:
+                    observer.seen(batch)
+                yield batch
+                if count is not None and count.ended:
+                    return
             wait, phase = timeouts.idle, "next chunk"
+        # (Here, as at every yield, the observers have not ended yet.)
+        yield failed(UpstreamError("The upstream stream ended before the answer was complete."))
     except GatewayError as exc:
         yield failed(exc)
         return
@@ -138,4 +149,5 @@ async def checked(
     finally:
         dog.close()
         interrupts.waits.discard(dog)
-    yield failed(UpstreamError("The upstream stream ended before the answer was complete."))
+        for observer in reversed(observers):
+            observer.end()

@@ -90,6 +90,7 @@ class ChatChunks:
         # A text delta, the most common chunk by far, costs two concatenations.
         self._text = self._prefix + b'{"content":'
         self._text_end = self._end(b"}", b"null")
+        self._text_between = self._text_end + self._text
         self._head = head
         self._include_usage = include_usage
         self._tool_index: dict[str, int] = {}
@@ -117,9 +118,16 @@ class ChatChunks:
     head = start
 
     def frames(self, batch: Batch) -> bytes:
-        # A text delta without logprobs (most events) is rendered here, without
-        # ``render``'s call; a read's one event (most reads at full speed) is not joined.
-        text, end, dumps, render = self._text, self._text_end, orjson.dumps, self.render
+        # A read of text deltas without logprobs (most reads): their frames differ only
+        # in the text, so they are its JSON strings joined by the end of one frame and
+        # the start of the next, in one join.
+        dumps = orjson.dumps
+        if batch and type(batch[-1]) is TextDelta:  # (not a read that ends the answer)
+            texts = [dumps(e.text) for e in batch if type(e) is TextDelta and e.logprobs is None]
+            if len(texts) == len(batch):
+                return self._text + self._text_between.join(texts) + self._text_end
+        # Else, a text delta without logprobs is rendered here, without ``render``'s call.
+        text, end, render = self._text, self._text_end, self.render
         frames = [
             text + dumps(event.text) + end
             if type(event) is TextDelta and event.logprobs is None

@@ -428,6 +428,35 @@ async def test_wrap_counts_text_as_the_tally_does(fake_store: Store) -> None:
     assert (hold.tally.weight, hold.tally.deltas) == (expected.weight, expected.deltas)
 
 
+async def test_a_counter_counts_a_mixed_batch_as_the_tally_does(fake_store: Store) -> None:
+    # The inline count is kept in locals across a batch: it must go back to the tally
+    # before every other event (which the tally then counts too) and at the batch's end.
+    m, hold, _ = await admitted(fake_store)
+    batch: Batch = (
+        TextDelta("ab"),
+        TextDelta("h\u00e9"),
+        ReasoningDelta("think"),
+        TextDelta("c"),
+        ToolCallStarted("call_1", "f"),
+        ToolCallArgumentsDelta("call_1", "{}"),
+        TextDelta("\u65e5\u672c"),
+        Usage(3, 9),
+        TextDelta("d"),
+    )
+    count = m.counter(hold)
+    out = count((TextDelta("first"),)) + count(batch) + count((TextDelta("last"), Completed()))
+    expected = Tally()
+    for event in out:
+        expected.add(event)
+    assert (hold.tally.weight, hold.tally.deltas, hold.tally.usage, hold.tally.completed) == (
+        expected.weight,
+        expected.deltas,
+        expected.usage,
+        True,
+    )
+    assert hold.tally.usage == hold.priced(Usage(3, 9))
+
+
 @pytest.mark.parametrize(
     ("cap", "events"),
     [

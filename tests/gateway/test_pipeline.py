@@ -19,7 +19,7 @@ from gateway.errors import (
 from gateway.events import Batch, Completed, Event, Failed, TextDelta, Usage
 from gateway.invocation import AgentInvocation
 from gateway.pipeline import Gateway, Generation
-from gateway.plugin import CallContext
+from gateway.plugin import CallContext, Observer, observed
 from gateway.settings import MeteringSettings
 from gateway.store import ApiKey, Store
 from gateway.store.records import KeyLimits
@@ -325,15 +325,15 @@ TWO_READS_PRICED: list[Batch] = [
 ]
 
 
-async def through(store: Store, spy: object) -> list[Batch]:
-    """What the client gets of ``TWO_READS`` with ``spy`` as the only filter."""
+async def through(store: Store, *filters: object) -> list[Batch]:
+    """What the client gets of ``TWO_READS`` through ``filters``."""
 
     async def two_reads() -> AsyncIterator[Batch]:
         for batch in TWO_READS:
             yield batch
 
     gw = gateway(store, Scripted(two_reads))
-    gw.generation = dataclasses.replace(gw.generation, filters=(spy,))  # type: ignore[arg-type]
+    gw.generation = dataclasses.replace(gw.generation, filters=filters)  # type: ignore[arg-type]
     api_key, _ = await store.create_key("k", balance=1_000)
     async with await gw.open(invocation(), api_key, "r") as call:
         return [batch async for batch in call]
@@ -371,6 +371,102 @@ async def test_a_batch_filter_sees_the_batches_as_they_come(fake_store: Store) -
 
     out = await through(fake_store, Spy())
     assert seen == out == TWO_READS_PRICED
+
+
+class Watcher:
+    """An observing filter (``ObservingFilter``) that records what it was shown, as
+    ``observe`` and as ``wrap``, in ``log``."""
+
+    def __init__(self, name: str, log: list[tuple[str, str, object]]) -> None:
+        self.name, self.log = name, log
+
+    def observe(self, _: CallContext) -> Observer:
+        watcher = self
+
+        class Seen:
+            def seen(self, batch: Batch) -> None:
+                watcher.log.append((watcher.name, "seen", batch))
+
+            def end(self) -> None:
+                watcher.log.append((watcher.name, "end", None))
+
+        return Seen()
+
+    def wrap(self, batches: AsyncIterator[Batch], ctx: CallContext) -> AsyncIterator[Batch]:
+        self.log.append((self.name, "wrap", None))
+        return observed(batches, self.observe(ctx))
+
+
+class Shouting:
+    async def wrap(self, batches: AsyncIterator[Batch], _: CallContext) -> AsyncIterator[Batch]:
+        async for batch in batches:
+            yield tuple(TextDelta(e.text.upper()) if isinstance(e, TextDelta) else e for e in batch)
+
+
+async def test_observing_filters_after_metering_observe_in_the_checks_step(
+    fake_store: Store,
+) -> None:
+    log: list[tuple[str, str, object]] = []
+    filters = (Watcher("outer", log), Watcher("inner", log))
+    generation = dataclasses.replace(gateway(fake_store, scripted([])).generation, filters=filters)
+    assert generation.observing == (filters[1], filters[0])
+    out = await through(fake_store, *filters)
+    assert out == TWO_READS_PRICED
+    # No layer of their own (no ``wrap``); the last listed sees a batch first, and ends last.
+    assert log == [
+        ("inner", "seen", TWO_READS_PRICED[0]),
+        ("outer", "seen", TWO_READS_PRICED[0]),
+        ("inner", "seen", TWO_READS_PRICED[1]),
+        ("outer", "seen", TWO_READS_PRICED[1]),
+        ("outer", "end", None),
+        ("inner", "end", None),
+    ]
+
+
+async def test_an_observing_filter_before_one_that_changes_the_stream_wraps_it(
+    fake_store: Store,
+) -> None:
+    log: list[tuple[str, str, object]] = []
+    filters = (Watcher("outer", log), Shouting(), Watcher("inner", log))
+    generation = dataclasses.replace(gateway(fake_store, scripted([])).generation, filters=filters)
+    assert generation.observing == (filters[2],)
+    out = await through(fake_store, *filters)
+    shouted = [(TextDelta("A"), TextDelta("B")), TWO_READS_PRICED[1]]
+    assert out == shouted
+    assert [entry for entry in log if entry[0] == "inner"] == [
+        ("inner", "seen", TWO_READS_PRICED[0]),
+        ("inner", "seen", TWO_READS_PRICED[1]),
+        ("inner", "end", None),
+    ]
+    assert [entry for entry in log if entry[0] == "outer"] == [
+        ("outer", "wrap", None),
+        ("outer", "seen", shouted[0]),
+        ("outer", "seen", shouted[1]),
+        ("outer", "end", None),
+    ]
+
+
+async def test_an_observer_sees_the_failed_end_of_a_stream_and_ends_once_when_closed(
+    fake_store: Store,
+) -> None:
+    log: list[tuple[str, str, object]] = []
+
+    async def broken() -> AsyncIterator[Batch]:
+        yield (TextDelta("a"),)
+        raise UpstreamError("gone")
+
+    gw = gateway(fake_store, Scripted(broken))
+    gw.generation = dataclasses.replace(gw.generation, filters=(Watcher("w", log),))
+    api_key, _ = await fake_store.create_key("k", balance=1_000)
+    async with await gw.open(invocation(), api_key, "r") as call:
+        out = [batch async for batch in call]
+    assert out[0] == (TextDelta("a"),) and isinstance(out[-1][-1], Failed)
+    assert [kind for _, kind, _ in log] == ["seen"] * len(out) + ["end"]
+    assert [batch for _, kind, batch in log if kind == "seen"] == out
+    log.clear()
+    async with await gw.open(invocation(), api_key, "r") as call:
+        await anext(aiter(call))  # the client leaves after the first batch
+    assert [kind for _, kind, _ in log] == ["seen", "end"]
 
 
 def test_the_storage_policy_and_cipher_come_from_the_configuration(

@@ -166,6 +166,7 @@ class Upstream:
         whole: Callable[[dict[str, object]], Iterable[Event]],
         last: Callable[[], Iterable[Event]] | None = None,
         parse_read: ParseRead | None = None,
+        parse_texts: ParseTexts | None = None,
     ) -> AsyncGenerator[Batch, None]:
         """The events of the answer to ``payload``, a batch per read: ``parse`` makes
         them of each server-sent event (until ``finished()``, see ``batches``), or
@@ -177,6 +178,10 @@ class Upstream:
         when built inside the backend's own generator). A ``GatewayError`` comes out
         without the upstream key (as ``redacting`` does). One generator, whatever the answer:
         a backend may return it as its stream, which spares every read a layer.
+
+        ``parse_read`` parses a read's frames at once instead of ``parse`` one by one;
+        ``parse_texts``, if given, a read that is one-line ``data:`` events only (most
+        reads of a Chat Completions stream, see ``SSEDecoder.messages``), from their data.
         """
         try:  # what ``with self.redacting()`` does, without its generator
             body = payload() if callable(payload) else payload
@@ -187,8 +192,9 @@ class Upstream:
                 else:
                     decoder = SSEDecoder(self.options.max_line_bytes)
                     ended = False
-                    if parse_read is None:
-                        parse_read = partial(parse_frames, parse=parse, finished=finished)
+                    read_frames: ParseRead = parse_read or partial(
+                        parse_frames, parse=parse, finished=finished
+                    )
                     # Between reads, ``timeout`` is a watchdog's, not aiohttp's
                     # (``stop_read_timer``): it counts from the last read, as aiohttp's
                     # timer counted from the last bytes, without a timer per read; and
@@ -218,26 +224,33 @@ class Upstream:
                                 if not chunk:
                                     break
                             read_at = clock()
-                            try:
-                                frames = decoder.feed(chunk)
-                            except SSEDecodeError as exc:
-                                raise UpstreamError(
-                                    f"The upstream stream is malformed: {exc}"
-                                ) from None
-                            if frames:
-                                events, error = parse_read(frames)
-                                if events:
-                                    yield tuple(events)
-                                if error is not None:
-                                    raise error
-                                if finished():
-                                    ended = True
-                                    break
+                            if (
+                                parse_texts is not None
+                                and (texts := decoder.messages(chunk)) is not None
+                            ):
+                                events, error = parse_texts(texts)
+                            else:
+                                try:
+                                    frames = decoder.feed(chunk)
+                                except SSEDecodeError as exc:
+                                    raise UpstreamError(
+                                        f"The upstream stream is malformed: {exc}"
+                                    ) from None
+                                if not frames:
+                                    continue
+                                events, error = read_frames(frames)
+                            if events:
+                                yield tuple(events)
+                            if error is not None:
+                                raise error
+                            if finished():
+                                ended = True
+                                break
                     finally:
                         if dog is not None:
                             dog.close()
                     if not ended:
-                        events, error = parse_read(decoder.close())
+                        events, error = read_frames(decoder.close())
                         if events:
                             yield tuple(events)
                         if error is not None:
@@ -390,6 +403,10 @@ async def batches(
 ParseRead = Callable[[list[ServerSentEvent]], tuple[list[Event], GatewayError | None]]
 """The frames of one read -> their events, and the error of a frame that failed to parse
 (the events before it still count); it stops at the frame that finishes the answer."""
+
+
+ParseTexts = Callable[[list[str]], tuple[list[Event], GatewayError | None]]
+"""``ParseRead`` for a read of one-line ``data:`` events, given their data."""
 
 
 def parse_frames(

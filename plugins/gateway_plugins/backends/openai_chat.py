@@ -98,6 +98,17 @@ class OpenAIChatBackend:
                 return events, exc
             return events, None
 
+        def parse_texts(texts: list[str]) -> tuple[list[Event], GatewayError | None]:
+            # ``parse_read`` for a read of one-line ``data:`` events, given their data.
+            nonlocal done
+            events: list[Event] = []
+            try:
+                if parser.feed_texts(texts, events):
+                    done = True
+            except GatewayError as exc:
+                return events, exc
+            return events, None
+
         def whole(completion: dict[str, object]) -> list[Event]:
             # A non-streamed answer, asked for or not: the events a stream of it gives.
             nonlocal done
@@ -113,6 +124,7 @@ class OpenAIChatBackend:
             whole=whole,
             last=lambda: parser.finish(done=done),
             parse_read=parse_read,
+            parse_texts=parse_texts,
         )
 
     async def aclose(self) -> None:

@@ -281,30 +281,41 @@ class ChunkParser:
         return events
 
     def feed_frames(self, frames: list[ServerSentEvent], events: list[Event]) -> bool:
-        """``feed_data`` for the chunks of one read (its message events), their events
+        """``feed_texts`` for a read's frames: the data of its message events, up to
+        ``[DONE]`` (a named event is not a chunk: LibreChat's own)."""
+        return self.feed_texts(
+            [f.data for f in frames if f.event == "message" or f.data == "[DONE]"], events
+        )
+
+    def feed_texts(self, texts: list[str], events: list[Event]) -> bool:
+        """``feed_data`` for the chunks of one read (each its SSE data), their events
         added to ``events`` up to ``[DONE]``; whether ``[DONE]`` came. A chunk that fails
         raises, and the events of the chunks before it are in ``events``.
 
         ``feed_data``'s common case (a text chunk of the known shape) inline, without
         a call and a list of its own per chunk."""
         append, feed = events.append, self.feed_data
-        for frame in frames:
-            data = frame.data
-            if data == "[DONE]":
-                return True
-            if frame.event != "message":  # a named event is not a chunk (LibreChat's own)
-                continue
-            shape = self._shape
+        shape = self._shape
+        if shape is not None:
+            head, tail = shape
+            start, tail_length = len(head), len(tail)
+        for data in texts:
             if shape is not None:
-                head, tail = shape
-                end = len(data) - len(tail)
-                if end >= len(head) and data.startswith(head) and data.endswith(tail):
-                    text = data[len(head) : end]
+                end = len(data) - tail_length
+                if end >= start and data.startswith(head) and data.endswith(tail):
+                    text = data[start:end]
                     if text.isprintable() and '"' not in text and "\\" not in text:  # _plain
                         if text:
                             append(text_delta(text))
                         continue
+            if data == "[DONE]":
+                return True
             events.extend(feed(data))
+            if shape is not self._shape:  # learnt from this chunk
+                shape = self._shape
+                if shape is not None:
+                    head, tail = shape
+                    start, tail_length = len(head), len(tail)
         return False
 
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:

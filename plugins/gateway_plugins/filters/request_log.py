@@ -30,6 +30,7 @@ from gateway.plugin import (
     TextDelta,
     Usage,
     log_fields,
+    observed,
 )
 
 _LEVELS = ("debug", "info", "warning")
@@ -47,57 +48,83 @@ class RequestLogOptions:
 
 
 class RequestLog:
+    """An observing filter (``ObservingFilter``): it never changes the stream, so the
+    gateway shows it each batch in the contract check's step, without a layer of its own."""
+
     def __init__(self, options: RequestLogOptions) -> None:
         self._log = logging.getLogger(options.logger)
         self._level = logging.getLevelNamesMapping()[options.level.upper()]
 
-    async def wrap(self, batches: AsyncIterator[Batch], ctx: CallContext) -> AsyncIterator[Batch]:
-        started = time.monotonic()
-        first: float | None = None
-        usage: Usage | None = None
-        line: dict[str, object] = {"outcome": "abandoned"}
-        status = CLIENT_CLOSED
-        try:
-            async for batch in batches:
-                if first is None:
-                    first = time.monotonic()
-                for event in batch:
-                    if type(event) is TextDelta:  # most events: none of those below
-                        continue
-                    if isinstance(event, Usage):
-                        usage = event
-                    elif isinstance(event, Completed):
-                        line = {"outcome": "completed", "finish_reason": event.finish_reason}
-                        status = 200
-                    elif isinstance(event, Failed):
-                        error = event.error
-                        line = {"outcome": "failed", "error": error.code or error.type}
-                        status = error.status
-                yield batch
-        finally:
-            if self._log.isEnabledFor(self._level):
-                ended = time.monotonic()
-                fields = {
-                    "request_id": ctx.request_id,
-                    "key_id": ctx.key_id,
-                    "agent": ctx.agent,
-                    "backend": ctx.backend,
-                    "model": ctx.model,
-                    **line,
-                }
-                plain: dict[str, int | float | bool | None] = {  # nothing to redact
-                    "status": status,
-                    "input_tokens": usage.input_tokens if usage else 0,
-                    "output_tokens": usage.output_tokens if usage else 0,
-                    "cached_input_tokens": usage.cached_input_tokens if usage else 0,
-                    "reasoning_tokens": usage.reasoning_tokens if usage else 0,
-                    "estimated": usage.estimated if usage else True,
-                    "credits": usage.credits if usage else None,
-                    "first_event_ms": round((first - started) * 1000, 2) if first else None,
-                    "duration_ms": round((ended - started) * 1000, 2),
-                }
-                outcome = (line["outcome"],)
-                log_fields(self._log, self._level, "request %s", outcome, fields, plain)
+    def observe(self, ctx: CallContext) -> RequestLine:
+        return RequestLine(self._log, self._level, ctx)
+
+    def wrap(self, batches: AsyncIterator[Batch], ctx: CallContext) -> AsyncIterator[Batch]:
+        return observed(batches, self.observe(ctx))
+
+
+class RequestLine:
+    """One request's line: what its stream showed, written when the stream ends."""
+
+    __slots__ = ("_ctx", "_first", "_level", "_line", "_log", "_started", "_status", "_usage")
+
+    def __init__(self, log: logging.Logger, level: int, ctx: CallContext) -> None:
+        self._log = log
+        self._level = level
+        self._ctx = ctx
+        self._started = time.monotonic()
+        self._first: float | None = None
+        self._usage: Usage | None = None
+        self._line: dict[str, object] = {"outcome": "abandoned"}
+        self._status = CLIENT_CLOSED
+
+    def seen(self, batch: Batch) -> None:
+        if self._first is None:
+            self._first = time.monotonic()
+        for event in batch:
+            if type(event) is TextDelta:  # most events: none of those below
+                continue
+            if isinstance(event, Usage):
+                self._usage = event
+            elif isinstance(event, Completed):
+                self._line = {"outcome": "completed", "finish_reason": event.finish_reason}
+                self._status = 200
+            elif isinstance(event, Failed):
+                error = event.error
+                self._line = {"outcome": "failed", "error": error.code or error.type}
+                self._status = error.status
+
+    def end(self) -> None:
+        if not self._log.isEnabledFor(self._level):
+            return
+        ended = time.monotonic()
+        ctx, usage, line, started, first = (
+            self._ctx,
+            self._usage,
+            self._line,
+            self._started,
+            self._first,
+        )
+        fields = {
+            "request_id": ctx.request_id,
+            "key_id": ctx.key_id,
+            "agent": ctx.agent,
+            "backend": ctx.backend,
+            "model": ctx.model,
+            **line,
+        }
+        plain: dict[str, int | float | bool | None] = {  # nothing to redact
+            "status": self._status,
+            "input_tokens": usage.input_tokens if usage else 0,
+            "output_tokens": usage.output_tokens if usage else 0,
+            "cached_input_tokens": usage.cached_input_tokens if usage else 0,
+            "reasoning_tokens": usage.reasoning_tokens if usage else 0,
+            "estimated": usage.estimated if usage else True,
+            "credits": usage.credits if usage else None,
+            "first_event_ms": round((first - started) * 1000, 2) if first else None,
+            "duration_ms": round((ended - started) * 1000, 2),
+        }
+        outcome = (line["outcome"],)
+        log_fields(self._log, self._level, "request %s", outcome, fields, plain)
 
 
 PLUGIN = FilterPlugin(options=RequestLogOptions, create=RequestLog)

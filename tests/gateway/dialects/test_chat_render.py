@@ -5,6 +5,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from gateway.dialects.chat_render import ChatChunks, completion_object, usage_object
@@ -270,3 +272,38 @@ def test_error_object_and_body() -> None:
         "code": "rate_limit_exceeded",
     }
     assert orjson.loads(error_body(err)) == {"error": error_object(err)}
+
+
+TEXTS = st.text(max_size=6) | st.sampled_from(["", '"', "\\", "\n", "\u2028", "é", "😀"])
+EVENTS = st.one_of(
+    st.builds(TextDelta, TEXTS),
+    st.builds(TextDelta, TEXTS, st.just((TokenLogprob("a", -0.5),))),
+    st.builds(TextDelta, TEXTS, st.just(())),  # empty logprobs: still a logprobs object
+    st.builds(ReasoningDelta, TEXTS),
+    st.builds(ToolCallStarted, st.sampled_from(["c1", "c2"]), TEXTS),
+    st.builds(ToolCallArgumentsDelta, st.sampled_from(["c1", "c2"]), TEXTS),
+    st.builds(Usage, st.integers(0, 9), st.integers(0, 9)),
+    st.just(Completed()),
+    st.just(Failed(UpstreamError("x"))),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(EVENTS, max_size=6).map(tuple), max_size=5), st.booleans())
+def test_a_batch_renders_as_its_events_one_by_one(
+    batches: list[tuple[Event, ...]], include_usage: bool
+) -> None:
+    by_batch = ChatChunks(ID, CREATED, MODEL, include_usage)
+    by_event = ChatChunks(ID, CREATED, MODEL, include_usage)
+    for batch in batches:
+        assert by_batch.frames(batch) == b"".join(by_event.render(e) for e in batch), batch
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.builds(TextDelta, TEXTS), max_size=8).map(tuple), st.booleans())
+def test_a_read_of_text_renders_as_its_deltas_one_by_one(
+    batch: tuple[Event, ...], include_usage: bool
+) -> None:
+    by_batch = ChatChunks(ID, CREATED, MODEL, include_usage)
+    by_event = ChatChunks(ID, CREATED, MODEL, include_usage)
+    assert by_batch.frames(batch) == b"".join(by_event.render(e) for e in batch)

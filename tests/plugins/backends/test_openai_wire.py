@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -734,6 +735,32 @@ def test_feed_frames_reads_a_read_as_feed_data_reads_its_chunks(
     assert got == flat
     if not any(isinstance(item, type) for item in flat):
         assert (fast.usage, fast.finish_reason) == (full.usage, full.finish_reason)
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunk_stream(), st.integers(0, 12), st.integers(1, 5))
+def test_feed_texts_reads_a_read_as_feed_frames_reads_its_frames(
+    chunks: list[str], done_at: int, per_read: int
+) -> None:
+    texts = list(chunks)
+    texts.insert(min(done_at, len(texts)), "[DONE]")
+    fast, frames = ChunkParser(), ChunkParser()
+    for start in range(0, len(texts), per_read):
+        read = texts[start : start + per_read]
+        got: list[Event] = []
+        expected: list[Event] = []
+        try:
+            expected_done = frames.feed_frames([ServerSentEvent(t) for t in read], expected)
+        except UpstreamError as exc:
+            with pytest.raises(UpstreamError, match=re.escape(exc.message)):
+                fast.feed_texts(read, got)
+            assert got == expected  # the events of the chunks before it still count
+            return
+        assert fast.feed_texts(read, got) == expected_done
+        assert got == expected
+        assert (fast.usage, fast.finish_reason) == (frames.usage, frames.finish_reason)
+        if expected_done:
+            return
 
 
 def test_feed_data_reads_a_text_chunk_of_a_known_shape_without_parsing_it(
