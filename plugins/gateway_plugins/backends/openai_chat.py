@@ -13,8 +13,9 @@ sees as a disconnect.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from gateway.plugin import (
     AgentInvocation,
@@ -32,6 +33,8 @@ from gateway_plugins.backends.openai_wire import (
     chat_body,
     completion_as_chunk,
 )
+
+R = TypeVar("R")  # what a read is parsed from: its frames, or their data
 
 
 def _max_tokens_field(value: str) -> str | None:
@@ -87,27 +90,22 @@ class OpenAIChatBackend:
                 return []
             return parser.feed_data(frame.data)
 
-        def parse_read(frames: list[ServerSentEvent]) -> tuple[list[Event], GatewayError | None]:
-            # ``parse`` for a read's frames in one call (``Upstream.answer``'s parse_read).
-            nonlocal done
-            events: list[Event] = []
-            try:
-                if parser.feed_frames(frames, events):
-                    done = True
-            except GatewayError as exc:
-                return events, exc
-            return events, None
+        def reading(
+            feed: Callable[[list[R], list[Event]], bool],
+        ) -> Callable[[list[R]], tuple[list[Event], GatewayError | None]]:
+            # ``parse`` for a read in one call (``Upstream.answer``'s parse_read, of its
+            # frames, and parse_texts, of its one-line ``data:`` events' data).
+            def read(items: list[R]) -> tuple[list[Event], GatewayError | None]:
+                nonlocal done
+                events: list[Event] = []
+                try:
+                    if feed(items, events):
+                        done = True
+                except GatewayError as exc:
+                    return events, exc
+                return events, None
 
-        def parse_texts(texts: list[str]) -> tuple[list[Event], GatewayError | None]:
-            # ``parse_read`` for a read of one-line ``data:`` events, given their data.
-            nonlocal done
-            events: list[Event] = []
-            try:
-                if parser.feed_texts(texts, events):
-                    done = True
-            except GatewayError as exc:
-                return events, exc
-            return events, None
+            return read
 
         def whole(completion: dict[str, object]) -> list[Event]:
             # A non-streamed answer, asked for or not: the events a stream of it gives.
@@ -123,8 +121,8 @@ class OpenAIChatBackend:
             finished=lambda: done,
             whole=whole,
             last=lambda: parser.finish(done=done),
-            parse_read=parse_read,
-            parse_texts=parse_texts,
+            parse_read=reading(parser.feed_frames),
+            parse_texts=reading(parser.feed_texts),
         )
 
     async def aclose(self) -> None:
