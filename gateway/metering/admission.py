@@ -71,21 +71,19 @@ class Admission:
             raise refusals.too_costly(credits)
         now = time.time()
         charge_id = random_hex()
-        # By position, in the fields' order (a call with keywords costs a third more).
         record = HoldRecord(
-            credits,  # credits
-            input_tokens + cap,  # tokens
-            now + self._settings.lease_seconds,  # lease_until
-            request_id,  # request_id
-            key.id,  # key_id
-            invocation.agent,  # agent
-            "",  # backend
-            now,  # started_at
-            estimated_input,  # input_tokens
-            0,  # output_tokens
-            tokens_cost(pricing, estimated_input),  # progress_credits
-            key.team,  # team
-            bool(key.team) and key.limits.budgeted,  # key_budget
+            credits=credits,
+            tokens=input_tokens + cap,
+            lease_until=now + self._settings.lease_seconds,
+            request_id=request_id,
+            key_id=key.id,
+            agent=invocation.agent,
+            backend="",
+            started_at=now,
+            input_tokens=estimated_input,
+            progress_credits=tokens_cost(pricing, estimated_input),
+            team=key.team,
+            key_budget=bool(key.team) and key.limits.budgeted,
         )
         route_limits = route.limits
         reserved = True
