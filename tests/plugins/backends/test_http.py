@@ -228,16 +228,18 @@ async def test_post_raises_an_error_answer_and_releases_its_connection(
         await runner.cleanup()
 
 
-async def test_post_maps_failures_before_inside_and_after_the_answer() -> None:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
-        await response.write(b'{"t": ')
-        await asyncio.sleep(5)  # the rest never comes in time
-        return response
+async def half_an_answer(request: web.Request) -> web.StreamResponse:
+    """A JSON answer that stops after its first bytes, the rest never coming in time."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(b'{"t": ')
+    await asyncio.sleep(5)
+    return response
 
+
+async def test_post_maps_failures_before_inside_and_after_the_answer() -> None:
     app = web.Application()
-    app.router.add_post("/x", handle)
+    app.router.add_post("/x", half_an_answer)
     runner, url = await serve(app)
     up = Upstream("up", HttpOptions(base_url=url, timeout=0.2))
     try:
@@ -343,14 +345,7 @@ async def test_an_upstream_silent_before_its_headers_is_an_upstream_timeout() ->
 
 
 async def test_a_whole_answer_silent_mid_body_is_an_upstream_timeout() -> None:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
-        await response.write(b'{"t": ')
-        await asyncio.sleep(5)  # the rest never comes in time
-        return response
-
-    texts, error, took, _ = await timed(handle)
+    texts, error, took, _ = await timed(half_an_answer)
     assert texts == [] and isinstance(error, UpstreamTimeout)
     assert error.message == "The upstream of backend 'up' timed out."
     assert 0.3 <= took < 2.0
