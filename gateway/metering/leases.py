@@ -97,7 +97,7 @@ class Leases:
                 continue
             usage = Usage(record.input_tokens, record.output_tokens, estimated=True)
             fields = ledger_fields(record, usage, record.backend)
-            fields["reaped"] = "1"
+            fields += ("reaped", "1")
             credits = min(record.progress_credits, record.credits)  # never beyond the hold
             charge = Charge(
                 record, charge_id, credits, usage.total_tokens, fields, route=True, failed=True

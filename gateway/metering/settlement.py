@@ -62,7 +62,7 @@ class Settlement:
             )
         fields = ledger_fields(hold.record, usage, backend)
         if unbilled:
-            fields["unbilled"] = str(unbilled)
+            fields += ("unbilled", str(unbilled))
         charge = Charge(
             hold.record,
             hold.charge_id,
@@ -133,19 +133,28 @@ class Settlement:
         self._live.pop(charge_id, None)
 
 
-def ledger_fields(record: HoldRecord, usage: Usage, backend: str) -> dict[str, str]:
-    """The fields of a request's ledger entry (``gateway.store.records.LedgerEntry``)."""
-    return {
-        "kind": "usage",
-        "request_id": record.request_id,
-        "agent": record.agent,
-        "backend": backend,
-        "started_at": float_text(record.started_at),
-        "at": float_text(time.time()),
-        "estimated": "1" if usage.estimated else "0",
-        "input_tokens": str(usage.input_tokens),
-        "output_tokens": str(usage.output_tokens),
-        "cached_input_tokens": str(usage.cached_input_tokens),
-        "cache_write_tokens": str(usage.cache_write_tokens),
-        "reasoning_tokens": str(usage.reasoning_tokens),
-    }
+def ledger_fields(record: HoldRecord, usage: Usage, backend: str) -> list[str]:
+    """The fields of a request's ledger entry (``gateway.store.records.LedgerEntry``), flat:
+    name, value, name, value..., in the entry's order, as the settlement script takes them
+    (``holds.Charge.fields``). A field the caller adds goes at the end:
+    ``fields += ("unbilled", "5")``.
+
+    Flat rather than a dict: a dict had to be unfolded into this list at every settlement
+    (``holds.ledger_argument``); ``gateway_totals.ledger_tokens`` reads the token counts
+    where this order puts them."""
+    # fmt: off
+    return [
+        "kind", "usage",
+        "request_id", record.request_id,
+        "agent", record.agent,
+        "backend", backend,
+        "started_at", float_text(record.started_at),
+        "at", float_text(time.time()),
+        "estimated", "1" if usage.estimated else "0",
+        "input_tokens", str(usage.input_tokens),
+        "output_tokens", str(usage.output_tokens),
+        "cached_input_tokens", str(usage.cached_input_tokens),
+        "cache_write_tokens", str(usage.cache_write_tokens),
+        "reasoning_tokens", str(usage.reasoning_tokens),
+    ]
+    # fmt: on

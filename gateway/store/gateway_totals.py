@@ -18,7 +18,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from redis import asyncio as aioredis
 
@@ -56,11 +56,12 @@ class GatewayTotals:
         agent: str,
         credits: int,
         failed: bool,
-        fields: Mapping[str, str],
+        fields: Mapping[str, str] | list[str],
         hour: str,
         day: str,
     ) -> None:
-        """Count one request settled now: its hour's totals and its day's, by agent."""
+        """Count one request settled now: its hour's totals and its day's, by agent.
+        ``fields``: its ledger entry's (``holds.Charge.fields``), for the token counts."""
         last = self._last
         if last is None or last[0] != hour or last[1] != day:
             last = self._last = (
@@ -78,8 +79,7 @@ class GatewayTotals:
         if credits:
             counts.append(("credits", credits))
             spent[key_id] = spent.get(key_id, 0) + credits
-        for name in TOKEN_FIELDS:
-            value = fields.get(name, "0")
+        for name, value in zip(TOKEN_FIELDS, ledger_tokens(fields), strict=True):
             if value != "0" and value.isdigit():
                 counts.append((name, int(value)))
         for name, n in counts:
@@ -125,6 +125,22 @@ class GatewayTotals:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.flush())
+
+
+def ledger_tokens(fields: Mapping[str, str] | list[str]) -> list[str]:
+    """The token counts of a ledger entry's ``fields`` (``holds.Charge.fields``: a dict,
+    or flat: name, value...), as text in ``TOKEN_FIELDS``' order, "0" for one absent.
+
+    Flat fields in ``settlement.ledger_fields``' order have the five names at positions
+    14, 16... 22, each count after its name: read there, without a dict made of them."""
+    if type(fields) is list:
+        if fields[14:24:2] == _TOKEN_NAMES and len(fields) >= 24:
+            return fields[15:24:2]
+        fields = dict(zip(fields[::2], fields[1::2], strict=False))  # a name left alone: none
+    return [cast(Mapping[str, str], fields).get(name, "0") for name in TOKEN_FIELDS]
+
+
+_TOKEN_NAMES = list(TOKEN_FIELDS)
 
 
 @functools.lru_cache(maxsize=256)

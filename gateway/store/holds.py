@@ -124,13 +124,16 @@ class HoldRecord:
 class Charge:
     """A settlement to write (``Holds.settle``): ``credits`` and ``tokens`` charged once
     for ``charge_id`` of ``record``'s request, with its ledger ``fields``; the route's
-    hold released too if ``route``; counted as an error if ``failed``."""
+    hold released too if ``route``; counted as an error if ``failed``.
+
+    ``fields``: a dict of name and value, or the same flat (name, value, name, value...,
+    each name once), as ``settlement.ledger_fields`` makes them: the entry is the same."""
 
     record: HoldRecord
     charge_id: str
     credits: int
     tokens: int
-    fields: dict[str, str]
+    fields: dict[str, str] | list[str]
     route: bool
     failed: bool = False
 
@@ -377,7 +380,7 @@ class Holds:
                 day_number,
                 record.key_budget,
             )
-            fields = {**fields, "key_id": key_id}
+            fields = _with_field(fields, "key_id", key_id)
         else:
             head, tail = _settle_runs(self._settle.sha, account, window, hour, day_number)
         # KEYS[5], the charge's idempotency marker, is the one key made per request.
@@ -651,12 +654,30 @@ def _member_keys(team: str, key_id: str, window: int) -> list[str]:
     ]
 
 
-def ledger_argument(fields: dict[str, str]) -> bytes:
+def ledger_argument(fields: dict[str, str] | list[str]) -> bytes:
     """A ledger entry's fields as the settlement scripts take them: one JSON array of
     name, value, name, value... (``lua/prelude/settle.lua`` decodes it with ``cjson``
     and writes the same fields, in the same order, as separate arguments did). One
-    argument instead of two a field: the packer's cost is per argument."""
-    return orjson.dumps(list(chain.from_iterable(fields.items())))
+    argument instead of two a field: the packer's cost is per argument. Fields already
+    flat (``Charge.fields``) are that array as they are."""
+    if type(fields) is list:
+        return orjson.dumps(fields)
+    return orjson.dumps(list(chain.from_iterable(cast(dict[str, str], fields).items())))
+
+
+def _with_field(
+    fields: dict[str, str] | list[str], name: str, value: str
+) -> dict[str, str] | list[str]:
+    """A copy of ``fields`` (``Charge.fields``) with ``name`` set to ``value``, as a dict's
+    item assignment sets it: in its place if named already, else at the end."""
+    if isinstance(fields, dict):
+        return {**fields, name: value}
+    names = fields[::2]
+    if name not in names:
+        return [*fields, name, value]
+    copy = list(fields)
+    copy[2 * names.index(name) + 1] = value
+    return copy
 
 
 def _script_step(script: Any, keys: Sequence[str], args: list[Any]) -> Command:

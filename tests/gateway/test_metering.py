@@ -28,11 +28,13 @@ from gateway.events import (
 from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter, cost
 from gateway.metering.pricing import sane, tokens_cost
+from gateway.metering.settlement import ledger_fields
 from gateway.metering.tally import Tally
 from gateway.route import Route, RouteLimits
 from gateway.settings import MeteringSettings
 from gateway.store import ApiKey, Store, pipelining, schema
-from gateway.store.holds import Charge, Holds
+from gateway.store.gateway_totals import TOKEN_FIELDS, ledger_tokens
+from gateway.store.holds import Charge, HoldRecord, Holds
 from gateway.store.records import KeyLimits, LedgerEntry
 from gateway.tasks import BackgroundTasks
 from gateway.tokens import estimate_input, reserve_input
@@ -596,6 +598,21 @@ async def test_settle_posts_once_with_the_tally(fake_store: Store) -> None:
     assert entry.request_id == "req_s" and entry.started_at == hold.record.started_at
     assert entry.usage == Usage(30, 7)
     assert m._live == {}
+
+
+def test_ledger_fields_are_flat_with_the_token_counts_where_the_totals_read_them() -> None:
+    rec = HoldRecord(
+        credits=9, tokens=9, lease_until=2e9, request_id="req_1", key_id="k", agent="a",
+        backend="", started_at=1.7e9,
+    )  # fmt: skip
+    fields = ledger_fields(rec, Usage(11, 22, 3, 4, 5, estimated=True), "echo")
+    names, values = fields[::2], fields[1::2]
+    assert names[:7] == ["kind", "request_id", "agent", "backend", "started_at", "at", "estimated"]
+    assert values[:5] == ["usage", "req_1", "a", "echo", "1700000000.0"]
+    assert values[6] == "1"
+    # gateway_totals.ledger_tokens reads them in place: names 14, 16... 22, values after.
+    assert fields[14:24:2] == list(TOKEN_FIELDS)
+    assert ledger_tokens(fields) == ["11", "22", "3", "4", "5"]
 
 
 async def test_a_settlement_is_queued_for_the_next_round_trip_without_a_task(

@@ -80,3 +80,17 @@ async def test_each_request_counts_in_its_own_hour_and_day(fake_store: Store) ->
     await totals.flush()
     assert await redis.hget(schema.global_hour(HOUR), "requests") == "3"
     assert await redis.zscore(schema.global_top_keys(DAY), "key_b") is None
+
+
+def test_flat_fields_count_as_the_dict_of_them() -> None:
+    """``ledger_tokens``: the token counts of flat fields, read in place in
+    ``settlement.ledger_fields``' order and by name in any other, as of a dict."""
+    in_order = ["kind", "usage", *["x", "y"] * 6]
+    in_order += ["input_tokens", "10", "output_tokens", "0", "cached_input_tokens", "3"]
+    in_order += ["cache_write_tokens", "x", "reasoning_tokens", "2", "unbilled", "5"]
+    other = ["output_tokens", "4", "agent", "input_tokens", "input_tokens", "7"]
+    for flat in (in_order, other, [], ["input_tokens"]):
+        as_dict = dict(zip(flat[::2], flat[1::2], strict=False))
+        assert gateway_totals.ledger_tokens(flat) == gateway_totals.ledger_tokens(as_dict)
+    assert gateway_totals.ledger_tokens(in_order) == ["10", "0", "3", "x", "2"]
+    assert gateway_totals.ledger_tokens(other) == ["7", "4", "0", "0", "0"]

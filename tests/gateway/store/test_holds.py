@@ -682,3 +682,43 @@ def test_settlement_commands_are_packed_as_hiredis_packs_them(
     for cost in [(credits, tokens), (0, 0), (credits, 0), (0, tokens)]:
         charge = Charge(rec, charge_id, *cost, ledger, route=route, failed=failed)
         packed_both_ways(lambda holds, charge=charge: holds._settlement(charge)[0]._commands)
+
+
+LEDGER_NAMES = st.sampled_from(
+    ["kind", "agent", "key_id", "input_tokens", "output_tokens", "reasoning_tokens"]
+)
+LEDGER_VALUES = st.one_of(TEXT, st.integers(min_value=0, max_value=10**6).map(str))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    hold_records(),
+    st.dictionaries(st.one_of(LEDGER_NAMES, TEXT), LEDGER_VALUES, max_size=14),
+    st.sampled_from(["", "team_1"]),
+    st.booleans(),
+)
+def test_flat_ledger_fields_settle_as_the_dict_of_them(
+    rec: HoldRecord, ledger: dict[str, str], team: str, failed: bool
+) -> None:
+    """``Charge.fields`` flat (name, value...) sends the same settlement, byte for byte,
+    as the dict of the same fields (in a team too, its ``key_id`` set as a dict's item
+    assignment sets it), and counts the same gateway totals."""
+    rec = dataclasses.replace(rec, team=team)
+    flat = list(chain.from_iterable(ledger.items()))
+    sent, counted = [], []
+    for fields in (ledger, flat):
+        holds = Holds(aioredis.Redis())
+        batch, settled = holds._settlement(
+            Charge(rec, "c1", 5, 7, fields, route=True, failed=failed)
+        )
+        sent.append(batch._commands)
+        assert settled([[1, 0], 0, 0])
+        counted.append((holds.totals._counts, holds.totals._spenders))
+    assert sent[0] == sent[1]
+    assert counted[0] == counted[1]
+    assert flat == list(chain.from_iterable(ledger.items()))  # not changed in place
+
+
+def test_the_ledger_argument_of_flat_fields_is_the_same_array() -> None:
+    assert holds_module.ledger_argument(["a", "1", "b", "é"]) == '["a","1","b","é"]'.encode()
+    assert holds_module.ledger_argument([]) == b"[]"
