@@ -76,6 +76,13 @@ class Pipeliner:
         self._timer: asyncio.TimerHandle | None = None
         self._connection: RespConnection | None = None
         self._timeout: float | None = None
+        # The running loop, kept: Python 3.11's ``asyncio.get_running_loop()`` makes a
+        # ``getpid()`` system call each time (to tell a forked child), and a request
+        # queues twice. While the kept loop runs it is the running one (one loop runs on
+        # a thread at a time, and the pipeliner's connection is bound to one loop
+        # anyway); once it has stopped (``asyncio.run`` of another test, say) the
+        # running loop is asked for again.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(
         self, commands: Sequence[Command], *, defer: bool = False, idempotent: bool = False
@@ -93,7 +100,9 @@ class Pipeliner:
     ) -> asyncio.Future[list[Any]]:
         """``run`` without a coroutine: the future of its replies (or of its error), for
         a caller that handles them in a callback instead of waiting (a settlement)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._queued.append(_Queued(commands, future, idempotent))
         if not self._busy:
@@ -148,7 +157,8 @@ class Pipeliner:
             if not self._queued:
                 self._busy = False
             else:  # on the next turn, after the callers woken now: what they queue joins
-                asyncio.get_running_loop().call_soon(self._next)
+                # (the loop ``submit`` kept: this round trip's, running this callback)
+                cast(asyncio.AbstractEventLoop, self._loop).call_soon(self._next)
         else:  # written: the rules for a failed round trip, in a task (a retry waits)
             failure = (cast(Exception, result), True)
             self._sender = asyncio.ensure_future(self._send_all(queued, failure))

@@ -106,6 +106,21 @@ async def test_a_failed_round_trip_fails_every_caller_in_it() -> None:
     await dead.aclose()
 
 
+def test_a_pipeliner_used_by_one_loop_then_another_queues_on_the_running_one() -> None:
+    """The loop the pipeliner keeps (``Pipeliner._loop``) is asked for again once it has
+    stopped: a later ``asyncio.run`` gets its own answer, not a closed loop's error."""
+    dead = aioredis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    pipeliner = Pipeliner(dead)
+
+    async def once() -> type[BaseException]:
+        with pytest.raises(RedisConnectionError) as failed:
+            await pipeliner.run([incr("n")])
+        return failed.type
+
+    assert asyncio.run(once()) is asyncio.run(once()) is RedisConnectionError
+    asyncio.run(dead.aclose())
+
+
 async def test_a_round_trip_is_bounded_by_the_socket_timeout(
     redis_url: str, redis_client: aioredis.Redis
 ) -> None:
