@@ -59,8 +59,12 @@ class Admission:
         if key.moving:
             raise refusals.key_moving(key.id)
         pricing = route.pricing
-        caps = [c for c in (invocation.max_output_tokens, route.max_output_tokens) if c]
-        cap = min(caps) if caps else self._settings.default_max_output_tokens
+        # The lower of the request's own cap and the route's, or the default without either.
+        asked, most = invocation.max_output_tokens, route.max_output_tokens
+        if asked and most:
+            cap = min(asked, most)
+        else:
+            cap = asked or most or self._settings.default_max_output_tokens
         # What to reserve for the input, and its estimate, charged if the process dies.
         input_tokens, estimated_input = tokens.input_tokens(invocation)
         input_credits = tokens_cost(pricing, input_tokens)
@@ -86,6 +90,7 @@ class Admission:
             key_budget=bool(key.team) and key.limits.budgeted,
         )
         route_limits = route.limits
+        route_limited = route_limits.any
         reserved = True
         try:
             result = await self._holds.admit(
@@ -96,20 +101,20 @@ class Admission:
                 route_limits=KeyLimits(
                     route_limits.rpm, route_limits.tpm, route_limits.max_concurrent
                 )
-                if route_limits.any
+                if route_limited
                 else None,
                 team_limits=key.team_limits,
             )
         except asyncio.CancelledError:  # the client left: Redis may have the hold already
             self._tasks.spawn(
-                self._release_now(record, charge_id, route_limits.any),
+                self._release_now(record, charge_id, route_limited),
                 name=f"release {charge_id}",
             )
             raise
         except ServiceUnavailable:
             self._health.failed()
             if not self._fail_open:
-                self._unreserve(record, charge_id, route_limits.any)
+                self._unreserve(record, charge_id, route_limited)
                 raise refusals.store_unavailable() from None
             # fail_open: run without a reservation; settled through the outbox. If the
             # admission did reach Redis, settling this charge id releases its hold too.
@@ -127,7 +132,7 @@ class Admission:
             output_cap=cap,
             admitted=result,
             key_limits=key.limits,
-            route_limited=route_limits.any,
+            route_limited=route_limited,
             reserved=reserved,
             team_limits=key.team_limits,
         )
