@@ -22,14 +22,20 @@ from typing import Any, cast
 
 import orjson
 from redis import asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from gateway.store import schema
 from gateway.store.gateway_totals import GatewayTotals
 from gateway.store.pipelining import Command, Pipeliner
 from gateway.store.records import KeyLimits
 from gateway.store.resp import Arg, Run, bulk, bulk_string
-from gateway.store.store import DAY_AGGREGATE_TTL, ENTRY_MARKER_TTL, guard, load_script
+from gateway.store.store import (
+    DAY_AGGREGATE_TTL,
+    ENTRY_MARKER_TTL,
+    guard,
+    load_script,
+    unavailable,
+)
 from gateway.typed import fast_init
 
 WINDOW_SECONDS = 60
@@ -301,8 +307,10 @@ class Holds:
         if route_limits is not None:
             route = schema.route_account(record.agent)
             batch.add(self._admit_step(route, charge_id, record, route_limits, False))
-        async with guard():
+        try:  # guard(), without its two coroutines
             results = await batch.run()
+        except RedisError as exc:
+            raise unavailable(exc) from exc
         key_result = _parse(results[1], record.started_at)
         route_result = _parse(results[2], record.started_at) if route_limits else None
         if isinstance(key_result, Refusal) or isinstance(route_result, Refusal):

@@ -18,7 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from gateway import metrics
 from gateway.errors import ServiceUnavailable
 from gateway.store import Store, pipelining, schema
 from gateway.store import holds as holds_module
@@ -410,6 +414,22 @@ async def test_malformed_ledger_fields_are_refused_before_anything_is_written(
         holds_module.ledger_argument = original
     assert await store.balance(key) == 1_000 and await store.held(key) == 300
     assert await redis_client.exists(schema.entry_marker(key, charge)) == 0
+
+
+async def test_an_admission_redis_cannot_take_is_a_503_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``Holds.admit`` catches the Redis error itself (not through ``guard()``): the same
+    503, the same count by error class and the same warning."""
+    dead = aioredis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    failures = metrics.REDIS_ERRORS.labels("ConnectionError")
+    before = failures._value.get()
+    with pytest.raises(ServiceUnavailable) as refused:
+        await admit(Holds(dead), record("k"))
+    assert isinstance(refused.value.__cause__, RedisConnectionError)
+    assert failures._value.get() == before + 1
+    assert "store unavailable: ConnectionError" in caplog.text
+    await dead.aclose()
 
 
 async def test_the_ledger_sums_to_the_balance_change(fake_store: Store) -> None:
