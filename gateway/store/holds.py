@@ -164,58 +164,6 @@ class Admitted:
     tokens: int  # tokens reserved in the current window, this one included
 
 
-class _Batch:
-    """Commands sent together: pipelined with those of concurrent requests, on a
-    single Redis. On Redis Cluster they run one after another (each script still
-    atomic within its account's slot).
-
-    Every command of every batch is safe to run twice, so a batch is sent again
-    when Redis may have run it with the answer lost (a connection that broke
-    after the write; a cluster client's retry), and when Redis has forgotten its
-    scripts (a restart, a failover): admission holds once per charge id, and
-    settlement, release and renewal act once on a hold; ZADD and ZREM of a
-    lease are idempotent. A command added here must keep that true."""
-
-    def __init__(
-        self,
-        redis: aioredis.Redis,
-        pipeliner: Pipeliner | None,
-        scripts: list[Any],
-        defer: bool = False,
-    ) -> None:
-        self._redis = redis
-        self._pipeliner = pipeliner  # None on a cluster
-        self._scripts = scripts
-        self._defer = defer  # see Pipeliner.run
-        self._commands: list[Command] = []
-
-    def add(self, command: Command) -> None:
-        self._commands.append(command)
-
-    def submit(self, pipeliner: Pipeliner) -> asyncio.Future[list[Any]]:
-        """The commands queued on ``pipeliner`` (``Pipeliner.submit``), not retried here."""
-        return pipeliner.submit(self._commands, defer=self._defer, idempotent=True)
-
-    async def run(self) -> list[Any]:
-        try:
-            return await self._sent()
-        except NoScriptError:
-            for script in self._scripts:
-                await self._redis.script_load(script.script)
-            return await self._sent()
-
-    def _sent(self) -> Awaitable[list[Any]]:
-        """The replies, to await: the pipeliner's future itself, without a coroutine of
-        its own (``Pipeliner.run`` is ``submit`` awaited) on the usual path."""
-        if self._pipeliner is not None:
-            return self._pipeliner.submit(self._commands, defer=self._defer, idempotent=True)
-        return self._one_by_one()
-
-    async def _one_by_one(self) -> list[Any]:
-        redis: Any = self._redis  # execute_command is untyped in redis-py
-        return [await redis.execute_command(*command) for command in self._commands]
-
-
 class Holds:
     def __init__(self, redis: aioredis.Redis, *, cluster: bool = False) -> None:
         self.redis = redis
@@ -232,8 +180,34 @@ class Holds:
         # The gateway-wide aggregates: counted here, flushed by ``totals.run()``.
         self.totals = GatewayTotals(redis, HOUR_AGGREGATE_TTL, DAY_AGGREGATE_TTL)
 
-    def _batch(self, *, defer: bool = False) -> _Batch:
-        return _Batch(self.redis, self._pipeliner, self._scripts, defer)
+    async def _run(self, commands: list[Command], *, defer: bool = False) -> list[Any]:
+        """The replies to ``commands``, sent together: pipelined with those of concurrent
+        requests, on a single Redis (``defer``: see ``Pipeliner.run``). On Redis Cluster
+        they run one after another (each script still atomic within its account's slot).
+
+        Every command sent here is safe to run twice, so the commands are sent again
+        when Redis may have run them with the answer lost (a connection that broke
+        after the write; a cluster client's retry), and when Redis has forgotten its
+        scripts (a restart, a failover): admission holds once per charge id, and
+        settlement, release and renewal act once on a hold; ZADD and ZREM of a
+        lease are idempotent. A command added here must keep that true."""
+        try:
+            return await self._sent(commands, defer)
+        except NoScriptError:
+            for script in self._scripts:
+                await self.redis.script_load(script.script)
+            return await self._sent(commands, defer)
+
+    def _sent(self, commands: list[Command], defer: bool) -> Awaitable[list[Any]]:
+        """The replies, to await: the pipeliner's future itself, without a coroutine of
+        its own (``Pipeliner.run`` is ``submit`` awaited) on the usual path."""
+        if self._pipeliner is not None:
+            return self._pipeliner.submit(commands, defer=defer, idempotent=True)
+        return self._one_by_one(commands)
+
+    async def _one_by_one(self, commands: list[Command]) -> list[Any]:
+        redis: Any = self.redis  # execute_command is untyped in redis-py
+        return [await redis.execute_command(*command) for command in commands]
 
     def _admit_step(
         self,
@@ -295,20 +269,18 @@ class Holds:
         team's limits (``team_limits``) and its own, in one script.
         On a refusal nothing stays held (a hold one side granted is released).
         """
-        batch = self._batch()
-        batch.add(_lease_step(record.account, charge_id, record.lease_until))
         if record.team:
             step = self._admit_team_step(
                 charge_id, record, key_limits, team_limits or KeyLimits(), check_money
             )
         else:
             step = self._admit_step(record.key_id, charge_id, record, key_limits, check_money)
-        batch.add(step)
+        commands = [_lease_step(record.account, charge_id, record.lease_until), step]
         if route_limits is not None:
             route = schema.route_account(record.agent)
-            batch.add(self._admit_step(route, charge_id, record, route_limits, False))
+            commands.append(self._admit_step(route, charge_id, record, route_limits, False))
         try:  # guard(), without its two coroutines
-            results = await batch.run()
+            results = await self._run(commands)
         except RedisError as exc:
             raise unavailable(exc) from exc
         key_result = _parse(results[1], record.started_at)
@@ -323,24 +295,24 @@ class Holds:
     async def release(self, record: HoldRecord, charge_id: str, *, key: bool, route: bool) -> None:
         """Drop holds of a request that never ran (admission refused on the other side)."""
         window = window_of(record.started_at)
-        batch = self._batch()
+        commands: list[Command] = []
         if key and record.team:
             holds, held, requests, tokens_window = _member_keys(record.team, record.key_id, window)
             keys = [*_release_keys(record.team, window), holds, tokens_window, requests]
             if record.key_budget:
                 keys.append(held)
-            batch.add(_script_step(self._release_team, keys, [charge_id, 0, 1]))
+            commands.append(_script_step(self._release_team, keys, [charge_id, 0, 1]))
         accounts = [record.key_id] if key and not record.team else []
         if route:
             accounts.append(schema.route_account(record.agent))
         for account in accounts:
-            batch.add(
+            commands.append(
                 _script_step(self._release, _release_keys(account, window), [charge_id, 0, 1])
             )
         member = _lease_member(record.account, charge_id)
-        batch.add(("ZREM", schema.LEASES, member))
+        commands.append(("ZREM", schema.LEASES, member))
         async with guard():
-            await batch.run()
+            await self._run(commands)
 
     async def settle(self, charge: Charge) -> bool:
         """Charge ``charge.credits`` once for its charge id, release the holds; False if
@@ -349,9 +321,9 @@ class Holds:
         The key's aggregates (exact, in the same script) and the gateway's (best-effort,
         ``gateway_totals``) count the request, and an error if it ``failed``.
         """
-        batch, settled = self._settlement(charge)
+        commands, settled = self._settlement(charge)
         async with guard():
-            results = await batch.run()
+            results = await self._run(commands, defer=True)  # see _settlement
         return settled(results)
 
     def settle_soon(
@@ -366,11 +338,13 @@ class Holds:
         Redis Cluster (no pipeliner)."""
         if self._pipeliner is None:
             return None
-        batch, settled = self._settlement(charge)
-        return batch.submit(self._pipeliner), settled
+        commands, settled = self._settlement(charge)
+        return self._pipeliner.submit(commands, defer=True, idempotent=True), settled
 
-    def _settlement(self, charge: Charge) -> tuple[_Batch, Callable[[list[Any]], bool]]:
-        """A settlement's commands, and what makes its answer of their replies."""
+    def _settlement(self, charge: Charge) -> tuple[list[Command], Callable[[list[Any]], bool]]:
+        """A settlement's commands, and what makes its answer of their replies. The
+        answer has gone out when they are sent (nobody waits on them): they may wait for
+        a round trip to share (``defer``)."""
         record, charge_id, fields = charge.record, charge.charge_id, charge.fields
         credits, tokens, failed = charge.credits, charge.tokens, charge.failed
         key_id, account = record.key_id, record.account
@@ -397,35 +371,35 @@ class Holds:
         flags = _SETTLE_FLAGS[bool(credits or tokens), failed]
         ledger = ledger_argument(fields)
         own = (charge_id, credits, tokens)
-        batch = self._batch(defer=True)  # the answer has gone out: nobody waits on this
+        script: Command
         if self._pipeliner is None:  # Redis Cluster's client packs its own commands
-            batch.add((*head.args, marker, *tail.args, *own, *flags.args, ledger))
+            script = (*head.args, marker, *tail.args, *own, *flags.args, ledger)
         else:  # head's, tail's and flags' arguments packed once; the request's now
             marker_resp, ledger_resp = bulk_string(marker), bulk_string(ledger)
             parts = (head.resp, marker_resp, tail.resp, bulk(own), flags.resp, ledger_resp)
-            batch.add(b"".join(parts))
+            script = b"".join(parts)
+        commands = [script]
         if charge.route:
             route_keys = _release_keys(schema.route_account(record.agent), window)
-            batch.add(_script_step(self._release, route_keys, [charge_id, tokens, "0"]))
-        member = _lease_member(account, charge_id)
-        batch.add(("ZREM", schema.LEASES, member))
+            commands.append(_script_step(self._release, route_keys, [charge_id, tokens, "0"]))
+        commands.append(("ZREM", schema.LEASES, _lease_member(account, charge_id)))
 
         def settled(results: list[Any]) -> bool:
             if results[0][0]:
                 self.totals.add(key_id, record.agent, credits, failed, fields, hour, day)
             return bool(results[0][0])
 
-        return batch, settled
+        return commands, settled
 
     async def renew(self, leases: list[tuple[str, HoldRecord]]) -> None:
         """Extend live holds' leases and record their progress, in one round trip."""
-        batch = self._batch()
+        commands: list[Command] = []
         for charge_id, record in leases:
             keys = [schema.holds(record.account)]
-            batch.add(_script_step(self._renew, keys, [charge_id, record.encode()]))
-            batch.add(_lease_step(record.account, charge_id, record.lease_until))
+            commands.append(_script_step(self._renew, keys, [charge_id, record.encode()]))
+            commands.append(_lease_step(record.account, charge_id, record.lease_until))
         async with guard():
-            await batch.run()
+            await self._run(commands)
 
     async def expired(
         self, now: float, limit: int = 100

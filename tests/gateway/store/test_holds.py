@@ -701,7 +701,7 @@ def test_settlement_commands_are_packed_as_hiredis_packs_them(
 ) -> None:
     for cost in [(credits, tokens), (0, 0), (credits, 0), (0, tokens)]:
         charge = Charge(rec, charge_id, *cost, ledger, route=route, failed=failed)
-        packed_both_ways(lambda holds, charge=charge: holds._settlement(charge)[0]._commands)
+        packed_both_ways(lambda holds, charge=charge: holds._settlement(charge)[0])
 
 
 LEDGER_NAMES = st.sampled_from(
@@ -728,10 +728,10 @@ def test_flat_ledger_fields_settle_as_the_dict_of_them(
     sent, counted = [], []
     for fields in (ledger, flat):
         holds = Holds(aioredis.Redis())
-        batch, settled = holds._settlement(
+        commands, settled = holds._settlement(
             Charge(rec, "c1", 5, 7, fields, route=True, failed=failed)
         )
-        sent.append(batch._commands)
+        sent.append(commands)
         assert settled([[1, 0], 0, 0])
         counted.append((holds.totals._counts, holds.totals._spenders))
     assert sent[0] == sent[1]
