@@ -19,7 +19,7 @@ from gateway.outbox import Outbox, Pending
 from gateway.route import Pricing, Route
 from gateway.settings import MeteringSettings
 from gateway.store import ApiKey
-from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal
+from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal, hold_record
 from gateway.store.records import KeyLimits
 from gateway.tasks import BackgroundTasks
 from gateway.typed import evolve
@@ -75,7 +75,7 @@ class Admission:
             raise refusals.too_costly(credits)
         now = time.time()
         charge_id = random_hex()
-        record = HoldRecord(
+        record = hold_record(
             credits=credits,
             tokens=input_tokens + cap,
             lease_until=now + self._settings.lease_seconds,

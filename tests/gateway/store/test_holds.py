@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import inspect
 import math
 import random
 import struct
@@ -742,3 +743,27 @@ def test_flat_ledger_fields_settle_as_the_dict_of_them(
 def test_the_ledger_argument_of_flat_fields_is_the_same_array() -> None:
     assert holds_module.ledger_argument(["a", "1", "b", "é"]) == '["a","1","b","é"]'.encode()
     assert holds_module.ledger_argument([]) == b"[]"
+
+
+def test_hold_record_takes_the_fields_of_the_class_by_keyword_only() -> None:
+    """``holds.hold_record``: the class's fields, in its order, with its defaults, each
+    by keyword only; a field added to ``HoldRecord`` must be added there too."""
+    made = inspect.signature(holds_module.hold_record).parameters
+    assert [(p.name, p.default) for p in made.values()] == [
+        (f.name, inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default)
+        for f in dataclasses.fields(HoldRecord)
+    ]
+    assert {p.kind for p in made.values()} == {inspect.Parameter.KEYWORD_ONLY}
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(hold_records(), TEXT, st.booleans())
+def test_hold_record_makes_the_record_the_class_makes(
+    rec: HoldRecord, team: str, key_budget: bool
+) -> None:
+    fields = {**dataclasses.asdict(rec), "team": team, "key_budget": key_budget}
+    made = holds_module.hold_record(**fields)
+    assert type(made) is HoldRecord and made == HoldRecord(**fields)
+    assert made.encode() == HoldRecord(**fields).encode()
+    least = {name: fields[name] for name in list(fields)[:8]}  # the rest by default
+    assert holds_module.hold_record(**least) == HoldRecord(**least)
