@@ -14,7 +14,7 @@ from gateway.invocation import AgentInvocation
 from gateway.metering import refusals
 from gateway.metering.health import StoreHealth
 from gateway.metering.hold import Hold
-from gateway.metering.pricing import tokens_cost
+from gateway.metering.pricing import input_costs, tokens_cost
 from gateway.outbox import Outbox, Pending
 from gateway.route import Pricing, Route
 from gateway.settings import MeteringSettings
@@ -67,10 +67,12 @@ class Admission:
             cap = asked or most or self._settings.default_max_output_tokens
         # What to reserve for the input, and its estimate, charged if the process dies.
         input_tokens, estimated_input = tokens.input_tokens(invocation)
-        input_credits = tokens_cost(pricing, input_tokens)
-        if budget is not None:
+        if budget is None:  # the input's cost, alone and with the output cap
+            input_credits, credits = input_costs(pricing, input_tokens, cap)
+        else:  # the budget's room after the input sets the cap
+            input_credits = tokens_cost(pricing, input_tokens)
             cap = cap_for_budget(budget, input_credits, cap, pricing)
-        credits = tokens_cost(pricing, input_tokens, cap)
+            credits = tokens_cost(pricing, input_tokens, cap)
         if credits > amounts.MAX_CREDITS:
             raise refusals.too_costly(credits)
         now = time.time()

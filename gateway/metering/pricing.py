@@ -38,6 +38,15 @@ def tokens_cost(
     return math.ceil(exact)
 
 
+def input_costs(pricing: Pricing, input_tokens: int, output_tokens: int) -> tuple[int, int]:
+    """``tokens_cost(pricing, input_tokens)`` and ``tokens_cost(pricing, input_tokens,
+    output_tokens)``, with the input's exact cost worked out once: admission prices the
+    input alone (a 402's figures) and with the output cap it holds."""
+    exact = max(0, input_tokens) * pricing.input
+    whole = exact + output_tokens * pricing.output if output_tokens else exact
+    return math.ceil(exact), math.ceil(whole)
+
+
 def sane(usage: Usage) -> Usage:
     """An upstream's usage made consistent: every count within ``[0, MAX_TOKENS]``, input
     covering its cached and written parts, output covering its reasoning."""

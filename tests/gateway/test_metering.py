@@ -27,10 +27,10 @@ from gateway.events import (
 )
 from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter, cost
-from gateway.metering.pricing import sane, tokens_cost
+from gateway.metering.pricing import input_costs, sane, tokens_cost
 from gateway.metering.settlement import ledger_fields
 from gateway.metering.tally import Tally
-from gateway.route import Route, RouteLimits
+from gateway.route import Pricing, Route, RouteLimits
 from gateway.settings import MeteringSettings
 from gateway.store import ApiKey, Store, pipelining, schema
 from gateway.store.gateway_totals import TOKEN_FIELDS, ledger_tokens
@@ -112,6 +112,21 @@ COUNT = (
     | st.integers(-(10**13), 10**13)
     | st.sampled_from([0, 10**12, 10**12 + 1])
 )
+
+
+PRICE = st.decimals(min_value=0, max_value=1_000_000, places=6, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(PRICE, PRICE, COUNT, COUNT)
+def test_input_costs_are_tokens_cost_of_the_input_alone_and_with_the_output(
+    p_in: Decimal, p_out: Decimal, input_tokens: int, output_tokens: int
+) -> None:
+    prices = Pricing(input=p_in, output=p_out)
+    assert input_costs(prices, input_tokens, output_tokens) == (
+        tokens_cost(prices, input_tokens),
+        tokens_cost(prices, input_tokens, output_tokens),
+    )
 
 
 @settings(max_examples=1000, deadline=None, derandomize=True)
