@@ -233,9 +233,13 @@ class Holds:
         try:
             return await self._sent(commands, defer)
         except NoScriptError:
-            for script in self._scripts:
-                await self.redis.script_load(script.script)
-            return await self._sent(commands, defer)
+            return await self._reloaded(commands, defer)
+
+    async def _reloaded(self, commands: list[Command], defer: bool = False) -> list[Any]:
+        """``commands`` sent again once Redis has its scripts back (``_run``)."""
+        for script in self._scripts:
+            await self.redis.script_load(script.script)
+        return await self._sent(commands, defer)
 
     def _sent(self, commands: list[Command], defer: bool) -> Awaitable[list[Any]]:
         """The replies, to await: the pipeliner's future itself, without a coroutine of
@@ -318,8 +322,11 @@ class Holds:
         if route_limits is not None:
             route = schema.route_account(record.agent)
             commands.append(self._admit_step(route, charge_id, record, route_limits, False))
-        try:  # guard(), without its two coroutines
-            results = await self._run(commands)
+        try:  # guard() and _run, inline: neither guard()'s two coroutines nor _run's
+            try:
+                results = await self._sent(commands, False)
+            except NoScriptError:
+                results = await self._reloaded(commands)
         except RedisError as exc:
             raise unavailable(exc) from exc
         key_result = _parse(results[1], record.started_at)

@@ -433,6 +433,35 @@ async def test_an_admission_redis_cannot_take_is_a_503_counted_and_logged(
     await dead.aclose()
 
 
+@pytest.mark.parametrize("real", [False, True])
+async def test_an_admission_after_redis_forgot_its_scripts_loads_them_and_holds_once(
+    real: bool, fake_store: Store, redis_client: aioredis.Redis
+) -> None:
+    store = Store(redis_client) if real else fake_store
+    key = await new_key(store, 1_000)
+    holds = Holds(store.redis)
+    await admit(holds, record(key, credits=100))
+    await store.redis.script_flush()  # a restart, a failover
+    _, result = await admit(holds, record(key, credits=200))
+    assert isinstance(result, Admitted) and result.held == 300
+    assert await store.held(key) == 300 and len(await holds_of(store, key)) == 2
+
+
+async def test_an_admission_whose_scripts_cannot_be_loaded_again_is_a_503(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await new_key(fake_store, 1_000)
+    holds = Holds(fake_store.redis)
+    await fake_store.redis.script_flush()
+
+    async def refused(script: str) -> str:
+        raise RedisConnectionError("gone")
+
+    monkeypatch.setattr(fake_store.redis, "script_load", refused)
+    with pytest.raises(ServiceUnavailable):
+        await admit(holds, record(key))
+
+
 async def test_the_ledger_sums_to_the_balance_change(fake_store: Store) -> None:
     rng = random.Random(5)
     key = await new_key(fake_store, 0)
