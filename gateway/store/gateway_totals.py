@@ -134,7 +134,7 @@ def ledger_tokens(fields: Mapping[str, str] | list[str]) -> list[str]:
     Flat fields in ``settlement.ledger_fields``' order have the five names at positions
     14, 16... 22, each count after its name: read there, without a dict made of them."""
     if type(fields) is list:
-        if fields[14:24:2] == _TOKEN_NAMES and len(fields) >= 24:
+        if len(fields) >= 24 and fields[14:24:2] == _TOKEN_NAMES:
             return fields[15:24:2]
         fields = dict(zip(fields[::2], fields[1::2], strict=False))  # a name left alone: none
     return [cast(Mapping[str, str], fields).get(name, "0") for name in TOKEN_FIELDS]
