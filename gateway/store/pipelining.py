@@ -76,6 +76,9 @@ class Pipeliner:
         self._timer: asyncio.TimerHandle | None = None
         self._connection: RespConnection | None = None
         self._timeout: float | None = None
+        # The running loop, kept: on Python 3.11 each ``asyncio.get_running_loop()`` is
+        # a ``getpid`` system call. One kept that no longer runs is replaced (``submit``).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(
         self, commands: Sequence[Command], *, defer: bool = False, idempotent: bool = False
@@ -93,7 +96,9 @@ class Pipeliner:
     ) -> asyncio.Future[list[Any]]:
         """``run`` without a coroutine: the future of its replies (or of its error), for
         a caller that handles them in a callback instead of waiting (a settlement)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._queued.append(_Queued(commands, future, idempotent))
         if not self._busy:
@@ -148,7 +153,7 @@ class Pipeliner:
             if not self._queued:
                 self._busy = False
             else:  # on the next turn, after the callers woken now: what they queue joins
-                asyncio.get_running_loop().call_soon(self._next)
+                cast(asyncio.AbstractEventLoop, self._loop).call_soon(self._next)
         else:  # written: the rules for a failed round trip, in a task (a retry waits)
             failure = (cast(Exception, result), True)
             self._sender = asyncio.ensure_future(self._send_all(queued, failure))
