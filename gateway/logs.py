@@ -33,6 +33,7 @@ import asyncio
 import logging
 import math
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -223,6 +224,11 @@ class LineHandler(logging.StreamHandler[TextIO]):
         # redactor's generation ``_made_with``.
         self._shapes: dict[tuple[object, ...], _Shape | None] = {}
         self._made_with = -1
+        # The event loop the last held line was written from, and its thread (see
+        # ``_hold``): on Python 3.11 each ``asyncio.get_running_loop()`` is a
+        # ``getpid`` system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
 
     def direct(self) -> bool:
         """Whether a line may skip the record: JSON, and no filter but the redaction."""
@@ -273,10 +279,26 @@ class LineHandler(logging.StreamHandler[TextIO]):
         held = self._held
         held.append(text)
         if len(held) == 1:
+            self._hold()
+
+    def _hold(self) -> None:
+        """Have the held lines written at the end of this turn of the running loop, or
+        now if this thread runs none. The loop of the last time, and its thread, are
+        kept, and the loop asked whether it still runs, instead of calling
+        ``asyncio.get_running_loop`` each time: a thread runs one loop at a time, so
+        the loop this thread ran last, if it still runs, is the one running this code
+        (unless it was stopped and run again in another thread: no loop of the
+        gateway moves between threads)."""
+        loop = self._loop
+        if loop is None or self._thread != threading.get_ident() or not loop.is_running():
             try:
-                asyncio.get_running_loop().call_soon(self._write_held)
+                loop = asyncio.get_running_loop()
             except RuntimeError:  # no event loop here: write now
+                self._loop = None
                 self._write_held()
+                return
+            self._loop, self._thread = loop, threading.get_ident()
+        loop.call_soon(self._write_held)
 
     def _shape(
         self,

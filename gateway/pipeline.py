@@ -147,6 +147,7 @@ class Gateway:
         self.interrupts = stream_contract.Interrupts()
         self._in_use: dict[int, int] = {}  # id(backend) -> calls using it
         self._retired: dict[int, Backend] = {}  # replaced backends, closed when unused
+        self._loop: asyncio.AbstractEventLoop | None = None  # see ``loop``
 
     @classmethod
     def build(cls, config: GatewayConfig, store: Store, tasks: BackgroundTasks) -> Gateway:
@@ -155,6 +156,16 @@ class Gateway:
     @property
     def config(self) -> GatewayConfig:
         return self.generation.config
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running event loop, kept from one request to the next: on Python 3.11
+        each ``asyncio.get_running_loop()`` is a ``getpid`` system call. A gateway
+        serves on one loop (its store's connections are that loop's); a loop kept
+        that no longer runs (a test's, before the next test's) is replaced."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def reload(self, config: GatewayConfig) -> None:
         """Serve ``config`` to new requests; close backends it dropped once they are idle."""
@@ -317,7 +328,7 @@ class Gateway:
         for watcher in generation.observing:
             observers += (watcher.observe(ctx),)
         batches = stream_contract.checked(
-            upstream, ctx, timeouts, self.interrupts, count, observers
+            upstream, ctx, timeouts, self.interrupts, count, observers, self.loop()
         )
         layers: list[AsyncIterator[object]] = [batches, upstream]  # outermost first
         for f in generation.wrapping:  # the first listed ends up closest to the client
@@ -335,6 +346,10 @@ class Gateway:
         if not self._in_use[id(backend)]:
             del self._in_use[id(backend)]
             self._close_if_idle(backend)
+
+
+async def _ready(batch: Batch) -> Batch:
+    return batch
 
 
 class Call:
@@ -373,11 +388,10 @@ class Call:
 
     def __anext__(self) -> Awaitable[Batch]:
         # No generator of its own: after the prefetched batches, each step is the
-        # outermost layer's own, so the Call costs nothing per batch.
+        # outermost layer's own, so the Call costs nothing per batch. A prefetched one
+        # is a coroutine that returns it (no future, so no loop to look up).
         if self._buffered:
-            ready = asyncio.get_running_loop().create_future()
-            ready.set_result(self._buffered.popleft())
-            return ready
+            return _ready(self._buffered.popleft())
         return anext(self._batches)
 
     async def aclose(self) -> None:

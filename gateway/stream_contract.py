@@ -61,6 +61,7 @@ async def checked(
     interrupts: Interrupts | None = None,
     count: Count | None = None,
     observers: tuple[Observer, ...] = (),
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> AsyncIterator[Batch]:
     """Hold a backend to the stream contract and its time limits, in batches.
 
@@ -72,7 +73,8 @@ async def checked(
     ``count``, if given, passes on each batch of events the backend made (metering, in
     this step rather than in a layer of its own). ``observers`` (of the filters that
     only observe, ``ObservingFilter``) see every batch this yields, the first in the
-    tuple first, and end when this does, the last first.
+    tuple first, and end when this does, the last first. ``loop``: the running loop,
+    if the caller holds it (``Gateway.loop``).
     """
     interrupts = interrupts or Interrupts()
 
@@ -86,12 +88,13 @@ async def checked(
             observer.seen(batch)
         return batch
 
-    loop = asyncio.get_running_loop()
+    if loop is None:
+        loop = asyncio.get_running_loop()
     end = math.inf if timeouts.total is None else loop.time() + timeouts.total
     wait, phase = timeouts.first_byte, "answer"
     iterator = aiter(events)
     obs = metrics.observation()
-    dog = Watchdog()
+    dog = Watchdog(loop)
     interrupts.waits.add(dog)
     try:
         while True:

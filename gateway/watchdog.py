@@ -79,8 +79,10 @@ class Watchdog:
 
     __slots__ = ("_cancelling", "_clock", "deadline", "expired", "task")
 
-    def __init__(self) -> None:
-        self._clock = _clock(asyncio.get_running_loop())
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``loop``: the running loop, if the caller holds it (on Python 3.11 each
+        ``asyncio.get_running_loop()`` is a ``getpid`` system call)."""
+        self._clock = _clock(asyncio.get_running_loop() if loop is None else loop)
         self._cancelling = 0
         self.deadline: float | None = None
         self.expired = False

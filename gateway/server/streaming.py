@@ -59,7 +59,7 @@ async def send_sse(
     """Stream ``frames``; a client that goes away or stops reading ends the stream quietly."""
     response = _response(request, headers)
     await response.prepare(request)
-    writer = _Writer(request, response, write_timeout(request))
+    writer = _Writer(request, response, *_write_timeout_and_loop(request))
     try:
         try:
             async for frame in frames:
@@ -99,9 +99,8 @@ async def send_reads(
     the caller to close."""
     response = _response(request, headers)
     await response.prepare(request)
-    timeout = write_timeout(request)
-    loop = asyncio.get_running_loop()
-    dog = Watchdog()  # one timer per stream for every write's time limit
+    timeout, loop = _write_timeout_and_loop(request)
+    dog = Watchdog(loop)  # one timer per stream for every write's time limit
     pending = head
     try:
         async for batch in batches:
@@ -177,7 +176,13 @@ class _Writer:
     which cancels the request (and so settles the call).
     """
 
-    def __init__(self, request: web.Request, response: web.StreamResponse, timeout: float):
+    def __init__(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        timeout: float,
+        loop: asyncio.AbstractEventLoop,
+    ):
         self._request = request
         self._response = response
         self._timeout = timeout
@@ -187,11 +192,11 @@ class _Writer:
         self._room = asyncio.Event()
         self._closing = False
         self._error: BaseException | None = None
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop
         # Each write's time limit (``asyncio.timeout`` would arm and cancel a timer per
         # write; a watchdog keeps one per stream), whichever task writes.
-        self._dog = Watchdog()
-        self._task = asyncio.ensure_future(self._run())
+        self._dog = Watchdog(loop)
+        self._task = loop.create_task(self._run())
 
     async def put(self, frame: bytes) -> None:
         if self._error is not None:
@@ -254,6 +259,15 @@ class _Writer:
 def write_timeout(request: web.Request) -> float:
     gateway = app_value(request, GATEWAY)
     return gateway.config.limits.client_write_timeout if gateway else CLIENT_WRITE_TIMEOUT
+
+
+def _write_timeout_and_loop(request: web.Request) -> tuple[float, asyncio.AbstractEventLoop]:
+    """``write_timeout``, and the running loop: the gateway's own (``Gateway.loop``,
+    without ``asyncio.get_running_loop``'s system call) when the application has one."""
+    gateway = app_value(request, GATEWAY)
+    if gateway is None:
+        return CLIENT_WRITE_TIMEOUT, asyncio.get_running_loop()
+    return gateway.config.limits.client_write_timeout, gateway.loop()
 
 
 async def _close(frames: AsyncIterator[bytes]) -> None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from decimal import Decimal
+from pathlib import Path
 
+import gateway_plugins
+import pytest
+
+import gateway
 from gateway.events import Batch, Event
 from gateway.invocation import AgentInvocation
 from gateway.plugin import CallContext
@@ -71,3 +78,23 @@ async def collect(batches: AsyncIterator[Batch]) -> list[Event]:
     async for batch in batches:
         out += batch
     return out
+
+
+_OURS = tuple(str(Path(package.__file__).parent) for package in (gateway, gateway_plugins))
+
+
+def asked_for_the_loop(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The calls of ``asyncio.get_running_loop`` from the gateway's and its plugins' code
+    from now on, by the function that called (on Python 3.11 each is a ``getpid``
+    system call: the gateway keeps the loop instead)."""
+    asked: list[str] = []
+    real = asyncio.get_running_loop
+
+    def counted() -> asyncio.AbstractEventLoop:
+        caller = sys._getframe(1).f_code
+        if caller.co_filename.startswith(_OURS):
+            asked.append(caller.co_qualname)
+        return real()
+
+    monkeypatch.setattr(asyncio, "get_running_loop", counted)
+    return asked

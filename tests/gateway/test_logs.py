@@ -250,6 +250,38 @@ def test_a_record_after_held_lines_comes_after_them(
     assert [orjson.loads(x)["message"] for x in _ours(redacted_log.getvalue())] == ["one", "two"]
 
 
+def test_lines_are_held_in_each_loop_and_written_at_once_where_none_runs() -> None:
+    """The loop is kept from line to line (``asyncio.get_running_loop`` is a system call
+    on Python 3.11), never used after it stopped, nor from another thread."""
+    handler = _handler()
+    stream = handler.stream
+
+    def line(request_id: str) -> None:
+        handler.line(logging.INFO, "gateway.requests", "request", {"request_id": request_id})
+
+    def written() -> list[str]:
+        return [orjson.loads(text)["request_id"] for text in stream.getvalue().splitlines()]
+
+    def line_and_look(request_id: str) -> list[str]:
+        line(request_id)
+        return written()
+
+    async def in_a_loop(first: str, second: str, elsewhere: str) -> list[list[str]]:
+        line(first)
+        seen = [written()]  # held
+        await asyncio.sleep(0)
+        line(second)
+        seen.append(written())  # the first written at the end of its turn, the second held
+        await asyncio.sleep(0)
+        seen.append(await asyncio.to_thread(line_and_look, elsewhere))  # no loop there: at once
+        return seen
+
+    assert asyncio.run(in_a_loop("a1", "a2", "a3")) == [[], ["a1"], ["a1", "a2", "a3"]]
+    line("b")  # no loop runs any more: at once
+    assert written()[-1] == "b"
+    assert asyncio.run(in_a_loop("c1", "c2", "c3"))[-1][-3:] == ["c1", "c2", "c3"]
+
+
 def test_log_fields_goes_through_logging_for_any_other_handler(
     redacted_log: io.StringIO, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -26,7 +27,7 @@ from gateway.store.records import KeyLimits
 from gateway.tasks import BackgroundTasks
 from gateway.tokens import reserve_input
 from tests.conftest import invocation
-from tests.gateway.factories import collect, stream
+from tests.gateway.factories import asked_for_the_loop, collect, stream
 
 CONFIG = """
 backends:
@@ -488,3 +489,39 @@ def test_the_storage_policy_and_cipher_come_from_the_configuration(
     with pytest.raises(ConfigError) as info:
         Gateway.build(config, fake_store, BackgroundTasks())
     assert info.value.problems[0].path == "responses.encryption.key_env"
+
+
+# The running loop, kept (Gateway.loop): on Python 3.11 asyncio.get_running_loop() is a
+# getpid system call each time.
+
+
+async def test_a_request_does_not_ask_asyncio_for_the_running_loop(
+    fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = scripted([TextDelta("a"), Usage(2, 2), Completed()])
+    gw = gateway(fake_store, backend)
+    api_key, _ = await fake_store.create_key("k", balance=1_000)
+    asked: list[str] = []
+    for request in range(3):
+        if request == 1:  # the first found it
+            asked = asked_for_the_loop(monkeypatch)
+        async with await gw.open(invocation(), api_key, f"req_{request}") as call:
+            assert await collect(call) == [TextDelta("a"), Usage(2, 2, credits=4), Completed()]
+        assert asked == []
+        await gw.tasks.drain()
+        asked.clear()  # (the test's own wait asks)
+    assert gw.loop() is asyncio.get_running_loop()
+
+
+def test_the_gateway_keeps_the_running_loop_and_takes_the_next_one(fake_store: Store) -> None:
+    gw = gateway(fake_store, scripted([Completed()]))
+
+    async def loops() -> tuple[asyncio.AbstractEventLoop, ...]:
+        return gw.loop(), gw.loop(), asyncio.get_running_loop()
+
+    first, again, running = asyncio.run(loops())
+    assert first is again is running
+    second, _, running = asyncio.run(loops())  # a new loop: the one kept no longer runs
+    assert second is running and second is not first
+    with pytest.raises(RuntimeError):  # and none runs: as asyncio.get_running_loop
+        gw.loop()

@@ -126,3 +126,13 @@ def test_a_loop_is_not_kept_alive_by_its_clock() -> None:
         asyncio.run(stream())
     gc.collect()
     assert [ref() for ref in loops] == [None, None]
+
+
+async def test_a_watchdog_given_the_running_loop_shares_its_clock() -> None:
+    """``Watchdog(loop)``: the running loop from a caller that holds it (no system call)."""
+    loop = asyncio.get_running_loop()
+    given, found = Watchdog(loop), Watchdog()
+    assert given._clock is found._clock and given._clock.loop is loop
+    assert await waits(given, [0.01, 0.5], limit=0.1) == 1
+    given.close()
+    found.close()

@@ -94,6 +94,9 @@ class Upstream:
         self.options = options
         self._base = options.base_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
+        # The session's loop, kept when it is made: on Python 3.11 each
+        # ``asyncio.get_running_loop()`` is a ``getpid`` system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def secret(self) -> str:
@@ -131,6 +134,7 @@ class Upstream:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            self._loop = asyncio.get_running_loop()
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.options.max_connections),
                 # One session serves every client: an upstream's cookie must not reach others.
@@ -201,7 +205,9 @@ class Upstream:
                     # a read that finds its bytes already there needs none.
                     stop_read_timer(resp)
                     content, timeout = resp.content, self.options.timeout
-                    clock = asyncio.get_running_loop().time
+                    # The session's loop (``_client``), which runs this answer.
+                    loop = self._loop or asyncio.get_running_loop()
+                    clock = loop.time
                     read_at = clock()  # the headers came just now
                     dog: Watchdog | None = None
                     try:
@@ -211,7 +217,7 @@ class Upstream:
                                 if content.at_eof():
                                     break
                                 if dog is None:
-                                    dog = Watchdog()
+                                    dog = Watchdog(loop)
                                 dog.wait(read_at + timeout)
                                 try:
                                     chunk = await content.readany()

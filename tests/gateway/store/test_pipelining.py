@@ -198,3 +198,29 @@ async def test_a_command_that_cannot_be_packed_fails_its_round_trip_only(
     with pytest.raises(TypeError):
         await pipeliner.run([unpackable])
     assert await pipeliner.run([incr("n")]) == [2]  # and it keeps working
+
+
+def test_a_pipeliner_keeps_the_running_loop_and_takes_the_next_one(redis_url: str) -> None:
+    """The loop is kept between calls (``asyncio.get_running_loop`` is a system call on
+    Python 3.11); in a loop after it, the futures are that loop's."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    pipeliner = Pipeliner(client)
+
+    async def first() -> tuple[asyncio.AbstractEventLoop, ...]:
+        one, two = pipeliner.submit([incr("loops")]), pipeliner.submit([incr("loops")])
+        counted, again = await one, await two
+        assert again[0] == counted[0] + 1
+        await client.aclose()
+        return one.get_loop(), two.get_loop(), asyncio.get_running_loop()
+
+    async def second() -> tuple[asyncio.AbstractEventLoop, ...]:
+        # (Its connection is the first loop's: the caller leaves before it is sent.)
+        future = pipeliner.submit([incr("loops")])
+        future.cancel()
+        await asyncio.sleep(0)
+        return future.get_loop(), asyncio.get_running_loop()
+
+    one, again, running = asyncio.run(first())
+    assert one is again is running
+    later, running = asyncio.run(second())
+    assert later is running and later is not one
