@@ -44,10 +44,10 @@ if refused then return refused end
 
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('INCRBY', KEYS[3], credits)
-redis.call('INCR', KEYS[4])
-redis.call('EXPIRE', KEYS[4], ARGV[11])
-if tokens > 0 then
-  redis.call('INCRBY', KEYS[5], tokens)
+-- A window's counter gets its expiry when this write created it, not on every request
+-- (settle and release only ever change a counter that exists).
+if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], ARGV[11]) end
+if tokens > 0 and redis.call('INCRBY', KEYS[5], tokens) == tokens then
   redis.call('EXPIRE', KEYS[5], ARGV[11])
 end
 return {'ok', balance, held + credits, requests + 1, used + tokens}

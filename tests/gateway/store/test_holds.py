@@ -556,6 +556,24 @@ async def test_a_settled_request_stays_counted_in_its_window(fake_store: Store) 
     refused(again, "requests")
 
 
+async def test_a_window_counter_expires_from_its_first_request_on(fake_store: Store) -> None:
+    key = await new_key(fake_store)
+    holds = Holds(fake_store.redis)
+    rec = record(key, credits=1, tokens=50)
+    window = window_of(rec.started_at)
+    names = [schema.requests_window(key, window), schema.tokens_window(key, window)]
+    await admit(holds, rec)
+    for name in names:
+        assert 0 < await fake_store.redis.ttl(name) <= 2 * holds_module.WINDOW_SECONDS
+        await fake_store.redis.expire(name, 30)
+    # Later requests of the window count in it without putting its expiry off.
+    await admit(holds, record(key, credits=1, tokens=5, started_at=rec.started_at))
+    assert await counter(fake_store, names[0]) == 2
+    assert await counter(fake_store, names[1]) == 55
+    for name in names:
+        assert 0 < await fake_store.redis.ttl(name) <= 30
+
+
 def test_spend_counts_change_day_and_month_at_utc_midnight() -> None:
     last_second = calendar.timegm((2026, 1, 31, 23, 59, 59))
     assert holds_module._spend_keys("k", last_second + 0.999) == [
