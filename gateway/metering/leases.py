@@ -100,7 +100,13 @@ class Leases:
             fields += ("reaped", "1")
             credits = min(record.progress_credits, record.credits)  # never beyond the hold
             charge = Charge(
-                record, charge_id, credits, usage.total_tokens, fields, route=True, failed=True
+                record=record,
+                charge_id=charge_id,
+                credits=credits,
+                tokens=usage.total_tokens,
+                fields=fields,
+                route=True,
+                failed=True,
             )
             if await self._holds.settle(charge):
                 settled += 1

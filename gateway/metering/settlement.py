@@ -63,12 +63,12 @@ class Settlement:
         fields = ledger_fields(hold.record, usage, backend)
         if unbilled:
             fields += ("unbilled", str(unbilled))
-        charge = Charge(
-            hold.record,
-            hold.charge_id,
-            credits,
-            usage.total_tokens,
-            fields,
+        charge = Charge(  # by keyword: credits and tokens are both ints
+            record=hold.record,
+            charge_id=hold.charge_id,
+            credits=credits,
+            tokens=usage.total_tokens,
+            fields=fields,
             route=hold.route_limited,
             failed=not hold.tally.completed,
         )
