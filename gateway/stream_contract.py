@@ -91,7 +91,7 @@ async def checked(
     wait, phase = timeouts.first_byte, "answer"
     iterator = aiter(events)
     obs = metrics.observation()
-    dog = Watchdog()
+    dog = Watchdog(loop)
     interrupts.waits.add(dog)
     try:
         while True:

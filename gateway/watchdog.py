@@ -79,8 +79,10 @@ class Watchdog:
 
     __slots__ = ("_cancelling", "_clock", "deadline", "expired", "task")
 
-    def __init__(self) -> None:
-        self._clock = _clock(asyncio.get_running_loop())
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``loop``: the running loop, if the caller has it at hand (else looked up: in
+        Python 3.11 ``get_running_loop`` makes a ``getpid`` system call each time)."""
+        self._clock = _clock(loop or asyncio.get_running_loop())
         self._cancelling = 0
         self.deadline: float | None = None
         self.expired = False

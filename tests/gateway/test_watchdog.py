@@ -126,3 +126,12 @@ def test_a_loop_is_not_kept_alive_by_its_clock() -> None:
         asyncio.run(stream())
     gc.collect()
     assert [ref() for ref in loops] == [None, None]
+
+
+async def test_a_watchdog_given_its_loop_shares_that_loops_clock() -> None:
+    loop = asyncio.get_running_loop()
+    given, looked_up = Watchdog(loop), Watchdog()
+    assert given._clock is looked_up._clock and given._clock.loop is loop
+    assert await waits(given, [0.01, 0.5], limit=0.1) == 1
+    given.close()
+    looked_up.close()

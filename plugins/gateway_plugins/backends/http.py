@@ -201,7 +201,8 @@ class Upstream:
                     # a read that finds its bytes already there needs none.
                     stop_read_timer(resp)
                     content, timeout = resp.content, self.options.timeout
-                    clock = asyncio.get_running_loop().time
+                    loop = asyncio.get_running_loop()
+                    clock = loop.time
                     read_at = clock()  # the headers came just now
                     dog: Watchdog | None = None
                     try:
@@ -211,7 +212,7 @@ class Upstream:
                                 if content.at_eof():
                                     break
                                 if dog is None:
-                                    dog = Watchdog()
+                                    dog = Watchdog(loop)
                                 dog.wait(read_at + timeout)
                                 try:
                                     chunk = await content.readany()
