@@ -366,6 +366,8 @@ class Call:
         async for batch in self._batches:
             self._buffered.append(batch)
             for event in batch:
+                if type(event) is TextDelta:  # most answers' first event: answering
+                    return
                 if isinstance(event, Failed):
                     raise event.error
                 if isinstance(event, _ANSWERING):
