@@ -50,6 +50,20 @@ class Count(Protocol):
     def __call__(self, batch: Batch, /) -> Batch: ...
 
 
+def _seen(observers: tuple[Observer, ...], batch: Batch) -> Batch:
+    """``batch``, shown to the ``observers`` first (``checked``'s rarer ways out)."""
+    for observer in observers:
+        observer.seen(batch)
+    return batch
+
+
+def _failed(ctx: CallContext, observers: tuple[Observer, ...], error: GatewayError) -> Batch:
+    """The terminal event of a failed upstream, counted (``gateway.metrics``) and shown
+    to the ``observers``."""
+    metrics.upstream_error(ctx.backend, error)
+    return _seen(observers, (Failed(error),))
+
+
 def shutting_down() -> ServiceUnavailable:
     return ServiceUnavailable("The gateway is shutting down; the answer was cut short.")
 
@@ -77,17 +91,6 @@ async def checked(
     if the caller holds it (``Gateway.loop``).
     """
     interrupts = interrupts or Interrupts()
-
-    def failed(error: GatewayError) -> Batch:
-        """The terminal event of a failed upstream, counted (``gateway.metrics``)."""
-        metrics.upstream_error(ctx.backend, error)
-        return seen((Failed(error),))
-
-    def seen(batch: Batch) -> Batch:
-        for observer in observers:
-            observer.seen(batch)
-        return batch
-
     if loop is None:
         loop = asyncio.get_running_loop()
     end = math.inf if timeouts.total is None else loop.time() + timeouts.total
@@ -99,10 +102,11 @@ async def checked(
     try:
         while True:
             if interrupts.stopping:
-                yield seen((Failed(shutting_down()),))
+                yield _seen(observers, (Failed(shutting_down()),))
                 return
             waiting = time.perf_counter()
-            dog.wait(min(loop.time() + wait, end))
+            deadline = loop.time() + wait
+            dog.wait(deadline if deadline < end else end)  # (``min``'s call, spared)
             try:
                 batch = await anext(iterator)
             except StopAsyncIteration:
@@ -111,10 +115,12 @@ async def checked(
                 if not dog.timed_out():
                     raise
                 if interrupts.stopping:
-                    yield seen((Failed(shutting_down()),))
+                    yield _seen(observers, (Failed(shutting_down()),))
                     return
-                yield failed(
-                    UpstreamTimeout(f"Backend '{ctx.backend}' timed out waiting for the {phase}.")
+                yield _failed(
+                    ctx,
+                    observers,
+                    UpstreamTimeout(f"Backend '{ctx.backend}' timed out waiting for the {phase}."),
                 )
                 return
             finally:
@@ -129,7 +135,7 @@ async def checked(
                     ):  # counted first: the consumer may stop at the yield
                         metrics.upstream_error(ctx.backend, event.error)
                     batch = batch[: index + 1]
-                    yield seen(batch if count is None else count(batch))
+                    yield _seen(observers, batch if count is None else count(batch))
                     return
             if batch:
                 if count is not None:
@@ -141,13 +147,17 @@ async def checked(
                     return
             wait, phase = timeouts.idle, "next chunk"
         # (Here, as at every yield, the observers have not ended yet.)
-        yield failed(UpstreamError("The upstream stream ended before the answer was complete."))
+        yield _failed(
+            ctx,
+            observers,
+            UpstreamError("The upstream stream ended before the answer was complete."),
+        )
     except GatewayError as exc:
-        yield failed(exc)
+        yield _failed(ctx, observers, exc)
         return
     except Exception:
         log.exception("backend %r failed on request %s", ctx.backend, ctx.request_id)
-        yield failed(UpstreamError(f"The backend for agent '{ctx.agent}' failed."))
+        yield _failed(ctx, observers, UpstreamError(f"The backend for agent '{ctx.agent}' failed."))
         return
     finally:
         dog.close()

@@ -125,7 +125,25 @@ def parse_chat_request(body: object, limits: RequestLimits = DEFAULTS) -> ChatRe
 
 
 def _stream(req: JsonMap) -> tuple[bool, bool]:
-    """``stream``, and whether a stream ends with a usage chunk (``include_usage``)."""
+    """``stream``, and whether a stream ends with a usage chunk (``include_usage``).
+
+    The fields as most requests send them (each absent, null or a boolean; the options
+    an object) read at once; anything else as ``_checked_stream`` reads it, which
+    answers the same or names the field that is wrong."""
+    stream = req.get("stream")
+    options = req.get("stream_options")
+    if stream is None or stream is True or stream is False:
+        if options is None:
+            return stream is True, False
+        if type(options) is dict:
+            usage = options.get("include_usage")
+            if usage is None or usage is True or usage is False:
+                return stream is True, stream is True and usage is True
+    return _checked_stream(req)
+
+
+def _checked_stream(req: JsonMap) -> tuple[bool, bool]:
+    """``_stream``, each field read and checked in turn (a wrong one is a 400 naming it)."""
     stream = bool(opt_bool(req, "stream"))
     stream_options = opt_object(req, "stream_options") or {}
     usage_chunk = bool(opt_bool(stream_options, "include_usage", "stream_options"))

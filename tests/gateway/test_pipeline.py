@@ -525,3 +525,46 @@ def test_the_gateway_keeps_the_running_loop_and_takes_the_next_one(fake_store: S
     assert second is running and second is not first
     with pytest.raises(RuntimeError):  # and none runs: as asyncio.get_running_loop
         gw.loop()
+
+
+class _Iterator:
+    """A backend's stream that is an async iterator, not an async generator (nothing to
+    close): the call iterates it and, closing, leaves it alone."""
+
+    def __init__(self, batches: list[Batch]) -> None:
+        self.batches = batches
+
+    def __aiter__(self) -> _Iterator:
+        return self
+
+    async def __anext__(self) -> Batch:
+        if not self.batches:
+            raise StopAsyncIteration
+        return self.batches.pop(0)
+
+
+async def test_a_backend_stream_that_is_no_generator_is_read_closed_and_settled(
+    fake_store: Store,
+) -> None:
+    batches: list[Batch] = [(TextDelta("a"),), (Usage(2, 2), Completed())]
+    gw = gateway(fake_store, Scripted(lambda: _Iterator(batches)))
+    api_key, _ = await fake_store.create_key("k", balance=1_000)
+    async with await gw.open(invocation(), api_key, "req_1") as call:
+        assert await collect(call) == [TextDelta("a"), Usage(2, 2, credits=4), Completed()]
+    assert gw.active_calls == 0
+    await gw.tasks.drain()
+    assert await fake_store.balance(api_key.id) == 996
+    assert await fake_store.held(api_key.id) == 0
+
+
+async def test_a_call_closed_twice_settles_once(fake_store: Store) -> None:
+    gw = gateway(fake_store, scripted([TextDelta("a"), Usage(2, 2), Completed()]))
+    api_key, _ = await fake_store.create_key("k", balance=1_000)
+    call = await gw.open(invocation(), api_key, "req_1")
+    assert await collect(call) == [TextDelta("a"), Usage(2, 2, credits=4), Completed()]
+    await call.aclose()
+    await call.aclose()  # (``async with`` after an explicit close, say)
+    assert gw.active_calls == 0
+    await gw.tasks.drain()
+    assert await fake_store.balance(api_key.id) == 996
+    assert len(await fake_store.ledger(api_key.id)) == 2  # the credit, one charge

@@ -296,9 +296,13 @@ class Upstream:
         most = self.options.max_response_bytes
         if resp.content_length is not None and resp.content_length > most:
             raise self._too_large()
-        raw = bytearray()
+        content = resp.content
+        first = await content.read(most + 1)
+        if len(first) <= most and (not first or content.at_eof()):
+            return first  # all of it in one read (most answers): no second read, no copy
+        raw = bytearray(first)
         while len(raw) <= most:
-            more = await resp.content.read(most + 1 - len(raw))
+            more = await content.read(most + 1 - len(raw))
             if not more:
                 break
             raw += more

@@ -3,9 +3,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.amounts import MAX_TOKENS
-from gateway.dialects.chat_parse import ChatRequest, parse_chat_request
+from gateway.dialects.chat_parse import (
+    ChatRequest,
+    _checked_stream,
+    _stream,
+    parse_chat_request,
+)
 from gateway.errors import InvalidRequest
 from gateway.invocation import (
     FilePart,
@@ -475,3 +482,32 @@ class _Other(dict[str, Any]):
 def test_a_user_message_parses_as_through_every_check(raw: dict[str, Any]) -> None:
     messages = [_Other(m) if isinstance(m, dict) else m for m in raw["messages"]]
     assert outcome(raw) == outcome({**raw, "messages": messages})
+
+
+_ABSENT = object()
+_VALUES = st.sampled_from([_ABSENT, None, True, False, 0, 1, 1.0, "true", "", [], [True]])
+_OPTIONS = st.one_of(
+    _VALUES,
+    st.dictionaries(
+        st.sampled_from(["include_usage", "other"]), st.sampled_from([None, True, False, 1, "x"])
+    ),
+)
+
+
+def _outcome(read: Any, req: dict[str, Any]) -> object:
+    try:
+        return read(req)
+    except InvalidRequest as exc:
+        return (type(exc), exc.message, exc.param)
+
+
+@given(stream=_VALUES, options=_OPTIONS)
+def test_the_stream_fields_read_at_once_as_each_checked_in_turn(
+    stream: object, options: object
+) -> None:
+    req = {
+        name: value
+        for name, value in (("stream", stream), ("stream_options", options))
+        if value is not _ABSENT
+    }
+    assert _outcome(_stream, req) == _outcome(_checked_stream, req)

@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from gateway_plugins.backends.http import HttpOptions, Upstream, batches
 
 from gateway.errors import (
@@ -368,3 +369,52 @@ async def test_a_streamed_answer_arms_no_timer_per_read(monkeypatch: pytest.Monk
     assert error is None and len(texts) == 20
     # aiohttp's read timer: armed once the request is written, and at the headers.
     assert armed.count(30) <= 2, armed  # one per read before: 22
+
+
+def pieces_answer(pieces: list[bytes], length: bool) -> Handler:
+    """A JSON answer written in ``pieces`` a few milliseconds apart (with its length or
+    chunked)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if length:
+            response.content_length = sum(map(len, pieces))
+        await response.prepare(request)
+        for piece in pieces:
+            await response.write(piece)
+            await asyncio.sleep(0.005)
+        await response.write_eof()
+        return response
+
+    return handler
+
+
+@pytest.mark.parametrize("length", [True, False])
+@pytest.mark.parametrize(
+    ("pieces", "read"),
+    [
+        ([b""], b""),
+        ([b"0123456789"], b"0123456789"),  # at the limit
+        ([b"01234", b"56789"], b"0123456789"),  # at the limit, in two reads
+        ([b"0", b"1", b"2"], b"012"),
+        ([b"0123456789x"], None),  # over it, in one read
+        ([b"01234", b"56789", b"x"], None),  # over it, in the last read
+    ],
+)
+async def test_a_whole_answer_is_read_to_its_end_within_max_response_bytes(
+    pieces: list[bytes], read: bytes | None, length: bool
+) -> None:
+    app = web.Application()
+    app.router.add_post("/x", pieces_answer(pieces, length))
+    runner, url = await serve(app)
+    up = Upstream("up", HttpOptions(base_url=url, max_response_bytes=10))
+    try:
+        async with up.post("/x", {}, {}) as resp:
+            if read is None:
+                with pytest.raises(UpstreamError, match="larger than 10 bytes"):
+                    await up.read_body(resp)
+            else:
+                assert await up.read_body(resp) == read
+    finally:
+        await up.aclose()
+        await runner.cleanup()
