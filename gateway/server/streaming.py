@@ -256,11 +256,6 @@ class _Writer:
             dog.deadline = None
 
 
-def write_timeout(request: web.Request) -> float:
-    gateway = app_value(request, GATEWAY)
-    return gateway.config.limits.client_write_timeout if gateway else CLIENT_WRITE_TIMEOUT
-
-
 def _write_timeout_and_loop(request: web.Request) -> tuple[float, asyncio.AbstractEventLoop]:
     """``write_timeout``, and the running loop: the gateway's own (``Gateway.loop``,
     without ``asyncio.get_running_loop``'s system call) when the application has one."""
