@@ -20,6 +20,7 @@ async def test_a_request_does_not_ask_asyncio_for_the_running_loop(
     start_gateway: StartGateway,
     fake_upstream: FakeOpenAIUpstream,
     upstream_env: str,
+    http: aiohttp.ClientSession,
     monkeypatch: pytest.MonkeyPatch,
     stream: bool,
 ) -> None:
@@ -29,16 +30,15 @@ async def test_a_request_does_not_ask_asyncio_for_the_running_loop(
     if stream:
         body |= {"stream": True, "stream_options": {"include_usage": True}}
     asked: list[str] = []
-    async with aiohttp.ClientSession() as session:
-        for request in range(3):
-            if request == 1:  # the first found it (and made the upstream's session)
-                asked = asked_for_the_loop(monkeypatch)
-            async with session.post(
-                gw.url + "/v1/chat/completions",
-                json=body,
-                headers={"Authorization": f"Bearer {key}"},
-            ) as response:
-                assert response.status == 200
-                text = await response.read()
-                assert (b"data: [DONE]" in text) if stream else (b"Hello from upstream" in text)
+    for request in range(3):
+        if request == 1:  # the first found it (and made the upstream's session)
+            asked = asked_for_the_loop(monkeypatch)
+        async with http.post(
+            gw.url + "/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+        ) as response:
+            assert response.status == 200
+            text = await response.read()
+            assert (b"data: [DONE]" in text) if stream else (b"Hello from upstream" in text)
     assert asked == []
