@@ -182,12 +182,7 @@ class LocalHistogram(Family):
             registry.register(self)
 
     def observe(self, values: Labels, amount: float) -> None:
-        series = self._series.get(values)
-        if series is None:
-            series = self._series[values] = _Buckets(self._bounds)
-        series.sum += amount  # as _Buckets.observe, without its call
-        if amount <= INF:  # not a NaN, which falls in no bucket
-            series.counts[bisect_left(self._bounds, amount)] += 1
+        self.series(values).observe(amount)
 
     def series(self, values: Labels) -> _Buckets:
         """The series of these label values (made at its first use), for a caller that
