@@ -22,8 +22,8 @@ times slower, so more upstream chunks arrive per read than at full speed and a
 stream's per-read costs weigh less.
 
 Each gateway runs as ``bench/counted_gateway.py`` starts it, with its two wall-clock
-windows (the aggregates' flush each second, a settlement's 2 ms wait for a round trip
-to share) set to weigh on a request as at full speed; without that, the same code
+windows (the aggregates' flush each second; up to 72c3dea, a settlement's 2 ms wait for
+a round trip to share) set to weigh on a request as at full speed; without that, the same code
 counted up to 5% apart from run to run, and 2.5% within one. With it, 2,153k-2,156k
 at ns c1 in one run, so one run tells a change of a few tenths of a percent;
 ``--repeat N`` counts each scenario N times per gateway, in alternating order, and

@@ -219,9 +219,9 @@ class Holds:
         # The gateway-wide aggregates: counted here, flushed by ``totals.run()``.
         self.totals = GatewayTotals(redis, HOUR_AGGREGATE_TTL, DAY_AGGREGATE_TTL)
 
-    async def _run(self, commands: list[Command], *, defer: bool = False) -> list[Any]:
+    async def _run(self, commands: list[Command]) -> list[Any]:
         """The replies to ``commands``, sent together: pipelined with those of concurrent
-        requests, on a single Redis (``defer``: see ``Pipeliner.run``). On Redis Cluster
+        requests, on a single Redis. On Redis Cluster
         they run one after another (each script still atomic within its account's slot).
 
         Every command sent here is safe to run twice, so the commands are sent again
@@ -231,21 +231,21 @@ class Holds:
         settlement, release and renewal act once on a hold; ZADD and ZREM of a
         lease are idempotent. A command added here must keep that true."""
         try:
-            return await self._sent(commands, defer)
+            return await self._sent(commands)
         except NoScriptError:
-            return await self._reloaded(commands, defer)
+            return await self._reloaded(commands)
 
-    async def _reloaded(self, commands: list[Command], defer: bool = False) -> list[Any]:
+    async def _reloaded(self, commands: list[Command]) -> list[Any]:
         """``commands`` sent again once Redis has its scripts back (``_run``)."""
         for script in self._scripts:
             await self.redis.script_load(script.script)
-        return await self._sent(commands, defer)
+        return await self._sent(commands)
 
-    def _sent(self, commands: list[Command], defer: bool) -> Awaitable[list[Any]]:
+    def _sent(self, commands: list[Command]) -> Awaitable[list[Any]]:
         """The replies, to await: the pipeliner's future itself, without a coroutine of
         its own (``Pipeliner.run`` is ``submit`` awaited) on the usual path."""
         if self._pipeliner is not None:
-            return self._pipeliner.submit(commands, defer=defer, idempotent=True)
+            return self._pipeliner.submit(commands, idempotent=True)
         return self._one_by_one(commands)
 
     async def _one_by_one(self, commands: list[Command]) -> list[Any]:
@@ -324,7 +324,7 @@ class Holds:
             commands.append(self._admit_step(route, charge_id, record, route_limits, False))
         try:  # guard() and _run, inline: neither guard()'s two coroutines nor _run's
             try:
-                results = await self._sent(commands, False)
+                results = await self._sent(commands)
             except NoScriptError:
                 results = await self._reloaded(commands)
         except RedisError as exc:
@@ -369,7 +369,7 @@ class Holds:
         """
         commands, settled = self._settlement(charge)
         async with guard():
-            results = await self._run(commands, defer=True)  # see _settlement
+            results = await self._run(commands)
         return settled(results)
 
     def settle_soon(
@@ -385,12 +385,10 @@ class Holds:
         if self._pipeliner is None:
             return None
         commands, settled = self._settlement(charge)
-        return self._pipeliner.submit(commands, defer=True, idempotent=True), settled
+        return self._pipeliner.submit(commands, idempotent=True), settled
 
     def _settlement(self, charge: Charge) -> tuple[list[Command], Callable[[list[Any]], bool]]:
-        """A settlement's commands, and what makes its answer of their replies. The
-        answer has gone out when they are sent (nobody waits on them): they may wait for
-        a round trip to share (``defer``)."""
+        """A settlement's commands, and what makes its answer of their replies."""
         record, charge_id, fields = charge.record, charge.charge_id, charge.fields
         credits, tokens, failed = charge.credits, charge.tokens, charge.failed
         key_id, account = record.key_id, record.account

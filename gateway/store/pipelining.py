@@ -7,10 +7,12 @@ at a time (so commands reach Redis in the order they were queued), and hands
 each caller its own replies or its own error. A caller that gave up before its
 commands were sent (cancelled) sends nothing.
 
-Commands that nobody waits on (a settlement, after its answer went out) may be
-``deferred``: they wait up to ``DEFER_SECONDS`` for other commands to share a
-round trip with, so under light load a request's settlement rides with the
-next request's admission instead of costing a round trip of its own.
+Nothing waits for company: commands queued while the pipeliner is idle go on
+the next turn of the loop, with whatever else was queued in this one. A
+settlement (nobody waits on it, its answer has gone out) is no exception: held
+back for the next request's admission, it would ride on that request's critical
+path, and under load it shares a round trip anyway, since one is nearly always
+under way (docs/performance.md, round ten).
 
 It packs the commands with hiredis and keeps one connection of the pool for
 itself (the pool closes it with the rest), read and written through a plain
@@ -56,8 +58,6 @@ Command = tuple[str | int | float | bytes, ...] | bytes
 """One Redis command and its arguments, e.g. ``("ZREM", key, member)``; or one already
 packed, as ``hiredis.pack_command`` packs it (made of ``resp.Run`` and ``resp.bulk``)."""
 
-DEFER_SECONDS = 0.002
-
 
 @dataclass(slots=True)
 class _Queued:
@@ -73,7 +73,6 @@ class Pipeliner:
         self._flight: list[_Queued] = []  # the callers of the round trip written, unanswered
         self._busy = False  # a round trip is due or under way: commands queued now wait
         self._sender: asyncio.Task[None] | None = None  # making a connection, or retrying
-        self._timer: asyncio.TimerHandle | None = None
         self._connection: RespConnection | None = None
         self._timeout: float | None = None
         # The running loop, kept: Python 3.11's ``asyncio.get_running_loop()`` makes a
@@ -84,19 +83,16 @@ class Pipeliner:
         # running loop is asked for again.
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def run(
-        self, commands: Sequence[Command], *, defer: bool = False, idempotent: bool = False
-    ) -> list[Any]:
+    async def run(self, commands: Sequence[Command], *, idempotent: bool = False) -> list[Any]:
         """The replies to ``commands``, in order; the first error reply among them is raised.
 
-        ``defer``: sent with the next commands that are not, or after ``DEFER_SECONDS``.
         ``idempotent``: running ``commands`` twice leaves Redis as running them once, so
         they are sent again if the connection broke after they were written.
         """
-        return await self.submit(commands, defer=defer, idempotent=idempotent)
+        return await self.submit(commands, idempotent=idempotent)
 
     def submit(
-        self, commands: Sequence[Command], *, defer: bool = False, idempotent: bool = False
+        self, commands: Sequence[Command], *, idempotent: bool = False
     ) -> asyncio.Future[list[Any]]:
         """``run`` without a coroutine: the future of its replies (or of its error), for
         a caller that handles them in a callback instead of waiting (a settlement)."""
@@ -106,22 +102,10 @@ class Pipeliner:
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._queued.append(_Queued(commands, future, idempotent))
         if not self._busy:
-            if not defer:
-                self._busy = True
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
-                # On the next turn of the loop: callers of this turn join its pipeline.
-                loop.call_soon(self._next)
-            elif self._timer is None:
-                self._timer = loop.call_later(DEFER_SECONDS, self._deferred_due)
-        return future
-
-    def _deferred_due(self) -> None:
-        self._timer = None
-        if not self._busy:
             self._busy = True
-            self._next()
+            # On the next turn of the loop: callers of this turn join its pipeline.
+            loop.call_soon(self._next)
+        return future
 
     def _next(self) -> None:
         """Send what is queued. On an open connection the commands are written at once

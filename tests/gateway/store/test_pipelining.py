@@ -58,17 +58,25 @@ async def test_concurrent_callers_share_one_round_trip(
     assert sent[1:] == [1, 5]
 
 
-async def test_deferred_commands_ride_with_the_next_ones_or_go_alone(
-    redis_client: aioredis.Redis, sent: list[int]
-) -> None:
+async def test_nothing_waits_for_company(redis_client: aioredis.Redis, sent: list[int]) -> None:
+    # A settlement is submitted when its answer has gone out: alone, it goes on the next
+    # turn (not held back for the next request's admission, whose critical path it would
+    # then ride); queued while a round trip is under way, it joins the next one.
     pipeliner = Pipeliner(redis_client)
-    assert await pipeliner.run([incr("alone")], defer=True) == [1]  # after DEFER_SECONDS
-    deferred = asyncio.ensure_future(pipeliner.run([incr("n"), incr("m")], defer=True))
+    assert await pipeliner.run([incr("n")]) == [1]  # the connection is open now
+    alone = pipeliner.submit([incr("alone")], idempotent=True)
     await asyncio.sleep(0)
-    assert not deferred.done()
-    assert await pipeliner.run([incr("n")]) == [2]  # queued after the deferred ones
-    assert await deferred == [1, 1]
-    assert sent == [1, 3]
+    assert sent == [1, 1]  # written on the next turn: nothing else was queued
+    assert await alone == [1]
+    first = asyncio.ensure_future(pipeliner.run([incr("n")]))
+    await asyncio.sleep(0)  # the task queues it
+    await asyncio.sleep(0)  # the pipeliner writes it
+    assert sent == [1, 1, 1]
+    settlement = pipeliner.submit([incr("n"), incr("m")], idempotent=True)
+    assert await pipeliner.run([incr("n")]) == [4]  # queued after the settlement
+    assert await first == [2]
+    assert await settlement == [3, 1]
+    assert sent == [1, 1, 1, 3]
 
 
 async def test_an_error_reply_fails_only_its_caller(redis_client: aioredis.Redis) -> None:
@@ -182,9 +190,9 @@ async def test_submitted_commands_answer_through_their_future(
     redis_client: aioredis.Redis, sent: list[int]
 ) -> None:
     pipeliner = Pipeliner(redis_client)
-    queued = pipeliner.submit([incr("n")], defer=True, idempotent=True)
+    queued = pipeliner.submit([incr("n")], idempotent=True)
     assert not queued.done()
-    assert await pipeliner.run([incr("n")]) == [2]  # the deferred one rode along, first
+    assert await pipeliner.run([incr("n")]) == [2]  # queued in the same turn: rode along, first
     assert queued.result() == [1]
     assert sent == [2]
 
