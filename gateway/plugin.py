@@ -78,6 +78,7 @@ from gateway.events import (
     TopLogprob,
     Usage,
     text_delta,
+    text_deltas,
 )
 from gateway.invocation import (
     AgentInvocation,
@@ -167,6 +168,7 @@ __all__ = [
     "observed",
     "positive",
     "text_delta",
+    "text_deltas",
 ]
 
 BACKENDS_GROUP = "agent_gateway.backends"

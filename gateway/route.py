@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, get_args
@@ -80,16 +81,47 @@ class RouteA2A:
 
 
 @dataclass(frozen=True, slots=True)
+class Rates:
+    """A ``Pricing``'s four prices as integers over one ``scale``: ``input / scale`` is
+    the input price exactly (a ``Decimal`` is a fraction whose denominator divides a
+    power of ten). ``gateway.metering.pricing`` sums a cost in integers with these and
+    divides once, rounding up: the exact figure, without ``Decimal`` arithmetic (most of
+    what pricing cost, three times a request)."""
+
+    input: int
+    output: int
+    cached_input: int  # the input price's when the cached one is not set
+    cache_write: int  # likewise
+    scale: int
+
+    @classmethod
+    def of(cls, pricing: Pricing) -> Rates:
+        cached = pricing.input if pricing.cached_input is None else pricing.cached_input
+        written = pricing.input if pricing.cache_write is None else pricing.cache_write
+        ratios = [p.as_integer_ratio() for p in (pricing.input, pricing.output, cached, written)]
+        scale = math.lcm(*(denominator for _, denominator in ratios))
+        (i, o, c, w) = (numerator * (scale // denominator) for numerator, denominator in ratios)
+        return cls(input=i, output=o, cached_input=c, cache_write=w, scale=scale)
+
+
+@dataclass(frozen=True, slots=True)
 class Pricing:
     """USD per 1M tokens, which is credits per token (1,000,000 credits = 1 USD).
 
-    Cached input and cache writes cost the input price unless set.
+    Cached input and cache writes cost the input price unless set. ``rates``: the same
+    prices as integers, made once with the pricing (for ``gateway.metering.pricing``);
+    a changed copy is made by ``dataclasses.replace``, which makes them again
+    (``typed.evolve``, which runs no ``__post_init__``, would copy them as they were).
     """
 
     input: Decimal = field(default=Decimal(0), metadata={"check": price})
     output: Decimal = field(default=Decimal(0), metadata={"check": price})
     cached_input: Decimal | None = field(default=None, metadata={"check": price})
     cache_write: Decimal | None = field(default=None, metadata={"check": price})
+    rates: Rates = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rates", Rates.of(self))  # frozen: set as its __init__ does
 
     @property
     def free(self) -> bool:

@@ -28,12 +28,17 @@ class BackgroundTasks:
         task.add_done_callback(self._done)
         return task
 
-    def track(self, future: asyncio.Future[Any]) -> None:
-        """Have ``drain`` wait for ``future`` too: work already under way without a task
-        of its own (a write queued for the store's next round trip), whose own callbacks
-        handle its result and its failure."""
+    def hold(self, future: asyncio.Future[Any]) -> None:
+        """Have ``drain`` wait for ``future`` too, until ``release``: work already under
+        way without a task of its own (a write queued for the store's next round trip),
+        whose own done callback handles its result and its failure and ends with
+        ``release(future)``. (Not a done callback of this class's: one callback per
+        settlement instead of two.)"""
         self._tasks.add(future)
-        future.add_done_callback(self._tasks.discard)
+
+    def release(self, future: asyncio.Future[Any]) -> None:
+        """``future``, held by ``hold``, is done: ``drain`` no longer waits for it."""
+        self._tasks.discard(future)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

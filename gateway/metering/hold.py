@@ -52,8 +52,11 @@ class Hold:
         return rate_limits(self.key_limits, self.admitted, self.record.started_at)
 
     def billing_headers(self) -> dict[str, str]:
-        """The request's cost and the balance after it: the key's, or its team's (named)."""
-        credits = self.usage().credits or 0
+        """The request's cost and the balance after it: the key's, or its team's (named).
+        Once settled, the cost is the one settled (``credits``), not priced again."""
+        credits = self.credits
+        if credits is None:
+            credits = self.usage().credits or 0
         # Admitted without a reservation, the balance is unknown.
         balance = self.admitted.balance - credits if self.reserved else None
         return billing(credits, balance, self.record.team)

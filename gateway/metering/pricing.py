@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from gateway import amounts
 from gateway.events import Usage
 from gateway.route import Pricing
@@ -25,26 +23,31 @@ def tokens_cost(
 ) -> int:
     """``cost`` of a usage with these counts, without making one (admission prices three).
 
-    A count of zero adds nothing to the exact sum, so its term is left out: the prices
-    are ``Decimal``, whose arithmetic is most of the work, and most requests have no
+    Summed in integers (``Pricing.rates``: the prices over one scale) and divided once,
+    rounding up: the exact cost, as the ``Decimal`` sum of the prices would make it
+    (``tests/gateway/metering/test_pricing.py`` holds it to that), in a fraction of the
+    work. A count of zero adds nothing, so its term is left out: most requests have no
     cached or written tokens."""
-    exact = max(0, input_tokens - cached - written) * pricing.input
+    rates = pricing.rates
+    exact = max(0, input_tokens - cached - written) * rates.input
     if cached:
-        exact += cached * (pricing.input if pricing.cached_input is None else pricing.cached_input)
+        exact += cached * rates.cached_input
     if written:
-        exact += written * (pricing.input if pricing.cache_write is None else pricing.cache_write)
+        exact += written * rates.cache_write
     if output_tokens:
-        exact += output_tokens * pricing.output
-    return math.ceil(exact)
+        exact += output_tokens * rates.output
+    return -(-exact // rates.scale)  # rounded up
 
 
 def input_costs(pricing: Pricing, input_tokens: int, output_tokens: int) -> tuple[int, int]:
     """``tokens_cost(pricing, input_tokens)`` and ``tokens_cost(pricing, input_tokens,
     output_tokens)``, with the input's exact cost worked out once: admission prices the
     input alone (a 402's figures) and with the output cap it holds."""
-    exact = max(0, input_tokens) * pricing.input
-    whole = exact + output_tokens * pricing.output if output_tokens else exact
-    return math.ceil(exact), math.ceil(whole)
+    rates = pricing.rates
+    exact = max(0, input_tokens) * rates.input
+    whole = exact + output_tokens * rates.output if output_tokens else exact
+    scale = rates.scale
+    return -(-exact // scale), -(-whole // scale)
 
 
 def sane(usage: Usage) -> Usage:

@@ -78,8 +78,9 @@ class Settlement:
             soon = self._holds.settle_soon(charge)
             if soon is not None:
                 sent, settled = soon
+                # One done callback does both: the settlement's and the tracking's.
                 sent.add_done_callback(partial(self._sent, hold, usage, charge, settled))
-                self._tasks.track(sent)
+                self._tasks.hold(sent)
                 return
         self._spawn(hold, usage, charge)
 
@@ -91,10 +92,13 @@ class Settlement:
         settled: Callable[[list[Any]], bool],
         sent: asyncio.Future[list[Any]],
     ) -> None:
-        if not sent.cancelled() and sent.exception() is None:
-            self._written(hold, settled(sent.result()))
-        else:  # what the queued write could not do (NOSCRIPT, the store away...), _settle does
-            self._spawn(hold, usage, charge)
+        try:
+            if not sent.cancelled() and sent.exception() is None:
+                self._written(hold, settled(sent.result()))
+            else:  # what the queued write could not do (NOSCRIPT, the store away...), _settle does
+                self._spawn(hold, usage, charge)
+        finally:
+            self._tasks.release(sent)  # held by ``settle``: tracked until here
 
     def _spawn(self, hold: Hold, usage: Usage, charge: Charge) -> None:
         self._tasks.spawn(self._settle(hold, usage, charge), name=f"settle {hold.charge_id}")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import decimal
 import math
 import time
 from collections.abc import AsyncIterator
@@ -115,6 +116,52 @@ COUNT = (
 
 
 PRICE = st.decimals(min_value=0, max_value=1_000_000, places=6, allow_nan=False)
+
+
+OPTIONAL_PRICE = st.none() | PRICE | st.decimals(min_value=0, max_value=1, places=12)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(PRICE, PRICE, OPTIONAL_PRICE, OPTIONAL_PRICE, COUNT, COUNT, COUNT, COUNT)
+def test_tokens_cost_in_integers_is_the_decimal_sum_rounded_up(
+    p_in: Decimal,
+    p_out: Decimal,
+    p_cached: Decimal | None,
+    p_written: Decimal | None,
+    input_tokens: int,
+    output_tokens: int,
+    cached: int,
+    written: int,
+) -> None:
+    """``Pricing.rates`` sums in integers what the prices' ``Decimal`` sum makes: the same
+    cost, rounded up once, for every price and count (the default context's 28 digits
+    hold every sum of prices with six places and counts to 1e13 exactly)."""
+    p = Pricing(input=p_in, output=p_out, cached_input=p_cached, cache_write=p_written)
+    cached_price = p_in if p_cached is None else p_cached
+    write_price = p_in if p_written is None else p_written
+    terms = [max(0, input_tokens - cached - written) * p_in]
+    if cached:
+        terms.append(cached * cached_price)
+    if written:
+        terms.append(written * write_price)
+    if output_tokens:
+        terms.append(output_tokens * p_out)
+    with decimal.localcontext() as exact:
+        exact.prec = 100
+        expected = math.ceil(sum(terms, Decimal(0)))
+    assert tokens_cost(p, input_tokens, output_tokens, cached, written) == expected
+    six_places = all(q is None or q == q.quantize(Decimal("1e-6")) for q in (p_cached, p_written))
+    if six_places:  # within the default context's 28 digits: its sum is the same
+        assert expected == math.ceil(sum(terms, Decimal(0)))
+
+
+def test_a_pricings_rates_are_made_with_it_and_left_out_of_its_equality() -> None:
+    p = Pricing(input=Decimal("0.15"), output=Decimal("0.6"), cache_write=Decimal("1.875"))
+    assert (p.rates.input, p.rates.output, p.rates.scale) == (6, 24, 40)  # 3/20, 3/5
+    assert (p.rates.cached_input, p.rates.cache_write) == (6, 75)  # the input's, 15/8
+    assert dataclasses.replace(p, output=Decimal(1)).rates.output == 40
+    assert p == Pricing(input=Decimal("0.15"), output=Decimal("0.6"), cache_write=Decimal("1.875"))
+    assert "rates" not in repr(p)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)

@@ -97,7 +97,7 @@ async def test_drain_with_nothing_to_do() -> None:
     await BackgroundTasks().drain(timeout=0)
 
 
-async def test_drain_waits_for_tracked_futures_and_what_their_callbacks_spawn() -> None:
+async def test_drain_waits_for_held_futures_and_what_their_callbacks_spawn() -> None:
     tasks = BackgroundTasks()
     done: list[str] = []
     future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -105,8 +105,12 @@ async def test_drain_waits_for_tracked_futures_and_what_their_callbacks_spawn() 
     async def then() -> None:
         done.append("spawned")
 
-    future.add_done_callback(lambda _: tasks.spawn(then()))
-    tasks.track(future)
+    def callback(done_future: asyncio.Future[None]) -> None:
+        tasks.spawn(then())
+        tasks.release(done_future)
+
+    future.add_done_callback(callback)
+    tasks.hold(future)
     assert len(tasks) == 1
     asyncio.get_running_loop().call_later(0.01, future.set_result, None)
     await tasks.drain()

@@ -646,12 +646,13 @@ TEXTS = st.one_of(
 
 
 @st.composite
-def chunk_stream(draw: st.DrawFn) -> list[str]:
-    """The data of a stream's chunks: mostly text deltas of one shape, some others,
-    some text escaped as an upstream may escape it, and some broken."""
+def chunk_stream(draw: st.DrawFn, most: int = 12, kinds: tuple[str, ...] = ()) -> list[str]:
+    """The data of a stream's chunks (up to ``most``): mostly text deltas of one shape,
+    some others, some text escaped as an upstream may escape it, and some broken (one
+    kind in ``kinds`` when given)."""
     shape = draw(st.sampled_from(CHUNK_SHAPES))
     chunks = []
-    for _ in range(draw(st.integers(1, 12))):
+    for _ in range(draw(st.integers(1, most))):
         text = draw(TEXTS)
         extra = dict(shape)
         if "obfuscation" in extra:
@@ -659,7 +660,8 @@ def chunk_stream(draw: st.DrawFn) -> list[str]:
         choice: dict[str, Any] = {"index": 0, "delta": {"content": text}, "finish_reason": None}
         kind = draw(
             st.sampled_from(
-                ["text", "text", "text", "finish", "usage", "logprobs", "ascii", "raw", "cut"]
+                kinds
+                or ("text", "text", "text", "finish", "usage", "logprobs", "ascii", "raw", "cut")
             )
         )
         if kind == "logprobs":  # a text chunk in every way but its logprobs
@@ -759,6 +761,51 @@ def test_feed_texts_reads_a_read_as_feed_frames_reads_its_frames(
         assert fast.feed_texts(read, got) == expected_done
         assert got == expected
         assert (fast.usage, fast.finish_reason) == (frames.usage, frames.finish_reason)
+        if expected_done:
+            return
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        chunk_stream(most=40),
+        chunk_stream(most=40, kinds=("text",) * 20 + ("finish", "usage", "logprobs", "cut")),
+    ),
+    st.integers(0, 40),
+    st.sampled_from([1, 19, 20, 21, 40]),
+)
+def test_feed_texts_reads_a_long_read_as_feed_data_reads_its_chunks(
+    chunks: list[str], done_at: int, per_read: int
+) -> None:
+    """Reads of twenty chunks or more make their text deltas in bulk (``text_deltas``):
+    the same events, in the same order, as each chunk's own ``feed_data``, errors too."""
+    texts = list(chunks)
+    texts.insert(min(done_at, len(texts)), "[DONE]")
+    fast, one_by_one = ChunkParser(), ChunkParser()
+    for start in range(0, len(texts), per_read):
+        read = texts[start : start + per_read]
+        expected: list[Event] = []
+        failure: UpstreamError | None = None
+        expected_done = False
+        for data in read:
+            if data == "[DONE]":
+                expected_done = True
+                break
+            try:
+                expected.extend(one_by_one.feed_data(data))
+            except UpstreamError as exc:
+                failure = exc
+                break
+        got: list[Event] = []
+        if failure is not None:
+            with pytest.raises(UpstreamError, match=re.escape(failure.message)):
+                fast.feed_texts(read, got)
+            assert got == expected  # the events of the chunks before it still count
+            return
+        assert fast.feed_texts(read, got) == expected_done
+        assert got == expected
+        assert [type(event) for event in got] == [type(event) for event in expected]
+        assert (fast.usage, fast.finish_reason) == (one_by_one.usage, one_by_one.finish_reason)
         if expected_done:
             return
 
