@@ -21,7 +21,6 @@ from gateway.cli.output import CommandError
 from gateway.cli.workers import Supervisor, worker_command
 from gateway.config import GatewayConfig, load_config
 from gateway.pipeline import Gateway
-from gateway.server import admin
 from gateway.server.app import create_app
 from gateway.server.connection import GatewayRunner
 from gateway.server.keys import GATEWAY, WATCHER
@@ -121,9 +120,14 @@ async def serve(
     # start-up before the public listener takes any request.
     admin_runner: web.AppRunner | None = None
     try:
-        admin_runner = await admin.start_admin_site(
-            gateway, config, reuse_port=reuse_port, watcher=watcher
-        )
+        if config.admin.token_env and config.admin.listen is not None:
+            # Imported only when the admin listener is configured: the admin API's
+            # modules and the console's are about 0.7 MB of idle RSS otherwise unused.
+            from gateway.server import admin
+
+            admin_runner = await admin.start_admin_site(
+                gateway, config, reuse_port=reuse_port, watcher=watcher
+            )
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
         await start_site(site, host, port)
     except BaseException:

@@ -15,7 +15,6 @@ from gateway.pipeline import Gateway
 from gateway.reload import ConfigWatcher
 from gateway.server import (
     a2a,
-    admin,
     api,
     credentials,
     middlewares,
@@ -82,6 +81,10 @@ def create_app(
     if config.admin.token_env and config.admin.listen is None:
         # The admin API exists only with a token; without one, /admin/... is a 404. With
         # admin.listen it is served only by its own listener (admin.start_admin_site).
+        # Imported here, once: the admin API's modules and the console's are about
+        # 0.7 MB of idle RSS that a gateway without the admin API does not need.
+        from gateway.server import admin
+
         app.add_subapp(admin.ADMIN_PREFIX, admin.create_admin_app(admin.admin_token(config)))
         tables.append(admin.ADMIN)
         if config.listen.host not in ("127.0.0.1", "::1", "localhost"):
