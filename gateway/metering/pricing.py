@@ -25,7 +25,7 @@ def tokens_cost(
 
     Summed in integers (``Pricing.rates``: the prices over one scale) and divided once,
     rounding up: the exact cost, as the ``Decimal`` sum of the prices would make it
-    (``tests/gateway/metering/test_pricing.py`` holds it to that), in a fraction of the
+    (``tests/gateway/test_metering.py`` holds it to that), in a fraction of the
     work. A count of zero adds nothing, so its term is left out: most requests have no
     cached or written tokens."""
     rates = pricing.rates
