@@ -16,9 +16,7 @@ write. A batch is immutable: a layer that changes one yields a new one.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any, Literal
 
 from gateway.errors import GatewayError
@@ -69,18 +67,6 @@ def text_delta(text: str) -> TextDelta:
     _set_text(delta, text)
     _set_logprobs(delta, None)
     return delta
-
-
-def text_deltas(texts: list[str]) -> list[TextDelta]:
-    """``[text_delta(text) for text in texts]``, the same objects, made in C loops (``map``
-    over ``object.__new__`` and the slots' setters, ``deque(..., maxlen=0)`` running each
-    map to its end): fewer instructions than a call per text from about twenty texts on
-    (a tenth fewer for a hundred), more below (the OpenAI backend's ``ChunkParser``
-    uses it for reads of twenty chunks or more)."""
-    deltas = list(map(_new, repeat(TextDelta, len(texts))))
-    deque(map(_set_text, deltas, texts), maxlen=0)
-    deque(map(_set_logprobs, deltas, repeat(None)), maxlen=0)
-    return deltas
 
 
 @fast_init

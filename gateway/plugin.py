@@ -78,7 +78,6 @@ from gateway.events import (
     TopLogprob,
     Usage,
     text_delta,
-    text_deltas,
 )
 from gateway.invocation import (
     AgentInvocation,
@@ -168,7 +167,6 @@ __all__ = [
     "observed",
     "positive",
     "text_delta",
-    "text_deltas",
 ]
 
 BACKENDS_GROUP = "agent_gateway.backends"

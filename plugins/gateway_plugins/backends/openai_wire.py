@@ -35,7 +35,6 @@ from gateway.plugin import (
     UpstreamError,
     Usage,
     text_delta,
-    text_deltas,
 )
 from gateway_plugins.backends.http import json_object
 
@@ -295,9 +294,7 @@ class ChunkParser:
 
         ``feed_data``'s common case (a text chunk of the known shape) inline, without
         a call and a list of its own per chunk."""
-        if len(texts) >= _BULK_DELTAS:
-            return self._feed_long(texts, events)
-        append = events.append
+        append, feed = events.append, self.feed_data
         shape = self._shape
         if shape is not None:
             head, tail = shape
@@ -313,47 +310,12 @@ class ChunkParser:
                         continue
             if data == "[DONE]":
                 return True
-            events.extend(self.feed_data(data))  # (no local: most reads have no such chunk)
-            if shape is not self._shape:  # learnt from this chunk
-                shape = self._shape
-                if shape is not None:
-                    head, tail = shape
-                    start, tail_length = len(head), len(tail)
-        return False
-
-    def _feed_long(self, texts: list[str], events: list[Event]) -> bool:
-        """``feed_texts`` for a long read: the same loop, but the text deltas made a run
-        at a time (``text_deltas``). ``run`` holds the texts of those not made yet, made
-        before any other chunk's events, so the events keep the chunks' order."""
-        feed = self.feed_data
-        run: list[str] = []
-        keep = run.append
-        shape = self._shape
-        if shape is not None:
-            head, tail = shape
-            start, tail_length = len(head), len(tail)
-        for data in texts:
-            if shape is not None:
-                end = len(data) - tail_length
-                if end >= start and data.startswith(head) and data.endswith(tail):
-                    text = data[start:end]
-                    if text.isprintable() and '"' not in text and "\\" not in text:  # _plain
-                        if text:
-                            keep(text)
-                        continue
-            if run:
-                events += text_deltas(run)
-                run.clear()
-            if data == "[DONE]":
-                return True
             events.extend(feed(data))
             if shape is not self._shape:  # learnt from this chunk
                 shape = self._shape
                 if shape is not None:
                     head, tail = shape
                     start, tail_length = len(head), len(tail)
-        if run:
-            events += text_deltas(run)
         return False
 
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
@@ -419,14 +381,6 @@ class ChunkParser:
             yield Failed(UpstreamError("The upstream stream ended before the answer was complete."))
             return
         yield Completed(self.finish_reason or "stop")
-
-
-# The fewest chunks in a read for which ``text_deltas`` beats a ``text_delta`` per chunk,
-# measured in callgrind per read of text chunks, ``feed_texts`` before and after: 12
-# chunks 83.8k and 89.4k, 19 130.9k and 131.4k, 20 138.0k and 137.0k, 24 164.0k and
-# 160.7k, 30 205.5k and 196.6k, 100 674.9k and 617.3k. (A shorter read pays the length
-# check only: about 0.2k.)
-_BULK_DELTAS = 20
 
 
 def _plain(text: str) -> bool:

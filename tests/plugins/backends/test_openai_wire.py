@@ -777,7 +777,7 @@ def test_feed_texts_reads_a_read_as_feed_frames_reads_its_frames(
 def test_feed_texts_reads_a_long_read_as_feed_data_reads_its_chunks(
     chunks: list[str], done_at: int, per_read: int
 ) -> None:
-    """Reads of twenty chunks or more make their text deltas in bulk (``text_deltas``):
+    """A read of many chunks, text and other chunks mixed (its text chunks read inline):
     the same events, in the same order, as each chunk's own ``feed_data``, errors too."""
     texts = list(chunks)
     texts.insert(min(done_at, len(texts)), "[DONE]")
