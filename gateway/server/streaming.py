@@ -257,8 +257,10 @@ class _Writer:
 
 
 def _write_timeout_and_loop(request: web.Request) -> tuple[float, asyncio.AbstractEventLoop]:
-    """``write_timeout``, and the running loop: the gateway's own (``Gateway.loop``,
-    without ``asyncio.get_running_loop``'s system call) when the application has one."""
+    """How long a write to the client may wait (``limits.client_write_timeout``, or
+    ``CLIENT_WRITE_TIMEOUT`` without a gateway), and the running loop: the gateway's own
+    (``Gateway.loop``, without ``asyncio.get_running_loop``'s system call) when the
+    application has one."""
     gateway = app_value(request, GATEWAY)
     if gateway is None:
         return CLIENT_WRITE_TIMEOUT, asyncio.get_running_loop()
