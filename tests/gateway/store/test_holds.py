@@ -781,7 +781,7 @@ def test_flat_ledger_fields_settle_as_the_dict_of_them(
         )
         sent.append(commands)
         assert settled([[1, 0], 0, 0])
-        counted.append((holds.totals._counts, holds.totals._spenders))
+        counted.append(holds.totals.pending())
     assert sent[0] == sent[1]
     assert counted[0] == counted[1]
     assert flat == list(chain.from_iterable(ledger.items()))  # not changed in place
