@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import decimal
+import inspect
 import math
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from gateway.events import (
 from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter, cost
 from gateway.metering.headers import rate_limits
+from gateway.metering.hold import admitted_hold
 from gateway.metering.pricing import input_costs, sane, tokens_cost
 from gateway.metering.settlement import ledger_fields
 from gateway.metering.tally import Tally
@@ -601,6 +603,44 @@ async def test_wrap_starts_a_fresh_tally_per_attempt(fake_store: Store) -> None:
     await collect(m.wrap(batches([*deltas(5), Completed()]), hold))
     await collect(m.wrap(batches([TextDelta("x"), Usage(1, 1), Completed()]), hold))
     assert hold.tally.deltas == 1 and hold.tally.usage == hold.priced(Usage(1, 1))
+
+
+async def test_the_first_attempt_counts_into_the_holds_own_tally(fake_store: Store) -> None:
+    """Admission's tally, unused until then, is the first ``Counter``'s; the next
+    attempt's is a fresh one, and the first attempt's stays as it counted."""
+    m, hold, _ = await admitted(fake_store)
+    own = hold.tally
+    assert (own.deltas, own.weight, own.usage, own.completed) == (0, 0.0, None, False)
+    first = m.counter(hold)
+    assert first.tally is own and hold.tally is own
+    first((TextDelta("ab"),))
+    second = m.counter(hold)
+    assert second.tally is hold.tally and hold.tally is not own
+    assert (hold.tally.deltas, own.deltas) == (0, 1)
+
+
+def test_admitted_hold_takes_the_fields_admission_sets_by_keyword_only() -> None:
+    """``hold.admitted_hold``: keyword-only, each parameter a field of ``Hold`` (a field
+    admission sets must be added there), the others as the class starts them."""
+    made = inspect.signature(admitted_hold).parameters
+    fields = {f.name: f for f in dataclasses.fields(Hold)}
+    assert {p.kind for p in made.values()} == {inspect.Parameter.KEYWORD_ONLY}
+    assert all(p.default is inspect.Parameter.empty for p in made.values())
+    assert set(made) <= set(fields)
+    given_ = {name: object() for name in made}
+    hold = admitted_hold(**given_)  # type: ignore[arg-type]
+    by_class = Hold(**given_)  # type: ignore[arg-type]
+    for name, f in fields.items():
+        if name in made:
+            assert getattr(hold, name) is given_[name]
+        elif f.default_factory is not dataclasses.MISSING:
+            made_value, class_value = getattr(hold, name), getattr(by_class, name)
+            assert type(made_value) is type(class_value)
+            assert made_value is not class_value
+        else:
+            assert getattr(hold, name) == getattr(by_class, name) == f.default, name
+    tally = hold.tally
+    assert (tally.deltas, tally.weight, tally.usage, tally.completed) == (0, 0.0, None, False)
 
 
 def tally(events: list[Event]) -> Tally:
