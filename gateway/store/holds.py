@@ -101,7 +101,10 @@ class HoldRecord:
         """Whose balance holds this request (and whose hash tag its hold lives under)."""
         return self.team or self.key_id
 
-    def encode(self) -> str:
+    def encode(self, lease: str | None = None) -> str:
+        """The record as ``lua/admit.lua`` stores it: credits, tokens, lease and JSON.
+        ``lease``: ``float_text(self.lease_until)``, for a caller that has it already
+        (admission, for the lease's ``ZADD`` too: one float written once)."""
         rest = {
             "request_id": self.request_id,
             "key_id": self.key_id,
@@ -116,7 +119,8 @@ class HoldRecord:
             rest["team"] = self.team
         if self.key_budget:
             rest["key_budget"] = True
-        lease = float_text(self.lease_until)
+        if lease is None:
+            lease = float_text(self.lease_until)
         return f"{self.credits}:{self.tokens}:{lease}:{orjson.dumps(rest).decode()}"
 
     @classmethod
@@ -259,15 +263,26 @@ class Holds:
         record: HoldRecord,
         limits: KeyLimits,
         check_money: bool,
+        lease: str | None = None,
     ) -> Command:
         """``lua/admit.lua`` for ``account``: its SHA and keys, the request's own
-        arguments, then the account's limits (``_admit_limits``)."""
+        arguments, then the account's limits (``_admit_limits``). ``lease``: as
+        ``HoldRecord.encode`` takes it."""
         at = record.started_at
         head = _admit_head(self._admit.sha, account, window_of(at), int(at // 86400))
         # An account that holds no money (a route) records a hold of 0 credits.
         held = record if check_money else replace(record, credits=0)
-        own = (charge_id, held.encode(), held.credits, record.tokens)
-        return self._script_command(head, own, _admit_limits(check_money, limits))
+        own = (charge_id, held.encode(lease), held.credits, record.tokens)
+        # The limits by value: a tuple of ints is hashed in C, a ``KeyLimits`` in Python.
+        tail = _admit_limits(
+            check_money,
+            limits.rpm,
+            limits.tpm,
+            limits.max_concurrent,
+            limits.daily_budget,
+            limits.monthly_budget,
+        )
+        return self._script_command(head, own, tail)
 
     def _admit_team_step(
         self,
@@ -276,6 +291,7 @@ class Holds:
         key_limits: KeyLimits,
         team_limits: KeyLimits,
         check_money: bool,
+        lease: str | None = None,
     ) -> Command:
         """``lua/admit_team.lua``: as ``_admit_step``, with the team's limits and then
         the key's."""
@@ -284,7 +300,7 @@ class Holds:
             self._admit_team.sha, record.team, record.key_id, window_of(at), int(at // 86400)
         )
         held = record if check_money else replace(record, credits=0)
-        own = (charge_id, held.encode(), held.credits, record.tokens)
+        own = (charge_id, held.encode(lease), held.credits, record.tokens)
         return self._script_command(
             head, own, _admit_team_limits(check_money, team_limits, key_limits)
         )
@@ -312,16 +328,19 @@ class Holds:
         team's limits (``team_limits``) and its own, in one script.
         On a refusal nothing stays held (a hold one side granted is released).
         """
+        lease = float_text(record.lease_until)  # the lease's score, and in the record
         if record.team:
             step = self._admit_team_step(
-                charge_id, record, key_limits, team_limits or KeyLimits(), check_money
+                charge_id, record, key_limits, team_limits or KeyLimits(), check_money, lease
             )
         else:
-            step = self._admit_step(record.key_id, charge_id, record, key_limits, check_money)
-        commands = [_lease_step(record.account, charge_id, record.lease_until), step]
+            step = self._admit_step(
+                record.key_id, charge_id, record, key_limits, check_money, lease
+            )
+        commands = [_lease_step(record.account, charge_id, lease), step]
         if route_limits is not None:
             route = schema.route_account(record.agent)
-            commands.append(self._admit_step(route, charge_id, record, route_limits, False))
+            commands.append(self._admit_step(route, charge_id, record, route_limits, False, lease))
         try:  # guard() and _run, inline: neither guard()'s two coroutines nor _run's
             try:
                 results = await self._sent(commands)
@@ -439,9 +458,9 @@ class Holds:
         """Extend live holds' leases and record their progress, in one round trip."""
         commands: list[Command] = []
         for charge_id, record in leases:
-            keys = [schema.holds(record.account)]
-            commands.append(_script_step(self._renew, keys, [charge_id, record.encode()]))
-            commands.append(_lease_step(record.account, charge_id, record.lease_until))
+            keys, lease = [schema.holds(record.account)], float_text(record.lease_until)
+            commands.append(_script_step(self._renew, keys, [charge_id, record.encode(lease)]))
+            commands.append(_lease_step(record.account, charge_id, lease))
         async with guard():
             await self._run(commands)
 
@@ -598,9 +617,10 @@ _ADMIT_TEAM_ARGS = 16  # lua/admit_team.lua's: the request's 4, then ``_admit_te
 
 
 @functools.lru_cache(maxsize=1024)
-def _admit_limits(check_money: bool, limits: KeyLimits) -> Run:
-    """``lua/admit.lua``'s ARGV[5..11]: whether to check money, ``limits``, the window's TTL."""
-    return Run.of("1" if check_money else "0", *_limit_args(limits), _WINDOW_TTL)
+def _admit_limits(check_money: bool, *limits: int) -> Run:
+    """``lua/admit.lua``'s ARGV[5..11]: whether to check money, the account's limits
+    (``_limit_args``' five, in its order), the window's TTL."""
+    return Run.of("1" if check_money else "0", *limits, _WINDOW_TTL)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -710,8 +730,9 @@ def _script_step(script: Any, keys: Sequence[str], args: list[Any]) -> Command:
     return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
-def _lease_step(key_id: str, charge_id: str, until: float) -> Command:
-    return ("ZADD", schema.LEASES, float_text(until), _lease_member(key_id, charge_id))
+def _lease_step(key_id: str, charge_id: str, until: str) -> Command:
+    """The lease's ``ZADD``: ``until`` is its end as text (``float_text``)."""
+    return ("ZADD", schema.LEASES, until, _lease_member(key_id, charge_id))
 
 
 def _lease_member(key_id: str, charge_id: str) -> str:

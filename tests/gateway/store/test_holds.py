@@ -726,6 +726,15 @@ def test_admission_commands_are_packed_as_hiredis_packs_them(
             holds._admit_team_step(charge_id, rec, key_limits, team_limits, check_money),
         ]
     )
+    # With the lease's text given (as ``Holds.admit`` gives it, for its ZADD too): the same.
+    holds, lease = Holds(aioredis.Redis()), holds_module.float_text(rec.lease_until)
+    assert holds._admit_step(account, charge_id, rec, key_limits, check_money, lease) == (
+        holds._admit_step(account, charge_id, rec, key_limits, check_money)
+    )
+    assert holds._admit_team_step(
+        charge_id, rec, key_limits, team_limits, check_money, lease
+    ) == holds._admit_team_step(charge_id, rec, key_limits, team_limits, check_money)
+    assert rec.encode(lease) == rec.encode()
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
