@@ -812,6 +812,22 @@ def test_hold_record_takes_the_fields_of_the_class_by_keyword_only() -> None:
     assert {p.kind for p in made.values()} == {inspect.Parameter.KEYWORD_ONLY}
 
 
+def test_make_charge_takes_the_fields_of_the_class_by_keyword_only() -> None:
+    """``holds.make_charge``: ``Charge``'s fields, in its order, with its defaults, each by
+    keyword only, making the charge the class makes."""
+    made = inspect.signature(holds_module.make_charge).parameters
+    assert [(p.name, p.default) for p in made.values()] == [
+        (f.name, inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default)
+        for f in dataclasses.fields(Charge)
+    ]
+    assert {p.kind for p in made.values()} == {inspect.Parameter.KEYWORD_ONLY}
+    rec = HoldRecord(5, 9, 1.5, "req_1", "key_1", "echo", "", 1.0)
+    fields = {"record": rec, "charge_id": "c1", "credits": 3, "tokens": 4, "fields": ["a", "1"]}
+    for more in ({"route": True}, {"route": False, "failed": True}):
+        charge = holds_module.make_charge(**fields, **more)  # type: ignore[arg-type]
+        assert type(charge) is Charge and charge == Charge(**fields, **more)  # type: ignore[arg-type]
+
+
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(hold_records(), TEXT, st.booleans())
 def test_hold_record_makes_the_record_the_class_makes(
