@@ -449,14 +449,13 @@ class Holds:
         marker = schema.entry_marker(account, charge_id)
         # A ledger entry only for a cost; the request counted as an error if it failed.
         flags = _SETTLE_FLAGS[bool(credits or tokens), failed]
-        ledger = ledger_argument(fields)
-        own = (charge_id, credits, tokens)
+        # ARGV[1..4]: the request's own, the ledger with them (one packing call for four).
+        own = (charge_id, credits, tokens, ledger_argument(fields))
         script: Command
         if self._pipeliner is None:  # Redis Cluster's client packs its own commands
-            script = (*head.args, marker, *tail.args, *own, *flags.args, ledger)
+            script = (*head.args, marker, *tail.args, *own, *flags.args)
         else:  # head's, tail's and flags' arguments packed once; the request's now
-            marker_resp, ledger_resp = bulk_string(marker), bulk_string(ledger)
-            parts = (head.resp, marker_resp, tail.resp, bulk(own), flags.resp, ledger_resp)
+            parts = (head.resp, bulk_string(marker), tail.resp, bulk(own), flags.resp)
             script = b"".join(parts)
         commands = [script]
         if charge.route:
@@ -680,8 +679,9 @@ def _settle_team_runs(
     return Run.first(count, "EVALSHA", sha, len(head) + 1 + len(tail), *head), Run.of(*tail)
 
 
-# ARGV[4..9] of the settlement scripts, by (a ledger entry to write, the request failed):
+# ARGV[5..10] of the settlement scripts, by (a ledger entry to write, the request failed):
 # the TTLs of the marker and the spend counters, the two flags, the aggregates' TTLs.
+# Last, after the request's own four (ARGV[1..4], packed per request in one call).
 _SETTLE_FLAGS = {
     (cost, failed): Run.of(
         _ENTRY_MARKER_TTL,
