@@ -74,6 +74,12 @@ def window_of(at: float) -> int:
     return int(at // WINDOW_SECONDS)
 
 
+# A day's windows: ``window_of(at) // WINDOWS_A_DAY`` is ``int(at // 86400)``, the UTC day
+# (days since the epoch), without dividing the time again (the floor of a floor is the
+# floor of the whole division; ``tests/gateway/store/test_holds.py`` holds them equal).
+WINDOWS_A_DAY = 86400 // WINDOW_SECONDS
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class HoldRecord:
@@ -285,8 +291,8 @@ class Holds:
         """``lua/admit.lua`` for ``account``: its SHA and keys, the request's own
         arguments, then the account's limits (``_admit_limits``). ``lease``: as
         ``HoldRecord.encode`` takes it."""
-        at = record.started_at
-        head = _admit_head(self._admit.sha, account, window_of(at), int(at // 86400))
+        window = window_of(record.started_at)
+        head = _admit_head(self._admit.sha, account, window, window // WINDOWS_A_DAY)
         # An account that holds no money (a route) records a hold of 0 credits.
         held = record if check_money else replace(record, credits=0)
         own = (charge_id, held.encode(lease), held.credits, record.tokens)
@@ -312,9 +318,9 @@ class Holds:
     ) -> Command:
         """``lua/admit_team.lua``: as ``_admit_step``, with the team's limits and then
         the key's."""
-        at = record.started_at
+        window = window_of(record.started_at)
         head = _admit_team_head(
-            self._admit_team.sha, record.team, record.key_id, window_of(at), int(at // 86400)
+            self._admit_team.sha, record.team, record.key_id, window, window // WINDOWS_A_DAY
         )
         held = record if check_money else replace(record, credits=0)
         own = (charge_id, held.encode(lease), held.credits, record.tokens)
@@ -430,8 +436,7 @@ class Holds:
         key_id, account = record.key_id, record.account
         window = window_of(record.started_at)
         now = time.time()  # spend counts on the day (and hour) it is settled
-        hour, day_number = aggregate_hour(now), int(now // 86400)
-        day = _day_and_month(day_number)[0]
+        hour, day_number, day = _hour_and_day(int(now // 3600))
         if record.team:  # the team's ledger names the key; the key's own caps count it too
             head, tail = _settle_team_runs(
                 self._settle_team.sha,
@@ -517,6 +522,15 @@ def aggregate_hour(at: float) -> str:
 @functools.lru_cache(maxsize=4)
 def _hour(hour: int) -> str:
     return time.strftime("%Y%m%d%H", time.gmtime(hour * 3600))
+
+
+@functools.lru_cache(maxsize=4)
+def _hour_and_day(hour: int) -> tuple[str, int, str]:
+    """A settlement's clock, of ``hour`` (hours since the epoch, ``int(now // 3600)``): the
+    hour ``YYYYMMDDHH`` (``aggregate_hour``), the UTC day (days since the epoch:
+    ``int(now // 86400)``) and ``YYYYMMDD``, looked up once an hour, not per request."""
+    day = hour // 24
+    return _hour(hour), day, _day_and_month(day)[0]
 
 
 def _spend_keys(account: str, at: float) -> list[str]:

@@ -839,3 +839,22 @@ def test_hold_record_makes_the_record_the_class_makes(
     assert made.encode() == HoldRecord(**fields).encode()
     least = {name: fields[name] for name in list(fields)[:8]}  # the rest by default
     assert holds_module.hold_record(**least) == HoldRecord(**least)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(
+    st.floats(min_value=0, max_value=1e11, allow_nan=False)
+    | st.integers(min_value=0, max_value=10**6).map(lambda n: n * 86400.0)
+    | st.integers(min_value=1, max_value=10**6).map(lambda n: math.nextafter(n * 86400.0, 0))
+)
+def test_the_day_from_the_window_or_the_hour_is_the_day_of_the_time(at: float) -> None:
+    """Admission takes the UTC day from the window (``WINDOWS_A_DAY``) and settlement from
+    the hour (``_hour_and_day``) instead of dividing the time again: the same day, the
+    same texts, at a day's edges too."""
+    day = int(at // 86400)
+    assert holds_module.window_of(at) // holds_module.WINDOWS_A_DAY == day
+    assert holds_module._hour_and_day(int(at // 3600)) == (
+        holds_module.aggregate_hour(at),
+        day,
+        holds_module._day_and_month(day)[0],
+    )
