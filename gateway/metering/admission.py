@@ -13,7 +13,7 @@ from gateway.ids import random_hex
 from gateway.invocation import AgentInvocation
 from gateway.metering import refusals
 from gateway.metering.health import StoreHealth
-from gateway.metering.hold import Hold
+from gateway.metering.hold import Hold, admitted_hold
 from gateway.metering.pricing import input_costs, tokens_cost
 from gateway.outbox import Outbox, Pending
 from gateway.route import Pricing, Route
@@ -126,7 +126,7 @@ class Admission:
             if result.reason == "quota":
                 raise refusals.too_poor(result, credits, input_credits, cap, pricing)
             raise refusals.refused(result, credits)
-        hold = Hold(
+        hold = admitted_hold(
             charge_id=charge_id,
             record=record,
             invocation=evolve(invocation, max_output_tokens=cap),

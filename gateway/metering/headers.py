@@ -4,23 +4,49 @@
 
 from __future__ import annotations
 
+import functools
+
 from gateway.store.holds import WINDOW_SECONDS, Admitted
 from gateway.store.records import KeyLimits
 
 
 def rate_limits(limits: KeyLimits, admitted: Admitted, started_at: float) -> dict[str, str]:
-    """The key's request and token limits per minute, and what its window has left."""
+    """The key's request and token limits per minute, and what its window has left.
+
+    For a key without either limit (most keys), an empty dict at once. The texts that
+    stay the same from request to request (a limit, the seconds to the window's end)
+    are made once (``_limit_text``, ``_RESETS``); only what is left is made per request."""
+    rpm, tpm = limits.rpm, limits.tpm
+    if not (rpm or tpm):
+        return {}
     out: dict[str, str] = {}
-    reset = f"{WINDOW_SECONDS - int(started_at % WINDOW_SECONDS)}s"
-    if limits.rpm:
-        out["x-ratelimit-limit-requests"] = str(limits.rpm)
-        out["x-ratelimit-remaining-requests"] = str(max(0, limits.rpm - admitted.requests))
+    reset = _reset(started_at)
+    if rpm:
+        out["x-ratelimit-limit-requests"] = _limit_text(rpm)
+        left = rpm - admitted.requests
+        out["x-ratelimit-remaining-requests"] = str(left) if left > 0 else "0"
         out["x-ratelimit-reset-requests"] = reset
-    if limits.tpm:
-        out["x-ratelimit-limit-tokens"] = str(limits.tpm)
-        out["x-ratelimit-remaining-tokens"] = str(max(0, limits.tpm - admitted.tokens))
+    if tpm:
+        out["x-ratelimit-limit-tokens"] = _limit_text(tpm)
+        left = tpm - admitted.tokens
+        out["x-ratelimit-remaining-tokens"] = str(left) if left > 0 else "0"
         out["x-ratelimit-reset-tokens"] = reset
     return out
+
+
+_limit_text = functools.lru_cache(maxsize=256)(str)  # a limit as text: one per key's limit
+
+# The reset header's text by the seconds into the window: "60s" at its start, "1s" at
+# its last second.
+_RESETS = tuple(f"{WINDOW_SECONDS - second}s" for second in range(WINDOW_SECONDS))
+
+
+def _reset(started_at: float) -> str:
+    """``f"{WINDOW_SECONDS - int(started_at % WINDOW_SECONDS)}s"``, kept in ``_RESETS``."""
+    second = int(started_at % WINDOW_SECONDS)
+    if 0 <= second < WINDOW_SECONDS:
+        return _RESETS[second]
+    return f"{WINDOW_SECONDS - second}s"  # a modulo rounded up to a whole window
 
 
 def billing(credits: int, balance: int | None, team: str = "") -> dict[str, str]:

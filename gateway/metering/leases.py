@@ -17,7 +17,7 @@ from gateway.metering.health import StoreHealth
 from gateway.metering.hold import Hold
 from gateway.metering.settlement import ledger_fields
 from gateway.settings import MeteringSettings
-from gateway.store.holds import Charge, Holds
+from gateway.store.holds import Holds, make_charge
 
 log = logging.getLogger("gateway.metering")
 
@@ -99,7 +99,7 @@ class Leases:
             fields = ledger_fields(record, usage, record.backend)
             fields += ("reaped", "1")
             credits = min(record.progress_credits, record.credits)  # never beyond the hold
-            charge = Charge(
+            charge = make_charge(
                 record=record,
                 charge_id=charge_id,
                 credits=credits,

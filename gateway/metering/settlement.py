@@ -18,7 +18,7 @@ from gateway.metering.health import StoreHealth
 from gateway.metering.hold import Hold
 from gateway.metering.pricing import cost
 from gateway.outbox import Outbox, Pending
-from gateway.store.holds import Charge, HoldRecord, Holds, float_text
+from gateway.store.holds import Charge, HoldRecord, Holds, float_text, make_charge
 from gateway.tasks import BackgroundTasks
 
 log = logging.getLogger("gateway.metering")
@@ -63,7 +63,7 @@ class Settlement:
         fields = ledger_fields(hold.record, usage, backend)
         if unbilled:
             fields += ("unbilled", str(unbilled))
-        charge = Charge(  # by keyword: credits and tokens are both ints
+        charge = make_charge(  # by keyword: credits and tokens are both ints
             record=hold.record,
             charge_id=hold.charge_id,
             credits=credits,

@@ -46,7 +46,10 @@ class Counter:
 
     def __init__(self, hold: Hold) -> None:
         self._hold = hold
-        self.tally = hold.tally = Tally()  # a fallback attempt starts afresh
+        if hold.counted:  # a fallback attempt starts afresh
+            hold.tally = Tally()
+        hold.counted = True
+        self.tally = hold.tally
         self._cap = hold.output_cap
         self.ended = False
 

@@ -42,13 +42,15 @@ class GatewayTotals:
     def __init__(self, redis: aioredis.Redis, hour_ttl: int, day_ttl: int) -> None:
         self._redis = redis
         self._ttl = {"hour": hour_ttl, "day": day_ttl}
-        self._counts: dict[tuple[str, str], dict[str, int]] = {}  # (ttl kind, key) -> fields
+        # (hour, day) -> agent -> its counts in ``_METRICS``' order: one list per agent
+        # and bucket, added to per request; the hour's totals (the sum over agents) and
+        # the day's fields (``<metric>|<agent>``) are made from them by a flush.
+        self._counts: dict[tuple[str, str], dict[str, list[int]]] = {}
         self._spenders: dict[str, dict[str, int]] = {}  # day's top-key set -> key -> credits
-        # The buckets of the hour and day counted last (hour, day, their counts and the
-        # day's spenders): most requests count in the same ones, so their names and
-        # dicts are looked up once an hour, not per request. Dropped by a flush.
-        self._last: tuple[str, str, dict[str, int], dict[str, int], dict[str, int]] | None
-        self._last = None
+        # The bucket of the hour and day counted last (hour, day, its agents' counts and
+        # the day's spenders): most requests count in the same one, so it is looked up
+        # once an hour, not per request. Dropped by a flush.
+        self._last: tuple[str, str, dict[str, list[int]], dict[str, int]] | None = None
 
     def add(
         self,
@@ -67,32 +69,49 @@ class GatewayTotals:
             last = self._last = (
                 hour,
                 day,
-                self._counts.setdefault(("hour", schema.global_hour(hour)), {}),
-                self._counts.setdefault(("day", schema.global_day(day)), {}),
+                self._counts.setdefault((hour, day), {}),
                 self._spenders.setdefault(schema.global_top_keys(day), {}),
             )
-        _, _, hours, days, spent = last
-        of_agent = _agent_fields(agent)
-        counts = [("requests", 1)]
+        agents, spent = last[2], last[3]
+        counts = agents.get(agent)
+        if counts is None:
+            counts = agents[agent] = [0] * len(_METRICS)
+        counts[0] += 1
         if failed:
-            counts.append(("errors", 1))
+            counts[1] += 1
         if credits:
-            counts.append(("credits", credits))
+            counts[2] += credits
             spent[key_id] = spent.get(key_id, 0) + credits
-        for name, value in zip(TOKEN_FIELDS, ledger_tokens(fields), strict=True):
+        index = 3
+        for value in ledger_tokens(fields):
             if value != "0" and value.isdigit():
-                counts.append((name, int(value)))
-        for name, n in counts:
-            hours[name] = hours.get(name, 0) + n
-            field = of_agent[name]
-            days[field] = days.get(field, 0) + n
+                counts[index] += int(value)
+            index += 1
+
+    def pending(self) -> tuple[dict[tuple[str, str], dict[str, int]], dict[str, dict[str, int]]]:
+        """What a flush would add now: each hash's fields, by (TTL kind, hash name), and
+        each day's top-key set's credits by key. A metric none of the requests counted
+        (a zero) is no field: a failed request counts an error, a cost its credits, a
+        token count above zero its tokens."""
+        sums: dict[tuple[str, str], dict[str, int]] = {}
+        for (hour, day), agents in self._counts.items():
+            hours = sums.setdefault(("hour", schema.global_hour(hour)), {})
+            days = sums.setdefault(("day", schema.global_day(day)), {})
+            for agent, counts in agents.items():
+                of_agent = _agent_fields(agent)
+                for name, n in zip(_METRICS, counts, strict=True):
+                    if n:
+                        hours[name] = hours.get(name, 0) + n
+                        field = of_agent[name]
+                        days[field] = days.get(field, 0) + n
+        return sums, self._spenders
 
     async def flush(self) -> None:
         """Add what was counted since the last flush to Redis (once: a failed flush is
         dropped, since Redis may have applied part of it)."""
-        counts, spenders = self._counts, self._spenders
-        if not counts and not spenders:
+        if not self._counts and not self._spenders:
             return
+        counts, spenders = self.pending()
         self._counts, self._spenders, self._last = {}, {}, None
         pipe: Any = self._redis.pipeline(transaction=False)
         for (kind, name), fields in counts.items():
@@ -141,9 +160,12 @@ def ledger_tokens(fields: Mapping[str, str] | list[str]) -> list[str]:
 
 
 _TOKEN_NAMES = list(TOKEN_FIELDS)
+# What ``add`` counts per agent, in the order of its counts: the requests, the errors,
+# the credits, then the token counts.
+_METRICS = ("requests", "errors", "credits", *TOKEN_FIELDS)
 
 
 @functools.lru_cache(maxsize=256)
 def _agent_fields(agent: str) -> dict[str, str]:
     """The day hash's field of each metric of ``agent``: ``<metric>|<agent>``."""
-    return {name: f"{name}|{agent}" for name in ("requests", "errors", "credits", *TOKEN_FIELDS)}
+    return {name: f"{name}|{agent}" for name in _METRICS}

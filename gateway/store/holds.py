@@ -74,6 +74,12 @@ def window_of(at: float) -> int:
     return int(at // WINDOW_SECONDS)
 
 
+# A day's windows: ``window_of(at) // WINDOWS_A_DAY`` is ``int(at // 86400)``, the UTC day
+# (days since the epoch), without dividing the time again (the floor of a floor is the
+# floor of the whole division; ``tests/gateway/store/test_holds.py`` holds them equal).
+WINDOWS_A_DAY = 86400 // WINDOW_SECONDS
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class HoldRecord:
@@ -101,7 +107,10 @@ class HoldRecord:
         """Whose balance holds this request (and whose hash tag its hold lives under)."""
         return self.team or self.key_id
 
-    def encode(self) -> str:
+    def encode(self, lease: str | None = None) -> str:
+        """The record as ``lua/admit.lua`` stores it: credits, tokens, lease and JSON.
+        ``lease``: ``float_text(self.lease_until)``, for a caller that has it already
+        (admission, for the lease's ``ZADD`` too: one float written once)."""
         rest = {
             "request_id": self.request_id,
             "key_id": self.key_id,
@@ -116,7 +125,8 @@ class HoldRecord:
             rest["team"] = self.team
         if self.key_budget:
             rest["key_budget"] = True
-        lease = float_text(self.lease_until)
+        if lease is None:
+            lease = float_text(self.lease_until)
         return f"{self.credits}:{self.tokens}:{lease}:{orjson.dumps(rest).decode()}"
 
     @classmethod
@@ -181,6 +191,23 @@ class Charge:
     fields: dict[str, str] | list[str]
     route: bool
     failed: bool = False
+
+
+def make_charge(
+    *,
+    record: HoldRecord,
+    charge_id: str,
+    credits: int,
+    tokens: int,
+    fields: dict[str, str] | list[str],
+    route: bool,
+    failed: bool = False,
+) -> Charge:
+    """``Charge(...)`` by keyword only, as ``hold_record`` makes a hold record: a money
+    record (``credits`` and ``tokens`` are both ints: swapped, they would pass the type
+    checker), in about three quarters of the class call's instructions. Its fields,
+    their order and defaults are the class's (``tests/gateway/store/test_holds.py``)."""
+    return Charge(record, charge_id, credits, tokens, fields, route, failed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,15 +286,26 @@ class Holds:
         record: HoldRecord,
         limits: KeyLimits,
         check_money: bool,
+        lease: str | None = None,
     ) -> Command:
         """``lua/admit.lua`` for ``account``: its SHA and keys, the request's own
-        arguments, then the account's limits (``_admit_limits``)."""
-        at = record.started_at
-        head = _admit_head(self._admit.sha, account, window_of(at), int(at // 86400))
+        arguments, then the account's limits (``_admit_limits``). ``lease``: as
+        ``HoldRecord.encode`` takes it."""
+        window = window_of(record.started_at)
+        head = _admit_head(self._admit.sha, account, window, window // WINDOWS_A_DAY)
         # An account that holds no money (a route) records a hold of 0 credits.
         held = record if check_money else replace(record, credits=0)
-        own = (charge_id, held.encode(), held.credits, record.tokens)
-        return self._script_command(head, own, _admit_limits(check_money, limits))
+        own = (charge_id, held.encode(lease), held.credits, record.tokens)
+        # The limits by value: a tuple of ints is hashed in C, a ``KeyLimits`` in Python.
+        tail = _admit_limits(
+            check_money,
+            limits.rpm,
+            limits.tpm,
+            limits.max_concurrent,
+            limits.daily_budget,
+            limits.monthly_budget,
+        )
+        return self._script_command(head, own, tail)
 
     def _admit_team_step(
         self,
@@ -276,15 +314,16 @@ class Holds:
         key_limits: KeyLimits,
         team_limits: KeyLimits,
         check_money: bool,
+        lease: str | None = None,
     ) -> Command:
         """``lua/admit_team.lua``: as ``_admit_step``, with the team's limits and then
         the key's."""
-        at = record.started_at
+        window = window_of(record.started_at)
         head = _admit_team_head(
-            self._admit_team.sha, record.team, record.key_id, window_of(at), int(at // 86400)
+            self._admit_team.sha, record.team, record.key_id, window, window // WINDOWS_A_DAY
         )
         held = record if check_money else replace(record, credits=0)
-        own = (charge_id, held.encode(), held.credits, record.tokens)
+        own = (charge_id, held.encode(lease), held.credits, record.tokens)
         return self._script_command(
             head, own, _admit_team_limits(check_money, team_limits, key_limits)
         )
@@ -312,16 +351,19 @@ class Holds:
         team's limits (``team_limits``) and its own, in one script.
         On a refusal nothing stays held (a hold one side granted is released).
         """
+        lease = float_text(record.lease_until)  # the lease's score, and in the record
         if record.team:
             step = self._admit_team_step(
-                charge_id, record, key_limits, team_limits or KeyLimits(), check_money
+                charge_id, record, key_limits, team_limits or KeyLimits(), check_money, lease
             )
         else:
-            step = self._admit_step(record.key_id, charge_id, record, key_limits, check_money)
-        commands = [_lease_step(record.account, charge_id, record.lease_until), step]
+            step = self._admit_step(
+                record.key_id, charge_id, record, key_limits, check_money, lease
+            )
+        commands = [_lease_step(record.account, charge_id, lease), step]
         if route_limits is not None:
             route = schema.route_account(record.agent)
-            commands.append(self._admit_step(route, charge_id, record, route_limits, False))
+            commands.append(self._admit_step(route, charge_id, record, route_limits, False, lease))
         try:  # guard() and _run, inline: neither guard()'s two coroutines nor _run's
             try:
                 results = await self._sent(commands)
@@ -394,8 +436,7 @@ class Holds:
         key_id, account = record.key_id, record.account
         window = window_of(record.started_at)
         now = time.time()  # spend counts on the day (and hour) it is settled
-        hour, day_number = aggregate_hour(now), int(now // 86400)
-        day = _day_and_month(day_number)[0]
+        hour, day_number, day = _hour_and_day(int(now // 3600))
         if record.team:  # the team's ledger names the key; the key's own caps count it too
             head, tail = _settle_team_runs(
                 self._settle_team.sha,
@@ -413,14 +454,13 @@ class Holds:
         marker = schema.entry_marker(account, charge_id)
         # A ledger entry only for a cost; the request counted as an error if it failed.
         flags = _SETTLE_FLAGS[bool(credits or tokens), failed]
-        ledger = ledger_argument(fields)
-        own = (charge_id, credits, tokens)
+        # ARGV[1..4]: the request's own, the ledger with them (one packing call for four).
+        own = (charge_id, credits, tokens, ledger_argument(fields))
         script: Command
         if self._pipeliner is None:  # Redis Cluster's client packs its own commands
-            script = (*head.args, marker, *tail.args, *own, *flags.args, ledger)
+            script = (*head.args, marker, *tail.args, *own, *flags.args)
         else:  # head's, tail's and flags' arguments packed once; the request's now
-            marker_resp, ledger_resp = bulk_string(marker), bulk_string(ledger)
-            parts = (head.resp, marker_resp, tail.resp, bulk(own), flags.resp, ledger_resp)
+            parts = (head.resp, bulk_string(marker), tail.resp, bulk(own), flags.resp)
             script = b"".join(parts)
         commands = [script]
         if charge.route:
@@ -439,9 +479,9 @@ class Holds:
         """Extend live holds' leases and record their progress, in one round trip."""
         commands: list[Command] = []
         for charge_id, record in leases:
-            keys = [schema.holds(record.account)]
-            commands.append(_script_step(self._renew, keys, [charge_id, record.encode()]))
-            commands.append(_lease_step(record.account, charge_id, record.lease_until))
+            keys, lease = [schema.holds(record.account)], float_text(record.lease_until)
+            commands.append(_script_step(self._renew, keys, [charge_id, record.encode(lease)]))
+            commands.append(_lease_step(record.account, charge_id, lease))
         async with guard():
             await self._run(commands)
 
@@ -482,6 +522,15 @@ def aggregate_hour(at: float) -> str:
 @functools.lru_cache(maxsize=4)
 def _hour(hour: int) -> str:
     return time.strftime("%Y%m%d%H", time.gmtime(hour * 3600))
+
+
+@functools.lru_cache(maxsize=4)
+def _hour_and_day(hour: int) -> tuple[str, int, str]:
+    """A settlement's clock, of ``hour`` (hours since the epoch, ``int(now // 3600)``): the
+    hour ``YYYYMMDDHH`` (``aggregate_hour``), the UTC day (days since the epoch:
+    ``int(now // 86400)``) and ``YYYYMMDD``, looked up once an hour, not per request."""
+    day = hour // 24
+    return _hour(hour), day, _day_and_month(day)[0]
 
 
 def _spend_keys(account: str, at: float) -> list[str]:
@@ -598,9 +647,10 @@ _ADMIT_TEAM_ARGS = 16  # lua/admit_team.lua's: the request's 4, then ``_admit_te
 
 
 @functools.lru_cache(maxsize=1024)
-def _admit_limits(check_money: bool, limits: KeyLimits) -> Run:
-    """``lua/admit.lua``'s ARGV[5..11]: whether to check money, ``limits``, the window's TTL."""
-    return Run.of("1" if check_money else "0", *_limit_args(limits), _WINDOW_TTL)
+def _admit_limits(check_money: bool, *limits: int) -> Run:
+    """``lua/admit.lua``'s ARGV[5..11]: whether to check money, the account's limits
+    (``_limit_args``' five, in its order), the window's TTL."""
+    return Run.of("1" if check_money else "0", *limits, _WINDOW_TTL)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -643,8 +693,9 @@ def _settle_team_runs(
     return Run.first(count, "EVALSHA", sha, len(head) + 1 + len(tail), *head), Run.of(*tail)
 
 
-# ARGV[4..9] of the settlement scripts, by (a ledger entry to write, the request failed):
+# ARGV[5..10] of the settlement scripts, by (a ledger entry to write, the request failed):
 # the TTLs of the marker and the spend counters, the two flags, the aggregates' TTLs.
+# Last, after the request's own four (ARGV[1..4], packed per request in one call).
 _SETTLE_FLAGS = {
     (cost, failed): Run.of(
         _ENTRY_MARKER_TTL,
@@ -710,8 +761,9 @@ def _script_step(script: Any, keys: Sequence[str], args: list[Any]) -> Command:
     return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
-def _lease_step(key_id: str, charge_id: str, until: float) -> Command:
-    return ("ZADD", schema.LEASES, float_text(until), _lease_member(key_id, charge_id))
+def _lease_step(key_id: str, charge_id: str, until: str) -> Command:
+    """The lease's ``ZADD``: ``until`` is its end as text (``float_text``)."""
+    return ("ZADD", schema.LEASES, until, _lease_member(key_id, charge_id))
 
 
 def _lease_member(key_id: str, charge_id: str) -> str:

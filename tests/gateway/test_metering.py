@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import decimal
+import inspect
 import math
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +29,8 @@ from gateway.events import (
 )
 from gateway.invocation import AgentInvocation
 from gateway.metering import Hold, Meter, cost
+from gateway.metering.headers import rate_limits
+from gateway.metering.hold import admitted_hold
 from gateway.metering.pricing import input_costs, sane, tokens_cost
 from gateway.metering.settlement import ledger_fields
 from gateway.metering.tally import Tally
@@ -35,7 +38,7 @@ from gateway.route import Pricing, Route, RouteLimits
 from gateway.settings import MeteringSettings
 from gateway.store import ApiKey, Store, pipelining, schema
 from gateway.store.gateway_totals import TOKEN_FIELDS, ledger_tokens
-from gateway.store.holds import Charge, HoldRecord, Holds
+from gateway.store.holds import Admitted, Charge, HoldRecord, Holds
 from gateway.store.records import KeyLimits, LedgerEntry
 from gateway.tasks import BackgroundTasks
 from gateway.tokens import estimate_input, reserve_input
@@ -602,6 +605,44 @@ async def test_wrap_starts_a_fresh_tally_per_attempt(fake_store: Store) -> None:
     assert hold.tally.deltas == 1 and hold.tally.usage == hold.priced(Usage(1, 1))
 
 
+async def test_the_first_attempt_counts_into_the_holds_own_tally(fake_store: Store) -> None:
+    """Admission's tally, unused until then, is the first ``Counter``'s; the next
+    attempt's is a fresh one, and the first attempt's stays as it counted."""
+    m, hold, _ = await admitted(fake_store)
+    own = hold.tally
+    assert (own.deltas, own.weight, own.usage, own.completed) == (0, 0.0, None, False)
+    first = m.counter(hold)
+    assert first.tally is own and hold.tally is own
+    first((TextDelta("ab"),))
+    second = m.counter(hold)
+    assert second.tally is hold.tally and hold.tally is not own
+    assert (hold.tally.deltas, own.deltas) == (0, 1)
+
+
+def test_admitted_hold_takes_the_fields_admission_sets_by_keyword_only() -> None:
+    """``hold.admitted_hold``: keyword-only, each parameter a field of ``Hold`` (a field
+    admission sets must be added there), the others as the class starts them."""
+    made = inspect.signature(admitted_hold).parameters
+    fields = {f.name: f for f in dataclasses.fields(Hold)}
+    assert {p.kind for p in made.values()} == {inspect.Parameter.KEYWORD_ONLY}
+    assert all(p.default is inspect.Parameter.empty for p in made.values())
+    assert set(made) <= set(fields)
+    given_ = {name: object() for name in made}
+    hold = admitted_hold(**given_)  # type: ignore[arg-type]
+    by_class = Hold(**given_)  # type: ignore[arg-type]
+    for name, f in fields.items():
+        if name in made:
+            assert getattr(hold, name) is given_[name]
+        elif f.default_factory is not dataclasses.MISSING:
+            made_value, class_value = getattr(hold, name), getattr(by_class, name)
+            assert type(made_value) is type(class_value)
+            assert made_value is not class_value
+        else:
+            assert getattr(hold, name) == getattr(by_class, name) == f.default, name
+    tally = hold.tally
+    assert (tally.deltas, tally.weight, tally.usage, tally.completed) == (0, 0.0, None, False)
+
+
 def tally(events: list[Event]) -> Tally:
     t = Tally()
     for event in events:
@@ -942,3 +983,42 @@ def test_a_team_keys_402_says_to_credit_the_team_not_the_key() -> None:
     assert team.message.endswith("or add credits to the team.")
     alone = too_poor(Refusal("balance", 215, 0), 273, 73, 100, pricing)
     assert alone.message.endswith("or add credits to the key.")
+
+
+def _rate_limits_as_made_before(
+    limits: KeyLimits, admitted: Admitted, started_at: float
+) -> dict[str, str]:
+    """``headers.rate_limits`` as it read before its texts were kept: each made per call."""
+    out: dict[str, str] = {}
+    reset = f"{60 - int(started_at % 60)}s"
+    if limits.rpm:
+        out["x-ratelimit-limit-requests"] = str(limits.rpm)
+        out["x-ratelimit-remaining-requests"] = str(max(0, limits.rpm - admitted.requests))
+        out["x-ratelimit-reset-requests"] = reset
+    if limits.tpm:
+        out["x-ratelimit-limit-tokens"] = str(limits.tpm)
+        out["x-ratelimit-remaining-tokens"] = str(max(0, limits.tpm - admitted.tokens))
+        out["x-ratelimit-reset-tokens"] = reset
+    return out
+
+
+COUNTS = st.integers(min_value=0, max_value=amounts.MAX_TOKENS)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.builds(KeyLimits, rpm=COUNTS | st.just(0), tpm=COUNTS | st.just(0)),
+    st.builds(Admitted, balance=st.integers(), held=st.integers(), requests=COUNTS, tokens=COUNTS),
+    st.floats(min_value=-1e12, max_value=1e12, allow_nan=False)
+    | st.sampled_from([0.0, 59.99999999, -1e-20]),
+)
+def test_rate_limit_headers_are_the_texts_made_per_request(
+    limits: KeyLimits, admitted: Admitted, started_at: float
+) -> None:
+    """``headers.rate_limits`` with its limit and reset texts kept: the same headers, in
+    the same order, as made afresh each time; a fresh dict each call."""
+    made = rate_limits(limits, admitted, started_at)
+    assert list(made.items()) == list(
+        _rate_limits_as_made_before(limits, admitted, started_at).items()
+    )
+    assert rate_limits(limits, admitted, started_at) is not made

@@ -9,11 +9,13 @@
 -- KEYS[9] the key's aggregate of this hour   KEYS[10] of this day (hashes)
 -- ARGV[1] charge id (the hold's field)   ARGV[2] credits to charge
 -- ARGV[3] tokens used (corrects the window's token count)
--- ARGV[4] seconds the marker is kept     ARGV[5] seconds a spend counter is kept
--- ARGV[6] 1 to append a ledger entry (0 for a request that cost nothing)
--- ARGV[7] 1 if the request did not complete (an error)
--- ARGV[8] seconds an hour's aggregate is kept   ARGV[9] seconds a day's
--- ARGV[10] the ledger fields: a JSON array of strings, name, value, name, value...
+-- ARGV[4] the ledger fields: a JSON array of strings, name, value, name, value...
+-- ARGV[5] seconds the marker is kept     ARGV[6] seconds a spend counter is kept
+-- ARGV[7] 1 to append a ledger entry (0 for a request that cost nothing)
+-- ARGV[8] 1 if the request did not complete (an error)
+-- ARGV[9] seconds an hour's aggregate is kept   ARGV[10] seconds a day's
+-- (ARGV[1..4] are the request's own, packed together by the gateway; ARGV[5..10] are
+-- one of four runs it packs once: gateway/store/holds.py, _SETTLE_FLAGS.)
 --
 -- Returns {1, balance} when settled now, {0, balance} when already settled.
 --
@@ -26,7 +28,7 @@
 local amount, used, counts, agent, fields = settlement()
 if not amount then return used end
 -- Checked, then marked: once per charge id (the marker is the script's first write).
-if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[4]) then
+if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[5]) then
   return {0, tonumber(redis.call('GET', KEYS[1]) or '0')}
 end
 local hold = redis.call('HGET', KEYS[2], ARGV[1])
@@ -47,5 +49,5 @@ if amount ~= 0 then
   spend(KEYS[8], amount)
 end
 aggregate(KEYS[9], KEYS[10], counts, agent)
-if ARGV[6] == '1' then ledger_entry(KEYS[4], fields, amount, held_credits, balance) end
+if ARGV[7] == '1' then ledger_entry(KEYS[4], fields, amount, held_credits, balance) end
 return {1, balance}

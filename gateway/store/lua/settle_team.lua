@@ -20,7 +20,7 @@
 local amount, used, counts, agent, fields = settlement()
 if not amount then return used end
 -- Checked, then marked: once per charge id (the marker is the script's first write).
-if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[4]) then
+if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[5]) then
   return {0, tonumber(redis.call('GET', KEYS[1]) or '0')}
 end
 local hold = redis.call('HGET', KEYS[2], ARGV[1])
@@ -49,5 +49,5 @@ if amount ~= 0 then
   end
 end
 aggregate(KEYS[9], KEYS[10], counts, agent)
-if ARGV[6] == '1' then ledger_entry(KEYS[4], fields, amount, held_credits, balance) end
+if ARGV[7] == '1' then ledger_entry(KEYS[4], fields, amount, held_credits, balance) end
 return {1, balance}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from itertools import chain
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis import asyncio as aioredis
 
 from gateway.store import Store, aggregates, gateway_totals, schema
@@ -94,3 +97,50 @@ def test_flat_fields_count_as_the_dict_of_them() -> None:
         assert gateway_totals.ledger_tokens(flat) == gateway_totals.ledger_tokens(as_dict)
     assert gateway_totals.ledger_tokens(in_order) == ["10", "0", "3", "x", "2"]
     assert gateway_totals.ledger_tokens(other) == ["7", "4", "0", "0", "0"]
+
+
+TOKEN_TEXT = st.one_of(
+    st.integers(min_value=0, max_value=10**6).map(str), st.sampled_from(["0", "x", "-3", ""])
+)
+SETTLED = st.tuples(
+    st.sampled_from(["key_a", "key_b", "key_c"]),
+    st.sampled_from(["echo", "coder", "a|b"]),
+    st.integers(min_value=0, max_value=10**9),
+    st.booleans(),
+    st.dictionaries(st.sampled_from(gateway_totals.TOKEN_FIELDS), TOKEN_TEXT),
+    st.sampled_from([(HOUR, DAY), ("2026010113", DAY), ("2026010200", "20260102")]),
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(SETTLED, max_size=30))
+def test_what_a_flush_adds_is_each_requests_counts_summed(
+    settled: list[tuple[str, str, int, bool, dict[str, str], tuple[str, str]]],
+) -> None:
+    """``pending()``: per hour the sum of every request's counts, per day each agent's
+    (``<metric>|<agent>``), a metric no request counted absent; each day's credits by
+    key. Counted here one request at a time, as ``add`` counted before it kept an
+    agent's counts in a list."""
+    totals = GatewayTotals(aioredis.Redis(), 60, 600)
+    sums: dict[tuple[str, str], dict[str, int]] = {}
+    spenders: dict[str, dict[str, int]] = {}
+    for key_id, agent, credits, failed, fields, (hour, day) in settled:
+        flat = list(chain.from_iterable(fields.items()))
+        totals.add(key_id, agent, credits, failed, fields if failed else flat, hour, day)
+        hours = sums.setdefault(("hour", schema.global_hour(hour)), {})
+        days = sums.setdefault(("day", schema.global_day(day)), {})
+        spent = spenders.setdefault(schema.global_top_keys(day), {})
+        counts = [("requests", 1)]
+        if failed:
+            counts.append(("errors", 1))
+        if credits:
+            counts.append(("credits", credits))
+            spent[key_id] = spent.get(key_id, 0) + credits
+        for name in gateway_totals.TOKEN_FIELDS:
+            value = fields.get(name, "0")
+            if value != "0" and value.isdigit():
+                counts.append((name, int(value)))
+        for name, n in counts:
+            hours[name] = hours.get(name, 0) + n
+            days[f"{name}|{agent}"] = days.get(f"{name}|{agent}", 0) + n
+    assert totals.pending() == (sums, spenders)

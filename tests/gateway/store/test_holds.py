@@ -726,6 +726,15 @@ def test_admission_commands_are_packed_as_hiredis_packs_them(
             holds._admit_team_step(charge_id, rec, key_limits, team_limits, check_money),
         ]
     )
+    # With the lease's text given (as ``Holds.admit`` gives it, for its ZADD too): the same.
+    holds, lease = Holds(aioredis.Redis()), holds_module.float_text(rec.lease_until)
+    assert holds._admit_step(account, charge_id, rec, key_limits, check_money, lease) == (
+        holds._admit_step(account, charge_id, rec, key_limits, check_money)
+    )
+    assert holds._admit_team_step(
+        charge_id, rec, key_limits, team_limits, check_money, lease
+    ) == holds._admit_team_step(charge_id, rec, key_limits, team_limits, check_money)
+    assert rec.encode(lease) == rec.encode()
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -781,7 +790,7 @@ def test_flat_ledger_fields_settle_as_the_dict_of_them(
         )
         sent.append(commands)
         assert settled([[1, 0], 0, 0])
-        counted.append((holds.totals._counts, holds.totals._spenders))
+        counted.append(holds.totals.pending())
     assert sent[0] == sent[1]
     assert counted[0] == counted[1]
     assert flat == list(chain.from_iterable(ledger.items()))  # not changed in place
@@ -803,6 +812,22 @@ def test_hold_record_takes_the_fields_of_the_class_by_keyword_only() -> None:
     assert {p.kind for p in made.values()} == {inspect.Parameter.KEYWORD_ONLY}
 
 
+def test_make_charge_takes_the_fields_of_the_class_by_keyword_only() -> None:
+    """``holds.make_charge``: ``Charge``'s fields, in its order, with its defaults, each by
+    keyword only, making the charge the class makes."""
+    made = inspect.signature(holds_module.make_charge).parameters
+    assert [(p.name, p.default) for p in made.values()] == [
+        (f.name, inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default)
+        for f in dataclasses.fields(Charge)
+    ]
+    assert {p.kind for p in made.values()} == {inspect.Parameter.KEYWORD_ONLY}
+    rec = HoldRecord(5, 9, 1.5, "req_1", "key_1", "echo", "", 1.0)
+    fields = {"record": rec, "charge_id": "c1", "credits": 3, "tokens": 4, "fields": ["a", "1"]}
+    for more in ({"route": True}, {"route": False, "failed": True}):
+        charge = holds_module.make_charge(**fields, **more)  # type: ignore[arg-type]
+        assert type(charge) is Charge and charge == Charge(**fields, **more)  # type: ignore[arg-type]
+
+
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(hold_records(), TEXT, st.booleans())
 def test_hold_record_makes_the_record_the_class_makes(
@@ -814,3 +839,22 @@ def test_hold_record_makes_the_record_the_class_makes(
     assert made.encode() == HoldRecord(**fields).encode()
     least = {name: fields[name] for name in list(fields)[:8]}  # the rest by default
     assert holds_module.hold_record(**least) == HoldRecord(**least)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(
+    st.floats(min_value=0, max_value=1e11, allow_nan=False)
+    | st.integers(min_value=0, max_value=10**6).map(lambda n: n * 86400.0)
+    | st.integers(min_value=1, max_value=10**6).map(lambda n: math.nextafter(n * 86400.0, 0))
+)
+def test_the_day_from_the_window_or_the_hour_is_the_day_of_the_time(at: float) -> None:
+    """Admission takes the UTC day from the window (``WINDOWS_A_DAY``) and settlement from
+    the hour (``_hour_and_day``) instead of dividing the time again: the same day, the
+    same texts, at a day's edges too."""
+    day = int(at // 86400)
+    assert holds_module.window_of(at) // holds_module.WINDOWS_A_DAY == day
+    assert holds_module._hour_and_day(int(at // 3600)) == (
+        holds_module.aggregate_hour(at),
+        day,
+        holds_module._day_and_month(day)[0],
+    )

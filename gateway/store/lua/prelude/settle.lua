@@ -14,9 +14,9 @@ local function whole(text)
 end
 
 -- A settlement's validation (settle.lua, settle_team.lua), before anything is written:
--- ARGV[2] credits, ARGV[3] tokens, ARGV[7] 1 for an error, ARGV[10] the ledger fields
--- (a JSON array of strings: name, value, name, value...; one argument instead of two a
--- field, which the gateway packs for each settlement).
+-- ARGV[2] credits, ARGV[3] tokens, ARGV[4] the ledger fields (a JSON array of strings:
+-- name, value, name, value...; one argument instead of two a field, which the gateway
+-- packs for each settlement), ARGV[8] 1 for an error.
 -- Returns amount, tokens used, the counts for the aggregates ({metric, n}, no zero), the
 -- agent and the ledger fields (a Lua array); or nil and the error to answer.
 local TOKENS = {input_tokens = true, output_tokens = true, cached_input_tokens = true,
@@ -26,14 +26,14 @@ local function settlement()
   if not amount or not used then
     return nil, redis.error_reply('ERR settle: credits or tokens out of range')
   end
-  local fields = cjson.decode(ARGV[10])
+  local fields = cjson.decode(ARGV[4])
   if type(fields) ~= 'table' or #fields % 2 ~= 0 then
     return nil, redis.error_reply('ERR settle: ledger fields are not name, value pairs')
   end
   local counts, agent = {}, ''
   if amount ~= 0 then counts[#counts + 1] = {'credits', amount} end
   counts[#counts + 1] = {'requests', 1}
-  if ARGV[7] == '1' then counts[#counts + 1] = {'errors', 1} end
+  if ARGV[8] == '1' then counts[#counts + 1] = {'errors', 1} end
   for i = 1, #fields - 1, 2 do
     local name, value = fields[i], fields[i + 1]
     if type(name) ~= 'string' or type(value) ~= 'string' then
@@ -53,17 +53,17 @@ local function settlement()
 end
 
 -- Add the charge (ARGV[2], amount as a number) to a spend counter. The counter gets its
--- retention (ARGV[5] seconds) when this charge created it (its name holds its day or
+-- retention (ARGV[6] seconds) when this charge created it (its name holds its day or
 -- month), not on every charge.
 local function spend(counter, amount)
   if redis.call('INCRBY', counter, ARGV[2]) == amount then
-    redis.call('EXPIRE', counter, ARGV[5])
+    redis.call('EXPIRE', counter, ARGV[6])
   end
 end
 
 -- Count a settlement in an hour's hash (totals) and a day's (each agent's,
 -- "<metric>|<agent>"), a zero never written. A bucket's first request (its count now 1)
--- gives the hash its retention (ARGV[8] and ARGV[9] seconds): once per hour and per
+-- gives the hash its retention (ARGV[9] and ARGV[10] seconds): once per hour and per
 -- agent and day, not once per request.
 local function aggregate(hour_key, day_key, counts, agent)
   for _, count in ipairs(counts) do
@@ -71,8 +71,8 @@ local function aggregate(hour_key, day_key, counts, agent)
     local hour = redis.call('HINCRBY', hour_key, count[1], n)
     local day = redis.call('HINCRBY', day_key, count[1] .. '|' .. agent, n)
     if count[1] == 'requests' then
-      if hour == 1 then redis.call('EXPIRE', hour_key, ARGV[8]) end
-      if day == 1 then redis.call('EXPIRE', day_key, ARGV[9]) end
+      if hour == 1 then redis.call('EXPIRE', hour_key, ARGV[9]) end
+      if day == 1 then redis.call('EXPIRE', day_key, ARGV[10]) end
     end
   end
 end
