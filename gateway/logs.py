@@ -95,6 +95,22 @@ def _iso(created: float) -> str:
 _second: tuple[int | None, str] = (None, "")  # the second _iso wrote last, as text
 
 
+def _now() -> str:
+    """The time now, as ``_iso(time.time())`` writes it: the clock's nanoseconds to the
+    millisecond (``time.time_ns``, no float to round), the date and time to the second
+    made once a second (``_now_second``), the milliseconds the digits after the ``1``
+    of ``1000 + ms`` (an integer's text: cheaper than a ``:03d`` format)."""
+    second, millis = divmod(time.time_ns() // 1_000_000, 1000)
+    global _now_second
+    if _now_second[0] != second:
+        moment = datetime.fromtimestamp(second, UTC).replace(tzinfo=None)
+        _now_second = (second, moment.isoformat(timespec="seconds") + ".")
+    return _now_second[1] + str(1000 + millis)[1:] + "Z"
+
+
+_now_second: tuple[int | None, str] = (None, "")  # the second _now wrote last, and "."
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record (see the module's doc)."""
 
@@ -275,7 +291,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
         else:
             rid = orjson.dumps(redactor.scrub_request_id(values[0])).decode()
             rest = "," + orjson.dumps(plain, default=str).decode()[1:] if plain else "}"
-            text = f'{{"time":"{_iso(time.time())}",{shape.head}{rid}{shape.tail}{rest}'
+            text = f'{{"time":"{_now()}",{shape.head}{rid}{shape.tail}{rest}'
         held = self._held
         held.append(text)
         if len(held) == 1:
@@ -374,7 +390,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
     ) -> str:
         """The line as ``JsonFormatter`` writes it, made as it makes it."""
         line = self._redacted(level, name, message, fields)
-        line["time"] = _iso(time.time())
+        line["time"] = _now()
         if plain:
             if line.keys().isdisjoint(plain):
                 line.update(plain)

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from gateway.dialects.request_limits import RequestLimits, shape_known, within_shape
-from gateway.errors import InvalidRequest, PayloadTooLarge
+from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge
 from gateway.settings import Limits
 
 BODY_READ_TIMEOUT = 30.0
@@ -27,35 +27,70 @@ async def read_json(
 
 async def _read(request: web.Request, limit: int, read_timeout: float) -> bytes:
     """The raw body, read as ``read_json`` says (not empty)."""
+    raw = _read_now(request, limit, read_timeout)
+    if raw is not None:
+        return raw
+    try:
+        async with asyncio.timeout(read_timeout):
+            raw = await request.read()
+    except (
+        TimeoutError,
+        web.HTTPRequestEntityTooLarge,
+        ConnectionResetError,
+        web.RequestPayloadError,
+    ) as exc:
+        raise _unreadable(request, exc, limit, read_timeout) from None
+    if not raw:
+        raise _empty()
+    return raw
+
+
+def _read_now(request: web.Request, limit: int, read_timeout: float) -> bytes | None:
+    """``_read``'s body if it is all buffered (it came with the head: no wait, no
+    timer, no coroutine), with ``_read``'s checks and errors; None if more is to come."""
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
+    if not request.content.is_eof():
+        return None
     try:
-        if request.content.is_eof():  # the whole body came with the head: no wait, no timer
-            raw = _read_buffered(request)
-        else:
-            async with asyncio.timeout(read_timeout):
-                raw = await request.read()
-    except TimeoutError:
+        raw = _read_buffered(request)
+    except (
+        TimeoutError,
+        web.HTTPRequestEntityTooLarge,
+        ConnectionResetError,
+        web.RequestPayloadError,
+    ) as exc:
+        raise _unreadable(request, exc, limit, read_timeout) from None
+    if not raw:
+        raise _empty()
+    return raw
+
+
+def _unreadable(
+    request: web.Request, exc: Exception, limit: int, read_timeout: float
+) -> GatewayError:
+    """The error to answer for ``exc``, raised while reading the body."""
+    if isinstance(exc, TimeoutError):
         # The rest of the body is unread: mark the stream broken so that the error
         # response closes the connection instead of waiting for those bytes. A timeout,
         # because that is what aiohttp's drain of an unread body (its "lingering close")
         # takes for "stop waiting": any other exception there is logged with a traceback.
         request.content.set_exception(TimeoutError("request body read timed out"))
-        raise InvalidRequest(
+        return InvalidRequest(
             f"The request body did not arrive within {read_timeout:g} seconds.",
             code="request_timeout",
             status=408,
-        ) from None
-    except web.HTTPRequestEntityTooLarge:
-        raise _too_large(limit) from None
-    except ConnectionResetError:  # the client left half-way; nobody reads this answer
-        raise InvalidRequest("The connection closed before the request body was read.") from None
-    except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not match
-        detail = " ".join(str(exc).split())
-        raise InvalidRequest(f"The request body could not be read: {detail}") from None
-    if not raw:
-        raise InvalidRequest("The request body is empty; send a JSON object.")
-    return raw
+        )
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return _too_large(limit)
+    if isinstance(exc, ConnectionResetError):  # the client left half-way; nobody reads this
+        return InvalidRequest("The connection closed before the request body was read.")
+    detail = " ".join(str(exc).split())  # e.g. a Content-Encoding the body does not match
+    return InvalidRequest(f"The request body could not be read: {detail}")
+
+
+def _empty() -> InvalidRequest:
+    return InvalidRequest("The request body is empty; send a JSON object.")
 
 
 def _parsed(raw: bytes) -> object:
@@ -93,9 +128,21 @@ async def read_parse_input(request: web.Request, limits: Limits) -> tuple[object
     """``read_request``'s body, and the limits its parser is to check it against:
     ``limits``, or ``ShapeKnown`` ones when its bytes show it within their depth and
     text limits (``request_limits.within_shape``), which spares the parser its walk."""
-    raw = await _read(request, limits.max_body_bytes, limits.body_read_timeout)
-    body = _parsed(raw)
-    return body, (shape_known(limits) if within_shape(raw, limits) else limits)
+    return _parse_input(
+        await _read(request, limits.max_body_bytes, limits.body_read_timeout), limits
+    )
+
+
+def parse_input_now(request: web.Request, limits: Limits) -> tuple[object, RequestLimits] | None:
+    """``read_parse_input``'s answer (or error) without a coroutine when the body is all
+    buffered, as it is when it came with the head; None if more is to come (then await
+    ``read_parse_input``)."""
+    raw = _read_now(request, limits.max_body_bytes, limits.body_read_timeout)
+    return None if raw is None else _parse_input(raw, limits)
+
+
+def _parse_input(raw: bytes, limits: Limits) -> tuple[object, RequestLimits]:
+    return _parsed(raw), (shape_known(limits) if within_shape(raw, limits) else limits)
 
 
 def json_response(

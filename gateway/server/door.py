@@ -42,7 +42,7 @@ from gateway.dialects.dialect import Dialect, Folder, Methods, Streamer
 from gateway.errors import GatewayError
 from gateway.invocation import AgentInvocation
 from gateway.pipeline import Call, Gateway
-from gateway.server.body import budget, json_response, read_parse_input
+from gateway.server.body import budget, json_response, parse_input_now, read_parse_input
 from gateway.server.keys import API_KEY, GATEWAY, REQUEST_ID
 from gateway.server.middlewares import ERROR
 from gateway.server.streaming import send_reads, send_sse
@@ -80,7 +80,8 @@ def front_door(dialect: Dialect[P], conversation: Conversation[P] | None = None)
         gateway = request.app[GATEWAY]
         key = request[API_KEY]
         limits = gateway.config.limits
-        parsed = dialect.parse(*await read_parse_input(request, limits))
+        got = parse_input_now(request, limits) or await read_parse_input(request, limits)
+        parsed = dialect.parse(*got)
         if conversation is not None:
             invocation = await conversation.invocation(gateway, key, parsed)
         else:

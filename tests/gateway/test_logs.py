@@ -6,7 +6,8 @@ import asyncio
 import io
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import orjson
 import pytest
@@ -312,6 +313,29 @@ def test_a_lines_time_is_what_datetime_writes(created: float) -> None:
 def test_a_lines_time_follows_the_clock_across_seconds() -> None:
     for created in (1_700_000_000.25, 1_700_000_001.5, 1_700_000_000.75, 1_800_000_000.0):
         assert logs._iso(created) == written_by_datetime(created)
+
+
+def written_from_nanoseconds(ns: int) -> str:
+    """The time ``ns`` (since the epoch) to the millisecond, in integer arithmetic."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@given(st.integers(min_value=0, max_value=10**19))
+@example(1_700_000_000_999_999_999)  # the last nanosecond of a second
+@example(1_700_000_001_000_000_000)
+@example(1_700_000_000_000_999_999)
+@example(1_700_000_000_010_000_000)
+@example(0)
+def test_the_time_now_is_the_clocks_millisecond(ns: int) -> None:
+    with mock.patch.object(logs.time, "time_ns", return_value=ns):
+        assert logs._now() == written_from_nanoseconds(ns)
+
+
+def test_the_time_now_follows_the_clock_across_seconds() -> None:
+    for ns in (1_700_000_000_250_000_000, 1_700_000_001_005_000_000, 1_700_000_000_750_000_000):
+        with mock.patch.object(logs.time, "time_ns", return_value=ns):
+            assert logs._now() == written_from_nanoseconds(ns)
 
 
 # The access log's lines put together from their shape (``LineHandler.line``)
