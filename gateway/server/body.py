@@ -33,16 +33,20 @@ async def _read(request: web.Request, limit: int, read_timeout: float) -> bytes:
     try:
         async with asyncio.timeout(read_timeout):
             raw = await request.read()
-    except (
-        TimeoutError,
-        web.HTTPRequestEntityTooLarge,
-        ConnectionResetError,
-        web.RequestPayloadError,
-    ) as exc:
+    except _READ_ERRORS as exc:
         raise _unreadable(request, exc, limit, read_timeout) from None
     if not raw:
         raise _empty()
     return raw
+
+
+# What reading a body can raise that ``_unreadable`` answers for.
+_READ_ERRORS = (
+    TimeoutError,
+    web.HTTPRequestEntityTooLarge,
+    ConnectionResetError,
+    web.RequestPayloadError,
+)
 
 
 def _read_now(request: web.Request, limit: int, read_timeout: float) -> bytes | None:
@@ -54,12 +58,7 @@ def _read_now(request: web.Request, limit: int, read_timeout: float) -> bytes | 
         return None
     try:
         raw = _read_buffered(request)
-    except (
-        TimeoutError,
-        web.HTTPRequestEntityTooLarge,
-        ConnectionResetError,
-        web.RequestPayloadError,
-    ) as exc:
+    except _READ_ERRORS as exc:
         raise _unreadable(request, exc, limit, read_timeout) from None
     if not raw:
         raise _empty()
