@@ -88,26 +88,40 @@ def chat_body(
         body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
     elif choice is not None:
         body["tool_choice"] = choice
+    # The optional fields, each sent only when set, in this order (a test holds it).
+    # One test a field, not a dict of all fifteen filtered (most requests set none).
+    if invocation.tools and invocation.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = invocation.parallel_tool_calls
     s = invocation.sampling
-    optional = {
-        "parallel_tool_calls": invocation.parallel_tool_calls if invocation.tools else None,
-        "temperature": s.temperature,
-        "top_p": s.top_p,
-        "presence_penalty": s.presence_penalty,
-        "frequency_penalty": s.frequency_penalty,
-        "seed": s.seed,
-        "stop": list(s.stop) or None,
-        max_tokens_field: invocation.max_output_tokens,
-        "reasoning_effort": invocation.reasoning_effort,
-        "logprobs": True if invocation.logprobs else None,
-        "top_logprobs": invocation.top_logprobs if invocation.logprobs else None,
-        # Sent only when the client set them; OpenAI-compatible servers ignore what they lack.
-        "service_tier": invocation.service_tier,
-        "safety_identifier": invocation.safety_identifier,
-        "prompt_cache_key": invocation.prompt_cache_key,
-        "user": invocation.user,
-    }
-    body.update({k: v for k, v in optional.items() if v is not None})
+    if s.temperature is not None:
+        body["temperature"] = s.temperature
+    if s.top_p is not None:
+        body["top_p"] = s.top_p
+    if s.presence_penalty is not None:
+        body["presence_penalty"] = s.presence_penalty
+    if s.frequency_penalty is not None:
+        body["frequency_penalty"] = s.frequency_penalty
+    if s.seed is not None:
+        body["seed"] = s.seed
+    if s.stop:
+        body["stop"] = list(s.stop)
+    if invocation.max_output_tokens is not None:
+        body[max_tokens_field] = invocation.max_output_tokens
+    if invocation.reasoning_effort is not None:
+        body["reasoning_effort"] = invocation.reasoning_effort
+    if invocation.logprobs:
+        body["logprobs"] = True
+        if invocation.top_logprobs is not None:
+            body["top_logprobs"] = invocation.top_logprobs
+    # Sent only when the client set them; OpenAI-compatible servers ignore what they lack.
+    if invocation.service_tier is not None:
+        body["service_tier"] = invocation.service_tier
+    if invocation.safety_identifier is not None:
+        body["safety_identifier"] = invocation.safety_identifier
+    if invocation.prompt_cache_key is not None:
+        body["prompt_cache_key"] = invocation.prompt_cache_key
+    if invocation.user is not None:
+        body["user"] = invocation.user
     fmt = invocation.response_format
     if fmt is not None and fmt.type == "json_schema":
         spec = {"name": fmt.name, "schema": fmt.schema, "strict": fmt.strict}
@@ -146,7 +160,10 @@ def messages(invocation: AgentInvocation) -> list[dict[str, Any]]:
 
 
 def _content(message: Message) -> str | list[dict[str, Any]]:
-    if all(isinstance(p, TextPart) for p in message.content):
+    content = message.content
+    if len(content) == 1 and type(content[0]) is TextPart:  # most messages: one text
+        return content[0].text
+    if all(isinstance(p, TextPart) for p in content):
         return message.text
     parts: list[dict[str, Any]] = []
     for p in message.content:
@@ -176,8 +193,13 @@ def usage_from(raw: Mapping[str, Any]) -> Usage:
 
 
 def _get(raw: object, key: str) -> object:
-    """``raw[key]`` of a details object, which an upstream may send as any JSON value."""
-    return raw.get(key) if isinstance(raw, Mapping) else None
+    """``raw[key]`` of a details object, which an upstream may send as any JSON value.
+
+    (Absent, or a ``dict``, as most are, told before ``isinstance`` against the
+    ``Mapping`` ABC, a Python-level check of a few hundred instructions.)"""
+    if raw is None:
+        return None
+    return raw.get(key) if type(raw) is dict or isinstance(raw, Mapping) else None
 
 
 def _int(value: object) -> int:
