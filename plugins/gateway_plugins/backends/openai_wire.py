@@ -296,10 +296,11 @@ class ChunkParser:
                 text = data[len(head) : end]
                 if _plain(text):
                     return [text_delta(text)] if text else []
-        events = self.feed(json_object(data))
+        chunk = json_object(data)
+        events = self.feed(chunk)
         if self._tries and len(events) == 1 and type(events[0]) is TextDelta:
             self._tries -= 1
-            self._shape = _text_shape(data, events[0].text, self._prefix)
+            self._shape = _text_shape(data, chunk, events[0])
         return events
 
     def feed_frames(self, frames: list[ServerSentEvent], events: list[Event]) -> bool:
@@ -410,22 +411,41 @@ def _plain(text: str) -> bool:
     return text.isprintable() and '"' not in text and "\\" not in text
 
 
-def _text_shape(data: str, text: str, call_id_prefix: str) -> tuple[str, str] | None:
-    """``data`` around ``text``, if any chunk of that shape is one text delta and nothing else.
+def _text_shape(data: str, chunk: Mapping[str, Any], event: TextDelta) -> tuple[str, str] | None:
+    """``data`` around the text of ``event``, if any chunk of that shape is one text delta
+    and nothing else. ``chunk`` is ``data`` parsed, and ``event`` the one event ``feed``
+    made of it.
 
-    Proven on a probe: the shape with a marker for its text must parse, on a
-    fresh parser, to that one text delta, with no usage and no finish reason.
+    That is: ``chunk`` is such a delta (its one event carries no logprobs; it has no
+    usage, finish reason or tool calls), and ``data`` with a marker for its text parses
+    to ``chunk`` with the marker as its content (so the text written there is the
+    content's, not another field's, nor an escaped form of it). What a fresh parser's
+    ``feed`` of the marked data showed until round eleven (one ``TextDelta`` of the
+    marker, no usage, no finish reason), without the second parser and its events:
+    a test holds the two to the same answer.
     """
+    text = event.text
     quoted = f'"{text}"'
-    if not _plain(text) or data.count(quoted) != 1 or _PROBE in data:
+    if event.logprobs is not None or not _plain(text) or data.count(quoted) != 1:
+        return None
+    if _PROBE in data or isinstance(chunk.get("usage"), dict):
+        return None
+    # ``feed`` made one text delta of ``chunk``: its first choice and delta are objects.
+    choice = chunk["choices"][0]
+    reason = choice.get("finish_reason")
+    if (isinstance(reason, str) and reason) or choice["delta"].get("tool_calls"):
         return None
     start = data.index(quoted) + 1
     head, tail = data[:start], data[start + len(text) :]
-    probe = ChunkParser(call_id_prefix)
     try:
-        events = probe.feed(json_object(head + _PROBE + tail))
+        marked = json_object(head + _PROBE + tail)
     except UpstreamError:
         return None
-    if events != [TextDelta(_PROBE)] or probe.usage is not None or probe.finish_reason:
+    choices = marked.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return None
-    return head, tail
+    delta = choices[0].get("delta")
+    if not isinstance(delta, dict) or delta.get("content") != _PROBE:
+        return None
+    delta["content"] = text  # ``marked`` is this function's own
+    return (head, tail) if marked == chunk else None

@@ -883,6 +883,81 @@ def test_feed_texts_reads_a_long_read_as_feed_data_reads_its_chunks(
             return
 
 
+def _shape_by_probe(data: str, text: str) -> tuple[str, str] | None:
+    """How ``_text_shape`` proved a shape until round eleven (the reference below): the
+    data with a marker for its text, parsed by a fresh parser, is one text delta of the
+    marker, with no usage and no finish reason."""
+    quoted = f'"{text}"'
+    if not openai_wire._plain(text) or data.count(quoted) != 1 or openai_wire._PROBE in data:
+        return None
+    start = data.index(quoted) + 1
+    head, tail = data[:start], data[start + len(text) :]
+    probe = ChunkParser()
+    try:
+        events = probe.feed(json_object(head + openai_wire._PROBE + tail))
+    except UpstreamError:
+        return None
+    if events != [TextDelta(openai_wire._PROBE)] or probe.usage is not None:
+        return None
+    return None if probe.finish_reason else (head, tail)
+
+
+_SHAPE_TWISTS = st.sampled_from(
+    [
+        {},
+        {"usage": {"prompt_tokens": 1}},
+        {"usage": None},
+        {"finish_reason": "stop"},
+        {"finish_reason": ""},
+        {"tool_calls": []},
+        {"tool_calls": [{"index": 0, "function": {"arguments": ""}}]},
+        {"reasoning_content": "r"},
+        {"logprobs": {"content": None}},
+        {"logprobs": {"content": [{"token": "t", "logprob": -1.0}]}},
+        {"id": "gateway-shape-probe"},
+        {"second": True},  # a second choice
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(CHUNK_SHAPES),
+    TEXTS,
+    _SHAPE_TWISTS,
+    st.sampled_from(["orjson", "ascii", "key"]),
+)
+def test_a_text_shape_is_learnt_as_the_probe_of_a_fresh_parser_learnt_it(
+    extra: dict[str, Any], text: str, twist: dict[str, Any], writing: str
+) -> None:
+    choice: dict[str, Any] = {"index": 0, "delta": {"content": text}, "finish_reason": None}
+    chunk: dict[str, Any] = {**extra, "choices": [choice]}
+    for key in ("finish_reason", "logprobs"):
+        if key in twist:
+            choice[key] = twist[key]
+    for key in ("tool_calls", "reasoning_content"):
+        if key in twist:
+            choice["delta"][key] = twist[key]
+    for key in ("usage", "id"):
+        if key in twist:
+            chunk[key] = twist[key]
+    if "second" in twist:
+        chunk["choices"].append({"index": 1, "delta": {"content": text}})
+    if writing == "key":  # the text as a key too, written before the content
+        chunk = {text: 1, **chunk}
+    data = (
+        json.dumps(chunk, separators=(",", ":"))
+        if writing == "ascii"
+        else orjson.dumps(chunk).decode()
+    )
+    parser = ChunkParser()
+    events = parser.feed(json_object(data))
+    if len(events) != 1 or type(events[0]) is not TextDelta:
+        return  # no shape is learnt from such a chunk
+    got = openai_wire._text_shape(data, json_object(data), events[0])
+    assert got == _shape_by_probe(data, events[0].text), data
+
+
 def test_feed_data_reads_a_text_chunk_of_a_known_shape_without_parsing_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
