@@ -38,6 +38,9 @@ def usage_object(usage: Usage) -> dict[str, object]:
     }
 
 
+_NO_USAGE = Usage()  # frozen: one for every stream's renderer (a Usage made costs ~7k)
+
+
 REASONING = "reasoning_content"
 """Where reasoning goes (DeepSeek's and vLLM's name). LibreChat's clients read
 ``reasoning`` instead (its api/server/controllers/agents/openai.js streams
@@ -94,7 +97,7 @@ class ChatChunks:
         self._head = head
         self._include_usage = include_usage
         self._tool_index: dict[str, int] = {}
-        self._usage = Usage()
+        self._usage = _NO_USAGE  # until the stream's usage comes
         self._reasoning = b'{"' + reasoning_key.encode() + b'":'
 
     def _chunk(self, delta: bytes, finish_reason: bytes = b"null") -> bytes:

@@ -88,26 +88,40 @@ def chat_body(
         body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
     elif choice is not None:
         body["tool_choice"] = choice
+    # The optional fields, each sent only when set, in this order (a test holds it).
+    # One test a field, not a dict of all fifteen filtered (most requests set none).
+    if invocation.tools and invocation.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = invocation.parallel_tool_calls
     s = invocation.sampling
-    optional = {
-        "parallel_tool_calls": invocation.parallel_tool_calls if invocation.tools else None,
-        "temperature": s.temperature,
-        "top_p": s.top_p,
-        "presence_penalty": s.presence_penalty,
-        "frequency_penalty": s.frequency_penalty,
-        "seed": s.seed,
-        "stop": list(s.stop) or None,
-        max_tokens_field: invocation.max_output_tokens,
-        "reasoning_effort": invocation.reasoning_effort,
-        "logprobs": True if invocation.logprobs else None,
-        "top_logprobs": invocation.top_logprobs if invocation.logprobs else None,
-        # Sent only when the client set them; OpenAI-compatible servers ignore what they lack.
-        "service_tier": invocation.service_tier,
-        "safety_identifier": invocation.safety_identifier,
-        "prompt_cache_key": invocation.prompt_cache_key,
-        "user": invocation.user,
-    }
-    body.update({k: v for k, v in optional.items() if v is not None})
+    if s.temperature is not None:
+        body["temperature"] = s.temperature
+    if s.top_p is not None:
+        body["top_p"] = s.top_p
+    if s.presence_penalty is not None:
+        body["presence_penalty"] = s.presence_penalty
+    if s.frequency_penalty is not None:
+        body["frequency_penalty"] = s.frequency_penalty
+    if s.seed is not None:
+        body["seed"] = s.seed
+    if s.stop:
+        body["stop"] = list(s.stop)
+    if invocation.max_output_tokens is not None:
+        body[max_tokens_field] = invocation.max_output_tokens
+    if invocation.reasoning_effort is not None:
+        body["reasoning_effort"] = invocation.reasoning_effort
+    if invocation.logprobs:
+        body["logprobs"] = True
+        if invocation.top_logprobs is not None:
+            body["top_logprobs"] = invocation.top_logprobs
+    # Sent only when the client set them; OpenAI-compatible servers ignore what they lack.
+    if invocation.service_tier is not None:
+        body["service_tier"] = invocation.service_tier
+    if invocation.safety_identifier is not None:
+        body["safety_identifier"] = invocation.safety_identifier
+    if invocation.prompt_cache_key is not None:
+        body["prompt_cache_key"] = invocation.prompt_cache_key
+    if invocation.user is not None:
+        body["user"] = invocation.user
     fmt = invocation.response_format
     if fmt is not None and fmt.type == "json_schema":
         spec = {"name": fmt.name, "schema": fmt.schema, "strict": fmt.strict}
@@ -146,7 +160,10 @@ def messages(invocation: AgentInvocation) -> list[dict[str, Any]]:
 
 
 def _content(message: Message) -> str | list[dict[str, Any]]:
-    if all(isinstance(p, TextPart) for p in message.content):
+    content = message.content
+    if len(content) == 1 and type(content[0]) is TextPart:  # most messages: one text
+        return content[0].text
+    if all(isinstance(p, TextPart) for p in content):
         return message.text
     parts: list[dict[str, Any]] = []
     for p in message.content:
@@ -176,8 +193,13 @@ def usage_from(raw: Mapping[str, Any]) -> Usage:
 
 
 def _get(raw: object, key: str) -> object:
-    """``raw[key]`` of a details object, which an upstream may send as any JSON value."""
-    return raw.get(key) if isinstance(raw, Mapping) else None
+    """``raw[key]`` of a details object, which an upstream may send as any JSON value.
+
+    (Absent, or a ``dict``, as most are, told before ``isinstance`` against the
+    ``Mapping`` ABC, a Python-level check of a few hundred instructions.)"""
+    if raw is None:
+        return None
+    return raw.get(key) if type(raw) is dict or isinstance(raw, Mapping) else None
 
 
 def _int(value: object) -> int:
@@ -274,10 +296,11 @@ class ChunkParser:
                 text = data[len(head) : end]
                 if _plain(text):
                     return [text_delta(text)] if text else []
-        events = self.feed(json_object(data))
+        chunk = json_object(data)
+        events = self.feed(chunk)
         if self._tries and len(events) == 1 and type(events[0]) is TextDelta:
             self._tries -= 1
-            self._shape = _text_shape(data, events[0].text, self._prefix)
+            self._shape = _text_shape(data, chunk, events[0])
         return events
 
     def feed_frames(self, frames: list[ServerSentEvent], events: list[Event]) -> bool:
@@ -388,22 +411,41 @@ def _plain(text: str) -> bool:
     return text.isprintable() and '"' not in text and "\\" not in text
 
 
-def _text_shape(data: str, text: str, call_id_prefix: str) -> tuple[str, str] | None:
-    """``data`` around ``text``, if any chunk of that shape is one text delta and nothing else.
+def _text_shape(data: str, chunk: Mapping[str, Any], event: TextDelta) -> tuple[str, str] | None:
+    """``data`` around the text of ``event``, if any chunk of that shape is one text delta
+    and nothing else. ``chunk`` is ``data`` parsed, and ``event`` the one event ``feed``
+    made of it.
 
-    Proven on a probe: the shape with a marker for its text must parse, on a
-    fresh parser, to that one text delta, with no usage and no finish reason.
+    That is: ``chunk`` is such a delta (its one event carries no logprobs; it has no
+    usage, finish reason or tool calls), and ``data`` with a marker for its text parses
+    to ``chunk`` with the marker as its content (so the text written there is the
+    content's, not another field's, nor an escaped form of it). What a fresh parser's
+    ``feed`` of the marked data showed until round eleven (one ``TextDelta`` of the
+    marker, no usage, no finish reason), without the second parser and its events:
+    a test holds the two to the same answer.
     """
+    text = event.text
     quoted = f'"{text}"'
-    if not _plain(text) or data.count(quoted) != 1 or _PROBE in data:
+    if event.logprobs is not None or not _plain(text) or data.count(quoted) != 1:
+        return None
+    if _PROBE in data or isinstance(chunk.get("usage"), dict):
+        return None
+    # ``feed`` made one text delta of ``chunk``: its first choice and delta are objects.
+    choice = chunk["choices"][0]
+    reason = choice.get("finish_reason")
+    if (isinstance(reason, str) and reason) or choice["delta"].get("tool_calls"):
         return None
     start = data.index(quoted) + 1
     head, tail = data[:start], data[start + len(text) :]
-    probe = ChunkParser(call_id_prefix)
     try:
-        events = probe.feed(json_object(head + _PROBE + tail))
+        marked = json_object(head + _PROBE + tail)
     except UpstreamError:
         return None
-    if events != [TextDelta(_PROBE)] or probe.usage is not None or probe.finish_reason:
+    choices = marked.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return None
-    return head, tail
+    delta = choices[0].get("delta")
+    if not isinstance(delta, dict) or delta.get("content") != _PROBE:
+        return None
+    delta["content"] = text  # ``marked`` is this function's own
+    return (head, tail) if marked == chunk else None

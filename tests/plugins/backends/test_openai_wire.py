@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -131,6 +132,73 @@ def test_logprobs_are_asked_for_only_with_logprobs() -> None:
     assert body["logprobs"] is True and "top_logprobs" not in body
     # Open Responses' top_logprobs alone is only echoed: OpenAI refuses it without logprobs.
     assert "top_logprobs" not in chat_body(invocation(top_logprobs=3), "m")
+
+
+def _optional_fields_as_before(inv: Any, max_tokens_field: str) -> dict[str, object]:
+    """The optional fields as ``chat_body`` picked them until round eleven: all fifteen
+    in a dict, those that are None left out (the reference for the test below)."""
+    s = inv.sampling
+    optional = {
+        "parallel_tool_calls": inv.parallel_tool_calls if inv.tools else None,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "presence_penalty": s.presence_penalty,
+        "frequency_penalty": s.frequency_penalty,
+        "seed": s.seed,
+        "stop": list(s.stop) or None,
+        max_tokens_field: inv.max_output_tokens,
+        "reasoning_effort": inv.reasoning_effort,
+        "logprobs": True if inv.logprobs else None,
+        "top_logprobs": inv.top_logprobs if inv.logprobs else None,
+        "service_tier": inv.service_tier,
+        "safety_identifier": inv.safety_identifier,
+        "prompt_cache_key": inv.prompt_cache_key,
+        "user": inv.user,
+    }
+    return {k: v for k, v in optional.items() if v is not None}
+
+
+_maybe_text = st.none() | st.text(max_size=3)
+_maybe_number = st.none() | st.floats(-2, 2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {
+            "tools": st.sampled_from([(), (FunctionTool("w"),)]),
+            "parallel_tool_calls": st.none() | st.booleans(),
+            "max_output_tokens": st.none() | st.integers(1, 100),
+            "reasoning_effort": st.none() | st.sampled_from(["low", "high"]),
+            "logprobs": st.booleans(),
+            "top_logprobs": st.none() | st.integers(0, 20),
+            "service_tier": _maybe_text,
+            "safety_identifier": _maybe_text,
+            "prompt_cache_key": _maybe_text,
+            "user": _maybe_text,
+        }
+    ),
+    st.builds(
+        Sampling,
+        temperature=_maybe_number,
+        top_p=_maybe_number,
+        presence_penalty=_maybe_number,
+        frequency_penalty=_maybe_number,
+        seed=st.none() | st.integers(0, 10),
+        stop=st.lists(st.text(max_size=2), max_size=2).map(tuple),
+    ),
+    st.sampled_from(openai_wire.MAX_TOKENS_FIELDS),
+)
+def test_optional_fields_are_those_set_in_their_order(
+    fields: dict[str, Any], sampling: Sampling, max_tokens_field: str
+) -> None:
+    inv = invocation(sampling=sampling, **fields)
+    body = chat_body(inv, "m", max_tokens_field)
+    head = ["model", "messages", "stream", "stream_options"] + ["tools"] * bool(inv.tools)
+    assert list(body)[: len(head)] == head
+    optional = {k: v for k, v in body.items() if k not in head}
+    expected = _optional_fields_as_before(inv, max_tokens_field)
+    assert list(optional.items()) == list(expected.items())  # the same, in the same order
 
 
 def test_unset_fields_are_left_out() -> None:
@@ -558,6 +626,11 @@ def test_usage_from_ignores_nonsense() -> None:
     weird = {"prompt_tokens": 4, "prompt_tokens_details": 5, "completion_tokens_details": "x"}
     assert usage_from(weird) == Usage(input_tokens=4)
     assert usage_from({"prompt_tokens_details": [1], "completion_tokens_details": True}) == Usage()
+    # Details given as a mapping that is not a dict (a caller's own) are read as one.
+    details = MappingProxyType({"cached_tokens": 2})
+    assert usage_from({"prompt_tokens": 4, "prompt_tokens_details": details}) == Usage(
+        input_tokens=4, cached_input_tokens=2
+    )
 
 
 def test_empty_finish_reason_means_not_finished() -> None:
@@ -808,6 +881,81 @@ def test_feed_texts_reads_a_long_read_as_feed_data_reads_its_chunks(
         assert (fast.usage, fast.finish_reason) == (one_by_one.usage, one_by_one.finish_reason)
         if expected_done:
             return
+
+
+def _shape_by_probe(data: str, text: str) -> tuple[str, str] | None:
+    """How ``_text_shape`` proved a shape until round eleven (the reference below): the
+    data with a marker for its text, parsed by a fresh parser, is one text delta of the
+    marker, with no usage and no finish reason."""
+    quoted = f'"{text}"'
+    if not openai_wire._plain(text) or data.count(quoted) != 1 or openai_wire._PROBE in data:
+        return None
+    start = data.index(quoted) + 1
+    head, tail = data[:start], data[start + len(text) :]
+    probe = ChunkParser()
+    try:
+        events = probe.feed(json_object(head + openai_wire._PROBE + tail))
+    except UpstreamError:
+        return None
+    if events != [TextDelta(openai_wire._PROBE)] or probe.usage is not None:
+        return None
+    return None if probe.finish_reason else (head, tail)
+
+
+_SHAPE_TWISTS = st.sampled_from(
+    [
+        {},
+        {"usage": {"prompt_tokens": 1}},
+        {"usage": None},
+        {"finish_reason": "stop"},
+        {"finish_reason": ""},
+        {"tool_calls": []},
+        {"tool_calls": [{"index": 0, "function": {"arguments": ""}}]},
+        {"reasoning_content": "r"},
+        {"logprobs": {"content": None}},
+        {"logprobs": {"content": [{"token": "t", "logprob": -1.0}]}},
+        {"id": "gateway-shape-probe"},
+        {"second": True},  # a second choice
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(CHUNK_SHAPES),
+    TEXTS,
+    _SHAPE_TWISTS,
+    st.sampled_from(["orjson", "ascii", "key"]),
+)
+def test_a_text_shape_is_learnt_as_the_probe_of_a_fresh_parser_learnt_it(
+    extra: dict[str, Any], text: str, twist: dict[str, Any], writing: str
+) -> None:
+    choice: dict[str, Any] = {"index": 0, "delta": {"content": text}, "finish_reason": None}
+    chunk: dict[str, Any] = {**extra, "choices": [choice]}
+    for key in ("finish_reason", "logprobs"):
+        if key in twist:
+            choice[key] = twist[key]
+    for key in ("tool_calls", "reasoning_content"):
+        if key in twist:
+            choice["delta"][key] = twist[key]
+    for key in ("usage", "id"):
+        if key in twist:
+            chunk[key] = twist[key]
+    if "second" in twist:
+        chunk["choices"].append({"index": 1, "delta": {"content": text}})
+    if writing == "key":  # the text as a key too, written before the content
+        chunk = {text: 1, **chunk}
+    data = (
+        json.dumps(chunk, separators=(",", ":"))
+        if writing == "ascii"
+        else orjson.dumps(chunk).decode()
+    )
+    parser = ChunkParser()
+    events = parser.feed(json_object(data))
+    if len(events) != 1 or type(events[0]) is not TextDelta:
+        return  # no shape is learnt from such a chunk
+    got = openai_wire._text_shape(data, json_object(data), events[0])
+    assert got == _shape_by_probe(data, events[0].text), data
 
 
 def test_feed_data_reads_a_text_chunk_of_a_known_shape_without_parsing_it(
