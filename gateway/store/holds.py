@@ -411,8 +411,7 @@ class Holds:
             commands.append(
                 _script_step(self._release, _release_keys(account, window), [charge_id, 0, 1])
             )
-        member = _lease_member(record.account, charge_id)
-        commands.append(("ZREM", schema.LEASES, member))
+        commands.append(self._lease_remove(record.account, charge_id))
         async with guard():
             await self._run(commands)
 
@@ -495,7 +494,7 @@ class Holds:
         for charge_id, record in leases:
             keys, lease = [schema.holds(record.account)], float_text(record.lease_until)
             commands.append(_script_step(self._renew, keys, [charge_id, record.encode(lease)]))
-            commands.append(_lease_step(record.account, charge_id, lease))
+            commands.append(self._lease_add(record.account, charge_id, lease))
         async with guard():
             await self._run(commands)
 
