@@ -336,6 +336,20 @@ class Holds:
             return (*head.args, *own, *tail.args)
         return b"".join((head.resp, bulk(own), tail.resp))
 
+    def _lease_add(self, account: str, charge_id: str, until: str) -> Command:
+        """``_lease_step``: for the pipeliner, packed here, with the part every lease
+        shares (``ZADD`` and the set's name) packed once (``_LEASE_ZADD``)."""
+        if self._pipeliner is None:  # Redis Cluster's client packs its own commands
+            return _lease_step(account, charge_id, until)
+        return _LEASE_ZADD + bulk((until, _lease_member(account, charge_id)))
+
+    def _lease_remove(self, account: str, charge_id: str) -> Command:
+        """The lease's ``ZREM``: for the pipeliner, packed as ``_lease_add``."""
+        member = _lease_member(account, charge_id)
+        if self._pipeliner is None:
+            return ("ZREM", schema.LEASES, member)
+        return _LEASE_ZREM + bulk_string(member)
+
     async def admit(
         self,
         charge_id: str,
@@ -360,7 +374,7 @@ class Holds:
             step = self._admit_step(
                 record.key_id, charge_id, record, key_limits, check_money, lease
             )
-        commands = [_lease_step(record.account, charge_id, lease), step]
+        commands = [self._lease_add(record.account, charge_id, lease), step]
         if route_limits is not None:
             route = schema.route_account(record.agent)
             commands.append(self._admit_step(route, charge_id, record, route_limits, False, lease))
@@ -397,8 +411,7 @@ class Holds:
             commands.append(
                 _script_step(self._release, _release_keys(account, window), [charge_id, 0, 1])
             )
-        member = _lease_member(record.account, charge_id)
-        commands.append(("ZREM", schema.LEASES, member))
+        commands.append(self._lease_remove(record.account, charge_id))
         async with guard():
             await self._run(commands)
 
@@ -466,7 +479,7 @@ class Holds:
         if charge.route:
             route_keys = _release_keys(schema.route_account(record.agent), window)
             commands.append(_script_step(self._release, route_keys, [charge_id, tokens, "0"]))
-        commands.append(("ZREM", schema.LEASES, _lease_member(account, charge_id)))
+        commands.append(self._lease_remove(account, charge_id))
 
         def settled(results: list[Any]) -> bool:
             if results[0][0]:
@@ -481,7 +494,7 @@ class Holds:
         for charge_id, record in leases:
             keys, lease = [schema.holds(record.account)], float_text(record.lease_until)
             commands.append(_script_step(self._renew, keys, [charge_id, record.encode(lease)]))
-            commands.append(_lease_step(record.account, charge_id, lease))
+            commands.append(self._lease_add(record.account, charge_id, lease))
         async with guard():
             await self._run(commands)
 
@@ -764,6 +777,12 @@ def _script_step(script: Any, keys: Sequence[str], args: list[Any]) -> Command:
 def _lease_step(key_id: str, charge_id: str, until: str) -> Command:
     """The lease's ``ZADD``: ``until`` is its end as text (``float_text``)."""
     return ("ZADD", schema.LEASES, until, _lease_member(key_id, charge_id))
+
+
+# The start of a lease's ZADD (four arguments) and ZREM (three), packed once: the
+# command's array header, its name and the set's; the score and member follow.
+_LEASE_ZADD = b"*4\r\n" + bulk(("ZADD", schema.LEASES))
+_LEASE_ZREM = b"*3\r\n" + bulk(("ZREM", schema.LEASES))
 
 
 def _lease_member(key_id: str, charge_id: str) -> str:

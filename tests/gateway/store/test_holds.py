@@ -724,6 +724,8 @@ def test_admission_commands_are_packed_as_hiredis_packs_them(
         lambda holds: [
             holds._admit_step(account, charge_id, rec, key_limits, check_money),
             holds._admit_team_step(charge_id, rec, key_limits, team_limits, check_money),
+            holds._lease_add(account, charge_id, holds_module.float_text(rec.lease_until)),
+            holds._lease_remove(account, charge_id),
         ]
     )
     # With the lease's text given (as ``Holds.admit`` gives it, for its ZADD too): the same.
