@@ -337,6 +337,14 @@ def test_maker_is_the_class_for_few_fields_and_a_function_for_many() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.credits = 3  # type: ignore[misc]
     assert hash(made) == hash(Usage(1, 2, reasoning_tokens=1))
+    from gateway.plugin import CallContext
+    from gateway.route import Route
+
+    route = Route(backend="b", model="m")
+    fields = {"request_id": "r", "key_id": "k", "agent": "a", "backend": "b", "model": "m"}
+    context = maker(CallContext)(**fields, route=route)
+    assert type(context) is CallContext and context == CallContext(**fields, route=route)
+    assert context.charge_id == ""
 
 
 @given(
