@@ -53,9 +53,12 @@ from gateway.store.policy import StoragePolicy, storage_policy
 from gateway.store.response_runs import ResponseRuns
 from gateway.store.responses import ResponseStore
 from gateway.tasks import BackgroundTasks
-from gateway.typed import evolve
+from gateway.typed import evolve, maker
 
 log = logging.getLogger(__name__)
+
+# ``CallContext(...)`` without the class's call (``maker``): about 4.7k instructions less.
+_make_context = maker(CallContext)
 
 # The first event that shows the upstream is answering (or has finished).
 _ANSWERING = (TextDelta, ReasoningDelta, ToolCallStarted, ToolCallArgumentsDelta, Completed)
@@ -256,7 +259,7 @@ class Gateway:
                 metrics.FALLBACKS.labels(invocation.agent, failed).inc()
             obs.backend = target.backend
             hold.record = evolve(hold.record, backend=target.backend)
-            ctx = CallContext(
+            ctx = _make_context(
                 request_id=request_id,
                 key_id=key.id,
                 agent=invocation.agent,

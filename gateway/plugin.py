@@ -102,7 +102,7 @@ from gateway.logs import log_fields
 from gateway.route import Route
 from gateway.sse import MAX_LINE, ServerSentEvent, SSEDecodeError, SSEDecoder
 from gateway.tokens import estimate_input
-from gateway.typed import fast_init, non_negative, positive
+from gateway.typed import fast_init, maker, non_negative, positive
 from gateway.watchdog import Watchdog
 from gateway.wire.responses_items import item_json
 
@@ -163,6 +163,7 @@ __all__ = [
     "estimate_input",
     "item_json",
     "log_fields",
+    "maker",
     "non_negative",
     "observed",
     "positive",

@@ -13,7 +13,7 @@ import os
 import types
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, ParamSpec, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
 from gateway.errors import Problem
 
@@ -239,7 +239,45 @@ def fast_init(cls: type[T]) -> type[T]:
     _FAST.add(cls)
     if twin is not None:
         _COPIES[cls] = _copier(cls, twin, names)
+        _MAKERS[cls] = _maker(namespace, args, defaults, names)
     return cls
+
+
+P = ParamSpec("P")
+
+
+def maker(cls: Callable[P, T]) -> Callable[P, T]:
+    """A function that makes ``cls``'s objects as ``cls(...)`` does, with its signature.
+
+    For a ``fast_init`` class of more than ``_FEW_FIELDS`` fields, the same object
+    made without calling the class, about 4k instructions cheaper: a call of a class
+    goes through ``type.__call__`` and the ``__init__`` slot, which carry keyword
+    arguments in a dict made for the call (a plain function takes them directly).
+    Otherwise ``cls`` itself. For the objects made on every request (``usage_from``'s
+    ``Usage``): ``make_usage = maker(Usage)``, then ``make_usage(input_tokens=...)``."""
+    return cast("Callable[P, T]", _MAKERS.get(cls, cls))
+
+
+def _maker(
+    namespace: dict[str, Any], args: list[str], defaults: list[str], names: list[str]
+) -> Callable[..., Any]:
+    """``maker``'s function for a ``fast_init`` class with a twin: its ``__init__``'s
+    signature and defaults (``namespace``, the one ``__init__`` was made in), the fields
+    set on a new object of the twin, which is then switched to the class."""
+    lines = [
+        f"def make({', '.join(args)}):",
+        *defaults,
+        "    _new = _twin()",
+        *(f"    _new.{name} = {name}" for name in names),
+        "    _switch(_new, _cls)",
+        "    return _new",
+    ]
+    namespace = dict(namespace)
+    exec("\n".join(lines), namespace)  # the source is made from the field names only
+    make: Callable[..., Any] = namespace["make"]
+    make.__qualname__ = make.__name__ = f"make_{namespace['_cls'].__qualname__}"
+    make.__module__ = namespace["_cls"].__module__
+    return make
 
 
 # Up to this many fields, ``fast_init`` sets each with its slot's setter; beyond, the
@@ -271,6 +309,7 @@ def _copier(cls: type, twin: type, names: list[str]) -> Callable[..., Any]:
 
 _KEEP: Any = object()  # a field ``evolve`` does not change
 _COPIES: dict[type, Callable[..., Any]] = {}  # ``fast_init`` classes -> their copiers
+_MAKERS: dict[object, Callable[..., Any]] = {}  # ``fast_init`` classes -> ``maker``'s
 
 
 def _twin(cls: type) -> type | None:

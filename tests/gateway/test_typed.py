@@ -10,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import Problem
-from gateway.typed import build, evolve, fast_init, non_negative, positive, problems_collector
+from gateway.typed import (
+    build,
+    evolve,
+    fast_init,
+    maker,
+    non_negative,
+    positive,
+    problems_collector,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,3 +324,50 @@ def test_fields_named_like_builtins_are_fields_all_the_same() -> None:
     made = Awkward("t", 1, 2, 3, 4)
     assert (made.type, made.obj, made.new, made.object, made.evolve) == ("t", 1, 2, 3, 4)
     assert evolve(made, type="u", new=5) == Awkward("u", 1, 5, 3, 4)
+
+
+def test_maker_is_the_class_for_few_fields_and_a_function_for_many() -> None:
+    from gateway.events import Usage
+
+    assert maker(Few) is Few and maker(Plain) is Plain
+    make_usage = maker(Usage)
+    assert make_usage is not Usage and make_usage.__name__ == "make_Usage"
+    made = make_usage(input_tokens=1, output_tokens=2, reasoning_tokens=1)
+    assert type(made) is Usage and made == Usage(1, 2, 0, 0, 1, False, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.credits = 3  # type: ignore[misc]
+    assert hash(made) == hash(Usage(1, 2, reasoning_tokens=1))
+    from gateway.plugin import CallContext
+    from gateway.route import Route
+
+    route = Route(backend="b", model="m")
+    fields = {"request_id": "r", "key_id": "k", "agent": "a", "backend": "b", "model": "m"}
+    context = maker(CallContext)(**fields, route=route)
+    assert type(context) is CallContext and context == CallContext(**fields, route=route)
+    assert context.charge_id == ""
+
+
+@given(
+    args=st.lists(st.integers(), max_size=7),
+    kwargs=st.dictionaries(
+        st.sampled_from(["name", "count", "tags", "inner", "extra", "nmae"]), st.integers()
+    ),
+)
+def test_maker_makes_what_the_class_makes_errors_included(
+    args: list[int], kwargs: dict[str, int]
+) -> None:
+    make = maker(Fast)
+    assert make is not Fast
+    try:
+        expected = Fast(*args, **kwargs)  # type: ignore[arg-type]
+    except TypeError as exc:
+        with pytest.raises(TypeError) as raised:
+            make(*args, **kwargs)  # type: ignore[arg-type]
+        if "positional" not in str(exc):  # (counts that differ by ``self``)
+            assert str(raised.value).split("() ")[-1] == str(exc).split("() ")[-1]
+        return
+    made = make(*args, **kwargs)  # type: ignore[arg-type]
+    assert type(made) is Fast and made == expected
+    assert dataclasses.astuple(made) == dataclasses.astuple(expected)
+    if "extra" not in kwargs and len(args) < 5:
+        assert made.extra == {} and made.extra is not make("a").extra  # a factory per object

@@ -97,12 +97,23 @@ class Upstream:
         # The session's loop, kept when it is made: on Python 3.11 each
         # ``asyncio.get_running_loop()`` is a ``getpid`` system call.
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The upstream key, once ``secret`` has read it.
+        self._secret: str | None = None
 
     @property
     def secret(self) -> str:
-        """The upstream key, read from the environment variable ``api_key_env``."""
-        name = self.options.api_key_env
-        return os.environ.get(name, "") if name else ""
+        """The upstream key, from the environment variable ``api_key_env`` ("" if none).
+
+        Read at the first use and kept: a process's environment changes only from
+        inside it, and a config reload makes new backends. A read of ``os.environ``
+        is Python code (the name encoded, the value decoded), about 5.6k instructions
+        a request when it was read for each request's headers.
+        """
+        secret = self._secret
+        if secret is None:
+            name = self.options.api_key_env
+            secret = self._secret = os.environ.get(name, "") if name else ""
+        return secret
 
     def redact(self, text: str) -> str:
         """``text`` without the upstream key (cut it out before shortening ``text``)."""

@@ -34,6 +34,7 @@ from gateway.plugin import (
     TopLogprob,
     UpstreamError,
     Usage,
+    maker,
     text_delta,
 )
 from gateway_plugins.backends.http import json_object
@@ -182,9 +183,12 @@ def _content(message: Message) -> str | list[dict[str, Any]]:
     return parts
 
 
+_make_usage = maker(Usage)  # ``Usage(...)`` without the class's call (one an answer)
+
+
 def usage_from(raw: Mapping[str, Any]) -> Usage:
     """A ``usage`` object as canonical counts; anything but a positive integer counts 0."""
-    return Usage(
+    return _make_usage(
         input_tokens=_int(raw.get("prompt_tokens")),
         output_tokens=_int(raw.get("completion_tokens")),
         cached_input_tokens=_int(_get(raw.get("prompt_tokens_details"), "cached_tokens")),

@@ -195,6 +195,24 @@ async def test_a_json_answer_is_one_batch_with_the_closing_events() -> None:
         await runner.cleanup()
 
 
+def test_the_upstream_key_is_read_at_its_first_use_and_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_KEPT_KEY", "sk-first")
+    up = Upstream("up", HttpOptions(base_url="http://x", api_key_env="TEST_KEPT_KEY"))
+    assert up.secret == "sk-first"
+    monkeypatch.setenv("TEST_KEPT_KEY", "sk-second")  # only the process itself could
+    assert up.secret == "sk-first"
+    assert up.redact("a sk-first b") == "a [redacted] b"
+    # A backend made anew (a config reload) reads it again; none named is "".
+    again = Upstream("up", HttpOptions(base_url="http://x", api_key_env="TEST_KEPT_KEY"))
+    assert again.secret == "sk-second"
+    assert Upstream("up", HttpOptions(base_url="http://x")).secret == ""
+    monkeypatch.delenv("TEST_KEPT_KEY")
+    unset = Upstream("up", HttpOptions(base_url="http://x", api_key_env="TEST_KEPT_KEY"))
+    assert unset.secret == ""
+
+
 # Upstream.post (Posted): the response, or the error it stands for; always released
 
 
