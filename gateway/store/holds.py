@@ -337,11 +337,13 @@ class Holds:
         return b"".join((head.resp, bulk(own), tail.resp))
 
     def _lease_add(self, account: str, charge_id: str, until: str) -> Command:
-        """``_lease_step``: for the pipeliner, packed here, with the part every lease
-        shares (``ZADD`` and the set's name) packed once (``_LEASE_ZADD``)."""
+        """The lease's ``ZADD``, ``until`` its end as text (``float_text``): for the
+        pipeliner packed here, with the part every lease shares (``ZADD`` and the set's
+        name) packed once (``_LEASE_ZADD``)."""
+        member = _lease_member(account, charge_id)
         if self._pipeliner is None:  # Redis Cluster's client packs its own commands
-            return _lease_step(account, charge_id, until)
-        return _LEASE_ZADD + bulk((until, _lease_member(account, charge_id)))
+            return ("ZADD", schema.LEASES, until, member)
+        return _LEASE_ZADD + bulk((until, member))
 
     def _lease_remove(self, account: str, charge_id: str) -> Command:
         """The lease's ``ZREM``: for the pipeliner, packed as ``_lease_add``."""
@@ -772,11 +774,6 @@ def _with_field(
 
 def _script_step(script: Any, keys: Sequence[str], args: list[Any]) -> Command:
     return ("EVALSHA", script.sha, len(keys), *keys, *args)
-
-
-def _lease_step(key_id: str, charge_id: str, until: str) -> Command:
-    """The lease's ``ZADD``: ``until`` is its end as text (``float_text``)."""
-    return ("ZADD", schema.LEASES, until, _lease_member(key_id, charge_id))
 
 
 # The start of a lease's ZADD (four arguments) and ZREM (three), packed once: the
