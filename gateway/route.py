@@ -109,9 +109,9 @@ class Pricing:
     """USD per 1M tokens, which is credits per token (1,000,000 credits = 1 USD).
 
     Cached input and cache writes cost the input price unless set. ``rates``: the same
-    prices as integers, made once with the pricing (for ``gateway.metering.pricing``);
-    a changed copy is made by ``dataclasses.replace``, which makes them again
-    (``typed.evolve``, which runs no ``__post_init__``, would copy them as they were).
+    prices as integers, made once with the pricing (for ``gateway.metering.pricing``),
+    and again for a changed copy (``dataclasses.replace`` and ``typed.evolve`` run
+    ``__post_init__``).
     """
 
     input: Decimal = field(default=Decimal(0), metadata={"check": price})

@@ -8,6 +8,7 @@ gateway's own settings.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 import os
 import types
@@ -239,14 +240,14 @@ def fast_init(cls: type[T]) -> type[T]:
     _FAST.add(cls)
     if twin is not None:
         _COPIES[cls] = _copier(cls, twin, names)
-        _MAKERS[cls] = _maker(namespace, args, defaults, names)
+        _MAKERS[cls] = functools.partial(_maker, namespace, args, defaults, names)
     return cls
 
 
 P = ParamSpec("P")
 
 
-def maker(cls: Callable[P, T]) -> Callable[P, T]:
+def maker(cls: Callable[P, T], *, keywords_only: bool = False) -> Callable[P, T]:
     """A function that makes ``cls``'s objects as ``cls(...)`` does, with its signature.
 
     For a ``fast_init`` class of more than ``_FEW_FIELDS`` fields, the same object
@@ -254,18 +255,31 @@ def maker(cls: Callable[P, T]) -> Callable[P, T]:
     goes through ``type.__call__`` and the ``__init__`` slot, which carry keyword
     arguments in a dict made for the call (a plain function takes them directly).
     Otherwise ``cls`` itself. For the objects made on every request (``usage_from``'s
-    ``Usage``): ``make_usage = maker(Usage)``, then ``make_usage(input_tokens=...)``."""
-    return cast("Callable[P, T]", _MAKERS.get(cls, cls))
+    ``Usage``): ``make_usage = maker(Usage)``, then ``make_usage(input_tokens=...)``.
+
+    ``keywords_only``: every argument by keyword (a positional call is a ``TypeError``),
+    for a money record whose fields of one type a reordered call would swap unseen
+    (``holds.make_charge``); only for a class with a twin."""
+    make = _MAKERS.get(cls)
+    if make is None:
+        if keywords_only:
+            raise TypeError(f"maker(keywords_only=True) needs a fast_init class with a twin: {cls}")
+        return cls
+    return cast("Callable[P, T]", make(keywords_only))
 
 
 def _maker(
-    namespace: dict[str, Any], args: list[str], defaults: list[str], names: list[str]
+    namespace: dict[str, Any],
+    args: list[str],
+    defaults: list[str],
+    names: list[str],
+    keywords_only: bool,
 ) -> Callable[..., Any]:
     """``maker``'s function for a ``fast_init`` class with a twin: its ``__init__``'s
     signature and defaults (``namespace``, the one ``__init__`` was made in), the fields
     set on a new object of the twin, which is then switched to the class."""
     lines = [
-        f"def make({', '.join(args)}):",
+        f"def make({'*, ' if keywords_only else ''}{', '.join(args)}):",
         *defaults,
         "    _new = _twin()",
         *(f"    _new.{name} = {name}" for name in names),
@@ -309,7 +323,7 @@ def _copier(cls: type, twin: type, names: list[str]) -> Callable[..., Any]:
 
 _KEEP: Any = object()  # a field ``evolve`` does not change
 _COPIES: dict[type, Callable[..., Any]] = {}  # ``fast_init`` classes -> their copiers
-_MAKERS: dict[object, Callable[..., Any]] = {}  # ``fast_init`` classes -> ``maker``'s
+_MAKERS: dict[object, Callable[[bool], Callable[..., Any]]] = {}  # classes -> ``_maker``
 
 
 def _twin(cls: type) -> type | None:
@@ -352,6 +366,7 @@ class _Plan:
     values: Callable[[Any], tuple[Any, ...]]
     setters: tuple[Callable[[Any, Any], None], ...]
     fast: bool  # the class has ``fast_init``'s ``__init__``: the copy is ``cls(*values)``
+    derived: bool  # the class has ``__post_init__``: the copy is ``dataclasses.replace``'s
 
     @classmethod
     def of(cls, kind: type) -> _Plan:
@@ -359,8 +374,8 @@ class _Plan:
         getter = operator.attrgetter(*names)
         values = getter if len(names) > 1 else lambda obj: (getter(obj),)
         setters = tuple(_setter(kind, n) for n in names)
-        fast = kind in _FAST
-        plan = cls({n: i for i, n in enumerate(names)}, values, setters, fast)
+        fast, derived = kind in _FAST, hasattr(kind, "__post_init__")
+        plan = cls({n: i for i, n in enumerate(names)}, values, setters, fast, derived)
         _PLANS[kind] = plan
         return plan
 
@@ -369,8 +384,9 @@ _PLANS: dict[type, _Plan] = {}
 
 
 def evolve(obj: T, **changes: Any) -> T:
-    """``dataclasses.replace`` for a frozen dataclass without ``__post_init__``, in a third
-    of the time: its fields copied and ``changes`` set, without running ``__init__``
+    """``dataclasses.replace`` for a frozen dataclass, in a third of the time: its fields
+    copied and ``changes`` set, without running ``__init__`` (a class with
+    ``__post_init__`` is copied by ``dataclasses.replace`` itself, which runs it)
     (for the copies made on every request: the invocation, its hold record, a priced
     usage)."""
     cls = type(obj)
@@ -381,6 +397,8 @@ def evolve(obj: T, **changes: Any) -> T:
         except TypeError:
             pass  # a field it does not have: named below
     plan = _PLANS.get(cls) or _Plan.of(cls)
+    if plan.derived:  # fields made by ``__post_init__`` (``Pricing.rates``) are made again
+        return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
     values: Sequence[Any] = plan.values(obj)
     if changes:
         values = list(values)

@@ -371,3 +371,25 @@ def test_maker_makes_what_the_class_makes_errors_included(
     assert dataclasses.astuple(made) == dataclasses.astuple(expected)
     if "extra" not in kwargs and len(args) < 5:
         assert made.extra == {} and made.extra is not make("a").extra  # a factory per object
+
+
+def test_maker_keywords_only_refuses_a_positional_call_and_a_class_without_a_twin() -> None:
+    make = maker(Fast, keywords_only=True)
+    assert {p.kind for p in inspect.signature(make).parameters.values()} == {
+        inspect.Parameter.KEYWORD_ONLY
+    }
+    assert make(name="n", count=1) == Fast("n", 1)
+    with pytest.raises(TypeError):
+        make("n", 1)
+    with pytest.raises(TypeError, match="needs a fast_init class with a twin"):
+        maker(Few, keywords_only=True)
+
+
+def test_evolve_of_a_class_with_post_init_makes_its_derived_fields_again() -> None:
+    """``Pricing.rates`` is made by ``__post_init__``: an evolved copy's are its own."""
+    from gateway.route import Pricing, Rates
+
+    pricing = Pricing(input=Decimal("0.5"), output=Decimal(2))
+    changed = evolve(pricing, output=Decimal("0.25"))
+    assert changed == dataclasses.replace(pricing, output=Decimal("0.25"))
+    assert changed.rates == Rates.of(changed) != pricing.rates
