@@ -84,31 +84,28 @@ def _iso(created: float) -> str:
         whole, micros = whole + 1.0, micros - 1_000_000
     elif micros < 0:
         whole, micros = whole - 1.0, micros + 1_000_000
-    second = int(whole)
-    global _second
-    if _second[0] != second:
-        moment = datetime.fromtimestamp(second, UTC).replace(tzinfo=None)
-        _second = (second, moment.isoformat(timespec="seconds"))
-    return f"{_second[1]}.{micros // 1000:03d}Z"
-
-
-_second: tuple[int | None, str] = (None, "")  # the second _iso wrote last, as text
+    return f"{_second_text(int(whole))}.{micros // 1000:03d}Z"
 
 
 def _now() -> str:
     """The time now, as ``_iso(time.time())`` writes it: the clock's nanoseconds to the
-    millisecond (``time.time_ns``, no float to round), the date and time to the second
-    made once a second (``_now_second``), the milliseconds the digits after the ``1``
-    of ``1000 + ms`` (an integer's text: cheaper than a ``:03d`` format)."""
+    millisecond (``time.time_ns``, no float to round), the milliseconds the digits after
+    the ``1`` of ``1000 + ms`` (an integer's text: cheaper than a ``:03d`` format)."""
     second, millis = divmod(time.time_ns() // 1_000_000, 1000)
-    global _now_second
-    if _now_second[0] != second:
+    return _second_text(second) + "." + str(1000 + millis)[1:] + "Z"
+
+
+def _second_text(second: int) -> str:
+    """The UTC date and time of ``second`` (Unix time) to the second, made once a
+    second for ``_iso`` and ``_now``: the lines of one second share it."""
+    global _second
+    if _second[0] != second:
         moment = datetime.fromtimestamp(second, UTC).replace(tzinfo=None)
-        _now_second = (second, moment.isoformat(timespec="seconds") + ".")
-    return _now_second[1] + str(1000 + millis)[1:] + "Z"
+        _second = (second, moment.isoformat(timespec="seconds"))
+    return _second[1]
 
 
-_now_second: tuple[int | None, str] = (None, "")  # the second _now wrote last, and "."
+_second: tuple[int | None, str] = (None, "")  # the second written last, as text
 
 
 class JsonFormatter(logging.Formatter):
