@@ -252,14 +252,7 @@ class Holds:
         held = record if check_money else replace(record, credits=0)
         own = (charge_id, held.encode(lease), held.credits, record.tokens)
         # The limits by value: a tuple of ints is hashed in C, a ``KeyLimits`` in Python.
-        tail = _admit_limits(
-            check_money,
-            limits.rpm,
-            limits.tpm,
-            limits.max_concurrent,
-            limits.daily_budget,
-            limits.monthly_budget,
-        )
+        tail = _admit_limits(check_money, *_limit_args(limits))
         return self._script_command(head, own, tail)
 
     def _admit_team_step(
@@ -619,7 +612,7 @@ _ADMIT_TEAM_ARGS = 16  # lua/admit_team.lua's: the request's 4, then ``_admit_te
 @functools.lru_cache(maxsize=1024)
 def _admit_limits(check_money: bool, *limits: int) -> Run:
     """``lua/admit.lua``'s ARGV[5..11]: whether to check money, the account's limits
-    (``_limit_args``' five, in its order), the window's TTL."""
+    (``_limit_args``), the window's TTL."""
     return Run.of("1" if check_money else "0", *limits, _WINDOW_TTL)
 
 
