@@ -1,5 +1,7 @@
-"""The peers of ``python -m bench --peers``: the LiteLLM proxy, the Portkey gateway, and
-the floor (``bench/floor.py``: a bare aiohttp proxy, the gateway's HTTP stack alone).
+"""The peers of ``python -m bench --peers``: the LiteLLM proxy, the Portkey gateway, the
+floor (``bench/floor.py``: a bare aiohttp proxy, the gateway's HTTP stack alone), and
+``floor+redis``, the floor with one Redis round trip a request (what admitting a request
+in Redis adds at the least).
 
 Each is installed once into ``.bench-peers/`` from its lock in ``requirements/`` (LiteLLM
 into a throwaway virtual environment from ``litellm.txt``, Portkey into a throwaway npm
@@ -44,6 +46,10 @@ LITELLM_NOTE = (
 FLOOR_NOTE = (
     "a bare aiohttp proxy (bench/floor.py): the gateway's server, client and loop with none "
     "of its work; what the gateway costs beyond it is its own"
+)
+FLOOR_REDIS_NOTE = (
+    "the floor plus one Redis round trip a request before forwarding it (bench/floor.py "
+    "--redis): the least a design that admits each request in Redis first can add"
 )
 PORTKEY_NOTE = (
     "its streaming answers 500 as installed (a known bug, Portkey-AI/gateway #1389 and "
@@ -184,12 +190,16 @@ def start_litellm(procs: p.Processes, peer: Peer, mock_port: int, long_chunks: i
     peer.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {MASTER_KEY}"}
 
 
-def start_floor(procs: p.Processes, peer: Peer, mock_port: int) -> None:
+def start_floor(
+    procs: p.Processes, peer: Peer, mock_port: int, redis_url: str | None = None
+) -> None:
     port = p.free_port()
     upstream = f"http://127.0.0.1:{mock_port}/v1/chat/completions"
     argv = [sys.executable, "-m", "bench.floor", "--port", str(port), "--upstream", upstream]
+    if redis_url is not None:
+        argv += ["--redis", redis_url]
     health = f"http://127.0.0.1:{port}/v1/models"
-    peer.proc = _start(procs, "floor", argv, health, dict(os.environ), 30)
+    peer.proc = _start(procs, peer.name, argv, health, dict(os.environ), 30)
     peer.url = f"http://127.0.0.1:{port}/v1/chat/completions"
     peer.headers = {"Content-Type": "application/json"}
 
@@ -213,8 +223,17 @@ def start_portkey(procs: p.Processes, peer: Peer, mock_port: int) -> None:
     }
 
 
-def start_peers(procs: p.Processes, mock_port: int, long_chunks: int) -> list[Peer]:
-    """Every peer, started or marked absent with the reason (printed)."""
+def start_peers(
+    procs: p.Processes, mock_port: int, long_chunks: int, redis_url: str | None
+) -> list[Peer]:
+    """Every peer, started or marked absent with the reason (printed); ``floor+redis``
+    needs ``redis_url``."""
+
+    def start_floor_redis(peer: Peer) -> None:
+        if redis_url is None:
+            raise PeerError("no Redis in this run (the embedded store)")
+        start_floor(procs, peer, mock_port, redis_url)
+
     peers: list[Peer] = []
     starters: list[tuple[Peer, Callable[[Peer], None]]] = [
         (
@@ -228,6 +247,10 @@ def start_peers(procs: p.Processes, mock_port: int, long_chunks: int) -> list[Pe
         (
             Peer("floor", f"aiohttp {aiohttp.__version__}", FLOOR_NOTE),
             lambda peer: start_floor(procs, peer, mock_port),
+        ),
+        (
+            Peer("floor+redis", f"aiohttp {aiohttp.__version__}", FLOOR_REDIS_NOTE),
+            start_floor_redis,
         ),
     ]
     for peer, start in starters:

@@ -185,6 +185,25 @@ def checks(
     return out
 
 
+def least_admission_line(rows: list[Row], ttfb: dict[str, TtfbResult]) -> str | None:
+    """What ``floor+redis`` (the floor plus one Redis round trip a request) adds at c1,
+    beside the latency budget: what any design that admits in Redis first adds at least."""
+    name = "floor+redis"
+    parts = [
+        f"added p50 {r.peers[name].p50_ms - r.direct.p50_ms:+.3f} ms {r.scenario}"
+        for r in rows
+        if r.concurrency == 1 and r.chunks < 100 and name in r.peers
+    ]
+    t, d = ttfb.get(name), ttfb.get("direct")
+    if t is not None and d is not None and t.requests:
+        parts.append(
+            f"added time to first token {t.first_token_p50_ms - d.first_token_p50_ms:+.3f} ms"
+        )
+    if not parts:
+        return None
+    return f"{name} (one Redis round trip a request, no other work): " + "; ".join(parts)
+
+
 def checks_table(found: list[Check]) -> str:
     width = max(len(c.name) for c in found) + 2
     return "\n".join(
@@ -205,7 +224,7 @@ def peers_table(rows: list[Row], peers: list[str]) -> str:
     """One line per scenario and target; "gateway/this" is the gateway's 2xx rps over the
     target's. A target that answered nothing but errors gets no figures."""
     head = (
-        f"{'scenario':<20}{'target':<9}{'rps':>9}{'p50/p99 ms':>19}{'added p50/p99 ms':>20}"
+        f"{'scenario':<20}{'target':<12}{'rps':>9}{'p50/p99 ms':>19}{'added p50/p99 ms':>20}"
         f"{'of direct':>11}{'gateway/this':>14}  errors"
     )
     lines = [head, "-" * len(head)]
@@ -217,7 +236,7 @@ def peers_table(rows: list[Row], peers: list[str]) -> str:
         ]
         targets += [(n, r.peers.get(n)) for n in peers]
         for i, (name, res) in enumerate(targets):
-            start = f"{r.scenario if i == 0 else '':<20}{name:<9}"
+            start = f"{r.scenario if i == 0 else '':<20}{name:<12}"
             if res is None:
                 lines.append(f"{start}{'not measured':>9}")
                 continue

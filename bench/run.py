@@ -271,7 +271,7 @@ def _run(args: argparse.Namespace, children: p.Processes, others: p.Processes) -
     peers: list[bench_peers.Peer] = []
     if args.peers:
         mock_port = urlsplit(setup.mock_url).port or 0
-        peers = bench_peers.start_peers(others, mock_port, args.long_chunks)
+        peers = bench_peers.start_peers(others, mock_port, args.long_chunks, setup.redis_url)
         _verify_peers(peers, [plain, short, long])
     start_balance = _balance(setup)
     sent: dict[str, int] = {k.name: 0 for k in (plain, short, long)}
@@ -361,6 +361,9 @@ def _run(args: argparse.Namespace, children: p.Processes, others: p.Processes) -
         print(bench_storage.line(storage_cost))
     print()
     print(report.checks_table(found))
+    least = report.least_admission_line(rows, ttfb)
+    if least is not None:
+        print(least)
 
     data = report.to_json(
         rows,
