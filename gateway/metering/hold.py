@@ -36,6 +36,15 @@ class Hold:
     # A ``stream.Counter`` has counted into ``tally``: the next one (a fallback attempt)
     # starts afresh. The first takes the hold's own tally, unused until then.
     counted: bool = False
+    # The backend of the attempt running now (``Gateway._first_answer``): the record's
+    # own stays as admitted ("") until a renewal writes it (``Leases.renew``), so that
+    # an attempt sets a field instead of copying the record (about 2k instructions).
+    backend: str = ""
+
+    def current(self) -> HoldRecord:
+        """The record with the attempt's backend: what a renewal writes."""
+        record = self.record
+        return record if record.backend == self.backend else evolve(record, backend=self.backend)
 
     def usage(self, *, answered: bool = False) -> Usage:
         """What to charge for what the stream delivered so far (see ``Tally.final``)."""
@@ -100,4 +109,5 @@ def admitted_hold(
         None,
         team_limits,
         False,
+        "",
     )
