@@ -12,7 +12,10 @@ from gateway.metering.tally import Tally
 from gateway.route import Pricing
 from gateway.store.holds import Admitted, HoldRecord
 from gateway.store.records import KeyLimits
-from gateway.typed import evolve
+from gateway.typed import copier, evolve
+
+# ``evolve(usage, credits=...)`` without ``evolve``'s lookup (``typed.copier``).
+_copy_usage = copier(Usage)
 
 
 @dataclass(slots=True)
@@ -57,7 +60,7 @@ class Hold:
         """``usage`` made consistent (``pricing.sane``), with its charge: its cost, but never
         more than this request holds, so no upstream's report takes a balance below zero."""
         usage = sane(usage)
-        return evolve(usage, credits=min(cost(usage, self.pricing), self.record.credits))
+        return _copy_usage(usage, credits=min(cost(usage, self.pricing), self.record.credits))
 
     def headers(self) -> dict[str, str]:
         """OpenAI-style ``x-ratelimit-*`` headers for the key's limits."""
