@@ -53,7 +53,7 @@ from gateway.store.policy import StoragePolicy, storage_policy
 from gateway.store.response_runs import ResponseRuns
 from gateway.store.responses import ResponseStore
 from gateway.tasks import BackgroundTasks
-from gateway.typed import evolve, maker
+from gateway.typed import maker
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ class Gateway:
             if failed:
                 metrics.FALLBACKS.labels(invocation.agent, failed).inc()
             obs.backend = target.backend
-            hold.record = evolve(hold.record, backend=target.backend)
+            hold.backend = target.backend
             ctx = _make_context(
                 request_id=request_id,
                 key_id=key.id,

@@ -30,7 +30,7 @@ from gateway.invocation import (
     TextPart,
     ToolChoice,
 )
-from gateway.typed import fast_init
+from gateway.typed import fast_init, maker
 from gateway.wire.fields import (
     JsonMap,
     as_list,
@@ -54,6 +54,8 @@ _ROLES = ("system", "developer", "user", "assistant", "tool")
 # field takes its default.
 _PLAIN = frozenset(("model", "messages", "stream", "stream_options"))
 _NO_SAMPLING = Sampling()  # frozen: shared by the requests that set none
+# ``AgentInvocation(...)`` without the class's call (``typed.maker``): about 3.2k instructions less.
+_make_invocation = maker(AgentInvocation)
 
 
 @fast_init
@@ -79,7 +81,7 @@ def parse_chat_request(body: object, limits: RequestLimits = DEFAULTS) -> ChatRe
     if req.keys() <= _PLAIN:
         # Nothing else to read: each read below would find its field absent.
         stream, include_usage = _stream(req)
-        invocation = AgentInvocation(agent, tuple(items), sampling=_NO_SAMPLING, stream=stream)
+        invocation = _make_invocation(agent, tuple(items), sampling=_NO_SAMPLING, stream=stream)
         return ChatRequest(invocation, include_usage)
 
     n = opt_int(req, "n", lo=1)
@@ -95,7 +97,7 @@ def parse_chat_request(body: object, limits: RequestLimits = DEFAULTS) -> ChatRe
     tools = tuple(_tool(t, f"tools[{i}]") for i, t in enumerate(opt_list(req, "tools") or ()))
     stream, include_usage = _stream(req)
 
-    invocation = AgentInvocation(
+    invocation = _make_invocation(
         agent=agent,
         input=tuple(items),
         tools=tools,

@@ -66,6 +66,7 @@ from gateway.invocation import (
     TextPart,
     ToolChoice,
 )
+from gateway.typed import maker
 from gateway.wire.fields import (
     JsonMap,
     as_list,
@@ -93,6 +94,8 @@ EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "
 
 _SERVICE_TIERS = ("auto", "standard_only")
 _SPEEDS = ("standard", "fast")
+# ``AgentInvocation(...)`` without the class's call (``typed.maker``): about 3.2k instructions less.
+_make_invocation = maker(AgentInvocation)
 
 
 def parse_messages_request(
@@ -122,7 +125,7 @@ def parse_messages_request(
     metadata = opt_object(req, "metadata") or {}
     output_config = opt_object(req, "output_config") or {}
     effort = _reasoning_effort(opt_object(req, "thinking"), max_tokens)
-    return AgentInvocation(
+    return _make_invocation(
         agent=agent,
         input=tuple(items),
         instructions=_system(req.get("system")),

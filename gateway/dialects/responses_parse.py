@@ -28,7 +28,7 @@ from gateway.invocation import (
     TextPart,
     ToolChoice,
 )
-from gateway.typed import evolve, fast_init
+from gateway.typed import evolve, fast_init, maker
 from gateway.wire.fields import (
     JsonMap,
     as_list,
@@ -52,6 +52,8 @@ _SUMMARIES = ("auto", "concise", "detailed")
 _TRUNCATION = ("auto", "disabled")
 _SERVICE_TIERS = ("auto", "default", "flex", "priority")
 _VERBOSITY = ("low", "medium", "high")
+# ``AgentInvocation(...)`` without the class's call (``typed.maker``): about 3.2k instructions less.
+_make_invocation = maker(AgentInvocation)
 _INCLUDE = ("reasoning.encrypted_content", "message.output_text.logprobs")
 
 
@@ -113,7 +115,7 @@ def parse_responses_request(body: object, limits: RequestLimits = DEFAULTS) -> R
     background = bool(opt_bool(req, "background"))
     stream = bool(opt_bool(req, "stream"))
 
-    invocation = AgentInvocation(
+    invocation = _make_invocation(
         agent=agent,
         input=tuple(i for i in items if not isinstance(i, ItemReference)),
         instructions=instructions,

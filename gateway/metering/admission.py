@@ -22,9 +22,12 @@ from gateway.store import ApiKey
 from gateway.store.holds import Admitted, HoldRecord, Holds, Refusal, hold_record
 from gateway.store.records import KeyLimits
 from gateway.tasks import BackgroundTasks
-from gateway.typed import evolve
+from gateway.typed import copier
 
 log = logging.getLogger("gateway.metering")
+
+# ``evolve(invocation, ...)`` without ``evolve``'s lookup (``typed.copier``).
+_copy_invocation = copier(AgentInvocation)
 
 
 class Admission:
@@ -129,7 +132,7 @@ class Admission:
         hold = admitted_hold(
             charge_id=charge_id,
             record=record,
-            invocation=evolve(invocation, max_output_tokens=cap),
+            invocation=_copy_invocation(invocation, max_output_tokens=cap),
             pricing=pricing,
             output_cap=cap,
             admitted=result,

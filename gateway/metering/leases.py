@@ -68,6 +68,7 @@ class Leases:
             usage = hold.final or hold.usage(answered=True)
             record = dataclasses.replace(
                 hold.record,
+                backend=hold.backend,
                 lease_until=until,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,

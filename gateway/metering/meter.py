@@ -59,4 +59,4 @@ class Meter:
 
     def in_flight(self) -> list[HoldRecord]:
         """The holds of this process's requests not yet settled (the console's Live page)."""
-        return [hold.record for hold in list(self._live.values()) if not hold.settled]
+        return [hold.current() for hold in list(self._live.values()) if not hold.settled]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
@@ -189,6 +190,18 @@ async def test_open_streams_and_settles(fake_store: Store) -> None:
     entry = (await fake_store.ledger(api_key.id))[-1]
     assert (entry.kind, entry.amount, entry.request_id) == ("usage", -4, "req_1")
     assert entry.usage == Usage(2, 2) and entry.backend == "scripted"
+
+
+async def test_a_call_in_flight_shows_and_renews_its_backend(fake_store: Store) -> None:
+    backend = scripted([TextDelta("a"), Completed()])
+    gw = gateway(fake_store, backend)
+    api_key, _ = await fake_store.create_key("k", balance=1_000)
+    async with await gw.open(invocation(), api_key, "req_1") as call:
+        assert [r.backend for r in gw.meter.in_flight()] == ["scripted"]
+        await gw.meter.renew()  # the lease's record in Redis names the backend from now on
+        stored = await gw.holds.expired(time.time() + 10**6)
+        assert [(c, r and r.backend) for _, c, r in stored] == [(call.ctx.charge_id, "scripted")]
+        await collect(call)
 
 
 async def test_open_refuses_before_invoking(fake_store: Store) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from gateway.errors import Problem
 from gateway.typed import (
     build,
+    copier,
     evolve,
     fast_init,
     maker,
@@ -272,6 +273,22 @@ def test_a_subclass_of_a_fast_init_class_is_made_with_the_setters() -> None:
         made.name = "b"  # type: ignore[misc]
     copied = evolve(made, count=3)
     assert type(copied) is Sub and copied.count == 3 and copied.name == "a"
+
+
+def test_copier_copies_as_evolve_does() -> None:
+    class Sub(Fast):
+        pass
+
+    copy = copier(Fast)
+    made = Fast("a", 2, ("x",))
+    assert copy(made, count=3) == evolve(made, count=3) == Fast("a", 3, ("x",))
+    assert type(copy(made)) is Fast and copy(made) == made and copy(made) is not made
+    sub = copy(Sub("a", 2), count=3, tags=("y",))  # a subclass's object: evolve's copy
+    assert type(sub) is Sub and (sub.name, sub.count, sub.tags) == ("a", 3, ("y",))
+    with pytest.raises(TypeError):
+        copy(made, nope=1)
+    with pytest.raises(TypeError):
+        copier(Few)  # no twin: evolve it
 
 
 def test_a_class_whose_layout_refuses_the_switch_takes_the_setters() -> None:
