@@ -9,12 +9,13 @@ so the published description cannot drift from what is served.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_urldispatcher import AbstractRoute
 
 from gateway.server.credentials import KeyRule, KeyRules, bearer
 
@@ -76,14 +77,23 @@ class Table:
 
 
 def register(
-    router: web.UrlDispatcher, tables: Iterable[Table], key_rules: KeyRules | None = None
-) -> None:
-    """Add every operation's routes; record each API-key route's rule in ``key_rules``."""
+    router: web.UrlDispatcher,
+    tables: Iterable[Table],
+    key_rules: KeyRules | None = None,
+    wrap: Callable[[Handler], Handler] | None = None,
+) -> list[tuple[AbstractRoute, Operation]]:
+    """Add every operation's routes, with its handler as ``wrap`` makes it if given;
+    record each API-key route's rule in ``key_rules``. The routes, with their operations."""
+    added = []
     for table in tables:
         for path, op in table.routes():
-            route = router.add_route(op.method, path, op.handler)
+            route = router.add_route(
+                op.method, path, op.handler if wrap is None else wrap(op.handler)
+            )
             if key_rules is not None and op.security == "api_key":
                 key_rules[route] = op.key_rule
+            added.append((route, op))
+    return added
 
 
 def json_reply(status: int, description: str, schema: str) -> Reply:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import AbstractRoute
 
 from gateway.config import GatewayConfig
 from gateway.pipeline import Gateway
@@ -48,8 +51,16 @@ def create_app(
     """
     spans = tracing.tracer(config.tracing, span_exporter)
     key_rules: credentials.KeyRules = {}  # filled as the routes are registered
+    route_dialects: dict[AbstractRoute, str] = {}  # likewise
+    in_app_admin = bool(config.admin.token_env) and config.admin.listen is None
+    chain: list[Middleware] = []
+    wrap: Callable[[Handler], Handler] | None = None
     if spans is None:  # the five below as one (a frame per request instead of five)
-        chain = [middlewares.front(config.limits.max_connections, key_rules)]
+        front = middlewares.front(config.limits.max_connections, key_rules, route_dialects)
+        if in_app_admin:  # the admin sub-application's requests go through it too
+            chain = [front]
+        else:  # around each route's handler: no aiohttp middleware (see middlewares.wrap)
+            wrap = functools.partial(middlewares.wrap, front)
     else:
         chain = [
             middlewares.request_id,
@@ -61,8 +72,11 @@ def create_app(
         ]
     app = web.Application(middlewares=chain, client_max_size=config.limits.max_body_bytes)
     tables = [*routes.PUBLIC]
-    api.register(app.router, tables, key_rules)
+    added = api.register(app.router, tables, key_rules, wrap)
     doors = {door.handler: door.dialect for door in routes.DOORS}
+    route_dialects.update(
+        (route, doors[op.handler].name) for route, op in added if op.handler in doors
+    )
     # Each dialect's error shape for everything at or under its endpoints (401, 413, 404s
     # too): Anthropic's under .../messages; OpenAI's is every other path's anyway.
     shapes: dict[str, middlewares.ErrorShape] = {
@@ -77,8 +91,14 @@ def create_app(
     app[middlewares.ERROR_SHAPES] = shapes
     # The requests that gateway.metrics measures, by the dialect they speak.
     app[middlewares.DIALECTS] = {handler: dialect.name for handler, dialect in doors.items()}
-    app.router.add_get("/metrics", misc.metrics)
-    if config.admin.token_env and config.admin.listen is None:
+    if wrap is None:
+        app.router.add_get("/metrics", misc.metrics)
+    else:
+        app.router.add_get("/metrics", wrap(misc.metrics))
+        # Last: where no other route matches, the 404 or 405 (the router's own answers)
+        # in the dialect's shape, with the request id, as the middleware gave them.
+        app.router.add_route("*", "/{tail:.*}", wrap(middlewares.unrouted))
+    if in_app_admin:
         # The admin API exists only with a token; without one, /admin/... is a 404. With
         # admin.listen it is served only by its own listener (admin.start_admin_site).
         # Imported here, once: the admin API's modules and the console's are about

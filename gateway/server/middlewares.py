@@ -12,6 +12,7 @@ request id and answered with a generic 500 that leaks nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -196,14 +197,19 @@ def in_flight_limit(most: int) -> Middleware:
     return limit
 
 
-def front(most: int, rules: Mapping[AbstractRoute, KeyRule]) -> Middleware:
+def front(
+    most: int, rules: Mapping[AbstractRoute, KeyRule], dialects: Mapping[AbstractRoute, str]
+) -> Middleware:
     """``request_id``, ``observe``, ``errors``, ``in_flight_limit(most)`` and
-    ``credentials.middleware(rules)``, in that order, as one middleware.
+    ``credentials.middleware(rules)``, in that order, as one middleware; ``dialects``
+    is each measured route's dialect (``observe`` reads ``DIALECTS`` by handler).
 
     The same work, in one coroutine frame per request instead of five (each layer of
     aiohttp's chain is a frame and a call more on every request). The application uses
     it when nothing goes between them (tracing goes after ``request_id``); the five
-    stay for the other cases (the admin site, tests, tracing).
+    stay for the other cases (the admin site, tests, tracing). The application also
+    puts it around each route's handler itself (``wrap``), so that it has no aiohttp
+    middleware at all.
     """
     in_flight = 0
 
@@ -217,7 +223,7 @@ def front(most: int, rules: Mapping[AbstractRoute, KeyRule]) -> Middleware:
         request[ERROR] = None
         # observe
         route = request.match_info.route
-        dialect = request.app.get(DIALECTS, _NONE).get(route.handler)
+        dialect = dialects.get(route)
         obs = None if dialect is None else metrics.begin(dialect)
         try:
             # errors
@@ -275,6 +281,28 @@ def front(most: int, rules: Mapping[AbstractRoute, KeyRule]) -> Middleware:
         return response
 
     return front
+
+
+def wrap(middleware: Middleware, handler: Handler) -> Handler:
+    """``handler`` behind ``middleware``, as a route's handler: what aiohttp's chain does
+    on every request, done once. An application with any middleware also runs one of
+    aiohttp's own (``_fix_request_current_app``, a frame more) and looks its chain up on
+    each request; without any, ``Application._handle`` calls the route's handler."""
+    return functools.partial(middleware, handler=handler)
+
+
+async def unrouted(request: web.Request) -> web.StreamResponse:
+    """The handler of a catch-all route, registered last: the 404, or the 405 of a path
+    served for other methods, that aiohttp's router answers where no route matches, raised
+    where a wrapped handler (``wrap``) turns it into the dialect's error."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        match, methods = await resource.resolve(request)
+        if match is None:
+            allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
 def error_response(error: GatewayError, request: web.Request) -> web.Response:
