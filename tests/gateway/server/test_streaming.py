@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.http_writer import StreamWriter
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.errors import ServiceUnavailable
@@ -184,6 +185,42 @@ async def test_a_read_is_one_write_the_first_with_the_head_the_last_with_the_end
             b"data: c\n\n",
             b"END:data: d\n\ndata: end\n\n",
         ]
+    finally:
+        await client.close()
+
+
+async def test_the_headers_go_out_with_the_first_frames_in_one_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What reaches the connection's transport: one write of the headers and the first
+    # read's frames, not the headers alone first (aiohttp's StreamResponse default).
+    sent: list[bytes] = []
+    write, writelines = StreamWriter._write, StreamWriter._writelines
+
+    def counted(self: StreamWriter, chunk: bytes | bytearray | memoryview) -> None:
+        sent.append(bytes(chunk))
+        write(self, chunk)
+
+    def counted_lines(self: StreamWriter, chunks: Iterable[bytes]) -> None:
+        chunks = [bytes(c) for c in chunks]
+        sent.append(b"".join(chunks))
+        writelines(self, chunks)
+
+    monkeypatch.setattr(StreamWriter, "_write", counted)
+    monkeypatch.setattr(StreamWriter, "_writelines", counted_lines)
+
+    async def batches() -> AsyncIterator[Batch]:
+        yield (TextDelta("a"),)
+        await asyncio.sleep(0.05)
+        yield (Completed(),)
+
+    client = await serve_reads(batches(), [], monkeypatch)
+    try:
+        async with client.get("/") as resp:
+            assert await resp.read() == b"data: head\n\ndata: a\n\ndata: end\n\n"
+        first = next(w for w in sent if not w.startswith(b"GET "))  # the client's request
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert first.endswith(b"data: head\n\ndata: a\n\n\r\n")  # one chunk of the body
     finally:
         await client.close()
 
