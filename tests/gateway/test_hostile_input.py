@@ -457,10 +457,17 @@ class _Content:
         self._left = [chunk for chunk in chunks if chunk]  # never b"" before the end
         self._buffered = True  # the first chunk came with the headers
 
-    def read_nowait(self) -> bytes:
+    def read_nowait(self, n: int = -1) -> bytes:
         if self._buffered and self._left:
             self._buffered = False
-            return self._left.pop(0)
+            first = self._left[0]
+            out = first if n < 0 else first[:n]
+            if len(out) < len(first):
+                self._left[0] = first[len(out) :]
+            else:
+                self._left.pop(0)
+            self._rest = self._rest[len(out) :]
+            return out
         return b""
 
     def at_eof(self) -> bool:
@@ -485,7 +492,7 @@ class _Response:
     status = 200
     content_length = None
     # aiohttp's ClientResponse.connection is None once the connection is released (the
-    # whole body read): no read timer of aiohttp's for ``stop_read_timer`` to turn off.
+    # whole body read).
     connection = None
 
     def __init__(self, chunks: list[bytes], content_type: str) -> None:

@@ -75,8 +75,8 @@ class HttpOptions:
     base_url: str
     api_key_env: str | None = field(default=None, metadata={"env": True})
     # To the first byte, and between chunks: to the answer's headers from the request's
-    # last byte sent, then between reads of its body (a stream's by a watchdog counting
-    # from the last read, ``Upstream.answer``; the rest by aiohttp's ``sock_read``).
+    # start (its connection and write included), then between reads of its body, counting
+    # from the last read (one watchdog's, ``Upstream.answer``).
     timeout: float = field(default=60.0, metadata={"check": positive})
     connect_timeout: float = field(default=10.0, metadata={"check": positive})
     max_connections: int = field(default=100, metadata={"check": positive})
@@ -99,6 +99,9 @@ class Upstream:
         self._loop: asyncio.AbstractEventLoop | None = None
         # The upstream key, once ``secret`` has read it.
         self._secret: str | None = None
+        # ``answer``'s watchdogs not in use, of the session's loop: a watchdog made
+        # (its loop's clock looked up) costs about as much as aiohttp's read timer did.
+        self._dogs: list[Watchdog] = []
 
     @property
     def secret(self) -> str:
@@ -146,15 +149,13 @@ class Upstream:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._loop = asyncio.get_running_loop()
+            self._dogs = []
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.options.max_connections),
                 # One session serves every client: an upstream's cookie must not reach others.
                 cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=self.options.connect_timeout,
-                    sock_read=self.options.timeout,
-                ),
+                # No ``sock_read``: ``answer`` times the reads (its watchdog).
+                timeout=aiohttp.ClientTimeout(total=None, connect=self.options.connect_timeout),
             )
         return self._session
 
@@ -201,41 +202,37 @@ class Upstream:
         try:  # what ``with self.redacting()`` does, without its generator
             body = payload() if callable(payload) else payload
             answer: dict[str, object] | None = None
-            async with self.post(path, body, headers) as resp:
-                if resp.content_type == "application/json":
-                    answer = json_object(await self.read_body(resp))
-                else:
-                    decoder = SSEDecoder(self.options.max_line_bytes)
-                    ended = False
-                    read_frames: ParseRead = parse_read or partial(
-                        parse_frames, parse=parse, finished=finished
-                    )
-                    # Between reads, ``timeout`` is a watchdog's, not aiohttp's
-                    # (``stop_read_timer``): it counts from the last read, as aiohttp's
-                    # timer counted from the last bytes, without a timer per read; and
-                    # a read that finds its bytes already there needs none.
-                    stop_read_timer(resp)
-                    content, timeout = resp.content, self.options.timeout
-                    # The session's loop (``_client``), which runs this answer.
-                    loop = self._loop or asyncio.get_running_loop()
-                    clock = loop.time
-                    read_at = clock()  # the headers came just now
-                    dog: Watchdog | None = None
-                    try:
+            posted = self.post(path, body, headers)
+            # ``timeout`` is one watchdog's, to the headers and between reads of the body,
+            # not aiohttp's ``sock_read`` (which re-arms a loop timer at every read of the
+            # socket, the headers' included); a read that finds its bytes already there
+            # waits for nothing.
+            loop = self._loop or asyncio.get_running_loop()  # the session's (``_client``)
+            clock, timeout = loop.time, self.options.timeout
+            dogs = self._dogs
+            dog = dogs.pop() if dogs else Watchdog(loop)
+            try:
+                dog.wait(clock() + timeout)
+                async with posted as resp:
+                    if resp.content_type == "application/json":
+                        answer = json_object(await self.read_body(resp, dog))
+                    else:
+                        dog.deadline = None
+                        decoder = SSEDecoder(self.options.max_line_bytes)
+                        ended = False
+                        read_frames: ParseRead = parse_read or partial(
+                            parse_frames, parse=parse, finished=finished
+                        )
+                        content = resp.content
+                        read_at = clock()  # the headers came just now
                         while True:
                             chunk = content.read_nowait()
                             if not chunk:
                                 if content.at_eof():
                                     break
-                                if dog is None:
-                                    dog = Watchdog(loop)
                                 dog.wait(read_at + timeout)
                                 try:
                                     chunk = await content.readany()
-                                except asyncio.CancelledError:
-                                    if not dog.timed_out():
-                                        raise
-                                    raise self.timed_out() from None
                                 finally:
                                     dog.deadline = None
                                 if not chunk:
@@ -263,15 +260,22 @@ class Upstream:
                             if finished():
                                 ended = True
                                 break
-                    finally:
-                        if dog is not None:
-                            dog.close()
-                    if not ended:
-                        events, error = read_frames(decoder.close())
-                        if events:
-                            yield tuple(events)
-                        if error is not None:
-                            raise error
+                        if not ended:
+                            events, error = read_frames(decoder.close())
+                            if events:
+                                yield tuple(events)
+                            if error is not None:
+                                raise error
+            except asyncio.CancelledError:
+                if not dog.timed_out():
+                    raise
+                raise self.timed_out() from None
+            finally:
+                dog.deadline = dog.task = None  # (no task kept alive by an idle watchdog)
+                if dog.expired or len(dogs) >= self.options.max_connections:
+                    dog.close()
+                else:
+                    dogs.append(dog)
             if answer is not None:
                 # A whole answer is one batch, its closing events included: one step
                 # through every layer above instead of two.
@@ -302,17 +306,26 @@ class Upstream:
         except SSEDecodeError as exc:
             raise UpstreamError(f"The upstream stream is malformed: {exc}") from None
 
-    async def read_body(self, resp: aiohttp.ClientResponse) -> bytes:
-        """The whole body of ``resp``; ``UpstreamError`` above ``max_response_bytes``."""
+    async def read_body(self, resp: aiohttp.ClientResponse, dog: Watchdog | None = None) -> bytes:
+        """The whole body of ``resp``; ``UpstreamError`` above ``max_response_bytes``.
+        ``dog``, if given, is given ``timeout`` from each read's start (``answer``'s; its
+        caller maps the expiry): the body is read in time if no read waits that long."""
         most = self.options.max_response_bytes
         if resp.content_length is not None and resp.content_length > most:
             raise self._too_large()
         content = resp.content
-        first = await content.read(most + 1)
+        clock, timeout = (self._loop or asyncio.get_running_loop()).time, self.options.timeout
+        first = content.read_nowait(most + 1)  # what came with the headers: no wait
+        if not first:
+            if dog is not None:
+                dog.wait(clock() + timeout)
+            first = await content.read(most + 1)
         if len(first) <= most and (not first or content.at_eof()):
             return first  # all of it in one read (most answers): no second read, no copy
         raw = bytearray(first)
         while len(raw) <= most:
+            if dog is not None:
+                dog.wait(clock() + timeout)
             more = await content.read(most + 1 - len(raw))
             if not more:
                 break
@@ -380,25 +393,6 @@ class Posted:
                 f"The upstream of backend '{self._upstream.backend}' failed: "
                 f"{exc.__class__.__name__}."
             ) from None
-
-
-def stop_read_timer(resp: aiohttp.ClientResponse) -> None:
-    """Turn aiohttp's read timer (the session's ``sock_read``: ``timeout``) off for the
-    rest of ``resp``'s body.
-
-    aiohttp re-arms that timer at every read of the socket: a loop timer set and
-    cancelled, about 9.9k instructions, which on a stream at full speed is one per
-    chunk. A streamed answer's reads are timed by a ``Watchdog`` instead (``answer``);
-    the wait for the headers, and a whole answer's body, keep aiohttp's timer.
-    ``read_timeout`` of the connection's protocol is what aiohttp itself sets for a
-    websocket; the next request on the connection sets it again. If the whole body
-    came with the headers, the connection is already released (nothing to turn off).
-    Pinned by ``tests/plugins/backends/test_http.py``: a streamed answer arms no
-    timer per read.
-    """
-    connection = resp.connection
-    if connection is not None and connection.protocol is not None:
-        connection.protocol.read_timeout = None
 
 
 async def batches(
