@@ -293,7 +293,8 @@ class Upstream:
         """The server-sent events of ``resp``, a list per read of the body (never an
         empty one), the last event flushed at its end; ``UpstreamError`` if a line is
         longer than ``max_line_bytes``. (``answer`` does this inline, with ``batches``,
-        so that a read passes through one generator, not three.)"""
+        so that a read passes through one generator, not three.) No time limit between
+        reads: ``answer`` keeps ``timeout``, the session has none of its own."""
         decoder = SSEDecoder(self.options.max_line_bytes)
         try:
             async for chunk in resp.content.iter_any():
