@@ -240,7 +240,6 @@ def fast_init(cls: type[T]) -> type[T]:
     _FAST.add(cls)
     if twin is not None:
         _COPIES[cls] = _copier(cls, twin, names)
-        _TWINS[cls] = twin
         _MAKERS[cls] = functools.partial(_maker, namespace, args, defaults, names)
     return cls
 
@@ -309,34 +308,25 @@ def copier(cls: type[T]) -> Callable[..., T]:
     ``evolve`` (no lookup of the class's copier, no dict of the changes). An object of a
     subclass is copied by ``evolve``. For the copies made on every request (a priced
     usage, the invocation with its output cap): ``copy_usage = copier(Usage)``."""
-    twin = _TWINS.get(cls)
-    if twin is None:
+    copy = _COPIES.get(cls)
+    if copy is None:
         raise TypeError(f"copier needs a fast_init class with a twin: {cls}")
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    return _copier(cls, twin, names, checked=True)
+    return copy
 
 
-def _copier(
-    cls: type, twin: type, names: list[str], *, checked: bool = False
-) -> Callable[..., Any]:
-    """``evolve`` for ``cls``'s own objects (``_COPIES``): the copy made as the twin's
-    object (``fast_init``), each field read from the original unless it is changed (a
-    keyword argument), then switched to ``cls``. An unknown field is a ``TypeError``.
-    ``checked``: an object of another class (a subclass's) is handed to ``evolve``."""
+def _copier(cls: type, twin: type, names: list[str]) -> Callable[..., Any]:
+    """``evolve`` for ``cls``'s own objects (``_COPIES``, ``copier``): the copy made as
+    the twin's object (``fast_init``), each field read from the original unless it is
+    changed (a keyword argument), then switched to ``cls``. An unknown field is a
+    ``TypeError``; an object of another class (a subclass's) is handed to ``evolve``."""
     namespace: dict[str, Any] = {"_KEEP": _KEEP, "_cls": cls, "_twin": twin, "_switch": _switch}
     namespace.update(_type=type, _evolve=evolve)
     pairs = ", ".join(f"({name!r}, {name})" for name in names)
     changed = f"{{k: v for k, v in ({pairs},) if v is not _KEEP}}"
     lines = [
         f"def evolve(_obj, {', '.join(f'{name}=_KEEP' for name in names)}):",
-        *(
-            [
-                "    if _type(_obj) is not _cls:",
-                f"        return _evolve(_obj, **{changed})",
-            ]
-            if checked
-            else []
-        ),
+        "    if _type(_obj) is not _cls:",
+        f"        return _evolve(_obj, **{changed})",
         "    _new = _twin()",
         *(f"    _new.{n} = _obj.{n} if {n} is _KEEP else {n}" for n in names),
         "    _switch(_new, _cls)",
@@ -351,7 +341,6 @@ def _copier(
 
 _KEEP: Any = object()  # a field ``evolve`` does not change
 _COPIES: dict[type, Callable[..., Any]] = {}  # ``fast_init`` classes -> their copiers
-_TWINS: dict[type, type] = {}  # ``fast_init`` classes -> their twins (``_twin``)
 _MAKERS: dict[object, Callable[[bool], Callable[..., Any]]] = {}  # classes -> ``_maker``
 
 
